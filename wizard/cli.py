@@ -53,9 +53,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
-        from wizard.tui.app import run_app  # the only place the CLI reaches Textual
-
-        return run_app()
+        # The only place the CLI reaches Textual, imported by name so commands never pay for it.
+        tui = importlib.import_module("wizard.tui.app")
+        return int(tui.run_app())
     try:
         return int(args.handler(args))
     except SockwizardError as exc:
