@@ -2,13 +2,14 @@
 
 Fixtures: `npm_ready` (session), `node_backend` (factory), `plain_server` (factory),
 `proxy_factory` (ProxyFactory), `sshd` (session SshdInstance, root only). Markers registered
-here: `needs_root` (skipped with a reason when not root) and `daemons` (starts real servers;
-informational, runs by default).
+here: `needs_root` (skipped with a reason when not root) and `slow` (starts real daemons;
+runs by default).
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -25,9 +26,21 @@ if _ROOT not in sys.path:
 from tests import rig  # noqa: E402
 
 
+def _sigterm_to_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "needs_root: needs root (sshd, useradd, sudo); skipped otherwise")
-    config.addinivalue_line("markers", "daemons: starts real servers or proxies (runs by default)")
+    config.addinivalue_line(
+        "markers", "needs_root: needs root (sshd, useradd, sudo); skipped otherwise"
+    )
+    config.addinivalue_line(
+        "markers", "slow: starts real daemons (proxies, sshd); still part of the default run"
+    )
+    # A run stopped with SIGTERM (a CI time limit, `timeout`) would otherwise die without
+    # teardown or atexit, leaving proxies and sshd behind; as an interrupt, both still run.
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _sigterm_to_interrupt)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

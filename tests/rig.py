@@ -211,10 +211,11 @@ def socketio_roundtrip(
     hello: dict[str, object] = {}
     got_hello = threading.Event()
 
-    @sio.on("hello")  # type: ignore[misc]
     def _on_hello(data: dict[str, object]) -> None:
         hello.update(data)
         got_hello.set()
+
+    sio.on("hello", _on_hello)
 
     sio.connect(
         url,
@@ -253,6 +254,31 @@ def children_of(pid: int) -> list[int]:
         if fields and fields[1] == str(pid) and fields[0] != "Z":
             out.append(int(entry))
     return out
+
+
+def descendants_of(pid: int) -> list[int]:
+    """All live descendants of `pid`, parents before children."""
+    parents: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        fields = _proc_stat(int(entry))
+        if fields and fields[0] != "Z":
+            parents.setdefault(int(fields[1]), []).append(int(entry))
+    out: list[int] = []
+    todo = [pid]
+    while todo:
+        kids = parents.get(todo.pop(0), [])
+        out.extend(kids)
+        todo.extend(kids)
+    return out
+
+
+def _comm(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return ""
 
 
 def _group_members(pgid: int) -> list[int]:
@@ -413,9 +439,12 @@ class Daemon:
             _kill(pid, signal.SIGKILL)
         for t in self._readers:
             t.join(timeout=2.0)
-        for stream in (self.popen.stdout, self.popen.stderr):
-            if stream is not None:
-                stream.close()
+        # A reader still blocked means a grandchild (e.g. an sshd session in its own process
+        # group) holds the pipe open: closing it under the reader would block forever.
+        if not any(t.is_alive() for t in self._readers):
+            for stream in (self.popen.stdout, self.popen.stderr):
+                if stream is not None:
+                    stream.close()
         _live.discard(self)
         return self.popen.returncode
 
@@ -763,14 +792,11 @@ def nginx_localize(text: str, prefix: str | Path) -> str:
     for name in NGINX_TEMP_DIRS:
         directive = f"{name}_temp_path"
         line = f"{directive} {p / 'temp' / name};"
+        # Replacement strings, not lambdas: the paths hold no backslashes or group references.
         if re.search(rf"^\s*{directive}\s", text, flags=re.M):
-            text = re.sub(
-                rf"^(\s*){directive}\s+[^;]+;", lambda m, line=line: m.group(1) + line, text,
-                flags=re.M
-            )
+            text = re.sub(rf"^(\s*){directive}\s+[^;]+;", rf"\g<1>{line}", text, flags=re.M)
         else:
-            text = re.sub(r"(^\s*http\s*\{)", lambda m, line=line: m.group(1) + "\n    " + line, text,
-                          count=1, flags=re.M)
+            text = re.sub(r"(^\s*http\s*\{)", rf"\g<1>\n    {line}", text, count=1, flags=re.M)
     return text
 
 
@@ -842,7 +868,7 @@ class ProxyInstance:
         workdir: str | Path | None = None,
         site_name: str | None = None,
         host: str = LOOPBACK,
-        **options: object,
+        options: dict[str, object] | None = None,
     ) -> None:
         global _prefix_counter
         _prefix_counter += 1
@@ -857,7 +883,7 @@ class ProxyInstance:
         self.port = port
         self.host = host
         self.site_mode = site_mode
-        self.options = options
+        self.options: dict[str, object] = dict(options or {})
         self.site_name = site_name or self.default_site_name
         self.daemon: Daemon | None = None
         self.startup_seconds: float | None = None
@@ -884,7 +910,7 @@ class ProxyInstance:
         cls = _PROXY_CLASSES[kind]
         real_port = port if port is not None else detect_port(kind, config_text)
         return cls(config_text, port=real_port, site_mode=False, workdir=workdir,
-                   localize=localize, **options)
+                   options={**options, "localize": localize})
 
     @staticmethod
     def from_site(
@@ -904,7 +930,7 @@ class ProxyInstance:
         """
         cls = _PROXY_CLASSES[kind]
         return cls(site_text, port=port, site_mode=True, workdir=workdir, site_name=site_name,
-                   **options)
+                   options=options)
 
     # -- hooks for the kinds -------------------------------------------------------------
     def _setup(self) -> None:
@@ -1547,6 +1573,30 @@ def ensure_test_users() -> None:
             os.replace(tmp, SUDOERS_FILE)
 
 
+def _sweep_stale_sshd_dirs(max_age: float = 3600.0) -> None:
+    """Remove /srv/sockwizard-rig-sshd-* left by runs that were killed before their teardown:
+    those whose sshd (pid file) is gone, or without a pid file and older than `max_age`. A dir
+    whose sshd still runs belongs to a live session (maybe another pytest) and is kept."""
+    for d in RIG_SSH_ROOT.glob("sockwizard-rig-sshd-*"):
+        pidfile = d / "sshd.pid"
+        try:
+            old = time.time() - d.stat().st_mtime > max_age
+            pid = int(pidfile.read_text().strip()) if pidfile.exists() else 0
+        except (OSError, ValueError):
+            continue
+        if pid > 0:
+            try:
+                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+            except OSError:
+                cmdline = b""
+            # The pid may have been reused: it is ours only if its command names this dir.
+            stale = str(d).encode() not in cmdline
+        else:
+            stale = old
+        if stale:
+            shutil.rmtree(d, ignore_errors=True)
+
+
 def host_key_fingerprint(pub_path: Path) -> str:
     """"SHA256:…" for a public key file, as ssh-keygen -l prints it."""
     out = _run(["ssh-keygen", "-l", "-E", "sha256", "-f", str(pub_path)]).stdout
@@ -1572,6 +1622,7 @@ class SshdInstance:
         if not is_root():
             raise RigError("sshd needs root (it switches users)")
         ensure_test_users()
+        _sweep_stale_sshd_dirs()
         Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
         self.dir = make_world_dir("sockwizard-rig-sshd-", RIG_SSH_ROOT)
         self.port = port if port is not None else free_port()
@@ -1682,13 +1733,21 @@ Subsystem sftp internal-sftp
         ]
 
     def session_pids(self) -> list[int]:
-        """Per-connection sshd children (one per live client connection)."""
+        """The per-connection privileged monitors ("sshd: USER [priv]"), one per live client
+        connection: the listener's direct children."""
         return children_of(self.daemon.pid)
 
     def kill_session_children(self, sig: int = signal.SIGKILL) -> list[int]:
-        """Kill every per-connection sshd child: live SSH sessions are cut at once, as if the
-        network dropped. Returns the pids signalled."""
-        pids = self.session_pids()
+        """Cut every live SSH connection as a network drop would, while the listener keeps
+        accepting. Returns the pids signalled.
+
+        Kills every sshd process under the listener: with privilege separation the monitor's
+        child ("sshd: USER@notty") holds the TCP connection, so killing only the monitors
+        leaves the session running. The user's own commands are not signalled; they see their
+        pipes close (the test reaps what it started)."""
+        pids = [
+            pid for pid in descendants_of(self.daemon.pid) if _comm(pid) == "sshd"
+        ]
         for pid in pids:
             _kill(pid, sig)
         return pids
@@ -1698,7 +1757,9 @@ Subsystem sftp internal-sftp
 
     def stop(self) -> None:
         if hasattr(self, "daemon"):
-            self.kill_session_children()
+            # Everything under the listener, user commands included: nothing outlives the rig.
+            for pid in descendants_of(self.daemon.pid):
+                _kill(pid, signal.SIGKILL)
             self.daemon.stop()
         shutil.rmtree(self.dir, ignore_errors=True)
 

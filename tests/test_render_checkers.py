@@ -20,7 +20,7 @@ from wizard.model import DeploySpec, Layout, ProxyKind
 from wizard.proxies import profile
 from wizard.render import render
 
-pytestmark = pytest.mark.daemons
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")

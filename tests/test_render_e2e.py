@@ -20,7 +20,7 @@ from wizard.model import Backend, DeploySpec, ProxyKind, Scope
 from wizard.proxies import profile
 from wizard.render import render
 
-pytestmark = pytest.mark.daemons
+pytestmark = pytest.mark.slow
 
 KINDS = list(ProxyKind)
 

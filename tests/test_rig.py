@@ -16,7 +16,7 @@ import websocket
 
 from tests import rig
 
-pytestmark = pytest.mark.daemons
+pytestmark = pytest.mark.slow
 
 Backend = Callable[..., rig.NodeBackend]
 
@@ -219,7 +219,7 @@ def test_proxy_check_uses_the_real_checker(
     inst.start()
     with pytest.raises(rig.RigError, match="does not validate"):
         inst.reload(BROKEN_SITE[kind])
-    assert inst.running()
+    assert inst.running(), inst.log_text()
 
 
 def test_create_from_full_config(node_backend: Backend, proxy_factory: rig.ProxyFactory) -> None:

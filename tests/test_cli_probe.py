@@ -1,0 +1,40 @@
+"""`sockwizard probe` as a script sees it: exit codes, --json shape, bad input."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+
+import pytest
+
+from tests import rig
+from wizard.cli import main
+
+pytestmark = pytest.mark.slow
+
+
+def test_probe_json_on_a_healthy_server(node_backend: Callable[..., rig.NodeBackend],
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    backend = node_backend(ping_interval=3000, ping_timeout=2000)
+    assert main(["probe", backend.url, "--json", "--emit", "echo", "--data", '{"x": 1}']) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["ok"] is True and report["transport"] == "websocket"
+    assert report["handshake"]["pingInterval" if "pingInterval" in report["handshake"]
+                               else "ping_interval_ms"] == 3000
+    assert {s["name"] for s in report["stages"]} >= {"tcp", "polling", "websocket", "socketio"}
+    assert report["findings"] == []
+
+
+def test_probe_wrong_path_exits_1_with_a_finding(node_backend: Callable[..., rig.NodeBackend],
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    backend = node_backend()
+    assert main(["probe", backend.url, "--path", "/nope/", "--json"]) == 1
+    codes = [f["code"] for f in json.loads(capsys.readouterr().out)["findings"]]
+    assert "path-mismatch" in codes
+
+
+@pytest.mark.parametrize("url", ["not a url", "ftp://x/", "http://", "http://h:99999/"])
+def test_probe_bad_url_is_exit_2(url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["probe", url]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and err.startswith("sockwizard: ")
