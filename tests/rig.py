@@ -1239,6 +1239,20 @@ class ApacheInstance(ProxyInstance):
     def _stop_signal(self) -> int:
         return signal.SIGTERM
 
+    def _wait_ready(self, timeout: float) -> None:
+        # httpd reads its config twice at start-up and binds the port during the first pass:
+        # a site file replaced right after "port open" is read by the second pass (a broken one
+        # kills the server). Children are forked only after the second pass, so wait for one.
+        super()._wait_ready(timeout)
+        daemon = self.daemon
+        assert daemon is not None
+        wait_for(
+            "apache to fork its first child",
+            lambda: bool(children_of(daemon.pid)),
+            timeout=timeout,
+            alive=daemon.exit_reason,
+        )
+
     @property
     def reload_cmd(self) -> str:
         return self._env_prefix(self.prefix) + shlex.join(
@@ -1505,7 +1519,9 @@ class ProxyFactory:
         self.instances.append(inst)
         return inst
 
-    def from_site(self, kind: ProxyKind, site_text: str, *, port: int, **kw: object) -> ProxyInstance:
+    def from_site(
+        self, kind: ProxyKind, site_text: str, *, port: int, **kw: object
+    ) -> ProxyInstance:
         kw.setdefault("workdir", self.workdir)
         inst = ProxyInstance.from_site(kind, site_text, port=port, **kw)  # type: ignore[arg-type]
         self.instances.append(inst)
@@ -1529,8 +1545,9 @@ NOSUDO_PASSWORD = "swnosudo-Pa55-rig"
 SUDOERS_FILE = Path("/etc/sudoers.d/sockwizard-rig")
 # Persistent on purpose: several pytest sessions on this machine may share the users at once,
 # so a teardown that deleted them (or the sudoers entry) would break a concurrent run.
-SUDOERS_TEXT = f"""# Test users of sockwizard's rig (tests/rig.py). {DEPLOY_USER} deploys with passwordless
-# sudo; {NOSUDO_USER} must type a password, to test the "sudo needs a password" path.
+SUDOERS_TEXT = f"""# Test users of sockwizard's rig (tests/rig.py).
+# {DEPLOY_USER} deploys with passwordless sudo; {NOSUDO_USER} must type a password, to test the
+# "sudo needs a password" path.
 {DEPLOY_USER} ALL=(ALL:ALL) NOPASSWD: ALL
 {NOSUDO_USER} ALL=(ALL:ALL) ALL
 """
@@ -1545,7 +1562,9 @@ def is_root() -> bool:
 def _run(argv: Sequence[str], **kw: object) -> subprocess.CompletedProcess[str]:
     proc = subprocess.run(list(argv), capture_output=True, text=True, timeout=60, **kw)  # type: ignore[call-overload]
     if proc.returncode != 0:
-        raise RigError(f"{shlex.join(argv)} failed ({proc.returncode}):\n{proc.stdout}{proc.stderr}")
+        raise RigError(
+            f"{shlex.join(argv)} failed ({proc.returncode}):\n{proc.stdout}{proc.stderr}"
+        )
     return proc  # type: ignore[no-any-return]
 
 
@@ -1644,7 +1663,9 @@ class SshdInstance:
         self.known_hosts.write_text(self.host_key_line + "\n")
         self.known_hosts.chmod(0o644)
         self.other_known_hosts = self.dir / "known_hosts.other"
-        self.other_known_hosts.write_text(f"[{self.host}]:{self.port} {other_pub[0]} {other_pub[1]}\n")
+        self.other_known_hosts.write_text(
+            f"[{self.host}]:{self.port} {other_pub[0]} {other_pub[1]}\n"
+        )
         self.other_known_hosts.chmod(0o644)
         self.host_key_fingerprint = host_key_fingerprint(self.dir / "ssh_host_ed25519_key.pub")
         self.config_path = self.dir / "sshd_config"

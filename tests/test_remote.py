@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from tests import rig
 from wizard.errors import ConnectionFailed, RemoteCommandFailed, SudoPasswordRequired
 from wizard.remote import (
     TEMP_MARKER,
@@ -359,12 +360,19 @@ except SudoPasswordRequired as exc:
 
 
 def _run_as(user: str, target: Path, password: str = "") -> list[str]:
-    repo = Path(__file__).resolve().parent.parent
+    # The checkout may sit in a directory the test user cannot enter (CI clones into a 0700
+    # mktemp dir): give it a world-readable copy of the package.
+    repo = rig.make_world_dir("sockwizard-pkg-")
+    shutil.copytree(Path(__file__).resolve().parent.parent / "wizard", repo / "wizard",
+                    ignore=shutil.ignore_patterns("__pycache__", "tui"))
+    for path in repo.rglob("*"):
+        path.chmod(0o755 if path.is_dir() else 0o644)
     proc = subprocess.run(
         ["runuser", "-u", user, "--", "/usr/bin/python3", "-B", "-c", _AS_USER, str(target)],
         input=password, capture_output=True, text=True, timeout=60,
         env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "PYTHONPATH": str(repo), "HOME": "/"},
     )
+    shutil.rmtree(repo, ignore_errors=True)
     assert proc.returncode == 0, proc.stderr
     return proc.stdout.splitlines()
 
