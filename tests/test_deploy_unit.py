@@ -1,0 +1,680 @@
+"""Every branch of the deploy transaction (wizard/deploy.py), fast.
+
+The host is this machine through the real ``LocalRemote`` (a real /bin/sh runs the backup and
+activation scripts on files in tmp_path); the proxy's checker and reload are small shell
+commands that succeed or fail on purpose, and the live checks (settle + probe) are fakes — the
+real ones run in tests/test_deploy_ssh.py. Connection faults come from a thin Remote wrapper that
+raises where a dropped SSH connection would. Detection is tested as pure functions over the
+detect script's output.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+import pytest
+
+from wizard import deploy
+from wizard.commands.deploy import summary_table
+from wizard.deploy import (
+    DeployOptions,
+    DeployResult,
+    LiveChecks,
+    Notice,
+    Outcome,
+    SettleResult,
+    Step,
+    StepFinished,
+    activation_script,
+    apply,
+)
+from wizard.detect import HostFacts, Overrides, parse_apache_modules, parse_facts, resolve
+from wizard.errors import BadInput, ConnectionFailed, ExitCode, SudoPasswordRequired
+from wizard.findings import Finding
+from wizard.model import Backend, DeploySpec, Layout, ProxyKind
+from wizard.probe import ProbeReport
+from wizard.remote import CommandResult, FileStat, LocalRemote
+from wizard.stamp import HEADER, existing_id, stamp
+
+pytestmark = pytest.mark.timeout(60)
+
+OLD = b"# the config that was there before\nlisten 8080;\n"
+SPEC = DeploySpec(proxy=ProxyKind.NGINX, backends=(Backend("127.0.0.1", 3000),),
+                  listen_address="127.0.0.1", listen_port=8080)
+# Fails only while the new (marked) config is in place: the restored old one reloads fine.
+RELOAD_REFUSES_NEW = (f"if grep -q {HEADER} {{config}}; then "
+                      "echo 'reload: bind() to 127.0.0.1:8080 failed (98: Address in use)' >&2; "
+                      "exit 1; fi")
+VALIDATE_REFUSES = ("echo 'nginx: [emerg] unknown directive \"bogus\" in {config}:3' >&2; "
+                    "echo 'nginx: configuration file test failed' >&2; exit 1")
+
+
+# --------------------------------------------------------------------------------------------
+# Fakes for the live checks, and a host in tmp_path
+# --------------------------------------------------------------------------------------------
+
+
+def report(ok: bool) -> ProbeReport:
+    findings = () if ok else (Finding(
+        "backend-unreachable", "error", "The proxy cannot reach the Socket.IO server (502)",
+        "polling: 502 Bad Gateway", "Start the Socket.IO server."),)
+    return ProbeReport(url="http://127.0.0.1:8080", path="/socket.io/", ok=ok,
+                       transport="websocket" if ok else None, handshake=None, stages=(),
+                       findings=findings)
+
+
+@dataclass
+class FakeChecks:
+    """Records what the deploy asked; answers settle/probe as told."""
+
+    settle_ok: bool = True
+    probe_ok: bool = True
+    settled: list[str | None] = field(default_factory=list)
+    probed: list[str] = field(default_factory=list)
+
+    def checks(self) -> LiveChecks:
+        return LiveChecks(settle=self.settle, probe=self.probe)
+
+    def settle(self, url: str, path: str, config_id: str | None, quiet: float,
+               timeout: float) -> SettleResult:
+        self.settled.append(config_id)
+        if self.settle_ok:
+            return SettleResult(True, 0.001, 1, f"HTTP 400 with {HEADER}: {config_id}")
+        return SettleResult(False, timeout, 3, "the proxy did not serve the new config")
+
+    def probe(self, url: str, path: str, timeout: float) -> ProbeReport:
+        self.probed.append(url)
+        return report(self.probe_ok)
+
+
+@dataclass
+class Host:
+    """A config file on "the host" (this machine), its backups and the local state dir."""
+
+    root: Path
+    dest: Path
+    checks: FakeChecks = field(default_factory=FakeChecks)
+    events: list[Any] = field(default_factory=list)
+
+    def options(self, **kw: Any) -> DeployOptions:
+        base: dict[str, Any] = {
+            "dest": str(self.dest), "validate_cmd": "true", "reload_cmd": "true",
+            "backup_dir": str(self.root / "backups"), "state_dir": self.root / "state",
+            "probe_url": "http://127.0.0.1:8080",
+        }
+        base.update(kw)
+        return DeployOptions(**base)
+
+    def deploy(self, spec: DeploySpec = SPEC, remote: Any = None,
+               **kw: Any) -> DeployResult:
+        self.events.clear()
+        reconnect = kw.pop("reconnect", None)
+        return apply(remote or LocalRemote(), spec, self.options(**kw),
+                     on_event=self.events.append, checks=self.checks.checks(),
+                     reconnect=reconnect)
+
+    def steps(self) -> list[tuple[str, str]]:
+        return [(e.step.value, e.status) for e in self.events if isinstance(e, StepFinished)]
+
+    def index(self) -> list[dict[str, Any]]:
+        path = self.root / "backups" / "index.jsonl"
+        return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() \
+            else []
+
+
+@pytest.fixture
+def host(tmp_path: Path) -> Host:
+    conf = tmp_path / "etc" / "conf.d"
+    conf.mkdir(parents=True)
+    dest = conf / "sockwizard.conf"
+    dest.write_bytes(OLD)
+    dest.chmod(0o640)
+    return Host(tmp_path, dest)
+
+
+def new_text(spec: DeploySpec = SPEC) -> bytes:
+    from wizard.render import render
+
+    return stamp(spec.proxy, render(spec).text).text.encode()
+
+
+def only_files(directory: Path) -> list[str]:
+    return sorted(p.name for p in directory.iterdir())
+
+
+# --------------------------------------------------------------------------------------------
+# The happy path, no-op, dry run
+# --------------------------------------------------------------------------------------------
+
+
+def test_deploy_replaces_backs_up_and_probes(host: Host) -> None:
+    result = host.deploy()
+    assert (result.outcome, result.exit_code) == (Outcome.DEPLOYED, ExitCode.OK), result.message()
+    assert host.dest.read_bytes() == new_text()
+    assert host.dest.stat().st_mode & 0o777 == 0o640  # the mode of the file it replaced
+    assert [s for s, _ in host.steps()] == ["detect", "diff", "backup", "upload", "rename",
+                                            "validate", "reload", "settle", "probe", "done"]
+    assert result.backup is not None and Path(result.backup).read_bytes() == OLD
+    assert result.local_backup is not None and Path(result.local_backup).read_bytes() == OLD
+    (entry,) = host.index()
+    assert entry["dest"] == str(host.dest) and entry["backup"] == result.backup
+    # The deploy waited for its own marker before probing.
+    assert host.checks.settled == [result.config_id] and host.checks.probed
+    assert existing_id(host.dest.read_text()) == result.config_id
+    assert only_files(host.dest.parent) == ["sockwizard.conf"]  # no temp file left behind
+
+
+def test_second_deploy_is_a_noop_but_still_probes(host: Host) -> None:
+    assert host.deploy().ok
+    before = host.dest.stat().st_mtime_ns
+    result = host.deploy()
+    assert (result.outcome, result.exit_code) == (Outcome.UNCHANGED, ExitCode.OK)
+    assert result.diff == "" and "already has this config" in result.title
+    assert dict(host.steps())["upload"] == "skipped" and dict(host.steps())["reload"] == "skipped"
+    assert dict(host.steps())["probe"] == "ok"
+    assert host.dest.stat().st_mtime_ns == before and len(host.index()) == 1
+
+
+def test_noop_whose_probe_fails_says_so_and_changes_nothing(host: Host) -> None:
+    assert host.deploy().ok
+    host.checks.probe_ok = False
+    result = host.deploy()
+    assert (result.outcome, result.exit_code) == (Outcome.UNCHANGED, ExitCode.FAILED)
+    assert result.failed_step is Step.PROBE and "Nothing was changed" in result.hint
+    assert host.dest.read_bytes() == new_text()
+
+
+def test_dry_run_prints_plan_and_diff_and_changes_nothing(host: Host) -> None:
+    result = host.deploy(dry_run=True, reload_cmd="systemctl reload nginx")
+    assert (result.outcome, result.exit_code) == (Outcome.PLANNED, ExitCode.OK)
+    assert host.dest.read_bytes() == OLD and not (host.root / "backups").exists()
+    assert not (host.root / "state").exists()
+    commands = "\n".join(p.command for p in result.plan)
+    assert "systemctl reload nginx" in commands and f"{host.dest}" in commands
+    assert "cp -p" in commands and "mv -f" in commands
+    assert result.diff.startswith(f"--- local:{host.dest}\n+++ {host.dest} (sockwizard)\n")
+    assert "-listen 8080;" in result.diff and f"+    add_header {HEADER}" in result.diff
+    assert not host.checks.probed
+
+
+# --------------------------------------------------------------------------------------------
+# Failures and rollbacks
+# --------------------------------------------------------------------------------------------
+
+
+def test_validation_failure_puts_the_old_file_back_at_once(host: Host) -> None:
+    result = host.deploy(validate_cmd=VALIDATE_REFUSES)
+    assert (result.outcome, result.exit_code) == (Outcome.ROLLED_BACK,
+                                                  ExitCode.VALIDATE_ROLLED_BACK)
+    assert host.dest.read_bytes() == OLD and host.dest.stat().st_mode & 0o777 == 0o640
+    assert 'unknown directive "bogus"' in result.detail  # the checker's own words
+    assert result.failed_step is Step.VALIDATE and "then deploy again" in result.hint
+    assert dict(host.steps())["validate"] == "failed" and "reload" not in dict(host.steps())
+    assert only_files(host.dest.parent) == ["sockwizard.conf"]
+    assert not host.checks.probed
+
+
+def test_reload_failure_restores_validates_and_reloads_the_old_config(host: Host) -> None:
+    result = host.deploy(reload_cmd=RELOAD_REFUSES_NEW)
+    assert (result.outcome, result.exit_code) == (Outcome.ROLLED_BACK,
+                                                  ExitCode.RELOAD_ROLLED_BACK), result.message()
+    assert host.dest.read_bytes() == OLD
+    assert "Address in use" in result.detail
+    assert host.steps()[-4:] == [("reload", "failed"), ("restore", "ok"), ("recheck", "ok"),
+                                 ("reload-old", "ok")]
+
+
+def test_probe_failure_rolls_back(host: Host) -> None:
+    host.checks.probe_ok = False
+    result = host.deploy()
+    assert (result.outcome, result.exit_code) == (Outcome.ROLLED_BACK,
+                                                  ExitCode.PROBE_ROLLED_BACK)
+    assert host.dest.read_bytes() == OLD
+    assert "backend-unreachable" in result.detail and "Start the Socket.IO server" in result.hint
+    assert result.probe is not None and not result.probe.ok
+
+
+def test_settle_timeout_counts_as_a_probe_failure(host: Host) -> None:
+    host.checks.settle_ok = False
+    result = host.deploy()
+    assert result.exit_code == ExitCode.PROBE_ROLLED_BACK and result.failed_step is Step.SETTLE
+    assert host.dest.read_bytes() == OLD and not host.checks.probed
+
+
+def test_probe_failure_after_a_marked_deploy_waits_for_the_old_marker(host: Host) -> None:
+    first = host.deploy()
+    assert first.ok
+    host.checks.probe_ok = False
+    result = host.deploy(spec=replace(SPEC, read_timeout=90))
+    assert result.exit_code == ExitCode.PROBE_ROLLED_BACK
+    assert host.dest.read_bytes() == new_text()
+    # settle (new id), then settle again for the restored config's id
+    assert host.checks.settled[-2:] == [result.config_id, first.config_id]
+
+
+def test_rollback_that_fails_is_exit_7_and_names_the_backup(host: Host) -> None:
+    result = host.deploy(reload_cmd="echo 'nginx is not running' >&2; exit 1")
+    assert (result.outcome, result.exit_code) == (Outcome.ROLLBACK_FAILED,
+                                                  ExitCode.ROLLBACK_FAILED)
+    assert host.dest.read_bytes() == OLD  # the file is back; only the reload keeps failing
+    assert result.backup is not None and result.backup in result.hint
+    assert "sockwizard rollback" in result.hint and "nginx is not running" in result.detail
+
+
+def test_no_rollback_keeps_the_new_config(host: Host) -> None:
+    host.checks.probe_ok = False
+    result = host.deploy(rollback=False)
+    assert (result.outcome, result.exit_code) == (Outcome.KEPT, ExitCode.FAILED)
+    assert host.dest.read_bytes() == new_text() and "--no-rollback" in result.title
+    assert result.backup is not None and result.backup in result.hint
+
+
+def test_no_rollback_never_keeps_a_config_that_fails_validation(host: Host) -> None:
+    result = host.deploy(validate_cmd=VALIDATE_REFUSES, rollback=False)
+    assert result.exit_code == ExitCode.VALIDATE_ROLLED_BACK and host.dest.read_bytes() == OLD
+
+
+def test_new_file_is_removed_again_when_the_probe_fails(host: Host) -> None:
+    host.dest.unlink()
+    host.checks.probe_ok = False
+    result = host.deploy()
+    assert result.exit_code == ExitCode.PROBE_ROLLED_BACK and not host.dest.exists()
+    assert result.backup is None and host.index()[0]["backup"] is None
+
+
+def test_new_file_that_fails_validation_is_removed(host: Host) -> None:
+    host.dest.unlink()
+    result = host.deploy(validate_cmd=VALIDATE_REFUSES)
+    assert result.exit_code == ExitCode.VALIDATE_ROLLED_BACK and not host.dest.exists()
+
+
+def test_a_checker_that_hangs_is_stopped_and_the_old_file_restored(host: Host) -> None:
+    result = host.deploy(validate_cmd="sleep 30", command_timeout=0.5)
+    assert result.exit_code == ExitCode.VALIDATE_ROLLED_BACK, result.message()
+    assert "timed out" in result.title and host.dest.read_bytes() == OLD
+    assert dict(host.steps())["restore"] == "ok"
+
+
+def test_a_bad_probe_url_is_refused_before_anything_changes(host: Host) -> None:
+    result = host.deploy(probe_url="localhost:8080")  # no scheme
+    assert result.exit_code == ExitCode.BAD_INPUT and "--probe-url" in result.hint
+    assert host.dest.read_bytes() == OLD and not (host.root / "backups").exists()
+
+
+def test_no_probe_skips_settle_and_probe(host: Host) -> None:
+    result = host.deploy(probe=False)
+    assert result.ok and "--no-probe" in result.title
+    assert dict(host.steps())["probe"] == "skipped" and not host.checks.probed
+
+
+def test_caddy_warns_before_a_reload_that_drops_websockets(host: Host) -> None:
+    spec = replace(SPEC, proxy=ProxyKind.CADDY)
+    result = host.deploy(spec=spec)
+    assert result.ok
+    notices = [e for e in host.events if isinstance(e, Notice)]
+    assert any("closes every live WebSocket" in n.text for n in notices)
+    reload_started = next(i for i, e in enumerate(host.events)
+                          if isinstance(e, deploy.StepStarted) and e.step is Step.RELOAD)
+    assert host.events.index(notices[0]) < reload_started
+    with_delay = host.deploy(spec=replace(spec, stream_close_delay=30))
+    assert not with_delay.warnings
+
+
+# --------------------------------------------------------------------------------------------
+# Connection faults (a Remote wrapper raising where paramiko would)
+# --------------------------------------------------------------------------------------------
+
+
+class FlakyRemote:
+    """LocalRemote, except that the chosen operation raises the given error once."""
+
+    def __init__(self, fail_op: str, error: Exception, *, match: str = "") -> None:
+        self.inner = LocalRemote(name="flaky")
+        self.name = "flaky"
+        self.fail_op = fail_op
+        self.error: Exception | None = error
+        self.match = match
+
+    def _maybe_fail(self, op: str, target: str) -> None:
+        if self.error is not None and op == self.fail_op and target.startswith(self.match):
+            error, self.error = self.error, None
+            raise error
+
+    def run(self, command: str, *, sudo: bool = False, timeout: float = 60,
+            input: str | None = None) -> CommandResult:
+        if sudo and isinstance(self.error, SudoPasswordRequired):
+            self._maybe_fail("run", command)
+        self._maybe_fail("run", command)
+        return self.inner.run(command, sudo=sudo, timeout=timeout, input=input)
+
+    def read_file(self, path: str) -> bytes | None:
+        return self.inner.read_file(path)
+
+    def write_file_atomic(self, path: str, data: bytes, *, mode: int | None = None) -> None:
+        self.inner.write_file_atomic(path, data, mode=mode)
+
+    def upload_temp_beside(self, path: str, data: bytes, *, mode: int | None = None) -> str:
+        self._maybe_fail("upload_temp_beside", path)
+        return self.inner.upload_temp_beside(path, data, mode=mode)
+
+    def rename(self, src: str, dst: str) -> None:
+        self.inner.rename(src, dst)
+
+    def exists(self, path: str) -> bool:
+        return self.inner.exists(path)
+
+    def stat(self, path: str) -> FileStat | None:
+        return self.inner.stat(path)
+
+    def remove(self, path: str) -> None:
+        self.inner.remove(path)
+
+    def close(self) -> None:
+        self.inner.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+
+LOST = ConnectionFailed("Connection to flaky lost during sftp write",
+                        "The SSH connection dropped. Check the host and run the command again.")
+
+
+def test_connection_lost_during_upload_changes_nothing(host: Host) -> None:
+    result = host.deploy(remote=FlakyRemote("upload_temp_beside", LOST))
+    assert (result.outcome, result.exit_code) == (Outcome.FAILED, ExitCode.CONNECTION)
+    assert host.dest.read_bytes() == OLD and "was not changed" in result.title
+    assert result.failed_step is Step.UPLOAD and "run the command again" in result.hint
+
+
+def test_connection_lost_during_reload_reconnects_and_rolls_back(host: Host) -> None:
+    flaky = FlakyRemote("run", LOST, match="if grep -q")  # the reload command
+    result = host.deploy(remote=flaky, reload_cmd=RELOAD_REFUSES_NEW,
+                         reconnect=lambda: LocalRemote(name="again"))
+    assert result.outcome is Outcome.ROLLED_BACK and result.exit_code == ExitCode.CONNECTION
+    assert host.dest.read_bytes() == OLD and "Reconnected" in result.title
+
+
+def test_connection_lost_after_rename_without_reconnect_says_how_to_roll_back(host: Host
+                                                                             ) -> None:
+    flaky = FlakyRemote("run", LOST, match="if grep -q")
+    result = host.deploy(remote=flaky, reload_cmd=RELOAD_REFUSES_NEW)
+    assert result.exit_code == ExitCode.CONNECTION
+    assert "sockwizard rollback --host" in result.hint and result.backup in result.hint
+
+
+def test_sudo_password_needed_is_exit_3_with_what_to_do(host: Host) -> None:
+    needs = SudoPasswordRequired("sudo on flaky needs a password for swnosudo",
+                                 "Pass the sudo password with --sudo-password-stdin.")
+    result = host.deploy(remote=FlakyRemote("run", needs))
+    assert result.exit_code == ExitCode.CONNECTION and host.dest.read_bytes() == OLD
+    assert "--sudo-password-stdin" in result.hint
+
+
+def test_activation_script_restores_even_when_the_session_hangs_up(tmp_path: Path) -> None:
+    """The SSH session dies (SIGHUP, stdout closed) while the checker runs: the script still
+    puts the old file back — the rename and the restore cannot be separated."""
+    dest, backup, tmp = tmp_path / "site.conf", tmp_path / "backup", tmp_path / ".new.tmp"
+    dest.write_bytes(OLD)
+    backup.write_bytes(OLD)
+    tmp.write_bytes(b"broken {\n")
+    started = tmp_path / "checker-started"
+    validate = f"touch {started}; while [ ! -e {tmp_path}/go ]; do sleep 0.01; done; exit 1"
+    script = activation_script(str(tmp), str(dest), str(backup), validate, (), ())
+    proc = subprocess.Popen(["/bin/sh", "-c", script], stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline_ok = _wait(lambda: started.exists())
+        assert deadline_ok, "the checker never started"
+        assert dest.read_bytes() == b"broken {\n"  # renamed, being checked
+        assert proc.stdout is not None
+        proc.stdout.close()  # the reader is gone...
+        os.killpg(proc.pid, signal.SIGHUP)  # ...and the session hangs up
+        (tmp_path / "go").touch()
+        proc.wait(timeout=10)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert dest.read_bytes() == OLD
+
+
+def _wait(cond: Callable[[], bool], timeout: float = 10.0) -> bool:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return True
+        time.sleep(0.01)
+    return False
+
+
+# --------------------------------------------------------------------------------------------
+# sockwizard rollback
+# --------------------------------------------------------------------------------------------
+
+
+def test_rollback_walks_back_through_the_history(host: Host, monkeypatch: pytest.MonkeyPatch
+                                                 ) -> None:
+    assert host.deploy().ok
+    second = replace(SPEC, read_timeout=90)
+    assert host.deploy(spec=second).ok
+    options = deploy.RollbackOptions(backup_dir=str(host.root / "backups"),
+                                     state_dir=host.root / "state", probe=False)
+    remote = LocalRemote()
+    monkeypatch.setattr(deploy, "open_host", lambda h, c: remote)
+    back = deploy.rollback_host("local", options, deploy.ConnectOptions())
+    assert back.ok and host.dest.read_bytes() == new_text(), back.message()
+    assert "Rolled back" in back.title
+    back = deploy.rollback_host("local", options, deploy.ConnectOptions())
+    assert back.ok and host.dest.read_bytes() == OLD
+    nothing = deploy.rollback_host("local", options, deploy.ConnectOptions())
+    assert nothing.exit_code == ExitCode.BAD_INPUT and "Nothing to roll back" in nothing.title
+    assert host.dest.read_bytes() == OLD
+
+
+def test_rollback_uses_the_local_copy_when_the_host_lost_its_backup(host: Host) -> None:
+    first = host.deploy()
+    assert first.ok and first.backup is not None
+    Path(first.backup).unlink()
+    restored = deploy.rollback_result(
+        LocalRemote(), first, options=deploy.RollbackOptions(
+            backup_dir=str(host.root / "backups"), state_dir=host.root / "state", probe=False),
+        checks=host.checks.checks())
+    assert restored.ok, restored.message()
+    assert host.dest.read_bytes() == OLD
+
+
+def test_rollback_of_a_deploy_that_made_no_backup_is_refused(host: Host) -> None:
+    host.dest.unlink()
+    first = host.deploy()
+    refused = deploy.rollback_result(LocalRemote(), first)
+    assert refused.exit_code == ExitCode.BAD_INPUT and host.dest.exists()
+
+
+# --------------------------------------------------------------------------------------------
+# Detection (pure: the detect script's output -> where and how)
+# --------------------------------------------------------------------------------------------
+
+DEBIAN_APACHE = """uid=1001
+os=debian
+bin apache2 /usr/sbin/apache2
+bin apache2ctl /usr/sbin/apache2ctl
+bin systemctl /usr/bin/systemctl
+bin a2ensite /usr/sbin/a2ensite
+bin a2dissite /usr/sbin/a2dissite
+bin a2enmod /usr/sbin/a2enmod
+dir /etc/apache2/sites-available
+systemd=1
+dest_dir=1
+real=/etc/apache2/sites-available/sockwizard.conf
+@@version
+Server version: Apache/2.4.62 (Debian)
+"""
+
+
+def test_debian_apache_enables_the_site_and_missing_modules() -> None:
+    facts = replace(parse_facts(DEBIAN_APACHE),
+                    apache_modules=parse_apache_modules(" core_module (static)\n"
+                                                        " proxy_module (shared)\n"))
+    spec = replace(SPEC, proxy=ProxyKind.APACHE)
+    target = resolve(spec, facts, Overrides())
+    assert target.dest == "/etc/apache2/sites-available/sockwizard.conf"
+    assert target.validate_cmd == "apache2ctl -t"
+    assert target.reload_cmd == "systemctl reload apache2"
+    assert target.enable_cmds == ("a2ensite -q sockwizard",)
+    assert target.prepare_cmds == ("a2enmod -q proxy_http headers",)
+    assert facts.version == "2.4.62" and facts.systemd and facts.os_family == "debian"
+
+
+def test_rhel_apache_uses_conf_d_and_httpd() -> None:
+    text = ("uid=0\nos=rhel centos fedora\nbin httpd /usr/sbin/httpd\nbin apachectl "
+            "/usr/sbin/apachectl\ndir /etc/httpd/conf.d\ndest_dir=1\n@@version\n"
+            "Server version: Apache/2.4.57 (Red Hat)\n")
+    target = resolve(replace(SPEC, proxy=ProxyKind.APACHE), parse_facts(text), Overrides())
+    assert target.dest == "/etc/httpd/conf.d/sockwizard.conf"
+    assert target.validate_cmd == "apachectl -t"
+    assert target.reload_cmd == "apachectl -k graceful" and not target.enable_cmds
+
+
+def test_nginx_without_systemd_and_overrides_win() -> None:
+    facts = parse_facts("uid=0\nos=debian\nbin nginx /usr/sbin/nginx\ndir /etc/nginx/conf.d\n"
+                        "dest_dir=1\n@@version\nnginx version: nginx/1.22.1\n")
+    target = resolve(SPEC, facts, Overrides())
+    assert (target.dest, target.validate_cmd, target.reload_cmd) == (
+        "/etc/nginx/conf.d/sockwizard.conf", "nginx -t", "nginx -s reload")
+    over = resolve(SPEC, facts, Overrides("/srv/x/site.conf", "check {config}", "kick"))
+    assert (over.dest, over.validate_cmd, over.reload_cmd) == (
+        "/srv/x/site.conf", "check /srv/x/site.conf", "kick")
+    assert over.overridden == ("dest", "validate", "reload")
+
+
+def test_missing_proxy_binary_says_how_to_install() -> None:
+    facts = parse_facts("uid=0\nos=debian\n@@version\nsh: nginx: not found\n")
+    with pytest.raises(BadInput) as err:
+        resolve(SPEC, facts, Overrides())
+    assert "apt-get install nginx" in err.value.hint
+
+
+def test_caddy_site_without_an_import_is_refused_before_any_change() -> None:
+    facts = parse_facts("uid=0\nos=debian\nbin caddy /usr/bin/caddy\ndir /etc/caddy\n"
+                        "dest_dir=1\n@@version\nv2.6.2\n")
+    with pytest.raises(BadInput) as err:
+        resolve(replace(SPEC, proxy=ProxyKind.CADDY), facts, Overrides())
+    assert "import sites/*.caddy" in err.value.hint
+    ok = resolve(replace(SPEC, proxy=ProxyKind.CADDY),
+                 replace(facts, caddy_imports_sites=True), Overrides())
+    assert ok.dest == "/etc/caddy/sites/sockwizard.caddy"
+
+
+def test_node_installs_http_proxy_and_a_unit_or_needs_a_reload_command() -> None:
+    spec = replace(SPEC, proxy=ProxyKind.NODE)
+    with_systemd = parse_facts("uid=0\nos=debian\nbin node /usr/bin/node\nbin npm /usr/bin/npm\n"
+                               "bin systemctl /usr/bin/systemctl\nsystemd=1\n@@version\nv20.1.0\n")
+    target = resolve(spec, with_systemd, Overrides())
+    assert target.make_dir == "mkdir -p -m 0755 -- /opt/sockwizard"
+    assert [p for p, _ in target.extra_files] == ["/opt/sockwizard/package.json",
+                                                  "/etc/systemd/system/sockwizard-proxy.service"]
+    assert any("npm install" in c and "http-proxy@1.18.1" in c for c in target.prepare_cmds)
+    assert target.reload_cmd == "systemctl restart sockwizard-proxy"
+    no_systemd = replace(with_systemd, systemd=False)
+    with pytest.raises(BadInput) as err:
+        resolve(spec, no_systemd, Overrides())
+    assert "--reload-cmd" in err.value.hint
+
+
+def test_old_apache_gets_the_wstunnel_recipe(host: Host) -> None:
+    spec = replace(SPEC, proxy=ProxyKind.APACHE)
+    # The detect script runs for real; only the version banner is an old one.
+    result = host.deploy(spec=spec, dry_run=True,
+                         validate_cmd="true", reload_cmd="true")
+    assert "upgrade=websocket" in result.diff
+    facts = HostFacts(version_text="Server version: Apache/2.4.41 (Ubuntu)")
+    assert facts.version == "2.4.41"
+    tx = deploy.Transaction(LocalRemote(), spec, host.options(dry_run=True))
+    tx.target = resolve(spec, replace(facts, binaries={"apache2": "/usr/sbin/apache2"}),
+                        Overrides(str(host.dest), "true", "true"))
+    tx.rerender_for_host()
+    assert tx.new is not None and b"RewriteRule" in tx.new and b"upgrade=websocket" not in tx.new
+
+
+# --------------------------------------------------------------------------------------------
+# Stamp, summary, exit codes, CLI
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", list(ProxyKind), ids=lambda k: k.value)
+@pytest.mark.parametrize("layout", list(Layout), ids=lambda k: k.value)
+def test_every_rendered_config_gets_exactly_one_marker_per_site(kind: ProxyKind,
+                                                                layout: Layout) -> None:
+    from wizard.render import render
+
+    spec = replace(SPEC, proxy=kind, layout=layout)
+    text = render(spec).text
+    stamped = stamp(kind, text)
+    assert stamped.config_id is not None and stamped.text.count(HEADER) >= 1
+    assert existing_id(stamped.text) == stamped.config_id
+    assert stamp(kind, stamped.text) == stamped  # idempotent: a redeploy is a no-op
+    assert stamp(kind, render(replace(spec, read_timeout=90)).text).config_id != \
+        stamped.config_id
+
+
+def test_default_probe_url() -> None:
+    url = deploy.default_probe_url
+    assert url(SPEC, "127.0.0.1") == "http://127.0.0.1:8080"
+    assert url(replace(SPEC, listen_address=None, listen_port=80), "web1") == "http://web1:80"
+    assert url(replace(SPEC, listen_address="::1"), "localhost") == "http://[::1]:8080"
+    tls = replace(SPEC, tls_cert="/c.pem", tls_key="/k.pem", tls_port=8443,
+                  server_name="chat.example.com")
+    assert url(tls, "10.0.0.5") == "https://chat.example.com:8443"
+    assert url(replace(tls, server_name="*.example.com"), "10.0.0.5") == "https://10.0.0.5:8443"
+
+
+def test_combined_exit_code_and_summary_table() -> None:
+    def result(host: str, code: ExitCode, outcome: Outcome) -> DeployResult:
+        return DeployResult(host=host, outcome=outcome, exit_code=code, title="t", seconds=0.1)
+
+    results = [result("a", ExitCode.OK, Outcome.DEPLOYED),
+               result("b", ExitCode.PROBE_ROLLED_BACK, Outcome.ROLLED_BACK),
+               result("c", ExitCode.CONNECTION, Outcome.FAILED)]
+    assert deploy.combined_exit_code(results) == ExitCode.CONNECTION
+    assert deploy.combined_exit_code(results[:2]) == ExitCode.PROBE_ROLLED_BACK
+    assert deploy.combined_exit_code(results[:1]) == ExitCode.OK
+    table = summary_table(results).splitlines()
+    assert table[0].split() == ["host", "outcome", "exit", "time", "failed", "step"]
+    assert table[3].split()[:3] == ["b", "rolled", "back"]
+
+
+def test_cli_dry_run_json_and_validation_failure(host: Host) -> None:
+    base = [sys.executable, "-m", "wizard", "deploy", "--proxy", "nginx", "--backend",
+            "127.0.0.1:3000", "--listen", "127.0.0.1:8080", "--host", "local",
+            "--dest", str(host.dest), "--reload-cmd", "true",
+            "--backup-dir", str(host.root / "backups")]
+    env = dict(os.environ, XDG_STATE_HOME=str(host.root / "state"))
+    cwd = Path(__file__).resolve().parent.parent
+    dry = subprocess.run([*base, "--validate-cmd", "true", "--dry-run", "--json"],
+                         capture_output=True, text=True, env=env, cwd=cwd, timeout=60)
+    assert dry.returncode == 0, dry.stderr
+    (only,) = json.loads(dry.stdout)["hosts"]
+    assert only["outcome"] == "planned" and only["diff"] and host.dest.read_bytes() == OLD
+    assert "detect" in dry.stderr and "ms" in dry.stderr  # one progress line per step
+    bad = subprocess.run([*base, "--validate-cmd", VALIDATE_REFUSES, "--no-probe"],
+                         capture_output=True, text=True, env=env, cwd=cwd, timeout=60)
+    assert bad.returncode == ExitCode.VALIDATE_ROLLED_BACK, bad.stderr
+    assert "Validation failed" in bad.stderr and 'unknown directive "bogus"' in bad.stderr
+    assert "Traceback" not in bad.stderr and host.dest.read_bytes() == OLD
+    assert bad.stdout == ""

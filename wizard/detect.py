@@ -1,0 +1,355 @@
+"""What the host has, and so where the config goes and how it is checked and reloaded.
+
+Called by ``wizard.deploy`` (the "detect" step) and by ``sockwizard rollback``. One read-only
+shell script answers everything in a single round trip: the login uid, the distro family, systemd
+or not, which proxy binaries and helpers exist (searched with /usr/sbin and /sbin added: a
+non-root SSH session on Debian has neither in its PATH, although ``sudo`` does), which of the
+standard config directories exist, the proxy's version, and for node whether ``http-proxy``
+resolves beside the destination. Apache adds one more round trip under sudo for its loaded
+modules (``<checker> -D DUMP_MODULES``, the same as ``apache2ctl -M``).
+
+From those facts, :func:`resolve` picks the destination, the validate and reload commands and
+the extra steps (``a2ensite`` / ``a2enmod`` on Debian, ``npm install`` and a systemd unit for
+node). ``--dest`` / ``--validate-cmd`` / ``--reload-cmd`` win over every detected value; with
+them, sockwizard runs no distro helper at all (containers, hosts without systemd, test rigs).
+"""
+
+from __future__ import annotations
+
+import posixpath
+import re
+import shlex
+from dataclasses import dataclass, field
+
+from wizard.errors import BadInput
+from wizard.model import DeploySpec, Layout, ProxyKind
+from wizard.proxies import profile
+from wizard.remote import Remote
+
+EXTRA_PATH = "/usr/local/sbin:/usr/sbin:/sbin"
+HELPERS = ("nginx", "apache2", "apache2ctl", "httpd", "apachectl", "caddy", "node", "npm",
+           "systemctl", "a2ensite", "a2dissite", "a2enmod")
+KNOWN_DIRS = ("/etc/nginx/conf.d", "/etc/nginx/sites-available", "/etc/apache2/sites-available",
+              "/etc/httpd/conf.d", "/etc/caddy")
+NODE_UNIT = "/etc/systemd/system/sockwizard-proxy.service"
+NODE_HTTP_PROXY = "http-proxy@1.18.1"
+_VERSION_CMDS = {
+    ProxyKind.NGINX: "nginx -v",
+    ProxyKind.APACHE: "apache2 -v 2>&1 || httpd -v",
+    ProxyKind.CADDY: "caddy version",
+    ProxyKind.NODE: "node --version",
+}
+
+
+@dataclass(frozen=True)
+class HostFacts:
+    """Everything the detect script saw (read-only; nothing on the host was changed)."""
+
+    uid: int | None = None
+    os_family: str = "unknown"  # debian | rhel | unknown
+    systemd: bool = False
+    binaries: dict[str, str] = field(default_factory=dict)
+    dirs: frozenset[str] = frozenset()
+    dest_dir_exists: bool = True
+    caddy_imports_sites: bool = False
+    node_has_http_proxy: bool = False
+    unit_exists: bool = False
+    version_text: str = ""
+    real_dest: str | None = None  # the destination with symlinks resolved (readlink -f)
+    apache_modules: frozenset[str] | None = None  # None: unknown (not asked, or no answer)
+
+    @property
+    def version(self) -> str | None:
+        """The proxy's version number from its own banner, e.g. "1.22.1"."""
+        m = re.search(r"(?:nginx/|Apache/|^v?)(\d+\.\d+(?:\.\d+)?)", self.version_text, re.M)
+        return m.group(1) if m else None
+
+
+@dataclass(frozen=True)
+class HostTarget:
+    """Where and how to deploy on this host: the detected values with the overrides applied."""
+
+    dest: str
+    validate_cmd: str  # "{config}" already replaced by the destination
+    reload_cmd: str
+    real_dest: str = ""  # dest with symlinks resolved: what is backed up and replaced
+    # Run once before the upload, in this order: create the directory, write extra_files, then
+    # prepare_cmds (enable modules, npm install, enable the unit).
+    make_dir: str | None = None
+    prepare_cmds: tuple[str, ...] = ()
+    # Run after the rename and before validation when the file is new (a2ensite), and undone
+    # (a2dissite) when that new file is taken away again.
+    enable_cmds: tuple[str, ...] = ()
+    disable_cmds: tuple[str, ...] = ()
+    # Extra files uploaded with the config (node: package.json; the systemd unit).
+    extra_files: tuple[tuple[str, bytes], ...] = ()
+    missing_modules: tuple[str, ...] = ()
+    overridden: tuple[str, ...] = ()  # which of dest/validate/reload came from flags
+    notes: tuple[str, ...] = ()
+    facts: HostFacts = field(default_factory=HostFacts)
+
+    def summary(self) -> str:
+        f = self.facts
+        parts = [f"{f.os_family}", "systemd" if f.systemd else "no systemd"]
+        if f.version:
+            parts.insert(0, f"version {f.version}")
+        if self.overridden:
+            parts.append("overrides: " + ", ".join(self.overridden))
+        return "; ".join(parts)
+
+
+def detect_script(spec: DeploySpec, dest: str) -> str:
+    """The read-only script behind the detect step (exposed for --dry-run and the tests)."""
+    d = shlex.quote(posixpath.dirname(dest) or "/")
+    lines = [
+        f'PATH="$PATH:{EXTRA_PATH}"; export PATH',
+        'echo "uid=$(id -u)"',
+        '( . /etc/os-release 2>/dev/null; echo "os=${ID:-} ${ID_LIKE:-}" )',
+        "[ -d /run/systemd/system ] && echo systemd=1",
+        f"for b in {' '.join(HELPERS)}; do p=$(command -v \"$b\" 2>/dev/null) && "
+        'echo "bin $b $p"; done',
+        f"for d in {' '.join(KNOWN_DIRS)}; do [ -d \"$d\" ] && echo \"dir $d\"; done",
+        f"[ -d {d} ] && echo dest_dir=1",
+        f'echo "real=$(readlink -f -- {shlex.quote(dest)} 2>/dev/null)"',
+        "grep -Eqs '^[[:space:]]*import[[:space:]]+(/etc/caddy/)?sites/' /etc/caddy/Caddyfile "
+        "&& echo caddy_imports_sites=1",
+    ]
+    if spec.proxy is ProxyKind.NODE:
+        lines.append(f"( cd {d} 2>/dev/null && node -e 'require.resolve(\"http-proxy\")' "
+                     ">/dev/null 2>&1 ) && echo node_has_http_proxy=1")
+        lines.append(f"[ -f {NODE_UNIT} ] && echo unit=1")
+    lines.append("echo @@version")
+    lines.append(f"( {_VERSION_CMDS[spec.proxy]} ) 2>&1 | head -n 3")
+    lines.append("exit 0")
+    return "\n".join(lines)
+
+
+def parse_facts(stdout: str) -> HostFacts:
+    head, _, version = stdout.partition("@@version\n")
+    uid: int | None = None
+    os_family = "unknown"
+    binaries: dict[str, str] = {}
+    dirs: set[str] = set()
+    flags: set[str] = set()
+    real: str | None = None
+    for line in head.splitlines():
+        if line.startswith("real="):
+            real = line[5:] or None
+        elif line.startswith("uid="):
+            uid = int(line[4:]) if line[4:].isdigit() else None
+        elif line.startswith("os="):
+            words = line[3:].split()
+            if {"debian", "ubuntu"} & set(words):
+                os_family = "debian"
+            elif {"rhel", "fedora", "centos", "rocky", "almalinux"} & set(words):
+                os_family = "rhel"
+        elif line.startswith("bin "):
+            _, name, path = [*line.split(" ", 2), "", ""][:3]
+            binaries[name] = path
+        elif line.startswith("dir "):
+            dirs.add(line[4:])
+        elif line.endswith("=1"):
+            flags.add(line[:-2])
+    return HostFacts(
+        uid=uid, os_family=os_family, systemd="systemd" in flags, binaries=binaries,
+        dirs=frozenset(dirs), dest_dir_exists="dest_dir" in flags,
+        caddy_imports_sites="caddy_imports_sites" in flags,
+        node_has_http_proxy="node_has_http_proxy" in flags, unit_exists="unit" in flags,
+        version_text=version.strip(), real_dest=real,
+    )
+
+
+def parse_apache_modules(output: str) -> frozenset[str] | None:
+    """``foo_module (shared)`` lines -> {"foo"}; None when the output is not a module list."""
+    mods = re.findall(r"^\s*(\w+)_module\s+\((?:static|shared)\)", output, re.M)
+    return frozenset(mods) if mods else None
+
+
+@dataclass(frozen=True)
+class Overrides:
+    dest: str | None = None
+    validate_cmd: str | None = None
+    reload_cmd: str | None = None
+
+
+def detect(remote: Remote, spec: DeploySpec, overrides: Overrides, *,
+           sudo: bool = True) -> HostTarget:
+    """Run the detect script (and Apache's module list) and resolve the target."""
+    dest = overrides.dest or _default_dest(spec, None)
+    result = remote.run(detect_script(spec, dest), timeout=30)
+    facts = parse_facts(result.stdout)
+    dest = overrides.dest or _default_dest(spec, facts)
+    if dest != (overrides.dest or _default_dest(spec, None)):
+        # The distro moved the destination: ask again about the directory that counts.
+        facts = parse_facts(remote.run(detect_script(spec, dest), timeout=30).stdout)
+    validate = overrides.validate_cmd or _default_validate(spec, facts)
+    if spec.proxy is ProxyKind.APACHE and _looks_like_apache(validate):
+        modules_cmd = validate.replace("{config}", shlex.quote(dest)) + " -D DUMP_MODULES"
+        out = remote.run(modules_cmd, sudo=sudo, timeout=30)
+        facts = _with_modules(facts, parse_apache_modules(out.stdout + out.stderr))
+    return resolve(spec, facts, overrides)
+
+
+def _with_modules(facts: HostFacts, modules: frozenset[str] | None) -> HostFacts:
+    from dataclasses import replace
+
+    return replace(facts, apache_modules=modules)
+
+
+def _looks_like_apache(cmd: str) -> bool:
+    return bool(re.search(r"\b(apache2ctl|apachectl|apache2|httpd)\b", cmd))
+
+
+def resolve(spec: DeploySpec, facts: HostFacts, overrides: Overrides) -> HostTarget:
+    """Pure: facts + overrides -> where the file goes and which commands run."""
+    prof = profile(spec.proxy)
+    overridden = tuple(name for name, value in (
+        ("dest", overrides.dest), ("validate", overrides.validate_cmd),
+        ("reload", overrides.reload_cmd)) if value)
+    dest = overrides.dest or _default_dest(spec, facts)
+    binary = _binary(spec.proxy, facts)
+    if binary is None and not (overrides.validate_cmd and overrides.reload_cmd):
+        raise BadInput(
+            f"{prof.title} is not installed on the host (no `{prof.binary}` in PATH or sbin).",
+            f"Install it on the host first: {prof.install_hint}. Or pass --validate-cmd and "
+            "--reload-cmd if it lives somewhere sockwizard cannot see.",
+        )
+    validate = (overrides.validate_cmd or _default_validate(spec, facts)).replace(
+        "{config}", shlex.quote(dest))
+    reload_cmd = overrides.reload_cmd or _default_reload(spec, facts)
+    if reload_cmd is None:
+        raise BadInput(
+            "No way to restart the node proxy on this host: it has no systemd.",
+            "Pass --reload-cmd with the command your process manager uses (e.g. `pm2 restart "
+            "proxy` or `kill -HUP $(cat /run/proxy.pid)`).",
+        )
+    reload_cmd = reload_cmd.replace("{config}", shlex.quote(dest))
+    prepare: list[str] = []
+    enable: list[str] = []
+    disable: list[str] = []
+    extra: list[tuple[str, bytes]] = []
+    notes: list[str] = []
+    directory = posixpath.dirname(dest) or "/"
+    make_dir = None if facts.dest_dir_exists else f"mkdir -p -m 0755 -- {shlex.quote(directory)}"
+    missing = _missing_modules(spec, facts)
+    debian_apache = (spec.proxy is ProxyKind.APACHE and not overrides.dest
+                     and dest.startswith("/etc/apache2/sites-available/"))
+    if missing:
+        if "a2enmod" in facts.binaries and not overridden:
+            prepare.append("a2enmod -q " + " ".join(missing))
+        else:
+            notes.append("Apache lacks the module(s) " + ", ".join(missing) + ": the checker "
+                         "will refuse the config. Load them (LoadModule, or a2enmod on Debian).")
+    if debian_apache:
+        site = posixpath.basename(dest).removesuffix(".conf")
+        enable.append(f"a2ensite -q {shlex.quote(site)}")
+        disable.append(f"a2dissite -q {shlex.quote(site)}")
+    caddy_site = (spec.proxy is ProxyKind.CADDY and spec.layout is Layout.SITE
+                  and not overrides.dest)
+    if caddy_site and "/etc/caddy" in facts.dirs and not facts.caddy_imports_sites:
+        raise BadInput(
+            "/etc/caddy/Caddyfile does not import /etc/caddy/sites/: a site file there "
+            "would never be loaded.",
+            "Add the line `import sites/*.caddy` to /etc/caddy/Caddyfile (outside any site "
+            "block), or deploy a whole Caddyfile with --layout full.",
+        )
+    if spec.proxy is ProxyKind.NODE:
+        if not facts.node_has_http_proxy:
+            extra.append((posixpath.join(directory, "package.json"), node_package_json()))
+            prepare_dir = shlex.quote(directory)
+            prepare.append(f"cd {prepare_dir} && npm install --omit=dev --no-audit --no-fund "
+                           f"--loglevel=error {NODE_HTTP_PROXY}")
+        if overrides.reload_cmd is None and facts.systemd and not facts.unit_exists:
+            extra.append((NODE_UNIT, node_unit(dest).encode()))
+            prepare.append("systemctl daemon-reload && systemctl enable sockwizard-proxy")
+    return HostTarget(
+        dest=dest, real_dest=_real_dest(dest, facts), validate_cmd=validate,
+        reload_cmd=reload_cmd, make_dir=make_dir, prepare_cmds=tuple(prepare),
+        enable_cmds=tuple(enable), disable_cmds=tuple(disable), extra_files=tuple(extra),
+        missing_modules=tuple(missing), overridden=overridden, notes=tuple(notes), facts=facts,
+    )
+
+
+def _real_dest(dest: str, facts: HostFacts) -> str:
+    real = facts.real_dest
+    # readlink -f of a path whose directory is missing prints nothing: keep the path as given.
+    return real if real and real.startswith("/") else dest
+
+
+def _binary(kind: ProxyKind, facts: HostFacts) -> str | None:
+    names = {ProxyKind.APACHE: ("apache2", "httpd", "apache2ctl", "apachectl")}.get(
+        kind, (profile(kind).binary,))
+    return next((facts.binaries[n] for n in names if n in facts.binaries), None)
+
+
+def _default_dest(spec: DeploySpec, facts: HostFacts | None) -> str:
+    prof = profile(spec.proxy)
+    dest = prof.default_dest[spec.layout]
+    if facts is None or spec.layout is not Layout.SITE:
+        return dest
+    if spec.proxy is ProxyKind.APACHE and "/etc/apache2/sites-available" not in facts.dirs \
+            and "/etc/httpd/conf.d" in facts.dirs:
+        return "/etc/httpd/conf.d/sockwizard.conf"  # RHEL: conf.d/*.conf is included as is
+    return dest
+
+
+def _default_validate(spec: DeploySpec, facts: HostFacts) -> str:
+    prof = profile(spec.proxy)
+    cmd = prof.validate_cmd[spec.layout]
+    if spec.proxy is ProxyKind.APACHE and "apache2ctl" not in facts.binaries:
+        if "apachectl" in facts.binaries:
+            cmd = cmd.replace("apache2ctl", "apachectl")
+        elif "httpd" in facts.binaries:
+            cmd = cmd.replace("apache2ctl", "httpd")
+    return cmd
+
+
+def _default_reload(spec: DeploySpec, facts: HostFacts) -> str | None:
+    if facts.systemd and "systemctl" in facts.binaries:
+        unit = {ProxyKind.NGINX: "nginx", ProxyKind.CADDY: "caddy",
+                ProxyKind.APACHE: "httpd" if facts.os_family == "rhel" else "apache2"}
+        if spec.proxy is ProxyKind.NODE:
+            return "systemctl restart sockwizard-proxy"
+        return f"systemctl reload {unit[spec.proxy]}"
+    if spec.proxy is ProxyKind.NODE:
+        return None
+    cmd = profile(spec.proxy).reload_cmd
+    if spec.proxy is ProxyKind.APACHE and "apache2ctl" not in facts.binaries \
+            and "apachectl" in facts.binaries:
+        cmd = cmd.replace("apache2ctl", "apachectl")
+    if spec.proxy is ProxyKind.CADDY and spec.layout is Layout.FULL:
+        cmd = cmd.replace("/etc/caddy/Caddyfile", profile(spec.proxy).default_dest[Layout.FULL])
+    return cmd
+
+
+def _missing_modules(spec: DeploySpec, facts: HostFacts) -> list[str]:
+    if spec.proxy is not ProxyKind.APACHE or facts.apache_modules is None:
+        return []
+    return [m for m in profile(spec.proxy).modules(spec) if m not in facts.apache_modules]
+
+
+def node_package_json() -> bytes:
+    return (b'{\n  "name": "sockwizard-proxy",\n  "private": true,\n'
+            b'  "description": "Socket.IO reverse proxy deployed by sockwizard",\n'
+            b'  "dependencies": {\n    "http-proxy": "1.18.1"\n  }\n}\n')
+
+
+def node_unit(dest: str) -> str:
+    directory = posixpath.dirname(dest)
+    return f"""# Written by sockwizard: runs the Socket.IO reverse proxy (node http-proxy).
+[Unit]
+Description=Socket.IO reverse proxy (node http-proxy, deployed by sockwizard)
+After=network-online.target
+Wants=network-online.target
+
+[Service]
+WorkingDirectory={directory}
+ExecStart=/usr/bin/env node {dest}
+Restart=on-failure
+DynamicUser=yes
+# Lets the proxy listen on ports below 1024 (80/443) without running as root.
+AmbientCapabilities=CAP_NET_BIND_SERVICE
+
+[Install]
+WantedBy=multi-user.target
+"""
