@@ -1,0 +1,475 @@
+"""Caddy 2: ``caddy adapt`` JSON (what Caddy will run) + the Caddyfile text (where) -> RouteFacts.
+
+``read`` runs ``caddy version``, ``caddy adapt --config F --adapter caddyfile`` and ``cat F`` in
+one round trip (a second one reads ``import``-ed files, for line numbers only). The JSON is the
+truth about semantics — Caddy itself expanded every shorthand — and carries no line numbers, so
+each fact is located back in the Caddyfile text by the token that produced it.
+
+Evaluated like Caddy's HTTP app: the server whose ``listen`` has the URL's port; its routes in
+order with matcher sets (path globs, host, header, not), ``group`` (first match of a group
+only: ``handle`` blocks), ``terminal``; ``subroute`` recursion; ``rewrite`` (``handle_path``
+becomes ``strip_path_prefix``); the first responding handler. For a ``reverse_proxy`` handler:
+upstreams, ``lb_policy`` (default ``random``), ``transport http { read_timeout }`` — measured on
+2.6.2: it cuts idle WebSockets too (5 s -> dropped at 5.0 s); none by default, and the server's
+own ``timeouts`` do not touch upgraded connections — and request header ops: measured,
+``header_up -Upgrade`` or ``header_up Connection close`` keep every client on long-polling.
+"""
+
+from __future__ import annotations
+
+import json
+import posixpath
+import re
+import shlex
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
+
+from wizard.configread import (
+    Blocker,
+    ConfigReadError,
+    Listen,
+    RouteFacts,
+    RouteQuery,
+    TimeoutFact,
+    Where,
+    cat_files,
+    new_marker,
+    sudo_run,
+)
+from wizard.model import ProxyKind
+
+if TYPE_CHECKING:
+    from wizard.remote import Remote
+
+DEFAULT_CONFIG = "/etc/caddy/Caddyfile"
+# Policies that keep one client on one upstream. `first` does while the first one is up.
+STICKY_POLICIES = {"cookie", "ip_hash", "client_ip_hash", "first", "header"}
+_PATH = "PATH=$PATH:/usr/bin:/usr/local/bin"
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def read(remote: Remote, query: RouteQuery, config_path: str | None) -> RouteFacts:
+    path = config_path or DEFAULT_CONFIG
+    q = shlex.quote(path)
+    marker = new_marker()
+    is_json = path.endswith(".json")
+    adapt = f"cat -- {q}" if is_json else f"caddy adapt --config {q} --adapter caddyfile"
+    cmd = (f"{_PATH}; caddy version 2>&1; echo {marker}; {adapt} 2>&1; echo \"{marker} $?\"; "
+           f"cat -- {q}")
+    result = sudo_run(remote, cmd)
+    head, _, rest = result.stdout.partition(marker + "\n")
+    if "caddy: not found" in head or "command not found" in head:
+        raise ConfigReadError(f"Caddy is not installed on {remote.name}",
+                              "Check --proxy, or give the host that runs Caddy.")
+    adapted, _, tail = rest.partition(marker + " ")
+    status, _, text = tail.partition("\n")
+    if status.strip() != "0":
+        raise ConfigReadError(
+            f"`caddy adapt` refused {path} on {remote.name}",
+            "Run `caddy validate --config FILE --adapter caddyfile` on the host; give the "
+            "Caddyfile with --config.", detail=adapted.strip()[-2000:])
+    texts = {path: text}
+    if not is_json:
+        imports = [_abs(m.group(1), path) for m in
+                   re.finditer(r"^\s*import\s+(\S+)", text, flags=re.M)]
+        if imports:
+            texts.update(cat_files(remote, imports))
+    version = _version(head)
+    source = f"caddy adapt --config {path} on {remote.name}"
+    return facts_from_json(_json_of(adapted), query, texts=texts, version=version,
+                           source=source)
+
+
+def _abs(pattern: str, main: str) -> str:
+    return pattern if pattern.startswith("/") else posixpath.join(posixpath.dirname(main),
+                                                                  pattern)
+
+
+def _version(text: str) -> str | None:
+    m = re.search(r"v?(\d+\.\d+\.\d+)", text)
+    return m.group(1) if m else None
+
+
+def _json_of(text: str) -> dict[str, Any]:
+    start = text.find("{")
+    if start < 0:
+        raise ConfigReadError("`caddy adapt` printed no JSON", "Run it on the host to see why.",
+                              detail=text[-2000:])
+    try:
+        data, _end = json.JSONDecoder().raw_decode(text[start:])
+    except ValueError as exc:
+        raise ConfigReadError(f"Cannot read the JSON from `caddy adapt`: {exc}",
+                              "Run it on the host to see why.") from None
+    if not isinstance(data, dict):
+        raise ConfigReadError("`caddy adapt` printed no JSON object", "Run it on the host.")
+    return data
+
+
+def adapt_local(caddyfile: str) -> dict[str, Any]:
+    """Adapt a Caddyfile text with the local caddy binary (tests, ``--config`` on this host)."""
+    import subprocess
+    import tempfile
+
+    with tempfile.NamedTemporaryFile("w", suffix=".Caddyfile", delete=True) as handle:
+        handle.write(caddyfile)
+        handle.flush()
+        proc = subprocess.run(["caddy", "adapt", "--config", handle.name, "--adapter",
+                               "caddyfile"], capture_output=True, text=True, timeout=60)
+    if proc.returncode != 0:
+        raise ConfigReadError("`caddy adapt` refused the Caddyfile", "Fix it first.",
+                              detail=proc.stderr[-2000:])
+    return _json_of(proc.stdout)
+
+
+# --------------------------------------------------------------------------- semantics
+
+
+def facts_from_caddyfile(text: str, query: RouteQuery, *, file: str = "Caddyfile",
+                         version: str | None = None) -> RouteFacts:
+    return facts_from_json(adapt_local(text), query, texts={file: text}, version=version,
+                           source=file)
+
+
+@dataclass
+class _Req:
+    path: str
+    host: str
+    websocket: bool
+    tls: bool
+    header_ops: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    kind: str  # "proxy" | "static_response" | "file_server" | ...
+    handler: Mapping[str, Any]
+    path: str  # after rewrites
+    matchers: tuple[str, ...]  # path patterns that led here (to locate the route)
+    rewritten: bool
+    header_ops: tuple[dict[str, Any], ...] = ()
+
+
+class _Locator:
+    """Finds the Caddyfile line that produced a JSON fact (best effort, first match)."""
+
+    def __init__(self, texts: Mapping[str, str]) -> None:
+        self.lines = [(f, i + 1, line) for f, t in texts.items()
+                      for i, line in enumerate(t.splitlines())]
+
+    def find(self, pattern: str, after: Where | None = None) -> Where | None:
+        rx = re.compile(pattern)
+        started = after is None
+        for f, n, line in self.lines:
+            if not started:
+                started = f == after.file and n >= (after.line or 0) if after else True
+                if not started:
+                    continue
+            code = line.split("#", 1)[0]
+            if rx.search(code):
+                return Where(f, n, line.strip())
+        return self.find(pattern) if after is not None else None
+
+
+def facts_from_json(config: Mapping[str, Any], query: RouteQuery, *,
+                    texts: Mapping[str, str] | None = None, version: str | None = None,
+                    source: str = "caddy") -> RouteFacts:
+    texts = texts or {}
+    locate = _Locator(texts)
+    notes: list[str] = []
+    servers: Mapping[str, Any] = (config.get("apps", {}).get("http", {}) or {}).get(
+        "servers", {}) or {}
+    listens = []
+    for name, srv in servers.items():
+        for addr in srv.get("listen", []) or []:
+            port = _listen_port(addr)
+            if port is not None:
+                tls = port == 443 or bool(srv.get("tls_connection_policies"))
+                where = locate.find(rf":{port}\b") or Where(f"server {name}", None, addr)
+                listens.append(Listen(port, tls, where, addr))
+    chosen = _pick_server(servers, query, notes)
+    base = RouteFacts(proxy=ProxyKind.CADDY, source=source, files=tuple(texts),
+                      version=version, listens=tuple(listens))
+    if chosen is None:
+        notes.append("the config has no HTTP server")
+        return replace(base, notes=tuple(notes))
+    name, srv = chosen
+    server_tls = query.port == 443 or bool(srv.get("tls_connection_policies")) or (
+        query.tls and 443 in [_listen_port(a) for a in srv.get("listen", [])])
+    server_where = locate.find(rf"(https?://)?[^\s{{]*:{query.port}\b") or Where(
+        f"server {name}", None, ", ".join(srv.get("listen", [])))
+    facts = replace(base, server=server_where, server_tls=server_tls)
+    routes = srv.get("routes", []) or []
+    poll = _walk(routes, _Req(query.path, query.host, False, query.tls), notes, ())
+    ws = _walk(routes, _Req(query.path, query.host, True, query.tls), notes, ())
+    main = poll or ws
+    if main is None:
+        notes.append(f"no route of server {name} handles {query.path} (Caddy answers an empty "
+                     "200)")
+        return replace(facts, route=None, route_desc="no route", notes=tuple(notes))
+    route_where = _route_where(locate, main)
+    desc = " > ".join(main.matchers) or "the site's catch-all"
+    if main.kind != "proxy":
+        return replace(facts, route=route_where, route_desc=f"{desc} ({main.kind})",
+                       proxied=False, notes=tuple(notes))
+    handler = main.handler
+    upstreams = tuple(str(u.get("dial", "")) for u in handler.get("upstreams", []) or [])
+    rp_where = locate.find(r"\breverse_proxy\b", after=route_where) or route_where
+    facts = replace(facts, route=route_where, route_desc=desc, proxied=True, upstream=rp_where,
+                    upstream_path=main.path, backends=upstreams, backends_where=rp_where,
+                    hints={"reverse_proxy": str(rp_where) if rp_where else ""})
+    policy = ((handler.get("load_balancing") or {}).get("selection_policy") or {}).get(
+        "policy")
+    if len(upstreams) > 1:
+        lb_where = locate.find(r"\blb_policy\b", after=rp_where)
+        if policy is None:
+            facts = replace(facts, affinity=None)
+        elif policy in STICKY_POLICIES:
+            facts = replace(facts, affinity=f"lb_policy {policy}")
+        else:
+            why = {"query": "the handshake has no sid yet, so it lands elsewhere than the "
+                            "requests that follow",
+                   "uri_hash": "the URI changes (the handshake has no sid), so requests of one "
+                               "session hash differently"}.get(
+                policy, "it spreads the requests of one session over several servers")
+            facts = replace(facts, affinity=f"lb_policy {policy}",
+                            affinity_problem=f"`lb_policy {policy}`"
+                            + (f" ({lb_where.file}:{lb_where.line})" if lb_where else "")
+                            + f": {why}")
+    transport = handler.get("transport") or {}
+    read_timeout = _duration(transport.get("read_timeout"))
+    if read_timeout is None:
+        idle = TimeoutFact(None, "read_timeout", "WebSocket and long-polling connections", (),
+                           "Caddy's default: no read_timeout, idle connections never time out")
+    else:
+        rt_where = locate.find(r"\bread_timeout\b", after=rp_where)
+        idle = TimeoutFact(read_timeout, "transport http { read_timeout }",
+                           "WebSocket and long-polling connections",
+                           (rt_where,) if rt_where else ())
+    facts = replace(facts, ws_idle_timeout=idle)
+    blockers = _upgrade_blockers(handler, ws, locate, rp_where, main)
+    return replace(facts, upgrade_blockers=tuple(blockers), forwarded_proto=True,
+                   forwarded_host=True, notes=tuple(dict.fromkeys(notes)))
+
+
+def _route_where(locate: _Locator, outcome: _Outcome) -> Where | None:
+    for pattern in reversed(outcome.matchers):
+        where = locate.find(re.escape(pattern) + r"(\s|$|\{)")
+        if where is not None:
+            return where
+    return locate.find(r"\breverse_proxy\b")
+
+
+def _upgrade_blockers(handler: Mapping[str, Any], ws: _Outcome | None, locate: _Locator,
+                      rp_where: Where | None, main: _Outcome) -> list[Blocker]:
+    out: list[Blocker] = []
+    where = (rp_where,) if rp_where else ()
+    if ws is None or ws.kind != "proxy":
+        out.append(Blocker("WebSocket requests for the path are not proxied (another route "
+                           "catches them)", where,
+                           "Make the reverse_proxy route match WebSocket requests too (remove "
+                           "the header/not matcher that excludes them)."))
+        return out
+    versions = (handler.get("transport") or {}).get("versions")
+    if versions and "1.1" not in versions:
+        line = locate.find(r"\bversions\b", after=rp_where)
+        out.append(Blocker(f"the transport speaks only HTTP {'/'.join(versions)} to the "
+                           "backend; a WebSocket upgrade needs HTTP/1.1",
+                           (line,) if line else where,
+                           "In the reverse_proxy's `transport http` block use:\n"
+                           "    versions 1.1 2   (or remove `versions`)"))
+    ops = [*ws.header_ops, (handler.get("headers") or {}).get("request") or {}]
+    for op in ops:
+        for name in op.get("delete", []) or []:
+            if name.lower() in ("upgrade", "connection"):
+                line = locate.find(rf"header_up\s+-{re.escape(name)}\b")
+                out.append(Blocker(f"`header_up -{name}` removes the {name} header, so the "
+                                   "backend never sees the upgrade", (line,) if line else where,
+                                   f"Delete the line `header_up -{name}`" + (
+                                       f" ({line.file}:{line.line})" if line else "")
+                                   + ": reverse_proxy forwards upgrades by itself."))
+        for name, values in (op.get("set") or {}).items():
+            if name.lower() == "connection" and not any("upgrade" in str(v).lower()
+                                                        for v in values):
+                line = locate.find(rf"header_up\s+{re.escape(name)}\b")
+                out.append(Blocker(f"`header_up {name} {' '.join(values)}` replaces the "
+                                   "client's `Connection: upgrade`", (line,) if line else where,
+                                   f"Delete the line `header_up {name} …`" + (
+                                       f" ({line.file}:{line.line})" if line else "")
+                                   + ": reverse_proxy forwards upgrades by itself."))
+            if name.lower() == "upgrade" and not any("websocket" in str(v).lower()
+                                                     or "{http.request.header.upgrade}" in
+                                                     str(v).lower() for v in values):
+                line = locate.find(rf"header_up\s+{re.escape(name)}\b")
+                out.append(Blocker(f"`header_up {name} {' '.join(values)}` replaces the "
+                                   "client's Upgrade header", (line,) if line else where,
+                                   f"Delete the line `header_up {name} …`."))
+    return out
+
+
+def _pick_server(servers: Mapping[str, Any], query: RouteQuery,
+                 notes: list[str]) -> tuple[str, Mapping[str, Any]] | None:
+    if not servers:
+        return None
+    for name, srv in servers.items():
+        if query.port in [_listen_port(a) for a in srv.get("listen", []) or []]:
+            return name, srv
+    ports = sorted({p for s in servers.values() for a in s.get("listen", []) or []
+                    if (p := _listen_port(a)) is not None})
+    notes.append(f"no Caddy server listens on port {query.port} (it listens on "
+                 f"{', '.join(map(str, ports))}); judged the first server")
+    name = next(iter(servers))
+    return name, servers[name]
+
+
+def _listen_port(addr: str) -> int | None:
+    m = re.search(r":(\d+)(?:-\d+)?$", str(addr))
+    return int(m.group(1)) if m else None
+
+
+def _walk(routes: Sequence[Mapping[str, Any]], req: _Req, notes: list[str],
+          matchers: tuple[str, ...], depth: int = 0) -> _Outcome | None:
+    if depth > 12:
+        return None
+    done_groups: set[str] = set()
+    rewritten = False
+    for route in routes:
+        group = route.get("group")
+        if group and group in done_groups:
+            continue
+        matched, paths = _match_any(route.get("match"), req, notes)
+        if not matched:
+            continue
+        if group:
+            done_groups.add(group)
+        here = matchers + tuple(paths)
+        for handler in route.get("handle", []) or []:
+            kind = handler.get("handler")
+            if kind == "subroute":
+                outcome = _walk(handler.get("routes", []) or [], req, notes, here, depth + 1)
+                if outcome is not None:
+                    return outcome
+            elif kind == "rewrite":
+                rewritten = _rewrite(handler, req) or rewritten
+            elif kind == "headers":
+                ops = (handler.get("request") or {})
+                if ops:
+                    req.header_ops.append(dict(ops))
+            elif kind == "reverse_proxy":
+                path = req.path
+                inner = handler.get("rewrite") or {}
+                if inner.get("uri"):
+                    path = _expand(str(inner["uri"]), req).split("?")[0]
+                return _Outcome("proxy", handler, path, here, rewritten or path != req.path,
+                                tuple(req.header_ops))
+            elif kind in ("static_response", "file_server", "error", "templates",
+                          "authentication", "php_fastcgi"):
+                return _Outcome(str(kind), handler, req.path, here, rewritten)
+        if route.get("terminal"):
+            return None
+    return None
+
+
+def _match_any(match: Sequence[Mapping[str, Any]] | None, req: _Req,
+               notes: list[str]) -> tuple[bool, list[str]]:
+    if not match:
+        return True, []
+    for matcher_set in match:
+        ok, paths = _match_set(matcher_set, req, notes)
+        if ok:
+            return True, paths
+    return False, []
+
+
+def _match_set(ms: Mapping[str, Any], req: _Req, notes: list[str]) -> tuple[bool, list[str]]:
+    paths: list[str] = []
+    for kind, value in ms.items():
+        if kind == "path":
+            hit = next((p for p in value if _glob(str(p), req.path)), None)
+            if hit is None:
+                return False, []
+            paths.append(str(hit))
+        elif kind == "host":
+            if not any(_glob(str(h), req.host) for h in value):
+                return False, []
+        elif kind == "header":
+            for name, wanted in (value or {}).items():
+                have = _header(req, name)
+                if wanted is None or wanted == []:
+                    if not have:
+                        return False, []
+                elif not any(_glob(str(w), have) for w in wanted):
+                    return False, []
+        elif kind == "header_regexp":
+            for name, spec in (value or {}).items():
+                if not re.search(str(spec.get("pattern", "")), _header(req, name)):
+                    return False, []
+        elif kind == "path_regexp":
+            if not re.search(str(value.get("pattern", "")), req.path):
+                return False, []
+        elif kind == "not":
+            if any(_match_set(inner, req, notes)[0] for inner in value):
+                return False, []
+        elif kind == "protocol":
+            if str(value) == "https" and not req.tls:
+                return False, []
+        elif kind == "method":
+            if "GET" not in [str(v).upper() for v in value]:
+                return False, []
+        else:
+            notes.append(f"Caddy matcher `{kind}` was assumed to match")
+    return True, paths
+
+
+def _header(req: _Req, name: str) -> str:
+    if not req.websocket:
+        return ""
+    return {"connection": "Upgrade", "upgrade": "websocket"}.get(name.lower(), "")
+
+
+def _glob(pattern: str, value: str) -> bool:
+    rx = "".join(".*" if c == "*" else re.escape(c) for c in pattern)
+    return re.fullmatch(rx, value, flags=re.I) is not None
+
+
+def _rewrite(handler: Mapping[str, Any], req: _Req) -> bool:
+    before = req.path
+    prefix = handler.get("strip_path_prefix")
+    if prefix and req.path.lower().startswith(str(prefix).lower()):
+        req.path = req.path[len(prefix):] or "/"
+        if not req.path.startswith("/"):
+            req.path = "/" + req.path
+    suffix = handler.get("strip_path_suffix")
+    if suffix and req.path.endswith(str(suffix)):
+        req.path = req.path[: -len(suffix)]
+    for sub in handler.get("uri_substring", []) or []:
+        req.path = req.path.replace(str(sub.get("find", "")), str(sub.get("replace", "")),
+                                    int(sub.get("limit", 0)) or -1)
+    for sub in handler.get("path_regexp", []) or []:
+        req.path = re.sub(str(sub.get("find", "")), str(sub.get("replace", "")), req.path)
+    if handler.get("uri"):
+        req.path = _expand(str(handler["uri"]), req).split("?")[0] or req.path
+    return req.path != before
+
+
+def _expand(template: str, req: _Req) -> str:
+    values = {"http.request.uri.path": req.path, "path": req.path, "uri": req.path,
+              "http.request.uri": req.path, "query": "", "http.request.uri.query": ""}
+    return re.sub(r"\{([^}]+)\}", lambda m: values.get(m.group(1), m.group(0)), template)
+
+
+def _duration(value: Any) -> float | None:
+    """Caddy JSON durations: nanoseconds (int) or Go strings ("60s", "1m30s", "500ms")."""
+    if value is None or value == 0:
+        return None
+    if isinstance(value, (int, float)):
+        return float(value) / 1e9
+    text = str(value)
+    units = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0,
+             "d": 86400.0}
+    total = 0.0
+    for number, unit in re.findall(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h|d)", text):
+        total += float(number) * units[unit]
+    return total or None
