@@ -17,6 +17,7 @@ import socketio
 
 from tests import rig
 from wizard.model import Backend, DeploySpec, ProxyKind, Scope
+from wizard.probe import ProbeOptions, run_probe
 from wizard.proxies import profile
 from wizard.render import render
 
@@ -98,6 +99,10 @@ def test_two_backends_are_sticky(kind: ProxyKind, node_backend: Callable[..., ri
     assert polling_sessions(proxy.url, 20) == []
     transport, _ = roundtrip(proxy.url, "/socket.io/")
     assert transport == "websocket"
+    # sockwizard's own probe agrees: its sessions carry the affinity cookie like a browser.
+    report = run_probe(proxy.url, ProbeOptions(sessions=10))
+    codes = [f.code for f in report.findings]
+    assert report.ok and "no-sticky-sessions" not in codes, report.to_dict()
 
 
 def test_sticky_check_catches_round_robin(node_backend: Callable[..., rig.NodeBackend],

@@ -251,6 +251,19 @@ class HttpResponse:
     def text(self) -> str:
         return self.body.decode("utf-8", "replace")
 
+    def with_cookies(self, headers: Sequence[tuple[str, str]]) -> tuple[tuple[str, str], ...]:
+        """``headers`` plus a Cookie header carrying this answer's Set-Cookie values, as a
+        browser would send on the session's next requests: cookie-based affinity (Apache's
+        route cookie, Caddy's ``lb_policy cookie``) only works when they come back."""
+        pairs = [value.split(";", 1)[0].strip() for key, value in self.headers
+                 if key.lower() == "set-cookie"]
+        pairs = [p for p in pairs if "=" in p]
+        if not pairs:
+            return tuple(headers)
+        others = [(k, v) for k, v in headers if k.lower() != "cookie"]
+        given = [v for k, v in headers if k.lower() == "cookie"]
+        return (*others, ("Cookie", "; ".join([*given, *pairs])))
+
     def summary(self, limit: int = 100) -> str:
         """``404 Not Found (text/html) "<html>…"``: what a finding's evidence quotes."""
         kind = self.header("content-type")

@@ -153,9 +153,10 @@ def hold_connection(
     Returns the result, or a sentence saying why the session could not even be opened.
     """
     try:
-        handshake = _open_session(target, path, headers, timeout, insecure)
-        if isinstance(handshake, str):
-            return handshake
+        opened = _open_session(target, path, headers, timeout, insecure)
+        if isinstance(opened, str):
+            return opened
+        handshake, headers = opened
         if websocket:
             return _hold_websocket(target, path, headers, timeout, insecure, seconds,
                                    handshake.sid)
@@ -167,11 +168,14 @@ def hold_connection(
 def _open_session(
     target: Target, path: str, headers: Sequence[tuple[str, str]], timeout: float,
     insecure: bool,
-) -> Handshake | str:
+) -> tuple[Handshake, tuple[tuple[str, str], ...]] | str:
+    """The open packet and the headers for the session's next requests (with its cookies)."""
     first = http_request(target, "GET", eio_query(path, 4, "polling"), headers, timeout, insecure)
     packets = decode_payload(first.body, 4) if first.status == 200 else []
     opened = parse_open(packets[0], 4) if packets else None
-    return opened if opened is not None else f"handshake answered {first.summary(60)}"
+    if opened is None:
+        return f"handshake answered {first.summary(60)}"
+    return opened, first.with_cookies(headers)
 
 
 def _hold_websocket(
@@ -295,6 +299,7 @@ def _session(
     if opened is None:
         return False, False, f"handshake answered {first.summary(60)}"
     query = eio_query(path, 4, "polling", opened.sid)
+    headers = first.with_cookies(headers)
     steps: list[tuple[str, bytes]] = [("POST", b"40"), ("GET", b""), ("POST", b"1")]
     for number, (method, body) in enumerate(steps, start=1):
         response = http_request(target, method, query, headers, timeout, insecure, body)

@@ -418,6 +418,8 @@ class _Run:
         self.options = options
         self.on_stage = on_stage
         self.headers = options.request_headers()
+        # The handshake's cookies (sticky-session routes) ride along on the session's upgrade.
+        self.session_headers: tuple[tuple[str, str], ...] = tuple(self.headers)
         self.stages: list[Stage] = []
         self.findings: list[Finding] = []
         self.handshake: Handshake | None = None
@@ -495,6 +497,7 @@ class _Run:
                     _response_data(response))
         self.findings.extend(verdict.findings)
         self.handshake = verdict.handshake
+        self.session_headers = response.with_cookies(self.headers)
         self.websocket_only = verdict.websocket_only
         if verdict.retry_eio3:
             self.polling_eio3(response)
@@ -585,7 +588,7 @@ class _Run:
     def _websocket_on(self, sock: socket.socket, query: str, started: float) -> None:
         timeout = self.options.timeout
         try:
-            response, ws = ws_connect(sock, self.target, query, self.headers, timeout)
+            response, ws = ws_connect(sock, self.target, query, self.session_headers, timeout)
         except WireError as exc:
             self.record("websocket", False, started, f"no upgrade answer: {exc.message}",
                         {"error": exc.kind})
