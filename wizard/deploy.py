@@ -373,7 +373,8 @@ def _marker_request(host: str, port: int, https: bool, path: str,
 def probe_live(url: str, path: str, timeout: float) -> ProbeReport:
     from wizard.probe import ProbeOptions, run_probe
 
-    return run_probe(url, ProbeOptions(path=path, timeout=timeout))
+    # The raw CONNECT proves the same as python-socketio here, ~200 ms of imports sooner.
+    return run_probe(url, ProbeOptions(path=path, timeout=timeout, raw_connect=True))
 
 
 LIVE = LiveChecks(settle=settle_http, probe=probe_live)
