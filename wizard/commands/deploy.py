@@ -69,6 +69,11 @@ def add_connect_options(p: argparse.ArgumentParser, *, multiple: bool = True) ->
                    required=True, metavar="TARGET",
                    help="[USER@]HOST[:PORT] or an ~/.ssh/config alias; `local` = this machine"
                         + ("; repeat to deploy to several hosts at once" if multiple else ""))
+    add_ssh_auth_options(g)
+
+
+def add_ssh_auth_options(g: Any) -> None:
+    """How to log in and whom to trust: shared by deploy, rollback and diagnose."""
     g.add_argument("--identity", "-i", type=Path, metavar="FILE", help="private key file")
     g.add_argument("--known-hosts", type=Path, metavar="FILE",
                    help="known_hosts to check the host key against (default ~/.ssh/known_hosts)")

@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 from typing import Any
 
 from wizard.errors import ExitCode
@@ -20,6 +19,7 @@ DEFAULT_SESSIONS = 6  # polling sessions: catches a missing sticky setup with tw
 
 
 def register(sub: Any) -> None:
+    from wizard.commands.deploy import add_ssh_auth_options
     from wizard.commands.probe import add_probe_options
 
     p: argparse.ArgumentParser = sub.add_parser(
@@ -46,17 +46,7 @@ def register(sub: Any) -> None:
     g.add_argument("--config", metavar="PATH",
                    help="the main config file on the host (default: the proxy's own; node: the "
                         "script listening on the URL's port)")
-    g.add_argument("--identity", "-i", type=Path, metavar="FILE", help="private key file")
-    g.add_argument("--known-hosts", type=Path, metavar="FILE",
-                   help="known_hosts to check the host key against (default ~/.ssh/known_hosts)")
-    g.add_argument("--accept-host-key", metavar="SHA256:...",
-                   help="trust this host key fingerprint (after checking it) and record it")
-    g.add_argument("--password-stdin", action="store_true",
-                   help="read the SSH password from the first line of stdin")
-    g.add_argument("--sudo-password-stdin", action="store_true",
-                   help="read the sudo password from stdin (the next line)")
-    g.add_argument("--connect-timeout", type=float, default=10.0, metavar="S",
-                   help="seconds to wait for the SSH connection (default 10)")
+    add_ssh_auth_options(g)
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     p.set_defaults(handler=run)
 
