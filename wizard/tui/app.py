@@ -1,0 +1,291 @@
+"""The ``sockwizard`` TUI: one coroutine walks the steps, one handler shows every error.
+
+``wizard.cli.main`` calls ``run_app()`` when no command is given. ``SockwizardApp.run_wizard``
+is a worker that pushes one step screen at a time and awaits its answer (Textual's
+``push_screen_wait`` pattern); each step hands back a new ``WizardState``. Blocking calls
+(paramiko, the proxy's checker, the probe) run in thread workers started by the screens; any
+worker that fails lands in ``show_error`` — a titled notification for a short problem, a modal
+when there is evidence to read (a checker's output, a host key), never a traceback.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, ClassVar, Protocol
+
+from textual import work
+from textual.app import App, ComposeResult, SystemCommand
+from textual.binding import Binding, BindingType
+from textual.screen import Screen
+from textual.widgets import Footer, Header, Static
+from textual.worker import Worker
+
+from wizard.errors import ExitCode, InvalidSpec, SockwizardError
+from wizard.tui.screens.backends import BackendsScreen
+from wizard.tui.screens.base import StepScreen, forward_worker_error, run_in_thread
+from wizard.tui.screens.deploy import DeployScreen
+from wizard.tui.screens.diagnose import DiagnoseUrlScreen, FindingsScreen
+from wizard.tui.screens.modals import ErrorModal, PathPrompt
+from wizard.tui.screens.path import PathScreen
+from wizard.tui.screens.preview import PreviewScreen
+from wizard.tui.screens.proxy import ProxyScreen
+from wizard.tui.screens.start import StartScreen
+from wizard.tui.screens.target import TargetScreen
+from wizard.tui.screens.verdict import VerdictScreen
+from wizard.tui.state import (
+    Back,
+    Connection,
+    Mode,
+    Next,
+    Restart,
+    TargetChoice,
+    TargetKind,
+    WizardState,
+)
+
+DARK, LIGHT = "textual-dark", "textual-light"
+
+
+class Connector(Protocol):
+    """Opens the Remote a TargetChoice names (tests pass one that returns an InMemoryRemote)."""
+
+    def __call__(self, choice: TargetChoice, *, accept_host_key: str | None,
+                 sudo_password: str | None) -> Connection: ...
+
+
+def default_connector(known_hosts: Path | None = None,
+                      ssh_config: Path | None = None) -> Connector:
+    """The real thing: LocalRemote for "this machine", else ``SshRemote.connect``."""
+
+    def connect(choice: TargetChoice, *, accept_host_key: str | None,
+                sudo_password: str | None) -> Connection:
+        from wizard.remote import LocalRemote
+
+        if choice.kind is TargetKind.LOCAL:
+            return Connection(choice, LocalRemote(sudo_password=sudo_password), "127.0.0.1")
+        from wizard import ssh
+
+        target = ssh.parse_target(choice.ssh_text, ssh_config=ssh_config)
+        remote = ssh.SshRemote.connect(
+            target,
+            known_hosts=known_hosts if known_hosts is not None else ssh.default_known_hosts(),
+            accept_host_key=accept_host_key,
+            identity=choice.identity,
+            sudo_password=sudo_password,
+        )
+        return Connection(choice, remote, target.host)
+
+    return connect
+
+
+def _flow(mode: Mode) -> list[type[StepScreen]]:
+    """The step screens of a mode, in order (Start first)."""
+    if mode is Mode.DEPLOY:
+        return [StartScreen, ProxyScreen, PathScreen, BackendsScreen, PreviewScreen,
+                TargetScreen, DeployScreen, VerdictScreen]
+    return [StartScreen, TargetScreen, DiagnoseUrlScreen, FindingsScreen]
+
+
+class Backdrop(Screen[None]):
+    """The app's base screen, seen for a frame between two steps."""
+
+    def compose(self) -> ComposeResult:
+        yield Header(icon="⇄")
+        yield Static("sockwizard", id="backdrop")
+        yield Footer()
+
+
+class SockwizardApp(App[int]):
+    """The wizard. Arguments exist for tests and the screenshot script: where to start, with
+    what state, and how to connect to a host."""
+
+    CSS_PATH = "wizard.tcss"
+    TITLE = "sockwizard"
+    SUB_TITLE = "Socket.IO behind a reverse proxy"
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("ctrl+t", "toggle_dark", "Light/dark"),
+        Binding("ctrl+q", "quit", "Quit", priority=True),
+    ]
+
+    def __init__(self, *, state: WizardState | None = None, start_at: int = 0,
+                 connector: Connector | None = None, known_hosts: Path | None = None,
+                 ssh_config: Path | None = None, run_wizard: bool = True) -> None:
+        super().__init__()
+        self.state = state or WizardState()
+        self.start_at = start_at
+        self.known_hosts = known_hosts
+        self.ssh_config = ssh_config
+        self.connector = connector or default_connector(known_hosts, ssh_config)
+        self._autostart = run_wizard
+        self._sandboxes: list[Any] = []  # by identity: a Sandbox is an unhashable dataclass
+        self.theme = DARK
+
+    def get_default_screen(self) -> Screen[Any]:
+        return Backdrop()
+
+    def on_mount(self) -> None:
+        if self._autostart:
+            self.run_wizard()
+
+    # -- the wizard --------------------------------------------------------------------------
+
+    @work(exclusive=True, group="wizard", exit_on_error=False)
+    async def run_wizard(self) -> None:
+        index = self.start_at
+        while True:
+            steps = _flow(self.state.mode)
+            index = max(0, min(index, len(steps) - 1))
+            answer = await self.push_screen_wait(steps[index](self.state, index))
+            if isinstance(answer, Restart):
+                self._set_state(replace(answer.state, connection=None, deploy_report=None,
+                                        sandbox=None))
+                index = 0
+            elif isinstance(answer, Back):
+                self._set_state(answer.state)
+                index -= 1
+            elif isinstance(answer, Next):
+                self._set_state(answer.state)
+                if index == len(steps) - 1:
+                    break
+                index += 1
+        self.exit(int(ExitCode.OK))
+
+    def _set_state(self, state: WizardState) -> None:
+        """Keep the latest state (palette commands read it); close a connection or stop a
+        sandbox left behind (a sandbox stops in a thread: it waits for its processes)."""
+        old = self.state
+        if old.connection is not None and old.connection is not state.connection:
+            old.connection.close()
+        if old.sandbox is not None and old.sandbox is not state.sandbox:
+            # Stays in _sandboxes: stopping twice is harmless, and exit stops it for sure.
+            self.run_worker(old.sandbox.stop, thread=True, group="cleanup",
+                            exit_on_error=False)
+        self.state = state
+
+    def adopt_sandbox(self, box: Any) -> None:
+        """Remember a sandbox a screen started, so it is stopped on exit whatever happens."""
+        self._sandboxes.append(box)
+
+    def forget_sandbox(self, box: Any) -> None:
+        self._sandboxes = [b for b in self._sandboxes if b is not box]
+
+    def current_step(self) -> StepScreen | None:
+        screen = self.screen
+        return screen if isinstance(screen, StepScreen) else None
+
+    # -- the one error handler ------------------------------------------------------------
+
+    def show_error(self, error: BaseException) -> None:
+        """Every failure a user sees goes through here, titled, with what to do next."""
+        if isinstance(error, SockwizardError):
+            if error.detail or isinstance(error, InvalidSpec) or len(error.hint) > 160:
+                self.push_screen(ErrorModal(error.title, error.hint, error.detail))
+            else:
+                self.notify(error.hint or " ", title=error.title, severity="error",
+                            timeout=10, markup=False)
+            return
+        self.log.error(f"unexpected error: {error!r}")
+        self.push_screen(ErrorModal(
+            f"Unexpected error: {type(error).__name__}: {error}",
+            "This is a bug in sockwizard. Nothing else was changed by this step; please report "
+            "it with the steps that led here.",
+        ))
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        forward_worker_error(self, event)
+        if event.worker.name == "run_wizard" and event.worker.is_finished \
+                and event.worker.error is not None:
+            self.start_at = 0
+            self.run_wizard()  # an error must not leave the user on an empty screen
+
+    # -- actions (footer keys, palette) -------------------------------------------------------
+
+    def action_toggle_dark(self) -> None:
+        self.theme = LIGHT if self.theme == DARK else DARK
+
+    def action_save_config(self) -> None:
+        self._save_config()
+
+    def action_save_spec(self) -> None:
+        self._save_spec()
+
+    def action_start_over(self) -> None:
+        step = self.current_step()
+        if step is not None:
+            step.dismiss(Restart(step.state))
+
+    @work(exclusive=True, group="save", exit_on_error=False)
+    async def _save_config(self) -> None:
+        from wizard.render import render
+
+        rendered = render(self.state.spec)
+        path = await self.push_screen_wait(PathPrompt("Save the config", rendered.filename))
+        if path is None:
+            return
+        await run_in_thread(self, write_text, path, rendered.text)
+        self.notify(f"{path} ({len(rendered.text)} bytes)", title="Config saved")
+
+    @work(exclusive=True, group="save", exit_on_error=False)
+    async def _save_spec(self) -> None:
+        from wizard.spec_io import dump_spec
+
+        default = str(self.state.spec_source or "sockwizard.toml")
+        path = await self.push_screen_wait(PathPrompt("Save the spec (TOML)", default))
+        if path is None:
+            return
+        await run_in_thread(self, write_text, path, dump_spec(self.state.spec))
+        self.state = replace(self.state, spec_source=path)
+        self.notify(f"{path} — reuse it with `sockwizard render --spec {path}`",
+                    title="Spec saved", markup=False)
+
+    def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
+        yield SystemCommand("Save config…", "Write the generated config to a file",
+                            self.action_save_config)
+        yield SystemCommand("Save spec…", "Write the settings as TOML (render --spec reads it)",
+                            self.action_save_spec)
+        yield SystemCommand("Start over", "Back to the first step (keeps the settings)",
+                            self.action_start_over)
+        yield SystemCommand("Toggle light/dark", "Switch between the light and dark theme",
+                            self.action_toggle_dark)
+        step = self.current_step()
+        if step is not None:
+            for title, help_text, callback in step.palette_commands():
+                yield SystemCommand(title, help_text, callback)
+        yield from super().get_system_commands(screen)
+
+    def on_unmount(self) -> None:
+        if self.state.connection is not None:
+            self.state.connection.close()
+        boxes = list(self._sandboxes)
+        if self.state.sandbox is not None and all(b is not self.state.sandbox for b in boxes):
+            boxes.append(self.state.sandbox)
+        for box in boxes:
+            box.stop()  # waits for its processes: nothing outlives the app
+        self._sandboxes.clear()
+
+
+def write_text(path: Path, text: str) -> None:
+    """Write a file whole (temp file + rename), translating OSError for the error handler."""
+    from wizard.errors import BadInput
+
+    tmp = path.with_name(f".{path.name}.sockwizard-tmp")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise BadInput(f"Cannot write {path}: {exc.strerror}",
+                       "Check that the directory exists and is writable.") from None
+
+
+def run_app(**kwargs: Any) -> int:
+    """Run the wizard in the terminal; the process exit code."""
+    app = SockwizardApp(**kwargs)
+    result = app.run()
+    if app.return_code not in (None, 0):
+        return int(app.return_code)
+    return int(result) if result is not None else int(ExitCode.OK)
+

@@ -1,0 +1,178 @@
+"""What every wizard step shares: the frame (header, step list, nav bar, footer), Back/Next,
+running blocking core calls in thread workers, and handing worker errors to the app.
+
+A step subclasses ``StepScreen``, composes its body in ``compose_body`` and answers in
+``answer()`` with a new ``WizardState`` (or None to stay, with the problems shown). The wizard
+coroutine in ``app.py`` awaits the screen's ``Next``/``Back``/``Restart``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from functools import partial
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.screen import Screen
+from textual.widgets import Button, Footer, Header, Static
+from textual.worker import Worker, WorkerCancelled, WorkerFailed, WorkerState
+
+from wizard.tui.state import Answer, Back, Mode, Next, WizardState
+from wizard.tui.widgets.stepper import DEPLOY_STEPS, DIAGNOSE_STEPS, Stepper
+
+if TYPE_CHECKING:
+    from wizard.tui.app import SockwizardApp
+
+T = TypeVar("T")
+
+# Thread workers started by ``in_thread``: their errors go to the awaiting coroutine, not to
+# the error handler (which would report them twice).
+BLOCKING_GROUP = "blocking"
+
+
+def forward_worker_error(node: Any, event: Worker.StateChanged) -> None:
+    """Send a failed worker's exception to the app's single error handler."""
+    worker = event.worker
+    if event.state is WorkerState.ERROR and worker.group != BLOCKING_GROUP:
+        error = worker.error
+        if error is not None and not isinstance(error, WorkerCancelled | asyncio.CancelledError):
+            node.app.show_error(error)
+
+
+async def run_in_thread(node: Any, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Run blocking ``fn`` in a Textual thread worker and return its result (or raise its error).
+
+    The UI keeps running while paramiko, a proxy checker or the probe does its work.
+    """
+    worker: Worker[T] = node.run_worker(partial(fn, *args, **kwargs), thread=True,
+                                        exit_on_error=False, group=BLOCKING_GROUP)
+    try:
+        return await worker.wait()
+    except WorkerFailed as failed:
+        raise failed.error from None
+    except WorkerCancelled:
+        # The awaiting worker was cancelled (a newer one replaced it, or its screen closed):
+        # end it quietly; the thread finishes on its own and its result is dropped.
+        raise asyncio.CancelledError from None
+
+
+class StepScreen(Screen[Answer]):
+    """One wizard step. Subclasses set TITLE/HELP/INDEX and implement compose_body/answer."""
+
+    STEP_INDEX: ClassVar[int] = 0  # position in the mode's step list
+    STEP_HELP: ClassVar[str] = ""
+    NEXT_LABEL: ClassVar[str] = "Next"
+    SHOW_BACK: ClassVar[bool] = True
+    # False for steps whose body manages its own scrolling (tabs of code, tables).
+    BODY_SCROLLS: ClassVar[bool] = True
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "back", "Back"),
+        Binding("ctrl+n", "next", "Next", priority=True),
+    ]
+
+    def __init__(self, state: WizardState, index: int | None = None) -> None:
+        super().__init__()
+        self.state = state
+        # The same screen can sit at different positions (Target is 6 of 8 when deploying,
+        # 2 of 4 when diagnosing): the wizard passes the position, STEP_INDEX is the default.
+        self.index = self.STEP_INDEX if index is None else index
+
+    @property
+    def wizard_app(self) -> SockwizardApp:
+        from wizard.tui.app import SockwizardApp
+
+        assert isinstance(self.app, SockwizardApp)
+        return self.app
+
+    @property
+    def steps(self) -> tuple[str, ...]:
+        return DEPLOY_STEPS if self.state.mode is Mode.DEPLOY else DIAGNOSE_STEPS
+
+    @property
+    def step_title(self) -> str:
+        return self.steps[self.index]
+
+    # -- frame ---------------------------------------------------------------------------
+
+    def compose(self) -> ComposeResult:
+        yield Header(icon="⇄")
+        with Horizontal(id="frame"):
+            yield Stepper(self.steps, self.index, id="stepper")
+            with Vertical(id="main"):
+                yield Static(f"{self.index + 1}. {self.step_title}", id="step-title")
+                if self.STEP_HELP:
+                    yield Static(self.STEP_HELP, id="step-help")
+                body = VerticalScroll(id="body") if self.BODY_SCROLLS else Vertical(id="body")
+                with body:
+                    yield from self.compose_body()
+                with Horizontal(id="nav"):
+                    if self.SHOW_BACK:
+                        yield Button("◂ Back", id="back", compact=True)
+                    yield Static(id="nav-status")
+                    yield Button(f"{self.NEXT_LABEL} ▸", id="next", variant="primary",
+                                 compact=True)
+        yield Footer()
+
+    def compose_body(self) -> ComposeResult:
+        yield from ()
+
+    def on_mount(self) -> None:
+        self.sub_title = self.step_title
+
+    def set_next_label(self, label: str) -> None:
+        """Rename the Next button (e.g. "Connect", "Probe & verdict")."""
+        button = self.query_one("#next", Button)
+        button.label = f"{label} ▸"
+        button.refresh(layout=True)  # the label is not a layout reactive: resize for it
+
+    def set_status(self, text: str) -> None:
+        """A short line in the nav bar (what is going on, or why Next is refused)."""
+        self.query_one("#nav-status", Static).update(text)
+
+    # -- navigation ------------------------------------------------------------------------
+
+    def answer(self) -> WizardState | None:
+        """The new state this step produces, or None to stay (after showing why)."""
+        return self.state
+
+    def back_state(self) -> WizardState:
+        """The state to go back with: by default, the one this step started from."""
+        return self.state
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        # Back is hidden from the footer on the first step.
+        return not (action == "back" and not self.SHOW_BACK)
+
+    def action_next(self) -> None:
+        state = self.answer()
+        if state is not None:
+            self.dismiss(Next(state))
+
+    def action_back(self) -> None:
+        if self.SHOW_BACK:
+            self.dismiss(Back(self.back_state()))
+
+    @on(Button.Pressed, "#next")
+    def _next_pressed(self) -> None:
+        self.action_next()
+
+    @on(Button.Pressed, "#back")
+    def _back_pressed(self) -> None:
+        self.action_back()
+
+    def palette_commands(self) -> list[tuple[str, str, Callable[[], Any]]]:
+        """This step's own actions for the command palette: (title, help, callback)."""
+        return []
+
+    # -- workers ---------------------------------------------------------------------------
+
+    async def in_thread(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        return await run_in_thread(self, fn, *args, **kwargs)
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        forward_worker_error(self, event)

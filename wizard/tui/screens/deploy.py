@@ -1,0 +1,326 @@
+"""Step 7: run the guarded deploy (``wizard.deploy.apply``) over the open connection.
+
+On arrival a dry run (the same transaction with ``dry_run=True``: detect and diff, nothing
+changed) fills the Diff and Plan tabs. "Deploy" then runs the transaction in a thread worker;
+its events become rows (spinner, then ✓/✗ and time, the checker's output under a failure), and
+the result says plainly whether the host was rolled back. Rollback restores the backup this
+deploy made, through the same core call ``sockwizard rollback`` uses.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any, ClassVar
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal
+from textual.content import Content
+from textual.widgets import Button, Checkbox, Static, TabbedContent, TabPane
+
+from wizard.deploy import (
+    DeployEvent,
+    DeployOptions,
+    DeployResult,
+    EventSink,
+    Outcome,
+    apply,
+    rollback_result,
+)
+from wizard.sandbox import Sandbox, start_sandbox
+from wizard.tui.screens.base import StepScreen
+from wizard.tui.screens.modals import ConfirmModal
+from wizard.tui.state import Connection, Next, TargetKind, WizardState
+from wizard.tui.widgets.code_view import CodeView
+from wizard.tui.widgets.deploy_log import DeployLog
+
+_OUTCOME_STYLE = {
+    Outcome.DEPLOYED: ("✓ Deployed", "$text-success"),
+    Outcome.UNCHANGED: ("= Unchanged", "$text-success"),
+    Outcome.ROLLED_BACK: ("↺ ROLLED BACK", "$text-warning"),
+    Outcome.KEPT: ("! KEPT (not rolled back)", "$text-warning"),
+    Outcome.FAILED: ("✗ Failed", "$text-error"),
+    Outcome.ROLLBACK_FAILED: ("✗ ROLLBACK FAILED", "$text-error"),
+    Outcome.PLANNED: ("Planned", "$text-muted"),
+}
+
+
+def result_content(result: DeployResult) -> Content:
+    label, style = _OUTCOME_STYLE.get(result.outcome, (result.outcome.value, "bold"))
+    parts = [Content.assemble((label, f"bold reverse {style}"), "  ",
+                              (result.title, f"bold {style}"))]
+    if result.hint:
+        parts.append(Content.assemble(("next  ", "$text-accent"), result.hint))
+    return Content("\n").join(parts)
+
+
+def deploy_options(state: WizardState, **kw: Any) -> DeployOptions:
+    """The deploy flags the Target step's overrides stand for."""
+    choice = state.target
+    return DeployOptions(dest=choice.dest, validate_cmd=choice.validate_cmd,
+                         reload_cmd=choice.reload_cmd, probe_url=choice.probe_url, **kw)
+
+
+def apply_on(state: WizardState, options: DeployOptions,
+             on_event: EventSink | None = None) -> DeployResult:
+    """``wizard.deploy.apply`` over the state's connection (one thread at a time on it)."""
+    conn = state.connection
+    assert conn is not None, "the Target step always connects before a deploy or a dry run"
+    kwargs: dict[str, Any] = {"probe_host": conn.host_name, "host": conn.remote.name}
+    if on_event is not None:
+        kwargs["on_event"] = on_event
+    with conn.lock:
+        return apply(conn.remote, state.spec, options, **kwargs)
+
+
+class DeployScreen(StepScreen):
+    STEP_INDEX = 6
+    NEXT_LABEL = "Deploy"
+    BODY_SCROLLS = False
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        *StepScreen.BINDINGS,
+        Binding("d", "deploy", "Deploy"),
+        Binding("r", "rollback", "Rollback"),
+    ]
+
+    def __init__(self, state: WizardState, index: int | None = None) -> None:
+        super().__init__(state, index)
+        self.deploy_result: DeployResult | None = None
+        self.busy = False
+        self.planning = False
+        self.sandbox: Sandbox | None = state.sandbox
+
+    @property
+    def in_sandbox(self) -> bool:
+        return self.state.target.kind is TargetKind.SANDBOX
+
+    def compose_body(self) -> ComposeResult:
+        conn = self.state.connection
+        where = conn.remote.name if conn else "?"
+        if self.in_sandbox:
+            yield Static(Content.assemble(
+                ("Start a throwaway ", "$text-muted"), (self.state.spec.proxy.value, "bold"),
+                (" and a demo Socket.IO server on free loopback ports, then run the same "
+                 "guarded deploy into it: back up, upload, validate, rename, reload, probe. "
+                 "Everything is removed when you leave.", "$text-muted")), id="deploy-summary")
+        else:
+            yield Static(Content.assemble(
+            ("Deploy the ", "$text-muted"), (self.state.spec.proxy.value, "bold"),
+            (" config to ", "$text-muted"), (where, "bold"),
+            (": back up, upload beside the target, validate, rename, reload, probe — and put "
+             "the old file back if any of it fails.", "$text-muted")), id="deploy-summary")
+        with Horizontal(id="deploy-options", classes="hidden" if self.in_sandbox else ""):
+            yield Checkbox("Probe through the proxy after the reload", True, id="opt-probe",
+                           compact=True)
+            yield Checkbox("Roll back on failure", True, id="opt-rollback", compact=True)
+        yield Static(id="deploy-result", classes="hidden")
+        with TabbedContent(id="deploy-tabs"):
+            with TabPane("Steps", id="tab-steps"):
+                yield DeployLog(id="deploy-log")
+            with TabPane("Diff", id="tab-diff"):
+                yield CodeView("Reading the file on the host…", "text", id="deploy-diff")
+            with TabPane("Plan", id="tab-plan"):
+                yield CodeView("Detecting what the host has…", "text", line_numbers=False,
+                               id="deploy-plan")
+        with Horizontal(id="deploy-actions"):
+            yield Button("Deploy", id="deploy", variant="success", compact=True)
+            yield Button("Rollback", id="rollback", variant="warning", compact=True,
+                         disabled=True)
+            yield Static(id="deploy-status", classes="muted")
+
+    def on_mount(self) -> None:
+        super().on_mount()
+        self.query_one("#deploy", Button).focus()
+        earlier = self.state.deploy_report
+        if isinstance(earlier, DeployResult):
+            # Back from the verdict: show what happened (and keep Rollback possible).
+            log = self.query_one(DeployLog)
+            for step in earlier.steps:
+                log.handle(step)
+            self._show_result(earlier)
+            if earlier.diff:
+                self.query_one("#deploy-diff", CodeView).show(earlier.diff, "diff")
+            return
+        self.query_one(DeployLog).mount(Static(
+            "Press Deploy (d) to run the steps. The Diff and Plan tabs show what will change.",
+            classes="muted"))
+        if self.in_sandbox:
+            for view in self.query("#deploy-diff, #deploy-plan").results(CodeView):
+                view.show("The sandbox starts from a placeholder site; the diff appears here "
+                          "after the deploy.", "text")
+            return
+        self.planning = True  # until the dry run below has read the host
+        self.plan()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Grey out Deploy while something runs, and Rollback until there is one to do."""
+        if action == "deploy":
+            return None if (self.busy or self.planning) else True
+        if action == "rollback":
+            buttons = self.query("#rollback").results(Button)
+            return None if any(b.disabled for b in buttons) else True
+        return super().check_action(action, parameters)
+
+    # -- options ---------------------------------------------------------------------------
+
+    def options(self, *, dry_run: bool = False) -> DeployOptions:
+        return deploy_options(self.state, dry_run=dry_run,
+                              probe=self.query_one("#opt-probe", Checkbox).value,
+                              rollback=self.query_one("#opt-rollback", Checkbox).value)
+
+    # -- the dry run -------------------------------------------------------------------------
+
+    @work(exclusive=True, group="plan", exit_on_error=False)
+    async def plan(self) -> None:
+        self.planning = True
+        self.query_one("#deploy", Button).disabled = True
+        self.set_status("Reading the host…")
+        try:
+            planned = await self.in_thread(apply_on, self.state, self.options(dry_run=True))
+        finally:
+            self.planning = False
+            self.refresh_bindings()
+            deploy = self.query_one("#deploy", Button)
+            deploy.disabled = self.busy
+            if not self.busy:
+                deploy.focus()
+            self.set_status("")
+        self._show_plan(planned)
+        if planned.outcome is not Outcome.PLANNED:  # could not even detect: say why
+            self._show_result(planned)
+
+    def _show_plan(self, result: DeployResult) -> None:
+        diff = result.diff or "No change: the host already has exactly this config.\n"
+        self.query_one("#deploy-diff", CodeView).show(diff, "diff")
+        plan = "\n".join(str(item) for item in result.plan) or "(no plan: see the result)"
+        self.query_one("#deploy-plan", CodeView).show(plan, "text")
+
+    # -- the deploy --------------------------------------------------------------------------
+
+    def action_next(self) -> None:
+        if self.busy or self.planning:
+            return
+        if self.deploy_result is None or self.deploy_result.outcome is Outcome.PLANNED:
+            self.action_deploy()
+            return
+        state = replace(self.state, deploy_report=self.deploy_result, sandbox=self.sandbox)
+        self.dismiss(Next(state))
+
+    def action_deploy(self) -> None:
+        if self.planning:
+            self.notify("Still reading the host; Deploy is ready in a moment.", timeout=3)
+        elif not self.busy:
+            self.deploy()
+
+    @work(exclusive=True, group="deploy", exit_on_error=False)
+    async def deploy(self) -> None:
+        log = self.query_one(DeployLog)
+        log.clear()
+        self.query_one("#deploy-tabs", TabbedContent).active = "tab-steps"
+        self._set_busy(True)
+        try:
+            if self.in_sandbox:
+                result = await self._deploy_sandbox()
+            else:
+                result = await self.in_thread(apply_on, self.state, self.options(),
+                                              self._event_from_thread)
+        finally:
+            self._set_busy(False)
+        self._show_result(result)
+        self._show_plan(result)
+
+    async def _deploy_sandbox(self) -> DeployResult:
+        """``wizard.sandbox.start_sandbox``: the proxy and backend start, then the same
+        transaction runs into them. A sandbox from an earlier try is stopped first."""
+        old, self.sandbox = self.sandbox, None
+        if old is not None:
+            self.set_status("Stopping the previous sandbox…")
+            await self.in_thread(old.stop)
+            self.wizard_app.forget_sandbox(old)
+        self.set_status("Starting the sandbox…")
+        box = await self.in_thread(start_sandbox, self.state.spec.proxy, self.state.spec,
+                                   on_event=self._event_from_thread)
+        self.sandbox = box
+        self.wizard_app.adopt_sandbox(box)
+        assert box.result is not None
+        return box.result
+
+    def _event_from_thread(self, event: DeployEvent) -> None:
+        """The deploy's sink: runs in the worker thread, hands each event to the UI thread."""
+        self.app.call_from_thread(self.query_one(DeployLog).handle, event)
+
+    def _set_busy(self, running: bool) -> None:
+        self.busy = running
+        self.refresh_bindings()
+        self.query_one("#deploy", Button).disabled = running
+        self.query_one("#rollback", Button).disabled = True
+        for box in self.query(Checkbox).results(Checkbox):
+            box.disabled = running
+        self.set_status("Deploying…" if running else "")
+
+    def show_result(self, result: DeployResult) -> None:
+        """Show a finished deploy (also used to replay a recorded one in tests)."""
+        self._show_result(result)
+
+    def _show_result(self, result: DeployResult) -> None:
+        self.deploy_result = result
+        banner = self.query_one("#deploy-result", Static)
+        banner.update(result_content(result))
+        banner.remove_class("hidden")
+        banner.set_class(result.outcome in (Outcome.DEPLOYED, Outcome.UNCHANGED), "-ok")
+        banner.set_class(result.outcome in (Outcome.ROLLED_BACK, Outcome.KEPT), "-rolled-back")
+        banner.set_class(result.outcome in (Outcome.FAILED, Outcome.ROLLBACK_FAILED), "-failed")
+        self.query_one("#rollback", Button).disabled = not (
+            result.outcome in (Outcome.DEPLOYED, Outcome.KEPT) and result.backup is not None
+            and self.state.connection is not None)
+        self.refresh_bindings()
+        self.set_next_label("Probe & verdict")
+        if result.detail and result.outcome not in (Outcome.DEPLOYED, Outcome.UNCHANGED):
+            self.query_one(DeployLog).mount(Static(
+                Content.assemble(("evidence\n", "bold $text-muted"), result.detail),
+                classes="deploy-evidence"))
+
+    # -- manual rollback ----------------------------------------------------------------------
+
+    @work(exclusive=True, group="deploy", exit_on_error=False)
+    async def action_rollback(self) -> None:
+        result = self.deploy_result
+        if result is None or result.backup is None or self.busy or self.state.connection is None:
+            return
+        sure = await self.app.push_screen_wait(ConfirmModal(
+            "Roll back", f"Put the previous config back on {result.host} from {result.backup}, "
+            "validate it and reload the proxy?", yes="Roll back"))
+        if not sure:
+            return
+        log = self.query_one(DeployLog)
+        self._set_busy(True)
+        try:
+            conn = self.state.connection
+            assert conn is not None
+            restored = await self.in_thread(_locked, conn, rollback_result, conn.remote,
+                                            result, on_event=self._event_from_thread,
+                                            probe_host=conn.host_name)
+        finally:
+            self._set_busy(False)
+        log.scroll_end()
+        self._show_result(restored)
+
+    @on(Button.Pressed, "#deploy")
+    def _deploy_pressed(self) -> None:
+        self.action_deploy()
+
+    @on(Button.Pressed, "#rollback")
+    def _rollback_pressed(self) -> None:
+        self.action_rollback()
+
+    def palette_commands(self) -> list[tuple[str, str, Any]]:
+        return [("Deploy", "Run the guarded deploy on the target", self.action_deploy),
+                ("Rollback", "Restore the backup this deploy made", self.action_rollback)]
+
+
+def _locked(conn: Connection, fn: Any, *args: Any, **kwargs: Any) -> Any:
+    with conn.lock:
+        return fn(*args, **kwargs)
+

@@ -1,0 +1,218 @@
+"""Diagnose mode, after Start and Target: the URL and path to probe, then the findings.
+
+The URL is checked as you type by the probe's own parser (``eio.parse_url``), so the words are
+the ones ``sockwizard probe`` prints. The findings step runs the diagnosis in a thread worker:
+the live probe (stages fill in as they finish) and, when a host is connected, the proxy's
+config read over the same connection, held against the live handshake.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import replace
+from typing import ClassVar
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, Vertical
+from textual.widgets import Button, Input, RadioButton, RadioSet, Static
+
+from wizard.diagnose import Diagnosis, run_diagnosis
+from wizard.errors import ProbeFailed
+from wizard.model import ProxyKind
+from wizard.probe import ProbeOptions, ProbeReport, Stage
+from wizard.proxies import PROFILES
+from wizard.tui.screens.base import StepScreen
+from wizard.tui.state import Restart, WizardState
+from wizard.tui.widgets.field import Field, ModelCheck
+from wizard.tui.widgets.probe_view import ProbeView
+
+_KINDS = (ProxyKind.NGINX, ProxyKind.APACHE, ProxyKind.CADDY, ProxyKind.NODE)
+
+
+def url_problem(url: str, path: str) -> str | None:
+    """What the probe would refuse about this URL/path (None: fine)."""
+    from wizard.eio import normalize_path, parse_url
+
+    try:
+        parse_url(url, normalize_path(path or "/socket.io/"))
+    except ProbeFailed as exc:
+        return exc.title
+    return None
+
+
+class DiagnoseUrlScreen(StepScreen):
+    STEP_INDEX = 2
+    NEXT_LABEL = "Diagnose"
+    STEP_HELP = ("The address your clients use. sockwizard probes it stage by stage and, with "
+                 "host access, reads the proxy's config too.")
+
+    def compose_body(self) -> ComposeResult:
+        state = self.state
+        with Vertical(classes="panel") as panel:
+            panel.border_title = "What to probe"
+            yield Field("URL", Input(state.probe_url or "", id="url",
+                                     placeholder="https://chat.example.com",
+                                     validators=[ModelCheck(self._url_problem)]),
+                        hint="http(s)://host[:port] — the proxy, as clients reach it.",
+                        id="field-url")
+            yield Field("Socket.IO path", Input(state.probe_path or state.spec.path, id="path",
+                                                validators=[ModelCheck(self._url_problem)]),
+                        id="field-path")
+        if self.state.connection is not None:
+            with RadioSet(id="proxy-kind") as kinds:
+                kinds.border_title = "Which proxy serves it (its config is read over SSH)"
+                for kind in _KINDS:
+                    yield RadioButton(PROFILES[kind].title, value=state.spec.proxy is kind,
+                                      id=f"kind-{kind.value}")
+            with Vertical(classes="panel") as config:
+                config.border_title = "Config"
+                yield Field("Main config file on the host (optional)",
+                            Input(state.config_path or "", id="config_path",
+                                  placeholder="found from the proxy's own defaults"),
+                            id="field-config_path")
+
+    def on_mount(self) -> None:
+        super().on_mount()
+        self.query_one("#url", Input).focus()
+
+    def _url_problem(self, _value: str) -> str | None:
+        if not self.is_mounted:
+            return None
+        url = self.query_one("#url", Input).value
+        if not url.strip():
+            return "Which URL? e.g. https://chat.example.com"
+        return url_problem(url, self.query_one("#path", Input).value)
+
+    @on(Input.Changed)
+    def _changed(self) -> None:
+        self.query_one("#field-url", Field).set_problem(self._url_problem(""))
+
+    @on(Input.Submitted)
+    def _submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        self.action_next()
+
+    def _kind(self) -> ProxyKind:
+        sets = list(self.query("#proxy-kind").results(RadioSet))
+        pressed = sets[0].pressed_button if sets else None
+        if pressed is None or not pressed.id:
+            return self.state.spec.proxy
+        return ProxyKind(pressed.id.removeprefix("kind-"))
+
+    def _values(self) -> WizardState:
+        config = [i.value.strip() for i in self.query("#config_path").results(Input)]
+        return replace(self.state, probe_url=self.query_one("#url", Input).value.strip(),
+                       probe_path=self.query_one("#path", Input).value.strip() or None,
+                       config_path=(config[0] if config else "") or None,
+                       spec=replace(self.state.spec, proxy=self._kind()))
+
+    def answer(self) -> WizardState | None:
+        why = self._url_problem("")
+        self.query_one("#field-url", Field).set_problem(why)
+        return None if why else self._values()
+
+    def back_state(self) -> WizardState:
+        return self._values()
+
+
+def diagnose_state(state: WizardState, options: ProbeOptions,
+                   on_stage: Callable[[Stage], None]) -> Diagnosis:
+    """``wizard.diagnose.run_diagnosis`` for this state: the probe, and the proxy's config
+    read over the connection (when there is one) while the probe runs."""
+    conn = state.connection
+    url = state.probe_url or ""
+    if conn is None:
+        return run_diagnosis(url, options, on_stage=on_stage)
+    with conn.lock:
+        return run_diagnosis(url, options, remote=conn.remote, proxy=state.spec.proxy,
+                             config_path=state.config_path, on_stage=on_stage)
+
+
+class FindingsScreen(StepScreen):
+    STEP_INDEX = 3
+    NEXT_LABEL = "Finish"
+    STEP_HELP = "What the probe saw, and what to change — most serious first."
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        *StepScreen.BINDINGS,
+        Binding("r", "retry", "Retry"),
+        Binding("h", "hold", "Hold test"),
+        Binding("n", "new", "Start over"),
+    ]
+
+    def __init__(self, state: WizardState, index: int | None = None) -> None:
+        super().__init__(state, index)
+        self.report: ProbeReport | None = None
+        self.diagnosis: Diagnosis | None = None
+
+    @property
+    def hold_seconds(self) -> int:
+        interval_ms, timeout_ms = self.state.spec.ping_interval_ms, self.state.spec.ping_timeout_ms
+        if self.report is not None and self.report.handshake is not None:
+            hs = self.report.handshake
+            interval_ms, timeout_ms = hs.ping_interval_ms, hs.ping_timeout_ms
+        return math.ceil((interval_ms + timeout_ms) / 1000) + 5
+
+    def compose_body(self) -> ComposeResult:
+        where = self.state.target.label
+        yield Static(f"{self.state.probe_url}  (path {self.state.probe_path or '/socket.io/'}; "
+                     f"host access: {where})", id="probe-url", markup=False)
+        yield ProbeView(id="probe")
+        with Horizontal(id="probe-actions"):
+            yield Button("Retry", id="retry", compact=True)
+            yield Button("Hold test", id="hold", compact=True)
+            yield Static(id="probe-status", classes="muted")
+
+    def on_mount(self) -> None:
+        super().on_mount()
+        self.run_diagnosis()
+
+    @work(exclusive=True, group="probe", exit_on_error=False)
+    async def run_diagnosis(self, hold: float = 0) -> None:
+        view = self.query_one(ProbeView)
+        what = (f"Holding an idle connection for {hold:g} s…" if hold
+                else "Probing and reading the config…")
+        view.reset(what)
+        self._busy(True, what)
+        options = ProbeOptions(path=self.state.probe_path or "/socket.io/", hold=hold,
+                               insecure=(self.state.probe_url or "").startswith("https://"))
+        try:
+            diagnosis = await self.in_thread(diagnose_state, self.state, options,
+                                             self._stage_seen)
+        finally:
+            self._busy(False, "")
+        self.diagnosis = diagnosis
+        self.report = diagnosis.probe
+        if diagnosis.probe is not None:
+            view.show_report(diagnosis.probe, None, diagnosis.findings, diagnosis.checks)
+        else:
+            view.show_findings(diagnosis.findings, diagnosis.checks)
+        self.query_one("#hold", Button).label = f"Hold test ({self.hold_seconds} s)"
+
+    def _stage_seen(self, stage: Stage) -> None:
+        self.app.call_from_thread(self.query_one(ProbeView).add_stage, stage)
+
+    def _busy(self, busy: bool, what: str) -> None:
+        for button in self.query("#probe-actions Button").results(Button):
+            button.disabled = busy
+        self.query_one("#probe-status", Static).update(what)
+
+    def action_retry(self) -> None:
+        self.run_diagnosis()
+
+    def action_hold(self) -> None:
+        self.run_diagnosis(hold=self.hold_seconds)
+
+    def action_new(self) -> None:
+        self.dismiss(Restart(self.state))
+
+    @on(Button.Pressed, "#retry")
+    def _retry(self) -> None:
+        self.action_retry()
+
+    @on(Button.Pressed, "#hold")
+    def _hold(self) -> None:
+        self.action_hold()

@@ -1,0 +1,70 @@
+"""Step 2: which proxy (each with its one line from the profiles), and what file to generate."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from textual import on
+from textual.app import ComposeResult
+from textual.content import Content
+from textual.widgets import OptionList, RadioButton, RadioSet
+from textual.widgets.option_list import Option
+
+from wizard.model import Layout, ProxyKind
+from wizard.proxies import PROFILES
+from wizard.tui.screens.base import StepScreen
+from wizard.tui.state import WizardState
+from wizard.tui.widgets.options import spaced
+
+_ORDER = (ProxyKind.NGINX, ProxyKind.APACHE, ProxyKind.NODE, ProxyKind.CADDY)
+
+_LAYOUT_LABELS = {
+    Layout.SITE: "A file to include (conf.d file, vhost, site block, proxy.js)",
+    Layout.FULL: "A complete main config (nginx.conf, httpd.conf, Caddyfile)",
+}
+
+
+class ProxyScreen(StepScreen):
+    STEP_INDEX = 1
+    STEP_HELP = "Which reverse proxy sits in front of your Socket.IO server?"
+
+    def compose_body(self) -> ComposeResult:
+        options = []
+        for kind in _ORDER:
+            prof = PROFILES[kind]
+            prompt = Content.assemble((prof.title, "bold"), "\n",
+                                      (prof.when_to_pick, "$text-muted"))
+            options.append(Option(prompt, id=kind.value))
+        proxies = OptionList(*spaced(options), id="proxies")
+        proxies.border_title = "Proxy"
+        yield proxies
+        with RadioSet(id="layout") as layout:
+            layout.border_title = "What to generate"
+            for value, label in _LAYOUT_LABELS.items():
+                yield RadioButton(label, value=self.state.spec.layout is value,
+                                  id=f"layout-{value.value}")
+
+    def on_mount(self) -> None:
+        super().on_mount()
+        proxies = self.query_one("#proxies", OptionList)
+        proxies.highlighted = proxies.get_option_index(self.state.spec.proxy.value)
+        proxies.focus()
+
+    @on(OptionList.OptionSelected, "#proxies")
+    def _selected(self) -> None:
+        self.action_next()
+
+    def _picked(self) -> WizardState:
+        proxies = self.query_one("#proxies", OptionList)
+        index = proxies.highlighted
+        kind = self.state.spec.proxy if index is None else ProxyKind(
+            proxies.get_option_at_index(index).id or self.state.spec.proxy.value)
+        pressed = self.query_one("#layout", RadioSet).pressed_button
+        layout = Layout.FULL if pressed is not None and pressed.id == "layout-full" else Layout.SITE
+        return replace(self.state, spec=replace(self.state.spec, proxy=kind, layout=layout))
+
+    def answer(self) -> WizardState | None:
+        return self._picked()
+
+    def back_state(self) -> WizardState:
+        return self._picked()

@@ -1,0 +1,1 @@
+"""Small reusable widgets of the wizard: the step list, code view, model-checked fields."""
