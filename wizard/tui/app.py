@@ -10,6 +10,7 @@ when there is evidence to read (a checker's output, a host key), never a traceba
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Iterable
 from dataclasses import replace
 from pathlib import Path
@@ -23,17 +24,7 @@ from textual.widgets import Footer, Header, Static
 from textual.worker import Worker
 
 from wizard.errors import ExitCode, InvalidSpec, SockwizardError
-from wizard.tui.screens.backends import BackendsScreen
 from wizard.tui.screens.base import StepScreen, forward_worker_error, run_in_thread
-from wizard.tui.screens.deploy import DeployScreen
-from wizard.tui.screens.diagnose import DiagnoseUrlScreen, FindingsScreen
-from wizard.tui.screens.modals import ErrorModal, PathPrompt
-from wizard.tui.screens.path import PathScreen
-from wizard.tui.screens.preview import PreviewScreen
-from wizard.tui.screens.proxy import ProxyScreen
-from wizard.tui.screens.start import StartScreen
-from wizard.tui.screens.target import TargetScreen
-from wizard.tui.screens.verdict import VerdictScreen
 from wizard.tui.state import (
     Back,
     Connection,
@@ -80,12 +71,26 @@ def default_connector(known_hosts: Path | None = None,
     return connect
 
 
-def _flow(mode: Mode) -> list[type[StepScreen]]:
-    """The step screens of a mode, in order (Start first)."""
+def _flow(mode: Mode) -> list[str]:
+    """The step screens of a mode, in order (Start first), as ``module:Class``.
+
+    Imported one at a time when reached: the deploy, diagnose and probe screens pull in the
+    core (paramiko, pygments...) that the first screen does not need, and start-up pays for it.
+    """
     if mode is Mode.DEPLOY:
-        return [StartScreen, ProxyScreen, PathScreen, BackendsScreen, PreviewScreen,
-                TargetScreen, DeployScreen, VerdictScreen]
-    return [StartScreen, TargetScreen, DiagnoseUrlScreen, FindingsScreen]
+        return ["start:StartScreen", "proxy:ProxyScreen", "path:PathScreen",
+                "backends:BackendsScreen", "preview:PreviewScreen", "target:TargetScreen",
+                "deploy:DeployScreen", "verdict:VerdictScreen"]
+    return ["start:StartScreen", "target:TargetScreen", "diagnose:DiagnoseUrlScreen",
+            "diagnose:FindingsScreen"]
+
+
+def step_class(name: str) -> type[StepScreen]:
+    """``"start:StartScreen"`` -> the class, importing its module on first use."""
+    module, _, cls = name.partition(":")
+    screen: type[StepScreen] = getattr(
+        importlib.import_module(f"wizard.tui.screens.{module}"), cls)
+    return screen
 
 
 class Backdrop(Screen[None]):
@@ -138,7 +143,7 @@ class SockwizardApp(App[int]):
         while True:
             steps = _flow(self.state.mode)
             index = max(0, min(index, len(steps) - 1))
-            answer = await self.push_screen_wait(steps[index](self.state, index))
+            answer = await self.push_screen_wait(step_class(steps[index])(self.state, index))
             if isinstance(answer, Restart):
                 self._set_state(replace(answer.state, connection=None, deploy_report=None,
                                         sandbox=None))
@@ -180,6 +185,8 @@ class SockwizardApp(App[int]):
 
     def show_error(self, error: BaseException) -> None:
         """Every failure a user sees goes through here, titled, with what to do next."""
+        from wizard.tui.screens.modals import ErrorModal
+
         if isinstance(error, SockwizardError):
             if error.detail or isinstance(error, InvalidSpec) or len(error.hint) > 160:
                 self.push_screen(ErrorModal(error.title, error.hint, error.detail))
@@ -220,6 +227,7 @@ class SockwizardApp(App[int]):
     @work(exclusive=True, group="save", exit_on_error=False)
     async def _save_config(self) -> None:
         from wizard.render import render
+        from wizard.tui.screens.modals import PathPrompt
 
         rendered = render(self.state.spec)
         path = await self.push_screen_wait(PathPrompt("Save the config", rendered.filename))
@@ -231,6 +239,7 @@ class SockwizardApp(App[int]):
     @work(exclusive=True, group="save", exit_on_error=False)
     async def _save_spec(self) -> None:
         from wizard.spec_io import dump_spec
+        from wizard.tui.screens.modals import PathPrompt
 
         default = str(self.state.spec_source or "sockwizard.toml")
         path = await self.push_screen_wait(PathPrompt("Save the spec (TOML)", default))
