@@ -597,10 +597,12 @@ def _fix_timeout(ctx: _Ctx, fact: TimeoutFact) -> str:
     existing = fact.where[0] if fact.where else None
     if facts.proxy is ProxyKind.NGINX:
         if existing is not None:
+            # One directive for one: adding proxy_send_timeout here could duplicate an
+            # existing one, which nginx -t refuses.
             return (f"Replace `{existing.text}` ({existing.file}:{existing.line}) with:\n"
-                    f"    proxy_read_timeout {s}s;\n    proxy_send_timeout {s}s;" + alt)
+                    f"    proxy_read_timeout {s}s;" + alt)
         return (f"In {_place(facts.route)} add:\n"
-                f"    proxy_read_timeout {s}s;\n    proxy_send_timeout {s}s;" + alt)
+                f"    proxy_read_timeout {s}s;" + alt)
     if facts.proxy is ProxyKind.APACHE:
         scope = facts.hints.get("scope", "the virtual host")
         lines = f"    Timeout {s}\n    ProxyTimeout {s}"
