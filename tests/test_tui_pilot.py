@@ -437,6 +437,11 @@ async def test_diagnose_mode_without_host_access(node_backend: Any, plain_server
         assert "path-mismatch" in codes
         text = " ".join(str(s.render()) for s in again.query(".finding").results(Static))
         assert "path-mismatch" in text and "fix" in text
+        # Finishing on a failed diagnosis exits 1, like `sockwizard diagnose`.
+        await until(pilot, "diagnosis", lambda: getattr(again, "diagnosis", None) is not None)
+        await pilot.press("ctrl+n")
+        await until(pilot, "exit", lambda: app.return_value is not None)
+    assert app.return_value == 1
 
 
 @pytest.mark.slow

@@ -156,7 +156,9 @@ class SockwizardApp(App[int]):
                 if index == len(steps) - 1:
                     break
                 index += 1
-        self.exit(int(ExitCode.OK))
+        # Like the CLI: 1 when the verdict the user finished on was a failure.
+        failed = self.state.verdict_ok is False
+        self.exit(int(ExitCode.FAILED if failed else ExitCode.OK))
 
     def _set_state(self, state: WizardState) -> None:
         """Keep the latest state (palette commands read it); close a connection or stop a

@@ -102,6 +102,8 @@ class WizardState:
     probe_url: str | None = None  # diagnose: the URL to probe
     probe_path: str | None = None
     config_path: str | None = None  # diagnose: the proxy's main config file, when not default
+    # The last step's verdict (probe ok / diagnosis without errors): the app's exit code.
+    verdict_ok: bool | None = None
 
 
 @dataclass(frozen=True)

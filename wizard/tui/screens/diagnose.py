@@ -216,3 +216,7 @@ class FindingsScreen(StepScreen):
     @on(Button.Pressed, "#hold")
     def _hold(self) -> None:
         self.action_hold()
+
+    def answer(self) -> WizardState | None:
+        diagnosis = getattr(self, "diagnosis", None)
+        return replace(self.state, verdict_ok=None if diagnosis is None else diagnosis.ok)

@@ -8,6 +8,7 @@ by a proxy timeout instead of predicting it.
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from typing import Any, ClassVar
 
 from textual import on, work
@@ -129,6 +130,10 @@ class VerdictScreen(StepScreen):
     @on(Button.Pressed, "#hold")
     def _hold(self) -> None:
         self.action_hold()
+
+    def answer(self) -> WizardState | None:
+        ok = None if self.report is None else self.report.ok
+        return replace(self.state, verdict_ok=ok)
 
     def palette_commands(self) -> list[tuple[str, str, Any]]:
         return [
