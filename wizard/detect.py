@@ -57,6 +57,9 @@ class HostFacts:
     version_text: str = ""
     real_dest: str | None = None  # the destination with symlinks resolved (readlink -f)
     apache_modules: frozenset[str] | None = None  # None: unknown (not asked, or no answer)
+    # Enabled sites that already catch requests naming no server on our port (Debian's
+    # sites-enabled/default, 000-default.conf): a config without server_name loses to them.
+    default_sites: tuple[str, ...] = ()
 
     @property
     def version(self) -> str | None:
@@ -114,6 +117,7 @@ def detect_script(spec: DeploySpec, dest: str) -> str:
         "grep -Eqs '^[[:space:]]*import[[:space:]]+(/etc/caddy/)?sites/' /etc/caddy/Caddyfile "
         "&& echo caddy_imports_sites=1",
     ]
+    lines += _default_site_lines(spec)
     if spec.proxy is ProxyKind.NODE:
         lines.append(f"( cd {d} 2>/dev/null && node -e 'require.resolve(\"http-proxy\")' "
                      ">/dev/null 2>&1 ) && echo node_has_http_proxy=1")
@@ -124,6 +128,23 @@ def detect_script(spec: DeploySpec, dest: str) -> str:
     return "\n".join(lines)
 
 
+def _default_site_lines(spec: DeploySpec) -> list[str]:
+    """Shell lines printing ``default_site PATH`` for sites that would shadow ours."""
+    if spec.server_name is not None:
+        return []
+    port = spec.tls_port if spec.tls else spec.listen_port
+    if spec.proxy is ProxyKind.NGINX:
+        pattern = shlex.quote(rf"^[[:space:]]*listen[^;#]*\b{port}\b[^;#]*default_server")
+        return [f"grep -ElsR {pattern} /etc/nginx/sites-enabled /etc/nginx/conf.d "
+                "2>/dev/null | grep -v sockwizard | sed 's/^/default_site /'"]
+    if spec.proxy is ProxyKind.APACHE:
+        # Apache hands a request naming no known ServerName to the first vhost of its port.
+        return ["for f in /etc/apache2/sites-enabled/000-default.conf "
+                "/etc/apache2/sites-enabled/default-ssl.conf; do [ -e \"$f\" ] && "
+                f"grep -qs ':{port}>' \"$f\" && echo \"default_site $f\"; done"]
+    return []
+
+
 def parse_facts(stdout: str) -> HostFacts:
     head, _, version = stdout.partition("@@version\n")
     uid: int | None = None
@@ -132,6 +153,7 @@ def parse_facts(stdout: str) -> HostFacts:
     dirs: set[str] = set()
     flags: set[str] = set()
     real: str | None = None
+    default_sites: list[str] = []
     for line in head.splitlines():
         if line.startswith("real="):
             real = line[5:] or None
@@ -148,6 +170,8 @@ def parse_facts(stdout: str) -> HostFacts:
             binaries[name] = path
         elif line.startswith("dir "):
             dirs.add(line[4:])
+        elif line.startswith("default_site "):
+            default_sites.append(line[len("default_site "):])
         elif line.endswith("=1"):
             flags.add(line[:-2])
     return HostFacts(
@@ -155,7 +179,7 @@ def parse_facts(stdout: str) -> HostFacts:
         dirs=frozenset(dirs), dest_dir_exists="dest_dir" in flags,
         caddy_imports_sites="caddy_imports_sites" in flags,
         node_has_http_proxy="node_has_http_proxy" in flags, unit_exists="unit" in flags,
-        version_text=version.strip(), real_dest=real,
+        version_text=version.strip(), real_dest=real, default_sites=tuple(default_sites),
     )
 
 
@@ -240,6 +264,14 @@ def resolve(spec: DeploySpec, facts: HostFacts, overrides: Overrides) -> HostTar
         else:
             notes.append("Apache lacks the module(s) " + ", ".join(missing) + ": the checker "
                          "will refuse the config. Load them (LoadModule, or a2enmod on Debian).")
+    if facts.default_sites and spec.server_name is None and not overrides.dest:
+        port = spec.tls_port if spec.tls else spec.listen_port
+        notes.append(
+            f"{', '.join(facts.default_sites)} already answers requests on port {port} that "
+            "name no server; without --server-name this config may never be used (the probe "
+            "would fail and the deploy roll back). Give --server-name, or disable that site "
+            + ("(rm /etc/nginx/sites-enabled/default)." if spec.proxy is ProxyKind.NGINX
+               else "(a2dissite 000-default)."))
     if debian_apache:
         site = posixpath.basename(dest).removesuffix(".conf")
         enable.append(f"a2ensite -q {shlex.quote(site)}")
