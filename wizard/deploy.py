@@ -373,8 +373,18 @@ def _marker_request(host: str, port: int, https: bool, path: str,
 def probe_live(url: str, path: str, timeout: float) -> ProbeReport:
     from wizard.probe import ProbeOptions, run_probe
 
-    # The raw CONNECT proves the same as python-socketio here, ~200 ms of imports sooner.
-    return run_probe(url, ProbeOptions(path=path, timeout=timeout, raw_connect=True))
+    # The raw CONNECT proves the same as python-socketio here, ~200 ms of imports sooner. The
+    # marker tells which config answered the handshake and the upgrade (see settle_and_probe).
+    return run_probe(url, ProbeOptions(path=path, timeout=timeout, raw_connect=True,
+                                       marker_header=HEADER))
+
+
+def probe_markers(report: ProbeReport) -> list[str | None] | None:
+    """The config ids that answered the probe's handshake and upgrade (as far as the probe
+    got), or None when the report does not say (no connection, or no marker_header)."""
+    seen = [stage.data["marker"] for stage in map(report.stage, ("polling", "websocket"))
+            if stage is not None and "marker" in stage.data]
+    return seen or None
 
 
 LIVE = LiveChecks(settle=settle_http, probe=probe_live)
@@ -996,16 +1006,29 @@ class Transaction:
 
     def settle_and_probe(self, *, reloaded: bool = True) -> None:
         url = self.probe_url()
-        # Without a reload there is no older generation of workers to wait out.
+        # Without a reload there is no older generation of workers to wait out. nginx's old
+        # workers answer for up to ~200 ms after a reload: rather than wait out a quiet period
+        # before probing, accept only a probe whose handshake and upgrade both carry the new
+        # config's marker, and probe again while an old worker answers.
         quiet = SETTLE_QUIET[self.spec.proxy] if reloaded else 0.0
+        verify = quiet > 0 and self.config_id is not None
         with self.step(Step.SETTLE, f"wait until {url} serves config {self.config_id}") as s:
-            settled = self.checks.settle(url, self.spec.path, self.config_id, quiet,
-                                         self.options.settle_timeout)
+            settled = self.checks.settle(url, self.spec.path, self.config_id,
+                                         0.0 if verify else quiet, self.options.settle_timeout)
             s.detail = f"{settled.detail} after {settled.answers} answer(s)"
             if not settled.ok:
                 raise _StepFailed(Step.SETTLE, settled.detail)
         with self.step(Step.PROBE, f"probe {url} (path {self.spec.path})") as s:
-            report = self.checks.probe(url, self.spec.path, self.options.probe_timeout)
+            deadline = time.monotonic() + self.options.settle_timeout
+            while True:
+                report = self.checks.probe(url, self.spec.path, self.options.probe_timeout)
+                seen = probe_markers(report)
+                if not verify or seen is None or all(m == self.config_id for m in seen):
+                    break
+                if time.monotonic() > deadline:
+                    raise _StepFailed(Step.SETTLE, "old workers kept answering the probe "
+                                      f"(markers {seen}, want {self.config_id})")
+                time.sleep(0.02)
             self.probe_report = report
             if not report.ok:
                 reason, evidence, _ = _probe_summary(report)

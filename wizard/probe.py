@@ -103,6 +103,9 @@ class ProbeOptions:
     # python-socketio client: the same proof (a namespace answered over WebSocket) without
     # ~200 ms of imports. The deploy's post-reload probe uses it; --emit needs the client.
     raw_connect: bool = False
+    # Record this response header of the handshake and of the upgrade in the stages' data
+    # ("marker"): the deploy checks that both were answered by the config it just loaded.
+    marker_header: str | None = None
 
     def problems(self) -> list[str]:
         """Everything wrong with these options, one sentence each (empty: fine)."""
@@ -501,7 +504,7 @@ class _Run:
             sock.close()
         verdict = classify_handshake(response, self.path, self.options.origin)
         self.record("polling", verdict.handshake is not None, started, verdict.detail,
-                    _response_data(response))
+                    self._marked(_response_data(response), response))
         self.findings.extend(verdict.findings)
         self.handshake = verdict.handshake
         self.session_headers = response.with_cookies(self.headers)
@@ -607,7 +610,7 @@ class _Run:
         if ws is None:
             finding = classify_upgrade(response, self.path, self.options.origin)
             self.record("websocket", False, started, f"not upgraded: {response.summary(80)}",
-                        _response_data(response))
+                        self._marked(_response_data(response), response))
             self.findings.append(finding)
             return
         try:
@@ -615,7 +618,8 @@ class _Run:
             seen = opener(ws)
         except WireError as exc:
             seen = f"101, then {exc.message}"
-            self.record("websocket", False, started, seen, {"status": 101, "error": exc.kind})
+            self.record("websocket", False, started, seen,
+                        self._marked({"status": 101, "error": exc.kind}, response))
             self.findings.append(Finding(
                 codes.WEBSOCKET_UPGRADE_BLOCKED, "error",
                 "The WebSocket opened but Engine.IO did not answer on it",
@@ -624,7 +628,12 @@ class _Run:
         finally:
             ws.close()
         self.websocket_ok = True
-        self.record("websocket", True, started, seen, {"status": 101})
+        self.record("websocket", True, started, seen, self._marked({"status": 101}, response))
+
+    def _marked(self, data: dict[str, Any], response: HttpResponse) -> dict[str, Any]:
+        if self.options.marker_header is not None:
+            data["marker"] = response.header(self.options.marker_header)
+        return data
 
     def _websocket_probe(self, ws: WebSocket) -> str:
         timeout = self.options.timeout

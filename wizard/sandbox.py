@@ -36,7 +36,15 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Self
 
-from wizard.deploy import DeployEvent, DeployOptions, DeployResult, EventSink, apply
+from wizard.deploy import (
+    SETTLE_QUIET,
+    DeployEvent,
+    DeployOptions,
+    DeployResult,
+    EventSink,
+    apply,
+    settle_http,
+)
 from wizard.errors import MissingTool, SockwizardError
 from wizard.model import Backend, DeploySpec, Layout, ProxyKind, Scope
 from wizard.proxies import profile
@@ -385,6 +393,11 @@ def start_sandbox(kind: ProxyKind, base: DeploySpec | None = None, *,
             sudo=False)
         box.result = apply(LocalRemote(name="sandbox"), spec, options, host="sandbox",
                            on_event=on_event if on_event is not None else _quiet)
+        if box.result.ok and box.result.config_id:
+            # The deploy trusts a probe that went through the new config even while nginx's
+            # old workers still answer; someone connecting right now must not meet them.
+            settle_http(box.url, spec.path, box.result.config_id,
+                        SETTLE_QUIET[spec.proxy], timeout)
     except BaseException:
         box.stop()
         raise
