@@ -39,13 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"sockwizard {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
-        try:
-            module = importlib.import_module(f"wizard.commands.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"wizard.commands.{name}":
-                raise
-            continue  # a command not built yet in this checkout
-        module.register(sub)
+        importlib.import_module(f"wizard.commands.{name}").register(sub)
     return parser
 
 
