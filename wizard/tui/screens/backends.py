@@ -7,7 +7,6 @@ timeout's reason and smallest safe value are ``model.timeout_problem``'s words.
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any
 
 from textual import on
@@ -16,7 +15,7 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import Button, Checkbox, Input, Static
 
 from wizard.model import DeploySpec, ProxyKind
-from wizard.tui.screens.base import StepScreen
+from wizard.tui.screens.shared import SpecFormScreen
 from wizard.tui.state import WizardState
 from wizard.tui.widgets.field import Field, ModelCheck, check_raw, problem_for
 from wizard.tui.widgets.gauge import TimeoutGauge
@@ -68,7 +67,8 @@ def _number(value: Any) -> int | None:
     return int(text) if text.isdigit() else None
 
 
-class BackendsScreen(StepScreen):
+class BackendsScreen(SpecFormScreen):
+    FORM_TITLE = "Backends & timeouts"
     STEP_INDEX = 3
     STEP_HELP = ("Where your Socket.IO servers run, and how long the proxy may keep an idle "
                  "connection open.")
@@ -251,14 +251,3 @@ class BackendsScreen(StepScreen):
 
     # -- answers ----------------------------------------------------------------------------
 
-    def answer(self) -> WizardState | None:
-        spec = self._refresh()
-        if spec is None:
-            self.notify("Some values need fixing first (see the red messages).",
-                        title="Backends & timeouts", severity="warning")
-            return None
-        return replace(self.state, spec=spec)
-
-    def back_state(self) -> WizardState:
-        spec, _ = check_raw(self.raw(), self.state.spec)
-        return replace(self.state, spec=spec) if spec else self.state

@@ -25,7 +25,8 @@ from wizard.model import ProxyKind
 from wizard.probe import ProbeOptions, ProbeReport, Stage
 from wizard.proxies import PROFILES
 from wizard.tui.screens.base import StepScreen
-from wizard.tui.state import Restart, WizardState
+from wizard.tui.screens.shared import ProbeResultScreen
+from wizard.tui.state import WizardState
 from wizard.tui.widgets.field import Field, ModelCheck
 from wizard.tui.widgets.probe_view import ProbeView
 
@@ -131,7 +132,7 @@ def diagnose_state(state: WizardState, options: ProbeOptions,
                              config_path=state.config_path, on_stage=on_stage)
 
 
-class FindingsScreen(StepScreen):
+class FindingsScreen(ProbeResultScreen):
     STEP_INDEX = 3
     NEXT_LABEL = "Finish"
     STEP_HELP = "What the probe saw, and what to change — most serious first."
@@ -192,31 +193,9 @@ class FindingsScreen(StepScreen):
             view.show_findings(diagnosis.findings, diagnosis.checks)
         self.query_one("#hold", Button).label = f"Hold test ({self.hold_seconds} s)"
 
-    def _stage_seen(self, stage: Stage) -> None:
-        self.app.call_from_thread(self.query_one(ProbeView).add_stage, stage)
+    def run_check(self, hold: float = 0) -> None:
+        self.run_diagnosis(hold=hold)
 
-    def _busy(self, busy: bool, what: str) -> None:
-        for button in self.query("#probe-actions Button").results(Button):
-            button.disabled = busy
-        self.query_one("#probe-status", Static).update(what)
-
-    def action_retry(self) -> None:
-        self.run_diagnosis()
-
-    def action_hold(self) -> None:
-        self.run_diagnosis(hold=self.hold_seconds)
-
-    def action_new(self) -> None:
-        self.dismiss(Restart(self.state))
-
-    @on(Button.Pressed, "#retry")
-    def _retry(self) -> None:
-        self.action_retry()
-
-    @on(Button.Pressed, "#hold")
-    def _hold(self) -> None:
-        self.action_hold()
-
-    def answer(self) -> WizardState | None:
+    def verdict_ok(self) -> bool | None:
         diagnosis = getattr(self, "diagnosis", None)
-        return replace(self.state, verdict_ok=None if diagnosis is None else diagnosis.ok)
+        return None if diagnosis is None else bool(diagnosis.ok)

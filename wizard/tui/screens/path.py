@@ -3,7 +3,6 @@ server/client ``path`` settings (``wizard.snippets``) shown live when the path i
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any
 
 from textual import on
@@ -13,8 +12,7 @@ from textual.widgets import Input, RadioButton, RadioSet, Static, TabbedContent,
 
 from wizard.model import DEFAULT_PATH, DeploySpec, Scope
 from wizard.snippets import path_snippets
-from wizard.tui.screens.base import StepScreen
-from wizard.tui.state import WizardState
+from wizard.tui.screens.shared import SpecFormScreen
 from wizard.tui.widgets.code_view import CodeView
 from wizard.tui.widgets.field import Field, ModelCheck, check_raw, problem_for
 
@@ -27,7 +25,8 @@ def _short_title(title: str) -> str:
     return f"{head} ({rest.split(',')[0].split(' /')[0].rstrip(')')})" if rest else head
 
 
-class PathScreen(StepScreen):
+class PathScreen(SpecFormScreen):
+    FORM_TITLE = "Path & scope"
     STEP_INDEX = 2
     STEP_HELP = ("Clients, proxy and server must agree on the Socket.IO path. Keep the default "
                  "unless another app already owns /socket.io/.")
@@ -146,14 +145,3 @@ class PathScreen(StepScreen):
 
     # -- answers -----------------------------------------------------------------------
 
-    def answer(self) -> WizardState | None:
-        spec = self._refresh()
-        if spec is None:
-            self.notify("Some values need fixing first (see the red messages).",
-                        title="Path & scope", severity="warning")
-            return None
-        return replace(self.state, spec=spec)
-
-    def back_state(self) -> WizardState:
-        spec, _ = check_raw(self.raw(), self.state.spec)
-        return replace(self.state, spec=spec) if spec else self.state

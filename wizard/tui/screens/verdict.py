@@ -8,19 +8,19 @@ by a proxy timeout instead of predicting it.
 from __future__ import annotations
 
 import math
-from dataclasses import replace
 from typing import Any, ClassVar
 
-from textual import on, work
+from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal
 from textual.widgets import Button, Static
 
 from wizard.deploy import default_probe_url
-from wizard.probe import ProbeOptions, ProbeReport, Stage, run_probe
+from wizard.probe import ProbeOptions, ProbeReport, run_probe
 from wizard.tui.screens.base import StepScreen
-from wizard.tui.state import Restart, WizardState
+from wizard.tui.screens.shared import ProbeResultScreen
+from wizard.tui.state import WizardState
 from wizard.tui.widgets.probe_view import ProbeView
 
 
@@ -40,7 +40,7 @@ def report_of(deploy_report: Any) -> ProbeReport | None:
     return probe if isinstance(probe, ProbeReport) else None
 
 
-class VerdictScreen(StepScreen):
+class VerdictScreen(ProbeResultScreen):
     STEP_INDEX = 7
     NEXT_LABEL = "Finish"
     STEP_HELP = "A live Socket.IO probe through the proxy: does WebSocket work end to end?"
@@ -105,35 +105,11 @@ class VerdictScreen(StepScreen):
         self.query_one("#hold", Button).label = f"Hold test ({self.hold_seconds} s)"
         self.query_one("#hold", Button).refresh(layout=True)
 
-    def _stage_seen(self, stage: Stage) -> None:
-        """Called by the probe in its worker thread."""
-        self.app.call_from_thread(self.query_one(ProbeView).add_stage, stage)
+    def run_check(self, hold: float = 0) -> None:
+        self.probe(hold=hold)
 
-    def _busy(self, busy: bool, what: str) -> None:
-        for button in self.query("#probe-actions Button").results(Button):
-            button.disabled = busy
-        self.query_one("#probe-status", Static).update(what)
-
-    def action_retry(self) -> None:
-        self.probe()
-
-    def action_hold(self) -> None:
-        self.probe(hold=self.hold_seconds)
-
-    def action_new(self) -> None:
-        self.dismiss(Restart(self.state))
-
-    @on(Button.Pressed, "#retry")
-    def _retry(self) -> None:
-        self.action_retry()
-
-    @on(Button.Pressed, "#hold")
-    def _hold(self) -> None:
-        self.action_hold()
-
-    def answer(self) -> WizardState | None:
-        ok = None if self.report is None else self.report.ok
-        return replace(self.state, verdict_ok=ok)
+    def verdict_ok(self) -> bool | None:
+        return None if self.report is None else self.report.ok
 
     def palette_commands(self) -> list[tuple[str, str, Any]]:
         return [

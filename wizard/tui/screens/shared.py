@@ -1,0 +1,87 @@
+"""Step screens that share behaviour: the spec forms (path, backends) and the probe results
+(verdict, diagnose findings). Real StepScreen subclasses, so Textual's ``@on`` handlers here
+are found through the MRO like any other."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any, ClassVar
+
+from textual import on
+from textual.widgets import Button, Static
+
+from wizard.model import DeploySpec
+from wizard.probe import Stage
+from wizard.tui.screens.base import StepScreen
+from wizard.tui.state import Restart, WizardState
+from wizard.tui.widgets.field import check_raw
+from wizard.tui.widgets.probe_view import ProbeView
+
+
+class SpecFormScreen(StepScreen):
+    """A step whose fields build the spec; the model's messages sit next to the fields."""
+
+    FORM_TITLE: ClassVar[str] = ""
+
+    def raw(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def _refresh(self) -> DeploySpec | None:
+        raise NotImplementedError
+
+    def answer(self) -> WizardState | None:
+        spec = self._refresh()
+        if spec is None:
+            self.notify("Some values need fixing first (see the red messages).",
+                        title=self.FORM_TITLE, severity="warning")
+            return None
+        return replace(self.state, spec=spec)
+
+    def back_state(self) -> WizardState:
+        spec, _ = check_raw(self.raw(), self.state.spec)
+        return replace(self.state, spec=spec) if spec else self.state
+
+
+class ProbeResultScreen(StepScreen):
+    """A step that shows a live probe (or diagnosis) with Retry and a hold test."""
+
+    @property
+    def hold_seconds(self) -> int:
+        raise NotImplementedError
+
+    def run_check(self, hold: float = 0) -> None:
+        """Start the probe or diagnosis in a worker."""
+        raise NotImplementedError
+
+    def verdict_ok(self) -> bool | None:
+        """True/False once a result is shown; None before."""
+        raise NotImplementedError
+
+    def _stage_seen(self, stage: Stage) -> None:
+        """Called by the probe in its worker thread."""
+        self.app.call_from_thread(self.query_one(ProbeView).add_stage, stage)
+
+    def _busy(self, busy: bool, what: str) -> None:
+        for button in self.query("#probe-actions Button").results(Button):
+            button.disabled = busy
+        self.query_one("#probe-status", Static).update(what)
+
+    def action_retry(self) -> None:
+        self.run_check()
+
+    def action_hold(self) -> None:
+        self.run_check(hold=self.hold_seconds)
+
+    def action_new(self) -> None:
+        self.dismiss(Restart(self.state))
+
+    @on(Button.Pressed, "#retry")
+    def _retry(self) -> None:
+        self.action_retry()
+
+    @on(Button.Pressed, "#hold")
+    def _hold(self) -> None:
+        self.action_hold()
+
+    def answer(self) -> WizardState | None:
+        return replace(self.state, verdict_ok=self.verdict_ok())
