@@ -9,7 +9,9 @@ Three measurements, each case interleaved with its anchors in one run (see _comm
    each runs in a real pseudo-terminal (100x32, TERM=xterm-256color), and the clock stops when
    the screen's text reaches the terminal ("Deploy a new config" — the Start step's first
    choice — or "Hello, World!"). That is what a user waits for: interpreter, imports, driver
-   set-up, compose, first paint. A second, in-process figure (``App.run_test()``, imports
+   set-up, compose, first paint. Diagnostic rows split the gap: hello world after our imports,
+   and the TUI with CPython's default GIL switch interval instead of run_app's 1 ms (Textual
+   writes frames from a thread). A second, in-process figure (``App.run_test()``, imports
    already done) isolates the app's own mount-to-screen work.
 3. ``python -X importtime`` of the CLI and the TUI start, medians over several runs: which
    imports cost, ours and third-party.
@@ -180,11 +182,15 @@ def tui_pty_cases() -> dict[str, Callable[[], Sample]]:
                               HELLO_MARKER),
         HELLO_AFTER_FIRST: case([PYTHON, "-c", f"{FIRST_SCREEN_IMPORTS}\n{HELLO_APP}"],
                                 HELLO_MARKER),
+        # What run_app's 1 ms GIL switch interval buys: the same app with CPython's 5 ms.
+        DEFAULT_SWITCH: case([PYTHON, "-c", "import wizard.tui.app as tui\n"
+                              "tui.UI_SWITCH_INTERVAL_S = 0.005\ntui.run_app()"], START_MARKER),
     }
 
 
 HELLO_AFTER_ALL = "hello world after `import wizard.tui.app`"
 HELLO_AFTER_FIRST = "hello world after the first screen's imports only"
+DEFAULT_SWITCH = "sockwizard (TUI) with CPython's default 5 ms switch interval"
 
 
 # In-process: App.run_test(), imports already paid; the clock runs from App() to the first

@@ -70,3 +70,32 @@ def test_the_probe_catches_an_import() -> None:
                                "print(sorted(m for m in sys.modules if m == 'textual'))"],
         cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.stdout.strip() == "['textual']", proc.stderr
+
+
+# The other way round: plain `sockwizard` goes straight to the wizard, without building the
+# commands' parser (argparse and every command module), which the first screen would wait for.
+TUI_PROBE = r"""
+import json, sys
+import wizard.cli as cli
+cli.run_tui = lambda: 0  # stands in for the terminal UI: only what main() loads first counts
+sys.argv = ["sockwizard", *json.loads(sys.argv[1])]
+code = cli.main()
+loaded = sorted(m for m in sys.modules if m == "argparse" or m.startswith("wizard.commands"))
+print(json.dumps({"code": code, "loaded": loaded}))
+"""
+
+
+@pytest.mark.parametrize(("args", "builds_parser"), [
+    ((), False),
+    (("render", "--proxy", "nginx"), True),  # the control: a command needs the parser
+])
+def test_plain_sockwizard_skips_the_command_parser(args: tuple[str, ...],
+                                                   builds_parser: bool) -> None:
+    proc = subprocess.run([sys.executable, "-c", TUI_PROBE, json.dumps(list(args))], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    report = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert report["code"] == 0, proc.stderr
+    if builds_parser:
+        assert "argparse" in report["loaded"] and "wizard.commands.render" in report["loaded"]
+    else:
+        assert report["loaded"] == []

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 from textual.pilot import Pilot
-from textual.widgets import DataTable, Input, Static
+from textual.widgets import DataTable, Footer, Header, Input, Static
 
 from tests import rig
 from wizard.deploy import Outcome
@@ -33,6 +33,7 @@ from wizard.tui.screens.modals import HostKeyModal
 from wizard.tui.screens.path import PathScreen
 from wizard.tui.screens.preview import PreviewScreen
 from wizard.tui.screens.proxy import ProxyScreen
+from wizard.tui.screens.start import StartScreen
 from wizard.tui.screens.target import TargetScreen
 from wizard.tui.screens.verdict import VerdictScreen
 from wizard.tui.state import Connection, TargetChoice
@@ -351,6 +352,32 @@ async def test_preview_diffs_against_the_file_on_a_known_host() -> None:
         assert "-    location / { proxy_pass http://old; }" in diff_view.code
         assert "+    location /socket.io/ {" in diff_view.code
         assert remote.files[DEST].startswith(b"server {")  # a dry run changes nothing
+
+
+@sync
+async def test_the_first_step_comes_first_and_the_backdrop_after_it() -> None:
+    """Start-up order: the Start step is what gets painted first; the backdrop under it (seen
+    for a frame between steps) gets its header and footer afterwards, and the hidden spec-file
+    panel too. Each step's base on_mount runs once (Textual already calls every class's
+    on_mount in the MRO; a super() call on top would run it twice)."""
+    app = SockwizardApp()
+    shown: list[str] = []
+    app.step_shown = lambda: shown.append(type(app.screen).__name__)  # type: ignore[method-assign]
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, "start", on_screen(app, StartScreen))
+        await until(pilot, "load panel", lambda: bool(app.screen.query("#load-panel")))
+        assert app.screen.query_one("#load-panel").has_class("hidden")
+        assert shown == ["StartScreen"]
+        await pilot.press("enter")
+        await until(pilot, "proxy step", on_screen(app, ProxyScreen))
+        await until(pilot, "second step shown", lambda: len(shown) == 2)
+        assert shown == ["StartScreen", "ProxyScreen"]
+    app = SockwizardApp()  # the real step_shown this time: it dresses the backdrop
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, "start", on_screen(app, StartScreen))
+        backdrop = app.screen_stack[0]
+        await until(pilot, "backdrop dressed", lambda: bool(backdrop.query(Header)))
+        assert backdrop.query(Footer)
 
 
 @sync

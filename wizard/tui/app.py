@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
 from textual import work
-from textual.app import App, ComposeResult, SystemCommand
+from textual.app import App, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Static
@@ -37,6 +37,21 @@ from wizard.tui.state import (
 )
 
 DARK, LIGHT = "textual-dark", "textual-light"
+
+# sockwizard's own CSS variables, named after what they are for and made from the theme's, so
+# both themes work. Defined here rather than in wizard.tcss: a variable declared in one .tcss
+# file is not seen by another, and each step screen brings its own file (CSS_PATH).
+CSS_VARIABLES = {
+    "sw-border": "{primary} 45%",
+    "sw-border-focus": "{accent}",
+    "sw-title": "{text-accent}",
+    "sw-panel": "{surface}",
+    "sw-muted": "{text-muted}",
+    "sw-ok": "{text-success}",
+    "sw-bad": "{text-error}",
+    "sw-warn": "{text-warning}",
+    "sw-stepper-width": "27",
+}
 
 
 class Connector(Protocol):
@@ -94,12 +109,16 @@ def step_class(name: str) -> type[StepScreen]:
 
 
 class Backdrop(Screen[None]):
-    """The app's base screen, seen for a frame between two steps."""
+    """The app's base screen, seen for a frame between two steps.
 
-    def compose(self) -> ComposeResult:
-        yield Header(icon="⇄")
-        yield Static("sockwizard", id="backdrop")
-        yield Footer()
+    It starts empty and gets its header and footer once the first step has been painted: the
+    user waits for that step, not for a screen that lies under it (measured: ~15 ms of
+    start-up).
+    """
+
+    def dress(self) -> None:
+        if not self.children:
+            self.mount_all([Header(icon="⇄"), Static("sockwizard", id="backdrop"), Footer()])
 
 
 class SockwizardApp(App[int]):
@@ -127,6 +146,11 @@ class SockwizardApp(App[int]):
         self._autostart = run_wizard
         self._sandboxes: list[Any] = []  # by identity: a Sandbox is an unhashable dataclass
         self.theme = DARK
+
+    def get_css_variables(self) -> dict[str, str]:
+        variables = super().get_css_variables()
+        return {**variables, **{name: value.format_map(variables)
+                                for name, value in CSS_VARIABLES.items()}}
 
     def get_default_screen(self) -> Screen[Any]:
         return Backdrop()
@@ -178,6 +202,12 @@ class SockwizardApp(App[int]):
 
     def forget_sandbox(self, box: Any) -> None:
         self._sandboxes = [b for b in self._sandboxes if b is not box]
+
+    def step_shown(self) -> None:
+        """A step screen has been painted: time for work the first paint should not wait on."""
+        backdrop = self.screen_stack[0]
+        if isinstance(backdrop, Backdrop):
+            backdrop.dress()
 
     def current_step(self) -> StepScreen | None:
         screen = self.screen
@@ -292,8 +322,19 @@ def write_text(path: Path, text: str) -> None:
                        "Check that the directory exists and is writable.") from None
 
 
+# Textual hands every frame to a writer thread, which needs the GIL to write it; while the
+# event loop keeps busy (the next layout, a worker's result) that thread waits out CPython's
+# switch interval, 5 ms by default, once per write and once per flush. Measured in a pty: the
+# first screen reached the terminal ~10 ms after it was rendered; with 1 ms, ~1 ms. The TUI
+# owns its process, so it may set this; the CLI commands keep the default.
+UI_SWITCH_INTERVAL_S = 0.001
+
+
 def run_app(**kwargs: Any) -> int:
     """Run the wizard in the terminal; the process exit code."""
+    import sys
+
+    sys.setswitchinterval(UI_SWITCH_INTERVAL_S)
     app = SockwizardApp(**kwargs)
     result = app.run()
     if app.return_code not in (None, 0):

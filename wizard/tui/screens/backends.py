@@ -141,7 +141,6 @@ class BackendsScreen(SpecFormScreen):
         )
 
     def on_mount(self) -> None:
-        super().on_mount()
         self._refresh()
         self.query(".backend").first(Input).focus()
 

@@ -67,6 +67,8 @@ class StepScreen(Screen[Answer]):
     STEP_HELP: ClassVar[str] = ""
     NEXT_LABEL: ClassVar[str] = "Next"
     SHOW_BACK: ClassVar[bool] = True
+    # False where the body's own control moves on (Start's menu: Enter or a click on a choice).
+    SHOW_NEXT: ClassVar[bool] = True
     # False for steps whose body manages its own scrolling (tabs of code, tables).
     BODY_SCROLLS: ClassVar[bool] = True
 
@@ -81,6 +83,9 @@ class StepScreen(Screen[Answer]):
         # The same screen can sit at different positions (Target is 6 of 8 when deploying,
         # 2 of 4 when diagnosing): the wizard passes the position, STEP_INDEX is the default.
         self.index = self.STEP_INDEX if index is None else index
+        # Set before mounting, so the header's first paint already shows it (set in on_mount,
+        # it costs the header a second update before the first frame).
+        self.sub_title = self.step_title
 
     @property
     def wizard_app(self) -> SockwizardApp:
@@ -114,15 +119,18 @@ class StepScreen(Screen[Answer]):
                     if self.SHOW_BACK:
                         yield Button("◂ Back", id="back", compact=True)
                     yield Static(id="nav-status")
-                    yield Button(f"{self.NEXT_LABEL} ▸", id="next", variant="primary",
-                                 compact=True)
+                    if self.SHOW_NEXT:
+                        yield Button(f"{self.NEXT_LABEL} ▸", id="next", variant="primary",
+                                     compact=True)
         yield Footer()
 
     def compose_body(self) -> ComposeResult:
         yield from ()
 
     def on_mount(self) -> None:
-        self.sub_title = self.step_title
+        # Textual calls every class's on_mount in the MRO (subclass first): steps that have
+        # their own must not call super().on_mount(), or this runs twice.
+        self.call_after_refresh(self.wizard_app.step_shown)
 
     def set_next_label(self, label: str) -> None:
         """Rename the Next button (e.g. "Connect", "Probe & verdict")."""

@@ -75,6 +75,8 @@ def apply_on(state: WizardState, options: DeployOptions,
 
 
 class DeployScreen(StepScreen):
+
+    CSS_PATH = "results.tcss"
     STEP_INDEX = 6
     NEXT_LABEL = "Deploy"
     BODY_SCROLLS = False
@@ -131,7 +133,6 @@ class DeployScreen(StepScreen):
             yield Static(id="deploy-status", classes="muted")
 
     def on_mount(self) -> None:
-        super().on_mount()
         self.query_one("#deploy", Button).focus()
         earlier = self.state.deploy_report
         if isinstance(earlier, DeployResult):

@@ -45,6 +45,8 @@ def url_problem(url: str, path: str) -> str | None:
 
 
 class DiagnoseUrlScreen(StepScreen):
+
+    CSS_PATH = "results.tcss"
     STEP_INDEX = 2
     NEXT_LABEL = "Diagnose"
     STEP_HELP = ("The address your clients use. sockwizard probes it stage by stage and, with "
@@ -76,7 +78,6 @@ class DiagnoseUrlScreen(StepScreen):
                             id="field-config_path")
 
     def on_mount(self) -> None:
-        super().on_mount()
         self.query_one("#url", Input).focus()
 
     def _url_problem(self, _value: str) -> str | None:
@@ -168,7 +169,6 @@ class FindingsScreen(ProbeResultScreen):
             yield Static(id="probe-status", classes="muted")
 
     def on_mount(self) -> None:
-        super().on_mount()
         self.run_diagnosis()
 
     @work(exclusive=True, group="probe", exit_on_error=False)

@@ -23,6 +23,8 @@ from wizard.tui.widgets.code_view import CodeView
 class ErrorModal(ModalScreen[None]):
     """What happened (title), the evidence (detail), what to do next (hint)."""
 
+    CSS_PATH = "modals.tcss"
+
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape,enter", "close", "Close"),
     ]
@@ -58,6 +60,8 @@ class ErrorModal(ModalScreen[None]):
 
 class HostKeyModal(ModalScreen[bool]):
     """First connection to a host: show its SHA256 fingerprint; True records and trusts it."""
+
+    CSS_PATH = "modals.tcss"
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape,n", "refuse", "Refuse"),
@@ -107,6 +111,8 @@ class HostKeyModal(ModalScreen[bool]):
 class PathPrompt(ModalScreen[Path | None]):
     """Ask for a file path (save config, save spec); None when cancelled."""
 
+    CSS_PATH = "modals.tcss"
+
     BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Cancel")]
 
     def __init__(self, title: str, default: str, *, action: str = "Save") -> None:
@@ -149,6 +155,8 @@ class PathPrompt(ModalScreen[Path | None]):
 
 class ConfirmModal(ModalScreen[bool]):
     """A yes/no question about something that changes a host (e.g. a manual rollback)."""
+
+    CSS_PATH = "modals.tcss"
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape,n", "no", "No"),

@@ -75,7 +75,6 @@ class PathScreen(SpecFormScreen):
                                            id=f"snippet-code-{i}")
 
     def on_mount(self) -> None:
-        super().on_mount()
         self._refresh()
         self.query_one("#path-kind", RadioSet).focus()
 

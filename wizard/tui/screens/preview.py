@@ -21,6 +21,8 @@ from wizard.tui.widgets.code_view import CodeView
 
 
 class PreviewScreen(StepScreen):
+
+    CSS_PATH = "forms.tcss"
     STEP_INDEX = 4
     NEXT_LABEL = "Choose target"
     BODY_SCROLLS = False
@@ -69,7 +71,6 @@ class PreviewScreen(StepScreen):
                 yield CodeView(dump_spec(spec), "toml", id="spec-toml")
 
     def on_mount(self) -> None:
-        super().on_mount()
         self.query_one("#config", CodeView).focus()
         if self.state.connection is not None:
             self._load_diff()

@@ -45,7 +45,6 @@ class ProxyScreen(StepScreen):
                                   id=f"layout-{value.value}")
 
     def on_mount(self) -> None:
-        super().on_mount()
         proxies = self.query_one("#proxies", OptionList)
         proxies.highlighted = proxies.get_option_index(self.state.spec.proxy.value)
         proxies.focus()

@@ -21,6 +21,8 @@ from wizard.tui.widgets.probe_view import ProbeView
 class SpecFormScreen(StepScreen):
     """A step whose fields build the spec; the model's messages sit next to the fields."""
 
+    CSS_PATH = "forms.tcss"  # beside this file, parsed when first shown
+
     FORM_TITLE: ClassVar[str] = ""
 
     def raw(self) -> dict[str, Any]:
@@ -44,6 +46,8 @@ class SpecFormScreen(StepScreen):
 
 class ProbeResultScreen(StepScreen):
     """A step that shows a live probe (or diagnosis) with Retry and a hold test."""
+
+    CSS_PATH = "results.tcss"
 
     @property
     def hold_seconds(self) -> int:

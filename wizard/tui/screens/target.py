@@ -44,6 +44,8 @@ def ssh_config_hosts(path: Path | None = None) -> list[str]:
 
 
 class TargetScreen(StepScreen):
+
+    CSS_PATH = "forms.tcss"
     STEP_INDEX = 5
     NEXT_LABEL = "Connect"
     STEP_HELP = "Where does the proxy run? sockwizard connects once and reuses the connection."
@@ -127,7 +129,6 @@ class TargetScreen(StepScreen):
                         id="field-probe_url")
 
     def on_mount(self) -> None:
-        super().on_mount()
         self._show_kind()
         self.query_one("#kind", RadioSet).focus()
 

@@ -76,7 +76,6 @@ class VerdictScreen(ProbeResultScreen):
             yield Static(id="probe-status", classes="muted")
 
     def on_mount(self) -> None:
-        super().on_mount()
         earlier = report_of(self.state.deploy_report)
         if earlier is not None:
             self.report = earlier
