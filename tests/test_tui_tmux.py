@@ -126,3 +126,21 @@ def test_walk_to_the_preview_and_read_the_config(tmux: Tmux) -> None:
         time.sleep(0.1)
     else:
         raise AssertionError("sockwizard did not exit on ctrl+q")
+
+
+def test_a_choice_is_what_enter_picked_even_if_keys_follow_at_once(tmux: Tmux) -> None:
+    """Enter on "Deploy a new config" and two Downs in one burst (a fast typist, a paste, a
+    script). Textual hands the Downs to the menu before the screen has handled Enter's
+    selection; the step must act on the option Enter picked, not on where the highlight has
+    moved since (before the fix this opened "Load a saved spec")."""
+    tmux.wait_for("What would you like to do?")
+    tmux.cmd("send-keys", "-t", "sw", "Enter", "Down", "Down")
+    screen = tmux.wait_for("2. Proxy")
+    assert "Load a spec" not in screen
+    tmux.cmd("send-keys", "-t", "sw", "Enter", "Down", "Down")  # nginx, then the same burst
+    tmux.wait_for("3. Path & scope")
+    tmux.key("C-n")
+    tmux.wait_for("4. Backends & timeouts")
+    tmux.key("C-n")
+    screen = tmux.wait_for("5. Preview")
+    assert "nginx: a file to include" in screen  # not "Node.js http-proxy", two rows down

@@ -13,7 +13,7 @@ from textual.widgets.option_list import Option
 from wizard.model import Layout, ProxyKind
 from wizard.proxies import PROFILES
 from wizard.tui.screens.base import StepScreen
-from wizard.tui.state import WizardState
+from wizard.tui.state import Next, WizardState
 from wizard.tui.widgets.options import spaced
 
 _ORDER = (ProxyKind.NGINX, ProxyKind.APACHE, ProxyKind.NODE, ProxyKind.CADDY)
@@ -50,14 +50,18 @@ class ProxyScreen(StepScreen):
         proxies.focus()
 
     @on(OptionList.OptionSelected, "#proxies")
-    def _selected(self) -> None:
-        self.action_next()
+    def _selected(self, event: OptionList.OptionSelected) -> None:
+        # The option the event names, not the highlight now (keys typed right after Enter
+        # may have moved it before this message is handled).
+        self.dismiss(Next(self._picked(event.option.id)))
 
-    def _picked(self) -> WizardState:
-        proxies = self.query_one("#proxies", OptionList)
-        index = proxies.highlighted
-        kind = self.state.spec.proxy if index is None else ProxyKind(
-            proxies.get_option_at_index(index).id or self.state.spec.proxy.value)
+    def _picked(self, kind_id: str | None = None) -> WizardState:
+        if kind_id is None:
+            proxies = self.query_one("#proxies", OptionList)
+            index = proxies.highlighted
+            if index is not None:
+                kind_id = proxies.get_option_at_index(index).id
+        kind = ProxyKind(kind_id) if kind_id else self.state.spec.proxy
         pressed = self.query_one("#layout", RadioSet).pressed_button
         layout = Layout.FULL if pressed is not None and pressed.id == "layout-full" else Layout.SITE
         return replace(self.state, spec=replace(self.state.spec, proxy=kind, layout=layout))

@@ -75,14 +75,18 @@ class StartScreen(StepScreen):
         return options.get_option_at_index(options.highlighted).id or "deploy"
 
     @on(OptionList.OptionSelected, "#start-options")
-    def _selected(self) -> None:
-        self.action_next()
+    def _selected(self, event: OptionList.OptionSelected) -> None:
+        # The option the event names, not the highlight now: keys typed right after Enter
+        # may already have moved it by the time this message is handled.
+        self._go(event.option.id or "deploy")
 
     def action_next(self) -> None:
-        choice = self._choice()
+        self._go(self._choice())
+
+    def _go(self, choice: str) -> None:
         if choice == "load":
             if not self.query("#load-panel"):  # chosen within ms of the first paint
-                self.call_after_refresh(self.action_next)
+                self.call_after_refresh(self._go, choice)
                 return
             panel = self.query_one("#load-panel")
             if panel.has_class("hidden"):
