@@ -99,3 +99,27 @@ def test_plain_sockwizard_skips_the_command_parser(args: tuple[str, ...],
         assert "argparse" in report["loaded"] and "wizard.commands.render" in report["loaded"]
     else:
         assert report["loaded"] == []
+
+
+def test_the_wizard_prefetches_every_step_and_lexer() -> None:
+    """What the TUI loads in a thread while the first step is read: every step screen of both
+    modes, the dialogs, and each lexer compiled (Pygments compiles a lexer's patterns on its
+    first use; `_tokens` appears on the class then)."""
+    script = r"""
+import json, sys
+import wizard.tui.app as app
+before = {m for m in sys.modules if m.startswith("wizard.tui.screens.")}
+app.prefetch_steps()
+after = {m for m in sys.modules if m.startswith("wizard.tui.screens.")}
+from pygments.lexers import find_lexer_class_by_name  # the class, not an instance
+compiled = {name: "_tokens" in find_lexer_class_by_name(name).__dict__
+            for name in ("nginx", "apacheconf", "javascript", "python", "toml", "diff")}
+print(json.dumps({"new": sorted(after - before), "compiled": compiled}))
+"""
+    proc = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120)
+    report = json.loads(proc.stdout.strip().splitlines()[-1])
+    steps = {"start", "proxy", "path", "backends", "preview", "target", "deploy", "verdict",
+             "diagnose", "modals"}
+    assert {m.rsplit(".", 1)[1] for m in report["new"]} >= steps - {"base"}, report
+    assert all(report["compiled"].values()), report["compiled"]

@@ -108,6 +108,20 @@ def step_class(name: str) -> type[StepScreen]:
     return screen
 
 
+def prefetch_steps() -> None:
+    """Import every step screen and warm the highlighter, in a thread, while the user reads
+    the first step. Otherwise the first visit to a step waits for its imports (Pygments, the
+    deploy core) and for Pygments to compile its lexers' patterns: tens of ms a step, more
+    than the step's own compose."""
+    for mode in Mode:
+        for name in _flow(mode):
+            step_class(name)
+    importlib.import_module("wizard.tui.screens.modals")
+    from wizard.tui.widgets.code_view import warm_lexers
+
+    warm_lexers()
+
+
 class Backdrop(Screen[None]):
     """The app's base screen, seen for a frame between two steps.
 
@@ -145,6 +159,7 @@ class SockwizardApp(App[int]):
         self.connector = connector or default_connector(known_hosts, ssh_config)
         self._autostart = run_wizard
         self._sandboxes: list[Any] = []  # by identity: a Sandbox is an unhashable dataclass
+        self._prefetched = False
         self.theme = DARK
 
     def get_css_variables(self) -> dict[str, str]:
@@ -208,6 +223,9 @@ class SockwizardApp(App[int]):
         backdrop = self.screen_stack[0]
         if isinstance(backdrop, Backdrop):
             backdrop.dress()
+        if not self._prefetched:
+            self._prefetched = True
+            self.run_worker(prefetch_steps, thread=True, group="prefetch", exit_on_error=False)
 
     def current_step(self) -> StepScreen | None:
         screen = self.screen

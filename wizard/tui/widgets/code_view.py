@@ -76,6 +76,13 @@ def lexer_for(language: str) -> Any:
         return get_lexer_by_name("text", **options)
 
 
+def warm_lexers() -> None:
+    """Load every lexer the wizard uses and compile its patterns (Pygments does both on first
+    use, ~10-40 ms a lexer); the app calls this in a thread while the first step is read."""
+    for language in (*_ALIASES, "caddyfile"):
+        highlight("x\n", language)
+
+
 def highlight(code: str, language: str) -> Content:
     """``code`` as Textual Content styled with the theme's highlight styles."""
     code = "\n".join(line.expandtabs(4) for line in code.splitlines())
