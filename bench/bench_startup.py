@@ -9,10 +9,14 @@ Three measurements, each case interleaved with its anchors in one run (see _comm
    each runs in a real pseudo-terminal (100x32, TERM=xterm-256color), and the clock stops when
    the screen's text reaches the terminal ("Deploy a new config" — the Start step's first
    choice — or "Hello, World!"). That is what a user waits for: interpreter, imports, driver
-   set-up, compose, first paint. Diagnostic rows split the gap: hello world after our imports,
-   and the TUI with CPython's default GIL switch interval instead of run_app's 1 ms (Textual
-   writes frames from a thread). A second, in-process figure (``App.run_test()``, imports
+   set-up, compose, first paint. Diagnostic rows split the gap: hello world after our imports;
+   the TUI with CPython's default GIL switch interval instead of run_app's 1 ms (Textual writes
+   frames from a thread); the TUI with the garbage collector left on during start-up. A
+   second, in-process figure (``App.run_test()``, imports
    already done) isolates the app's own mount-to-screen work.
+   Then step changes: the wizard walked from Start to Target in a pty, a person's pause on
+   each step, the time from each key to the next step's text on the first visit; as shipped
+   against the same app without its start-up prefetch and GC pause.
 3. ``python -X importtime`` of the CLI and the TUI start, medians over several runs: which
    imports cost, ours and third-party.
 
@@ -182,15 +186,22 @@ def tui_pty_cases() -> dict[str, Callable[[], Sample]]:
                               HELLO_MARKER),
         HELLO_AFTER_FIRST: case([PYTHON, "-c", f"{FIRST_SCREEN_IMPORTS}\n{HELLO_APP}"],
                                 HELLO_MARKER),
-        # What run_app's 1 ms GIL switch interval buys: the same app with CPython's 5 ms.
-        DEFAULT_SWITCH: case([PYTHON, "-c", "import wizard.tui.app as tui\n"
+        # What two start-up settings buy, each undone alone: run_app's 1 ms GIL switch
+        # interval (back to CPython's 5 ms), and the garbage collector paused until the first
+        # step is up (left on, as a plain Python program has it).
+        DEFAULT_SWITCH: case([PYTHON, "-c", "import gc\ngc.disable()\n"
+                              "import wizard.tui.app as tui\n"
                               "tui.UI_SWITCH_INTERVAL_S = 0.005\ntui.run_app()"], START_MARKER),
+        GC_ON: case([PYTHON, "-c", "import gc\ngc.disable = lambda: None\n"
+                     "import wizard.tui.app as tui\ntui.resume_gc = lambda: None\n"
+                     "tui.run_app()"], START_MARKER),
     }
 
 
 HELLO_AFTER_ALL = "hello world after `import wizard.tui.app`"
 HELLO_AFTER_FIRST = "hello world after the first screen's imports only"
 DEFAULT_SWITCH = "sockwizard (TUI) with CPython's default 5 ms switch interval"
+GC_ON = "sockwizard (TUI) with the garbage collector on during start-up"
 
 
 # In-process: App.run_test(), imports already paid; the clock runs from App() to the first
@@ -274,6 +285,78 @@ def tui_split(pty: dict[str, Series]) -> str:
             f"are modules the first screen does not need) and {ours - after_all:.0f} ms the "
             "app's own work before its first paint (compose, CSS, layout). At 1.30x the budget "
             f"is {1.3 * hello:.0f} ms.")
+
+
+# --------------------------------------------------------------------------------------------
+# 2b. TUI: step changes, first visit
+# --------------------------------------------------------------------------------------------
+
+# The deploy walk up to the target step, one key each: what the next step shows first.
+WALK = (("enter", b"\r", b"2. Proxy"), ("ctrl+n", b"\x0e", b"3. Path"),
+        ("ctrl+n", b"\x0e", b"4. Backends"), ("ctrl+n", b"\x0e", b"5. Preview"),
+        ("ctrl+n", b"\x0e", b"6. Target"))
+READ_PAUSE_S = 0.6  # a person reads each step before the next key (and the prefetch runs)
+STEPS_AS_SHIPPED = "as shipped"
+STEPS_PLAIN = "no prefetch, GC on"
+
+
+def _read_until(master: int, marker: bytes, timeout: float = 15.0) -> float:
+    """Read the pty until `marker` shows (escapes removed); the time it showed."""
+    buf = b""
+    deadline = time.perf_counter() + timeout
+    while time.perf_counter() < deadline:
+        ready, _, _ = select.select([master], [], [], 0.2)
+        if ready:
+            buf += os.read(master, 1 << 16)
+            if marker in _ESCAPES.sub(b"", buf):
+                return time.perf_counter()
+    raise BenchError(f"{marker!r} never showed:\n{_ESCAPES.sub(b'', buf)[-400:]!r}")
+
+
+def walk_steps(argv: Sequence[str]) -> Sample:
+    """Start the wizard in a pty, then per step: ms from its key to the next step's text."""
+    master, slave = os.openpty()
+    rows, cols = TERM_SIZE
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+    env = repo_env({"TERM": "xterm-256color", "COLUMNS": str(cols), "LINES": str(rows)})
+    proc = subprocess.Popen(list(argv), stdin=slave, stdout=slave, stderr=slave, env=env,
+                            cwd=REPO, start_new_session=True)
+    os.close(slave)
+    sample: Sample = {}
+    try:
+        _read_until(master, START_MARKER, timeout=30)
+        time.sleep(READ_PAUSE_S)
+        for _, key, marker in WALK:
+            sent = time.perf_counter()
+            os.write(master, key)
+            sample[marker.decode()] = (_read_until(master, marker) - sent) * 1000
+            time.sleep(READ_PAUSE_S)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        os.close(master)
+    return sample
+
+
+def steps_cases() -> dict[str, Callable[[], Sample]]:
+    plain = ("import gc\ngc.disable = lambda: None\nimport wizard.tui.app as tui\n"
+             "tui.resume_gc = lambda: None\ntui.prefetch_steps = lambda: None\ntui.run_app()")
+    return {
+        STEPS_AS_SHIPPED: lambda: walk_steps(sockwizard_argv()),
+        STEPS_PLAIN: lambda: walk_steps([PYTHON, "-c", plain]),
+    }
+
+
+def steps_table(series: dict[str, Series]) -> str:
+    rows = []
+    for _, _, marker in WALK:
+        name = marker.decode()
+        shipped = series[STEPS_AS_SHIPPED].median(name)
+        plain = series[STEPS_PLAIN].median(name)
+        rows.append([name, spread(series[STEPS_AS_SHIPPED], name),
+                     spread(series[STEPS_PLAIN], name), ratio(shipped, plain)])
+    return table(["key to step (first visit)", f"{STEPS_AS_SHIPPED}, ms (min–max)",
+                  f"{STEPS_PLAIN}, ms (min–max)", "as shipped / plain"], rows)
 
 
 # --------------------------------------------------------------------------------------------
@@ -374,6 +457,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = base_parser(__doc__.splitlines()[0], runs=15, warmup=2)
     p.add_argument("--skip-tui", action="store_true", help="only the CLI and its profile")
     p.add_argument("--profile-runs", type=int, default=7, help="-X importtime runs (median)")
+    p.add_argument("--steps-runs", type=int, default=5,
+                   help="walks through the first six steps (0: skip)")
     args = p.parse_args(argv)
 
     print(f"### sockwizard start-up\n\n{machine_line()}\n")
@@ -394,6 +479,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(tui_table(pty, inproc) + "\n")
         print(tui_split(pty) + "\n")
 
+    steps: dict[str, Series] | None = None
+    if not args.skip_tui and args.steps_runs:
+        print("TUI step changes:", file=sys.stderr)
+        steps = interleave(steps_cases(), args.steps_runs, warmup=1)
+        print(f"#### TUI step changes, first visit, {args.steps_runs} interleaved walks\n")
+        print(steps_table(steps) + "\n")
+
     print("#### Import profile (python -X importtime, medians of "
           f"{args.profile_runs} runs)\n")
     profiles = {
@@ -410,7 +502,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(lazy_report(profiles["TUI start (import wizard.tui.app)"], first) + "\n")
 
     dump_json(args.json, {"machine": machine_line(), "cli": cli, "tui_pty": pty,
-                          "tui_inprocess": inproc,
+                          "tui_inprocess": inproc, "tui_steps": steps,
                           "imports": {k: [r.__dict__ for r in v] for k, v in profiles.items()}})
     return 0
 

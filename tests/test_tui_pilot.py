@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import gc
 import re
+import sys
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
@@ -378,6 +380,26 @@ async def test_the_first_step_comes_first_and_the_backdrop_after_it() -> None:
         backdrop = app.screen_stack[0]
         await until(pilot, "backdrop dressed", lambda: bool(backdrop.query(Header)))
         assert backdrop.query(Footer)
+
+
+@sync
+async def test_start_up_pauses_the_garbage_collector_until_the_first_step_is_up() -> None:
+    """run_app pauses the cyclic GC for start-up; once the first step is painted and every
+    step is imported (in a thread), the app freezes what exists and turns the GC back on. A
+    GC left off would let cyclic garbage grow for the whole session."""
+    app = SockwizardApp()
+    app.gc_paused = True  # what run_app sets
+    gc.disable()
+    frozen_before = gc.get_freeze_count()
+    try:
+        async with app.run_test(size=SIZE) as pilot:
+            await until(pilot, "start", on_screen(app, StartScreen))
+            await until(pilot, "gc back on", gc.isenabled)
+            assert gc.get_freeze_count() > frozen_before
+            assert "wizard.tui.screens.deploy" in sys.modules
+    finally:
+        gc.unfreeze()  # this test process goes on: hand the frozen objects back to the GC
+        gc.enable()
 
 
 @sync

@@ -49,6 +49,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run_tui() -> int:
+    import gc
+
+    gc.disable()  # for Textual's imports too; the wizard turns it back on (tui.app.resume_gc)
     # The only place the CLI reaches Textual, imported by name so commands never pay for it.
     tui = importlib.import_module("wizard.tui.app")
     return int(tui.run_app())
