@@ -90,8 +90,9 @@ def default_connector(known_hosts: Path | None = None,
 def _flow(mode: Mode) -> list[str]:
     """The step screens of a mode, in order (Start first), as ``module:Class``.
 
-    Imported one at a time when reached: the deploy, diagnose and probe screens pull in the
-    core (paramiko, pygments...) that the first screen does not need, and start-up pays for it.
+    Not imported before the first screen: the deploy, diagnose and probe screens pull in the
+    core (paramiko, pygments...) that it does not need. ``prefetch_steps`` imports them in a
+    thread once the first step is up (or a step imports its own module when reached first).
     """
     if mode is Mode.DEPLOY:
         return ["start:StartScreen", "proxy:ProxyScreen", "path:PathScreen",
