@@ -58,7 +58,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
 
-from wizard.detect import HostTarget, Overrides, detect
+from wizard.detect import HostTarget, Overrides, detect, unshadow_advice
 from wizard.errors import (
     BadInput,
     ConnectionFailed,
@@ -398,21 +398,25 @@ LIVE = LiveChecks(settle=settle_http, probe=probe_live)
 RENAME_FAILED, VALIDATE_RESTORED, VALIDATE_RESTORE_FAILED = 90, 91, 92
 
 
-def restore_lines(dest: str, backup: str | None, disable_cmds: Sequence[str]) -> list[str]:
+def restore_lines(dest: str, backup: str | None, disable_cmds: Sequence[str],
+                  reenable_cmds: Sequence[str] = ()) -> list[str]:
     """Shell lines that put the backup's bytes back at ``dest`` in one rename (or remove a
-    file that did not exist before). Exit status 0 only when it worked."""
+    file that did not exist before). Exit status 0 only when it worked. ``reenable_cmds``
+    (a2ensite) run after the bytes are back when the change being undone had removed the file
+    and disabled it (a rollback that put a file away)."""
     d = shlex.quote(dest)
     if backup is None:
         undo = " && ".join(f"{{ {cmd}; }} >/dev/null 2>&1" for cmd in disable_cmds) or ":"
         return [f"rm -f -- {d} && {{ {undo} || :; }}"]
     r = shlex.quote(posixpath.join(posixpath.dirname(dest),
                                    f".{posixpath.basename(dest)}{TEMP_MARKER}restore.tmp"))
-    return [f"cp -p -- {shlex.quote(backup)} {r} && mv -f -- {r} {d}"]
+    redo = "".join(f" && {cmd}" for cmd in reenable_cmds)
+    return [f"cp -p -- {shlex.quote(backup)} {r} && mv -f -- {r} {d}{redo}"]
 
 
 def activation_script(tmp: str | None, dest: str, backup: str | None, validate_cmd: str,
                       enable_cmds: Sequence[str], disable_cmds: Sequence[str],
-                      remove_cmds: Sequence[str] = ()) -> str:
+                      remove_cmds: Sequence[str] = (), reenable_cmds: Sequence[str] = ()) -> str:
     """Rename the uploaded temp file over ``dest`` (``tmp`` None: remove ``dest``), run the
     checker on the whole tree, and put the old file back at once if the checker refuses. One
     script, so that a dropped connection cannot separate the rename from the restore (HUP and
@@ -423,7 +427,9 @@ def activation_script(tmp: str | None, dest: str, backup: str | None, validate_c
         put = f"{{ rm -f -- {d}{undo}; }}"
     else:
         put = f"mv -f -- {shlex.quote(tmp)} {d}"
-    restore = " && ".join(restore_lines(dest, backup, disable_cmds))
+    # Putting a removed file back also enables it again (remove_cmds disabled it).
+    reenable = reenable_cmds if tmp is None else ()
+    restore = " && ".join(restore_lines(dest, backup, disable_cmds, reenable))
     enable = "".join(f"{cmd} && " for cmd in enable_cmds)
     return "\n".join([
         "trap '' HUP PIPE",
@@ -866,7 +872,7 @@ class Transaction:
             "old_config_id": existing_id(self.old.decode("utf-8", "replace"))
             if self.old is not None else None,
             "validate_cmd": t.validate_cmd, "reload_cmd": t.reload_cmd,
-            "disable_cmds": list(t.disable_cmds),
+            "disable_cmds": list(t.disable_cmds), "enable_cmds": list(t.enable_cmds),
             "probe_url": self.probe_url() if self.options.probe else None,
             "path": self.spec.path,
         }
@@ -942,7 +948,8 @@ class Transaction:
         t0 = time.monotonic()
         script = activation_script(tmp, t.real_dest, self.backup, t.validate_cmd,
                                    t.enable_cmds if self.old is None else (),
-                                   t.disable_cmds, remove_cmds=t.disable_cmds)
+                                   t.disable_cmds, remove_cmds=t.disable_cmds,
+                                   reenable_cmds=t.enable_cmds)
         self.changed = True  # from here on, assume the file may have changed
         try:
             result = self.run(script)
@@ -1110,6 +1117,11 @@ class Transaction:
             _, _, fix = _probe_summary(self.probe_report)
             hint = (fix + " " if fix else "") + "Then deploy again; `sockwizard diagnose " \
                 f"{self.probe_url()}` explains the cause in detail."
+        if exc.step in (Step.SETTLE, Step.PROBE) and t.shadowing_sites:
+            # Detection warned about it before the change: by far the likeliest cause.
+            hint = (f"Most likely {', '.join(t.shadowing_sites)} answered instead of the new "
+                    f"config (see the warning above). {unshadow_advice(self.spec.proxy)} Then "
+                    "deploy again.")
         how = ("put back byte for byte; nothing was reloaded" if exc.step is Step.VALIDATE
                else "restored byte for byte, validated and reloaded")
         if exc.step is Step.VALIDATE:
@@ -1126,7 +1138,10 @@ class Transaction:
         t = self.tgt
         try:
             with self.step(Step.RESTORE, f"put the previous {t.real_dest} back") as s:
-                script = "\n".join(restore_lines(t.real_dest, self.backup, t.disable_cmds))
+                # A change that removed the file had also disabled it: enable it again.
+                reenable = t.enable_cmds if self.new is None else ()
+                script = "\n".join(restore_lines(t.real_dest, self.backup, t.disable_cmds,
+                                                  reenable))
                 result = self.run(script)
                 if not result.ok:
                     raise _StepFailed(Step.RESTORE, "restore failed", _tail(result.output))
@@ -1456,8 +1471,9 @@ def rollback_preset(remote: Remote, host: str, options: RollbackOptions, *,
                        "Pass --validate-cmd and --reload-cmd.")
     dest = str(entry["dest"])
     disable = tuple(str(c) for c in entry.get("disable_cmds") or ())
+    enable = tuple(str(c) for c in entry.get("enable_cmds") or ())
     target = HostTarget(dest=dest, real_dest=dest, validate_cmd=validate,
-                        reload_cmd=reload_cmd, disable_cmds=disable,
+                        reload_cmd=reload_cmd, enable_cmds=enable, disable_cmds=disable,
                         overridden=("backup index",))
     old_id = existing_id(content.decode("utf-8", "replace")) if content is not None else None
     preset = Preset(target=target, content=content, config_id=old_id,
@@ -1520,8 +1536,11 @@ def _restore(remote: Remote, host: str, options: RollbackOptions, backup: str | 
                             failed_step=Step.DETECT, steps=first,
                             seconds=time.monotonic() - started)
     probe_url = options.probe_url or preset.entry.get("probe_url")
+    # Going back to "no file" takes sockwizard's Socket.IO route away: nothing to probe (the
+    # probe would fail and undo the rollback).
+    removes = preset.content is None
     deploy_options = DeployOptions(
-        probe_url=probe_url, probe=options.probe and bool(probe_url),
+        probe_url=probe_url, probe=options.probe and bool(probe_url) and not removes,
         backup_dir=options.backup_dir, state_dir=options.state_dir,
         probe_timeout=options.probe_timeout, settle_timeout=options.settle_timeout,
         command_timeout=options.command_timeout)
@@ -1533,9 +1552,12 @@ def _restore(remote: Remote, host: str, options: RollbackOptions, backup: str | 
     result = tx.execute()
     if result.outcome in (Outcome.DEPLOYED, Outcome.UNCHANGED):
         result = dataclasses.replace(
-            result, title=f"Rolled back {result.dest} on {host} to the config it had before "
-                          f"the deploy of {preset.entry.get('undoes')}"
-                          + ("; the probe passed." if deploy_options.probe else "."))
+            result, title=(f"Rolled back {result.dest} on {host}: removed it, as it did not "
+                           f"exist before the deploy of {preset.entry.get('undoes')}."
+                           if removes else
+                           f"Rolled back {result.dest} on {host} to the config it had before "
+                           f"the deploy of {preset.entry.get('undoes')}"
+                           + ("; the probe passed." if deploy_options.probe else ".")))
     return result
 
 

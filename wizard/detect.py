@@ -87,6 +87,9 @@ class HostTarget:
     # Extra files uploaded with the config (node: package.json; the systemd unit).
     extra_files: tuple[tuple[str, bytes], ...] = ()
     missing_modules: tuple[str, ...] = ()
+    # Default sites that answer the new config's port for requests naming no server (set only
+    # when the spec has no server_name): the likely cause when the new config never answers.
+    shadowing_sites: tuple[str, ...] = ()
     overridden: tuple[str, ...] = ()  # which of dest/validate/reload came from flags
     notes: tuple[str, ...] = ()
     facts: HostFacts = field(default_factory=HostFacts)
@@ -264,14 +267,14 @@ def resolve(spec: DeploySpec, facts: HostFacts, overrides: Overrides) -> HostTar
         else:
             notes.append("Apache lacks the module(s) " + ", ".join(missing) + ": the checker "
                          "will refuse the config. Load them (LoadModule, or a2enmod on Debian).")
+    shadowing: tuple[str, ...] = ()
     if facts.default_sites and spec.server_name is None and not overrides.dest:
+        shadowing = facts.default_sites
         port = spec.tls_port if spec.tls else spec.listen_port
         notes.append(
-            f"{', '.join(facts.default_sites)} already answers requests on port {port} that "
-            "name no server; without --server-name this config may never be used (the probe "
-            "would fail and the deploy roll back). Give --server-name, or disable that site "
-            + ("(rm /etc/nginx/sites-enabled/default)." if spec.proxy is ProxyKind.NGINX
-               else "(a2dissite 000-default)."))
+            f"{', '.join(shadowing)} already answers requests on port {port} that name no "
+            "server; without --server-name this config may never be used (the probe would "
+            f"fail and the deploy roll back). {unshadow_advice(spec.proxy)}")
     if debian_apache:
         site = posixpath.basename(dest).removesuffix(".conf")
         enable.append(f"a2ensite -q {shlex.quote(site)}")
@@ -298,6 +301,7 @@ def resolve(spec: DeploySpec, facts: HostFacts, overrides: Overrides) -> HostTar
         dest=dest, real_dest=_real_dest(dest, facts), validate_cmd=validate,
         reload_cmd=reload_cmd, make_dir=make_dir, prepare_cmds=tuple(prepare),
         enable_cmds=tuple(enable), disable_cmds=tuple(disable), extra_files=tuple(extra),
+        shadowing_sites=shadowing,
         missing_modules=tuple(missing), overridden=overridden, notes=tuple(notes), facts=facts,
     )
 
@@ -358,6 +362,13 @@ def _missing_modules(spec: DeploySpec, facts: HostFacts) -> list[str]:
     if spec.proxy is not ProxyKind.APACHE or facts.apache_modules is None:
         return []
     return [m for m in profile(spec.proxy).modules(spec) if m not in facts.apache_modules]
+
+
+def unshadow_advice(proxy: ProxyKind) -> str:
+    """What to do about a default site that answers before the new config."""
+    how = ("rm /etc/nginx/sites-enabled/default" if proxy is ProxyKind.NGINX
+           else "a2dissite 000-default")
+    return f"Give --server-name (the name clients use), or disable that site ({how})."
 
 
 def node_package_json() -> bytes:

@@ -54,6 +54,9 @@ def register(sub: Any) -> None:
     g.add_argument("--probe-url", metavar="URL",
                    help="where to probe the proxy from here (default: the host, listen port)")
     g.add_argument("--no-probe", action="store_true", help="skip the settle and probe steps")
+    g.add_argument("--settle-timeout", type=_positive_seconds, default=20.0, metavar="S",
+                   help="how long the reloaded proxy may take to serve the new config "
+                        "(default 20)")
     g.add_argument("--no-rollback", action="store_true",
                    help="keep a config that fails reload or probe (never one that fails "
                         "validation)")
@@ -193,6 +196,16 @@ def report(results: Sequence[DeployResult], *, as_json: bool, dry_run: bool) -> 
 # --------------------------------------------------------------------------------------------
 
 
+def _positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 < value <= 3600:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds in (0, 3600]")
+    return value
+
+
 def run(args: argparse.Namespace) -> int:
     from wizard.deploy import DEFAULT_BACKUP_DIR, DeployOptions, deploy_many
 
@@ -202,7 +215,8 @@ def run(args: argparse.Namespace) -> int:
     options = DeployOptions(
         dest=args.dest, validate_cmd=args.validate_cmd, reload_cmd=args.reload_cmd,
         probe_url=args.probe_url, probe=not args.no_probe, rollback=not args.no_rollback,
-        dry_run=args.dry_run, backup_dir=args.backup_dir or DEFAULT_BACKUP_DIR)
+        dry_run=args.dry_run, backup_dir=args.backup_dir or DEFAULT_BACKUP_DIR,
+        settle_timeout=args.settle_timeout)
     if args.dest and len(hosts) > 1:
         print("sockwizard: note: --dest applies to every host", file=sys.stderr)
     progress = Progress(sys.stderr, show_host=len(hosts) > 1)

@@ -1,0 +1,153 @@
+"""Deploy into Debian's own Apache layout with Debian's own tools, as on a Debian or Ubuntu
+host: /etc/apache2 with sites-available/sites-enabled and mods-enabled, the real a2enmod,
+a2ensite and a2dissite, and apache2ctl (no systemd). The rest of the suite runs Apache from
+rig directories with --dest/--validate-cmd/--reload-cmd overrides; this is the path detection
+takes on its own.
+
+This machine's /etc/apache2 must not change, so everything runs in private mount and network
+namespaces (unshare): a copy of /etc/apache2 is bound over the real one (its envvars point
+Apache's run, lock and log directories into the test's temp dir), /var/backups is a temp dir,
+/run/systemd is hidden (apache2ctl would hand start/graceful to systemctl), and the
+namespace's own loopback carries Apache on port 80 and the Node socket.io server on 3000.
+sockwizard runs inside with ``--host local``, as it would on such a host.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests import rig
+
+pytestmark = [pytest.mark.needs_root, pytest.mark.slow]
+
+ROOT = Path(__file__).resolve().parent.parent
+DEPLOY = ("deploy", "--proxy", "apache", "--backend", "127.0.0.1:3000", "--host", "local",
+          "--settle-timeout", "4")
+
+
+@dataclass
+class DebianHost:
+    """The namespaces (entered through the holder's pid) and the copy of /etc/apache2."""
+
+    tmp: Path
+    holder: rig.Daemon
+
+    @property
+    def etc(self) -> Path:
+        return self.tmp / "etc-apache2"  # what /etc/apache2 is inside the namespaces
+
+    def run(self, *argv: str, env: dict[str, str] | None = None,
+            timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["nsenter", "-t", str(self.holder.pid), "-m", "-n", "--", *argv],
+                              capture_output=True, text=True, timeout=timeout, env=env,
+                              cwd=ROOT)
+
+    def sockwizard(self, *args: str) -> subprocess.CompletedProcess[str]:
+        env = {**os.environ, "PYTHONPATH": str(ROOT),
+               "XDG_STATE_HOME": str(self.tmp / "state")}
+        return self.run(sys.executable, "-m", "wizard", *args, env=env, timeout=120)
+
+    def sites_enabled(self) -> set[str]:
+        return {p.name for p in (self.etc / "sites-enabled").iterdir()}
+
+    def mods_enabled(self) -> set[str]:
+        return {p.name for p in (self.etc / "mods-enabled").iterdir()}
+
+
+@pytest.fixture
+def debian_host(tmp_path: Path, npm_ready: None) -> Iterator[DebianHost]:
+    for tool in ("unshare", "nsenter", "apache2ctl", "a2enmod", "a2ensite", "ip"):
+        if shutil.which(tool) is None:
+            pytest.skip(f"{tool} is not installed (scripts/setup --test installs apache2)")
+    etc = tmp_path / "etc-apache2"
+    shutil.copytree("/etc/apache2", etc, symlinks=True)
+    for name in ("run", "lock", "log", "backups", "state"):
+        (tmp_path / name).mkdir()
+    with (etc / "envvars").open("a") as envvars:
+        envvars.write(f"\n# sockwizard test: this Apache writes only under {tmp_path}\n"
+                      f"export APACHE_RUN_DIR={tmp_path}/run\n"
+                      f"export APACHE_PID_FILE={tmp_path}/run/apache2.pid\n"
+                      f"export APACHE_LOCK_DIR={tmp_path}/lock\n"
+                      f"export APACHE_LOG_DIR={tmp_path}/log\n")
+    setup = (f"set -e; mount --bind {etc} /etc/apache2; "
+             f"mount --bind {tmp_path}/backups /var/backups; "
+             "if [ -d /run/systemd ]; then mount -t tmpfs none /run/systemd; fi; "
+             "ip link set lo up; echo READY; exec sleep 100000")
+    holder = rig.Daemon("debian-ns", ["unshare", "--mount", "--net", "--", "sh", "-c", setup])
+    host = DebianHost(tmp_path, holder)
+    node: rig.Daemon | None = None
+    try:
+        holder.wait_line(r"^READY$", timeout=15)
+        started = host.run("apache2ctl", "start")
+        assert started.returncode == 0, started.stderr
+        node = rig.Daemon("debian-node", [
+            "nsenter", "-t", str(holder.pid), "-m", "-n", "--", "node",
+            str(rig.NODE_DIR / "server.js"), "--port=3000", "--host=127.0.0.1"],
+            cwd=rig.NODE_DIR, env=rig.node_env())
+        node.wait_line(r"^READY 3000$", timeout=15)
+        yield host
+    finally:
+        if node is not None:
+            node.stop()
+        if holder.popen.poll() is None:
+            host.run("apache2ctl", "-k", "stop")
+        holder.stop()
+
+
+def test_deploy_uses_a2enmod_a2ensite_and_rolls_back_past_a_shadowing_default_site(
+        debian_host: DebianHost) -> None:
+    host = debian_host
+    mods_before = host.mods_enabled()
+    assert "000-default.conf" in host.sites_enabled()  # Debian's default site, as installed
+
+    # 1. The default site answers port 80 for requests that name no server: detection warns,
+    #    the new config never answers, and everything is put back.
+    first = host.sockwizard(*DEPLOY)
+    assert first.returncode == 6, first.stderr
+    assert "000-default.conf already answers requests on port 80" in first.stderr
+    assert "a2enmod -q proxy proxy_http headers" in first.stderr  # the real a2enmod ran
+    assert "Most likely /etc/apache2/sites-enabled/000-default.conf answered" in first.stderr
+    assert "a2dissite 000-default" in first.stderr
+    assert "sockwizard.conf" not in host.sites_enabled()  # a2dissite undid a2ensite
+    assert not (host.etc / "sites-available" / "sockwizard.conf").exists()
+    check = host.run("apache2ctl", "-t")
+    assert check.returncode == 0, check.stderr  # the host's Apache config is sound
+
+    # 2. With the default site disabled (Debian's own tool), the same deploy goes through.
+    off = host.run("a2dissite", "-q", "000-default")
+    assert off.returncode == 0, off.stderr
+    second = host.sockwizard(*DEPLOY)
+    assert second.returncode == 0, second.stderr
+    assert "probe" in second.stderr and "websocket" in second.stderr
+    link = host.etc / "sites-enabled" / "sockwizard.conf"
+    assert link.is_symlink() and os.readlink(link) == "../sites-available/sockwizard.conf"
+    assert {"proxy.load", "proxy_http.load", "headers.load"} <= host.mods_enabled()
+    assert host.mods_enabled() - mods_before <= {"proxy.load", "proxy.conf", "proxy_http.load",
+                                                 "headers.load"}
+
+    # A Socket.IO client through the namespace's Apache, on WebSocket.
+    probe = host.sockwizard("probe", "http://127.0.0.1/")
+    assert probe.returncode == 0, probe.stdout + probe.stderr
+
+    # 3. A rollback (which removes the file: it was new) that fails its validation puts the
+    #    file back *and enabled*: the site works as before, nothing lost.
+    refused = host.sockwizard("rollback", "--host", "local", "--validate-cmd", "false")
+    assert refused.returncode == 4, refused.stderr
+    assert link.is_symlink(), "the restored site was left disabled"
+    again = host.sockwizard("probe", "http://127.0.0.1/")
+    assert again.returncode == 0, again.stdout + again.stderr
+
+    # 4. Rollback takes the site away again with a2dissite and reloads a sound config; it does
+    #    not probe a Socket.IO route it has just removed.
+    back = host.sockwizard("rollback", "--host", "local")
+    assert back.returncode == 0, back.stderr
+    assert "sockwizard.conf" not in host.sites_enabled()
+    assert host.run("apache2ctl", "-t").returncode == 0
