@@ -117,6 +117,7 @@ def test_deploy_uses_a2enmod_a2ensite_and_rolls_back_past_a_shadowing_default_si
     assert "Most likely /etc/apache2/sites-enabled/000-default.conf answered" in first.stderr
     assert "a2dissite 000-default" in first.stderr
     assert "sockwizard.conf" not in host.sites_enabled()  # a2dissite undid a2ensite
+    assert host.mods_enabled() == mods_before  # a2dismod undid a2enmod
     assert not (host.etc / "sites-available" / "sockwizard.conf").exists()
     check = host.run("apache2ctl", "-t")
     assert check.returncode == 0, check.stderr  # the host's Apache config is sound
@@ -150,4 +151,25 @@ def test_deploy_uses_a2enmod_a2ensite_and_rolls_back_past_a_shadowing_default_si
     back = host.sockwizard("rollback", "--host", "local")
     assert back.returncode == 0, back.stderr
     assert "sockwizard.conf" not in host.sites_enabled()
+    assert host.run("apache2ctl", "-t").returncode == 0
+
+
+def test_a_refused_config_also_takes_back_the_modules_it_enabled(
+        debian_host: DebianHost) -> None:
+    """A typo in the certificate path: Debian's a2enmod enables ssl (and the proxy modules),
+    apache2ctl -t refuses the file, and the host is left exactly as it was: the old file and
+    the old set of enabled modules."""
+    host = debian_host
+    mods_before = host.mods_enabled()
+    sites_before = host.sites_enabled()
+    result = host.sockwizard(*DEPLOY, "--server-name", "chat.example.test",
+                             "--tls-cert", "/etc/ssl/certs/no-such-cert.pem",
+                             "--tls-key", "/etc/ssl/private/no-such-key.pem")
+    assert result.returncode == 4, result.stderr
+    assert "a2enmod -q" in result.stderr and "ssl" in result.stderr  # it did enable them
+    assert "no-such-cert.pem" in result.stderr  # the checker's own words
+    assert "disabled again (a2dismod -q -f" in result.stderr
+    assert host.mods_enabled() == mods_before
+    assert host.sites_enabled() == sites_before
+    assert not (host.etc / "sites-available" / "sockwizard.conf").exists()
     assert host.run("apache2ctl", "-t").returncode == 0

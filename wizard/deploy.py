@@ -615,6 +615,7 @@ class Transaction:
         self.backup: str | None = None
         self.local_backup: str | None = None
         self.changed = False  # the destination on the host may differ from self.old
+        self.prepared = False  # prepare_cmds ran: a rollback undoes them (unprepare_cmds)
         self.probe_report: ProbeReport | None = None
         self.current = Step.DETECT
 
@@ -699,8 +700,12 @@ class Transaction:
         except _StepFailed as exc:
             if exc.step is Step.VALIDATE:
                 return self.validate_failed(exc)
+            undone = self.undo_prepare()
             return self.result(Outcome.FAILED, ExitCode.FAILED, exc.title, detail=exc.output,
-                               failed_step=exc.step, hint="Nothing on the host was changed.")
+                               failed_step=exc.step,
+                               hint="The config on the host was not changed"
+                                    + (f" (and {undone[2:]} undid the preparation)."
+                                       if undone else "."))
         except ConnectionFailed as exc:
             return self.connection_lost(exc)
         except SockwizardError as exc:
@@ -921,9 +926,26 @@ class Transaction:
                 self.remote.write_file_atomic(path, data)
                 done.append(f"wrote {path}")
             for cmd in t.prepare_cmds:
+                self.prepared = True  # even a partial run is undone (best effort)
                 self._check(Step.PREPARE, cmd)
                 done.append(cmd)
             s.detail = "; ".join(done)
+
+    def undo_prepare(self) -> str:
+        """Best effort: run unprepare_cmds after the old config is back (a2dismod the modules
+        this deploy enabled). A text for the report; "" when there was nothing to undo."""
+        if not (self.prepared and self.tgt.unprepare_cmds):
+            return ""
+        self.prepared = False
+        failed = []
+        for cmd in self.tgt.unprepare_cmds:
+            if not self.run(cmd).ok:
+                failed.append(cmd)
+        if failed:
+            self.notice(Step.RESTORE, "Could not undo " + "; ".join(f"`{c}`" for c in failed)
+                        + ": what it enabled stays enabled (harmless for the old config).")
+            return ""
+        return "; " + "; ".join(self.tgt.unprepare_cmds)
 
     def _check(self, step: Step, cmd: str) -> str:
         result = self.run(cmd)
@@ -1066,11 +1088,14 @@ class Transaction:
         if exc.title == "restored" and self.verify_restored():
             self.changed = False
             modules = (f" Apache lacks the module(s) {', '.join(t.missing_modules)}."
-                       if t.missing_modules else "")
+                       if t.missing_modules and not t.unprepare_cmds else "")
+            undone = self.undo_prepare()
             return self.result(
                 Outcome.ROLLED_BACK, ExitCode.VALIDATE_ROLLED_BACK,
                 f"Validation failed on {self.host}: the checker refused the new config. The "
-                f"previous {t.dest} was put back byte for byte at once; nothing was reloaded.",
+                f"previous {t.dest} was put back byte for byte at once"
+                + (f" and what the deploy enabled was disabled again ({undone[2:]})"
+                   if undone else "") + "; nothing was reloaded.",
                 detail=exc.output, failed_step=Step.VALIDATE,
                 hint=f"Fix what the checker says above (run `{t.validate_cmd}` on the host to "
                      f"see it again), then deploy again.{modules}")
@@ -1150,6 +1175,7 @@ class Transaction:
                 self.changed = False
                 s.detail = (f"from {self.backup} (verified byte for byte)" if self.backup
                             else "removed the new file (there was none before)")
+                s.detail += self.undo_prepare()
             if failed is Step.VALIDATE:
                 # The bytes are verified identical and the proxy never loaded the refused
                 # config: the host is exactly as before, nothing to check or reload.

@@ -80,6 +80,9 @@ class HostTarget:
     # prepare_cmds (enable modules, npm install, enable the unit).
     make_dir: str | None = None
     prepare_cmds: tuple[str, ...] = ()
+    # Undo prepare_cmds when the deploy is rolled back (a2dismod what a2enmod enabled), so a
+    # failed deploy leaves the host exactly as it was.
+    unprepare_cmds: tuple[str, ...] = ()
     # Run after the rename and before validation when the file is new (a2ensite), and undone
     # (a2dissite) when that new file is taken away again.
     enable_cmds: tuple[str, ...] = ()
@@ -252,6 +255,7 @@ def resolve(spec: DeploySpec, facts: HostFacts, overrides: Overrides) -> HostTar
         )
     reload_cmd = reload_cmd.replace("{config}", shlex.quote(dest))
     prepare: list[str] = []
+    unprepare: list[str] = []
     enable: list[str] = []
     disable: list[str] = []
     extra: list[tuple[str, bytes]] = []
@@ -264,6 +268,7 @@ def resolve(spec: DeploySpec, facts: HostFacts, overrides: Overrides) -> HostTar
     if missing:
         if "a2enmod" in facts.binaries and not overridden:
             prepare.append("a2enmod -q " + " ".join(missing))
+            unprepare.append("a2dismod -q -f " + " ".join(reversed(missing)))
         else:
             notes.append("Apache lacks the module(s) " + ", ".join(missing) + ": the checker "
                          "will refuse the config. Load them (LoadModule, or a2enmod on Debian).")
@@ -300,6 +305,7 @@ def resolve(spec: DeploySpec, facts: HostFacts, overrides: Overrides) -> HostTar
     return HostTarget(
         dest=dest, real_dest=_real_dest(dest, facts), validate_cmd=validate,
         reload_cmd=reload_cmd, make_dir=make_dir, prepare_cmds=tuple(prepare),
+        unprepare_cmds=tuple(unprepare),
         enable_cmds=tuple(enable), disable_cmds=tuple(disable), extra_files=tuple(extra),
         shadowing_sites=shadowing,
         missing_modules=tuple(missing), overridden=overridden, notes=tuple(notes), facts=facts,
