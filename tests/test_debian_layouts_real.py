@@ -1,15 +1,17 @@
-"""Deploy into Debian's own Apache layout with Debian's own tools, as on a Debian or Ubuntu
-host: /etc/apache2 with sites-available/sites-enabled and mods-enabled, the real a2enmod,
-a2ensite and a2dissite, and apache2ctl (no systemd). The rest of the suite runs Apache from
-rig directories with --dest/--validate-cmd/--reload-cmd overrides; this is the path detection
-takes on its own.
+"""Deploy into Debian's own layouts with Debian's own tools, as on a Debian or Ubuntu host:
+Apache's /etc/apache2 (sites-available/sites-enabled, mods-enabled) with the real a2enmod,
+a2ensite, a2dissite and apache2ctl, and nginx's /etc/nginx (conf.d, sites-enabled/default)
+with `nginx -s reload` — no systemd, as in a container. The rest of the suite runs the
+proxies from rig directories with --dest/--validate-cmd/--reload-cmd overrides; this is the
+path detection takes on its own.
 
-This machine's /etc/apache2 must not change, so everything runs in private mount and network
-namespaces (unshare): a copy of /etc/apache2 is bound over the real one (its envvars point
-Apache's run, lock and log directories into the test's temp dir), /var/backups is a temp dir,
-/run/systemd is hidden (apache2ctl would hand start/graceful to systemctl), and the
-namespace's own loopback carries Apache on port 80 and the Node socket.io server on 3000.
-sockwizard runs inside with ``--host local``, as it would on such a host.
+This machine's /etc must not change, so everything runs in private mount and network
+namespaces (unshare): a copy of /etc/apache2 or /etc/nginx is bound over the real one (Apache's
+envvars point its run, lock and log directories into the test's temp dir; nginx gets a private
+/run and the test's log and temp dirs), /var/backups is a temp dir, /run/systemd is hidden
+(apache2ctl would hand start/graceful to systemctl), and the namespace's own loopback carries
+the proxy on port 80 and the Node socket.io server on 3000. sockwizard runs inside with
+``--host local``, as it would on such a host.
 """
 
 from __future__ import annotations
@@ -39,10 +41,11 @@ class DebianHost:
 
     tmp: Path
     holder: rig.Daemon
+    etc_name: str  # apache2 or nginx
 
     @property
     def etc(self) -> Path:
-        return self.tmp / "etc-apache2"  # what /etc/apache2 is inside the namespaces
+        return self.tmp / f"etc-{self.etc_name}"  # what /etc/<etc_name> is inside
 
     def run(self, *argv: str, env: dict[str, str] | None = None,
             timeout: float = 60) -> subprocess.CompletedProcess[str]:
@@ -55,6 +58,9 @@ class DebianHost:
                "XDG_STATE_HOME": str(self.tmp / "state")}
         return self.run(sys.executable, "-m", "wizard", *args, env=env, timeout=120)
 
+    def files(self, sub: str) -> set[str]:
+        return {p.name for p in (self.etc / sub).iterdir()}
+
     def sites_enabled(self) -> set[str]:
         return {p.name for p in (self.etc / "sites-enabled").iterdir()}
 
@@ -62,11 +68,40 @@ class DebianHost:
         return {p.name for p in (self.etc / "mods-enabled").iterdir()}
 
 
+def _start_namespaces(tmp_path: Path, mounts: list[str]) -> rig.Daemon:
+    """A process in new mount and network namespaces (unshare) that ran ``mounts`` (shell
+    lines) and waits; ``nsenter -t PID`` joins it. The namespaces end with it."""
+    setup = "; ".join(["set -e", *mounts, "ip link set lo up", "echo READY",
+                       "exec sleep 100000"])
+    holder = rig.Daemon("debian-ns", ["unshare", "--mount", "--net", "--", "sh", "-c", setup])
+    try:
+        holder.wait_line(r"^READY$", timeout=15)
+    except rig.RigError:
+        holder.stop()
+        if "Operation not permitted" in holder.output():  # e.g. an unprivileged container
+            pytest.skip("this machine does not let root create mount/network namespaces")
+        raise
+    return holder
+
+
+def _start_node(host: DebianHost) -> rig.Daemon:
+    node = rig.Daemon("debian-node", [
+        "nsenter", "-t", str(host.holder.pid), "-m", "-n", "--", "node",
+        str(rig.NODE_DIR / "server.js"), "--port=3000", "--host=127.0.0.1"],
+        cwd=rig.NODE_DIR, env=rig.node_env())
+    node.wait_line(r"^READY 3000$", timeout=15)
+    return node
+
+
+def _need(*tools: str) -> None:
+    for tool in ("unshare", "nsenter", "ip", *tools):
+        if shutil.which(tool) is None:
+            pytest.skip(f"{tool} is not installed (scripts/setup --test installs it)")
+
+
 @pytest.fixture
 def debian_host(tmp_path: Path, npm_ready: None) -> Iterator[DebianHost]:
-    for tool in ("unshare", "nsenter", "apache2ctl", "a2enmod", "a2ensite", "ip"):
-        if shutil.which(tool) is None:
-            pytest.skip(f"{tool} is not installed (scripts/setup --test installs apache2)")
+    _need("apache2ctl", "a2enmod", "a2ensite")
     etc = tmp_path / "etc-apache2"
     shutil.copytree("/etc/apache2", etc, symlinks=True)
     for name in ("run", "lock", "log", "backups", "state"):
@@ -77,28 +112,50 @@ def debian_host(tmp_path: Path, npm_ready: None) -> Iterator[DebianHost]:
                       f"export APACHE_PID_FILE={tmp_path}/run/apache2.pid\n"
                       f"export APACHE_LOCK_DIR={tmp_path}/lock\n"
                       f"export APACHE_LOG_DIR={tmp_path}/log\n")
-    setup = (f"set -e; mount --bind {etc} /etc/apache2; "
-             f"mount --bind {tmp_path}/backups /var/backups; "
-             "if [ -d /run/systemd ]; then mount -t tmpfs none /run/systemd; fi; "
-             "ip link set lo up; echo READY; exec sleep 100000")
-    holder = rig.Daemon("debian-ns", ["unshare", "--mount", "--net", "--", "sh", "-c", setup])
-    host = DebianHost(tmp_path, holder)
+    holder = _start_namespaces(tmp_path, [
+        f"mount --bind {etc} /etc/apache2", f"mount --bind {tmp_path}/backups /var/backups",
+        "if [ -d /run/systemd ]; then mount -t tmpfs none /run/systemd; fi"])
+    host = DebianHost(tmp_path, holder, "apache2")
     node: rig.Daemon | None = None
     try:
-        holder.wait_line(r"^READY$", timeout=15)
         started = host.run("apache2ctl", "start")
         assert started.returncode == 0, started.stderr
-        node = rig.Daemon("debian-node", [
-            "nsenter", "-t", str(holder.pid), "-m", "-n", "--", "node",
-            str(rig.NODE_DIR / "server.js"), "--port=3000", "--host=127.0.0.1"],
-            cwd=rig.NODE_DIR, env=rig.node_env())
-        node.wait_line(r"^READY 3000$", timeout=15)
+        node = _start_node(host)
         yield host
     finally:
         if node is not None:
             node.stop()
         if holder.popen.poll() is None:
             host.run("apache2ctl", "-k", "stop")
+        holder.stop()
+
+
+@pytest.fixture
+def debian_nginx(tmp_path: Path, npm_ready: None) -> Iterator[DebianHost]:
+    """Debian's nginx as installed: nginx.conf including conf.d/*.conf and sites-enabled/*,
+    the default site (listen 80 default_server), reloaded with `nginx -s reload`. A private
+    /run holds its pid file; its logs and temp dirs are the test's."""
+    _need("nginx")
+    etc = tmp_path / "etc-nginx"
+    shutil.copytree("/etc/nginx", etc, symlinks=True)
+    for name in ("log", "lib", "backups", "state"):
+        (tmp_path / name).mkdir()
+    holder = _start_namespaces(tmp_path, [
+        f"mount --bind {etc} /etc/nginx", f"mount --bind {tmp_path}/backups /var/backups",
+        f"mount --bind {tmp_path}/log /var/log/nginx", f"mount --bind {tmp_path}/lib /var/lib/nginx",
+        "mount -t tmpfs none /run"])
+    host = DebianHost(tmp_path, holder, "nginx")
+    node: rig.Daemon | None = None
+    try:
+        started = host.run("nginx")
+        assert started.returncode == 0, started.stderr
+        node = _start_node(host)
+        yield host
+    finally:
+        if node is not None:
+            node.stop()
+        if holder.popen.poll() is None:
+            host.run("nginx", "-s", "stop")
         holder.stop()
 
 
@@ -173,3 +230,33 @@ def test_a_refused_config_also_takes_back_the_modules_it_enabled(
     assert host.sites_enabled() == sites_before
     assert not (host.etc / "sites-available" / "sockwizard.conf").exists()
     assert host.run("apache2ctl", "-t").returncode == 0
+
+
+def test_debian_nginx_default_site_then_deploy_and_rollback(debian_nginx: DebianHost) -> None:
+    """The same walk on Debian's nginx: the conf.d file, the default site that answers first
+    for requests naming no server (named in the warning and as the cause), then a deploy once
+    that site is disabled, and a rollback that removes the file without probing."""
+    host = debian_nginx
+    deploy = ("deploy", "--proxy", "nginx", "--backend", "127.0.0.1:3000", "--host", "local",
+              "--settle-timeout", "4")
+    first = host.sockwizard(*deploy)
+    assert first.returncode == 6, first.stderr
+    assert "/etc/nginx/sites-enabled/default already answers requests on port 80" in first.stderr
+    assert "Most likely /etc/nginx/sites-enabled/default answered" in first.stderr
+    assert "rm /etc/nginx/sites-enabled/default" in first.stderr
+    assert "sockwizard.conf" not in host.files("conf.d")
+
+    off = host.run("rm", "/etc/nginx/sites-enabled/default")
+    assert off.returncode == 0, off.stderr
+    second = host.sockwizard(*deploy)
+    assert second.returncode == 0, second.stderr
+    assert "nginx -s reload" in second.stderr
+    assert "sockwizard.conf" in host.files("conf.d")
+    probe = host.sockwizard("probe", "http://127.0.0.1/")
+    assert probe.returncode == 0, probe.stdout + probe.stderr
+
+    back = host.sockwizard("rollback", "--host", "local")
+    assert back.returncode == 0, back.stderr
+    assert "removed it, as it did not exist before" in back.stderr
+    assert "sockwizard.conf" not in host.files("conf.d")
+    assert host.run("nginx", "-t").returncode == 0
