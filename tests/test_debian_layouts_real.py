@@ -1,12 +1,13 @@
 """Deploy into Debian's own layouts with Debian's own tools, as on a Debian or Ubuntu host:
 Apache's /etc/apache2 (sites-available/sites-enabled, mods-enabled) with the real a2enmod,
-a2ensite, a2dissite and apache2ctl, and nginx's /etc/nginx (conf.d, sites-enabled/default)
-with `nginx -s reload` — no systemd, as in a container. The rest of the suite runs the
+a2ensite, a2dissite and apache2ctl; nginx's /etc/nginx (conf.d, sites-enabled/default) with
+`nginx -s reload`; Caddy's /etc/caddy/Caddyfile (its placeholder `:80` site, `import sites/`)
+with `caddy reload` — no systemd, as in a container. The rest of the suite runs the
 proxies from rig directories with --dest/--validate-cmd/--reload-cmd overrides; this is the
 path detection takes on its own.
 
 This machine's /etc must not change, so everything runs in private mount and network
-namespaces (unshare): a copy of /etc/apache2 or /etc/nginx is bound over the real one (Apache's
+namespaces (unshare): a copy of /etc/apache2, /etc/nginx or /etc/caddy is bound over the real one (Apache's
 envvars point its run, lock and log directories into the test's temp dir; nginx gets a private
 /run and the test's log and temp dirs), /var/backups is a temp dir, /run/systemd is hidden
 (apache2ctl would hand start/graceful to systemctl), and the namespace's own loopback carries
@@ -41,7 +42,7 @@ class DebianHost:
 
     tmp: Path
     holder: rig.Daemon
-    etc_name: str  # apache2 or nginx
+    etc_name: str  # apache2, nginx or caddy
 
     @property
     def etc(self) -> Path:
@@ -159,6 +160,37 @@ def debian_nginx(tmp_path: Path, npm_ready: None) -> Iterator[DebianHost]:
         holder.stop()
 
 
+@pytest.fixture
+def debian_caddy(tmp_path: Path, npm_ready: None) -> Iterator[DebianHost]:
+    """Debian's Caddy as installed: /etc/caddy/Caddyfile with its `:80 { file_server }`
+    placeholder, run in the foreground (`caddy run`, as its systemd unit would), reloaded
+    through its admin API on the namespace's own localhost:2019."""
+    _need("caddy")
+    etc = tmp_path / "etc-caddy"
+    shutil.copytree("/etc/caddy", etc, symlinks=True)
+    for name in ("backups", "state", "home"):
+        (tmp_path / name).mkdir()
+    holder = _start_namespaces(tmp_path, [
+        f"mount --bind {etc} /etc/caddy", f"mount --bind {tmp_path}/backups /var/backups",
+        "mount -t tmpfs none /run"])
+    host = DebianHost(tmp_path, holder, "caddy")
+    env = {**os.environ, "HOME": str(tmp_path / "home"),
+           "XDG_CONFIG_HOME": str(tmp_path / "home"), "XDG_DATA_HOME": str(tmp_path / "home")}
+    caddy = rig.Daemon("debian-caddy", [
+        "nsenter", "-t", str(holder.pid), "-m", "-n", "--", "caddy", "run", "--adapter",
+        "caddyfile", "--config", "/etc/caddy/Caddyfile"], env=env)
+    node: rig.Daemon | None = None
+    try:
+        caddy.wait_line(r"serving initial configuration", timeout=15)
+        node = _start_node(host)
+        yield host
+    finally:
+        if node is not None:
+            node.stop()
+        caddy.stop()
+        holder.stop()
+
+
 def test_deploy_uses_a2enmod_a2ensite_and_rolls_back_past_a_shadowing_default_site(
         debian_host: DebianHost) -> None:
     host = debian_host
@@ -260,3 +292,40 @@ def test_debian_nginx_default_site_then_deploy_and_rollback(debian_nginx: Debian
     assert "removed it, as it did not exist before" in back.stderr
     assert "sockwizard.conf" not in host.files("conf.d")
     assert host.run("nginx", "-t").returncode == 0
+
+
+def test_debian_caddy_import_placeholder_site_then_deploy_and_rollback(
+        debian_caddy: DebianHost) -> None:
+    """Debian's Caddyfile neither imports a sites directory nor leaves port 80 free: each is
+    named before anything changes or as the cause, and once both are fixed the deploy goes
+    through, reloading over the admin API."""
+    host = debian_caddy
+    deploy = ("deploy", "--proxy", "caddy", "--backend", "127.0.0.1:3000", "--host", "local",
+              "--settle-timeout", "4")
+    caddyfile = host.etc / "Caddyfile"
+    site = host.etc / "sites" / "sockwizard.caddy"
+
+    refused = host.sockwizard(*deploy)
+    assert refused.returncode == 2, refused.stderr
+    assert "does not import /etc/caddy/sites/" in refused.stderr
+    assert "import sites/*.caddy" in refused.stderr  # what to add, word for word
+    assert not site.exists()
+
+    caddyfile.write_text(caddyfile.read_text() + "\nimport sites/*.caddy\n")
+    shadowed = host.sockwizard(*deploy)
+    assert shadowed.returncode == 6, shadowed.stderr
+    assert "/etc/caddy/Caddyfile already answers requests on port 80" in shadowed.stderr
+    assert "Most likely /etc/caddy/Caddyfile answered" in shadowed.stderr
+    assert not site.exists()
+
+    caddyfile.write_text("import sites/*.caddy\n")  # the placeholder :80 site removed
+    ok = host.sockwizard(*deploy)
+    assert ok.returncode == 0, ok.stderr
+    assert "caddy reload" in ok.stderr and site.exists()
+    probe = host.sockwizard("probe", "http://127.0.0.1/")
+    assert probe.returncode == 0, probe.stdout + probe.stderr
+
+    back = host.sockwizard("rollback", "--host", "local")
+    assert back.returncode == 0, back.stderr
+    assert "no route left to probe" in back.stderr
+    assert not site.exists()

@@ -728,8 +728,10 @@ class Transaction:
             if self.options.probe:
                 self.settle_and_probe()
             else:
-                self.skip(Step.SETTLE, "--no-probe")
-                self.skip(Step.PROBE, "--no-probe")
+                why = ("the file was removed: no route left to probe" if self.new is None
+                       else "--no-probe")
+                self.skip(Step.SETTLE, why)
+                self.skip(Step.PROBE, why)
         except _StepFailed as exc:
             return self.failed_after_change(exc)
         except ConnectionFailed as exc:

@@ -148,6 +148,12 @@ def _default_site_lines(spec: DeploySpec) -> list[str]:
         return ["for f in /etc/apache2/sites-enabled/000-default.conf "
                 "/etc/apache2/sites-enabled/default-ssl.conf; do [ -e \"$f\" ] && "
                 f"grep -qs ':{port}>' \"$f\" && echo \"default_site $f\"; done"]
+    if spec.proxy is ProxyKind.CADDY and spec.layout is Layout.SITE:
+        # Debian's Caddyfile ships a `:80 { file_server }` placeholder site: it, not an
+        # imported site for the same port, answers.
+        pattern = shlex.quote(rf"^[[:space:]]*(http://)?:{port}[[:space:]]*\{{")
+        return [f"grep -Eqs {pattern} /etc/caddy/Caddyfile && "
+                "echo 'default_site /etc/caddy/Caddyfile'"]
     return []
 
 
@@ -372,8 +378,9 @@ def _missing_modules(spec: DeploySpec, facts: HostFacts) -> list[str]:
 
 def unshadow_advice(proxy: ProxyKind) -> str:
     """What to do about a default site that answers before the new config."""
-    how = ("rm /etc/nginx/sites-enabled/default" if proxy is ProxyKind.NGINX
-           else "a2dissite 000-default")
+    how = {ProxyKind.NGINX: "rm /etc/nginx/sites-enabled/default",
+           ProxyKind.CADDY: "delete the placeholder `:80 { ... }` block from the Caddyfile"
+           }.get(proxy, "a2dissite 000-default")
     return f"Give --server-name (the name clients use), or disable that site ({how})."
 
 
