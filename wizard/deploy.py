@@ -704,7 +704,7 @@ class Transaction:
             return self.result(Outcome.FAILED, ExitCode.FAILED, exc.title, detail=exc.output,
                                failed_step=exc.step,
                                hint="The config on the host was not changed"
-                                    + (f" (and {undone[2:]} undid the preparation)."
+                                    + (f" (and `{'; '.join(undone)}` undid the preparation)."
                                        if undone else "."))
         except ConnectionFailed as exc:
             return self.connection_lost(exc)
@@ -933,11 +933,11 @@ class Transaction:
                 done.append(cmd)
             s.detail = "; ".join(done)
 
-    def undo_prepare(self) -> str:
+    def undo_prepare(self) -> tuple[str, ...]:
         """Best effort: run unprepare_cmds after the old config is back (a2dismod the modules
-        this deploy enabled). A text for the report; "" when there was nothing to undo."""
+        this deploy enabled). The commands that ran, for the report (none: nothing undone)."""
         if not (self.prepared and self.tgt.unprepare_cmds):
-            return ""
+            return ()
         self.prepared = False
         failed = []
         for cmd in self.tgt.unprepare_cmds:
@@ -946,8 +946,8 @@ class Transaction:
         if failed:
             self.notice(Step.RESTORE, "Could not undo " + "; ".join(f"`{c}`" for c in failed)
                         + ": what it enabled stays enabled (harmless for the old config).")
-            return ""
-        return "; " + "; ".join(self.tgt.unprepare_cmds)
+            return ()
+        return self.tgt.unprepare_cmds
 
     def _check(self, step: Step, cmd: str) -> str:
         result = self.run(cmd)
@@ -1096,7 +1096,7 @@ class Transaction:
                 Outcome.ROLLED_BACK, ExitCode.VALIDATE_ROLLED_BACK,
                 f"Validation failed on {self.host}: the checker refused the new config. The "
                 f"previous {t.dest} was put back byte for byte at once"
-                + (f" and what the deploy enabled was disabled again ({undone[2:]})"
+                + (f" and what the deploy enabled was disabled again ({'; '.join(undone)})"
                    if undone else "") + "; nothing was reloaded.",
                 detail=exc.output, failed_step=Step.VALIDATE,
                 hint=f"Fix what the checker says above (run `{t.validate_cmd}` on the host to "
@@ -1177,7 +1177,7 @@ class Transaction:
                 self.changed = False
                 s.detail = (f"from {self.backup} (verified byte for byte)" if self.backup
                             else "removed the new file (there was none before)")
-                s.detail += self.undo_prepare()
+                s.detail += "".join(f"; {cmd}" for cmd in self.undo_prepare())
             if failed is Step.VALIDATE:
                 # The bytes are verified identical and the proxy never loaded the refused
                 # config: the host is exactly as before, nothing to check or reload.
