@@ -21,6 +21,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -329,3 +330,32 @@ def test_debian_caddy_import_placeholder_site_then_deploy_and_rollback(
     assert back.returncode == 0, back.stderr
     assert "no route left to probe" in back.stderr
     assert not site.exists()
+
+
+def test_diagnose_names_the_default_site_that_hides_a_socketio_route(
+        debian_nginx: DebianHost) -> None:
+    """The classic "I added my config but nginx serves its default page": a Socket.IO route
+    in conf.d, and Debian's default site catching the requests (a deploy kept with
+    --no-rollback leaves exactly that). diagnose reads the live config (nginx -T) and says
+    where the route is, which block answers instead, and what to do; after that advice it
+    finds nothing."""
+    host = debian_nginx
+    kept = host.sockwizard("deploy", "--proxy", "nginx", "--backend", "127.0.0.1:3000",
+                           "--host", "local", "--settle-timeout", "3", "--no-rollback")
+    assert kept.returncode == 1, kept.stderr
+    diagnose = ("diagnose", "http://127.0.0.1/", "--host", "local", "--proxy", "nginx")
+    found = host.sockwizard(*diagnose)
+    assert found.returncode == 1, found.stdout + found.stderr
+    assert "path-mismatch" in found.stdout
+    assert "already exists at" in found.stdout and "conf.d/sockwizard.conf" in found.stdout
+    assert "/etc/nginx/sites-enabled/default" in found.stdout  # the block that answers
+
+    assert host.run("rm", "/etc/nginx/sites-enabled/default").returncode == 0
+    assert host.run("nginx", "-s", "reload").returncode == 0
+    # nginx's old workers may answer for a moment after a reload: wait for the new config.
+    deadline = time.monotonic() + 10
+    while host.sockwizard("probe", "http://127.0.0.1/").returncode != 0:
+        assert time.monotonic() < deadline, "the reloaded nginx never served Socket.IO"
+        time.sleep(0.1)
+    clean = host.sockwizard(*diagnose)
+    assert clean.returncode == 0, clean.stdout + clean.stderr

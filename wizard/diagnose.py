@@ -301,7 +301,17 @@ def _path(ctx: _Ctx) -> list[Finding]:
                              facts.elsewhere and f"a Socket.IO route exists elsewhere: "
                                                  f"{facts.elsewhere}",
                              *facts.notes, evidence_probe)
-        return [Finding(codes.PATH_MISMATCH, "error", title, evidence, _fix_route(ctx))]
+        fix = _fix_route(ctx)
+        if facts.elsewhere is not None and facts.server is not None:
+            # The route exists, in a block these requests do not reach: most often a default
+            # site (Debian's nginx `default`, Apache's 000-default) catching them first.
+            fix = (f"The Socket.IO route already exists at {_place(facts.elsewhere)}, in "
+                   f"another server block than the one that answers ({_place(facts.server)}; "
+                   "typically a default site). Give the block with the route the name "
+                   "clients use (nginx `server_name`, Apache `ServerName`, a Caddy site "
+                   "address), or disable the site that catches the requests. Or, to serve "
+                   f"Socket.IO from the block that answers: {fix[0].lower()}{fix[1:]}")
+        return [Finding(codes.PATH_MISMATCH, "error", title, evidence, fix)]
     upstream_path = facts.upstream_path
     if upstream_path is not None and upstream_path != path:
         title = (f"{ctx.name} forwards {path} to the server as {upstream_path}, and nothing "
