@@ -359,3 +359,27 @@ def test_diagnose_names_the_default_site_that_hides_a_socketio_route(
         time.sleep(0.1)
     clean = host.sockwizard(*diagnose)
     assert clean.returncode == 0, clean.stdout + clean.stderr
+
+
+def test_diagnose_names_apaches_default_vhost_that_hides_the_route(
+        debian_host: DebianHost) -> None:
+    """The same on Apache: 000-default is the first <VirtualHost *:80> and answers requests
+    naming no ServerName, so the vhost with the ProxyPass never sees them."""
+    host = debian_host
+    kept = host.sockwizard(*DEPLOY[:-2], "--settle-timeout", "3", "--no-rollback")
+    assert kept.returncode == 1, kept.stderr
+    diagnose = ("diagnose", "http://127.0.0.1/", "--host", "local", "--proxy", "apache")
+    found = host.sockwizard(*diagnose)
+    assert found.returncode == 1, found.stdout + found.stderr
+    assert "already exists at" in found.stdout
+    assert "sites-enabled/sockwizard.conf" in found.stdout
+    assert "sites-enabled/000-default.conf" in found.stdout  # the vhost that answers
+
+    assert host.run("a2dissite", "-q", "000-default").returncode == 0
+    assert host.run("apache2ctl", "-k", "graceful").returncode == 0
+    deadline = time.monotonic() + 10
+    while host.sockwizard("probe", "http://127.0.0.1/").returncode != 0:
+        assert time.monotonic() < deadline, "the reloaded Apache never served Socket.IO"
+        time.sleep(0.1)
+    clean = host.sockwizard(*diagnose)
+    assert clean.returncode == 0, clean.stdout + clean.stderr

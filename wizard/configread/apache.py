@@ -399,6 +399,25 @@ class _Analysis:
                 return vhost
         return on_port[0]
 
+    def elsewhere(self, chosen: ANode | None) -> Where | None:
+        """A route for the path in another <VirtualHost> of the same port: the request does
+        not reach it (another vhost is first, or names the host)."""
+        q = self.query
+        notes = list(self.notes)  # judging another vhost must not add notes about it
+        try:
+            for vhost in self.vhosts:
+                ports = self.vhost_ports(vhost)
+                if vhost is chosen or not (q.port in ports or None in ports):
+                    continue
+                for websocket in (False, True):
+                    handler = self.handle(vhost, websocket=websocket)
+                    if handler.kind == "proxy" and handler.node is not None:
+                        return replace(handler.node.where, text=f"{handler.node.raw}  (in "
+                                       f"<VirtualHost {' '.join(vhost.args)}>)")
+            return None
+        finally:
+            self.notes[:] = notes
+
     def get(self, vhost: ANode | None, name: str) -> ANode | None:
         if vhost is not None:
             found = vhost.last(name)
@@ -582,7 +601,8 @@ class _Analysis:
             if main.node is not None:
                 desc = f"`{main.node.raw}` ({main.kind})"
             facts = replace(facts, route=main.node.where if main.node else None,
-                            route_desc=desc, proxied=False)
+                            route_desc=desc, proxied=False,
+                            elsewhere=self.elsewhere(vhost))
             facts = replace(facts, upgrade_blockers=tuple(self.upgrade_blockers(vhost, ws, poll)))
             return replace(facts, notes=tuple(dict.fromkeys(self.notes)))
         facts = replace(facts, route=main.node.where,
