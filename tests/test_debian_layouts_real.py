@@ -60,6 +60,13 @@ class DebianHost:
                "XDG_STATE_HOME": str(self.tmp / "state")}
         return self.run(sys.executable, "-m", "wizard", *args, env=env, timeout=120)
 
+    def wait_for_socketio(self, timeout: float = 10) -> None:
+        """After a reload by hand: until a probe through the proxy passes."""
+        deadline = time.monotonic() + timeout
+        while self.sockwizard("probe", "http://127.0.0.1/").returncode != 0:
+            assert time.monotonic() < deadline, "the reloaded proxy never served Socket.IO"
+            time.sleep(0.1)
+
     def files(self, sub: str) -> set[str]:
         return {p.name for p in (self.etc / sub).iterdir()}
 
@@ -352,11 +359,7 @@ def test_diagnose_names_the_default_site_that_hides_a_socketio_route(
 
     assert host.run("rm", "/etc/nginx/sites-enabled/default").returncode == 0
     assert host.run("nginx", "-s", "reload").returncode == 0
-    # nginx's old workers may answer for a moment after a reload: wait for the new config.
-    deadline = time.monotonic() + 10
-    while host.sockwizard("probe", "http://127.0.0.1/").returncode != 0:
-        assert time.monotonic() < deadline, "the reloaded nginx never served Socket.IO"
-        time.sleep(0.1)
+    host.wait_for_socketio()  # nginx's old workers may answer for a moment
     clean = host.sockwizard(*diagnose)
     assert clean.returncode == 0, clean.stdout + clean.stderr
 
@@ -377,9 +380,6 @@ def test_diagnose_names_apaches_default_vhost_that_hides_the_route(
 
     assert host.run("a2dissite", "-q", "000-default").returncode == 0
     assert host.run("apache2ctl", "-k", "graceful").returncode == 0
-    deadline = time.monotonic() + 10
-    while host.sockwizard("probe", "http://127.0.0.1/").returncode != 0:
-        assert time.monotonic() < deadline, "the reloaded Apache never served Socket.IO"
-        time.sleep(0.1)
+    host.wait_for_socketio()
     clean = host.sockwizard(*diagnose)
     assert clean.returncode == 0, clean.stdout + clean.stderr
