@@ -383,3 +383,20 @@ def test_diagnose_names_apaches_default_vhost_that_hides_the_route(
     host.wait_for_socketio()
     clean = host.sockwizard(*diagnose)
     assert clean.returncode == 0, clean.stdout + clean.stderr
+
+
+def test_diagnose_points_at_caddys_placeholder_site(debian_caddy: DebianHost) -> None:
+    """Debian's `:80 { file_server }` placeholder answers instead of an imported site: the
+    diagnosis says the file server at that line handles the path, not the imported
+    reverse_proxy."""
+    host = debian_caddy
+    caddyfile = host.etc / "Caddyfile"
+    caddyfile.write_text(caddyfile.read_text() + "\nimport sites/*.caddy\n")
+    kept = host.sockwizard("deploy", "--proxy", "caddy", "--backend", "127.0.0.1:3000",
+                           "--host", "local", "--settle-timeout", "3", "--no-rollback")
+    assert kept.returncode == 1, kept.stderr
+    found = host.sockwizard("diagnose", "http://127.0.0.1/", "--host", "local",
+                            "--proxy", "caddy")
+    assert found.returncode == 1, found.stdout + found.stderr
+    route = next(line for line in found.stdout.splitlines() if "route:" in line)
+    assert "/etc/caddy/Caddyfile:" in route and "file_server" in route, route

@@ -209,7 +209,7 @@ def facts_from_json(config: Mapping[str, Any], query: RouteQuery, *,
         notes.append(f"no route of server {name} handles {query.path} (Caddy answers an empty "
                      "200)")
         return replace(facts, route=None, route_desc="no route", notes=tuple(notes))
-    route_where = _route_where(locate, main)
+    route_where = _route_where(locate, main, server_where)
     desc = " > ".join(main.matchers) or "the site's catch-all"
     if main.kind != "proxy":
         return replace(facts, route=route_where, route_desc=f"{desc} ({main.kind})",
@@ -254,12 +254,16 @@ def facts_from_json(config: Mapping[str, Any], query: RouteQuery, *,
                    forwarded_host=True, notes=tuple(dict.fromkeys(notes)))
 
 
-def _route_where(locate: _Locator, outcome: _Outcome) -> Where | None:
+def _route_where(locate: _Locator, outcome: _Outcome, site: Where | None) -> Where | None:
     for pattern in reversed(outcome.matchers):
         where = locate.find(re.escape(pattern) + r"(\s|$|\{)")
         if where is not None:
             return where
-    return locate.find(r"\breverse_proxy\b")
+    # A catch-all: the directive that handles it, in the site block that answers (Debian's
+    # placeholder `:80 { file_server }` is not the reverse_proxy of an imported site).
+    keyword = {"proxy": "reverse_proxy", "static_response": "respond"}.get(outcome.kind,
+                                                                          outcome.kind)
+    return locate.find(rf"\b{re.escape(keyword)}\b", after=site)
 
 
 def _upgrade_blockers(handler: Mapping[str, Any], ws: _Outcome | None, locate: _Locator,
