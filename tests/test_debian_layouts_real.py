@@ -400,3 +400,21 @@ def test_diagnose_points_at_caddys_placeholder_site(debian_caddy: DebianHost) ->
     assert found.returncode == 1, found.stdout + found.stderr
     route = next(line for line in found.stdout.splitlines() if "route:" in line)
     assert "/etc/caddy/Caddyfile:" in route and "file_server" in route, route
+
+
+@pytest.mark.parametrize("proxy", ["apache", "nginx"])
+def test_a_named_site_deploys_beside_the_default_site_without_dns(
+        proxy: str, request: pytest.FixtureRequest) -> None:
+    """With --server-name the default site no longer matters (requests for the name reach
+    the new config), and the name needs no DNS: the settle and the probe connect to the host
+    that was changed and send the name as the Host header (nothing resolves
+    chat.example.test in these namespaces)."""
+    host: DebianHost = request.getfixturevalue("debian_host" if proxy == "apache"
+                                               else "debian_nginx")
+    result = host.sockwizard("deploy", "--proxy", proxy, "--backend", "127.0.0.1:3000",
+                             "--host", "local", "--settle-timeout", "4",
+                             "--server-name", "chat.example.test")
+    assert result.returncode == 0, result.stderr
+    assert "already answers requests" not in result.stderr  # no default-site warning
+    assert "X-Sockwizard-Config" in result.stderr  # the settle saw the new config answer
+    assert "Socket.IO connected on websocket" in result.stderr

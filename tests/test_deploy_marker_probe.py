@@ -38,12 +38,13 @@ class OldWorkersFirst:
         return LiveChecks(settle=self.settle, probe=self.probe)
 
     def settle(self, url: str, path: str, config_id: str | None, quiet: float,
-               timeout: float) -> SettleResult:
+               timeout: float, *, connect_to: str | None = None) -> SettleResult:
         self.config_id = config_id
         self.quiet_asked.append(quiet)
         return SettleResult(True, 0.001, 1, "ok")
 
-    def probe(self, url: str, path: str, timeout: float) -> ProbeReport:
+    def probe(self, url: str, path: str, timeout: float, *,
+              connect_to: str | None = None) -> ProbeReport:
         self.probes += 1
         new = self.config_id
         if self.probes == 1:

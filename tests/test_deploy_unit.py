@@ -80,19 +80,23 @@ class FakeChecks:
     probe_ok: bool = True
     settled: list[str | None] = field(default_factory=list)
     probed: list[str] = field(default_factory=list)
+    connected_to: list[str | None] = field(default_factory=list)
 
     def checks(self) -> LiveChecks:
         return LiveChecks(settle=self.settle, probe=self.probe)
 
     def settle(self, url: str, path: str, config_id: str | None, quiet: float,
-               timeout: float) -> SettleResult:
+               timeout: float, *, connect_to: str | None = None) -> SettleResult:
         self.settled.append(config_id)
+        self.connected_to.append(connect_to)
         if self.settle_ok:
             return SettleResult(True, 0.001, 1, f"HTTP 400 with {HEADER}: {config_id}")
         return SettleResult(False, timeout, 3, "the proxy did not serve the new config")
 
-    def probe(self, url: str, path: str, timeout: float) -> ProbeReport:
+    def probe(self, url: str, path: str, timeout: float, *,
+              connect_to: str | None = None) -> ProbeReport:
         self.probed.append(url)
+        self.connected_to.append(connect_to)
         return report(self.probe_ok)
 
 
@@ -678,3 +682,22 @@ def test_cli_dry_run_json_and_validation_failure(host: Host) -> None:
     assert "Validation failed" in bad.stderr and 'unknown directive "bogus"' in bad.stderr
     assert "Traceback" not in bad.stderr and host.dest.read_bytes() == OLD
     assert bad.stdout == ""
+
+
+def test_a_site_with_a_server_name_is_probed_on_the_host_that_was_changed(host: Host) -> None:
+    """The probe URL names the site (virtual hosts and certificates answer to that name) but
+    connects to the host this deploy changed: DNS may not point there yet, or may spread the
+    name over a fleet. An explicit --probe-url is taken as given."""
+    spec = replace(SPEC, server_name="chat.example.com")
+    result = apply(LocalRemote(), spec, host.options(probe_url=None),
+                   checks=host.checks.checks(), probe_host="10.0.0.5")
+    assert result.outcome is Outcome.DEPLOYED, result.title
+    assert host.checks.probed == [f"http://chat.example.com:{SPEC.listen_port}"]
+    assert set(host.checks.connected_to) == {"10.0.0.5"}
+
+    host.checks.connected_to.clear()
+    host.dest.write_bytes(OLD)
+    result = apply(LocalRemote(), spec, host.options(probe_url="http://lb.example.com:80"),
+                   checks=host.checks.checks(), probe_host="10.0.0.5")
+    assert result.outcome is Outcome.DEPLOYED, result.title
+    assert set(host.checks.connected_to) == {None}

@@ -46,6 +46,7 @@ import os
 import posixpath
 import re
 import shlex
+import socket
 import ssl
 import threading
 import time
@@ -55,7 +56,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 from urllib.parse import urlsplit
 
 from wizard.detect import HostTarget, Overrides, detect, unshadow_advice
@@ -290,8 +291,14 @@ class DeployResult:
 # Live checks (settle + probe), replaceable in tests
 # --------------------------------------------------------------------------------------------
 
-SettleFn = Callable[[str, str, "str | None", float, float], SettleResult]
-ProbeFn = Callable[[str, str, float], "ProbeReport"]
+class SettleFn(Protocol):
+    def __call__(self, url: str, path: str, config_id: str | None, quiet: float,
+                 timeout: float, *, connect_to: str | None = None) -> SettleResult: ...
+
+
+class ProbeFn(Protocol):
+    def __call__(self, url: str, path: str, timeout: float, *,
+                 connect_to: str | None = None) -> ProbeReport: ...
 
 
 @dataclass(frozen=True)
@@ -303,13 +310,14 @@ class LiveChecks:
 
 
 def settle_http(url: str, path: str, config_id: str | None, quiet: float,
-                timeout: float) -> SettleResult:
+                timeout: float, *, connect_to: str | None = None) -> SettleResult:
     """Poll ``GET {path}`` until the answers carry ``X-Sockwizard-Config: config_id``
     continuously for ``quiet`` seconds (any HTTP answer will do when ``config_id`` is None).
 
     ``GET {path}`` without a query is answered by Engine.IO with 400 "Transport unknown" and
     creates no session, so polling it costs the backend nothing; a dead backend's 502 carries
-    the marker too (``always``), which is exactly what must reach the probe.
+    the marker too (``always``), which is exactly what must reach the probe. ``connect_to``:
+    connect there, with the URL's host as the Host header and SNI.
     """
     parts = urlsplit(url)
     https = parts.scheme in ("https", "wss")
@@ -328,7 +336,8 @@ def settle_http(url: str, path: str, config_id: str | None, quiet: float,
                                 f"the proxy did not serve the new config within {timeout:g} s "
                                 f"(last answer: {last})")
         try:
-            status, got = _marker_request(host, port, https, path, min(5.0, deadline - now))
+            status, got = _marker_request(host, port, https, path, min(5.0, deadline - now),
+                                          connect_to)
         except (OSError, http.client.HTTPException) as exc:
             matched_since = None
             last = str(exc) or type(exc).__name__
@@ -350,17 +359,18 @@ def settle_http(url: str, path: str, config_id: str | None, quiet: float,
         pause = min(pause * 1.5, 0.2)
 
 
-def _marker_request(host: str, port: int, https: bool, path: str,
-                    timeout: float) -> tuple[int, str | None]:
+def _marker_request(host: str, port: int, https: bool, path: str, timeout: float,
+                    connect_to: str | None = None) -> tuple[int, str | None]:
     conn: http.client.HTTPConnection
     if https:
         # Only the marker is read here; the probe that follows judges the certificate.
         context = ssl.create_default_context()
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
-        conn = http.client.HTTPSConnection(host, port, timeout=timeout, context=context)
+        conn = _HTTPSConnectTo(host, port, timeout=timeout, context=context)
     else:
-        conn = http.client.HTTPConnection(host, port, timeout=timeout)
+        conn = _HTTPConnectTo(host, port, timeout=timeout)
+    conn.connect_to = connect_to
     try:
         conn.request("GET", path, headers={"User-Agent": "sockwizard-settle"})
         response = conn.getresponse()
@@ -370,13 +380,42 @@ def _marker_request(host: str, port: int, https: bool, path: str,
         conn.close()
 
 
-def probe_live(url: str, path: str, timeout: float) -> ProbeReport:
+class _HTTPConnectTo(http.client.HTTPConnection):
+    """An HTTP connection to ``connect_to`` (when set) that still names ``host``."""
+
+    connect_to: str | None = None
+
+    def connect(self) -> None:
+        address = (self.connect_to or self.host, self.port)
+        self.sock = socket.create_connection(address, self.timeout)
+
+
+class _HTTPSConnectTo(http.client.HTTPSConnection):
+    """The same over TLS, with SNI = ``host``."""
+
+    connect_to: str | None = None
+
+    def __init__(self, host: str, port: int, *, timeout: float,
+                 context: ssl.SSLContext) -> None:
+        super().__init__(host, port, timeout=timeout, context=context)
+        self.tls_context = context
+
+    def connect(self) -> None:
+        if self.connect_to is None:
+            super().connect()
+            return
+        sock = socket.create_connection((self.connect_to, self.port), self.timeout)
+        self.sock = self.tls_context.wrap_socket(sock, server_hostname=self.host)
+
+
+def probe_live(url: str, path: str, timeout: float, *,
+               connect_to: str | None = None) -> ProbeReport:
     from wizard.probe import ProbeOptions, run_probe
 
     # The raw CONNECT proves the same as python-socketio here, ~200 ms of imports sooner. The
     # marker tells which config answered the handshake and the upgrade (see settle_and_probe).
     return run_probe(url, ProbeOptions(path=path, timeout=timeout, raw_connect=True,
-                                       marker_header=HEADER))
+                                       marker_header=HEADER, connect_to=connect_to))
 
 
 def probe_markers(report: ProbeReport) -> list[str | None] | None:
@@ -844,6 +883,15 @@ class Transaction:
     def probe_url(self) -> str:
         return self.options.probe_url or default_probe_url(self.spec, self.probe_host)
 
+    def probe_connect_to(self) -> str | None:
+        """Where the settle and probe connect when the URL names the site (server_name):
+        the host this deploy changed. DNS may not point there yet, or may spread the name over
+        several hosts (each host of a fleet must answer for itself). None: the URL's host."""
+        if self.options.probe_url is not None:
+            return None  # the user said where
+        host = urlsplit(self.probe_url()).hostname
+        return self.probe_host if host and host != self.probe_host else None
+
     def read_and_diff(self) -> None:
         with self.step(Step.DIFF, "compare with the file on the host") as s:
             self.old = self.remote.read_file(self.tgt.real_dest)
@@ -1045,14 +1093,16 @@ class Transaction:
         verify = quiet > 0 and self.config_id is not None
         with self.step(Step.SETTLE, f"wait until {url} serves config {self.config_id}") as s:
             settled = self.checks.settle(url, self.spec.path, self.config_id,
-                                         0.0 if verify else quiet, self.options.settle_timeout)
+                                         0.0 if verify else quiet, self.options.settle_timeout,
+                                         connect_to=self.probe_connect_to())
             s.detail = f"{settled.detail} after {settled.answers} answer(s)"
             if not settled.ok:
                 raise _StepFailed(Step.SETTLE, settled.detail)
         with self.step(Step.PROBE, f"probe {url} (path {self.spec.path})") as s:
             deadline = time.monotonic() + self.options.settle_timeout
             while True:
-                report = self.checks.probe(url, self.spec.path, self.options.probe_timeout)
+                report = self.checks.probe(url, self.spec.path, self.options.probe_timeout,
+                                           connect_to=self.probe_connect_to())
                 seen = probe_markers(report)
                 if not verify or seen is None or all(m == self.config_id for m in seen):
                     break
@@ -1202,7 +1252,8 @@ class Transaction:
                                ) as s:
                     settled = self.checks.settle(url, self.spec.path, old_id,
                                                  SETTLE_QUIET[self.spec.proxy],
-                                                 self.options.settle_timeout)
+                                                 self.options.settle_timeout,
+                                                 connect_to=self.probe_connect_to())
                     s.detail = settled.detail
                     if not settled.ok:
                         s.status = "failed"

@@ -60,6 +60,9 @@ class Target:
     scheme: Literal["http", "https"]
     host: str
     port: int
+    # Connect to this address instead of ``host`` (Host header and SNI stay ``host``), like
+    # curl --connect-to: the deploy probes the host it changed, whatever DNS says the name is.
+    connect_host: str | None = None
 
     @property
     def tls(self) -> bool:
@@ -168,7 +171,7 @@ def tcp_connect(target: Target, timeout: float) -> socket.socket:
     """Connect to the first address that answers; TCP_NODELAY (small frames must not wait)."""
     deadline = time.monotonic() + timeout
     last: WireError | None = None
-    for family, addr in resolve(target.host, target.port, timeout):
+    for family, addr in resolve(target.connect_host or target.host, target.port, timeout):
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             break

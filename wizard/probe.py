@@ -106,6 +106,8 @@ class ProbeOptions:
     # Record this response header of the handshake and of the upgrade in the stages' data
     # ("marker"): the deploy checks that both were answered by the config it just loaded.
     marker_header: str | None = None
+    # Connect to this address, not the URL's host (which stays the Host header and SNI).
+    connect_to: str | None = None
 
     def problems(self) -> list[str]:
         """Everything wrong with these options, one sentence each (empty: fine)."""
@@ -118,6 +120,10 @@ class ProbeOptions:
             out.append(f"--sessions must be between 0 and {MAX_SESSIONS} (got {self.sessions})")
         if not 0 <= self.clients <= MAX_CLIENTS:
             out.append(f"--clients must be between 0 and {MAX_CLIENTS} (got {self.clients})")
+        if self.connect_to is not None and not self.raw_connect:
+            out.append("connect_to needs raw_connect (python-socketio resolves the URL itself)")
+        if self.connect_to is not None and self.clients:
+            out.append("connect_to does not apply to --clients")
         if self.raw_connect and self.emit is not None:
             out.append("--emit needs the python-socketio client (not raw_connect)")
         if self.expect is not None and self.emit is None:
@@ -1057,6 +1063,8 @@ def run_probe(
                           "Fix the options and run again.")
     path = normalize_path(options.path)
     target = parse_url(url, path)
+    if options.connect_to is not None:
+        target = dataclasses.replace(target, connect_host=options.connect_to)
     if options.clients > 0:
         from wizard.loadprobe import ensure_file_limit
 
