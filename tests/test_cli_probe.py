@@ -38,3 +38,19 @@ def test_probe_bad_url_is_exit_2(url: str, capsys: pytest.CaptureFixture[str]) -
     assert main(["probe", url]) == 2
     err = capsys.readouterr().err
     assert "Traceback" not in err and err.startswith("sockwizard: ")
+
+
+def test_probe_connect_to_sends_the_name_to_another_address(
+        node_backend: Callable[..., rig.NodeBackend],
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """--connect-to: the URL's name (which resolves nowhere: .invalid) is the Host header,
+    the connection goes to the given address — the whole probe, WebSocket included."""
+    backend = node_backend()
+    url = f"http://chat.example.invalid:{backend.port}"
+    assert main(["probe", url, "--connect-to", "127.0.0.1", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["ok"] is True and report["transport"] == "websocket"
+    assert main(["probe", url, "--json"]) == 1  # the control: by name, nothing answers
+    capsys.readouterr()
+    assert main(["probe", url, "--connect-to", "127.0.0.1", "--emit", "echo"]) == 2
+    assert "--connect-to cannot be combined with --emit" in capsys.readouterr().err

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -120,10 +121,14 @@ class ProbeOptions:
             out.append(f"--sessions must be between 0 and {MAX_SESSIONS} (got {self.sessions})")
         if not 0 <= self.clients <= MAX_CLIENTS:
             out.append(f"--clients must be between 0 and {MAX_CLIENTS} (got {self.clients})")
-        if self.connect_to is not None and not self.raw_connect:
-            out.append("connect_to needs raw_connect (python-socketio resolves the URL itself)")
-        if self.connect_to is not None and self.clients:
-            out.append("connect_to does not apply to --clients")
+        if self.connect_to is not None:
+            if not self.raw_connect:
+                out.append("--connect-to cannot be combined with --emit (python-socketio "
+                           "resolves the URL itself)")
+            if self.clients:
+                out.append("--connect-to does not apply to --clients")
+            if not re.fullmatch(r"[A-Za-z0-9.:\-\[\]]{1,253}", self.connect_to):
+                out.append(f"--connect-to {self.connect_to!r} is not a host name or address")
         if self.raw_connect and self.emit is not None:
             out.append("--emit needs the python-socketio client (not raw_connect)")
         if self.expect is not None and self.emit is None:
@@ -1064,7 +1069,7 @@ def run_probe(
     path = normalize_path(options.path)
     target = parse_url(url, path)
     if options.connect_to is not None:
-        target = dataclasses.replace(target, connect_host=options.connect_to)
+        target = dataclasses.replace(target, connect_host=options.connect_to.strip("[]"))
     if options.clients > 0:
         from wizard.loadprobe import ensure_file_limit
 

@@ -26,6 +26,10 @@ def add_probe_options(p: argparse.ArgumentParser) -> None:
                    help="seconds per stage (default 5)")
     p.add_argument("--hold", type=float, default=0.0, metavar="SECONDS",
                    help="keep an idle connection open this long and report if it drops")
+    p.add_argument("--connect-to", metavar="ADDR",
+                   help="connect to this address; the URL's host stays the Host header and "
+                        "TLS name (like curl --connect-to): one host behind a load balancer, "
+                        "or a name before its DNS")
 
 
 def register(sub: Any) -> None:
@@ -49,9 +53,15 @@ def register(sub: Any) -> None:
 def probe_options(args: argparse.Namespace, **extra: Any) -> Any:
     from wizard.probe import ProbeOptions, parse_header
 
+    connect_to = args.connect_to
+    if connect_to is not None and not extra.get("emit"):
+        # Our own Socket.IO CONNECT on the upgraded WebSocket honours the address;
+        # python-socketio (needed for --emit) resolves the URL itself.
+        extra.setdefault("raw_connect", True)
     return ProbeOptions(
         path=args.path, headers=tuple(parse_header(h) for h in args.header), origin=args.origin,
-        insecure=args.insecure, timeout=args.timeout, hold=args.hold, **extra)
+        insecure=args.insecure, timeout=args.timeout, hold=args.hold, connect_to=connect_to,
+        **extra)
 
 
 def print_stage(stage: Any) -> None:
