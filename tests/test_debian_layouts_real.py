@@ -17,12 +17,13 @@ the proxy on port 80 and the Node socket.io server on 3000. sockwizard runs insi
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -102,6 +103,32 @@ def _start_node(host: DebianHost) -> rig.Daemon:
     return node
 
 
+@contextlib.contextmanager
+def _running(host: DebianHost, start: tuple[str, ...], stop: tuple[str, ...] | None, *,
+             ready: str | None = None, env: dict[str, str] | None = None
+             ) -> Iterator[DebianHost]:
+    """The proxy and the Node server inside ``host``'s namespaces, stopped (namespaces too)
+    whatever happens. ``start`` daemonizes and ``stop`` stops it; or, with ``ready`` (a line
+    to wait for) and no ``stop``, ``start`` runs in the foreground."""
+    stops: list[Callable[[], object]] = [host.holder.stop]
+    try:
+        if ready is None:
+            started = host.run(*start)
+            assert started.returncode == 0, started.stderr
+            assert stop is not None
+            stops.append(lambda: host.run(*stop))
+        else:
+            proxy = rig.Daemon(f"debian-{start[0]}", ["nsenter", "-t", str(host.holder.pid),
+                                                      "-m", "-n", "--", *start], env=env)
+            stops.append(proxy.stop)
+            proxy.wait_line(ready, timeout=15)
+        stops.append(_start_node(host).stop)
+        yield host
+    finally:
+        for stop_one in reversed(stops):
+            stop_one()
+
+
 def _need(*tools: str) -> None:
     for tool in ("unshare", "nsenter", "ip", *tools):
         if shutil.which(tool) is None:
@@ -124,19 +151,9 @@ def debian_host(tmp_path: Path, npm_ready: None) -> Iterator[DebianHost]:
     holder = _start_namespaces(tmp_path, [
         f"mount --bind {etc} /etc/apache2", f"mount --bind {tmp_path}/backups /var/backups",
         "if [ -d /run/systemd ]; then mount -t tmpfs none /run/systemd; fi"])
-    host = DebianHost(tmp_path, holder, "apache2")
-    node: rig.Daemon | None = None
-    try:
-        started = host.run("apache2ctl", "start")
-        assert started.returncode == 0, started.stderr
-        node = _start_node(host)
+    with _running(DebianHost(tmp_path, holder, "apache2"), ("apache2ctl", "start"),
+                  ("apache2ctl", "-k", "stop")) as host:
         yield host
-    finally:
-        if node is not None:
-            node.stop()
-        if holder.popen.poll() is None:
-            host.run("apache2ctl", "-k", "stop")
-        holder.stop()
 
 
 @pytest.fixture
@@ -153,19 +170,9 @@ def debian_nginx(tmp_path: Path, npm_ready: None) -> Iterator[DebianHost]:
         f"mount --bind {etc} /etc/nginx", f"mount --bind {tmp_path}/backups /var/backups",
         f"mount --bind {tmp_path}/log /var/log/nginx", f"mount --bind {tmp_path}/lib /var/lib/nginx",
         "mount -t tmpfs none /run"])
-    host = DebianHost(tmp_path, holder, "nginx")
-    node: rig.Daemon | None = None
-    try:
-        started = host.run("nginx")
-        assert started.returncode == 0, started.stderr
-        node = _start_node(host)
+    with _running(DebianHost(tmp_path, holder, "nginx"), ("nginx",),
+                  ("nginx", "-s", "stop")) as host:
         yield host
-    finally:
-        if node is not None:
-            node.stop()
-        if holder.popen.poll() is None:
-            host.run("nginx", "-s", "stop")
-        holder.stop()
 
 
 @pytest.fixture
@@ -181,22 +188,14 @@ def debian_caddy(tmp_path: Path, npm_ready: None) -> Iterator[DebianHost]:
     holder = _start_namespaces(tmp_path, [
         f"mount --bind {etc} /etc/caddy", f"mount --bind {tmp_path}/backups /var/backups",
         "mount -t tmpfs none /run"])
-    host = DebianHost(tmp_path, holder, "caddy")
-    env = {**os.environ, "HOME": str(tmp_path / "home"),
-           "XDG_CONFIG_HOME": str(tmp_path / "home"), "XDG_DATA_HOME": str(tmp_path / "home")}
-    caddy = rig.Daemon("debian-caddy", [
-        "nsenter", "-t", str(holder.pid), "-m", "-n", "--", "caddy", "run", "--adapter",
-        "caddyfile", "--config", "/etc/caddy/Caddyfile"], env=env)
-    node: rig.Daemon | None = None
-    try:
-        caddy.wait_line(r"serving initial configuration", timeout=15)
-        node = _start_node(host)
+    # `caddy start` would leave a daemon holding the test's pipes: run it in the foreground.
+    with _running(DebianHost(tmp_path, holder, "caddy"), ("caddy", "run", "--adapter",
+                  "caddyfile", "--config", "/etc/caddy/Caddyfile"), None,
+                  ready=r"serving initial configuration",
+                  env={**os.environ, "HOME": str(tmp_path / "home"),
+                       "XDG_CONFIG_HOME": str(tmp_path / "home"),
+                       "XDG_DATA_HOME": str(tmp_path / "home")}) as host:
         yield host
-    finally:
-        if node is not None:
-            node.stop()
-        caddy.stop()
-        holder.stop()
 
 
 def test_deploy_uses_a2enmod_a2ensite_and_rolls_back_past_a_shadowing_default_site(
