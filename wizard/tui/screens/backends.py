@@ -164,14 +164,6 @@ class BackendsScreen(SpecFormScreen):
             raw["proxy_buffering"] = box.value
         return raw
 
-    def _check(self, name: str) -> ModelCheck:
-        def problem(_value: str) -> str | None:
-            if not self.is_mounted:
-                return None
-            return problem_for(check_raw(self.raw(), self.state.spec)[1], name)
-
-        return ModelCheck(problem)
-
     def _check_backend(self, index: int) -> ModelCheck:
         def problem(_value: str) -> str | None:
             if not self.is_mounted:

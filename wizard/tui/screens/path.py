@@ -14,7 +14,7 @@ from wizard.model import DEFAULT_PATH, DeploySpec, Scope
 from wizard.snippets import path_snippets
 from wizard.tui.screens.shared import SpecFormScreen
 from wizard.tui.widgets.code_view import CodeView
-from wizard.tui.widgets.field import Field, ModelCheck, check_raw, problem_for
+from wizard.tui.widgets.field import Field, check_raw, problem_for
 
 _FIELDS = ("path", "server_path", "static_root")
 
@@ -100,14 +100,6 @@ class PathScreen(SpecFormScreen):
         if raw["scope"] == Scope.SOCKETIO.value:
             raw["static_root"] = value["static_root"]
         return raw
-
-    def _check(self, name: str) -> ModelCheck:
-        def problem(_value: str) -> str | None:
-            if not self.is_mounted:
-                return None
-            return problem_for(check_raw(self.raw(), self.state.spec)[1], name)
-
-        return ModelCheck(problem)
 
     def _refresh(self) -> DeploySpec | None:
         custom = self._custom()

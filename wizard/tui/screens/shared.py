@@ -14,7 +14,7 @@ from wizard.model import DeploySpec
 from wizard.probe import Stage
 from wizard.tui.screens.base import StepScreen
 from wizard.tui.state import Restart, WizardState
-from wizard.tui.widgets.field import check_raw
+from wizard.tui.widgets.field import ModelCheck, check_raw, problem_for
 from wizard.tui.widgets.probe_view import ProbeView
 
 
@@ -42,6 +42,15 @@ class SpecFormScreen(StepScreen):
     def back_state(self) -> WizardState:
         spec, _ = check_raw(self.raw(), self.state.spec)
         return replace(self.state, spec=spec) if spec else self.state
+
+    def _check(self, name: str) -> ModelCheck:
+        """An Input validator that asks the model about the whole form, for field ``name``."""
+        def problem(_value: str) -> str | None:
+            if not self.is_mounted:
+                return None
+            return problem_for(check_raw(self.raw(), self.state.spec)[1], name)
+
+        return ModelCheck(problem)
 
 
 class ProbeResultScreen(StepScreen):
