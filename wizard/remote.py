@@ -162,14 +162,25 @@ class SudoMode(Enum):
     MISSING = "missing"  # no sudo binary
 
 
-# One round trip answers "root? passwordless sudo? sudo at all?". LC_ALL=C keeps sudo's messages
-# in English so the checks below can read them.
-SUDO_PROBE = (
+# One round trip per connection answers "root? passwordless sudo? sudo at all?" and "is there a
+# GNU timeout to kill a command's process group on the host?" (the sudo word comes last).
+# LC_ALL=C keeps sudo's and timeout's messages in English so the checks below can read them.
+HOST_PROBE = (
+    "LC_ALL=C timeout --version 2>/dev/null | head -n 1; "
     'if [ "$(id -u)" -eq 0 ]; then echo root; '
     "elif LC_ALL=C sudo -n true >/dev/null 2>&1; then echo nopasswd; "
     "elif command -v sudo >/dev/null 2>&1; then echo password; "
     "else echo missing; fi"
 )
+SUDO_PROBE = HOST_PROBE  # the name callers knew
+
+# A command that outlives its timeout gets SIGTERM, then SIGKILL this many seconds later.
+KILL_GRACE = 2
+# The client waits this much longer than the host-side kill before it gives up on the channel
+# (a dead link, a host too busy to answer): the host's own `timeout` needs no channel.
+CLIENT_SLACK = 3
+# What GNU timeout (and sudo, relaying a KILLed command) exits with after killing the command.
+_KILLED_STATUSES = (124, 128 + 9)
 
 
 def parse_sudo_probe(stdout: str) -> SudoMode:
@@ -180,16 +191,34 @@ def parse_sudo_probe(stdout: str) -> SudoMode:
         return SudoMode.MISSING
 
 
-def sudo_wrap(command: str, mode: SudoMode, *, with_password: bool) -> str:
+def parse_timeout_probe(stdout: str) -> bool:
+    """True when the host's ``timeout`` is GNU coreutils' (it runs the command in its own process
+    group and signals the whole group; busybox's signals only the one process)."""
+    return "GNU coreutils" in stdout
+
+
+def guarded(command: str, timeout: float) -> str:
+    """``command`` under GNU ``timeout``: TERM to its whole process group after ``timeout``
+    seconds, KILL KILL_GRACE seconds later. The host kills it even when the link is dead."""
+    return f"timeout -k {KILL_GRACE} {max(timeout, 0.01):.3f} sh -c {shlex.quote(command)}"
+
+
+def sudo_wrap(
+    command: str, mode: SudoMode, *, with_password: bool, timeout: float | None = None
+) -> str:
     """The command line that runs ``command`` as root under ``mode``.
 
     With a password, ``sudo -S -p ''`` reads it from the first stdin line (no prompt text is
     printed, nothing echoes) and ``-k`` makes sudo read it every time: were a cached credential
     used instead, the password line would flow on into the command's own stdin.
+
+    With ``timeout``, the command runs under :func:`guarded` *inside* sudo, so the ``timeout``
+    that kills the group is root and can kill root's children (outside, it could only signal
+    sudo, which would not reach a command in another process group).
     """
+    inner = guarded(command, timeout) if timeout is not None else f"sh -c {shlex.quote(command)}"
     if mode is SudoMode.ROOT:
-        return command
-    inner = f"sh -c {shlex.quote(command)}"
+        return f"exec {inner}" if timeout is not None else command
     if mode is SudoMode.PASSWORD and with_password:
         return f"LC_ALL=C sudo -S -k -p '' -- {inner}"
     return f"LC_ALL=C sudo -n -- {inner}"
@@ -247,6 +276,10 @@ class ShellRemote(ABC):
         # Kept only in memory for this session's sudo calls; never logged or shown in repr.
         self.__sudo_password = sudo_password
         self._sudo_mode: SudoMode | None = None
+        # Whether the host has GNU timeout to kill a timed-out command's process group (probed
+        # once, with the sudo mode); notes say what the user should know about this host.
+        self._group_kill: bool | None = None
+        self.notes: list[str] = []
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name}>"
@@ -255,7 +288,7 @@ class ShellRemote(ABC):
 
     @abstractmethod
     def _exec(self, command: str, *, timeout: float, stdin: bytes | None) -> RawResult:
-        """Run a shell command line as the login user."""
+        """Run a shell command line as the login user; raise ClientDeadline after ``timeout``."""
 
     @abstractmethod
     def _d_read(self, path: str) -> bytes: ...
@@ -307,10 +340,29 @@ class ShellRemote(ABC):
 
     def sudo_mode(self) -> SudoMode:
         """How this host runs privileged commands (probed once, then cached)."""
-        if self._sudo_mode is None:
-            raw = self._exec(SUDO_PROBE, timeout=30, stdin=None)
-            self._sudo_mode = parse_sudo_probe(raw.stdout.decode("utf-8", "replace"))
+        self._probe_host()
+        assert self._sudo_mode is not None
         return self._sudo_mode
+
+    def _probe_host(self) -> None:
+        """One round trip per connection, before the first command: sudo mode and GNU timeout."""
+        if self._group_kill is not None:
+            return
+        try:
+            raw = self._exec(HOST_PROBE, timeout=30, stdin=None)
+        except ClientDeadline as exc:
+            raise CommandTimedOut(self.name, HOST_PROBE, 30, killed=exc.killed_here,
+                                  why="") from None
+        stdout = raw.stdout.decode("utf-8", "replace")
+        if self._sudo_mode is None:
+            self._sudo_mode = parse_sudo_probe(stdout)
+        self._group_kill = parse_timeout_probe(stdout)
+        if not self._group_kill:
+            self.notes.append(
+                f"{self.name} has no GNU coreutils `timeout`: a remote command that times out "
+                "cannot be killed on the host; sockwizard only closes its channel, and the "
+                "command may run on (install coreutils to have it killed)."
+            )
 
     def run(
         self, command: str, *, sudo: bool = False, timeout: float = 60, input: str | None = None
@@ -328,8 +380,11 @@ class ShellRemote(ABC):
     def _run_raw(
         self, command: str, *, sudo: bool, timeout: float, stdin: bytes | None
     ) -> RawResult:
+        self._probe_host()
+        guard = bool(self._group_kill)
         if not sudo:
-            return self._exec(command, timeout=timeout, stdin=stdin)
+            line = f"exec {guarded(command, timeout)}" if guard else command
+            return self._exec_guarded(line, command, timeout, guard, stdin)
         mode = self.sudo_mode()
         if mode is SudoMode.MISSING:
             raise RemoteCommandFailed(
@@ -340,15 +395,38 @@ class ShellRemote(ABC):
         if mode is SudoMode.PASSWORD and password is None:
             raise SudoPasswordRequired(f"sudo on {self.name} needs a password for {self.user}",
                                        _SUDO_HINT)
-        line = sudo_wrap(command, mode, with_password=password is not None)
+        line = sudo_wrap(command, mode, with_password=password is not None,
+                         timeout=timeout if guard else None)
         if mode is SudoMode.PASSWORD and password is not None:
             stdin = password.encode() + b"\n" + (stdin or b"")
-        raw = self._exec(line, timeout=timeout, stdin=stdin)
+        raw = self._exec_guarded(line, command, timeout, guard, stdin)
         check_sudo_refusal(
             CommandResult(command, raw.exit_status, "", raw.stderr.decode("utf-8", "replace"), 0),
             self.name,
             self.user,
         )
+        return raw
+
+    def _exec_guarded(
+        self, line: str, command: str, timeout: float, guard: bool, stdin: bytes | None
+    ) -> RawResult:
+        """Run ``line`` (``command``, wrapped); a timeout becomes CommandTimedOut either way:
+        the host's ``timeout`` killed the group (exit 124/137 once ``timeout`` has passed), or
+        the client's later deadline ran out (the link or the host stopped answering)."""
+        client_timeout = timeout + KILL_GRACE + CLIENT_SLACK if guard else timeout
+        try:
+            raw = self._exec(line, timeout=client_timeout, stdin=stdin)
+        except ClientDeadline as exc:
+            killed = exc.killed_here or (guard and exc.exit_status in _KILLED_STATUSES)
+            why = "" if killed else (
+                f"sockwizard stopped waiting after {client_timeout:g} s and closed the channel; "
+                f"the host's `timeout` kills the command's process group {timeout + KILL_GRACE:g}"
+                " s after its start even with the link down (check with ps on the host)."
+                if guard else self.notes[-1] if self.notes else ""
+            )
+            raise CommandTimedOut(self.name, command, timeout, killed=killed, why=why) from None
+        if guard and raw.exit_status in _KILLED_STATUSES and raw.seconds >= timeout:
+            raise CommandTimedOut(self.name, command, timeout, killed=True)
         return raw
 
     def _sudo_script(self, script: str, what: str, *, allow_absent: bool = False) -> RawResult:
@@ -565,8 +643,7 @@ class LocalRemote(ShellRemote):
         try:
             out, err = proc.communicate(stdin, timeout=timeout)
         except subprocess.TimeoutExpired:
-            _kill_group(proc)
-            raise command_timeout_error(self.name, command, timeout) from None
+            raise ClientDeadline(killed_here=_kill_session(proc)) from None
         return RawResult(proc.returncode, out, err, time.monotonic() - start)
 
     def _d_read(self, path: str) -> bytes:
@@ -636,24 +713,83 @@ def _local_user() -> str:
         return str(os.geteuid())
 
 
-def _kill_group(proc: subprocess.Popen[bytes]) -> None:
-    # ProcessLookupError: gone already; PermissionError: a sudo'd child we may not signal.
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, signal.SIGKILL)
+def _kill_session(proc: subprocess.Popen[bytes]) -> bool:
+    """SIGKILL every process of ``proc``'s session (it was started as a session leader): the
+    shell, its pipeline, and groups a `timeout` or job control made inside it. True when all
+    were signalled (a non-root user cannot signal sudo's root children: False)."""
+    complete = True
+    for pid in [proc.pid, *_session_members(proc.pid)]:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        except PermissionError:
+            complete = False
     try:
         proc.communicate(timeout=5)
-    except subprocess.TimeoutExpired:
+    except subprocess.TimeoutExpired:  # a survivor still holds the pipes: stop reading them
         proc.kill()
         proc.wait()
+    return complete
 
 
-def command_timeout_error(host: str, command: str, timeout: float) -> RemoteCommandFailed:
-    return RemoteCommandFailed(
-        f"Command timed out after {timeout:g} s on {host}",
-        "sockwizard stopped waiting for it and closed its session. Run it by hand on the host "
-        "to see why it hangs, or raise the timeout.",
-        detail=f"$ {command}",
-    )
+def _session_members(sid: int) -> list[int]:
+    """Live processes whose session id is ``sid`` (Linux /proc; empty elsewhere)."""
+    members: list[int] = []
+    with contextlib.suppress(OSError):
+        for entry in os.scandir("/proc"):
+            if not entry.name.isdigit():
+                continue
+            try:
+                stat_line = Path(entry.path, "stat").read_text()
+            except OSError:
+                continue
+            # "pid (comm) state ppid pgrp session ...": comm may hold spaces and parentheses.
+            fields = stat_line[stat_line.rfind(")") + 2:].split()
+            if len(fields) > 3 and fields[3] == str(sid) and fields[0] != "Z":
+                members.append(int(entry.name))
+    return members
+
+
+class ClientDeadline(Exception):  # noqa: N818 - a signal between _exec and its caller
+    """``_exec``'s own deadline passed. ``killed_here``: the client killed the process tree
+    itself (LocalRemote); ``exit_status``: what the host reported before the output ended."""
+
+    def __init__(self, *, killed_here: bool = False, exit_status: int | None = None) -> None:
+        super().__init__("deadline")
+        self.killed_here = killed_here
+        self.exit_status = exit_status
+
+
+def short_command(command: str, limit: int = 60) -> str:
+    """A command on one line, cut to ``limit`` characters, for titles and progress lines."""
+    line = " ".join(command.split())
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+class CommandTimedOut(RemoteCommandFailed):
+    """A remote command outlived its timeout. ``killed`` says whether its process group was
+    killed (on the host by GNU timeout, or locally), so callers can report the outcome exactly."""
+
+    def __init__(
+        self, host: str, command: str, timeout: float, *, killed: bool, why: str = ""
+    ) -> None:
+        self.host = host
+        self.command = command
+        self.short = short_command(command)
+        self.timeout = timeout
+        self.killed = killed
+        if killed:
+            title = (f"Command timed out after {timeout:g} s on {host} and was killed: "
+                     f"`{self.short}`")
+            hint = ("Its whole process group was stopped (TERM, then KILL); nothing of it runs "
+                    "on. Run it by hand on the host to see why it hangs, or raise the timeout.")
+        else:
+            title = (f"Command timed out after {timeout:g} s on {host}, not known to be killed: "
+                     f"`{self.short}`")
+            hint = (why + " " if why else "") + (
+                "Run it by hand on the host to see why it hangs, or raise the timeout.")
+        super().__init__(title, hint, detail=f"$ {command}")
 
 
 # --------------------------------------------------------------------------------------------

@@ -57,7 +57,14 @@ from wizard.errors import (
     HostKeyUnknown,
     SockwizardError,
 )
-from wizard.remote import FileStat, RawResult, ShellRemote, SudoMode, command_timeout_error
+from wizard.remote import (
+    ClientDeadline,
+    FileStat,
+    RawResult,
+    ShellRemote,
+    SudoMode,
+    short_command,
+)
 
 DEFAULT_PORT = 22
 DEFAULT_KEY_NAMES = ("id_ed25519", "id_ecdsa", "id_rsa")
@@ -629,7 +636,7 @@ class SshRemote(ShellRemote):
     def _exec(self, command: str, *, timeout: float, stdin: bytes | None) -> RawResult:
         start = time.monotonic()
         deadline = start + timeout
-        op = f"`{_short(command)}`"
+        op = f"`{short_command(command)}`"
         with self._guard(op):
             if not self.active:
                 raise self._lost(op, EOFError("connection already closed"))
@@ -643,9 +650,13 @@ class SshRemote(ShellRemote):
                     chan.shutdown_write()
                     out, err = self._collect(chan, deadline)
                 except TimeoutError:
-                    raise command_timeout_error(self.name, command, timeout) from None
+                    # Closing the channel does not stop the command (sshd sends no signal):
+                    # the caller's host-side `timeout` does. An exit status that did arrive
+                    # (a killed group whose escaped child holds stdout) says what happened.
+                    status = chan.exit_status if chan.exit_status_ready() else None
+                    raise ClientDeadline(exit_status=status) from None
                 if not chan.status_event.wait(max(deadline - time.monotonic(), 0.001)):
-                    raise command_timeout_error(self.name, command, timeout)
+                    raise ClientDeadline()
                 status = chan.exit_status
             finally:
                 chan.close()
@@ -739,11 +750,6 @@ class SshRemote(ShellRemote):
             with self._guard("finding the home directory"):
                 self._home = sftp.normalize(".")
         return self._home
-
-
-def _short(command: str, limit: int = 60) -> str:
-    line = " ".join(command.split())
-    return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
 def _connect_sock(
