@@ -174,13 +174,13 @@ HOST_PROBE = (
 )
 SUDO_PROBE = HOST_PROBE  # the name callers knew
 
-# A command that outlives its timeout gets SIGTERM, then SIGKILL this many seconds later.
-KILL_GRACE = 2
 # The client waits this much longer than the host-side kill before it gives up on the channel
 # (a dead link, a host too busy to answer): the host's own `timeout` needs no channel.
 CLIENT_SLACK = 3
-# What GNU timeout (and sudo, relaying a KILLed command) exits with after killing the command.
-_KILLED_STATUSES = (124, 128 + 9)
+# What a command GNU timeout SIGKILLed reports (the kill reaches `timeout` itself, which is in
+# the group it signals): 137 from a shell or sudo, -1 over SSH when `timeout` was exec'd by the
+# login shell (sshd sends exit-signal, not exit-status).
+_KILLED_STATUSES = (128 + 9, -1)
 
 
 def parse_sudo_probe(stdout: str) -> SudoMode:
@@ -198,9 +198,14 @@ def parse_timeout_probe(stdout: str) -> bool:
 
 
 def guarded(command: str, timeout: float) -> str:
-    """``command`` under GNU ``timeout``: TERM to its whole process group after ``timeout``
-    seconds, KILL KILL_GRACE seconds later. The host kills it even when the link is dead."""
-    return f"timeout -k {KILL_GRACE} {max(timeout, 0.01):.3f} sh -c {shlex.quote(command)}"
+    """``command`` under GNU ``timeout``, which SIGKILLs its whole process group after
+    ``timeout`` seconds; the host does it even when the link is dead.
+
+    KILL at once, not TERM then ``-k`` KILL: timeout exits as soon as its own child (the
+    ``sh``) dies of the TERM, and never sends the KILL to a grandchild that ignored the TERM
+    (measured: a ``trap '' TERM`` subshell survived ``timeout -k``).
+    """
+    return f"timeout -s KILL {max(timeout, 0.01):.3f} sh -c {shlex.quote(command)}"
 
 
 def sudo_wrap(
@@ -411,17 +416,17 @@ class ShellRemote(ABC):
         self, line: str, command: str, timeout: float, guard: bool, stdin: bytes | None
     ) -> RawResult:
         """Run ``line`` (``command``, wrapped); a timeout becomes CommandTimedOut either way:
-        the host's ``timeout`` killed the group (exit 124/137 once ``timeout`` has passed), or
+        the host's ``timeout`` killed the group (killed by SIGKILL once ``timeout`` has passed), or
         the client's later deadline ran out (the link or the host stopped answering)."""
-        client_timeout = timeout + KILL_GRACE + CLIENT_SLACK if guard else timeout
+        client_timeout = timeout + CLIENT_SLACK if guard else timeout
         try:
             raw = self._exec(line, timeout=client_timeout, stdin=stdin)
         except ClientDeadline as exc:
             killed = exc.killed_here or (guard and exc.exit_status in _KILLED_STATUSES)
             why = "" if killed else (
                 f"sockwizard stopped waiting after {client_timeout:g} s and closed the channel; "
-                f"the host's `timeout` kills the command's process group {timeout + KILL_GRACE:g}"
-                " s after its start even with the link down (check with ps on the host)."
+                f"the host's `timeout` kills the command's process group {timeout:g} s after "
+                "its start even with the link down (check with ps on the host)."
                 if guard else self.notes[-1] if self.notes else ""
             )
             raise CommandTimedOut(self.name, command, timeout, killed=killed, why=why) from None
@@ -644,7 +649,9 @@ class LocalRemote(ShellRemote):
             out, err = proc.communicate(stdin, timeout=timeout)
         except subprocess.TimeoutExpired:
             raise ClientDeadline(killed_here=_kill_session(proc)) from None
-        return RawResult(proc.returncode, out, err, time.monotonic() - start)
+        # Killed by a signal: report it as a shell would (128 + N), like the SSH side does.
+        status = proc.returncode if proc.returncode >= 0 else 128 - proc.returncode
+        return RawResult(status, out, err, time.monotonic() - start)
 
     def _d_read(self, path: str) -> bytes:
         return Path(path).read_bytes()
@@ -782,8 +789,8 @@ class CommandTimedOut(RemoteCommandFailed):
         if killed:
             title = (f"Command timed out after {timeout:g} s on {host} and was killed: "
                      f"`{self.short}`")
-            hint = ("Its whole process group was stopped (TERM, then KILL); nothing of it runs "
-                    "on. Run it by hand on the host to see why it hangs, or raise the timeout.")
+            hint = ("Its whole process group was killed; nothing of it runs on. Run it by hand "
+                    "on the host to see why it hangs, or raise the timeout.")
         else:
             title = (f"Command timed out after {timeout:g} s on {host}, not known to be killed: "
                      f"`{self.short}`")
