@@ -16,6 +16,12 @@ cannot write the directory, the content is staged in a directory the user can wr
 beside the target with ``sudo install``, then renamed with ``sudo mv`` — same guarantee.
 Privileged steps go through ``sudo -n`` (or ``sudo -S`` with a password the caller supplied);
 when sudo wants a password nobody gave, :class:`~wizard.errors.SudoPasswordRequired` says so.
+
+Every command runs under GNU ``timeout -s KILL`` on the host (inside sudo, so it can kill root's
+children), which kills the command's whole process group when its timeout runs out, even when
+the link is dead; the client's own deadline is a few seconds later. Whether the host has GNU
+``timeout`` is probed once per connection, in the same round trip as the sudo mode; without it
+(busybox) the client can only close the channel, and ``notes`` says so.
 """
 
 from __future__ import annotations
@@ -97,9 +103,10 @@ class Remote(Protocol):
     def run(
         self, command: str, *, sudo: bool = False, timeout: float = 60, input: str | None = None
     ) -> CommandResult:
-        """Run ``command`` with the host's shell. Never raises for a non-zero exit; raises
+        """Run ``command`` with ``sh``. Never raises for a non-zero exit; raises
         ConnectionFailed when the transport is lost, SudoPasswordRequired when sudo wants a
-        password nobody gave, RemoteCommandFailed when ``timeout`` runs out."""
+        password nobody gave, CommandTimedOut (a RemoteCommandFailed) when ``timeout`` runs
+        out: the command's whole process group is killed then, on the host, sudo or not."""
         ...
 
     def read_file(self, path: str) -> bytes | None:
