@@ -529,6 +529,9 @@ def _server_name_problems(name: str, proxy: ProxyKind) -> list[Problem]:
         return [Problem("server_name", f"{_show(name)}: Apache's ServerName cannot be a "
                                        "wildcard; give the plain domain (add a ServerAlias "
                                        "for the wildcard by hand)")]
+    if ":" in name and proxy is ProxyKind.APACHE:
+        return [Problem("server_name", f"{_show(name)}: Apache's ServerName cannot be an IPv6 "
+                                       "address; give a domain name or leave it out")]
     if _is_hostname(bare) or (_is_ip(bare) and not wildcard):
         return []
     return [Problem("server_name", f"{_show(name)} is not a domain name (e.g. chat.example.com)")]
