@@ -451,7 +451,7 @@ def _hostile_problem(name: str, value: str) -> Problem | None:
                                  "remove it")
         if not ch.isascii():
             return Problem(name, f"{_show(value)} contains the non-ASCII character {ch!r}; "
-                                 "use ASCII (punycode for domain names, %-encoding in paths)")
+                                 "use ASCII (punycode for domain names)")
     return None
 
 
