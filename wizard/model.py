@@ -9,6 +9,7 @@ whitespace, newlines) is refused before rendering. No I/O in this module.
 
 from __future__ import annotations
 
+import datetime
 import ipaddress
 import re
 from collections.abc import Mapping
@@ -22,6 +23,8 @@ DEFAULT_PATH = "/socket.io/"
 DEFAULT_PING_INTERVAL_MS = 25_000
 DEFAULT_PING_TIMEOUT_MS = 20_000
 MAX_TEXT = 253  # longest DNS name; also a sane cap for paths and file names
+MAX_BACKENDS = 64  # more is a typo or a hostile file, not a deployment
+_INT_LIMIT = 10**12  # numbers beyond this are refused before any arithmetic or formatting
 
 
 class ProxyKind(StrEnum):
@@ -116,6 +119,12 @@ class DeploySpec:
         return self.tls_cert is not None
 
     @property
+    def server_host(self) -> str:
+        """``server_name`` as a URL/Host literal: an IPv6 address in brackets (``[::1]``)."""
+        name = self.server_name or ""
+        return f"[{name}]" if ":" in name else name
+
+    @property
     def ping_sum_s(self) -> float:
         return (self.ping_interval_ms + self.ping_timeout_ms) / 1000
 
@@ -143,7 +152,7 @@ class DeploySpec:
             out += _host_problems("listen", self.listen_address)
         out += _port_problems("listen", self.listen_port)
         if self.server_name is not None:
-            out += _server_name_problems(self.server_name)
+            out += _server_name_problems(self.server_name, self.proxy)
         if (self.tls_cert is None) != (self.tls_key is None):
             missing = "tls_key" if self.tls_key is None else "tls_cert"
             out.append(Problem(missing, "TLS needs both a certificate and a key file"))
@@ -163,7 +172,7 @@ class DeploySpec:
             out += _timeout_problems(name, getattr(self, name), self)
         if self.stream_close_delay is not None and not 0 <= self.stream_close_delay <= 86_400:
             out.append(Problem("stream_close_delay", "must be 0..86400 seconds"))
-        if self.apache_version is not None and not re.fullmatch(r"2\.\d+(\.\d+)?",
+        if self.apache_version is not None and not re.fullmatch(r"2\.[0-9]{1,4}(\.[0-9]{1,4})?",
                                                                  self.apache_version):
             out.append(Problem("apache_version", "expected a 2.x version such as 2.4.62"))
         return out
@@ -217,21 +226,21 @@ def build_spec(raw: Mapping[str, Any], base: DeploySpec | None = None) -> Deploy
             continue
         try:
             if key == "listen":
-                addr, port = parse_listen(str(value))
+                addr, port = parse_listen(_listen_text(value))
                 values["listen_address"], values["listen_port"] = addr, port
             elif key == "backends":
-                items = [value] if isinstance(value, str) else list(value)
                 parsed = []
-                for i, item in enumerate(items):
+                for i, item in enumerate(_backend_items(value)):
                     try:
-                        parsed.append(parse_backend(str(item)))
+                        parsed.append(_backend(item))
                     except ValueError as exc:
                         problems.append(Problem(f"backends[{i}]", str(exc)))
                 values["backends"] = tuple(parsed)
             elif key in _CONVERTERS:
                 values[key] = _CONVERTERS[key](value)
             else:
-                problems.append(Problem(key, "unknown setting"))
+                problems.append(Problem(_show(str(key)), "unknown setting; the settings are: "
+                                        + ", ".join(sorted(_KNOWN_KEYS))))
         except ValueError as exc:
             problems.append(Problem(key, str(exc)))
     spec = replace(base or DeploySpec(), **values)
@@ -241,6 +250,34 @@ def build_spec(raw: Mapping[str, Any], base: DeploySpec | None = None) -> Deploy
     if problems:
         raise InvalidSpec(list(problems))
     return spec
+
+
+def _backend_items(value: Any) -> list[Any]:
+    """``backends`` as a list: one ``"HOST:PORT"`` string or an array of them (never a table)."""
+    if isinstance(value, str | Backend):
+        return [value]
+    if not isinstance(value, list | tuple):
+        raise ValueError(f"expected a list of \"HOST:PORT\" strings, got {_describe(value)}; "
+                         'write e.g. backends = ["127.0.0.1:3000"]')
+    if len(value) > MAX_BACKENDS:
+        raise ValueError(f"{len(value)} backends; at most {MAX_BACKENDS} are supported")
+    return list(value)
+
+
+def _backend(item: Any) -> Backend:
+    if isinstance(item, Backend):  # the TUI and tests may hand over parsed values
+        return item
+    if not isinstance(item, str):
+        raise ValueError(f'expected "HOST:PORT" text, got {_describe(item)}')
+    return parse_backend(item)
+
+
+def _listen_text(value: Any) -> str:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(_to_int(value))
+    if not isinstance(value, str):
+        raise ValueError(f'expected "[ADDR:]PORT" text or a port number, got {_describe(value)}')
+    return value
 
 
 def parse_backend(text: str) -> Backend:
@@ -255,7 +292,7 @@ def parse_backend(text: str) -> Backend:
 def parse_listen(text: str) -> tuple[str | None, int]:
     """``PORT`` or ``ADDR:PORT`` or ``[v6]:PORT``."""
     text = text.strip()
-    if text.isdigit():
+    if text.isascii() and text.isdigit():
         return None, _parse_port(text)
     host, port = _split_host_port(text, default_port=None)
     return host, port
@@ -281,40 +318,43 @@ def _split_host_port(text: str, default_port: int | None) -> tuple[str, int]:
 
 
 def _parse_port(text: str) -> int:
-    if not re.fullmatch(r"\d{1,5}", text.strip()):
+    if not re.fullmatch(r"[0-9]{1,5}", text.strip()):
         raise ValueError(f"port {text!r} is not a number between 1 and 65535")
     return int(text)
 
 
 def _to_int(value: Any) -> int:
-    if isinstance(value, bool):
-        raise ValueError(f"expected a whole number, got {value!r}")
-    if isinstance(value, int):
+    # A TOML file can hold any type: only whole numbers (or their text) pass, and only small
+    # ones, so no later message or sum ever formats a 4000-digit number.
+    if isinstance(value, int) and not isinstance(value, bool):
+        if not -_INT_LIMIT < value < _INT_LIMIT:
+            raise ValueError(f"{_describe(value)} is far out of range; give a small whole number")
         return value
-    text = str(value).strip().removesuffix("s").removesuffix("ms") if isinstance(
-        value, str) else str(value)
-    if not re.fullmatch(r"-?\d{1,12}", text):
-        raise ValueError(f"expected a whole number, got {str(value)[:40]!r}")
+    if not isinstance(value, str):
+        raise ValueError(f"expected a whole number, got {_describe(value)}")
+    text = value.strip().removesuffix("s").removesuffix("ms")
+    if not re.fullmatch(r"-?[0-9]{1,12}", text):
+        raise ValueError(f"expected a whole number, got {_describe(value)}")
     return int(text)
 
 
 def _to_bool(value: Any) -> bool:
     if isinstance(value, bool):
         return value
-    text = str(value).strip().lower()
+    if not isinstance(value, str):
+        raise ValueError(f"expected on/off (or true/false), got {_describe(value)}")
+    text = value.strip().lower()
     if text in {"on", "true", "yes", "1"}:
         return True
     if text in {"off", "false", "no", "0"}:
         return False
-    raise ValueError(f"expected on/off, got {str(value)[:40]!r}")
+    raise ValueError(f"expected on/off, got {_describe(value)}")
 
 
 def _optional_str(value: Any) -> str | None:
     if value is None or value == "":
         return None
-    if not isinstance(value, str):
-        raise ValueError(f"expected text, got {value!r}")
-    return value
+    return _str(value)
 
 
 def _optional_int(value: Any) -> int | None:
@@ -323,19 +363,42 @@ def _optional_int(value: Any) -> int | None:
 
 def _enum(kind: type[StrEnum]) -> Any:
     def convert(value: Any) -> StrEnum:
+        choices = ", ".join(k.value for k in kind)
+        if not isinstance(value, str):
+            raise ValueError(f"expected one of {choices} as text, got {_describe(value)}")
         try:
-            return kind(str(value).strip().lower())
+            return kind(value.strip().lower())
         except ValueError:
-            choices = ", ".join(k.value for k in kind)
-            raise ValueError(f"{str(value)[:40]!r} is not one of: {choices}") from None
+            raise ValueError(f"{_show(value)} is not one of: {choices}") from None
 
     return convert
 
 
 def _str(value: Any) -> str:
     if not isinstance(value, str):
-        raise ValueError(f"expected text, got {value!r}")
+        raise ValueError(f"expected text in quotes, got {_describe(value)}")
     return value
+
+
+def _describe(value: Any) -> str:
+    """A short, safe description of any value a TOML file or form can hold (never huge)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        # repr() of a 5000-digit int raises; a 300-digit one floods the terminal.
+        return str(value) if -_INT_LIMIT < value < _INT_LIMIT else (
+            f"a number of about {value.bit_length() * 3 // 10 + 1} digits")
+    if isinstance(value, float):
+        return f"the decimal number {value!r}"
+    if isinstance(value, str):
+        return _show(value)
+    if isinstance(value, datetime.date | datetime.time):
+        return "a date/time"
+    if isinstance(value, dict):
+        return "a table"
+    if isinstance(value, list | tuple):
+        return "an array"
+    return f"a {type(value).__name__}"
 
 
 _CONVERTERS: dict[str, Any] = {
@@ -362,6 +425,7 @@ _CONVERTERS: dict[str, Any] = {
 _OPTIONAL_FIELDS = {"server_path", "server_name", "tls_cert", "tls_key", "stream_close_delay",
                     "apache_version", "listen_address"}
 assert set(_CONVERTERS) <= _FIELD_NAMES
+_KNOWN_KEYS = {*_CONVERTERS, "backends", "listen"}
 
 
 # -- field checks -------------------------------------------------------------------------
@@ -387,7 +451,7 @@ def _hostile_problem(name: str, value: str) -> Problem | None:
                                  "remove it")
         if not ch.isascii():
             return Problem(name, f"{_show(value)} contains the non-ASCII character {ch!r}; "
-                                 "use ASCII (punycode for domain names, %-encoding in paths)")
+                                 "use ASCII (punycode for domain names)")
     return None
 
 
@@ -395,7 +459,10 @@ def _show(value: str) -> str:
     return repr(value if len(value) <= 40 else value[:37] + "...")
 
 
-_PATH_SEGMENT = re.compile(r"[A-Za-z0-9._~!*+,=:@%-]+")
+# No '%': nginx, Apache and Caddy match the *decoded* request path (so '/a%41/' never
+# matches), Node the raw one, and in an Apache RewriteRule target '%4' is a back-reference.
+# No '*': a wildcard in Caddy's path matcher.
+_PATH_SEGMENT = re.compile(r"[A-Za-z0-9._~!+,=:@-]+")
 
 
 def _path_problems(name: str, path: str) -> list[Problem]:
@@ -411,11 +478,12 @@ def _path_problems(name: str, path: str) -> list[Problem]:
     for seg in segments:
         if seg in {"", ".", ".."}:
             return [Problem(name, f"{_show(path)} has an empty, '.' or '..' segment")]
+        if "%" in seg:
+            return [Problem(name, f"{_show(path)} has a %-escape: the proxies match the decoded "
+                                  "path, so it would never match; write the plain characters")]
         if not _PATH_SEGMENT.fullmatch(seg):
-            return [Problem(name, f"{_show(path)}: only letters, digits and ._~!*+,=:@%- are "
+            return [Problem(name, f"{_show(path)}: only letters, digits and ._~!+,=:@- are "
                                   "allowed in a path segment")]
-        if "%" in seg and not re.fullmatch(r"([^%]|%[0-9A-Fa-f]{2})*", seg):
-            return [Problem(name, f"{_show(path)} has a malformed %-escape")]
     return []
 
 
@@ -438,17 +506,33 @@ def _host_problems(name: str, host: str) -> list[Problem]:
     bad = _hostile_problem(name, host)
     if bad:
         return [bad]
+    if "%" in host:  # Python accepts fe80::1%eth0; nginx refuses it, others differ
+        return [Problem(name, f"{_show(host)} has an IPv6 zone index (%...), which the proxies "
+                              "do not accept; use a global address or a host name")]
     if _is_ip(host) or _is_hostname(host):
         return []
     return [Problem(name, f"{_show(host)} is not a host name or IP address")]
 
 
-def _server_name_problems(name: str) -> list[Problem]:
+def _server_name_problems(name: str, proxy: ProxyKind) -> list[Problem]:
     bad = _hostile_problem("server_name", name)
     if bad:
         return [bad]
-    bare = name[2:] if name.startswith("*.") else name
-    if _is_hostname(bare) or _is_ip(bare):
+    if "%" in name:
+        return [Problem("server_name", f"{_show(name)} has an IPv6 zone index (%...); a site "
+                                       "name cannot have one")]
+    if name.endswith("."):  # Caddy gets no certificate for it; Host headers rarely have it
+        return [Problem("server_name", f"{_show(name)} ends with a dot; drop the trailing dot")]
+    wildcard = name.startswith("*.")
+    bare = name[2:] if wildcard else name
+    if wildcard and proxy is ProxyKind.APACHE:
+        return [Problem("server_name", f"{_show(name)}: Apache's ServerName cannot be a "
+                                       "wildcard; give the plain domain (add a ServerAlias "
+                                       "for the wildcard by hand)")]
+    if ":" in name and proxy is ProxyKind.APACHE:
+        return [Problem("server_name", f"{_show(name)}: Apache's ServerName cannot be an IPv6 "
+                                       "address; give a domain name or leave it out")]
+    if _is_hostname(bare) or (_is_ip(bare) and not wildcard):
         return []
     return [Problem("server_name", f"{_show(name)} is not a domain name (e.g. chat.example.com)")]
 

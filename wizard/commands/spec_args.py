@@ -62,28 +62,40 @@ _SPEC_DESTS = ["proxy", "path", "server_path", "scope", "backends", "listen", "s
 
 
 def spec_from_args(args: argparse.Namespace, *, require_proxy: bool = True) -> DeploySpec:
-    """Merge --spec FILE with the flags; raise InvalidSpec naming the flags at fault."""
+    """Merge --spec FILE with the flags; raise InvalidSpec naming the flags (or the file's keys)
+    at fault."""
     from wizard.spec_io import load_raw
 
     raw: dict[str, Any] = load_raw(args.spec) if args.spec else {}
+    from_file = set(raw)
     for dest in _SPEC_DESTS:
         value = getattr(args, dest, None)
         if value is not None:
             raw[dest] = value
+            from_file.discard(dest)
+            if dest == "listen":  # --listen replaces both halves a file may set
+                from_file -= {"listen_address", "listen_port"}
     if require_proxy and "proxy" not in raw:
         raise InvalidSpec([Problem("--proxy", "which proxy? give --proxy nginx|apache|caddy|node "
                                               "(or a --spec file that sets proxy)")])
     try:
         return build_spec(raw)
     except InvalidSpec as exc:
-        raise InvalidSpec([_as_flag(p) for p in exc.problems]) from None
+        raise InvalidSpec([_as_flag(p, from_file, args.spec) for p in exc.problems]) from None
 
 
-def _as_flag(problem: object) -> object:
+def _as_flag(problem: object, from_file: set[str], spec_file: Path | None) -> object:
+    """Name a problem as the user wrote it: the flag, or the key in the spec file."""
     if not isinstance(problem, Problem):
         return problem
     name, _, index = problem.field.partition("[")
-    flag = FLAG_FOR_FIELD.get(name, name)
+    # The model reports a bad listen port/address as "listen", whichever key set it.
+    in_file = name in from_file or (name == "listen" and bool(
+        from_file & {"listen_address", "listen_port"}))
+    if in_file or name not in FLAG_FOR_FIELD:
+        where = f"{name}[{index}" if index else name
+        return Problem(f"{where} (in {spec_file})" if spec_file else where, problem.message)
+    flag = FLAG_FOR_FIELD[name]
     if index:
         flag += f" #{int(index.rstrip(']')) + 1}"
     return Problem(flag, problem.message)
