@@ -284,10 +284,11 @@ def read(remote: Remote, query: RouteQuery, config_path: str | None,
     marker, end = new_marker(), new_marker()
     conf = f" -f {shlex.quote(config_path)}" if config_path else ""
     # The three outputs are cut at 1 MiB: they list modules and file names, nothing more.
-    listing = capped(f"\"$CTL\"{conf} -v 2>&1; echo {marker}; \"$CTL\"{conf} -M 2>&1; "
-                     f"echo {marker}; \"$CTL\"{conf} -t -D DUMP_INCLUDES 2>&1", 1 << 20, end)
+    # `timeout` stops an httpd that blocks opening a FIFO named by an Include.
+    listing = capped(f"$T \"$CTL\"{conf} -v 2>&1; echo {marker}; $T \"$CTL\"{conf} -M 2>&1; "
+                     f"echo {marker}; $T \"$CTL\"{conf} -t -D DUMP_INCLUDES 2>&1", 1 << 20, end)
     cmd = (f"{_PATH}; {_CTL}; [ -n \"$CTL\" ] || {{ echo 'apache: not found'; exit 127; }}; "
-           + listing)
+           "T=; command -v timeout >/dev/null && T='timeout -s KILL 10'; " + listing)
     result = sudo_run(remote, cmd, budget=budget)
     result = replace(result, stdout=uncap(result.stdout, end)[0])
     if result.exit_status == 127 and "apache: not found" in result.stdout:
