@@ -321,7 +321,10 @@ def resolve(spec: DeploySpec, facts: HostFacts, overrides: Overrides) -> HostTar
 def _real_dest(dest: str, facts: HostFacts) -> str:
     real = facts.real_dest
     # readlink -f of a path whose directory is missing prints nothing: keep the path as given.
-    return real if real and real.startswith("/") else dest
+    # The host's answer goes into later commands (quoted): refuse what quoting cannot fix.
+    from wizard.configread import path_problem
+
+    return real if real and path_problem(real) is None else dest
 
 
 def _binary(kind: ProxyKind, facts: HostFacts) -> str | None:

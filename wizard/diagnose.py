@@ -31,7 +31,14 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from wizard import findings as codes
-from wizard.configread import BackendCheck, RouteFacts, RouteQuery, TimeoutFact, Where
+from wizard.configread import (
+    CONFIG_DEADLINE_S,
+    BackendCheck,
+    RouteFacts,
+    RouteQuery,
+    TimeoutFact,
+    Where,
+)
 from wizard.errors import BadInput, RemoteCommandFailed, SockwizardError
 from wizard.findings import Finding, Severity
 from wizard.model import DEFAULT_PING_INTERVAL_MS, DEFAULT_PING_TIMEOUT_MS, ProxyKind
@@ -239,7 +246,9 @@ def _backend(ctx: _Ctx) -> list[Finding]:
     facts = ctx.facts
     if facts is None:
         return found
-    down = [c for c in facts.backend_checks if not c.reachable]
+    ctx.notes.extend(f"backend {c.address} (from the config) was {c.detail}"
+                     for c in facts.backend_checks if not c.checked)
+    down = [c for c in facts.backend_checks if c.checked and not c.reachable]
     if not found and down and ctx.handshake_ok:
         # Some backends answer, some do not: the proxy hides it until the next failover.
         names = ", ".join(c.address for c in down)
@@ -260,7 +269,8 @@ def _backend(ctx: _Ctx) -> list[Finding]:
     backends = ", ".join(facts.backends) or "its upstream"
     fix = (f"Start the Socket.IO server on {backends}, or point the route at the address it "
            f"really listens on: {_place(where)}.")
-    if facts.backend_checks and all(c.reachable for c in facts.backend_checks):
+    checked = [c for c in facts.backend_checks if c.checked]
+    if checked and all(c.reachable for c in checked):
         fix = (f"The proxy host reaches {backends}, yet the proxy answered 502/504: check the "
                f"{ctx.name} error log (a TLS/HTTP mismatch to the backend, or a crashing "
                "server).")
@@ -722,11 +732,14 @@ def run_diagnosis(
     proxy: ProxyKind | str | None = None,
     config_path: str | None = None,
     on_stage: Callable[[Stage], None] | None = None,
+    config_deadline: float = CONFIG_DEADLINE_S,
 ) -> Diagnosis:
     """Probe ``url`` and, with ``remote`` and ``proxy``, read the live config at the same time.
 
     Raises ProbeFailed/BadInput for bad input and ConnectionFailed (and kin) when the host is
-    lost; a config that cannot be read becomes a ``config-unreadable`` finding instead.
+    lost; a config that cannot be read — refused, too large, a remote command that failed or
+    timed out, or ``config_deadline`` seconds spent — becomes a ``config-unreadable`` finding
+    instead, beside the probe's own findings.
     """
     from wizard.configread import ConfigReadError, read_route
     from wizard.eio import normalize_path, parse_url
@@ -750,7 +763,8 @@ def run_diagnosis(
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="sockwizard-config") as pool:
         future = None
         if remote is not None and kind is not None:
-            future = pool.submit(_timed, read_route, remote, kind, query, config_path)
+            future = pool.submit(_timed, lambda: read_route(
+                remote, kind, query, config_path, deadline_s=config_deadline))
         probe_started = time.perf_counter()
         probe = run_probe(url, probe_options, on_stage)
         timings["probe_ms"] = _ms(probe_started)
@@ -803,9 +817,9 @@ def _unreadable(kind: ProxyKind | None, title: str, detail: str, hint: str,
     return stage, finding
 
 
-def _timed(fn: Callable[..., RouteFacts], *args: Any) -> tuple[RouteFacts, float]:
+def _timed(fn: Callable[[], RouteFacts]) -> tuple[RouteFacts, float]:
     started = time.perf_counter()
-    return fn(*args), _ms(started)
+    return fn(), _ms(started)
 
 
 def _ms(started: float) -> float:
@@ -820,33 +834,57 @@ def _kind(proxy: ProxyKind | str) -> ProxyKind:
                        "Use --proxy nginx, apache, caddy or node.") from None
 
 
-def check_backends(remote: Remote, backends: Sequence[str]) -> list[BackendCheck]:
-    """Ask the proxy host (one round trip) whether each backend accepts a TCP connection."""
-    import shlex
+MAX_BACKEND_CHECKS = 16
+BACKEND_CHECK_TIMEOUT_S = 3.0
 
-    items = [b for b in backends if ":" in b][:16]
-    if not items:
-        return []
-    lines = []
-    for item in items:
-        host, _, port = item.rpartition(":")
-        host = host.strip("[]")
-        if not port.isdigit():
+
+def check_backends(remote: Remote, backends: Sequence[str]) -> list[BackendCheck]:
+    """Ask the proxy host whether each backend accepts a TCP connection.
+
+    The addresses come from the proxy's config, so they are hostile input: each must pass the
+    model's own host and port rules (what ``--backend`` accepts) or it is reported as not
+    checked; the check itself is :meth:`Remote.tcp_check` (a direct-tcpip channel over SSH, a
+    plain connect locally), never a shell. The checks run side by side (3 s each at most).
+    """
+    out: list[BackendCheck | None] = []
+    todo: list[tuple[int, str, str, int]] = []
+    for item in list(dict.fromkeys(backends))[:MAX_BACKEND_CHECKS]:
+        host_port = backend_address_problem(item)
+        if isinstance(host_port, str):
+            shown = "".join(c if c.isprintable() else "?" for c in item[:80])
+            out.append(BackendCheck(shown, False, f"not checked: {host_port}", checked=False))
             continue
-        probe = f"exec 3<>/dev/tcp/{host}/{port}"
-        lines.append(f"if timeout 3 bash -c {shlex.quote(probe)} 2>/dev/null; then "
-                     f"echo {shlex.quote(item)} up; else echo {shlex.quote(item)} down; fi")
-    if not lines:
-        return []
-    result = remote.run("command -v bash >/dev/null || exit 0; " + "; ".join(lines), timeout=30)
-    out = []
-    for line in result.stdout.splitlines():
-        address, _, state = line.rpartition(" ")
-        if address:
-            out.append(BackendCheck(address, state == "up",
-                                    "accepts connections" if state == "up"
-                                    else "refused or timed out"))
-    return out
+        todo.append((len(out), item, *host_port))
+        out.append(None)
+    if todo:
+        with ThreadPoolExecutor(max_workers=min(8, len(todo)),
+                                thread_name_prefix="sockwizard-tcp") as pool:
+            answers = pool.map(lambda t: remote.tcp_check(t[2], t[3], BACKEND_CHECK_TIMEOUT_S),
+                               todo)
+            for (index, item, _host, _port), answer in zip(todo, answers, strict=True):
+                up = answer is True
+                out[index] = BackendCheck(item, up, "accepts connections" if up
+                                          else str(answer) or "refused or timed out")
+    return [c for c in out if c is not None]
+
+
+def backend_address_problem(item: str) -> tuple[str, int] | str:
+    """``HOST:PORT`` from a config -> (host, port) when the model would accept it as a
+    backend, else why not (a string)."""
+    from wizard import model
+
+    if len(item) > 300:
+        return f"an address of {len(item)} characters"
+    shown = repr(item if len(item) <= 60 else item[:57] + "...")
+    if ":" not in item:
+        return f"{shown} has no port"
+    try:
+        backend = model.parse_backend(item)
+    except ValueError as exc:
+        return str(exc)
+    problems = model._host_problems("backend", backend.host) + \
+        model._port_problems("backend", backend.port)  # the model's own host rules
+    return problems[0].message if problems else (backend.host, backend.port)
 
 
 def format_diagnosis(d: Diagnosis) -> str:

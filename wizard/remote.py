@@ -35,6 +35,7 @@ import re
 import secrets
 import shlex
 import signal
+import socket
 import stat as stat_mod
 import subprocess
 import tempfile
@@ -135,6 +136,12 @@ class Remote(Protocol):
 
     def remove(self, path: str) -> None:
         """Delete a file; an absent file is not an error."""
+        ...
+
+    def tcp_check(self, host: str, port: int, timeout: float = 3.0) -> bool | str:
+        """Whether a TCP connection from the host to ``host:port`` opens: True, or why not
+        ("refused", "timed out", ...). No shell is involved (over SSH: a direct-tcpip channel);
+        raises ConnectionFailed only when the host itself is lost."""
         ...
 
     def close(self) -> None: ...
@@ -332,6 +339,10 @@ class ShellRemote(ABC):
     @abstractmethod
     def _staging_dir(self) -> str:
         """A directory the login user can write, for content on its way through sudo."""
+
+    @abstractmethod
+    def tcp_check(self, host: str, port: int, timeout: float = 3.0) -> bool | str:
+        """See Remote.tcp_check."""
 
     @abstractmethod
     def close(self) -> None:
@@ -716,8 +727,24 @@ class LocalRemote(ShellRemote):
     def _staging_dir(self) -> str:
         return tempfile.gettempdir()
 
+    def tcp_check(self, host: str, port: int, timeout: float = 3.0) -> bool | str:
+        return local_tcp_check(host, port, timeout)
+
     def close(self) -> None:
         """Nothing to release for this machine."""
+
+
+def local_tcp_check(host: str, port: int, timeout: float) -> bool | str:
+    """Remote.tcp_check from this machine: a plain connect, no shell."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except ConnectionRefusedError:
+        return "refused"
+    except TimeoutError:
+        return f"timed out after {timeout:g} s"
+    except OSError as exc:  # no route, name unknown (socket.gaierror), ...
+        return exc.strerror or str(exc) or type(exc).__name__
 
 
 def _local_user() -> str:
@@ -864,6 +891,8 @@ class InMemoryRemote:
     )
     _faults: list[_Fault] = field(default_factory=list, init=False, repr=False)
     _clock: float = field(default=1_700_000_000.0, init=False, repr=False)
+    # tcp_check answers by "host:port"; an address not listed is refused.
+    tcp: dict[str, bool | str] = field(default_factory=dict)
 
     # -- configuration -------------------------------------------------------------------------
 
@@ -948,6 +977,10 @@ class InMemoryRemote:
         self._enter("remove", path)
         self.files.pop(path, None)
         self.modes.pop(path, None)
+
+    def tcp_check(self, host: str, port: int, timeout: float = 3.0) -> bool | str:
+        self._enter("tcp_check", f"{host}:{port}")
+        return self.tcp.get(f"{host}:{port}", "refused")
 
     def close(self) -> None:
         self.calls.append(RemoteCall("close", ""))

@@ -682,6 +682,35 @@ class SshRemote(ShellRemote):
                 raise TimeoutError
             select.select([fd], [], [], remaining)
 
+    # -- TCP reachability ----------------------------------------------------------------------
+
+    def tcp_check(self, host: str, port: int, timeout: float = 3.0) -> bool | str:
+        """A direct-tcpip channel on this connection: sshd connects to ``host:port`` for us,
+        so a host name from a config never reaches a shell on either side."""
+        op = f"a TCP check of {host}:{port}"
+        try:
+            with self._guard(op):
+                if not self.active:
+                    raise self._lost(op, EOFError("connection already closed"))
+                try:
+                    chan = self._transport.open_channel(
+                        "direct-tcpip", (host, port), ("127.0.0.1", 0), timeout=timeout)
+                except paramiko.ChannelException as exc:  # sshd's answer: not a lost link
+                    if exc.code == paramiko.common.OPEN_FAILED_ADMINISTRATIVELY_PROHIBITED:
+                        return ("not checked: the SSH server forbids TCP forwarding "
+                                "(AllowTcpForwarding no)")
+                    text = str(exc.text or "").strip()[:200]
+                    if exc.code == paramiko.common.OPEN_FAILED_CONNECT_FAILED and \
+                            (not text or "refused" in text.lower()):
+                        return "refused"
+                    return f"failed ({text or exc.code})"
+                chan.close()
+                return True
+        except ConnectionFailed:
+            if not self.active:
+                raise
+            return f"no answer within {timeout:g} s"  # open_channel's own timeout
+
     # -- SFTP primitives -------------------------------------------------------------------
 
     def _sftp_client(self) -> paramiko.SFTPClient:

@@ -38,15 +38,18 @@ from wizard.configread import (
     Blocker,
     ConfigReadError,
     Listen,
+    ReadBudget,
     RouteFacts,
     RouteQuery,
     TimeoutFact,
     Where,
+    capped,
     cat_files,
     expand_groups,
     join_upstream_path,
     new_marker,
     sudo_run,
+    uncap,
 )
 from wizard.model import ProxyKind
 
@@ -58,6 +61,9 @@ DEFAULT_SERVER_ROOTS = ("/etc/apache2", "/etc/httpd", "/usr/local/apache2")
 UPGRADE_PARAM_FROM = (2, 4, 47)
 TUNNEL_MAX_TIMEOUT_FROM = (2, 4, 53)
 MAX_INCLUDE_DEPTH = 16
+# The expanded tree's size cap: the same files Included over and over (a loop, or a diamond
+# chain) would otherwise expand exponentially.
+MAX_EXPANDED_NODES = 200_000
 _CTL = ("CTL=$(command -v apache2ctl || command -v apachectl || command -v httpd || "
         "command -v apache2)")
 _PATH = "PATH=$PATH:/usr/sbin:/sbin:/usr/local/sbin:/usr/local/apache2/bin"
@@ -130,10 +136,13 @@ def parse_text(text: str, file: str) -> tuple[ANode, ...]:
     i = 0
     while i < len(lines):
         start = i
-        line = lines[i]
-        while line.rstrip().endswith("\\") and i + 1 < len(lines):
+        parts = [lines[i].rstrip()]
+        # Continuation lines joined once at the end (repeated + was quadratic).
+        while parts[-1].endswith("\\") and i + 1 < len(lines):
             i += 1
-            line = line.rstrip()[:-1] + " " + lines[i].strip()
+            parts[-1] = parts[-1][:-1]
+            parts.append(lines[i].strip())
+        line = " ".join(parts)
         i += 1
         stripped = line.strip()
         if not stripped or stripped.startswith("#"):
@@ -169,6 +178,7 @@ class _Env:
     modules: frozenset[str] | None
     version: tuple[int, ...] | None
     notes: list[str] = field(default_factory=list)
+    count: int = 0  # directives expanded so far (the MAX_EXPANDED_NODES cap)
 
 
 def module_name(arg: str) -> str:
@@ -181,10 +191,18 @@ def module_name(arg: str) -> str:
     return name if name.endswith("_module") else name + "_module"
 
 
-def expand(nodes: Sequence[ANode], env: _Env, depth: int = 0) -> tuple[ANode, ...]:
-    """Stitch Includes and evaluate conditional sections."""
+def expand(nodes: Sequence[ANode], env: _Env, depth: int = 0,
+           stack: tuple[str, ...] = ()) -> tuple[ANode, ...]:
+    """Stitch Includes and evaluate conditional sections. A file is not Included into itself
+    again (a loop), and the tree is capped at MAX_EXPANDED_NODES directives."""
     out: list[ANode] = []
     for node in nodes:
+        env.count += 1
+        if env.count > MAX_EXPANDED_NODES:
+            raise ConfigReadError(
+                f"The Apache config expands to more than {MAX_EXPANDED_NODES} directives "
+                "through its Includes",
+                "Check the Include directives for loops or files included many times.")
         key = node.key
         if key == "serverroot" and node.args and node.args[0] not in env.roots:
             env.roots.insert(0, node.args[0])
@@ -192,7 +210,8 @@ def expand(nodes: Sequence[ANode], env: _Env, depth: int = 0) -> tuple[ANode, ..
             if depth >= MAX_INCLUDE_DEPTH:
                 continue
             for path in _include(node.args[0], env):
-                out.extend(expand(env.files[path], env, depth + 1))
+                if path not in stack and path != node.file:
+                    out.extend(expand(env.files[path], env, depth + 1, (*stack, node.file)))
             continue
         if node.block is None:
             out.append(node)
@@ -205,24 +224,24 @@ def expand(nodes: Sequence[ANode], env: _Env, depth: int = 0) -> tuple[ANode, ..
             else:
                 keep = (module_name(arg.lstrip("!")) in env.modules) != negate
             if keep:
-                out.extend(expand(node.block, env, depth))
+                out.extend(expand(node.block, env, depth, stack))
             continue
         if key == "ifdefine":
             arg = node.args[0] if node.args else ""
             if arg.startswith("!"):
-                out.extend(expand(node.block, env, depth))
+                out.extend(expand(node.block, env, depth, stack))
             continue
         if key == "ifversion":
             if _if_version(node.args, env.version):
-                out.extend(expand(node.block, env, depth))
+                out.extend(expand(node.block, env, depth, stack))
             continue
         if key in ("iffile", "ifdirective", "ifsection"):
-            out.extend(expand(node.block, env, depth))
+            out.extend(expand(node.block, env, depth, stack))
             continue
         if key in ("if", "elseif", "else"):
             env.notes.append(f"<{node.name}> at {node.file}:{node.line} was not evaluated")
             continue
-        out.append(replace(node, block=expand(node.block, env, depth)))
+        out.append(replace(node, block=expand(node.block, env, depth, stack)))
     return tuple(out)
 
 
@@ -259,13 +278,19 @@ def _include(pattern: str, env: _Env) -> list[str]:
 # --------------------------------------------------------------------------- reading
 
 
-def read(remote: Remote, query: RouteQuery, config_path: str | None) -> RouteFacts:
-    marker = new_marker()
+def read(remote: Remote, query: RouteQuery, config_path: str | None,
+         budget: ReadBudget | None = None) -> RouteFacts:
+    budget = budget if budget is not None else ReadBudget()
+    marker, end = new_marker(), new_marker()
     conf = f" -f {shlex.quote(config_path)}" if config_path else ""
+    # The three outputs are cut at 1 MiB: they list modules and file names, nothing more.
+    # `timeout` stops an httpd that blocks opening a FIFO named by an Include.
+    listing = capped(f"$T \"$CTL\"{conf} -v 2>&1; echo {marker}; $T \"$CTL\"{conf} -M 2>&1; "
+                     f"echo {marker}; $T \"$CTL\"{conf} -t -D DUMP_INCLUDES 2>&1", 1 << 20, end)
     cmd = (f"{_PATH}; {_CTL}; [ -n \"$CTL\" ] || {{ echo 'apache: not found'; exit 127; }}; "
-           f"\"$CTL\"{conf} -v 2>&1; echo {marker}; \"$CTL\"{conf} -M 2>&1; echo {marker}; "
-           f"\"$CTL\"{conf} -t -D DUMP_INCLUDES 2>&1")
-    result = sudo_run(remote, cmd)
+           "T=; command -v timeout >/dev/null && T='timeout -s KILL 10'; " + listing)
+    result = sudo_run(remote, cmd, budget=budget)
+    result = replace(result, stdout=uncap(result.stdout, end)[0])
     if result.exit_status == 127 and "apache: not found" in result.stdout:
         raise ConfigReadError(f"Apache httpd is not installed on {remote.name}",
                               "Check --proxy, or give the host that runs Apache.")
@@ -283,7 +308,7 @@ def read(remote: Remote, query: RouteQuery, config_path: str | None) -> RouteFac
         note = "apachectl -t refused the config: " + " ".join(parts[2].strip().splitlines()[-2:])
     else:
         note = ""
-    texts = cat_files(remote, listed)
+    texts = cat_files(remote, listed, budget)
     if listed[0] not in texts:
         raise ConfigReadError(f"Cannot read {listed[0]} on {remote.name}",
                               "Check --config and the deploy user's sudo rights.",
@@ -301,12 +326,14 @@ def parse_version(text: str) -> str | None:
 
 
 def parse_modules(text: str) -> frozenset[str] | None:
-    found = re.findall(r"^\s*(\w+_module)\s+\((?:static|shared)\)", text, flags=re.M)
+    found = re.findall(r"^[ \t]*(\w+_module)[ \t]+\((?:static|shared)\)", text, flags=re.M)
     return frozenset(found) if found else None
 
 
 def parse_dump_includes(text: str) -> list[str]:
-    return re.findall(r"^\s*\((?:\*|\d+)\)\s+(\S.*?)\s*$", text, flags=re.M)
+    # Linear: no `\s*` spanning lines, no lazy group before trailing blanks.
+    return [m.rstrip() for m in
+            re.findall(r"^[ \t]*\((?:\*|\d+)\)[ \t]+(\S[^\n]*)", text, flags=re.M)]
 
 
 # --------------------------------------------------------------------------- semantics

@@ -1,7 +1,8 @@
 """Caddy 2: ``caddy adapt`` JSON (what Caddy will run) + the Caddyfile text (where) -> RouteFacts.
 
-``read`` runs ``caddy version``, ``caddy adapt --config F --adapter caddyfile`` and ``cat F`` in
-one round trip (a second one reads ``import``-ed files, for line numbers only). The JSON is the
+``read`` first reads the Caddyfile and its ``import``-ed files (capped, regular files only:
+``caddy adapt`` would read an imported /dev/zero without end), then runs ``caddy version`` and
+``caddy adapt --config F --adapter caddyfile`` in a second round trip. The JSON is the
 truth about semantics — Caddy itself expanded every shorthand — and carries no line numbers, so
 each fact is located back in the Caddyfile text by the token that produced it.
 
@@ -29,13 +30,16 @@ from wizard.configread import (
     Blocker,
     ConfigReadError,
     Listen,
+    ReadBudget,
     RouteFacts,
     RouteQuery,
     TimeoutFact,
     Where,
+    capped,
     cat_files,
     new_marker,
     sudo_run,
+    uncap,
 )
 from wizard.model import ProxyKind
 
@@ -51,36 +55,68 @@ _PATH = "PATH=$PATH:/usr/bin:/usr/local/bin"
 # --------------------------------------------------------------------------- reading
 
 
-def read(remote: Remote, query: RouteQuery, config_path: str | None) -> RouteFacts:
+def read(remote: Remote, query: RouteQuery, config_path: str | None,
+         budget: ReadBudget | None = None) -> RouteFacts:
+    budget = budget if budget is not None else ReadBudget()
     path = config_path or DEFAULT_CONFIG
-    q = shlex.quote(path)
-    marker = new_marker()
     is_json = path.endswith(".json")
-    adapt = f"cat -- {q}" if is_json else f"caddy adapt --config {q} --adapter caddyfile"
-    cmd = (f"{_PATH}; caddy version 2>&1; echo {marker}; {adapt} 2>&1; echo \"{marker} $?\"; "
-           f"cat -- {q}")
-    result = sudo_run(remote, cmd)
+    # The files first, with caps: `caddy adapt` would read an imported /dev/zero or FIFO
+    # without end, so it only runs on a tree of regular files of sane size.
+    texts = _read_tree(remote, path, budget, follow=not is_json)
+    if path not in texts:
+        raise ConfigReadError(f"Cannot read {path} on {remote.name}",
+                              "Check --config and the deploy user's sudo rights.")
+    if budget.refused:
+        raise ConfigReadError(
+            f"The Caddy config on {remote.name} imports files that are not regular files of "
+            f"at most {budget.max_file_bytes} bytes: {', '.join(budget.refused)[:300]}",
+            "Fix the import directives (a device, FIFO or huge file is never a config).")
+    marker, end = new_marker(), new_marker()
+    q = shlex.quote(path)
+    adapt = capped(f"$T caddy adapt --config {q} --adapter caddyfile 2>&1", budget.bytes_left,
+                   end)
+    cmd = (f"{_PATH}; caddy version 2>&1; echo {marker}; T=; command -v timeout >/dev/null && "
+           f"T='timeout -s KILL {_ADAPT_SECONDS}'; " + ("true" if is_json else adapt))
+    result = sudo_run(remote, cmd, budget=budget)
     head, _, rest = result.stdout.partition(marker + "\n")
     if "caddy: not found" in head or "command not found" in head:
         raise ConfigReadError(f"Caddy is not installed on {remote.name}",
                               "Check --proxy, or give the host that runs Caddy.")
-    adapted, _, tail = rest.partition(marker + " ")
-    status, _, text = tail.partition("\n")
-    if status.strip() != "0":
+    adapted, status = (texts[path], 0) if is_json else uncap(rest, end)
+    if status != 0:
         raise ConfigReadError(
-            f"`caddy adapt` refused {path} on {remote.name}",
+            f"`caddy adapt` refused {path} on {remote.name}"
+            + (" (its output was cut or it did not finish)" if status is None else ""),
             "Run `caddy validate --config FILE --adapter caddyfile` on the host; give the "
             "Caddyfile with --config.", detail=adapted.strip()[-2000:])
-    texts = {path: text}
-    if not is_json:
-        imports = [_abs(m.group(1), path) for m in
-                   re.finditer(r"^\s*import\s+(\S+)", text, flags=re.M)]
-        if imports:
-            texts.update(cat_files(remote, imports))
     version = _version(head)
     source = f"caddy adapt --config {path} on {remote.name}"
     return facts_from_json(_json_of(adapted), query, texts=texts, version=version,
                            source=source)
+
+
+def _read_tree(remote: Remote, main: str, budget: ReadBudget, *,
+               follow: bool) -> dict[str, str]:
+    """The Caddyfile and, level by level, the files its ``import`` lines name (each once)."""
+    texts: dict[str, str] = {}
+    asked: set[str] = set()
+    pending = [main]
+    for _ in range(_MAX_IMPORT_DEPTH):
+        pending = [p for p in dict.fromkeys(pending) if p not in asked]
+        if not pending or budget.files_left <= 0:
+            break
+        asked.update(pending)
+        got = cat_files(remote, pending, budget)
+        texts.update(got)
+        pending = [posixpath.normpath(_abs(m.group(1), main)) for text in got.values()
+                   for m in _IMPORT.finditer(text)] if follow else []
+    return texts
+
+
+# Linear: no `\s*` that can span lines at a line start.
+_IMPORT = re.compile(r"^[ \t]*import[ \t]+(\S+)", re.M)
+_MAX_IMPORT_DEPTH = 16
+_ADAPT_SECONDS = 10
 
 
 def _abs(pattern: str, main: str) -> str:
@@ -156,7 +192,9 @@ class _Locator:
     """Finds the Caddyfile line that produced a JSON fact (best effort, first match)."""
 
     def __init__(self, texts: Mapping[str, str]) -> None:
-        self.lines = [(f, i + 1, line) for f, t in texts.items()
+        # Lines are searched only in their first 1000 characters: the patterns start with
+        # `[^\s{]*`, which is quadratic on one huge line.
+        self.lines = [(f, i + 1, line[:1000]) for f, t in texts.items()
                       for i, line in enumerate(t.splitlines())]
 
     def find(self, pattern: str, after: Where | None = None) -> Where | None:

@@ -33,15 +33,18 @@ from wizard.configread import (
     Blocker,
     ConfigReadError,
     Listen,
+    ReadBudget,
     RouteFacts,
     RouteQuery,
     TimeoutFact,
     Where,
+    capped,
     cat_files,
     expand_groups,
     join_upstream_path,
     new_marker,
     sudo_run,
+    uncap,
 )
 from wizard.model import ProxyKind
 
@@ -51,9 +54,13 @@ if TYPE_CHECKING:
 DEFAULT_CONFIG = "/etc/nginx/nginx.conf"
 DEFAULT_READ_TIMEOUT = 60.0
 MAX_INCLUDE_DEPTH = 16
+# The stitched tree's size cap: `include` of the same files over and over (a loop, or a
+# diamond chain a -> b b -> c c ...) would otherwise expand exponentially.
+MAX_STITCHED_NODES = 200_000
 # proxy_http_version defaults to 1.1 from nginx 1.29.7 on (REFERENCE.md).
 HTTP11_DEFAULT_FROM = (1, 29, 7)
 _PATH = "PATH=$PATH:/usr/sbin:/sbin:/usr/local/sbin"
+_NGINX_T_SECONDS = 10
 
 MAP_LINES = ("map $http_upgrade $connection_upgrade {\n    default upgrade;\n    ''      close;\n}")
 
@@ -136,23 +143,36 @@ def _node(raw: dict[str, object], path: str) -> Node:
 
 
 def stitch(parsed: dict[str, list[Node]], main: str) -> tuple[Node, ...]:
-    """The main file's directives with every ``include`` replaced by the included ones."""
-    conf_dir = posixpath.dirname(main)
+    """The main file's directives with every ``include`` replaced by the included ones.
 
-    def expand(nodes: Sequence[Node], depth: int) -> tuple[Node, ...]:
+    A file that (directly or not) includes itself is not expanded again (nginx itself crashes
+    on such a loop), and the whole tree is capped at MAX_STITCHED_NODES directives
+    (ConfigReadError beyond: a tree that large is an attack or a mistake)."""
+    conf_dir = posixpath.dirname(main)
+    count = 0
+
+    def expand(nodes: Sequence[Node], depth: int, stack: tuple[str, ...]) -> tuple[Node, ...]:
+        nonlocal count
         out: list[Node] = []
         for node in nodes:
+            count += 1
+            if count > MAX_STITCHED_NODES:
+                raise ConfigReadError(
+                    f"The nginx config expands to more than {MAX_STITCHED_NODES} directives "
+                    "through its includes",
+                    "Check the include directives for loops or files included many times.")
             if node.name == "include" and node.args and depth < MAX_INCLUDE_DEPTH:
                 for path in _glob(node.args[0], conf_dir, parsed):
-                    out.extend(expand(parsed[path], depth + 1))
+                    if path not in stack:
+                        out.extend(expand(parsed[path], depth + 1, (*stack, path)))
                 continue
             if node.block is not None:
                 node = Node(node.name, node.args, node.file, node.line,
-                            expand(node.block, depth))
+                            expand(node.block, depth, stack))
             out.append(node)
         return tuple(out)
 
-    return expand(parsed.get(main, []), 0)
+    return expand(parsed.get(main, []), 0, (main,))
 
 
 def _glob(pattern: str, conf_dir: str, parsed: dict[str, list[Node]]) -> list[str]:
@@ -172,31 +192,46 @@ def _segments_match(path: list[str], pattern: list[str]) -> bool:
 # --------------------------------------------------------------------------- reading
 
 
-def read(remote: Remote, query: RouteQuery, config_path: str | None) -> RouteFacts:
-    marker = new_marker()
+def read(remote: Remote, query: RouteQuery, config_path: str | None,
+         budget: ReadBudget | None = None) -> RouteFacts:
+    budget = budget if budget is not None else ReadBudget()
+    marker, end = new_marker(), new_marker()
     conf = f" -c {shlex.quote(config_path)}" if config_path else ""
-    result = sudo_run(remote, f"{_PATH}; nginx -v 2>&1; echo {marker}; nginx -T{conf}")
+    # -T prints every file of the tree: cut at the byte budget. `timeout` stops an nginx that
+    # blocks opening a FIFO in the tree (the files are then read directly, with caps).
+    limit = budget.bytes_left
+    dump_cmd = capped(f"$T nginx -T{conf}", limit, end)
+    result = sudo_run(remote, f"{_PATH}; nginx -v 2>&1; echo {marker}; T=; command -v timeout "
+                              f">/dev/null && T='timeout -s KILL {_NGINX_T_SECONDS}'; {dump_cmd}",
+                      budget=budget)
     head, _, dump = result.stdout.partition(marker + "\n")
+    dump, status = uncap(dump, end)
+    if status is None and len(dump) >= 0.9 * limit:  # head cut it: no status line
+        raise ConfigReadError(
+            f"The nginx config on {remote.name} is larger than {limit} bytes "
+            "(nginx -T)", "Check the include directives for huge or repeated files.")
     version = _version(head)
     if "nginx: not found" in head or "command not found" in head:
         raise ConfigReadError(f"nginx is not installed on {remote.name} (nginx -v failed)",
                               "Check --proxy, or give the host that runs nginx.")
     source = f"nginx -T{conf} on {remote.name}"
-    files = split_dump(dump) if result.ok else []
+    files = split_dump(dump) if status == 0 or (status is None and result.ok) else []
     if not files:
         # -T refuses an invalid config: read the files themselves so the diagnosis can still
         # point at the lines (the checker's own error is kept as a note).
         main = config_path or DEFAULT_CONFIG
-        files = _read_tree(remote, main)
+        files = _read_tree(remote, main, budget)
         if not files:
             raise ConfigReadError(
                 f"Cannot read the nginx config on {remote.name}",
                 "Give the main config file with --config (e.g. /etc/nginx/nginx.conf).",
-                detail=result.stderr.strip())
+                detail=result.stderr.strip()[-2000:])
         source = f"{main} and its includes on {remote.name} (nginx -T failed)"
         facts = facts_from_files(files, query, version=version, source=source)
-        note = "nginx -T failed: " + " ".join(result.stderr.strip().splitlines()[-2:])
-        return _with_note(facts, note)
+        why = " ".join(result.stderr.strip().splitlines()[-2:])[-500:] or (
+            f"no answer within {_NGINX_T_SECONDS} s" if status in (124, 137) else
+            f"exit status {status}")
+        return _with_note(facts, "nginx -T failed: " + why)
     return facts_from_files(files, query, version=version, source=source)
 
 
@@ -211,24 +246,33 @@ def _version(text: str) -> str | None:
     return m.group(1) if m else None
 
 
-def _read_tree(remote: Remote, main: str) -> list[tuple[str, str]]:
-    """Read ``main`` and, level by level, the files its ``include`` directives name."""
+def _read_tree(remote: Remote, main: str, budget: ReadBudget) -> list[tuple[str, str]]:
+    """Read ``main`` and, level by level, the files its ``include`` directives name: each
+    path once (a loop ends), within the budget's files, bytes and time."""
     files: dict[str, str] = {}
+    asked: set[str] = set()
     pending = [main]
     conf_dir = posixpath.dirname(main)
     for _ in range(MAX_INCLUDE_DEPTH):
-        if not pending:
+        pending = [p for p in dict.fromkeys(pending) if p not in asked]
+        if not pending or budget.files_left <= 0:
             break
-        got = cat_files(remote, pending)
+        asked.update(pending)
+        got = cat_files(remote, pending, budget)
         new = {k: v for k, v in got.items() if k not in files}
         files.update(new)
         pending = []
         for text in new.values():
-            for m in re.finditer(r"^\s*include\s+([^;]+);", text, flags=re.M):
+            for m in _INCLUDE.finditer(text):
                 arg = m.group(1).strip().strip("'\"")
-                pending.append(arg if arg.startswith("/") else posixpath.join(conf_dir, arg))
+                path = arg if arg.startswith("/") else posixpath.join(conf_dir, arg)
+                pending.append(posixpath.normpath(path))
     ordered = [main, *sorted(k for k in files if k != main)]
     return [(k, files[k]) for k in ordered if k in files]
+
+
+# Linear: no `\s*` that can span lines at a line start, a bounded argument.
+_INCLUDE = re.compile(r"^[ \t]*include[ \t]+([^;\n]{1,1024});", re.M)
 
 
 # --------------------------------------------------------------------------- semantics

@@ -21,6 +21,7 @@ time out (``socket.setTimeout(0)``).
 from __future__ import annotations
 
 import ast
+import bisect
 import operator
 import re
 from dataclasses import replace
@@ -30,12 +31,14 @@ from wizard.configread import (
     Blocker,
     ConfigReadError,
     Listen,
+    ReadBudget,
     RouteFacts,
     RouteQuery,
     TimeoutFact,
     Where,
+    cat_files,
     join_upstream_path,
-    line_of,
+    path_problem,
     sudo_run,
 )
 from wizard.model import ProxyKind
@@ -44,30 +47,42 @@ if TYPE_CHECKING:
     from wizard.remote import Remote
 
 
-def read(remote: Remote, query: RouteQuery, config_path: str | None) -> RouteFacts:
+def read(remote: Remote, query: RouteQuery, config_path: str | None,
+         budget: ReadBudget | None = None) -> RouteFacts:
+    budget = budget if budget is not None else ReadBudget()
     if not config_path:
-        config_path = _discover(remote, query.port)
-    data = remote.read_file(config_path)
-    if data is None:
+        config_path = _discover(remote, query.port, budget)
+    # Through the capped reader, not SFTP: a regular file only (a FIFO would block the read),
+    # at most budget.max_file_bytes of it.
+    texts = cat_files(remote, [config_path], budget)
+    if config_path not in texts:
+        if budget.refused or budget.notes:
+            raise ConfigReadError(f"{config_path} on {remote.name} was not read",
+                                  "Give the proxy script with --config.",
+                                  detail="; ".join(budget.notes))
         raise ConfigReadError(f"{config_path} does not exist on {remote.name}",
                               "Give the proxy script with --config.")
-    text = data.decode("utf-8", "replace")
-    return facts_from_script(text, query, file=config_path,
+    return facts_from_script(texts[config_path], query, file=config_path,
                              source=f"{config_path} on {remote.name}")
 
 
-def _discover(remote: Remote, port: int) -> str:
+def _discover(remote: Remote, port: int, budget: ReadBudget) -> str:
     """The script of the node process listening on ``port`` (via ss and /proc)."""
     script = (
         f"pid=$(ss -ltnpH 'sport = :{int(port)}' 2>/dev/null | grep -o 'pid=[0-9]*' | head -1 "
         "| cut -d= -f2); [ -n \"$pid\" ] || exit 3; "
         "cd /proc/$pid/cwd 2>/dev/null && pwd; tr '\\0' '\\n' < /proc/$pid/cmdline")
-    result = sudo_run(remote, script)
+    result = sudo_run(remote, script, budget=budget)
     lines = [x for x in result.stdout.splitlines() if x]
     scripts = [x for x in lines[2:] if x.endswith((".js", ".cjs", ".mjs"))]
     if result.ok and len(lines) >= 2 and scripts:
         path = scripts[-1]
-        return path if path.startswith("/") else f"{lines[0].rstrip('/')}/{path}"
+        path = path if path.startswith("/") else f"{lines[0].rstrip('/')}/{path}"
+        problem = path_problem(path)  # from the host's /proc: checked like config values
+        if problem is None:
+            return path
+        raise ConfigReadError(f"The node process on port {port} runs {problem}",
+                              "Give the script with --config PATH.")
     raise ConfigReadError(
         f"Cannot find the http-proxy script listening on port {port} on {remote.name}",
         "Give the script with --config PATH (the file you run with `node`).")
@@ -143,11 +158,13 @@ _OPS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul,
 
 def _arith(expr: str) -> float | None:
     expr = expr.replace("_", "")
-    if not re.fullmatch(r"[\d\s.+\-*/()]+", expr):
+    # A timeout is a short expression: a long one (digits beyond int's limit, deep parens)
+    # is refused before the parser sees it.
+    if len(expr) > 100 or not re.fullmatch(r"[\d\s.+\-*/()]+", expr):
         return None
     try:
         tree = ast.parse(expr, mode="eval").body
-    except SyntaxError:
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
         return None
 
     def ev(node: ast.AST) -> float:
@@ -159,8 +176,12 @@ def _arith(expr: str) -> float | None:
 
     try:
         return ev(tree)
-    except (ValueError, ZeroDivisionError):
+    except (ValueError, ZeroDivisionError, OverflowError, RecursionError):
         return None
+
+
+_MAX_EXPR = 200  # longer expressions are not what this reader resolves
+_MAX_CONST_DEPTH = 8  # `const A = B; const B = A` must not recurse forever
 
 
 class _Script:
@@ -169,18 +190,32 @@ class _Script:
         self.code = blank_comments(text)
         self.file = file
         self.notes: list[str] = []
+        # Line starts, once: where() is called per match (a per-call count was quadratic).
+        self._starts = [0, *(m.end() for m in re.finditer("\n", self.code))]
+        self._lines = text.splitlines()
+        self._depth = 0
 
     def where(self, offset: int) -> Where:
-        line = line_of(self.code, offset)
-        text = self.raw.splitlines()[line - 1].strip() if self.raw else ""
+        line = bisect.bisect_right(self._starts, offset)
+        text = self._lines[line - 1].strip()[:200] if line <= len(self._lines) else ""
         return Where(self.file, line, text)
 
     def const(self, name: str) -> tuple[str, int] | None:
-        m = re.search(rf"\b(?:const|let|var)\s+{re.escape(name)}\s*=\s*([^;\n]+)", self.code)
+        m = re.search(rf"\b(?:const|let|var)\s+{re.escape(name)}\s*=\s*([^;\n]{{1,{_MAX_EXPR}}})",
+                      self.code)
         return (m.group(1).strip(), m.start()) if m else None
 
     def number(self, expr: str) -> tuple[float | None, int | None]:
         """A numeric expression, a constant's value, or ``process.env.X || N``."""
+        if len(expr) > _MAX_EXPR or self._depth >= _MAX_CONST_DEPTH:
+            return None, None
+        self._depth += 1
+        try:
+            return self._number(expr)
+        finally:
+            self._depth -= 1
+
+    def _number(self, expr: str) -> tuple[float | None, int | None]:
         expr = expr.strip().rstrip(",")
         if "||" in expr:
             expr = expr.split("||")[-1].strip()
@@ -199,6 +234,15 @@ class _Script:
         return None, None
 
     def string(self, expr: str) -> str | None:
+        if len(expr) > _MAX_EXPR or self._depth >= _MAX_CONST_DEPTH:
+            return None
+        self._depth += 1
+        try:
+            return self._string(expr)
+        finally:
+            self._depth -= 1
+
+    def _string(self, expr: str) -> str | None:
         expr = expr.strip().rstrip(",")
         m = re.fullmatch(r"(['\"`])([^'\"`]*)\1", expr)
         if m:
@@ -291,10 +335,17 @@ def _listens(s: _Script) -> list[Listen]:
     tls_vars = set(re.findall(r"\b(?:const|let|var)\s+(\w+)\s*=\s*https\s*\.createServer",
                               s.code))
     out = []
-    for m in re.finditer(r"(\w*)\s*\.listen\(\s*([^,)]+)", s.code):
-        value, _ = s.number(m.group(2))
+    # `.listen(` found as a literal, the receiver read backwards: `(\w*)\s*\.listen\(` retried
+    # its `\w*` from every start position (quadratic: 0.5 MB took minutes).
+    for m in re.finditer(r"\.listen\(\s*([^,)]{1,200})", s.code):
+        window = s.code[max(0, m.start() - 200):m.start()].rstrip()
+        i = len(window)
+        while i > 0 and (window[i - 1].isalnum() or window[i - 1] == "_"):
+            i -= 1
+        value, _ = s.number(m.group(1))
         if value is not None:
-            out.append(Listen(int(value), m.group(1) in tls_vars, s.where(m.start())))
+            at = max(0, m.start() - 200) + i
+            out.append(Listen(int(value), window[i:] in tls_vars, s.where(at)))
     return out
 
 
@@ -302,14 +353,14 @@ def _route(s: _Script, facts: RouteFacts, query: RouteQuery) -> RouteFacts:
     code = s.code
     prefix = None
     at = None
-    for m in re.finditer(r"\.startsWith\(\s*([^)]+)\)", code):
+    for m in re.finditer(r"\.startsWith\(\s*([^)]{1,200})\)", code):
         value = s.string(m.group(1))
         if value and value.startswith("/") and value != "/":
             prefix, at = value, m.start()
             break
     if prefix is None:
-        m2 = re.search(r"\.(?:match|test)\(\s*/\^?((?:\\/|[^/\n])+)/", code) or re.search(
-            r"/\^((?:\\/|[^/\n])+)/\.test\(", code)
+        m2 = re.search(r"\.(?:match|test)\(\s*/\^?((?:\\/|[^/\n]){1,200})/", code) or re.search(
+            r"/\^((?:\\/|[^/\n]){1,200})/\.test\(", code)
         if m2:
             prefix = m2.group(1).replace("\\/", "/").replace("\\.", ".")
             at = m2.start()
@@ -343,7 +394,7 @@ def _backends(s: _Script, facts: RouteFacts, options: str, options_at: int | Non
               create_where: Where | None) -> RouteFacts:
     code = s.code
     urls: list[tuple[str, int]] = []
-    for m in re.finditer(r"(['\"`])((?:https?|wss?)://[^'\"`\s]+)\1", code):
+    for m in re.finditer(r"(['\"`])((?:https?|wss?)://[^'\"`\s]{1,2048})\1", code):
         urls.append((m.group(2), m.start()))
     target = re.search(r"\btarget\s*:\s*([^,}\n]+)", options)
     if target is not None:
@@ -360,8 +411,10 @@ def _backends(s: _Script, facts: RouteFacts, options: str, options_at: int | Non
             if host not in hosts:
                 hosts.append(host)
     where = s.where(urls[0][1]) if urls else create_where
-    array = re.search(r"\b(?:const|let|var)\s+(\w*(?:BACKEND|TARGET|UPSTREAM|SERVER)\w*)\s*=\s*\[",
-                      code, flags=re.I)
+    # The name is tested apart: `\w*(?:BACKEND|...)\w*` inside the pattern was quadratic.
+    array = next((a for a in re.finditer(r"\b(?:const|let|var)\s+(\w+)\s*=\s*\[", code)
+                  if re.search("BACKEND|TARGET|UPSTREAM|SERVER", a.group(1), flags=re.I)),
+                 None)
     if array is not None:
         where = s.where(array.start())
     facts = replace(facts, backends=tuple(hosts), backends_where=where,
