@@ -186,8 +186,9 @@ def claim_script(backup_dir: str, real_dest: str, token: str, client: str) -> st
         f"    [ -n \"$(find {lock} -maxdepth 0 -mmin +1 2>/dev/null)\" ] && stale=1",
         '  elif [ $((now - ot)) -gt ' + str(LOCK_STALE_S) + ' ]; then stale=1',
         "  else",
-        "    cs=$(sed 's/.*) //' \"/proc/$op/stat\" 2>/dev/null | cut -d' ' -f20)",
-        '    [ "$cs" = "$os" ] || stale=1',
+        # Same pid and start time, and not a zombie (PID 1 may reap those late).
+        "    cs=$(sed 's/.*) //' \"/proc/$op/stat\" 2>/dev/null | cut -d' ' -f1,20)",
+        '    case "$cs" in "Z "*|"X "*) stale=1 ;; *" $os") ;; *) stale=1 ;; esac',
         "  fi",
         '  if [ -z "$stale" ]; then echo "@@sw held $owner"; exit 0; fi',
         f"  rm -rf -- {lock}",
