@@ -25,8 +25,8 @@ from pathlib import Path
 
 import pytest
 
-from tests import rig
-from tests.test_deploy_ssh import REPO, Site, make_site  # noqa: F401 - make_site: fixture
+from tests import test_deploy_ssh
+from tests.test_deploy_ssh import REPO, Site
 from wizard import hoststate
 from wizard.deploy import DeployEvent, Outcome, Step, StepFinished, StepStarted
 from wizard.errors import ExitCode
@@ -35,6 +35,8 @@ from wizard.render import render
 from wizard.stamp import existing_id, stamp
 
 pytestmark = [pytest.mark.needs_root, pytest.mark.slow, pytest.mark.timeout(180)]
+
+make_site = test_deploy_ssh.make_site  # the fixture, shared
 
 SECRET = b"-----BEGIN PRIVATE KEY-----\nnot-for-backups\n"
 

@@ -8,14 +8,18 @@ exit code; nothing here raises for a failed deploy, so many hosts can run side b
 
 The transaction, one SSH connection for all of it::
 
-    connect -> detect -> diff -> backup (host + local copy) -> prepare -> upload (temp file
-    beside the target) -> rename -> validate -> reload -> settle -> probe -> done
+    connect -> detect (+ inspect the destination, take the host-side lock) -> diff -> backup
+    (host + local copy) -> prepare -> upload (temp file in ``.sockwizard-tmp`` beside the
+    target's directory) -> rename -> validate -> reload -> settle -> probe -> done
+
+The destination checks, the lock, the journal that lets a rerun finish a deploy killed
+between validate and reload, and where temp files go are in ``wizard.hoststate``.
 
 Decisions:
 
 * **Rename, then validate the whole tree in place.** ``nginx -t``, ``apache2ctl -t`` and
-  ``caddy validate`` check the tree that *includes* the file, so a temp file beside the target
-  (hidden, not matching ``*.conf``) is invisible to them; validating a modified copy of the
+  ``caddy validate`` check the tree that *includes* the file, so a temp file outside the target's
+  directory is invisible to them; validating a modified copy of the
   tree cannot work for arbitrary ``--validate-cmd`` values. So the temp file is renamed over the
   target and the real checker runs. That rename, the checker and — when it refuses — putting
   the old bytes back run as **one** shell script on the host, with SIGHUP/SIGPIPE ignored: a
@@ -29,9 +33,12 @@ Decisions:
 * **Settle by marker, not by sleep.** The deployed config answers with ``X-Sockwizard-Config:
   <id>`` (``wizard.stamp``); the deploy polls until every answer carries the new id (see
   ``SETTLE_QUIET`` for nginx's 100 ms overlap of worker generations), then probes.
-* **Rollback** on a failed validate (already done by the script), reload, settle or probe:
+* **Rollback** on a failed validate (already done by the script), reload, settle or probe —
+  or any exception there (a probe crashing on a hostile answer counts as a failed probe):
   restore, validate, reload, settle on the old config's id when it has one. ``--no-rollback``
-  keeps a config that failed reload or probe; one that fails validation is never kept.
+  keeps a config that failed reload or probe; one that fails validation is never kept. A
+  reload that hangs is stopped after ``reload_timeout``; the rollback then gives the reload of
+  the restored config one short try (``RERELOAD_TIMEOUT``) and says so.
 """
 
 from __future__ import annotations
