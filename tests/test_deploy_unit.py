@@ -701,3 +701,34 @@ def test_a_site_with_a_server_name_is_probed_on_the_host_that_was_changed(host: 
                    checks=host.checks.checks(), probe_host="10.0.0.5")
     assert result.outcome is Outcome.DEPLOYED, result.title
     assert set(host.checks.connected_to) == {None}
+
+
+def test_a_probe_that_crashes_is_a_failed_probe_and_rolls_back(host: Host) -> None:
+    """Issue #10 item 2: an exception inside the probe (a hostile CONNECT answer) must never
+    leave the new config live behind a traceback."""
+
+    def crash(url: str, path: str, timeout: float, *,
+              connect_to: str | None = None) -> ProbeReport:
+        raise AttributeError("'list' object has no attribute 'get'")
+
+    result = apply(LocalRemote(), SPEC, host.options(reload_cmd=RELOAD_REFUSES_NEW.replace(
+        "exit 1", "exit 0")), checks=LiveChecks(settle=host.checks.settle, probe=crash))
+    assert (result.outcome, result.exit_code) == (Outcome.ROLLED_BACK,
+                                                  ExitCode.PROBE_ROLLED_BACK), result.message()
+    assert "AttributeError" in result.title and host.dest.read_bytes() == OLD
+
+
+def test_a_file_changed_after_the_backup_is_not_overwritten(host: Host) -> None:
+    """Issue #10 item 6: the activation script re-checks the file's hash before the rename."""
+    sneaky = FlakyRemote("none", LOST)
+    original = sneaky.inner.upload_temp_beside
+
+    def upload_then_edit(path: str, data: bytes, *, mode: int | None = None) -> str:
+        host.dest.write_bytes(b"# edited by hand meanwhile\n")
+        return original(path, data, mode=mode)
+
+    sneaky.upload_temp_beside = upload_then_edit  # type: ignore[method-assign]
+    result = host.deploy(remote=sneaky)
+    assert (result.outcome, result.exit_code) == (Outcome.FAILED, ExitCode.FAILED)
+    assert "changed" in result.title and result.failed_step is Step.RENAME
+    assert host.dest.read_bytes() == b"# edited by hand meanwhile\n"

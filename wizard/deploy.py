@@ -8,14 +8,18 @@ exit code; nothing here raises for a failed deploy, so many hosts can run side b
 
 The transaction, one SSH connection for all of it::
 
-    connect -> detect -> diff -> backup (host + local copy) -> prepare -> upload (temp file
-    beside the target) -> rename -> validate -> reload -> settle -> probe -> done
+    connect -> detect (+ inspect the destination, take the host-side lock) -> diff -> backup
+    (host + local copy) -> prepare -> upload (temp file in ``.sockwizard-tmp`` beside the
+    target's directory) -> rename -> validate -> reload -> settle -> probe -> done
+
+The destination checks, the lock, the journal that lets a rerun finish a deploy killed
+between validate and reload, and where temp files go are in ``wizard.hoststate``.
 
 Decisions:
 
 * **Rename, then validate the whole tree in place.** ``nginx -t``, ``apache2ctl -t`` and
-  ``caddy validate`` check the tree that *includes* the file, so a temp file beside the target
-  (hidden, not matching ``*.conf``) is invisible to them; validating a modified copy of the
+  ``caddy validate`` check the tree that *includes* the file, so a temp file outside the target's
+  directory is invisible to them; validating a modified copy of the
   tree cannot work for arbitrary ``--validate-cmd`` values. So the temp file is renamed over the
   target and the real checker runs. That rename, the checker and — when it refuses — putting
   the old bytes back run as **one** shell script on the host, with SIGHUP/SIGPIPE ignored: a
@@ -29,9 +33,12 @@ Decisions:
 * **Settle by marker, not by sleep.** The deployed config answers with ``X-Sockwizard-Config:
   <id>`` (``wizard.stamp``); the deploy polls until every answer carries the new id (see
   ``SETTLE_QUIET`` for nginx's 100 ms overlap of worker generations), then probes.
-* **Rollback** on a failed validate (already done by the script), reload, settle or probe:
+* **Rollback** on a failed validate (already done by the script), reload, settle or probe —
+  or any exception there (a probe crashing on a hostile answer counts as a failed probe):
   restore, validate, reload, settle on the old config's id when it has one. ``--no-rollback``
-  keeps a config that failed reload or probe; one that fails validation is never kept.
+  keeps a config that failed reload or probe; one that fails validation is never kept. A
+  reload that hangs is stopped after ``reload_timeout``; the rollback then gives the reload of
+  the restored config one short try (``RERELOAD_TIMEOUT``) and says so.
 """
 
 from __future__ import annotations
@@ -45,6 +52,7 @@ import json
 import os
 import posixpath
 import re
+import secrets
 import shlex
 import socket
 import ssl
@@ -56,25 +64,29 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 from urllib.parse import urlsplit
 
+from wizard import hoststate
 from wizard.detect import HostTarget, Overrides, detect, unshadow_advice
 from wizard.errors import (
     BadInput,
     ConnectionFailed,
+    DeployFailed,
     ExitCode,
     SockwizardError,
     SudoPasswordRequired,
 )
 from wizard.model import DeploySpec, ProxyKind
 from wizard.proxies import profile
-from wizard.remote import TEMP_MARKER, Remote
+from wizard.remote import CommandResult, Remote
 from wizard.render import render
 from wizard.stamp import HEADER, existing_id, stamp
 
 if TYPE_CHECKING:
     from wizard.probe import ProbeReport
+
+_T = TypeVar("_T")
 
 DEFAULT_BACKUP_DIR = "/var/backups/sockwizard"
 INDEX_NAME = "index.jsonl"
@@ -86,6 +98,9 @@ INDEX_NAME = "index.jsonl"
 # graceful restart never served an old answer in 60 tries).
 SETTLE_QUIET = {ProxyKind.NGINX: 0.25, ProxyKind.APACHE: 0.0, ProxyKind.CADDY: 0.0,
                 ProxyKind.NODE: 0.0}
+# After a reload that hung, the rollback reloads the restored config once more, briefly: the
+# same daemon is likely to hang again, and the deploy must end (issue #10, item 8).
+RERELOAD_TIMEOUT = 15.0
 
 
 # --------------------------------------------------------------------------------------------
@@ -175,8 +190,14 @@ class DeployOptions:
     probe_timeout: float = 5.0
     settle_timeout: float = 20.0  # Apache's first connection after a graceful can stall 1-2 s
     command_timeout: float = 120.0  # per command on the host (npm install can be slow)
+    # The reload gets less: a reload that hangs is killed, and the rollback's reload of the
+    # restored config gets a short try (RERELOAD_TIMEOUT), so a deploy stays bounded.
+    reload_timeout: float = 60.0
     backup_dir: str = DEFAULT_BACKUP_DIR
     state_dir: Path | None = None  # default: $XDG_STATE_HOME/sockwizard
+    # Write through a symlinked destination whose target is outside its config tree (or not
+    # readable by others). Devices, FIFOs and directories are refused regardless.
+    follow_symlink: bool = False
     # Run the checker, reload and file moves through sudo (a no-op for root). The sandbox, and
     # anyone deploying into directories they own, turn it off.
     sudo: bool = True
@@ -434,7 +455,7 @@ LIVE = LiveChecks(settle=settle_http, probe=probe_live)
 # --------------------------------------------------------------------------------------------
 
 # Exit statuses of the activation script (distinct from sudo's 1 and a shell's 126/127).
-RENAME_FAILED, VALIDATE_RESTORED, VALIDATE_RESTORE_FAILED = 90, 91, 92
+RENAME_FAILED, VALIDATE_RESTORED, VALIDATE_RESTORE_FAILED, CHANGED_MEANWHILE = 90, 91, 92, 93
 
 
 def restore_lines(dest: str, backup: str | None, disable_cmds: Sequence[str],
@@ -447,20 +468,48 @@ def restore_lines(dest: str, backup: str | None, disable_cmds: Sequence[str],
     if backup is None:
         undo = " && ".join(f"{{ {cmd}; }} >/dev/null 2>&1" for cmd in disable_cmds) or ":"
         return [f"rm -f -- {d} && {{ {undo} || :; }}"]
-    r = shlex.quote(posixpath.join(posixpath.dirname(dest),
-                                   f".{posixpath.basename(dest)}{TEMP_MARKER}restore.tmp"))
+    # Staged outside the destination's directory: no include glob can load it (hoststate).
+    tdir = hoststate.temp_dir(dest)
+    r = shlex.quote(posixpath.join(tdir, f"{hoststate.state_key(dest)}.restore"))
     redo = "".join(f" && {cmd}" for cmd in reenable_cmds)
-    return [f"cp -p -- {shlex.quote(backup)} {r} && mv -f -- {r} {d}{redo}"]
+    return [f"mkdir -p -m 0700 -- {shlex.quote(tdir)} && cp -p -- {shlex.quote(backup)} {r} "
+            f"&& mv -f -- {r} {d}{redo}"]
 
 
 def activation_script(tmp: str | None, dest: str, backup: str | None, validate_cmd: str,
                       enable_cmds: Sequence[str], disable_cmds: Sequence[str],
-                      remove_cmds: Sequence[str] = (), reenable_cmds: Sequence[str] = ()) -> str:
+                      remove_cmds: Sequence[str] = (), reenable_cmds: Sequence[str] = (), *,
+                      expect_sha: str | None = None, expect_absent: bool = False,
+                      journal: Sequence[str] = (), clear_journal: str | None = None) -> str:
     """Rename the uploaded temp file over ``dest`` (``tmp`` None: remove ``dest``), run the
     checker on the whole tree, and put the old file back at once if the checker refuses. One
     script, so that a dropped connection cannot separate the rename from the restore (HUP and
-    PIPE are ignored)."""
+    PIPE are ignored).
+
+    Before the rename it refuses (exit CHANGED_MEANWHILE) when ``dest`` is no longer the file
+    that was backed up (``expect_sha``; ``expect_absent``: it must not exist) or is no longer a
+    plain file, and writes the ``journal`` lines (``hoststate.journal_lines``); a refused
+    config removes the journal again (``clear_journal``)."""
     d = shlex.quote(dest)
+    guard = []
+    if expect_sha is not None or expect_absent:
+        t = f"rm -f -- {shlex.quote(tmp)}; " if tmp is not None else ""
+        refuse = f"{{ echo '@@sw changed'; {t}exit {CHANGED_MEANWHILE}; }}"
+        # A plain file first: sha256sum of a FIFO that appeared meanwhile would block.
+        guard.append(f"if [ -L {d} ] || {{ [ -e {d} ] && [ ! -f {d} ]; }}; then {refuse}; fi")
+        if expect_absent:
+            guard.append(f"[ ! -e {d} ] || {refuse}")
+        else:
+            guard.append(f"cur=$(sha256sum -- {d} 2>/dev/null) || cur=")
+            guard.append(f'[ "${{cur%% *}}" = {shlex.quote(expect_sha or "")} ] || {refuse}')
+    if tmp is not None:
+        # The temp file was written elsewhere (hoststate.temp_dir): give it the mode and owner
+        # of the file it replaces.
+        q = shlex.quote(tmp)
+        guard.append(f"if [ -e {d} ]; then chmod --reference={d} -- {q} 2>/dev/null; "
+                     f"chown --reference={d} -- {q} 2>/dev/null; fi")
+    guard.extend(journal)
+    unjournal = f"rm -f -- {shlex.quote(clear_journal)}; " if clear_journal else ""
     if tmp is None:
         undo = "".join(f" && {{ {cmd}; }} >/dev/null 2>&1" for cmd in remove_cmds)
         put = f"{{ rm -f -- {d}{undo}; }}"
@@ -472,12 +521,14 @@ def activation_script(tmp: str | None, dest: str, backup: str | None, validate_c
     enable = "".join(f"{cmd} && " for cmd in enable_cmds)
     return "\n".join([
         "trap '' HUP PIPE",
-        f"{put} || {{ echo '@@sw rename failed'; exit {RENAME_FAILED}; }}",
+        *guard,
+        f"{put} || {{ echo '@@sw rename failed'; {unjournal}exit {RENAME_FAILED}; }}",
         'echo "@@sw renamed $(date +%s%N)"',
         f"out=$( {{ {enable}{validate_cmd} ; }} 2>&1 ); st=$?",
         'echo "@@sw validated $st $(date +%s%N)"',
         'if [ "$st" -ne 0 ]; then',
-        f"  if {restore}; then rs={VALIDATE_RESTORED}; else rs={VALIDATE_RESTORE_FAILED}; fi",
+        f"  if {restore}; then {unjournal}rs={VALIDATE_RESTORED}; "
+        f"else rs={VALIDATE_RESTORE_FAILED}; fi",
         '  printf "%s\\n" "$out"',
         '  exit "$rs"',
         "fi",
@@ -657,6 +708,10 @@ class Transaction:
         self.prepared = False  # prepare_cmds ran: a rollback undoes them (unprepare_cmds)
         self.probe_report: ProbeReport | None = None
         self.current = Step.DETECT
+        self.lock_token = secrets.token_hex(8)
+        self.locked = False  # we hold the host-side lock on the destination (hoststate)
+        self.journal: dict[str, Any] | None = None  # an earlier run's, found under the lock
+        self.reload_hung = False  # the reload of the new config ran out of time
 
     # -- event plumbing ---------------------------------------------------------------------
 
@@ -702,20 +757,51 @@ class Transaction:
         self.steps.append(done)
         self.emit(done)
 
-    def run(self, command: str) -> Any:
+    def run(self, command: str) -> CommandResult:
         return self.remote.run(command, sudo=self.options.sudo,
                                timeout=self.options.command_timeout)
 
     # -- the whole thing ------------------------------------------------------------------
 
     def execute(self) -> DeployResult:
+        result: DeployResult | None = None
         try:
-            return self._execute()
+            result = self._execute()
         except _StepFailed as exc:  # a failure before anything changed
-            return self.result(Outcome.FAILED, ExitCode.FAILED, exc.title, detail=exc.output,
-                               failed_step=exc.step)
+            result = self.result(Outcome.FAILED, ExitCode.FAILED, exc.title, detail=exc.output,
+                                 failed_step=exc.step)
         except SockwizardError as exc:
-            return self._error_result(exc)
+            result = self._error_result(exc)
+        except Exception as exc:  # a bug must not leave a half-done change behind
+            result = self.unexpected(exc)
+        finally:
+            self.release(result)
+        assert result is not None
+        return result
+
+    def unexpected(self, exc: Exception) -> DeployResult:
+        what = f"{type(exc).__name__}: {exc}"
+        if self.changed and self.target is not None:
+            return self.failed_after_change(_StepFailed(
+                self.current if self.current in (Step.RELOAD, Step.SETTLE, Step.PROBE)
+                else Step.VALIDATE, f"sockwizard failed unexpectedly ({what})"))
+        return self.result(Outcome.FAILED, ExitCode.FAILED,
+                           f"sockwizard failed unexpectedly on {self.host} at "
+                           f"{self.current.value} ({what}); the host's config was not changed.",
+                           failed_step=self.current,
+                           hint="Please report this with the command line that caused it.")
+
+    def release(self, result: DeployResult | None) -> None:
+        """Drop the host-side lock; forget the journal once the outcome is known."""
+        if not self.locked:
+            return
+        known = result is not None and result.outcome in (
+            Outcome.DEPLOYED, Outcome.ROLLED_BACK, Outcome.KEPT, Outcome.UNCHANGED)
+        script = hoststate.release_script(self.options.backup_dir, self.tgt.real_dest,
+                                          self.lock_token, clear_journal=known)
+        with contextlib.suppress(Exception):  # a stale lock is taken over by the next run
+            self.remote.run(script, sudo=self.options.sudo, timeout=15)
+            self.locked = False
 
     def _execute(self) -> DeployResult:
         if self.options.probe:
@@ -727,6 +813,8 @@ class Transaction:
             return self.result(Outcome.PLANNED, ExitCode.OK,
                                f"Dry run for {self.host}: nothing was changed."
                                + ("" if self.diff else " The host already has this config."))
+        if self.interrupted_earlier():
+            return self.finish_interrupted()
         if self.old == self.new:
             for step in (Step.BACKUP, Step.UPLOAD, Step.RENAME, Step.VALIDATE, Step.RELOAD):
                 self.skip(step, "unchanged")
@@ -753,7 +841,12 @@ class Transaction:
             # e.g. the checker hung past the command timeout: we cannot know what the script
             # did, so put the old file back from here.
             return self.failed_after_change(_StepFailed(Step.VALIDATE, exc.title, exc.detail))
-        except KeyboardInterrupt:
+        except Exception as exc:
+            if not self.changed:
+                raise
+            return self.failed_after_change(_StepFailed(
+                Step.VALIDATE, f"sockwizard failed unexpectedly ({type(exc).__name__}: {exc})"))
+        except BaseException:  # Ctrl-C, SystemExit: put the old file back, then go
             if self.changed:
                 self.rollback(Step.RENAME, interrupted=True)
             raise
@@ -778,7 +871,11 @@ class Transaction:
         except SockwizardError as exc:  # e.g. the reload timed out: still roll back
             step = self.current if self.current in (Step.SETTLE, Step.PROBE) else Step.RELOAD
             return self.failed_after_change(_StepFailed(step, exc.title, exc.detail))
-        except KeyboardInterrupt:
+        except Exception as exc:  # a crashing probe is a failed probe, never a kept config
+            step = self.current if self.current in (Step.SETTLE, Step.PROBE) else Step.RELOAD
+            return self.failed_after_change(_StepFailed(
+                step, f"sockwizard failed unexpectedly ({type(exc).__name__}: {exc})"))
+        except BaseException:  # Ctrl-C, SystemExit: put the old config back, then go
             self.rollback(Step.RELOAD, interrupted=True)
             raise
         with self.step(Step.DONE, "done") as s:
@@ -805,13 +902,13 @@ class Transaction:
                 self.target = self.preset.target
                 self.new = self.preset.content
                 self.config_id = self.preset.config_id
-                s.detail = f"{self.tgt.dest}; {self.tgt.summary()}"
+                s.detail = f"{self.tgt.dest}; {self.tgt.summary()}{self.inspect_and_lock()}"
             return
         with self.step(Step.DETECT, "what the host has") as s:
             self.target = detect(self.remote, self.spec, self.options.overrides,
                                  sudo=self.options.sudo)
             self.rerender_for_host()
-            s.detail = f"{self.tgt.dest}; {self.tgt.summary()}"
+            s.detail = f"{self.tgt.dest}; {self.tgt.summary()}{self.inspect_and_lock()}"
         for note in self.tgt.notes:
             self.notice(Step.DETECT, note)
 
@@ -863,8 +960,8 @@ class Transaction:
         if self.new is None:
             add(Step.RENAME, f"rm -f -- {t.real_dest}")
         else:
-            name = f".{posixpath.basename(t.real_dest)}{TEMP_MARKER}XXXXXXXX.tmp"
-            temp = posixpath.join(posixpath.dirname(t.real_dest), name)
+            name = f".{hoststate.state_key(t.real_dest)}.new.sockwizard-XXXXXXXX.tmp"
+            temp = posixpath.join(hoststate.temp_dir(t.real_dest), name)
             add(Step.UPLOAD, f"write {len(self.new)} bytes to {temp}", privileged=False)
             add(Step.RENAME, f"mv -f -- {temp} {t.real_dest}")
         for cmd in t.enable_cmds:
@@ -891,6 +988,100 @@ class Transaction:
             return None  # the user said where
         host = urlsplit(self.probe_url()).hostname
         return self.probe_host if host and host != self.probe_host else None
+
+    def inspect_and_lock(self) -> str:
+        """Part of the detect step: resolve and check the destination, then (unless this is
+        a dry run) take the lock. Returns words for the step's detail."""
+        detail = self.inspect_dest()
+        if not self.options.dry_run:
+            detail += self.lock()
+        return detail
+
+    def inspect_dest(self) -> str:
+        """Resolve the destination on the host and refuse what must not be written through:
+        before anything reads it, so a secret elsewhere never reaches a backup (hoststate)."""
+        t = self.tgt
+        result = self.run(hoststate.inspect_script(t.dest))
+        info = hoststate.parse_inspect(result.stdout)
+        if not info.real and not info.is_link:  # its directory does not exist yet
+            info = dataclasses.replace(info, real=t.real_dest, kind="absent")
+        problem = hoststate.dest_problem(t.dest, info,
+                                         follow_symlink=self.options.follow_symlink)
+        if problem is not None:
+            raise BadInput(
+                f"Refusing to deploy to {self.host}: {problem}. Nothing was read or "
+                "changed.",
+                "Point --dest at the config file itself (a regular file in the proxy's "
+                "config tree)"
+                + ("" if info.kind not in ("file", "absent") else
+                   ", or pass --follow-symlink if the link target is really the config to "
+                   "replace") + ".")
+        if info.real != t.real_dest:
+            self.target = dataclasses.replace(t, real_dest=info.real)
+        return f"; symlink to {info.real}" if info.is_link else ""
+
+    def lock(self) -> str:
+        """Take the host-side lock on the destination (one deploy per file at a time), sweep
+        this destination's leftover temp files, and read an interrupted run's journal."""
+        t, backups = self.tgt, self.options.backup_dir
+        lock = hoststate.lock_path(backups, t.real_dest)
+        result = self.run(hoststate.claim_script(backups, t.real_dest, self.lock_token,
+                                                 f"{socket.gethostname()}:{os.getpid()}"))
+        claim = hoststate.parse_claim(result.stdout)
+        if not claim.locked:
+            if not claim.holder:
+                raise _StepFailed(Step.DETECT, f"Could not take the deploy lock {lock} on "
+                                  f"{self.host}", _tail(result.output))
+            who = hoststate.describe_owner(claim.holder)
+            raise DeployFailed(
+                f"Another deploy to {t.real_dest} on {self.host} is running ({who}). "
+                "Nothing was changed.",
+                "Wait for it to finish and deploy again. If no deploy is running, the lock "
+                f"is left over: remove it with `sudo rm -rf {lock}` (it also counts as "
+                "stale once that session is gone or after "
+                f"{hoststate.LOCK_STALE_S // 60} minutes).", exit_code=ExitCode.FAILED)
+        self.locked = True
+        self.journal = claim.journal
+        if claim.stale:
+            self.notice(Step.DETECT, f"Took over a stale deploy lock ({lock}: "
+                                     f"{hoststate.describe_owner(claim.holder)}).", "info")
+        return "; locked"
+
+    def interrupted_earlier(self) -> bool:
+        """An earlier run put exactly these bytes in place and was never seen to finish
+        (killed between validate and the probe): the config may be on disk but not live."""
+        j = self.journal
+        return (j is not None and self.old is not None and self.old == self.new
+                and j.get("new_sha256") == _sha(self.old))
+
+    def finish_interrupted(self) -> DeployResult:
+        """Finish what the interrupted run started: reload, settle, probe — and on failure
+        roll back to the config it had replaced (its backup)."""
+        j = self.journal or {}
+        backup = j.get("backup")
+        old: bytes | None = None
+        if isinstance(backup, str):
+            old = self.remote.read_file(backup)
+            if old is None or _sha(old) != j.get("old_sha256"):
+                raise BadInput(
+                    f"An earlier deploy to {self.tgt.real_dest} on {self.host} was interrupted "
+                    f"after validation, and its backup {backup} is missing or damaged.",
+                    f"Reload the proxy by hand (`{self.tgt.reload_cmd}`) and check it, or restore "
+                    "the previous config from the local copy; then remove "
+                    f"{hoststate.journal_path(self.options.backup_dir, self.tgt.real_dest)}.")
+        elif backup is not None:
+            raise BadInput("The journal of an interrupted deploy is damaged.",
+                           "Remove " + hoststate.journal_path(self.options.backup_dir,
+                                                              self.tgt.real_dest)
+                           + " and deploy again.")
+        self.notice(Step.DIFF, f"An earlier deploy put this config in place at {j.get('time')} "
+                               "and was interrupted before it was seen live: finishing it "
+                               "(reload, settle, probe; rollback to its backup on failure).")
+        for step in (Step.BACKUP, Step.UPLOAD, Step.RENAME, Step.VALIDATE):
+            self.skip(step, "done by the interrupted deploy")
+        self.old, self.backup, self.changed = old, backup if isinstance(backup, str) else None, True
+        self.diff = unified_diff(old, self.new, self.tgt.dest, self.host)
+        return self.go_live()
 
     def read_and_diff(self) -> None:
         with self.step(Step.DIFF, "compare with the file on the host") as s:
@@ -1007,8 +1198,13 @@ class Transaction:
     def upload(self) -> str | None:
         if self.new is None:
             return None
-        with self.step(Step.UPLOAD, "upload to a temp file beside the target") as s:
-            tmp = self.remote.upload_temp_beside(self.tgt.real_dest, self.new)
+        with self.step(Step.UPLOAD, "upload to a temp file outside the config's directory"
+                       ) as s:
+            # In hoststate.temp_dir (made by the lock step), named after this destination so
+            # that the next run's sweep finds it if this one is cut off.
+            real = self.tgt.real_dest
+            name = posixpath.join(hoststate.temp_dir(real), f"{hoststate.state_key(real)}.new")
+            tmp = self.remote.upload_temp_beside(name, self.new)
             s.detail = f"{tmp} ({len(self.new)} bytes)"
         return tmp
 
@@ -1018,10 +1214,20 @@ class Transaction:
         self.current = Step.RENAME
         self.emit(StepStarted(self.host, Step.RENAME, f"rename over {t.real_dest}"))
         t0 = time.monotonic()
+        journal = hoststate.journal_path(self.options.backup_dir, t.real_dest)
+        record = {"time": timestamp(), "dest": t.real_dest, "backup": self.backup,
+                  "old_sha256": _sha(self.old) if self.old is not None else None,
+                  "new_sha256": _sha(self.new) if self.new is not None else None,
+                  "config_id": self.config_id}
         script = activation_script(tmp, t.real_dest, self.backup, t.validate_cmd,
                                    t.enable_cmds if self.old is None else (),
                                    t.disable_cmds, remove_cmds=t.disable_cmds,
-                                   reenable_cmds=t.enable_cmds)
+                                   reenable_cmds=t.enable_cmds,
+                                   expect_sha=_sha(self.old) if self.old is not None else None,
+                                   expect_absent=self.old is None,
+                                   journal=hoststate.journal_lines(self.options.backup_dir,
+                                                                   t.real_dest, record),
+                                   clear_journal=journal)
         self.changed = True  # from here on, assume the file may have changed
         try:
             result = self.run(script)
@@ -1032,6 +1238,12 @@ class Transaction:
         marks = dict(re.findall(r"^@@sw (renamed|validated)(?: \d+)? (\d{6,})$",
                                 result.stdout, re.M))
         output = re.sub(r"^@@sw .*\n?", "", result.stdout, flags=re.M) + result.stderr
+        if result.exit_status == CHANGED_MEANWHILE:
+            self.changed = False
+            self._record(Step.RENAME, "failed", total, "the file changed meanwhile", output)
+            raise _StepFailed(Step.RENAME, f"{t.real_dest} changed on {self.host} after it was "
+                              "backed up (another deploy, or an edit by hand); the new config "
+                              "was not put in place", output)
         if result.exit_status == RENAME_FAILED:
             self.changed = False
             if tmp is not None:
@@ -1075,8 +1287,16 @@ class Transaction:
 
     def reload(self) -> None:
         cmd = self.tgt.reload_cmd
+        timeout = min(self.options.reload_timeout, self.options.command_timeout)
         with self.step(Step.RELOAD, cmd) as s:
-            result = self.run(cmd)
+            try:
+                result = self.remote.run(cmd, sudo=self.options.sudo, timeout=timeout)
+            except ConnectionFailed:
+                raise
+            except SockwizardError as exc:  # timed out (and killed), or could not run
+                self.reload_hung = True
+                raise _StepFailed(Step.RELOAD, f"`{cmd}` did not finish within {timeout:g} s "
+                                  "and was stopped", exc.message()) from exc
             s.output = _tail(result.output)
             if not result.ok:
                 raise _StepFailed(Step.RELOAD, f"`{cmd}` exited {result.exit_status}",
@@ -1092,17 +1312,18 @@ class Transaction:
         quiet = SETTLE_QUIET[self.spec.proxy] if reloaded else 0.0
         verify = quiet > 0 and self.config_id is not None
         with self.step(Step.SETTLE, f"wait until {url} serves config {self.config_id}") as s:
-            settled = self.checks.settle(url, self.spec.path, self.config_id,
-                                         0.0 if verify else quiet, self.options.settle_timeout,
-                                         connect_to=self.probe_connect_to())
+            settled = _guard(Step.SETTLE, lambda: self.checks.settle(
+                url, self.spec.path, self.config_id, 0.0 if verify else quiet,
+                self.options.settle_timeout, connect_to=self.probe_connect_to()))
             s.detail = f"{settled.detail} after {settled.answers} answer(s)"
             if not settled.ok:
                 raise _StepFailed(Step.SETTLE, settled.detail)
         with self.step(Step.PROBE, f"probe {url} (path {self.spec.path})") as s:
             deadline = time.monotonic() + self.options.settle_timeout
             while True:
-                report = self.checks.probe(url, self.spec.path, self.options.probe_timeout,
-                                           connect_to=self.probe_connect_to())
+                report = _guard(Step.PROBE, lambda: self.checks.probe(
+                    url, self.spec.path, self.options.probe_timeout,
+                    connect_to=self.probe_connect_to()))
                 seen = probe_markers(report)
                 if not verify or seen is None or all(m == self.config_id for m in seen):
                     break
@@ -1239,7 +1460,7 @@ class Transaction:
                     raise _StepFailed(Step.RECHECK, "the restored config does not validate",
                                       _tail(result.output))
             with self.step(Step.RERELOAD, t.reload_cmd) as s:
-                result = self.run(t.reload_cmd)
+                result = self.reload_restored()
                 s.output = _tail(result.output)
                 if not result.ok:
                     raise _StepFailed(Step.RERELOAD, "reloading the restored config failed",
@@ -1263,8 +1484,27 @@ class Transaction:
         except _StepFailed as exc:
             return exc.step, exc.title + ("\n" + exc.output if exc.output else "")
         except SockwizardError as exc:
-            return Step.RESTORE, exc.message()
+            return self.current, exc.message()
+        except Exception as exc:  # a crashing settle must not hide the restore's outcome
+            return self.current, f"sockwizard failed unexpectedly ({type(exc).__name__}: {exc})"
         return None
+
+    def reload_restored(self) -> CommandResult:
+        """The rollback's reload. After a reload that hung, the same daemon may hang again:
+        say so, and give it one short try instead of the full timeout (item 8, issue #10)."""
+        t = self.tgt
+        if not self.reload_hung:
+            return self.run(t.reload_cmd)
+        short = min(RERELOAD_TIMEOUT, self.options.reload_timeout)
+        self.notice(Step.RERELOAD, f"The reload of the new config hung; reloading the restored "
+                                   f"config once more with a {short:g} s limit.")
+        try:
+            return self.remote.run(t.reload_cmd, sudo=self.options.sudo, timeout=short)
+        except ConnectionFailed:
+            raise
+        except SockwizardError as exc:
+            raise _StepFailed(Step.RERELOAD, f"reloading the restored config hung too (stopped "
+                              f"after {short:g} s)", exc.message()) from exc
 
     def verify_restored(self) -> bool:
         try:
@@ -1290,8 +1530,8 @@ class Transaction:
         if not self.changed:
             hint = exc.hint or "Check the host and the network, then run the deploy again."
             if not isinstance(exc, SudoPasswordRequired) and self.current is Step.UPLOAD:
-                hint += (f" A hidden temp file ({TEMP_MARKER}*.tmp) may remain beside the "
-                         "target; no proxy loads it.")
+                hint += (f" A temp file may remain in {hoststate.temp_dir(self.tgt.real_dest)}"
+                         " (outside every include glob); the next deploy removes it.")
             return self.result(
                 Outcome.FAILED, ExitCode.CONNECTION,
                 f"{exc.title.rstrip('.')}. The host's config was not changed.",
@@ -1337,6 +1577,19 @@ class Transaction:
             backup=self.backup, local_backup=self.local_backup, steps=tuple(self.steps),
             warnings=tuple(self.warnings), probe=self.probe_report,
             seconds=time.monotonic() - self.started)
+
+
+def _guard(step: Step, check: Callable[[], _T]) -> _T:
+    """Run a live check; any exception it raises (a probe tripping over a hostile answer) is a
+    failed step, so the transaction rolls back instead of leaving the new config live."""
+    try:
+        return check()
+    except (SockwizardError, _StepFailed):
+        raise
+    except Exception as exc:
+        raise _StepFailed(step, f"the {step.value} crashed ({type(exc).__name__}: {exc})",
+                          "sockwizard could not judge the new config, so it counts as failed."
+                          ) from exc
 
 
 def _split_time(marks: dict[str, str], total: float) -> tuple[float, float]:

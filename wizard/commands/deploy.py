@@ -25,7 +25,8 @@ if TYPE_CHECKING:
 
 EXIT_CODES = """exit codes:
   0  deployed (or nothing to change, or --dry-run), and the probe passed
-  1  failed before changing anything, or kept a failing config (--no-rollback)
+  1  failed before changing anything (e.g. another deploy holds the file's lock), or kept
+     a failing config (--no-rollback)
   2  bad input: nothing was changed
   3  cannot connect: unreachable, auth, host key, sudo password; or the connection dropped
   4  validation failed: the previous config was put back at once
@@ -49,7 +50,11 @@ def register(sub: Any) -> None:
                    help="checker for the whole tree ({config} = the file), run with sudo")
     g.add_argument("--reload-cmd", metavar="CMD", help="reload/restart command, run with sudo")
     g.add_argument("--backup-dir", metavar="DIR", default=None,
-                   help="backups on the host (default /var/backups/sockwizard)")
+                   help="backups, locks and journals on the host (default "
+                        "/var/backups/sockwizard)")
+    g.add_argument("--follow-symlink", action="store_true",
+                   help="write through a --dest symlink whose target is outside the config "
+                        "tree (devices and FIFOs are refused regardless)")
     g = p.add_argument_group("checks")
     g.add_argument("--probe-url", metavar="URL",
                    help="where to probe the proxy from here (default: the host, listen port)")
@@ -216,6 +221,7 @@ def run(args: argparse.Namespace) -> int:
         dest=args.dest, validate_cmd=args.validate_cmd, reload_cmd=args.reload_cmd,
         probe_url=args.probe_url, probe=not args.no_probe, rollback=not args.no_rollback,
         dry_run=args.dry_run, backup_dir=args.backup_dir or DEFAULT_BACKUP_DIR,
+        follow_symlink=args.follow_symlink,
         settle_timeout=args.settle_timeout)
     if args.dest and len(hosts) > 1:
         print("sockwizard: note: --dest applies to every host", file=sys.stderr)
