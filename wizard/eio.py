@@ -266,9 +266,26 @@ def tls_wrap(sock: socket.socket, target: Target, insecure: bool, timeout: float
         raise WireError("tls", f"TLS handshake failed: {exc}") from None
 
 
+def remaining(deadline: float) -> float:
+    """Seconds left before ``deadline``; ``WireError('timeout')`` when none are."""
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise WireError("timeout", "no answer before the deadline")
+    return left
+
+
 def open_socket(target: Target, timeout: float, insecure: bool) -> socket.socket:
+    """TCP (+ TLS) within one deadline of ``timeout``."""
+    deadline = time.monotonic() + timeout
     sock = tcp_connect(target, timeout)
-    return tls_wrap(sock, target, insecure, timeout) if target.tls else sock
+    if not target.tls:
+        return sock
+    try:
+        left = remaining(deadline)
+    except WireError:
+        sock.close()
+        raise
+    return tls_wrap(sock, target, insecure, left)
 
 
 # --------------------------------------------------------------------------- HTTP
@@ -495,10 +512,12 @@ def http_request(
     insecure: bool,
     body: bytes = b"",
 ) -> HttpResponse:
-    """One request on a fresh connection (as a browser might), closed afterwards."""
+    """One request on a fresh connection (as a browser might), closed afterwards; connecting
+    and the whole answer share one deadline of ``timeout``."""
+    deadline = time.monotonic() + timeout
     sock = open_socket(target, timeout, insecure)
     try:
-        return http_exchange(sock, target, method, path_qs, headers, timeout, body)
+        return http_exchange(sock, target, method, path_qs, headers, remaining(deadline), body)
     finally:
         sock.close()
 

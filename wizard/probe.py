@@ -27,12 +27,13 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from wizard import findings as codes
 from wizard.eio import (
     OP_CLOSE,
     OP_TEXT,
+    SID_RE,
     Handshake,
     HttpResponse,
     Target,
@@ -43,16 +44,18 @@ from wizard.eio import (
     error_message,
     http_exchange,
     http_request,
+    load_json,
     looks_like_v3,
     normalize_path,
     open_socket,
-    parse_open,
     parse_url,
+    read_open,
+    remaining,
     tcp_connect,
     tls_wrap,
     ws_connect,
 )
-from wizard.errors import BadInput, ProbeFailed
+from wizard.errors import BadInput, ProbeFailed, SockwizardError
 from wizard.findings import Finding, merge_findings, sort_findings
 
 if TYPE_CHECKING:
@@ -79,6 +82,7 @@ STAGE_NAMES = (
     "sessions", "clients",
 )
 MAX_SESSIONS = 1000
+_T = TypeVar("_T")
 MAX_CLIENTS = 100_000
 
 
@@ -141,15 +145,21 @@ class ProbeOptions:
             except ValueError as exc:
                 out.append(f"--data is not valid JSON ({exc})")
         for key, value in self.headers:
-            if not key or any(c in key for c in " \t\r\n:") or any(c in value for c in "\r\n"):
-                out.append(f"invalid header {key!r}: {value!r}")
-        if self.origin is not None and any(c in self.origin for c in "\r\n"):
+            if not key or any(c in key for c in " \t\r\n:") or not _header_safe(key + value):
+                out.append(f"invalid header {key!r}: {value!r} (control characters or "
+                           "characters outside Latin-1)")
+        if self.origin is not None and not _header_safe(self.origin):
             out.append(f"invalid --origin {self.origin!r}")
         return out
 
     def request_headers(self) -> tuple[tuple[str, str], ...]:
         origin = (("Origin", self.origin),) if self.origin else ()
         return origin + self.headers
+
+
+def _header_safe(text: str) -> bool:
+    """Sendable in an HTTP header: Latin-1, no control characters (tab allowed)."""
+    return all(c == "\t" or (0x20 <= ord(c) <= 0xFF and ord(c) != 0x7F) for c in text)
 
 
 @dataclass(frozen=True)
@@ -272,6 +282,16 @@ FIX_STICKY = (
 )
 
 
+def _bad_open(problem: str, evidence: str) -> Finding:
+    return Finding(
+        codes.UNEXPECTED_RESPONSE, "error",
+        f"The Engine.IO handshake is invalid: {problem}", evidence,
+        "Check what answers at this path: a real Engine.IO server sends a session id of "
+        "URL-safe characters and positive, finite pingInterval/pingTimeout in milliseconds "
+        "(e.g. 25000/20000). A zero, negative or infinite value makes every proxy timeout "
+        "look safe, so the probe refuses it.")
+
+
 def _origin_rejected(evidence: str) -> Finding:
     return Finding(codes.ORIGIN_REJECTED, "error", "The server rejected the request's Origin",
                    evidence, FIX_ORIGIN)
@@ -293,7 +313,10 @@ def classify_handshake(response: HttpResponse, path: str, origin: str | None) ->
     where = f"GET {path}?EIO=4&transport=polling answered {summary}"
     if response.status == 200:
         packets = decode_payload(response.body, 4)
-        handshake = parse_open(packets[0], 4) if packets else None
+        handshake = read_open(packets[0], 4) if packets else None
+        if isinstance(handshake, str):
+            return Verdict(None, f"invalid open packet: {handshake}",
+                           (_bad_open(handshake, where),))
         if handshake is not None:
             detail = (
                 f"sid {handshake.sid}, upgrades {list(handshake.upgrades)}, "
@@ -469,6 +492,28 @@ class _Run:
             self.on_stage(stage)
         return stage
 
+    def guarded(self, name: str, step: Callable[..., _T], *args: Any) -> _T | None:
+        """Run one stage; an exception it did not expect (a server answer nothing here
+        anticipated) becomes a failed stage and an error finding, never a traceback: the
+        deploy rolls back on a failed probe, and a raising one would skip that."""
+        started = time.perf_counter()
+        try:
+            return step(*args)
+        except SockwizardError:
+            raise  # bad input found late (e.g. --clients above the file limit)
+        except Exception as exc:
+            what = f"{type(exc).__name__}: {exc}"[:200]
+            self.record(name, False, started, f"the probe could not handle the answer ({what})",
+                        {"error": "internal"})
+            self.findings.append(Finding(
+                codes.UNEXPECTED_RESPONSE, "error",
+                f"The {name} stage got an answer the probe cannot interpret",
+                f"{name}: {what}",
+                "The server (or something in front of it) does not speak Engine.IO/Socket.IO "
+                "as expected here. Check what answers at this URL and path; report this with "
+                "the --json output if it is a real Socket.IO server."))
+            return None
+
     # ---- stage 1
     def connect(self) -> socket.socket | None:
         options, target = self.options, self.target
@@ -559,11 +604,14 @@ class _Run:
             self.record("polling-eio3", False, started, exc.message, {"error": exc.kind})
             return
         packets = decode_payload(response.body, 3) if response.status == 200 else []
-        handshake = parse_open(packets[0], 3) if packets else None
-        self.record("polling-eio3", handshake is not None, started,
+        handshake = read_open(packets[0], 3) if packets else None
+        self.record("polling-eio3", isinstance(handshake, Handshake), started,
                     f"EIO=3 answered {response.summary(80)}", _response_data(response))
         evidence = (f"GET {self.path}?EIO=4&transport=polling answered {first.summary(60)}; "
                     f"GET {query} answered {response.summary(60)}")
+        if isinstance(handshake, str):
+            self.findings.append(_bad_open(handshake, evidence))
+            return
         if handshake is None:
             self.findings.append(Finding(
                 codes.UNEXPECTED_RESPONSE, "error",
@@ -595,21 +643,24 @@ class _Run:
                 "option), and make sure the proxy forwards upgrades."))
             return
         sid = handshake.sid if handshake is not None else None
-        query = eio_query(self.path, 4, "websocket", sid)
+        # One deadline for connect, upgrade and 2probe/3probe (or the open packet).
+        deadline = time.monotonic() + self.options.timeout
         try:
+            query = eio_query(self.path, 4, "websocket", sid)
             sock = open_socket(self.target, self.options.timeout, self.options.insecure)
         except WireError as exc:
             self.record("websocket", False, started, exc.message, {"error": exc.kind})
             return
         try:
-            self._websocket_on(sock, query, started)
+            self._websocket_on(sock, query, started, deadline)
         finally:
             sock.close()
 
-    def _websocket_on(self, sock: socket.socket, query: str, started: float) -> None:
-        timeout = self.options.timeout
+    def _websocket_on(self, sock: socket.socket, query: str, started: float,
+                      deadline: float) -> None:
         try:
-            response, ws = ws_connect(sock, self.target, query, self.session_headers, timeout)
+            response, ws = ws_connect(sock, self.target, query, self.session_headers,
+                                      remaining(deadline))
         except WireError as exc:
             self.record("websocket", False, started, f"no upgrade answer: {exc.message}",
                         {"error": exc.kind})
@@ -626,7 +677,7 @@ class _Run:
             return
         try:
             opener = self._websocket_open if self.websocket_only else self._websocket_probe
-            seen = opener(ws)
+            seen = opener(ws, deadline)
         except WireError as exc:
             seen = f"101, then {exc.message}"
             self.record("websocket", False, started, seen,
@@ -646,15 +697,14 @@ class _Run:
             data["marker"] = response.header(self.options.marker_header)
         return data
 
-    def _websocket_probe(self, ws: WebSocket) -> str:
-        timeout = self.options.timeout
-        ws.send_text("2probe", timeout)
-        frame = ws.recv(timeout)
+    def _websocket_probe(self, ws: WebSocket, deadline: float) -> str:
+        ws.send_text("2probe", remaining(deadline))
+        frame = ws.recv(remaining(deadline))
         if frame.opcode == OP_CLOSE:
             raise WireError("closed", f"close frame {frame.close_code} instead of 3probe")
         if frame.text != "3probe":
             raise WireError("protocol", f"{frame.text[:40]!r} instead of 3probe")
-        ws.send_text("5", timeout)
+        ws.send_text("5", remaining(deadline))
         self._raw_connect(ws)
         return "101 Switching Protocols, 2probe -> 3probe, upgrade sent"
 
@@ -664,31 +714,35 @@ class _Run:
         if not self.options.raw_connect:
             return
         started = time.perf_counter()
-        deadline = started + self.options.timeout
+        deadline = time.monotonic() + self.options.timeout
         ws.send_text("40", self.options.timeout)
         while True:
-            frame = ws.recv(max(0.05, deadline - time.perf_counter()))
+            try:
+                frame = ws.recv(remaining(deadline))
+            except WireError as exc:
+                if exc.kind == "timeout":
+                    raise WireError("timeout", "no answer to the Socket.IO CONNECT packet "
+                                    f"within {self.options.timeout:g} s") from None
+                raise
             if frame.opcode == OP_CLOSE:
                 raise WireError("closed", f"close frame {frame.close_code} instead of 40")
             text = frame.text
             if text == "2":
-                ws.send_text("3", self.options.timeout)
+                ws.send_text("3", remaining(deadline))
             elif text.startswith("40"):
-                try:
-                    sid = str(json.loads(text[2:] or "{}").get("sid", ""))
-                except ValueError:
-                    sid = ""
+                sid = connect_answer_sid(text)
                 self.raw_connected = ((time.perf_counter() - started) * 1000, sid)
                 return
             elif text.startswith("44"):
-                raise WireError("protocol", f"the namespace refused the connection: {text[:80]}")
-            if time.perf_counter() > deadline:
-                raise WireError("timeout", "no answer to the Socket.IO CONNECT packet")
+                raise WireError("protocol", "the namespace refused the connection: "
+                                f"{text[:80]!r}")
 
-    def _websocket_open(self, ws: WebSocket) -> str:
+    def _websocket_open(self, ws: WebSocket, deadline: float) -> str:
         """Websocket-only server: the open packet comes on the WebSocket itself."""
-        frame = ws.recv(self.options.timeout)
-        handshake = parse_open(frame.text, 4) if frame.opcode == OP_TEXT else None
+        frame = ws.recv(remaining(deadline))
+        handshake = read_open(frame.text, 4) if frame.opcode == OP_TEXT else None
+        if isinstance(handshake, str):
+            raise WireError("protocol", f"invalid open packet: {handshake}")
         if handshake is None:
             raise WireError("protocol", f"{frame.text[:40]!r} instead of an open packet")
         self.handshake = handshake
@@ -713,7 +767,7 @@ class _Run:
             self._socketio_raw()
             return
         started = time.perf_counter()
-        outcome = sio_probe(
+        outcome = sio_probe_bounded(
             self.target.base_url, self.path, self.headers, options.insecure, options.timeout,
             transports=["websocket"] if self.websocket_only else None,
             emit=options.emit,
@@ -879,6 +933,15 @@ class _Run:
 
 # --------------------------------------------------------------------------- python-socketio
 
+# python-socketio (websocket-client, requests underneath) has neither a frame-size cap nor an
+# absolute deadline: a server announcing a 2^62-byte frame grew a probe to 23.7 GB, and a
+# handshake dripping a byte every 0.5 s never times out. Neither can be configured, so the
+# client runs in a child process with an address-space cap (RLIMIT_AS) and is killed at a hard
+# deadline; the parent never imports socketio at all.
+SIO_CHILD_MEMORY = 1 << 30
+SIO_CHILD_STARTUP_S = 1.5  # interpreter + socketio imports (~0.3 s here), with slack
+MAX_REPLY_JSON = 64 * 1024  # an --emit reply larger than this is summarised, not carried
+
 
 @dataclass(frozen=True)
 class SioOutcome:
@@ -911,9 +974,24 @@ def sio_probe(
     This is the one boundary where python-socketio's exceptions (ConnectionError, TimeoutError,
     and whatever requests/websocket-client raise underneath) become text in the report.
     """
+    import engineio
     import socketio  # lazy: ~150 ms of imports that `sockwizard --help` must not pay
 
-    client = socketio.Client(
+    class CheckedEngineIO(engineio.Client):  # type: ignore[misc]
+        """websocket-client writes the server's sid into its request line unchecked."""
+
+        def _connect_websocket(self, url: str, headers: Any, engineio_path: str) -> Any:
+            sid = self.sid
+            if sid is not None and not (isinstance(sid, str) and SID_RE.fullmatch(sid)):
+                raise engineio.exceptions.ConnectionError(
+                    f"refusing the server's sid {str(sid)[:40]!r}: not an Engine.IO session id")
+            return super()._connect_websocket(url, headers, engineio_path)
+
+    class CheckedClient(socketio.Client):  # type: ignore[misc]
+        def _engineio_client_class(self) -> type[Any]:
+            return CheckedEngineIO
+
+    client = CheckedClient(
         reconnection=False, logger=False, engineio_logger=False, ssl_verify=not insecure,
         handle_sigint=False, request_timeout=timeout,
         http_session=_insecure_session() if insecure else None,
@@ -931,6 +1009,9 @@ def sio_probe(
     try:
         client.connect(base_url, headers=dict(headers), transports=transports,
                        socketio_path=path, wait_timeout=timeout)
+    except MemoryError:
+        return SioOutcome(None, None, "the server sent a message too large to buffer "
+                          f"(memory cap {SIO_CHILD_MEMORY >> 20} MiB)", _ms(started))
     except Exception as exc:
         return SioOutcome(None, None, _sio_error(exc), _ms(started))
     connect_ms = _ms(started)
@@ -952,6 +1033,120 @@ def sio_probe(
         return dataclasses.replace(outcome, emit_reply=_jsonable(reply), emit_ms=_ms(started))
     finally:
         _disconnect(client, timeout)
+
+
+def connect_answer_sid(text: str) -> str:
+    """The sid in a Socket.IO CONNECT answer ``40{"sid":…}`` (``40`` alone: Socket.IO 2's
+    form, no sid). Anything else is a protocol error: ``40[]``, ``40null``, ``401``, ``40"x"``
+    or a non-string sid say the server is not speaking Socket.IO."""
+    payload = text[2:]
+    if not payload:
+        return ""
+    try:
+        data = load_json(payload)
+    except ValueError as exc:
+        raise WireError("protocol", f"the CONNECT answer {text[:40]!r} is not JSON ({exc})") \
+            from None
+    if not isinstance(data, dict):
+        raise WireError("protocol", f"the CONNECT answer {text[:40]!r} is not a JSON object")
+    sid = data.get("sid", "")
+    if not isinstance(sid, str) or len(sid) > 128:
+        raise WireError("protocol", f"the CONNECT answer {text[:40]!r} has no string sid")
+    return sid
+
+
+def sio_budget(timeout: float, emit: bool) -> float:
+    """The hard deadline of the python-socketio child: connect (+ emit) and its start-up."""
+    return timeout * (2 if emit else 1) * 1.25 + SIO_CHILD_STARTUP_S
+
+
+def sio_probe_bounded(
+    base_url: str,
+    path: str,
+    headers: Sequence[tuple[str, str]],
+    insecure: bool,
+    timeout: float,
+    *,
+    transports: list[str] | None = None,
+    emit: str | None = None,
+    data: Any = None,
+    has_data: bool = False,
+    expect: str | None = None,
+) -> SioOutcome:
+    """``sio_probe`` in a child process: memory capped, killed at ``sio_budget``."""
+    import os
+    import subprocess
+    import sys
+
+    import wizard
+
+    request = json.dumps({
+        "base_url": base_url, "path": path, "headers": [list(h) for h in headers],
+        "insecure": insecure, "timeout": timeout, "transports": transports, "emit": emit,
+        "data": data, "has_data": has_data, "expect": expect,
+    })
+    root = os.path.dirname(os.path.dirname(os.path.abspath(wizard.__file__)))
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
+    env["MALLOC_ARENA_MAX"] = "2"  # glibc reserves 64 MB of address space per thread arena
+    budget = sio_budget(timeout, emit is not None)
+    started = time.perf_counter()
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "from wizard.probe import sio_child; sio_child()"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env,
+        start_new_session=True)  # our Ctrl-C is handled here: the finally kills it
+    try:
+        out, _ = proc.communicate(request.encode(), timeout=budget)
+    except subprocess.TimeoutExpired:
+        return SioOutcome(None, None, f"python-socketio did not finish within {budget:g} s "
+                          "(stopped: the server answers too slowly or never completes)",
+                          _ms(started))
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    try:
+        result = json.loads(out.decode("utf-8"))
+        return SioOutcome(**result) if isinstance(result, dict) else SioOutcome(**{})
+    except (ValueError, TypeError):
+        why = (f"killed by signal {-proc.returncode}" if proc.returncode < 0
+               else f"exit {proc.returncode}")
+        return SioOutcome(None, None, f"the python-socketio client ended without a result "
+                          f"({why}; memory cap {SIO_CHILD_MEMORY >> 20} MiB)", _ms(started))
+
+
+def sio_child() -> None:
+    """The child side of ``sio_probe_bounded``: the request as JSON on stdin, the
+    ``SioOutcome`` as one JSON object on stdout, nothing else on it."""
+    import os
+    import resource
+    import sys
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    cap = SIO_CHILD_MEMORY if hard == resource.RLIM_INFINITY else min(SIO_CHILD_MEMORY, hard)
+    if soft == resource.RLIM_INFINITY or soft > cap:
+        resource.setrlimit(resource.RLIMIT_AS, (cap, hard))
+    out = os.fdopen(os.dup(1), "w")
+    sys.stdout = sys.stderr  # a library's stray print must not corrupt the answer
+    try:
+        request = json.loads(sys.stdin.read(1 << 20))
+        outcome = sio_probe(
+            request["base_url"], request["path"],
+            [(str(k), str(v)) for k, v in request["headers"]], request["insecure"],
+            request["timeout"], transports=request["transports"], emit=request["emit"],
+            data=request["data"], has_data=request["has_data"], expect=request["expect"])
+        result = dataclasses.asdict(outcome)
+        if len(json.dumps(result["emit_reply"])) > MAX_REPLY_JSON:
+            result["emit_reply"] = f"<a reply of more than {MAX_REPLY_JSON} bytes of JSON>"
+    except MemoryError:
+        result = {"transport": None, "sid": None, "connect_ms": 0.0,
+                  "error": f"the client ran out of its {SIO_CHILD_MEMORY >> 20} MiB memory cap "
+                           "(the server sent an oversized message)"}
+    except Exception as exc:
+        result = {"transport": None, "sid": None, "connect_ms": 0.0, "error": _sio_error(exc)}
+    out.write(json.dumps(result))
+    out.flush()
+    os._exit(0)  # the client's threads may be stuck on a socket: do not join them
 
 
 def _jsonable(value: Any) -> Any:
@@ -1075,19 +1270,19 @@ def run_probe(
 
         ensure_file_limit(options.clients)  # refuse before any traffic, not after the stages
     run = _Run(url, target, path, options, on_stage)
-    sock = run.connect()
+    sock = run.guarded("tcp", run.connect)
     if sock is not None:
-        run.polling(sock)
+        run.guarded("polling", run.polling, sock)
     v4 = run.handshake is not None and run.handshake.eio_version == 4
     if v4 or run.websocket_only:
-        run.websocket()
-        run.socketio()
+        run.guarded("websocket", run.websocket)
+        run.guarded("socketio", run.socketio)
     if options.hold > 0:
-        run.hold_stage()
+        run.guarded("hold", run.hold_stage)
     if options.sessions > 0:
-        run.sessions_stage()
+        run.guarded("sessions", run.sessions_stage)
     if options.clients > 0:
-        run.clients_stage()
+        run.guarded("clients", run.clients_stage)
     return run.report()
 
 
