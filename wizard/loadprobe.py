@@ -197,9 +197,9 @@ def _hold_websocket(
         ws.send_text("40", timeout)
         log = _HoldLog("websocket", seconds)
         deadline = log.start + seconds
-        while (remaining := deadline - time.monotonic()) > 0:
+        while (left := deadline - time.monotonic()) > 0:
             try:
-                frame = ws.recv(remaining)
+                frame = ws.recv(left)
             except WireError as exc:
                 if exc.kind != "timeout":
                     log.drop(time.monotonic(), exc.message)
@@ -235,11 +235,11 @@ def _hold_polling(
     log = _HoldLog("polling", seconds)
     deadline = log.start + seconds
     longest = handshake.ping_sum_s + timeout  # no healthy long-poll lasts longer
-    while (remaining := deadline - time.monotonic()) > 0:
+    while (left := deadline - time.monotonic()) > 0:
         asked = time.monotonic()
         log.last_rx = asked  # an outstanding GET is the idle period a proxy times
         try:
-            answer = http_request(target, "GET", query, headers, min(remaining, longest),
+            answer = http_request(target, "GET", query, headers, min(left, longest),
                                   insecure)
         except WireError as exc:
             if exc.kind == "timeout" and time.monotonic() >= deadline - 0.05:
