@@ -431,8 +431,6 @@ class _Reader:
         return head
 
     def read_exact(self, size: int) -> bytes:
-        if size > MAX_BODY + MAX_HEAD:
-            raise WireError("protocol", f"refusing to read {size} bytes (cap {MAX_BODY})")
         while len(self.buf) < size:
             self.fill()
         data, self.buf = self.buf[:size], self.buf[size:]
@@ -447,7 +445,9 @@ class _Reader:
         return line
 
     def read_to_close(self) -> bytes:
-        while len(self.buf) < MAX_BODY:
+        while True:
+            if len(self.buf) > MAX_BODY:
+                raise _too_large()
             try:
                 self.fill()
             except WireError as exc:
@@ -474,10 +474,14 @@ class _Reader:
                         raise WireError("protocol", "chunked trailers too large")
                 return body
             if len(body) + size > MAX_BODY:
-                # Never read (or buffer) a chunk the cap cannot hold: keep what fits.
-                return body + self.read_exact(MAX_BODY - len(body))
+                raise _too_large()  # refused before a byte of the chunk is buffered
             body += self.read_exact(size)
             self.read_line()
+
+
+def _too_large() -> WireError:
+    return WireError("protocol", f"the answer's body is larger than {MAX_BODY >> 20} MiB "
+                     "(no Engine.IO answer or error page is)")
 
 
 def read_response(reader: _Reader, method: str = "GET") -> HttpResponse:
@@ -895,5 +899,7 @@ def _read_body(reader: _Reader, head: HttpResponse) -> bytes:
     if (head.header("transfer-encoding") or "").lower().endswith("chunked"):
         return reader.read_chunked()
     if length is not None and re.fullmatch(r"[0-9]{1,18}", length.strip()):
-        return reader.read_exact(min(int(length), MAX_BODY))
+        if int(length) > MAX_BODY:
+            raise _too_large()
+        return reader.read_exact(int(length))
     return reader.read_to_close()

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from wizard import findings as codes
 from wizard.eio import (
+    MAX_MESSAGE,
     OP_CLOSE,
     OP_TEXT,
     SID_RE,
@@ -682,10 +683,19 @@ class _Run:
             seen = f"101, then {exc.message}"
             self.record("websocket", False, started, seen,
                         self._marked({"status": 101, "error": exc.kind}, response))
-            self.findings.append(Finding(
-                codes.WEBSOCKET_UPGRADE_BLOCKED, "error",
-                "The WebSocket opened but Engine.IO did not answer on it",
-                f"websocket: {seen}", FIX_UPGRADE))
+            if exc.kind == "protocol":
+                self.findings.append(Finding(
+                    codes.UNEXPECTED_RESPONSE, "error",
+                    f"The upgraded connection broke the protocol: {exc.message}",
+                    f"websocket: {seen}",
+                    "What answers at this path is not a working Socket.IO server (or "
+                    "something on the way corrupts WebSocket frames): check the server and "
+                    "the proxy's route."))
+            else:
+                self.findings.append(Finding(
+                    codes.WEBSOCKET_UPGRADE_BLOCKED, "error",
+                    "The WebSocket opened but Engine.IO did not answer on it",
+                    f"websocket: {seen}", FIX_UPGRADE))
             return
         finally:
             ws.close()
@@ -988,8 +998,21 @@ def sio_probe(
             return super()._connect_websocket(url, headers, engineio_path)
 
     class CheckedClient(socketio.Client):  # type: ignore[misc]
+        bad_connect: str | None = None
+
         def _engineio_client_class(self) -> type[Any]:
             return CheckedEngineIO
+
+        def _handle_connect(self, namespace: str | None, data: Any) -> None:
+            # python-socketio takes 40[] or 40null as connected (and 401 kills its reader
+            # thread); the JavaScript client refuses all of them: so does the probe.
+            try:
+                check_connect_data(data)
+            except WireError as exc:
+                self.bad_connect = exc.message
+                self._handle_error(namespace, exc.message)
+                return
+            super()._handle_connect(namespace, data)
 
     client = CheckedClient(
         reconnection=False, logger=False, engineio_logger=False, ssl_verify=not insecure,
@@ -1009,11 +1032,8 @@ def sio_probe(
     try:
         client.connect(base_url, headers=dict(headers), transports=transports,
                        socketio_path=path, wait_timeout=timeout)
-    except MemoryError:
-        return SioOutcome(None, None, "the server sent a message too large to buffer "
-                          f"(memory cap {SIO_CHILD_MEMORY >> 20} MiB)", _ms(started))
-    except Exception as exc:
-        return SioOutcome(None, None, _sio_error(exc), _ms(started))
+    except Exception as exc:  # MemoryError included
+        return SioOutcome(None, None, client.bad_connect or _child_error(exc), _ms(started))
     connect_ms = _ms(started)
     try:
         outcome = SioOutcome(client.transport(), client.get_sid(), None, connect_ms)
@@ -1036,22 +1056,26 @@ def sio_probe(
 
 
 def connect_answer_sid(text: str) -> str:
-    """The sid in a Socket.IO CONNECT answer ``40{"sid":…}`` (``40`` alone: Socket.IO 2's
-    form, no sid). Anything else is a protocol error: ``40[]``, ``40null``, ``401``, ``40"x"``
-    or a non-string sid say the server is not speaking Socket.IO."""
-    payload = text[2:]
-    if not payload:
-        return ""
+    """The sid in a Socket.IO CONNECT answer ``40{"sid":…}``; ``WireError('protocol')`` for
+    anything else (``40[]``, ``40null``, ``401``, ``40"x"``, no sid): the Socket.IO 3+/4
+    JavaScript client refuses those as "not a v3+ server", so the probe does too."""
     try:
-        data = load_json(payload)
+        data = load_json(text[2:])
     except ValueError as exc:
         raise WireError("protocol", f"the CONNECT answer {text[:40]!r} is not JSON ({exc})") \
             from None
+    return check_connect_data(data)
+
+
+def check_connect_data(data: object) -> str:
+    """The sid of a CONNECT answer's (parsed) payload, or ``WireError('protocol')``."""
+    shown = json.dumps(data, ensure_ascii=True)[:40]
     if not isinstance(data, dict):
-        raise WireError("protocol", f"the CONNECT answer {text[:40]!r} is not a JSON object")
-    sid = data.get("sid", "")
-    if not isinstance(sid, str) or len(sid) > 128:
-        raise WireError("protocol", f"the CONNECT answer {text[:40]!r} has no string sid")
+        raise WireError("protocol", f"the Socket.IO CONNECT answer carried {shown}, not an "
+                        "object with a sid (not a Socket.IO 3+ server?)")
+    sid = data.get("sid")
+    if not isinstance(sid, str) or not SID_RE.fullmatch(sid):
+        raise WireError("protocol", f"the Socket.IO CONNECT answer {shown} has no valid sid")
     return sid
 
 
@@ -1115,6 +1139,43 @@ def sio_probe_bounded(
                           f"({why}; memory cap {SIO_CHILD_MEMORY >> 20} MiB)", _ms(started))
 
 
+_CHILD_PROBLEMS: list[str] = []  # caps the child's websocket-client hit, for the report
+
+
+def _cap_websocket_client() -> None:
+    """In the child only: give websocket-client the frame and message cap it lacks (reading
+    a 2^62-byte frame, it appends 16 KiB reads until memory runs out; fragments it joins
+    without limit). RLIMIT_AS stays the backstop for whatever else buffers."""
+    from websocket import _abnf
+    from websocket._exceptions import WebSocketProtocolException
+
+    def refuse(what: str) -> None:
+        _CHILD_PROBLEMS.append(f"the server sent {what} (cap {MAX_MESSAGE} bytes)")
+        raise WebSocketProtocolException(_CHILD_PROBLEMS[-1])
+
+    recv_length, add = _abnf.frame_buffer.recv_length, _abnf.continuous_frame.add
+
+    def capped_length(self: Any) -> None:
+        recv_length(self)
+        if self.length > MAX_MESSAGE:
+            refuse(f"a WebSocket frame announcing {self.length} bytes")
+
+    def capped_add(self: Any, frame: Any) -> None:
+        add(self, frame)
+        if self.cont_data and len(self.cont_data[1]) > MAX_MESSAGE:
+            refuse("a fragmented WebSocket message larger than the cap")
+
+    _abnf.frame_buffer.recv_length = capped_length  # type: ignore[method-assign]
+    _abnf.continuous_frame.add = capped_add  # type: ignore[method-assign]
+
+
+def _child_error(exc: BaseException) -> str:
+    if isinstance(exc, MemoryError) or "can't start new thread" in str(exc):
+        return (f"the client ran out of its {SIO_CHILD_MEMORY >> 20} MiB memory cap "
+                "(the server sent more than a Socket.IO client should buffer)")
+    return _sio_error(exc)
+
+
 def sio_child() -> None:
     """The child side of ``sio_probe_bounded``: the request as JSON on stdin, the
     ``SioOutcome`` as one JSON object on stdout, nothing else on it."""
@@ -1130,6 +1191,7 @@ def sio_child() -> None:
     sys.stdout = sys.stderr  # a library's stray print must not corrupt the answer
     try:
         request = json.loads(sys.stdin.read(1 << 20))
+        _cap_websocket_client()
         outcome = sio_probe(
             request["base_url"], request["path"],
             [(str(k), str(v)) for k, v in request["headers"]], request["insecure"],
@@ -1138,12 +1200,11 @@ def sio_child() -> None:
         result = dataclasses.asdict(outcome)
         if len(json.dumps(result["emit_reply"])) > MAX_REPLY_JSON:
             result["emit_reply"] = f"<a reply of more than {MAX_REPLY_JSON} bytes of JSON>"
-    except MemoryError:
+        if result["error"] is not None and _CHILD_PROBLEMS:
+            result["error"] = f"{_CHILD_PROBLEMS[0]}; then: {result['error']}"
+    except Exception as exc:  # MemoryError included
         result = {"transport": None, "sid": None, "connect_ms": 0.0,
-                  "error": f"the client ran out of its {SIO_CHILD_MEMORY >> 20} MiB memory cap "
-                           "(the server sent an oversized message)"}
-    except Exception as exc:
-        result = {"transport": None, "sid": None, "connect_ms": 0.0, "error": _sio_error(exc)}
+                  "error": _child_error(exc)}
     out.write(json.dumps(result))
     out.flush()
     os._exit(0)  # the client's threads may be stuck on a socket: do not join them
