@@ -1,7 +1,8 @@
 """A hostile Engine.IO/Socket.IO server for the probe's hardening tests (issue #10).
 
 One threaded server on a free loopback port plays every attack at once: the attack is the
-first segment of the request path, so ``--path /huge-frame/`` probes the server that answers
+first segment of the request path (``/MODE+TAG/``: the tag only keeps runs apart), so
+``--path /huge-frame/`` probes the server that answers
 the WebSocket upgrade with a frame announcing 2^62 bytes, ``--path /ping-0/`` the one whose
 handshake says ``pingInterval: 0``, and so on (``MODES``). Outside its attack every mode
 behaves like a real Socket.IO 4 server: polling handshake, ``2probe``/``3probe`` upgrade,
@@ -39,6 +40,8 @@ MODES = {
     "empty-fragments": "101, then zero-length non-final fragments forever",
     "drip-handshake": "the polling answer dripped one byte every 0.5 s",
     "drip-headers": "a status line, then one header line every 0.2 s, forever",
+    "drip-late": "the first polling handshake answered, every later one dripped (the "
+                 "python-socketio stage's)",
     "giant-head": "a response head that never ends, as fast as possible",
     "giant-chunked": "200 chunked, with 64 KiB chunks forever",
     "huge-chunk": "200 chunked, one chunk announcing 2^64-1 bytes, then zeros",
@@ -86,6 +89,9 @@ def open_packet(mode: str) -> str:
     return f'0{{"sid":{sid},"upgrades":["websocket"],{pings},"maxPayload":1000000}}'
 
 
+_HANDSHAKES_SEEN: set[str] = set()
+
+
 class _Conn:
     def __init__(self, sock: socket.socket, log: Path, lock: threading.Lock) -> None:
         self.sock = sock
@@ -93,6 +99,12 @@ class _Conn:
         self.lock = lock
         self.buf = b""
         self.until = time.monotonic() + STREAM_LIMIT_S
+
+    def first_handshake(self, segment: str) -> bool:
+        with self.lock:
+            first = segment not in _HANDSHAKES_SEEN
+            _HANDSHAKES_SEEN.add(segment)
+        return first
 
     def alive(self) -> bool:
         return time.monotonic() < self.until
@@ -154,7 +166,9 @@ class _Conn:
             return
         line = head.split(b"\r\n", 1)[0].decode("latin-1")
         method, target = [*line.split(" "), ""][:2]
-        mode = target.split("/")[1] if target.count("/") >= 2 else "healthy"
+        # /MODE+TAG/: the tag only keeps runs apart (drip-late counts handshakes per path)
+        segment = target.split("/")[1] if target.count("/") >= 2 else "healthy"
+        mode = segment.split("+")[0]
         if "transport=websocket" in target:
             self.websocket(mode, head)
         elif method == "POST":
@@ -163,10 +177,12 @@ class _Conn:
         elif "sid=" in target:
             self.answer(b"6")  # a long-poll answered at once with a noop
         else:
-            self.polling(mode)
+            self.polling(mode, segment)
 
-    def polling(self, mode: str) -> None:
-        if mode == "drip-handshake":
+    def polling(self, mode: str, segment: str) -> None:
+        if mode == "drip-late" and self.first_handshake(segment):
+            self.answer(open_packet(mode).encode())
+        elif mode in ("drip-handshake", "drip-late"):
             body = open_packet("healthy").encode()
             whole = (f"HTTP/1.1 200 OK\r\nContent-Length: {len(body)}\r\n\r\n").encode() + body
             for byte in whole * 100:
