@@ -60,6 +60,8 @@ MODES = {
     "sid-crlf": "a sid containing CRLF and an injected header",
     "sid-object": "a sid that is a JSON object",
     "open-array": "an open packet whose sid is nested arrays 100000 deep",
+    "cookie-lf": "a Set-Cookie with a bare LF and an injected header (echoed back?)",
+    "tls-drip": "(any TLS connection) a ServerHello of 16 KiB announced, a byte every 0.5 s",
 }
 
 CONNECT_ANSWERS = {
@@ -148,11 +150,10 @@ class _Conn:
             "!H", len(data))
         self.sock.sendall(head + data)
 
-    def answer(self, body: bytes, status: str = "200 OK",
-               kind: str = "text/plain; charset=UTF-8") -> None:
+    def answer(self, body: bytes, extra: str = "") -> None:
         self.sock.sendall(
-            f"HTTP/1.1 {status}\r\nContent-Type: {kind}\r\nContent-Length: {len(body)}\r\n"
-            f"Connection: close\r\n\r\n".encode() + body)
+            f"HTTP/1.1 200 OK\r\nContent-Type: text/plain; charset=UTF-8\r\n{extra}"
+            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode() + body)
 
     def stream(self, chunk: bytes) -> None:
         while self.alive():
@@ -161,6 +162,13 @@ class _Conn:
     # ------------------------------------------------------------------ dispatch
 
     def handle(self) -> None:
+        if self.sock.recv(1, socket.MSG_PEEK) == b"\x16":  # a TLS ClientHello
+            # a handshake record of 16 KiB holding a ServerHello that never completes
+            self.sock.sendall(b"\x16\x03\x03\x40\x00\x02\x00\x3f\xfc")
+            while self.alive():
+                self.sock.sendall(b"\x03")
+                time.sleep(0.5)
+            return
         head = self.read_head()
         if head is None:
             return
@@ -210,6 +218,10 @@ class _Conn:
         elif mode == "giant-length":
             self.sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 1000000000000000000\r\n\r\n")
             self.stream(b"\0" * 65536)
+        elif mode == "cookie-lf":
+            self.answer(open_packet(mode).encode(),
+                        "Set-Cookie: io=abc\nX-Injected: 1; Path=/\r\n"
+                        "Set-Cookie: route=r1; Path=/\r\n")
         else:
             self.answer(open_packet(mode).encode())
 

@@ -191,6 +191,34 @@ def test_a_crlf_sid_never_reaches_a_request_line(runs: dict[Key, Run],
                                    if b"/sid-" in line)
 
 
+def test_a_set_cookie_is_echoed_only_when_it_is_clean(server: HostileServer) -> None:
+    """Cookies of the handshake ride along on the upgrade (sticky sessions), but a value with
+    a bare LF would split our request: it is dropped, the clean one still goes."""
+    report = run_probe(server.url(), ProbeOptions(path="/cookie-lf/", raw_connect=True,
+                                                  timeout=TIMEOUT))
+    assert report.ok
+    upgrades = [head for head in server.requests().split(b"\r\n\r\n")
+                if b"/cookie-lf/" in head and b"transport=websocket" in head]
+    assert upgrades and all(b"Cookie: route=r1\r\n" in head + b"\r\n" for head in upgrades)
+    assert b"X-Injected" not in server.requests()
+
+
+def test_a_tls_handshake_dripped_a_byte_at_a_time_hits_the_deadline(
+        server: HostileServer) -> None:
+    """A socket timeout restarts on every byte; the TLS handshake has an absolute deadline."""
+    run = run_cli("probe", f"https://127.0.0.1:{server.port}", "--path", "/tls-drip/",
+                  "--insecure", "--timeout", str(TIMEOUT), "--json")
+    _assert_bounded_failure(run, "timed out after 2 s")
+    assert [s["name"] for s in run.probe["stages"]] == ["tcp", "tls"]
+
+
+@pytest.mark.parametrize("header", ["X-Name: \u4e2d", "X-Name: a\x01b"])
+def test_a_header_that_cannot_be_sent_is_bad_input(header: str) -> None:
+    run = run_cli("probe", "http://127.0.0.1:9", "--header", header)
+    assert run.rc == 2 and "Traceback" not in run.err
+    assert "invalid header" in run.err
+
+
 def test_an_exception_inside_a_stage_becomes_a_failed_stage(
         server: HostileServer, monkeypatch: pytest.MonkeyPatch) -> None:
     """Whatever a stage did not anticipate must fail the probe, not escape it: the deploy

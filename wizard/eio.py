@@ -9,8 +9,13 @@ a few hundred lines of raw socket code give full control and a hard deadline on 
 
 The pieces that do not touch a socket (URL parsing, request building, head parsing, Engine.IO
 packet decoding, the WebSocket frame codec) are pure so the asyncio load mode reuses them.
-Every socket operation here runs under a deadline; failures raise ``WireError`` with a ``kind``
-that the probe turns into findings.
+Every socket operation here runs under an absolute deadline (a server dripping a byte at a
+time still ends at it) and every buffer has a cap: response heads (``MAX_HEAD``), bodies and
+chunked bodies (``MAX_BODY``), chunk lines, WebSocket frames and fragmented messages
+(``MAX_MESSAGE``, refused at the frame header, before buffering). Every value read from the
+wire is type-checked (``read_open``, ``load_json``), and nothing server-chosen reaches a
+request line or header unchecked (``SID_RE``, the cookie filter, ``build_request``'s guard).
+Failures raise ``WireError`` with a ``kind`` that the probe turns into findings.
 """
 
 from __future__ import annotations
@@ -21,7 +26,6 @@ import json
 import math
 import os
 import re
-import select
 import socket
 import ssl
 import struct
@@ -231,27 +235,12 @@ def make_ssl_context(insecure: bool) -> ssl.SSLContext:
 def tls_wrap(sock: socket.socket, target: Target, insecure: bool, timeout: float) -> socket.socket:
     """TLS handshake with SNI = the URL's host; errors become ``WireError('tls')``.
 
-    The deadline is absolute: a server dripping its handshake one byte at a time would
-    restart a plain socket timeout on every byte, so the handshake runs non-blocking.
+    The timeout is absolute: CPython's handshake keeps one deadline across its reads, so a
+    server dripping the handshake a byte at a time still ends at ``timeout`` (tested).
     """
-    deadline = time.monotonic() + timeout
+    sock.settimeout(timeout)
     try:
-        wrapped = make_ssl_context(insecure).wrap_socket(
-            sock, server_hostname=target.host, do_handshake_on_connect=False)
-        wrapped.settimeout(0)
-        while True:
-            try:
-                wrapped.do_handshake()
-                break
-            except (ssl.SSLWantReadError, ssl.SSLWantWriteError) as want:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise TimeoutError from None
-                reading = isinstance(want, ssl.SSLWantReadError)
-                select.select([wrapped] if reading else [], [] if reading else [wrapped], [],
-                              remaining)
-        wrapped.settimeout(max(0.001, deadline - time.monotonic()))
-        return wrapped
+        return make_ssl_context(insecure).wrap_socket(sock, server_hostname=target.host)
     except ssl.SSLCertVerificationError as exc:
         sock.close()
         raise WireError("tls", f"certificate not trusted: {exc.verify_message}") from None

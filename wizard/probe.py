@@ -14,8 +14,12 @@ the findings. Stages, each timed:
 
 Stages 1-3 and the hold use raw sockets (``wizard.eio``) because the evidence is the exact
 answer a client library would hide; stage 4 uses the real client because "does the client a
-user runs get WebSocket" is the question. A failed stage becomes a ``Finding``; only a bad
-input (the URL, the options) raises, as ``ProbeFailed``.
+user runs get WebSocket" is the question. That client has no deadline and no buffer cap of its
+own, so it runs in a child process with an address-space limit, killed at a hard deadline
+(``sio_probe_bounded``). Each stage has one deadline of ``timeout`` (the python-socketio child:
+``sio_budget``). A failed stage becomes a ``Finding``; an exception a stage did not anticipate
+becomes a failed stage too (``_Run.guarded``), so a hostile server can fail the probe but never
+make it raise: only a bad input (the URL, the options) raises, as ``ProbeFailed``.
 """
 
 from __future__ import annotations
