@@ -9,8 +9,13 @@ a few hundred lines of raw socket code give full control and a hard deadline on 
 
 The pieces that do not touch a socket (URL parsing, request building, head parsing, Engine.IO
 packet decoding, the WebSocket frame codec) are pure so the asyncio load mode reuses them.
-Every socket operation here runs under a deadline; failures raise ``WireError`` with a ``kind``
-that the probe turns into findings.
+Every socket operation here runs under an absolute deadline (a server dripping a byte at a
+time still ends at it) and every buffer has a cap: response heads (``MAX_HEAD``), bodies and
+chunked bodies (``MAX_BODY``), chunk lines, WebSocket frames and fragmented messages
+(``MAX_MESSAGE``, refused at the frame header, before buffering). Every value read from the
+wire is type-checked (``read_open``, ``load_json``), and nothing server-chosen reaches a
+request line or header unchecked (``SID_RE``, the cookie filter, ``build_request``'s guard).
+Failures raise ``WireError`` with a ``kind`` that the probe turns into findings.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import math
 import os
 import re
 import socket
@@ -38,6 +44,18 @@ WireErrorKind = Literal["resolve", "refused", "timeout", "tls", "closed", "reset
 USER_AGENT = "sockwizard-probe"
 MAX_HEAD = 64 * 1024
 MAX_BODY = 1024 * 1024  # an HTML error page is plenty; a Socket.IO payload is far smaller
+MAX_LINE = 8 * 1024  # one chunk-size or trailer line
+# One WebSocket message, fragments included: the probe only reads open packets, pings and
+# CONNECT answers; Engine.IO's default maxPayload (1e6) fits with room to spare. A hostile
+# server announcing a 2^62-byte frame is refused at the header, before anything is buffered.
+MAX_MESSAGE = 2 * 1024 * 1024
+MAX_FRAGMENTS = 4096  # zero-length fragments would otherwise grow a list without bound
+MAX_PING_MS = 86_400_000  # a pingInterval/pingTimeout above one day is not a real setting
+# Engine.IO session ids are base64url-ish (Node: base64id, python-engineio: urlsafe b64);
+# anything else would go unchecked into a request line (CRLF = header injection).
+SID_RE = re.compile(r"[A-Za-z0-9_\-=.~]{1,128}")
+# What may appear in a request line or header value we send: printable Latin-1, no CTLs.
+_UNSAFE_HEADER = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 
@@ -132,9 +150,16 @@ def normalize_path(path: str) -> str:
 
 
 def eio_query(path: str, eio: int, transport: str, sid: str | None = None) -> str:
-    """The request target of an Engine.IO request (``t`` only busts caches, like real clients)."""
+    """The request target of an Engine.IO request (``t`` only busts caches, like real clients).
+
+    A server-chosen ``sid`` that is not Engine.IO's charset raises ``WireError('protocol')``
+    (``read_open`` refuses such a handshake first; this is the last line before the wire).
+    """
     query = f"{path}?EIO={eio}&transport={transport}"
     if sid is not None:
+        if not SID_RE.fullmatch(sid):
+            raise WireError("protocol", f"refusing to send the server's sid {sid[:40]!r}: "
+                            "not an Engine.IO session id")
         query += f"&sid={sid}"
     return query
 
@@ -208,7 +233,11 @@ def make_ssl_context(insecure: bool) -> ssl.SSLContext:
 
 
 def tls_wrap(sock: socket.socket, target: Target, insecure: bool, timeout: float) -> socket.socket:
-    """TLS handshake with SNI = the URL's host; errors become ``WireError('tls')``."""
+    """TLS handshake with SNI = the URL's host; errors become ``WireError('tls')``.
+
+    The timeout is absolute: CPython's handshake keeps one deadline across its reads, so a
+    server dripping the handshake a byte at a time still ends at ``timeout`` (tested).
+    """
     sock.settimeout(timeout)
     try:
         return make_ssl_context(insecure).wrap_socket(sock, server_hostname=target.host)
@@ -226,12 +255,33 @@ def tls_wrap(sock: socket.socket, target: Target, insecure: bool, timeout: float
         raise WireError("tls", f"TLS handshake failed: {exc}") from None
 
 
+def remaining(deadline: float) -> float:
+    """Seconds left before ``deadline``; ``WireError('timeout')`` when none are."""
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise WireError("timeout", "no answer before the deadline")
+    return left
+
+
 def open_socket(target: Target, timeout: float, insecure: bool) -> socket.socket:
+    """TCP (+ TLS) within one deadline of ``timeout``."""
+    deadline = time.monotonic() + timeout
     sock = tcp_connect(target, timeout)
-    return tls_wrap(sock, target, insecure, timeout) if target.tls else sock
+    if not target.tls:
+        return sock
+    try:
+        left = remaining(deadline)
+    except WireError:
+        sock.close()
+        raise
+    return tls_wrap(sock, target, insecure, left)
 
 
 # --------------------------------------------------------------------------- HTTP
+
+
+_COOKIE_RE = re.compile(r"[!#-+\--:<-\[\]-~]{1,4096}")  # cookie-octet and '=', no ; , space
+MAX_COOKIES = 16
 
 
 @dataclass(frozen=True)
@@ -260,7 +310,8 @@ class HttpResponse:
         route cookie, Caddy's ``lb_policy cookie``) only works when they come back."""
         pairs = [value.split(";", 1)[0].strip() for key, value in self.headers
                  if key.lower() == "set-cookie"]
-        pairs = [p for p in pairs if "=" in p]
+        # Echoed into our next request: only RFC 6265 cookie text, never a control character.
+        pairs = [p for p in pairs if "=" in p and _COOKIE_RE.fullmatch(p)][:MAX_COOKIES]
         if not pairs:
             return tuple(headers)
         others = [(k, v) for k, v in headers if k.lower() != "cookie"]
@@ -297,14 +348,26 @@ def build_request(
     lines = [f"{method} {path_qs} HTTP/1.1"]
     lines += [f"{k}: {v}" for k, v in own if k.lower() not in overridden]
     lines += [f"{k}: {v}" for k, v in headers]
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+    # Last line of defence: nothing that reaches the request line or a header may split it.
+    if " " in path_qs or "\t" in path_qs:
+        raise WireError("protocol", f"refusing to send a request target with a space: "
+                        f"{path_qs[:60]!r}")
+    for line in lines:
+        if _UNSAFE_HEADER.search(line):
+            raise WireError("protocol", f"refusing to send a request line or header with a "
+                            f"control character or space: {line[:60]!r}")
+    try:
+        return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+    except UnicodeEncodeError:
+        raise WireError("protocol", "refusing to send a request with characters outside "
+                        "Latin-1 in its request line or headers") from None
 
 
 def parse_head(raw: bytes) -> tuple[int, str, Headers]:
     """Status line and headers of a response head (without the blank line)."""
     text = raw.decode("latin-1")
     lines = text.split("\r\n")
-    match = re.match(r"HTTP/1\.[01] (\d{3})(?: (.*))?$", lines[0])
+    match = re.match(r"HTTP/1\.[01] ([0-9]{3})(?: (.*))?$", lines[0])
     if not match:
         raise WireError("protocol", f"not an HTTP response: {lines[0][:60]!r}")
     headers: list[tuple[str, str]] = []
@@ -364,12 +427,16 @@ class _Reader:
 
     def read_line(self) -> bytes:
         while b"\r\n" not in self.buf:
+            if len(self.buf) > MAX_LINE:
+                raise WireError("protocol", f"a chunked-body line longer than {MAX_LINE} bytes")
             self.fill()
         line, self.buf = self.buf.split(b"\r\n", 1)
         return line
 
     def read_to_close(self) -> bytes:
-        while len(self.buf) < MAX_BODY:
+        while True:
+            if len(self.buf) > MAX_BODY:
+                raise _too_large()
             try:
                 self.fill()
             except WireError as exc:
@@ -383,19 +450,27 @@ class _Reader:
         body = b""
         while True:
             line = self.read_line()
-            try:
-                size = int(line.split(b";")[0].strip() or b"0", 16)
-            except ValueError:
-                raise WireError("protocol", f"bad chunk size {line[:20]!r}") from None
+            digits = line.split(b";")[0].strip() or b"0"
+            if not re.fullmatch(rb"[0-9A-Fa-f]{1,16}", digits):
+                raise WireError("protocol", f"bad chunk size {line[:20]!r}")
+            size = int(digits, 16)
             if size == 0:
-                # trailers, up to the blank line
-                while self.read_line():
-                    pass
+                # trailers, up to the blank line (bounded: MAX_HEAD in all)
+                trailers = 0
+                while line := self.read_line():
+                    trailers += len(line) + 2
+                    if trailers > MAX_HEAD:
+                        raise WireError("protocol", "chunked trailers too large")
                 return body
+            if len(body) + size > MAX_BODY:
+                raise _too_large()  # refused before a byte of the chunk is buffered
             body += self.read_exact(size)
             self.read_line()
-            if len(body) > MAX_BODY:
-                return body
+
+
+def _too_large() -> WireError:
+    return WireError("protocol", f"the answer's body is larger than {MAX_BODY >> 20} MiB "
+                     "(no Engine.IO answer or error page is)")
 
 
 def read_response(reader: _Reader, method: str = "GET") -> HttpResponse:
@@ -430,10 +505,12 @@ def http_request(
     insecure: bool,
     body: bytes = b"",
 ) -> HttpResponse:
-    """One request on a fresh connection (as a browser might), closed afterwards."""
+    """One request on a fresh connection (as a browser might), closed afterwards; connecting
+    and the whole answer share one deadline of ``timeout``."""
+    deadline = time.monotonic() + timeout
     sock = open_socket(target, timeout, insecure)
     try:
-        return http_exchange(sock, target, method, path_qs, headers, timeout, body)
+        return http_exchange(sock, target, method, path_qs, headers, remaining(deadline), body)
     finally:
         sock.close()
 
@@ -516,35 +593,77 @@ def decode_payload(body: bytes, eio: int) -> list[str]:
 
 
 def parse_open(packet: str, eio: int) -> Handshake | None:
-    """An open packet (``0{…}``) or ``None`` when the text is not one."""
+    """An open packet (``0{…}``) or ``None`` when the text is not a usable one."""
+    opened = read_open(packet, eio)
+    return opened if isinstance(opened, Handshake) else None
+
+
+def load_json(text: str) -> object:
+    """``json.loads`` for server text: ``ValueError`` for anything unparsable, including
+    nesting deep enough to exhaust the parser's recursion (RecursionError) and ``NaN``."""
+    def refuse(name: str) -> object:
+        raise ValueError(f"{name} is not JSON")
+
+    try:
+        return json.loads(text, parse_constant=refuse)
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
+
+
+def _ms_field(data: dict[str, object], name: str) -> int | str:
+    """A positive, finite, sane number of milliseconds, or why not."""
+    value = data.get(name)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return f"{name} is {json.dumps(value)[:40] if name in data else 'missing'}"
+    if not math.isfinite(value) or not 0 < value <= MAX_PING_MS:
+        return f"{name} {value!r} is not between 1 ms and one day"
+    return int(value)
+
+
+def read_open(packet: str, eio: int) -> Handshake | str | None:
+    """An open packet: the ``Handshake``, a sentence saying why this ``0{…}`` is unusable
+    (the wire is hostile: every field is type- and range-checked), or ``None`` when the text
+    is not an open packet at all."""
     if not packet.startswith("0{"):
         return None
     try:
-        data = json.loads(packet[1:])
-        upgrades = data.get("upgrades", [])
-        return Handshake(
-            sid=str(data["sid"]),
-            upgrades=tuple(str(u) for u in upgrades) if isinstance(upgrades, list) else (),
-            ping_interval_ms=int(data["pingInterval"]),
-            ping_timeout_ms=int(data["pingTimeout"]),
-            max_payload=int(data["maxPayload"]) if "maxPayload" in data else None,
-            eio_version=eio,
-        )
-    except (ValueError, KeyError, TypeError, AttributeError):
-        return None
+        data = load_json(packet[1:])
+    except ValueError as exc:
+        return f"the open packet is not valid JSON ({exc})"
+    if not isinstance(data, dict):
+        return "the open packet is not a JSON object"
+    sid = data.get("sid")
+    if not isinstance(sid, str) or not SID_RE.fullmatch(sid):
+        shown = json.dumps(sid, ensure_ascii=True)[:60] if "sid" in data else "missing"
+        return (f"sid {shown} is not an Engine.IO session id (1-128 characters of "
+                "A-Z a-z 0-9 _ - = . ~)")
+    upgrades = data.get("upgrades", [])
+    if not isinstance(upgrades, list) or not all(isinstance(u, str) for u in upgrades):
+        return "upgrades is not a list of strings"
+    interval, ping_timeout = _ms_field(data, "pingInterval"), _ms_field(data, "pingTimeout")
+    for problem in (interval, ping_timeout):
+        if isinstance(problem, str):
+            return problem
+    max_payload = data.get("maxPayload")
+    if max_payload is not None and (isinstance(max_payload, bool)
+                                    or not isinstance(max_payload, int) or max_payload <= 0):
+        return f"maxPayload {json.dumps(max_payload)[:40]} is not a positive integer"
+    assert isinstance(interval, int) and isinstance(ping_timeout, int)
+    return Handshake(sid=sid, upgrades=tuple(upgrades)[:16], ping_interval_ms=interval,
+                     ping_timeout_ms=ping_timeout, max_payload=max_payload, eio_version=eio)
 
 
 def error_message(body: bytes) -> tuple[int | None, str | None]:
     """Engine.IO's error body: ``{"code":N,"message":…}`` (Node) or a JSON string (python)."""
     try:
-        data = json.loads(body.decode("utf-8"))
-    except (ValueError, UnicodeDecodeError):
+        data = load_json(body.decode("utf-8"))
+    except ValueError:  # UnicodeDecodeError included
         return None, None
     if isinstance(data, dict):
         code = data.get("code")
         message = data.get("message")
-        return (code if isinstance(code, int) else None), (
-            str(message) if message is not None else None
+        return (code if isinstance(code, int) and not isinstance(code, bool) else None), (
+            message if isinstance(message, str) else None
         )
     if isinstance(data, str):
         return None, data
@@ -617,38 +736,56 @@ def encode_frame(opcode: int, payload: bytes, mask: bool = True) -> bytes:
 
 
 class FrameDecoder:
-    """Incremental frame parser: feed bytes, get whole messages (fragments reassembled)."""
+    """Incremental frame parser: feed bytes, get whole messages (fragments reassembled).
 
-    def __init__(self) -> None:
+    Bounded: a frame or a message (all its fragments) longer than ``max_message`` raises
+    ``WireError('protocol')`` as soon as its header announces it, so at most one read beyond
+    the cap is ever buffered; a control frame over 125 bytes (RFC 6455 5.5) is refused too.
+    """
+
+    def __init__(self, max_message: int = MAX_MESSAGE) -> None:
         self.buf = b""
+        self._pos = 0  # start of the unparsed bytes in buf
+        self.max_message = max_message
         self._parts: list[bytes] = []
+        self._parts_size = 0
         self._first_opcode = OP_TEXT
 
     def feed(self, data: bytes) -> list[Frame]:
         self.buf += data
         frames: list[Frame] = []
-        while True:
-            frame = self._next()
-            if frame is None:
-                return frames
-            frames.append(frame)
+        try:
+            while (frame := self._next()) is not None:
+                frames.append(frame)
+        finally:
+            # One slice per feed, not per frame: a read full of tiny frames stays linear.
+            self.buf, self._pos = self.buf[self._pos :], 0
+        return frames
 
     def _next(self) -> Frame | None:
         while True:
-            buf = self.buf
-            if len(buf) < 2:
+            buf, start = self.buf, self._pos
+            if len(buf) - start < 2:
                 return None
-            fin, opcode = buf[0] & 0x80, buf[0] & 0x0F
-            masked, length = buf[1] & 0x80, buf[1] & 0x7F
-            pos = 2
+            fin, opcode = buf[start] & 0x80, buf[start] & 0x0F
+            masked, length = buf[start + 1] & 0x80, buf[start + 1] & 0x7F
+            pos = start + 2
             if length == 126:
-                if len(buf) < 4:
+                if len(buf) < pos + 2:
                     return None
-                length, pos = struct.unpack("!H", buf[2:4])[0], 4
+                length, pos = struct.unpack("!H", buf[pos : pos + 2])[0], pos + 2
             elif length == 127:
-                if len(buf) < 10:
+                if len(buf) < pos + 8:
                     return None
-                length, pos = struct.unpack("!Q", buf[2:10])[0], 10
+                length, pos = struct.unpack("!Q", buf[pos : pos + 8])[0], pos + 8
+            if opcode >= 0x8 and length > 125:
+                raise WireError("protocol", f"a control frame of {length} bytes (max 125)")
+            if opcode < 0x8 and self._parts_size + length > self.max_message:
+                raise WireError("protocol", f"a WebSocket message of more than "
+                                f"{self._parts_size + length} bytes (cap {self.max_message})")
+            if opcode < 0x8 and len(self._parts) >= MAX_FRAGMENTS:
+                raise WireError("protocol", f"a WebSocket message in more than {MAX_FRAGMENTS} "
+                                "fragments")
             key = b""
             if masked:
                 key, pos = buf[pos : pos + 4], pos + 4
@@ -660,16 +797,17 @@ class FrameDecoder:
                 payload = (
                     int.from_bytes(payload, "big") ^ int.from_bytes(repeated, "big")
                 ).to_bytes(length, "big")
-            self.buf = buf[pos + length :]
+            self._pos = pos + length
             if opcode >= 0x8:  # control frames are never fragmented
                 return Frame(opcode, payload)
             if opcode != OP_CONT:
                 self._first_opcode = opcode
-                self._parts = []
+                self._parts, self._parts_size = [], 0
             self._parts.append(payload)
+            self._parts_size += length
             if fin:
                 whole = b"".join(self._parts)
-                self._parts = []
+                self._parts, self._parts_size = [], 0
                 return Frame(self._first_opcode, whole)
 
 
@@ -692,7 +830,8 @@ class WebSocket:
             while self.pending:
                 frame = self.pending.pop(0)
                 if frame.opcode == OP_PING:
-                    _send_all(self.sock, encode_frame(OP_PONG, frame.payload), timeout)
+                    _send_all(self.sock, encode_frame(OP_PONG, frame.payload),
+                              max(0.001, deadline - time.monotonic()))
                     continue
                 if frame.opcode == OP_PONG:
                     continue
@@ -748,6 +887,8 @@ def _read_body(reader: _Reader, head: HttpResponse) -> bytes:
     length = head.header("content-length")
     if (head.header("transfer-encoding") or "").lower().endswith("chunked"):
         return reader.read_chunked()
-    if length is not None and length.strip().isdigit():
-        return reader.read_exact(min(int(length), MAX_BODY))
+    if length is not None and re.fullmatch(r"[0-9]{1,18}", length.strip()):
+        if int(length) > MAX_BODY:
+            raise _too_large()
+        return reader.read_exact(int(length))
     return reader.read_to_close()

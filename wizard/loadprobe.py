@@ -52,6 +52,7 @@ from wizard.eio import (
     open_socket,
     parse_head,
     parse_open,
+    remaining,
     resolve,
     upgrade_headers,
     ws_connect,
@@ -182,22 +183,23 @@ def _hold_websocket(
     target: Target, path: str, headers: Sequence[tuple[str, str]], timeout: float,
     insecure: bool, seconds: float, sid: str,
 ) -> HoldResult | str:
+    setup = time.monotonic() + timeout  # connect, upgrade and 2probe share one deadline
+    query = eio_query(path, 4, "websocket", sid)
     sock = open_socket(target, timeout, insecure)
     try:
-        response, ws = ws_connect(sock, target, eio_query(path, 4, "websocket", sid), headers,
-                                  timeout)
+        response, ws = ws_connect(sock, target, query, headers, remaining(setup))
         if ws is None:
             return f"the upgrade answered {response.summary(60)}"
         ws.send_text("2probe", timeout)
-        if ws.recv(timeout).text != "3probe":
+        if ws.recv(remaining(setup)).text != "3probe":
             return "the upgraded connection did not answer 2probe"
         ws.send_text("5", timeout)
         ws.send_text("40", timeout)
         log = _HoldLog("websocket", seconds)
         deadline = log.start + seconds
-        while (remaining := deadline - time.monotonic()) > 0:
+        while (left := deadline - time.monotonic()) > 0:
             try:
-                frame = ws.recv(remaining)
+                frame = ws.recv(left)
             except WireError as exc:
                 if exc.kind != "timeout":
                     log.drop(time.monotonic(), exc.message)
@@ -233,11 +235,11 @@ def _hold_polling(
     log = _HoldLog("polling", seconds)
     deadline = log.start + seconds
     longest = handshake.ping_sum_s + timeout  # no healthy long-poll lasts longer
-    while (remaining := deadline - time.monotonic()) > 0:
+    while (left := deadline - time.monotonic()) > 0:
         asked = time.monotonic()
         log.last_rx = asked  # an outstanding GET is the idle period a proxy times
         try:
-            answer = http_request(target, "GET", query, headers, min(remaining, longest),
+            answer = http_request(target, "GET", query, headers, min(left, longest),
                                   insecure)
         except WireError as exc:
             if exc.kind == "timeout" and time.monotonic() >= deadline - 0.05:
@@ -292,7 +294,9 @@ def _session(
     target: Target, path: str, headers: Sequence[tuple[str, str]], timeout: float, insecure: bool
 ) -> tuple[bool, bool, str]:
     """One polling session: handshake, then POST ``40``, GET, POST ``1`` — each on a new
-    connection, as a browser's pool may send them. Returns (ok, unknown_session, what)."""
+    connection, as a browser's pool may send them. Returns (ok, unknown_session, what).
+    The four requests share one deadline of ``timeout`` (healthy ones take milliseconds)."""
+    deadline = time.monotonic() + timeout
     first = http_request(target, "GET", eio_query(path, 4, "polling"), headers, timeout, insecure)
     packets = decode_payload(first.body, 4) if first.status == 200 else []
     opened = parse_open(packets[0], 4) if packets else None
@@ -302,7 +306,8 @@ def _session(
     headers = first.with_cookies(headers)
     steps: list[tuple[str, bytes]] = [("POST", b"40"), ("GET", b""), ("POST", b"1")]
     for number, (method, body) in enumerate(steps, start=1):
-        response = http_request(target, method, query, headers, timeout, insecure, body)
+        response = http_request(target, method, query, headers, remaining(deadline), insecure,
+                                body)
         if response.status != 200:
             what = f"request {number + 1} ({method}) answered {response.summary(60)}"
             return False, is_unknown_session(response), what
@@ -475,7 +480,7 @@ class _Client:
         try:
             while True:
                 await self.next_text()
-        except (_ClientFailed, OSError, asyncio.IncompleteReadError):
+        except (_ClientFailed, OSError, asyncio.IncompleteReadError, WireError):
             self.dropped = True
 
     def close(self) -> None:

@@ -14,8 +14,12 @@ the findings. Stages, each timed:
 
 Stages 1-3 and the hold use raw sockets (``wizard.eio``) because the evidence is the exact
 answer a client library would hide; stage 4 uses the real client because "does the client a
-user runs get WebSocket" is the question. A failed stage becomes a ``Finding``; only a bad
-input (the URL, the options) raises, as ``ProbeFailed``.
+user runs get WebSocket" is the question. That client has no deadline and no buffer cap of its
+own, so it runs in a child process with an address-space limit, killed at a hard deadline
+(``sio_probe_bounded``). Each stage has one deadline of ``timeout`` (the python-socketio child:
+``sio_budget``). A failed stage becomes a ``Finding``; an exception a stage did not anticipate
+becomes a failed stage too (``_Run.guarded``), so a hostile server can fail the probe but never
+make it raise: only a bad input (the URL, the options) raises, as ``ProbeFailed``.
 """
 
 from __future__ import annotations
@@ -27,12 +31,14 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from wizard import findings as codes
 from wizard.eio import (
+    MAX_MESSAGE,
     OP_CLOSE,
     OP_TEXT,
+    SID_RE,
     Handshake,
     HttpResponse,
     Target,
@@ -43,16 +49,18 @@ from wizard.eio import (
     error_message,
     http_exchange,
     http_request,
+    load_json,
     looks_like_v3,
     normalize_path,
     open_socket,
-    parse_open,
     parse_url,
+    read_open,
+    remaining,
     tcp_connect,
     tls_wrap,
     ws_connect,
 )
-from wizard.errors import BadInput, ProbeFailed
+from wizard.errors import BadInput, ProbeFailed, SockwizardError
 from wizard.findings import Finding, merge_findings, sort_findings
 
 if TYPE_CHECKING:
@@ -79,6 +87,7 @@ STAGE_NAMES = (
     "sessions", "clients",
 )
 MAX_SESSIONS = 1000
+_T = TypeVar("_T")
 MAX_CLIENTS = 100_000
 
 
@@ -141,15 +150,21 @@ class ProbeOptions:
             except ValueError as exc:
                 out.append(f"--data is not valid JSON ({exc})")
         for key, value in self.headers:
-            if not key or any(c in key for c in " \t\r\n:") or any(c in value for c in "\r\n"):
-                out.append(f"invalid header {key!r}: {value!r}")
-        if self.origin is not None and any(c in self.origin for c in "\r\n"):
+            if not key or any(c in key for c in " \t\r\n:") or not _header_safe(key + value):
+                out.append(f"invalid header {key!r}: {value!r} (control characters or "
+                           "characters outside Latin-1)")
+        if self.origin is not None and not _header_safe(self.origin):
             out.append(f"invalid --origin {self.origin!r}")
         return out
 
     def request_headers(self) -> tuple[tuple[str, str], ...]:
         origin = (("Origin", self.origin),) if self.origin else ()
         return origin + self.headers
+
+
+def _header_safe(text: str) -> bool:
+    """Sendable in an HTTP header: Latin-1, no control characters (tab allowed)."""
+    return all(c == "\t" or (0x20 <= ord(c) <= 0xFF and ord(c) != 0x7F) for c in text)
 
 
 @dataclass(frozen=True)
@@ -272,6 +287,16 @@ FIX_STICKY = (
 )
 
 
+def _bad_open(problem: str, evidence: str) -> Finding:
+    return Finding(
+        codes.UNEXPECTED_RESPONSE, "error",
+        f"The Engine.IO handshake is invalid: {problem}", evidence,
+        "Check what answers at this path: a real Engine.IO server sends a session id of "
+        "URL-safe characters and positive, finite pingInterval/pingTimeout in milliseconds "
+        "(e.g. 25000/20000). A zero, negative or infinite value makes every proxy timeout "
+        "look safe, so the probe refuses it.")
+
+
 def _origin_rejected(evidence: str) -> Finding:
     return Finding(codes.ORIGIN_REJECTED, "error", "The server rejected the request's Origin",
                    evidence, FIX_ORIGIN)
@@ -293,7 +318,10 @@ def classify_handshake(response: HttpResponse, path: str, origin: str | None) ->
     where = f"GET {path}?EIO=4&transport=polling answered {summary}"
     if response.status == 200:
         packets = decode_payload(response.body, 4)
-        handshake = parse_open(packets[0], 4) if packets else None
+        handshake = read_open(packets[0], 4) if packets else None
+        if isinstance(handshake, str):
+            return Verdict(None, f"invalid open packet: {handshake}",
+                           (_bad_open(handshake, where),))
         if handshake is not None:
             detail = (
                 f"sid {handshake.sid}, upgrades {list(handshake.upgrades)}, "
@@ -469,6 +497,28 @@ class _Run:
             self.on_stage(stage)
         return stage
 
+    def guarded(self, name: str, step: Callable[..., _T], *args: Any) -> _T | None:
+        """Run one stage; an exception it did not expect (a server answer nothing here
+        anticipated) becomes a failed stage and an error finding, never a traceback: the
+        deploy rolls back on a failed probe, and a raising one would skip that."""
+        started = time.perf_counter()
+        try:
+            return step(*args)
+        except SockwizardError:
+            raise  # bad input found late (e.g. --clients above the file limit)
+        except Exception as exc:
+            what = f"{type(exc).__name__}: {exc}"[:200]
+            self.record(name, False, started, f"the probe could not handle the answer ({what})",
+                        {"error": "internal"})
+            self.findings.append(Finding(
+                codes.UNEXPECTED_RESPONSE, "error",
+                f"The {name} stage got an answer the probe cannot interpret",
+                f"{name}: {what}",
+                "The server (or something in front of it) does not speak Engine.IO/Socket.IO "
+                "as expected here. Check what answers at this URL and path; report this with "
+                "the --json output if it is a real Socket.IO server."))
+            return None
+
     # ---- stage 1
     def connect(self) -> socket.socket | None:
         options, target = self.options, self.target
@@ -559,11 +609,14 @@ class _Run:
             self.record("polling-eio3", False, started, exc.message, {"error": exc.kind})
             return
         packets = decode_payload(response.body, 3) if response.status == 200 else []
-        handshake = parse_open(packets[0], 3) if packets else None
-        self.record("polling-eio3", handshake is not None, started,
+        handshake = read_open(packets[0], 3) if packets else None
+        self.record("polling-eio3", isinstance(handshake, Handshake), started,
                     f"EIO=3 answered {response.summary(80)}", _response_data(response))
         evidence = (f"GET {self.path}?EIO=4&transport=polling answered {first.summary(60)}; "
                     f"GET {query} answered {response.summary(60)}")
+        if isinstance(handshake, str):
+            self.findings.append(_bad_open(handshake, evidence))
+            return
         if handshake is None:
             self.findings.append(Finding(
                 codes.UNEXPECTED_RESPONSE, "error",
@@ -595,21 +648,24 @@ class _Run:
                 "option), and make sure the proxy forwards upgrades."))
             return
         sid = handshake.sid if handshake is not None else None
-        query = eio_query(self.path, 4, "websocket", sid)
+        # One deadline for connect, upgrade and 2probe/3probe (or the open packet).
+        deadline = time.monotonic() + self.options.timeout
         try:
+            query = eio_query(self.path, 4, "websocket", sid)
             sock = open_socket(self.target, self.options.timeout, self.options.insecure)
         except WireError as exc:
             self.record("websocket", False, started, exc.message, {"error": exc.kind})
             return
         try:
-            self._websocket_on(sock, query, started)
+            self._websocket_on(sock, query, started, deadline)
         finally:
             sock.close()
 
-    def _websocket_on(self, sock: socket.socket, query: str, started: float) -> None:
-        timeout = self.options.timeout
+    def _websocket_on(self, sock: socket.socket, query: str, started: float,
+                      deadline: float) -> None:
         try:
-            response, ws = ws_connect(sock, self.target, query, self.session_headers, timeout)
+            response, ws = ws_connect(sock, self.target, query, self.session_headers,
+                                      remaining(deadline))
         except WireError as exc:
             self.record("websocket", False, started, f"no upgrade answer: {exc.message}",
                         {"error": exc.kind})
@@ -626,15 +682,24 @@ class _Run:
             return
         try:
             opener = self._websocket_open if self.websocket_only else self._websocket_probe
-            seen = opener(ws)
+            seen = opener(ws, deadline)
         except WireError as exc:
             seen = f"101, then {exc.message}"
             self.record("websocket", False, started, seen,
                         self._marked({"status": 101, "error": exc.kind}, response))
-            self.findings.append(Finding(
-                codes.WEBSOCKET_UPGRADE_BLOCKED, "error",
-                "The WebSocket opened but Engine.IO did not answer on it",
-                f"websocket: {seen}", FIX_UPGRADE))
+            if exc.kind == "protocol":
+                self.findings.append(Finding(
+                    codes.UNEXPECTED_RESPONSE, "error",
+                    f"The upgraded connection broke the protocol: {exc.message}",
+                    f"websocket: {seen}",
+                    "What answers at this path is not a working Socket.IO server (or "
+                    "something on the way corrupts WebSocket frames): check the server and "
+                    "the proxy's route."))
+            else:
+                self.findings.append(Finding(
+                    codes.WEBSOCKET_UPGRADE_BLOCKED, "error",
+                    "The WebSocket opened but Engine.IO did not answer on it",
+                    f"websocket: {seen}", FIX_UPGRADE))
             return
         finally:
             ws.close()
@@ -646,15 +711,14 @@ class _Run:
             data["marker"] = response.header(self.options.marker_header)
         return data
 
-    def _websocket_probe(self, ws: WebSocket) -> str:
-        timeout = self.options.timeout
-        ws.send_text("2probe", timeout)
-        frame = ws.recv(timeout)
+    def _websocket_probe(self, ws: WebSocket, deadline: float) -> str:
+        ws.send_text("2probe", remaining(deadline))
+        frame = ws.recv(remaining(deadline))
         if frame.opcode == OP_CLOSE:
             raise WireError("closed", f"close frame {frame.close_code} instead of 3probe")
         if frame.text != "3probe":
             raise WireError("protocol", f"{frame.text[:40]!r} instead of 3probe")
-        ws.send_text("5", timeout)
+        ws.send_text("5", remaining(deadline))
         self._raw_connect(ws)
         return "101 Switching Protocols, 2probe -> 3probe, upgrade sent"
 
@@ -664,31 +728,35 @@ class _Run:
         if not self.options.raw_connect:
             return
         started = time.perf_counter()
-        deadline = started + self.options.timeout
+        deadline = time.monotonic() + self.options.timeout
         ws.send_text("40", self.options.timeout)
         while True:
-            frame = ws.recv(max(0.05, deadline - time.perf_counter()))
+            try:
+                frame = ws.recv(remaining(deadline))
+            except WireError as exc:
+                if exc.kind == "timeout":
+                    raise WireError("timeout", "no answer to the Socket.IO CONNECT packet "
+                                    f"within {self.options.timeout:g} s") from None
+                raise
             if frame.opcode == OP_CLOSE:
                 raise WireError("closed", f"close frame {frame.close_code} instead of 40")
             text = frame.text
             if text == "2":
-                ws.send_text("3", self.options.timeout)
+                ws.send_text("3", remaining(deadline))
             elif text.startswith("40"):
-                try:
-                    sid = str(json.loads(text[2:] or "{}").get("sid", ""))
-                except ValueError:
-                    sid = ""
+                sid = connect_answer_sid(text)
                 self.raw_connected = ((time.perf_counter() - started) * 1000, sid)
                 return
             elif text.startswith("44"):
-                raise WireError("protocol", f"the namespace refused the connection: {text[:80]}")
-            if time.perf_counter() > deadline:
-                raise WireError("timeout", "no answer to the Socket.IO CONNECT packet")
+                raise WireError("protocol", "the namespace refused the connection: "
+                                f"{text[:80]!r}")
 
-    def _websocket_open(self, ws: WebSocket) -> str:
+    def _websocket_open(self, ws: WebSocket, deadline: float) -> str:
         """Websocket-only server: the open packet comes on the WebSocket itself."""
-        frame = ws.recv(self.options.timeout)
-        handshake = parse_open(frame.text, 4) if frame.opcode == OP_TEXT else None
+        frame = ws.recv(remaining(deadline))
+        handshake = read_open(frame.text, 4) if frame.opcode == OP_TEXT else None
+        if isinstance(handshake, str):
+            raise WireError("protocol", f"invalid open packet: {handshake}")
         if handshake is None:
             raise WireError("protocol", f"{frame.text[:40]!r} instead of an open packet")
         self.handshake = handshake
@@ -713,7 +781,7 @@ class _Run:
             self._socketio_raw()
             return
         started = time.perf_counter()
-        outcome = sio_probe(
+        outcome = sio_probe_bounded(
             self.target.base_url, self.path, self.headers, options.insecure, options.timeout,
             transports=["websocket"] if self.websocket_only else None,
             emit=options.emit,
@@ -879,6 +947,15 @@ class _Run:
 
 # --------------------------------------------------------------------------- python-socketio
 
+# python-socketio (websocket-client, requests underneath) has neither a frame-size cap nor an
+# absolute deadline: a server announcing a 2^62-byte frame grew a probe to 23.7 GB, and a
+# handshake dripping a byte every 0.5 s never times out. Neither can be configured, so the
+# client runs in a child process with an address-space cap (RLIMIT_AS) and is killed at a hard
+# deadline; the parent never imports socketio at all.
+SIO_CHILD_MEMORY = 1 << 30
+SIO_CHILD_STARTUP_S = 1.5  # interpreter + socketio imports (~0.3 s here), with slack
+MAX_REPLY_JSON = 64 * 1024  # an --emit reply larger than this is summarised, not carried
+
 
 @dataclass(frozen=True)
 class SioOutcome:
@@ -911,9 +988,37 @@ def sio_probe(
     This is the one boundary where python-socketio's exceptions (ConnectionError, TimeoutError,
     and whatever requests/websocket-client raise underneath) become text in the report.
     """
+    import engineio
     import socketio  # lazy: ~150 ms of imports that `sockwizard --help` must not pay
 
-    client = socketio.Client(
+    class CheckedEngineIO(engineio.Client):  # type: ignore[misc]
+        """websocket-client writes the server's sid into its request line unchecked."""
+
+        def _connect_websocket(self, url: str, headers: Any, engineio_path: str) -> Any:
+            sid = self.sid
+            if sid is not None and not (isinstance(sid, str) and SID_RE.fullmatch(sid)):
+                raise engineio.exceptions.ConnectionError(
+                    f"refusing the server's sid {str(sid)[:40]!r}: not an Engine.IO session id")
+            return super()._connect_websocket(url, headers, engineio_path)
+
+    class CheckedClient(socketio.Client):  # type: ignore[misc]
+        bad_connect: str | None = None
+
+        def _engineio_client_class(self) -> type[Any]:
+            return CheckedEngineIO
+
+        def _handle_connect(self, namespace: str | None, data: Any) -> None:
+            # python-socketio takes 40[] or 40null as connected (and 401 kills its reader
+            # thread); the JavaScript client refuses all of them: so does the probe.
+            try:
+                check_connect_data(data)
+            except WireError as exc:
+                self.bad_connect = exc.message
+                self._handle_error(namespace, exc.message)
+                return
+            super()._handle_connect(namespace, data)
+
+    client = CheckedClient(
         reconnection=False, logger=False, engineio_logger=False, ssl_verify=not insecure,
         handle_sigint=False, request_timeout=timeout,
         http_session=_insecure_session() if insecure else None,
@@ -931,8 +1036,8 @@ def sio_probe(
     try:
         client.connect(base_url, headers=dict(headers), transports=transports,
                        socketio_path=path, wait_timeout=timeout)
-    except Exception as exc:
-        return SioOutcome(None, None, _sio_error(exc), _ms(started))
+    except Exception as exc:  # MemoryError included
+        return SioOutcome(None, None, client.bad_connect or _child_error(exc), _ms(started))
     connect_ms = _ms(started)
     try:
         outcome = SioOutcome(client.transport(), client.get_sid(), None, connect_ms)
@@ -952,6 +1057,161 @@ def sio_probe(
         return dataclasses.replace(outcome, emit_reply=_jsonable(reply), emit_ms=_ms(started))
     finally:
         _disconnect(client, timeout)
+
+
+def connect_answer_sid(text: str) -> str:
+    """The sid in a Socket.IO CONNECT answer ``40{"sid":…}``; ``WireError('protocol')`` for
+    anything else (``40[]``, ``40null``, ``401``, ``40"x"``, no sid): the Socket.IO 3+/4
+    JavaScript client refuses those as "not a v3+ server", so the probe does too."""
+    try:
+        data = load_json(text[2:])
+    except ValueError as exc:
+        raise WireError("protocol", f"the CONNECT answer {text[:40]!r} is not JSON ({exc})") \
+            from None
+    return check_connect_data(data)
+
+
+def check_connect_data(data: object) -> str:
+    """The sid of a CONNECT answer's (parsed) payload, or ``WireError('protocol')``."""
+    shown = json.dumps(data, ensure_ascii=True)[:40]
+    if not isinstance(data, dict):
+        raise WireError("protocol", f"the Socket.IO CONNECT answer carried {shown}, not an "
+                        "object with a sid (not a Socket.IO 3+ server?)")
+    sid = data.get("sid")
+    if not isinstance(sid, str) or not SID_RE.fullmatch(sid):
+        raise WireError("protocol", f"the Socket.IO CONNECT answer {shown} has no valid sid")
+    return sid
+
+
+def sio_budget(timeout: float, emit: bool) -> float:
+    """The hard deadline of the python-socketio child: connect (+ emit) and its start-up."""
+    return timeout * (2 if emit else 1) * 1.25 + SIO_CHILD_STARTUP_S
+
+
+def sio_probe_bounded(
+    base_url: str,
+    path: str,
+    headers: Sequence[tuple[str, str]],
+    insecure: bool,
+    timeout: float,
+    *,
+    transports: list[str] | None = None,
+    emit: str | None = None,
+    data: Any = None,
+    has_data: bool = False,
+    expect: str | None = None,
+) -> SioOutcome:
+    """``sio_probe`` in a child process: memory capped, killed at ``sio_budget``."""
+    import os
+    import subprocess
+    import sys
+
+    import wizard
+
+    request = json.dumps({
+        "base_url": base_url, "path": path, "headers": [list(h) for h in headers],
+        "insecure": insecure, "timeout": timeout, "transports": transports, "emit": emit,
+        "data": data, "has_data": has_data, "expect": expect,
+    })
+    root = os.path.dirname(os.path.dirname(os.path.abspath(wizard.__file__)))
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
+    env["MALLOC_ARENA_MAX"] = "2"  # glibc reserves 64 MB of address space per thread arena
+    budget = sio_budget(timeout, emit is not None)
+    started = time.perf_counter()
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "from wizard.probe import sio_child; sio_child()"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env,
+        start_new_session=True)  # our Ctrl-C is handled here: the finally kills it
+    try:
+        out, _ = proc.communicate(request.encode(), timeout=budget)
+    except subprocess.TimeoutExpired:
+        return SioOutcome(None, None, f"python-socketio did not finish within {budget:g} s "
+                          "(stopped: the server answers too slowly or never completes)",
+                          _ms(started))
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    try:
+        result = json.loads(out.decode("utf-8"))
+        return SioOutcome(**result) if isinstance(result, dict) else SioOutcome(**{})
+    except (ValueError, TypeError):
+        why = (f"killed by signal {-proc.returncode}" if proc.returncode < 0
+               else f"exit {proc.returncode}")
+        return SioOutcome(None, None, f"the python-socketio client ended without a result "
+                          f"({why}; memory cap {SIO_CHILD_MEMORY >> 20} MiB)", _ms(started))
+
+
+_CHILD_PROBLEMS: list[str] = []  # caps the child's websocket-client hit, for the report
+
+
+def _cap_websocket_client() -> None:
+    """In the child only: give websocket-client the frame and message cap it lacks (reading
+    a 2^62-byte frame, it appends 16 KiB reads until memory runs out; fragments it joins
+    without limit). RLIMIT_AS stays the backstop for whatever else buffers."""
+    from websocket import _abnf
+    from websocket._exceptions import WebSocketProtocolException
+
+    def refuse(what: str) -> None:
+        _CHILD_PROBLEMS.append(f"the server sent {what} (cap {MAX_MESSAGE} bytes)")
+        raise WebSocketProtocolException(_CHILD_PROBLEMS[-1])
+
+    recv_length, add = _abnf.frame_buffer.recv_length, _abnf.continuous_frame.add
+
+    def capped_length(self: Any) -> None:
+        recv_length(self)
+        if self.length > MAX_MESSAGE:
+            refuse(f"a WebSocket frame announcing {self.length} bytes")
+
+    def capped_add(self: Any, frame: Any) -> None:
+        add(self, frame)
+        if self.cont_data and len(self.cont_data[1]) > MAX_MESSAGE:
+            refuse("a fragmented WebSocket message larger than the cap")
+
+    _abnf.frame_buffer.recv_length = capped_length  # type: ignore[method-assign]
+    _abnf.continuous_frame.add = capped_add  # type: ignore[method-assign]
+
+
+def _child_error(exc: BaseException) -> str:
+    if isinstance(exc, MemoryError) or "can't start new thread" in str(exc):
+        return (f"the client ran out of its {SIO_CHILD_MEMORY >> 20} MiB memory cap "
+                "(the server sent more than a Socket.IO client should buffer)")
+    return _sio_error(exc)
+
+
+def sio_child() -> None:
+    """The child side of ``sio_probe_bounded``: the request as JSON on stdin, the
+    ``SioOutcome`` as one JSON object on stdout, nothing else on it."""
+    import os
+    import resource
+    import sys
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    cap = SIO_CHILD_MEMORY if hard == resource.RLIM_INFINITY else min(SIO_CHILD_MEMORY, hard)
+    if soft == resource.RLIM_INFINITY or soft > cap:
+        resource.setrlimit(resource.RLIMIT_AS, (cap, hard))
+    out = os.fdopen(os.dup(1), "w")
+    sys.stdout = sys.stderr  # a library's stray print must not corrupt the answer
+    try:
+        request = json.loads(sys.stdin.read(1 << 20))
+        _cap_websocket_client()
+        outcome = sio_probe(
+            request["base_url"], request["path"],
+            [(str(k), str(v)) for k, v in request["headers"]], request["insecure"],
+            request["timeout"], transports=request["transports"], emit=request["emit"],
+            data=request["data"], has_data=request["has_data"], expect=request["expect"])
+        result = dataclasses.asdict(outcome)
+        if len(json.dumps(result["emit_reply"])) > MAX_REPLY_JSON:
+            result["emit_reply"] = f"<a reply of more than {MAX_REPLY_JSON} bytes of JSON>"
+        if result["error"] is not None and _CHILD_PROBLEMS:
+            result["error"] = f"{_CHILD_PROBLEMS[0]}; then: {result['error']}"
+    except Exception as exc:  # MemoryError included
+        result = {"transport": None, "sid": None, "connect_ms": 0.0,
+                  "error": _child_error(exc)}
+    out.write(json.dumps(result))
+    out.flush()
+    os._exit(0)  # the client's threads may be stuck on a socket: do not join them
 
 
 def _jsonable(value: Any) -> Any:
@@ -1075,19 +1335,19 @@ def run_probe(
 
         ensure_file_limit(options.clients)  # refuse before any traffic, not after the stages
     run = _Run(url, target, path, options, on_stage)
-    sock = run.connect()
+    sock = run.guarded("tcp", run.connect)
     if sock is not None:
-        run.polling(sock)
+        run.guarded("polling", run.polling, sock)
     v4 = run.handshake is not None and run.handshake.eio_version == 4
     if v4 or run.websocket_only:
-        run.websocket()
-        run.socketio()
+        run.guarded("websocket", run.websocket)
+        run.guarded("socketio", run.socketio)
     if options.hold > 0:
-        run.hold_stage()
+        run.guarded("hold", run.hold_stage)
     if options.sessions > 0:
-        run.sessions_stage()
+        run.guarded("sessions", run.sessions_stage)
     if options.clients > 0:
-        run.clients_stage()
+        run.guarded("clients", run.clients_stage)
     return run.report()
 
 
