@@ -132,13 +132,17 @@ class SockwizardApp(App[int]):
         self.connector = connector or default_connector(known_hosts, ssh_config)
         self._autostart = run_wizard
         self._sandboxes: list[Sandbox] = []  # by identity: a Sandbox is an unhashable dataclass
-        self.services = Services(connector=self.connector, ssh_config=ssh_config,
-                                 step_shown=self.step_shown, adopt_sandbox=self.adopt_sandbox,
-                                 forget_sandbox=self.forget_sandbox)
         self._prefetched = False
         # True when run_app paused the garbage collector for start-up (see resume_gc).
         self.gc_paused = False
         self.theme = DARK
+
+    @property
+    def services(self) -> Services:
+        """What a step screen gets from the app (read when each screen is built)."""
+        return Services(connector=self.connector, ssh_config=self.ssh_config,
+                        step_shown=self.step_shown, adopt_sandbox=self.adopt_sandbox,
+                        forget_sandbox=self.forget_sandbox)
 
     def get_css_variables(self) -> dict[str, str]:
         variables = super().get_css_variables()
