@@ -392,7 +392,7 @@ async def test_the_step_order_is_defined_once(monkeypatch: pytest.MonkeyPatch) -
     are drawn from it. A table with a renamed, moved step changes all three."""
     steps = (flow.Step("Start", "start:StartScreen"), flow.Step("Look first", "preview:PreviewScreen"),
              flow.Step("Proxy", "proxy:ProxyScreen"))
-    monkeypatch.setitem(flow.STEPS, Mode.DEPLOY, steps)  # type: ignore[index]
+    monkeypatch.setitem(flow.STEPS, Mode.DEPLOY, steps)
     app = SockwizardApp(start_at=1)
     async with app.run_test(size=SIZE) as pilot:
         await until(pilot, "preview as step 2", on_screen(app, PreviewScreen))
