@@ -8,6 +8,7 @@ for it and couple the core to the front end.
 
 from __future__ import annotations
 
+import ast
 import json
 import subprocess
 import sys
@@ -123,3 +124,171 @@ print(json.dumps({"new": sorted(after - before), "compiled": compiled}))
              "diagnose", "modals"}
     assert {m.rsplit(".", 1)[1] for m in report["new"]} >= steps - {"base"}, report
     assert all(report["compiled"].values()), report["compiled"]
+
+
+# -- the TUI's wiring (DESIGN.md, problem 5) -------------------------------------------------
+
+TUI = ROOT / "wizard" / "tui"
+SCREENS = sorted((TUI / "screens").glob("*.py"))
+# Screen modules a step may import: the frame, the shared step kinds, the dialogs. Anything a
+# second step needs from a step module (the deploy helpers the preview uses) lives in a
+# neutral module instead (wizard.tui.calls).
+SHARED_SCREEN_MODULES = {"wizard.tui.screens.base", "wizard.tui.screens.shared",
+                         "wizard.tui.screens.modals"}
+
+
+def imported_modules(path: Path) -> set[str]:
+    """Every module ``path`` imports, anywhere in it (function bodies, TYPE_CHECKING too)."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            found.add(node.module)
+            found.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return found
+
+
+def test_screens_do_not_import_the_app_or_each_other() -> None:
+    """Screens get the app's services handed in (wizard.tui.services): none imports the App
+    (that was a cycle), and none imports another step's module."""
+    assert len(SCREENS) >= 12
+    for path in SCREENS:
+        module = f"wizard.tui.screens.{path.stem}"
+        imports = imported_modules(path)
+        assert not any(m == "wizard.tui.app" or m.startswith("wizard.tui.app.")
+                       for m in imports), f"{module} imports the App"
+        steps = {m for m in imports if m.startswith("wizard.tui.screens.")
+                 and m.count(".") == 3} - SHARED_SCREEN_MODULES - {module}
+        assert not steps, f"{module} imports step modules {steps}"
+    # The same, as Python sees it: every screen and widget imports without loading the App.
+    script = ("import importlib, sys; "
+              f"[importlib.import_module(m) for m in {sorted(_tui_modules())!r}]; "
+              "print('wizard.tui.app' in sys.modules)")
+    proc = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.stdout.strip() == "False", proc.stderr
+
+
+def _tui_modules() -> list[str]:
+    paths = [*SCREENS, *sorted((TUI / "widgets").glob("*.py"))]
+    return [f"wizard.tui.{p.parent.name}.{p.stem}".removesuffix(".__init__") for p in paths]
+
+
+# Calls that start a thread and the callables they hand it: (name, index of the first argument
+# that is the function run in the thread).
+THREAD_STARTERS = {"in_thread": 0, "run_in_thread": 1, "run_worker": 0}
+# What touches Textual's DOM or its non-thread-safe state.
+DOM_NAMES = {"query", "query_one", "query_children", "query_exactly_one", "query_one_optional",
+             "call_from_thread", "mount", "mount_all", "remove", "remove_children", "refresh",
+             "update", "notify", "screen", "focused", "set_class", "add_class",
+             "remove_class"}
+
+
+class ThreadCode:
+    """What runs in worker threads in some modules, found from the calls that start them.
+
+    For ``in_thread(fn, *args, **kwargs)`` / ``run_in_thread(node, fn, ...)`` /
+    ``run_worker(fn, thread=True)``: ``fn`` runs in the thread, and any ``self.method`` passed
+    among the arguments (not called) is a callback the thread calls (an event sink, a stage
+    callback). Callbacks may do one thing: ``self.post_message(...)``. Functions run in the
+    thread (methods or module functions of these modules) may not touch the DOM.
+    """
+
+    def __init__(self, sources: dict[str, str]) -> None:
+        self.trees = {name: ast.parse(text, name) for name, text in sources.items()}
+        self.functions: dict[str, list[ast.FunctionDef]] = {}
+        for tree in self.trees.values():
+            for node in ast.walk(tree):
+                if isinstance(node, ast.FunctionDef):
+                    self.functions.setdefault(node.name, []).append(node)
+        self.callbacks: set[str] = set()
+        self.run: set[str] = set()
+        for tree in self.trees.values():
+            for call in (n for n in ast.walk(tree) if isinstance(n, ast.Call)):
+                self._thread_start(call)
+
+    def _thread_start(self, call: ast.Call) -> None:
+        func = call.func
+        name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", None)
+        if name not in THREAD_STARTERS:
+            return
+        if name == "run_worker" and not any(
+                k.arg == "thread" and isinstance(k.value, ast.Constant) and k.value.value
+                for k in call.keywords):
+            return
+        first = THREAD_STARTERS[name]
+        args = call.args[first:]
+        if args:
+            self.run.update(self._names(args[0], self_only=False))
+        for arg in [*args[1:], *(k.value for k in call.keywords)]:
+            self.callbacks.update(self._names(arg, self_only=True))
+
+    def _names(self, node: ast.expr, *, self_only: bool) -> set[str]:
+        """A method ``self.x`` or (``self_only`` off) a function ``x`` defined here."""
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) \
+                and node.value.id == "self":
+            name = node.attr
+        elif isinstance(node, ast.Name) and not self_only:
+            name = node.id
+        else:
+            return set()
+        defs = [d for d in self.functions.get(name, []) if not any(
+            isinstance(dec, ast.Name) and dec.id == "property" for dec in d.decorator_list)]
+        return {name} if defs else set()
+
+    def problems(self) -> list[str]:
+        found = []
+        for tree in self.trees.values():
+            for node in ast.walk(tree):
+                if isinstance(node, ast.Attribute) and node.attr == "call_from_thread":
+                    found.append(f"line {node.lineno}: call_from_thread (post a message)")
+        for name in sorted(self.callbacks):
+            for fn in self.functions[name]:
+                for node in ast.walk(fn):
+                    if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) \
+                            and node.value.id == "self" and node.attr != "post_message":
+                        found.append(f"callback {name} uses self.{node.attr}")
+        for name in sorted(self.run - self.callbacks):
+            for fn in self.functions[name]:
+                found.extend(f"{name} (runs in a thread) uses .{node.attr}"
+                             for node in ast.walk(fn)
+                             if isinstance(node, ast.Attribute) and node.attr in DOM_NAMES)
+        return found
+
+
+def test_worker_threads_only_post_messages() -> None:
+    """Textual's workers guide: only post_message is thread-safe. Code handed to a worker
+    thread in wizard/tui reaches the UI only by posting a message (wizard.tui.messages)."""
+    sources = {str(p.relative_to(ROOT)): p.read_text() for p in sorted(TUI.rglob("*.py"))}
+    code = ThreadCode(sources)
+    # The check sees the real thread code: the deploy's sink, the probe's stage callback,
+    # the core calls over the state, the prefetch.
+    assert {"_event_from_thread", "_stage_seen"} <= code.callbacks, code.callbacks
+    assert {"apply_on", "locked", "diagnose_state", "_prefetch", "write_text"} <= code.run
+    assert code.problems() == []
+
+
+def test_the_thread_check_catches_the_old_pattern() -> None:
+    """The check itself works: a sink that queries the DOM before handing over is caught."""
+    old = '''
+class Screen:
+    async def deploy(self):
+        await self.in_thread(apply_on, self.state, self._event_from_thread)
+        await self.in_thread(self._load)
+
+    def _event_from_thread(self, event):
+        self.app.call_from_thread(self.query_one(DeployLog).handle, event)
+
+    def _load(self):
+        self.query_one("#x").update("loading")
+
+def apply_on(state, sink): ...
+'''
+    assert sorted(ThreadCode({"old.py": old}).problems()) == [
+        "_load (runs in a thread) uses .query_one",
+        "_load (runs in a thread) uses .update",
+        "callback _event_from_thread uses self.app",
+        "callback _event_from_thread uses self.query_one",
+        "line 8: call_from_thread (post a message)",
+    ]

@@ -14,19 +14,22 @@ import functools
 import gc
 import re
 import sys
+import threading
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
 import pytest
+from textual.dom import DOMNode
 from textual.pilot import Pilot
-from textual.widgets import DataTable, Footer, Header, Input, Static
+from textual.widgets import Checkbox, DataTable, Footer, Header, Input, Static
 
 from tests import rig
 from wizard.deploy import Outcome
 from wizard.model import ProxyKind
 from wizard.remote import CommandResult, InMemoryRemote, RunRequest
 from wizard.stamp import HEADER
+from wizard.tui import flow
 from wizard.tui.app import SockwizardApp, default_connector
 from wizard.tui.screens.backends import BackendsScreen
 from wizard.tui.screens.deploy import DeployScreen
@@ -38,7 +41,8 @@ from wizard.tui.screens.proxy import ProxyScreen
 from wizard.tui.screens.start import StartScreen
 from wizard.tui.screens.target import TargetScreen
 from wizard.tui.screens.verdict import VerdictScreen
-from wizard.tui.state import Connection, TargetChoice
+from wizard.tui.state import Connection, Mode, TargetChoice, WizardState
+from wizard.tui.widgets.deploy_log import StepRow
 from wizard.tui.widgets.field import Field
 
 SIZE = (110, 40)
@@ -380,6 +384,81 @@ async def test_the_first_step_comes_first_and_the_backdrop_after_it() -> None:
         backdrop = app.screen_stack[0]
         await until(pilot, "backdrop dressed", lambda: bool(backdrop.query(Header)))
         assert backdrop.query(Footer)
+
+
+@sync
+async def test_the_step_order_is_defined_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """flow.STEPS is the only list of steps: the wizard walks it, and the step list and title
+    are drawn from it. A table with a renamed, moved step changes all three."""
+    steps = (flow.Step("Start", "start:StartScreen"), flow.Step("Look first", "preview:PreviewScreen"),
+             flow.Step("Proxy", "proxy:ProxyScreen"))
+    monkeypatch.setitem(flow.STEPS, Mode.DEPLOY, steps)
+    app = SockwizardApp(start_at=1)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, "preview as step 2", on_screen(app, PreviewScreen))
+        stepper = str(app.screen.query_one("#stepper", Static).render())
+        assert stepper.splitlines() == ["✓ 1 Start", "● 2 Look first", "○ 3 Proxy"]
+        assert str(app.screen.query_one("#step-title", Static).render()) == "2. Look first"
+        await pilot.press("ctrl+n")
+        await until(pilot, "proxy after preview", on_screen(app, ProxyScreen))
+        assert str(app.screen.query_one("#step-title", Static).render()) == "3. Proxy"
+    # And the real table is the one the app walks: the diagnose mode's second step.
+    app = SockwizardApp(start_at=1, state=WizardState(mode=Mode.DIAGNOSE))
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, "target", on_screen(app, TargetScreen))
+        assert str(app.screen.query_one("#stepper", Static).render()).splitlines() == [
+            f"{mark} {i} {label}" for mark, i, label
+            in zip("✓●○○", range(1, 5), flow.labels(Mode.DIAGNOSE), strict=True)]
+
+
+@sync
+async def test_worker_threads_never_touch_the_dom(node_backend: Any,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """Textual's DOM is not thread-safe: the deploy's event sink and the probe's stage
+    callback run in worker threads and must only post messages. Every DOM query made off the
+    UI thread during a deploy and a probe is recorded; there must be none, and the rows the
+    threads reported are all there, in order, before the result."""
+    ui_thread = threading.get_ident()
+    off_thread: list[str] = []
+    for name in ("query", "query_one", "query_children", "query_exactly_one"):
+        original = getattr(DOMNode, name)
+
+        def guarded(self: DOMNode, *args: Any, _original: Any = original, _name: str = name,
+                    **kwargs: Any) -> Any:
+            if threading.get_ident() != ui_thread:
+                off_thread.append(f"{type(self).__name__}.{_name}")
+            return _original(self, *args, **kwargs)
+
+        monkeypatch.setattr(DOMNode, name, guarded)
+    backend = node_backend()
+    choice = TargetChoice(dest=DEST, validate_cmd="nginx -t", reload_cmd="nginx -s reload",
+                          probe_url=backend.url)
+    state = WizardState(target=choice,
+                        connection=Connection(choice, nginx_remote(), "127.0.0.1"))
+    app = SockwizardApp(state=state, start_at=6)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, "deploy step", on_screen(app, DeployScreen))
+        screen = app.screen
+        assert isinstance(screen, DeployScreen)
+        await until(pilot, "the dry run", lambda: not screen.planning)
+        screen.query_one("#opt-probe", Checkbox).value = False  # the fake host has no proxy
+        await pilot.press("d")
+        await until(pilot, "deploy result", lambda: screen.deploy_result is not None
+                    and not screen.busy)
+        result = screen.deploy_result
+        assert result is not None and result.outcome is Outcome.DEPLOYED, result
+        rows = list(screen.query(StepRow).results(StepRow))
+        assert [r.step for r in rows] == [s.step for s in result.steps], result.steps
+        assert all(r.finished for r in rows)
+        await pilot.press("ctrl+n")
+        await until(pilot, "verdict step", on_screen(app, VerdictScreen))
+        verdict = app.screen
+        assert isinstance(verdict, VerdictScreen)
+        await until(pilot, "probe report", lambda: verdict.report is not None)
+        assert verdict.report is not None and verdict.report.ok, verdict.report
+        table = verdict.query_one("#stages", DataTable)
+        assert [str(k.value) for k in table.rows] == [s.name for s in verdict.report.stages]
+    assert off_thread == []
 
 
 @sync

@@ -40,11 +40,11 @@ def test_screen(name: str, snap_compare: Any) -> None:
 
 def test_every_step_has_a_scene() -> None:
     """A new step screen without a snapshot fails here, not silently."""
-    from wizard.tui.app import _flow
+    from wizard.tui.flow import STEPS
     from wizard.tui.state import Mode
 
     names = set(screenshots.SCENES)
-    steps = {name.partition(":")[2] for mode in Mode for name in _flow(mode)}
+    steps = {step.class_name for mode in Mode for step in STEPS[mode]}
     expected = {
         "StartScreen": "01-start", "ProxyScreen": "02-proxy", "PathScreen": "03-path-custom",
         "BackendsScreen": "04-backends-sticky", "PreviewScreen": "05-preview",

@@ -1,11 +1,14 @@
 """The ``sockwizard`` TUI: one coroutine walks the steps, one handler shows every error.
 
 ``wizard.cli.main`` calls ``run_app()`` when no command is given. ``SockwizardApp.run_wizard``
-is a worker that pushes one step screen at a time and awaits its answer (Textual's
-``push_screen_wait`` pattern); each step hands back a new ``WizardState``. Blocking calls
-(paramiko, the proxy's checker, the probe) run in thread workers started by the screens; any
-worker that fails lands in ``show_error`` — a titled notification for a short problem, a modal
-when there is evidence to read (a checker's output, a host key), never a traceback.
+is a worker that walks the mode's steps in ``flow.STEPS``, pushes one step screen at a time and
+awaits its answer (Textual's ``push_screen_wait`` pattern); each step hands back a new
+``WizardState``. Each screen is built with the state, its position and the app's ``Services``
+(``services.py``): screens never import this module. Blocking calls (paramiko, the proxy's
+checker, the probe) run in thread workers started by the screens, which reach the UI only by
+posting ``messages``; any worker that fails lands in ``show_error`` — a titled notification
+for a short problem, a modal when there is evidence to read (a checker's output, a host key),
+never a traceback.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import importlib
 from collections.abc import Iterable
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from textual import work
 from textual.app import App, SystemCommand
@@ -25,17 +28,15 @@ from textual.widgets import Footer, Header, Static
 from textual.worker import Worker
 
 from wizard.errors import ExitCode, InvalidSpec, SockwizardError
+from wizard.tui.flow import STEPS, Step
 from wizard.tui.screens.base import StepScreen, forward_worker_error, run_in_thread
-from wizard.tui.state import (
-    Back,
-    Connection,
-    Mode,
-    Next,
-    Restart,
-    TargetChoice,
-    TargetKind,
-    WizardState,
-)
+from wizard.tui.services import Connector, Services, default_connector
+from wizard.tui.state import Back, Mode, Next, Restart, WizardState
+
+if TYPE_CHECKING:
+    from wizard.sandbox import Sandbox
+
+__all__ = ["Connector", "SockwizardApp", "default_connector", "run_app"]
 
 DARK, LIGHT = "textual-dark", "textual-light"
 
@@ -55,58 +56,14 @@ CSS_VARIABLES = {
 }
 
 
-class Connector(Protocol):
-    """Opens the Remote a TargetChoice names (tests pass one that returns an InMemoryRemote)."""
-
-    def __call__(self, choice: TargetChoice, *, accept_host_key: str | None,
-                 sudo_password: str | None) -> Connection: ...
-
-
-def default_connector(known_hosts: Path | None = None,
-                      ssh_config: Path | None = None) -> Connector:
-    """The real thing: LocalRemote for "this machine", else ``SshRemote.connect``."""
-
-    def connect(choice: TargetChoice, *, accept_host_key: str | None,
-                sudo_password: str | None) -> Connection:
-        from wizard.remote import LocalRemote
-
-        if choice.kind is TargetKind.LOCAL:
-            return Connection(choice, LocalRemote(sudo_password=sudo_password), "127.0.0.1")
-        from wizard import ssh
-
-        target = ssh.parse_target(choice.ssh_text, ssh_config=ssh_config)
-        remote = ssh.SshRemote.connect(
-            target,
-            known_hosts=known_hosts if known_hosts is not None else ssh.default_known_hosts(),
-            accept_host_key=accept_host_key,
-            identity=choice.identity,
-            sudo_password=sudo_password,
-        )
-        return Connection(choice, remote, target.host)
-
-    return connect
-
-
-def _flow(mode: Mode) -> list[str]:
-    """The step screens of a mode, in order (Start first), as ``module:Class``.
+def step_class(step: Step) -> type[StepScreen]:
+    """A step's screen class, importing its module on first use.
 
     Not imported before the first screen: the deploy, diagnose and probe screens pull in the
     core (paramiko, pygments...) that it does not need. ``prefetch_steps`` imports them in a
     thread once the first step is up (or a step imports its own module when reached first).
     """
-    if mode is Mode.DEPLOY:
-        return ["start:StartScreen", "proxy:ProxyScreen", "path:PathScreen",
-                "backends:BackendsScreen", "preview:PreviewScreen", "target:TargetScreen",
-                "deploy:DeployScreen", "verdict:VerdictScreen"]
-    return ["start:StartScreen", "target:TargetScreen", "diagnose:DiagnoseUrlScreen",
-            "diagnose:FindingsScreen"]
-
-
-def step_class(name: str) -> type[StepScreen]:
-    """``"start:StartScreen"`` -> the class, importing its module on first use."""
-    module, _, cls = name.partition(":")
-    screen: type[StepScreen] = getattr(
-        importlib.import_module(f"wizard.tui.screens.{module}"), cls)
+    screen: type[StepScreen] = getattr(importlib.import_module(step.module), step.class_name)
     return screen
 
 
@@ -130,8 +87,8 @@ def prefetch_steps() -> None:
     deploy core) and for Pygments to compile its lexers' patterns: tens of ms a step, more
     than the step's own compose."""
     for mode in Mode:
-        for name in _flow(mode):
-            step_class(name)
+        for step in STEPS[mode]:
+            step_class(step)
     importlib.import_module("wizard.tui.screens.modals")
     from wizard.tui.widgets.code_view import warm_lexers
 
@@ -174,11 +131,18 @@ class SockwizardApp(App[int]):
         self.ssh_config = ssh_config
         self.connector = connector or default_connector(known_hosts, ssh_config)
         self._autostart = run_wizard
-        self._sandboxes: list[Any] = []  # by identity: a Sandbox is an unhashable dataclass
+        self._sandboxes: list[Sandbox] = []  # by identity: a Sandbox is an unhashable dataclass
         self._prefetched = False
         # True when run_app paused the garbage collector for start-up (see resume_gc).
         self.gc_paused = False
         self.theme = DARK
+
+    @property
+    def services(self) -> Services:
+        """What a step screen gets from the app (read when each screen is built)."""
+        return Services(connector=self.connector, ssh_config=self.ssh_config,
+                        step_shown=self.step_shown, adopt_sandbox=self.adopt_sandbox,
+                        forget_sandbox=self.forget_sandbox)
 
     def get_css_variables(self) -> dict[str, str]:
         variables = super().get_css_variables()
@@ -198,9 +162,10 @@ class SockwizardApp(App[int]):
     async def run_wizard(self) -> None:
         index = self.start_at
         while True:
-            steps = _flow(self.state.mode)
+            steps = STEPS[self.state.mode]
             index = max(0, min(index, len(steps) - 1))
-            answer = await self.push_screen_wait(step_class(steps[index])(self.state, index))
+            screen = step_class(steps[index])(self.state, index, self.services)
+            answer = await self.push_screen_wait(screen)
             if isinstance(answer, Restart):
                 self._set_state(replace(answer.state, connection=None, deploy_report=None,
                                         sandbox=None))
@@ -229,11 +194,11 @@ class SockwizardApp(App[int]):
                             exit_on_error=False)
         self.state = state
 
-    def adopt_sandbox(self, box: Any) -> None:
+    def adopt_sandbox(self, box: Sandbox) -> None:
         """Remember a sandbox a screen started, so it is stopped on exit whatever happens."""
         self._sandboxes.append(box)
 
-    def forget_sandbox(self, box: Any) -> None:
+    def forget_sandbox(self, box: Sandbox) -> None:
         self._sandboxes = [b for b in self._sandboxes if b is not box]
 
     def step_shown(self) -> None:

@@ -16,6 +16,7 @@ from textual.widgets import Button, Checkbox, Input, Static
 
 from wizard.model import DeploySpec, ProxyKind
 from wizard.tui.screens.shared import SpecFormScreen
+from wizard.tui.services import Services
 from wizard.tui.state import WizardState
 from wizard.tui.widgets.field import Field, ModelCheck, check_raw, problem_for
 from wizard.tui.widgets.gauge import TimeoutGauge
@@ -69,12 +70,11 @@ def _number(value: Any) -> int | None:
 
 class BackendsScreen(SpecFormScreen):
     FORM_TITLE = "Backends & timeouts"
-    STEP_INDEX = 3
     STEP_HELP = ("Where your Socket.IO servers run, and how long the proxy may keep an idle "
                  "connection open.")
 
-    def __init__(self, state: WizardState, index: int | None = None) -> None:
-        super().__init__(state, index)
+    def __init__(self, state: WizardState, index: int, services: Services) -> None:
+        super().__init__(state, index, services)
         self._rows = 0  # ids of backend rows only grow, so a removed row's id is never reused
 
     # -- layout -----------------------------------------------------------------------------

@@ -3,7 +3,13 @@ running blocking core calls in thread workers, and handing worker errors to the 
 
 A step subclasses ``StepScreen``, composes its body in ``compose_body`` and answers in
 ``answer()`` with a new ``WizardState`` (or None to stay, with the problems shown). The wizard
-coroutine in ``app.py`` awaits the screen's ``Next``/``Back``/``Restart``.
+coroutine in ``app.py`` builds each screen with the state, its position in ``flow.STEPS`` and
+the app's ``Services``, and awaits the screen's ``Next``/``Back``/``Restart``. Screens do not
+import the App.
+
+Code that runs in a worker thread reaches the UI only through ``post_message``
+(``wizard.tui.messages``); ``run_in_thread`` returns once the screen has handled what the
+thread posted.
 """
 
 from __future__ import annotations
@@ -11,7 +17,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from functools import partial
-from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 from textual import on
 from textual.app import ComposeResult
@@ -21,11 +27,10 @@ from textual.screen import Screen
 from textual.widgets import Button, Footer, Header, Static
 from textual.worker import Worker, WorkerCancelled, WorkerFailed, WorkerState
 
-from wizard.tui.state import Answer, Back, Mode, Next, WizardState
-from wizard.tui.widgets.stepper import DEPLOY_STEPS, DIAGNOSE_STEPS, Stepper
-
-if TYPE_CHECKING:
-    from wizard.tui.app import SockwizardApp
+from wizard.tui import flow
+from wizard.tui.services import Services
+from wizard.tui.state import Answer, Back, Next, WizardState
+from wizard.tui.widgets.stepper import Stepper
 
 T = TypeVar("T")
 
@@ -46,24 +51,42 @@ def forward_worker_error(node: Any, event: Worker.StateChanged) -> None:
 async def run_in_thread(node: Any, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     """Run blocking ``fn`` in a Textual thread worker and return its result (or raise its error).
 
-    The UI keeps running while paramiko, a proxy checker or the probe does its work.
+    The UI keeps running while paramiko, a proxy checker or the probe does its work. Callbacks
+    that ``fn`` calls in the thread may only ``post_message`` to ``node``: this returns (or
+    raises) after ``node`` has handled those messages, so the caller shows the result after
+    the rows that led to it.
     """
     worker: Worker[T] = node.run_worker(partial(fn, *args, **kwargs), thread=True,
                                         exit_on_error=False, group=BLOCKING_GROUP)
     try:
-        return await worker.wait()
+        result = await worker.wait()
     except WorkerFailed as failed:
+        await caught_up(node)
         raise failed.error from None
     except WorkerCancelled:
         # The awaiting worker was cancelled (a newer one replaced it, or its screen closed):
         # end it quietly; the thread finishes on its own and its result is dropped.
         raise asyncio.CancelledError from None
+    await caught_up(node)
+    return result
+
+
+async def caught_up(node: Any) -> None:
+    """Wait until ``node`` has handled the messages queued to it before now.
+
+    A thread's ``post_message`` is queued (``call_soon_threadsafe``) before the thread's result
+    reaches the event loop, so once the awaited worker is done, every message it posted is in
+    the queue; ``call_later`` runs after "all messages are processed in this object".
+    """
+    done = asyncio.Event()
+    if node.call_later(done.set):  # False: the node is closing, nothing will be handled
+        await done.wait()
 
 
 class StepScreen(Screen[Answer]):
-    """One wizard step. Subclasses set TITLE/HELP/INDEX and implement compose_body/answer."""
+    """One wizard step. Subclasses set STEP_HELP (and the class flags below) and implement
+    compose_body/answer; their name and position come from ``flow.STEPS``."""
 
-    STEP_INDEX: ClassVar[int] = 0  # position in the mode's step list
     STEP_HELP: ClassVar[str] = ""
     NEXT_LABEL: ClassVar[str] = "Next"
     SHOW_BACK: ClassVar[bool] = True
@@ -77,26 +100,20 @@ class StepScreen(Screen[Answer]):
         Binding("ctrl+n", "next", "Next", priority=True),
     ]
 
-    def __init__(self, state: WizardState, index: int | None = None) -> None:
+    def __init__(self, state: WizardState, index: int, services: Services) -> None:
         super().__init__()
         self.state = state
         # The same screen can sit at different positions (Target is 6 of 8 when deploying,
-        # 2 of 4 when diagnosing): the wizard passes the position, STEP_INDEX is the default.
-        self.index = self.STEP_INDEX if index is None else index
+        # 2 of 4 when diagnosing): the wizard passes the position in flow.STEPS.
+        self.index = index
+        self.services = services
         # Set before mounting, so the header's first paint already shows it (set in on_mount,
         # it costs the header a second update before the first frame).
         self.sub_title = self.step_title
 
     @property
-    def wizard_app(self) -> SockwizardApp:
-        from wizard.tui.app import SockwizardApp
-
-        assert isinstance(self.app, SockwizardApp)
-        return self.app
-
-    @property
     def steps(self) -> tuple[str, ...]:
-        return DEPLOY_STEPS if self.state.mode is Mode.DEPLOY else DIAGNOSE_STEPS
+        return flow.labels(self.state.mode)
 
     @property
     def step_title(self) -> str:
@@ -130,7 +147,7 @@ class StepScreen(Screen[Answer]):
     def on_mount(self) -> None:
         # Textual calls every class's on_mount in the MRO (subclass first): steps that have
         # their own must not call super().on_mount(), or this runs twice.
-        self.call_after_refresh(self.wizard_app.step_shown)
+        self.call_after_refresh(self.services.step_shown)
 
     def set_next_label(self, label: str) -> None:
         """Rename the Next button (e.g. "Connect", "Probe & verdict")."""

@@ -19,19 +19,14 @@ from textual.containers import Horizontal
 from textual.content import Content
 from textual.widgets import Button, Checkbox, Static, TabbedContent, TabPane
 
-from wizard.deploy import (
-    DeployEvent,
-    DeployOptions,
-    DeployResult,
-    EventSink,
-    Outcome,
-    apply,
-    rollback_result,
-)
+from wizard.deploy import DeployEvent, DeployOptions, DeployResult, Outcome, rollback_result
 from wizard.sandbox import Sandbox, start_sandbox
+from wizard.tui.calls import apply_on, deploy_options, locked
+from wizard.tui.messages import DeployEventSeen
 from wizard.tui.screens.base import StepScreen
 from wizard.tui.screens.modals import ConfirmModal
-from wizard.tui.state import Connection, Next, TargetKind, WizardState
+from wizard.tui.services import Services
+from wizard.tui.state import Next, TargetKind, WizardState
 from wizard.tui.widgets.code_view import CodeView
 from wizard.tui.widgets.deploy_log import DeployLog
 
@@ -55,29 +50,9 @@ def result_content(result: DeployResult) -> Content:
     return Content("\n").join(parts)
 
 
-def deploy_options(state: WizardState, **kw: Any) -> DeployOptions:
-    """The deploy flags the Target step's overrides stand for."""
-    choice = state.target
-    return DeployOptions(dest=choice.dest, validate_cmd=choice.validate_cmd,
-                         reload_cmd=choice.reload_cmd, probe_url=choice.probe_url, **kw)
-
-
-def apply_on(state: WizardState, options: DeployOptions,
-             on_event: EventSink | None = None) -> DeployResult:
-    """``wizard.deploy.apply`` over the state's connection (one thread at a time on it)."""
-    conn = state.connection
-    assert conn is not None, "the Target step always connects before a deploy or a dry run"
-    kwargs: dict[str, Any] = {"probe_host": conn.host_name, "host": conn.remote.name}
-    if on_event is not None:
-        kwargs["on_event"] = on_event
-    with conn.lock:
-        return apply(conn.remote, state.spec, options, **kwargs)
-
-
 class DeployScreen(StepScreen):
 
     CSS_PATH = "results.tcss"
-    STEP_INDEX = 6
     NEXT_LABEL = "Deploy"
     BODY_SCROLLS = False
 
@@ -87,8 +62,8 @@ class DeployScreen(StepScreen):
         Binding("r", "rollback", "Rollback"),
     ]
 
-    def __init__(self, state: WizardState, index: int | None = None) -> None:
-        super().__init__(state, index)
+    def __init__(self, state: WizardState, index: int, services: Services) -> None:
+        super().__init__(state, index, services)
         self.deploy_result: DeployResult | None = None
         self.busy = False
         self.planning = False
@@ -239,18 +214,21 @@ class DeployScreen(StepScreen):
         if old is not None:
             self.set_status("Stopping the previous sandbox…")
             await self.in_thread(old.stop)
-            self.wizard_app.forget_sandbox(old)
+            self.services.forget_sandbox(old)
         self.set_status("Starting the sandbox…")
         box = await self.in_thread(start_sandbox, self.state.spec.proxy, self.state.spec,
                                    on_event=self._event_from_thread)
         self.sandbox = box
-        self.wizard_app.adopt_sandbox(box)
+        self.services.adopt_sandbox(box)
         assert box.result is not None
         return box.result
 
     def _event_from_thread(self, event: DeployEvent) -> None:
-        """The deploy's sink: runs in the worker thread, hands each event to the UI thread."""
-        self.app.call_from_thread(self.query_one(DeployLog).handle, event)
+        """The deploy's sink: runs in the worker thread, so it only posts the event."""
+        self.post_message(DeployEventSeen(event))
+
+    def on_deploy_event_seen(self, message: DeployEventSeen) -> None:
+        self.query_one(DeployLog).handle(message.event)
 
     def _set_busy(self, running: bool) -> None:
         self.busy = running
@@ -300,7 +278,7 @@ class DeployScreen(StepScreen):
         try:
             conn = self.state.connection
             assert conn is not None
-            restored = await self.in_thread(_locked, conn, rollback_result, conn.remote,
+            restored = await self.in_thread(locked, conn, rollback_result, conn.remote,
                                             result, on_event=self._event_from_thread,
                                             probe_host=conn.host_name)
         finally:
@@ -319,9 +297,4 @@ class DeployScreen(StepScreen):
     def palette_commands(self) -> list[tuple[str, str, Any]]:
         return [("Deploy", "Run the guarded deploy on the target", self.action_deploy),
                 ("Rollback", "Restore the backup this deploy made", self.action_rollback)]
-
-
-def _locked(conn: Connection, fn: Any, *args: Any, **kwargs: Any) -> Any:
-    with conn.lock:
-        return fn(*args, **kwargs)
 

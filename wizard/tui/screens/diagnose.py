@@ -1,7 +1,7 @@
 """Diagnose mode, after Start and Target: the URL and path to probe, then the findings.
 
-The URL is checked as you type by the probe's own parser (``eio.parse_url``), so the words are
-the ones ``sockwizard probe`` prints. The findings step runs the diagnosis in a thread worker:
+The URL is checked as you type by the probe's own parser (``calls.url_problem``), so the words
+are the ones ``sockwizard probe`` prints. The findings step runs the diagnosis in a thread worker:
 the live probe (stages fill in as they finish) and, when a host is connected, the proxy's
 config read over the same connection, held against the live handshake.
 """
@@ -20,12 +20,13 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import Button, Input, RadioButton, RadioSet, Static
 
 from wizard.diagnose import Diagnosis, run_diagnosis
-from wizard.errors import ProbeFailed
 from wizard.model import ProxyKind
 from wizard.probe import ProbeOptions, ProbeReport, Stage
 from wizard.proxies import PROFILES
+from wizard.tui.calls import url_problem
 from wizard.tui.screens.base import StepScreen
 from wizard.tui.screens.shared import ProbeResultScreen
+from wizard.tui.services import Services
 from wizard.tui.state import WizardState
 from wizard.tui.widgets.field import Field, ModelCheck
 from wizard.tui.widgets.probe_view import ProbeView
@@ -33,21 +34,9 @@ from wizard.tui.widgets.probe_view import ProbeView
 _KINDS = (ProxyKind.NGINX, ProxyKind.APACHE, ProxyKind.CADDY, ProxyKind.NODE)
 
 
-def url_problem(url: str, path: str) -> str | None:
-    """What the probe would refuse about this URL/path (None: fine)."""
-    from wizard.eio import normalize_path, parse_url
-
-    try:
-        parse_url(url, normalize_path(path or "/socket.io/"))
-    except ProbeFailed as exc:
-        return exc.title
-    return None
-
-
 class DiagnoseUrlScreen(StepScreen):
 
     CSS_PATH = "results.tcss"
-    STEP_INDEX = 2
     NEXT_LABEL = "Diagnose"
     STEP_HELP = ("The address your clients use. sockwizard probes it stage by stage and, with "
                  "host access, reads the proxy's config too.")
@@ -134,7 +123,6 @@ def diagnose_state(state: WizardState, options: ProbeOptions,
 
 
 class FindingsScreen(ProbeResultScreen):
-    STEP_INDEX = 3
     NEXT_LABEL = "Finish"
     STEP_HELP = "What the probe saw, and what to change — most serious first."
 
@@ -145,8 +133,8 @@ class FindingsScreen(ProbeResultScreen):
         Binding("n", "new", "Start over"),
     ]
 
-    def __init__(self, state: WizardState, index: int | None = None) -> None:
-        super().__init__(state, index)
+    def __init__(self, state: WizardState, index: int, services: Services) -> None:
+        super().__init__(state, index, services)
         self.report: ProbeReport | None = None
         self.diagnosis: Diagnosis | None = None
 

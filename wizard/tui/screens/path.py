@@ -27,7 +27,6 @@ def _short_title(title: str) -> str:
 
 class PathScreen(SpecFormScreen):
     FORM_TITLE = "Path & scope"
-    STEP_INDEX = 2
     STEP_HELP = ("Clients, proxy and server must agree on the Socket.IO path. Keep the default "
                  "unless another app already owns /socket.io/.")
 

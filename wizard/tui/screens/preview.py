@@ -15,15 +15,14 @@ from wizard.proxies import profile
 from wizard.render import Rendered, render
 from wizard.snippets import path_snippets
 from wizard.spec_io import dump_spec
+from wizard.tui.calls import apply_on, deploy_options
 from wizard.tui.screens.base import StepScreen
-from wizard.tui.screens.deploy import apply_on, deploy_options
 from wizard.tui.widgets.code_view import CodeView
 
 
 class PreviewScreen(StepScreen):
 
     CSS_PATH = "forms.tcss"
-    STEP_INDEX = 4
     NEXT_LABEL = "Choose target"
     BODY_SCROLLS = False
 

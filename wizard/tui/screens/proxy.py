@@ -25,7 +25,6 @@ _LAYOUT_LABELS = {
 
 
 class ProxyScreen(StepScreen):
-    STEP_INDEX = 1
     STEP_HELP = "Which reverse proxy sits in front of your Socket.IO server?"
 
     def compose_body(self) -> ComposeResult:

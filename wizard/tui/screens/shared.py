@@ -1,6 +1,7 @@
 """Step screens that share behaviour: the spec forms (path, backends) and the probe results
 (verdict, diagnose findings). Real StepScreen subclasses, so Textual's ``@on`` handlers here
-are found through the MRO like any other."""
+are found through the MRO like any other. The probe's stage callback runs in a worker thread
+and only posts ``messages.StageSeen``; the handler here adds the row on the UI thread."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from textual.widgets import Button, Static
 
 from wizard.model import DeploySpec
 from wizard.probe import Stage
+from wizard.tui.messages import StageSeen
 from wizard.tui.screens.base import StepScreen
 from wizard.tui.state import Restart, WizardState
 from wizard.tui.widgets.field import ModelCheck, check_raw, problem_for
@@ -71,8 +73,11 @@ class ProbeResultScreen(StepScreen):
         raise NotImplementedError
 
     def _stage_seen(self, stage: Stage) -> None:
-        """Called by the probe in its worker thread."""
-        self.app.call_from_thread(self.query_one(ProbeView).add_stage, stage)
+        """Called by the probe in its worker thread, so it only posts the stage."""
+        self.post_message(StageSeen(stage))
+
+    def on_stage_seen(self, message: StageSeen) -> None:
+        self.query_one(ProbeView).add_stage(message.stage)
 
     def _busy(self, busy: bool, what: str) -> None:
         for button in self.query("#probe-actions Button").results(Button):

@@ -35,7 +35,6 @@ def _option(key: str, title: str, line: str) -> Option:
 
 
 class StartScreen(StepScreen):
-    STEP_INDEX = 0
     STEP_HELP = ("Put a Socket.IO server behind nginx, Apache, Caddy or http-proxy — "
                  "then deploy the config and prove it works.")
     SHOW_BACK = False
@@ -112,5 +111,5 @@ class StartScreen(StepScreen):
             spec = await self.in_thread(load_spec, path)
         finally:
             self.set_status("")
-        self.wizard_app.notify(f"Loaded {path}", title="Spec loaded")
+        self.app.notify(f"Loaded {path}", title="Spec loaded")
         self.dismiss(Next(replace(self.state, mode=Mode.DEPLOY, spec=spec, spec_source=path)))

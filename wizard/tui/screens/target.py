@@ -1,10 +1,11 @@
 """Step 6 (deploy) / 2 (diagnose): where — this machine or a host over SSH.
 
-Connecting is the app's ``Connector`` (``LocalRemote`` or ``ssh.SshRemote.connect``) in a thread
-worker. An unknown host key comes back as ``HostKeyUnknown``: its fingerprint is shown in a
-modal, and only an explicit "trust" reconnects with ``accept_host_key`` (which records it). A
-``sudo -n`` refusal (``SudoPasswordRequired``) opens a masked field; the password goes into the
-Remote for this session only and is never stored or shown.
+Connecting is the ``Connector`` the app hands over in ``Services`` (``LocalRemote`` or
+``ssh.SshRemote.connect``) in a thread worker. An unknown host key comes back as
+``HostKeyUnknown``: its fingerprint is shown in a modal, and only an explicit "trust"
+reconnects with ``accept_host_key`` (which records it). A ``sudo -n`` refusal
+(``SudoPasswordRequired``) opens a masked field; the password goes into the Remote for this
+session only and is never stored or shown.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from wizard.proxies import profile
 from wizard.render import render
 from wizard.tui.screens.base import StepScreen
 from wizard.tui.screens.modals import HostKeyModal
+from wizard.tui.services import Services
 from wizard.tui.state import Connection, Mode, Next, TargetChoice, TargetKind, WizardState
 from wizard.tui.widgets.field import Field
 
@@ -46,7 +48,6 @@ def ssh_config_hosts(path: Path | None = None) -> list[str]:
 class TargetScreen(StepScreen):
 
     CSS_PATH = "forms.tcss"
-    STEP_INDEX = 5
     NEXT_LABEL = "Connect"
     STEP_HELP = "Where does the proxy run? sockwizard connects once and reuses the connection."
 
@@ -56,12 +57,12 @@ class TargetScreen(StepScreen):
 
     # -- layout -----------------------------------------------------------------------------
 
-    def __init__(self, state: WizardState, index: int | None = None) -> None:
-        super().__init__(state, index)
+    def __init__(self, state: WizardState, index: int, services: Services) -> None:
+        super().__init__(state, index, services)
         self.config_hosts: list[str] = []
 
     def compose_body(self) -> ComposeResult:
-        self.config_hosts = ssh_config_hosts(self.wizard_app.ssh_config)
+        self.config_hosts = ssh_config_hosts(self.services.ssh_config)
         choice = self.state.target
         diagnose = self.state.mode is Mode.DIAGNOSE
         with RadioSet(id="kind") as kind:
@@ -209,7 +210,7 @@ class TargetScreen(StepScreen):
     async def connect(self, choice: TargetChoice) -> None:
         password = self.query_one("#sudo-password", Input).value or None
         accept: str | None = None
-        connect = self.wizard_app.connector
+        connect = self.services.connector
         while True:
             self.set_status(f"Connecting to {choice.label}…")
             try:

@@ -20,6 +20,7 @@ from wizard.deploy import default_probe_url
 from wizard.probe import ProbeOptions, ProbeReport, run_probe
 from wizard.tui.screens.base import StepScreen
 from wizard.tui.screens.shared import ProbeResultScreen
+from wizard.tui.services import Services
 from wizard.tui.state import WizardState
 from wizard.tui.widgets.probe_view import ProbeView
 
@@ -41,7 +42,6 @@ def report_of(deploy_report: Any) -> ProbeReport | None:
 
 
 class VerdictScreen(ProbeResultScreen):
-    STEP_INDEX = 7
     NEXT_LABEL = "Finish"
     STEP_HELP = "A live Socket.IO probe through the proxy: does WebSocket work end to end?"
 
@@ -52,8 +52,8 @@ class VerdictScreen(ProbeResultScreen):
         Binding("n", "new", "New deploy"),
     ]
 
-    def __init__(self, state: WizardState, index: int | None = None) -> None:
-        super().__init__(state, index)
+    def __init__(self, state: WizardState, index: int, services: Services) -> None:
+        super().__init__(state, index, services)
         self.url = probe_url(state)
         self.report: ProbeReport | None = None
 

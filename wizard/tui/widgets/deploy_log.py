@@ -2,7 +2,8 @@
 check, a cross or a dash with its time — and, under a failed step, the tool's own output.
 
 Fed with ``wizard.deploy``'s events (``StepStarted`` / ``StepFinished`` / ``Notice``), which the
-deploy screen receives in a worker thread and passes on with ``call_from_thread``.
+deploy screen receives in a worker thread and posts as ``messages.DeployEventSeen``; its handler
+calls ``handle`` on the UI thread.
 """
 
 from __future__ import annotations

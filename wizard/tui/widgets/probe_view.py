@@ -1,8 +1,9 @@
 """A live view of one ``wizard.probe`` run: the stage table, the handshake, the findings.
 
 Used by the deploy's verdict step and by the diagnose mode's findings step. Stages arrive one
-by one from the probe's ``on_stage`` callback (called in a worker thread; the screen hops to
-the UI thread with ``call_from_thread``), then ``show_report`` fills in the rest.
+by one from the probe's ``on_stage`` callback (called in a worker thread, which posts
+``messages.StageSeen``; the screen's handler calls ``add_stage`` on the UI thread), then
+``show_report`` fills in the rest.
 """
 
 from __future__ import annotations

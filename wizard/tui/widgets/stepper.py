@@ -1,13 +1,11 @@
-"""The list of steps at the left of every step screen: done, current, still to come."""
+"""The list of steps at the left of every step screen: done, current, still to come.
+
+The names are ``flow.labels(mode)``; the screens' frame passes them in."""
 
 from __future__ import annotations
 
 from textual.content import Content
 from textual.widgets import Static
-
-DEPLOY_STEPS = ("Start", "Proxy", "Path & scope", "Backends & timeouts", "Preview", "Target",
-                "Deploy", "Probe & verdict")
-DIAGNOSE_STEPS = ("Start", "Target", "URL & path", "Findings")
 
 
 class Stepper(Static):
