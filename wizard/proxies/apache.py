@@ -32,4 +32,7 @@ PROFILE = ProxyProfile(
     reload_cmd="apache2ctl -k graceful",
     install_hint="apt-get install apache2   (RHEL: dnf install httpd)",
     modules=needed_modules,
+    # ---- deploy side
+
+    # ---- diagnose side
 )

@@ -29,3 +29,9 @@ class ProxyProfile:
     modules: Callable[[DeploySpec], list[str]] = field(default=lambda spec: [])
     # Reloads that close live WebSockets (clients reconnect all at once).
     reload_drops_websockets: Callable[[DeploySpec], bool] = field(default=lambda spec: False)
+
+    # ---- deploy side: detection, the config marker, settling after a reload -------------
+    # (fields added here by the deploy package's needs; keep this block together)
+
+    # ---- diagnose side: fix snippets, sticky-session wording ------------------------------
+    # (fields added here by the diagnose package's needs; keep this block together)

@@ -23,4 +23,7 @@ PROFILE = ProxyProfile(
     reload_cmd="caddy reload --adapter caddyfile --config /etc/caddy/Caddyfile",
     install_hint="apt-get install caddy",
     reload_drops_websockets=_reload_drops_websockets,
+    # ---- deploy side
+
+    # ---- diagnose side
 )

@@ -16,4 +16,7 @@ PROFILE = ProxyProfile(
     validate_cmd={Layout.SITE: "nginx -t", Layout.FULL: "nginx -t -c {config}"},
     reload_cmd="nginx -s reload",
     install_hint="apt-get install nginx   (RHEL: dnf install nginx)",
+    # ---- deploy side
+
+    # ---- diagnose side
 )

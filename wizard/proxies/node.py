@@ -15,4 +15,7 @@ PROFILE = ProxyProfile(
     reload_cmd="systemctl restart sockwizard-proxy",
     install_hint="apt-get install nodejs npm && npm install http-proxy@1.18.1",
     reload_drops_websockets=lambda spec: True,
+    # ---- deploy side
+
+    # ---- diagnose side
 )
