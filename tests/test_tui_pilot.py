@@ -109,6 +109,9 @@ def nginx_remote(validate_ok: bool = True) -> InMemoryRemote:
     passes or fails like nginx does."""
     remote = InMemoryRemote(name="mem")
     remote.on(r".", exit_status=0)
+    # The host-side checks before the deploy: the destination is a plain file, the lock is free.
+    remote.on(r"readlink -f", stdout=f"real={DEST}\ntype=file 644\n")
+    remote.on(r"@@sw locked", stdout="@@sw locked\n")
 
     def activate(req: RunRequest) -> CommandResult:
         # The real script renames the temp file over the target first (the fake does too),
