@@ -1,13 +1,43 @@
-"""The spec flags shared by ``render``, ``deploy`` and ``sandbox``, and flags -> DeploySpec."""
+"""Flag definitions the subcommands share, and flags -> the typed options the core takes.
+
+- ``add_command``: every subcommand's parser, with the exit-code table as its epilog.
+- spec flags (``render``, ``deploy``, ``sandbox``): ``add_spec_options`` / ``spec_from_args``.
+- SSH flags (``deploy``, ``rollback``, ``diagnose``): ``add_connect_options``,
+  ``add_ssh_auth_options``, ``connect_from_args`` (passwords from stdin, never argv).
+- probe flags (``probe``, ``diagnose``): ``add_probe_options`` / ``probe_options``.
+
+Core modules are imported inside the functions that need them, so building the parser stays
+cheap (the model is the one exception: it has no heavy imports).
+"""
 
 from __future__ import annotations
 
 import argparse
+import getpass
+import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TextIO
 
-from wizard.errors import InvalidSpec
+from wizard.commands._print import exit_codes_epilog
+from wizard.errors import BadInput, InvalidSpec
 from wizard.model import DeploySpec, Problem, build_spec
+
+if TYPE_CHECKING:
+    from wizard.deploy import ConnectOptions
+    from wizard.probe import ProbeOptions
+
+
+def add_command(sub: Any, name: str, *, help: str, description: str,
+                examples: str = "") -> argparse.ArgumentParser:
+    """A subcommand's parser; its --help ends with ``examples`` and the exit-code table."""
+    epilog = f"{examples.rstrip()}\n\n{exit_codes_epilog()}" if examples else exit_codes_epilog()
+    parser: argparse.ArgumentParser = sub.add_parser(
+        name, help=help, description=description, epilog=epilog,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    return parser
+
+
+# -- spec flags -------------------------------------------------------------------------------
 
 # Model field -> the flag a CLI user typed, so every message names what they can change.
 FLAG_FOR_FIELD = {
@@ -64,7 +94,7 @@ _SPEC_DESTS = ["proxy", "path", "server_path", "scope", "backends", "listen", "s
 def spec_from_args(args: argparse.Namespace, *, require_proxy: bool = True) -> DeploySpec:
     """Merge --spec FILE with the flags; raise InvalidSpec naming the flags (or the file's keys)
     at fault."""
-    from wizard.spec_io import load_raw
+    from wizard.spec_file import load_raw
 
     raw: dict[str, Any] = load_raw(args.spec) if args.spec else {}
     from_file = set(raw)
@@ -99,3 +129,94 @@ def _as_flag(problem: object, from_file: set[str], spec_file: Path | None) -> ob
     if index:
         flag += f" #{int(index.rstrip(']')) + 1}"
     return Problem(flag, problem.message)
+
+
+# -- SSH flags --------------------------------------------------------------------------------
+
+
+def add_connect_options(p: argparse.ArgumentParser, *, multiple: bool = True) -> None:
+    g = p.add_argument_group("where (SSH)")
+    g.add_argument("--host", action="append" if multiple else "store", dest="hosts",
+                   required=True, metavar="TARGET",
+                   help="[USER@]HOST[:PORT] or an ~/.ssh/config alias; `local` = this machine"
+                        + ("; repeat to deploy to several hosts at once" if multiple else ""))
+    add_ssh_auth_options(g)
+
+
+def add_ssh_auth_options(g: Any) -> None:
+    """How to log in and whom to trust: shared by deploy, rollback and diagnose."""
+    g.add_argument("--identity", "-i", type=Path, metavar="FILE", help="private key file")
+    g.add_argument("--known-hosts", type=Path, metavar="FILE",
+                   help="known_hosts to check the host key against (default ~/.ssh/known_hosts)")
+    g.add_argument("--accept-host-key", metavar="SHA256:...",
+                   help="trust this host key fingerprint (after checking it) and record it")
+    g.add_argument("--password-stdin", action="store_true",
+                   help="read the SSH password from the first line of stdin")
+    g.add_argument("--sudo-password-stdin", action="store_true",
+                   help="read the sudo password from stdin (the next line)")
+    g.add_argument("--connect-timeout", type=float, default=10.0, metavar="S",
+                   help="seconds to wait for the SSH connection (default 10)")
+
+
+def connect_from_args(args: argparse.Namespace, stdin: TextIO | None = None) -> ConnectOptions:
+    """Connection flags -> ConnectOptions; passwords come from stdin, never from argv."""
+    from wizard.deploy import ConnectOptions
+
+    stream = stdin if stdin is not None else sys.stdin
+    password = _read_secret(stream, "--password-stdin") if args.password_stdin else None
+    sudo_password = (_read_secret(stream, "--sudo-password-stdin")
+                     if args.sudo_password_stdin else None)
+    if args.connect_timeout <= 0:
+        raise BadInput("--connect-timeout must be positive.", "Give a number of seconds.")
+    return ConnectOptions(
+        known_hosts=args.known_hosts, accept_host_key=args.accept_host_key,
+        identity=args.identity, password=password, sudo_password=sudo_password,
+        connect_timeout=args.connect_timeout,
+        passphrase_prompt=_passphrase_prompt if sys.stdin.isatty() else None)
+
+
+def _read_secret(stream: TextIO, flag: str) -> str:
+    line = stream.readline()
+    if not line:
+        raise BadInput(f"{flag}: stdin is empty.",
+                       "Pipe the password in, e.g. `printf '%s\\n' \"$PW\" | sockwizard ...`.")
+    return line.rstrip("\r\n")
+
+
+def _passphrase_prompt(prompt: str) -> str:
+    return getpass.getpass(prompt)
+
+
+# -- probe flags ------------------------------------------------------------------------------
+
+
+def add_probe_options(p: argparse.ArgumentParser) -> None:
+    """Options shared by ``probe`` and ``diagnose``."""
+    p.add_argument("--path", default="/socket.io/", metavar="P",
+                   help="the Socket.IO path (default /socket.io/)")
+    p.add_argument("--header", action="append", default=[], metavar="K:V",
+                   help="extra request header; repeatable")
+    p.add_argument("--origin", metavar="O", help="send this Origin header")
+    p.add_argument("--insecure", action="store_true", help="accept self-signed TLS certificates")
+    p.add_argument("--timeout", type=float, default=5.0, metavar="S",
+                   help="seconds per stage (default 5)")
+    p.add_argument("--hold", type=float, default=0.0, metavar="SECONDS",
+                   help="keep an idle connection open this long and report if it drops")
+    p.add_argument("--connect-to", metavar="ADDR",
+                   help="connect to this address; the URL's host stays the Host header and "
+                        "TLS name (like curl --connect-to): one host behind a load balancer, "
+                        "or a name before its DNS")
+
+
+def probe_options(args: argparse.Namespace, **extra: Any) -> ProbeOptions:
+    from wizard.probe import ProbeOptions, parse_header
+
+    connect_to = args.connect_to
+    if connect_to is not None and not extra.get("emit"):
+        # Our own Socket.IO CONNECT on the upgraded WebSocket honours the address;
+        # python-socketio (needed for --emit) resolves the URL itself.
+        extra.setdefault("raw_connect", True)
+    return ProbeOptions(
+        path=args.path, headers=tuple(parse_header(h) for h in args.header), origin=args.origin,
+        insecure=args.insecure, timeout=args.timeout, hold=args.hold, connect_to=connect_to,
+        **extra)
