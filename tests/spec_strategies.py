@@ -18,7 +18,7 @@ from typing import Any
 from hypothesis import strategies as st
 
 from wizard.cli import main
-from wizard.commands.spec_args import FLAG_FOR_FIELD
+from wizard.commands._flags import FLAG_FOR_FIELD
 from wizard.model import Backend, DeploySpec, ProxyKind
 
 KNOWN_KEYS = ["proxy", "path", "server_path", "scope", "backends", "listen", "listen_address",

@@ -24,7 +24,7 @@ from typing import Any, Self
 import pytest
 
 from wizard import deploy
-from wizard.commands.deploy import summary_table
+from wizard.commands._print import summary_table
 from wizard.deploy import (
     DeployOptions,
     DeployResult,

@@ -1,8 +1,9 @@
 """Entry point: ``sockwizard`` (the TUI) and its plain commands for scripts and CI.
 
-``main`` only parses, dispatches and maps errors to the documented exit codes; the work lives
-in the core modules. stdout carries data (a config or --json); progress and errors go to
-stderr. Textual is imported only when no command is given (a test checks this).
+``main`` only parses, dispatches and maps a ``SockwizardError`` to its ``ExitCode`` (and Ctrl-C
+to ``INTERRUPTED``); the flags live in ``wizard.commands``, the work in the core packages.
+stdout carries data (a config or --json); progress and errors go to stderr. Textual is
+imported only when no command is given (a test checks this).
 """
 
 from __future__ import annotations
@@ -21,26 +22,17 @@ if TYPE_CHECKING:
 # Command modules, in the order --help lists them. Each has register(subparsers).
 COMMANDS = ["render", "deploy", "rollback", "sandbox", "probe", "diagnose"]
 
-EPILOG = """exit codes:
-  0  ok
-  1  the check failed (probe not on WebSocket, findings)
-  2  bad input: nothing was changed
-  3  cannot connect: unreachable, auth, host key, sudo
-  4  validation failed: the previous config was kept
-  5  reload failed: the previous config was restored
-  6  probe failed: the previous config was restored
-  7  rollback failed: the host needs attention
-
-Run without a command to open the interactive wizard."""
-
 
 def build_parser() -> argparse.ArgumentParser:
     import argparse  # here: plain `sockwizard` (the wizard) does not need it
 
+    from wizard.commands._print import exit_codes_epilog
+
+    epilog = f"{exit_codes_epilog()}\n\nRun without a command to open the interactive wizard."
     parser = argparse.ArgumentParser(
         prog="sockwizard",
         description="Get a Socket.IO server working behind a reverse proxy, and prove it works.",
-        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+        epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"sockwizard {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:

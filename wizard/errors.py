@@ -1,28 +1,80 @@
-"""One error family for sockwizard.
+"""One error family for sockwizard, and the process exit codes it maps to.
 
-Every error the user can see carries a short ``title`` (what happened) and a ``hint``
-(what to do next), plus the process exit code the CLI maps it to. Third-party exceptions
-(paramiko, OSError, socketio) are translated into these at one boundary per module, so the
-CLI and the TUI only ever handle ``SockwizardError``.
+Every error the user can see carries a short ``title`` (what happened) and a ``hint`` (what to
+do next), plus the ``ExitCode`` the CLI returns for it. Third-party exceptions (paramiko,
+OSError, socketio) are translated into these at one boundary per module, so the CLI and the TUI
+only ever handle ``SockwizardError``; ``wizard.cli.main`` is the one place that turns one into
+a process exit status.
+
+The tree (exit code in brackets)::
+
+    SockwizardError                 [1]  base: title, hint, detail
+    ├── InvalidSpec                 [2]  the spec (flags, TOML, form) has problems, each named
+    ├── BadInput                    [2]  a flag or file that cannot be used
+    ├── ProbeFailed                 [2]  the probe could not start (bad URL...)
+    ├── ConnectionFailed            [3]  unreachable, authentication
+    │   ├── HostKeyUnknown          [3]  not in known_hosts: the fingerprint to check
+    │   ├── HostKeyChanged          [3]  a different key than recorded: refuse
+    │   └── SudoPasswordRequired    [3]  sudo -n refused
+    ├── DeployFailed                [1, 4-7]  a deploy step failed; carries its own code
+    ├── RemoteCommandFailed         [1]  a command on the host exited non-zero
+    ├── MissingTool                 [1]  a local binary is missing
+    ├── ConfigReadError             [1]  (wizard.diagnose) the live config could not be read
+    └── SandboxError                [1]  (wizard.sandbox) the sandbox could not start
+
+``ExitCode`` is the documented table: each member's docstring is its meaning, and the CLI's
+``--help`` epilogs and the README's "Exit codes" table are generated from it
+(``wizard.commands._print.exit_codes_epilog`` / ``exit_codes_markdown``; a test keeps the
+README in step).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from enum import IntEnum
 
 
 class ExitCode(IntEnum):
-    """Documented process exit codes (README, "Exit codes")."""
+    """The documented process exit codes; each member's docstring is its meaning."""
 
-    OK = 0
-    FAILED = 1  # the command ran but its check failed (probe not on WebSocket, findings)
-    BAD_INPUT = 2  # invalid flags or spec: nothing was changed
-    CONNECTION = 3  # unreachable, auth failed, host key unknown/changed, sudo needs a password
-    VALIDATE_ROLLED_BACK = 4  # the proxy's checker refused the new config; old one kept
-    RELOAD_ROLLED_BACK = 5  # reload failed; previous config restored
-    PROBE_ROLLED_BACK = 6  # live probe through the new config failed; previous config restored
-    ROLLBACK_FAILED = 7  # restoring the previous config failed: the host needs attention
-    INTERRUPTED = 130
+    def __new__(cls, value: int, doc: str) -> ExitCode:
+        member = int.__new__(cls, value)
+        member._value_ = value
+        member.__doc__ = doc
+        return member
+
+    OK = 0, ("ok: the command did what it says (deployed, restored, or nothing to change; "
+             "--dry-run; the probe passed; no error finding)")
+    FAILED = 1, ("the check failed (probe not on WebSocket, an error finding), or a deploy "
+                 "stopped before changing anything (another deploy holds the file's lock) or "
+                 "kept a failing config (--no-rollback)")
+    BAD_INPUT = 2, ("bad input: every problem is listed, naming its flag; or nothing to roll "
+                    "back; nothing was changed")
+    CONNECTION = 3, ("cannot connect: unreachable, authentication, host key, sudo password; "
+                     "or the connection dropped")
+    VALIDATE_ROLLED_BACK = 4, "validation failed: the previous config was kept"
+    RELOAD_ROLLED_BACK = 5, "reload failed: the previous config was restored and reloaded"
+    PROBE_ROLLED_BACK = 6, "probe failed: the previous config was restored and reloaded"
+    ROLLBACK_FAILED = 7, ("rollback failed: the host needs attention (the message says where "
+                          "the backup is)")
+    INTERRUPTED = 130, "interrupted (Ctrl-C)"
+
+    @property
+    def meaning(self) -> str:
+        return self.__doc__ or ""
+
+    @classmethod
+    def most_serious(cls, codes: Iterable[ExitCode]) -> ExitCode:
+        """One exit code for several hosts: the one that most needs a human (OK when none)."""
+        present = set(codes)
+        return next((c for c in _SEVERITY if c in present), cls.OK)
+
+
+# Most serious first: a host that needs attention outranks a dropped connection, which
+# outranks a config that was put back, which outranks a refusal that changed nothing.
+_SEVERITY = (ExitCode.ROLLBACK_FAILED, ExitCode.CONNECTION, ExitCode.PROBE_ROLLED_BACK,
+             ExitCode.RELOAD_ROLLED_BACK, ExitCode.VALIDATE_ROLLED_BACK, ExitCode.FAILED,
+             ExitCode.BAD_INPUT)
 
 
 class SockwizardError(Exception):

@@ -2,8 +2,8 @@
 
 Findings (most serious first) go to stdout as a report or, with ``--json``, as one object
 ``{"findings": [...], "probe": {...}, "config": {...}, ...}``; progress lines go to stderr.
-Exit 0 when no finding is an error, 1 otherwise (2 bad input, 3 cannot connect, as everywhere).
-The SSH flags are the deploy command's, and mean the same; the probe flags are the probe's.
+Exit ``OK`` when no finding is an error, ``FAILED`` otherwise (``wizard.errors.ExitCode``).
+The SSH flags and the probe flags are the ones ``deploy`` and ``probe`` use (``_flags``).
 """
 
 from __future__ import annotations
@@ -13,27 +13,31 @@ import json
 import sys
 from typing import Any
 
-from wizard.errors import ExitCode
+from wizard.commands._flags import (
+    add_command,
+    add_probe_options,
+    add_ssh_auth_options,
+    connect_from_args,
+    probe_options,
+)
+from wizard.commands._print import print_stage
+from wizard.errors import BadInput, ExitCode
 
 DEFAULT_SESSIONS = 6  # polling sessions: catches a missing sticky setup with two backends
 
 
 def register(sub: Any) -> None:
-    from wizard.commands.deploy import add_ssh_auth_options
-    from wizard.commands.probe import add_probe_options
-
-    p: argparse.ArgumentParser = sub.add_parser(
-        "diagnose", help="find why Socket.IO clients drop, stay on polling or fail",
+    p = add_command(
+        sub, "diagnose", help="find why Socket.IO clients drop, stay on polling or fail",
         description="Probe URL and, with --host/--proxy, read the proxy's live config over SSH; "
                     "print each problem with its evidence (config file:line, probe stage) and "
                     "the exact lines to change. Exit 0 when no finding is an error.",
-        epilog="examples:\n"
-               "  sockwizard diagnose https://chat.example.com\n"
-               "  sockwizard diagnose https://chat.example.com --host deploy@chat.example.com "
-               "--proxy nginx\n"
-               "  sockwizard diagnose http://127.0.0.1:8080 --host local --proxy caddy "
-               "--config /srv/Caddyfile --json",
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+        examples="examples:\n"
+                 "  sockwizard diagnose https://chat.example.com\n"
+                 "  sockwizard diagnose https://chat.example.com --host deploy@chat.example.com "
+                 "--proxy nginx\n"
+                 "  sockwizard diagnose http://127.0.0.1:8080 --host local --proxy caddy "
+                 "--config /srv/Caddyfile --json")
     p.add_argument("url", metavar="URL", help="the URL clients use, e.g. https://chat.example.com")
     add_probe_options(p)
     p.add_argument("--sessions", type=int, default=DEFAULT_SESSIONS, metavar="N",
@@ -52,9 +56,7 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from wizard.commands.probe import print_stage, probe_options
     from wizard.diagnose import format_diagnosis, run_diagnosis
-    from wizard.errors import BadInput
 
     if args.host is None and (args.proxy or args.config):
         raise BadInput("--proxy/--config need --host to read the config.",
@@ -65,7 +67,6 @@ def run(args: argparse.Namespace) -> int:
     options = probe_options(args, sessions=max(0, args.sessions))
     remote = None
     if args.host is not None:
-        from wizard.commands.deploy import connect_from_args
         from wizard.deploy import open_host
 
         remote = open_host(args.host, connect_from_args(args))

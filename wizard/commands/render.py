@@ -7,13 +7,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from wizard.commands.spec_args import add_spec_options, spec_from_args
+from wizard.commands._flags import add_command, add_spec_options, spec_from_args
 from wizard.errors import ExitCode
 
 
 def register(sub: Any) -> None:
-    p: argparse.ArgumentParser = sub.add_parser(
-        "render", help="print the proxy config for a spec",
+    p = add_command(
+        sub, "render", help="print the proxy config for a spec",
         description="Render the reverse-proxy config for a Socket.IO server.")
     add_spec_options(p)
     p.add_argument("-o", "--output", type=Path, metavar="FILE",
@@ -43,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _snippet_comment(spec: Any, mark: str) -> str:
     """The snippets as comments in the config's own syntax, so stdout stays a valid config."""
-    from wizard.snippets import format_snippets
+    from wizard.render import format_snippets
 
     if not spec.path_is_custom:
         lines = ["Default path /socket.io/: the server and clients need no path setting."]

@@ -12,24 +12,15 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from wizard.commands.deploy import Progress, add_connect_options, connect_from_args, report
-
-EXIT_CODES = """exit codes:
-  0  restored (and probed, when the deploy had a probe URL)
-  2  nothing to roll back, or the backup is missing: nothing was changed
-  3  cannot connect: unreachable, auth, host key, sudo password
-  4  the restored config does not validate: the current one was kept
-  5  reload failed: the current config was put back
-  6  probe failed: the current config was put back
-  7  putting things back failed: the host needs attention"""
+from wizard.commands._flags import add_command, add_connect_options, connect_from_args
+from wizard.commands._print import Progress, report
 
 
 def register(sub: Any) -> None:
-    p: argparse.ArgumentParser = sub.add_parser(
-        "rollback", help="restore the config sockwizard's last deploy replaced",
+    p = add_command(
+        sub, "rollback", help="restore the config sockwizard's last deploy replaced",
         description="Restore the newest backup sockwizard made on the host, validate it in "
-                    "place and reload; a failure puts the current config back.",
-        epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
+                    "place and reload; a failure puts the current config back.")
     add_connect_options(p, multiple=False)
     g = p.add_argument_group("what to restore")
     g.add_argument("--dest", metavar="PATH",

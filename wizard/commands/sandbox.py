@@ -11,14 +11,15 @@ import argparse
 import sys
 from typing import Any
 
-from wizard.commands.deploy import Progress
-from wizard.commands.spec_args import add_spec_options, spec_from_args
+from wizard.commands._flags import add_command, add_spec_options, spec_from_args
+from wizard.commands._print import Progress
 from wizard.errors import ExitCode
 
 
 def register(sub: Any) -> None:
-    p: argparse.ArgumentParser = sub.add_parser(
-        "sandbox", help="run a demo Socket.IO server behind a real proxy, deployed by sockwizard",
+    p = add_command(
+        sub, "sandbox",
+        help="run a demo Socket.IO server behind a real proxy, deployed by sockwizard",
         description="Start a demo Socket.IO server and the chosen proxy on free loopback ports "
                     "in a temp directory, deploy the rendered config into it (backup, validate, "
                     "reload, probe), and keep it running until Ctrl-C.")

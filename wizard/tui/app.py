@@ -278,7 +278,7 @@ class SockwizardApp(App[int]):
 
     @work(exclusive=True, group="save", exit_on_error=False)
     async def _save_spec(self) -> None:
-        from wizard.spec_io import dump_spec
+        from wizard.spec_file import dump_spec
         from wizard.tui.screens.modals import PathPrompt
 
         default = str(self.state.spec_source or "sockwizard.toml")

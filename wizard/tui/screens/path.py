@@ -1,5 +1,5 @@
 """Step 3: the Socket.IO path (default or custom), what the proxy forwards, and the matching
-server/client ``path`` settings (``wizard.snippets``) shown live when the path is custom."""
+server/client ``path`` settings (``wizard.render.snippets``) shown live when the path is custom."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import Input, RadioButton, RadioSet, Static, TabbedContent, TabPane
 
 from wizard.model import DEFAULT_PATH, DeploySpec, Scope
-from wizard.snippets import path_snippets
+from wizard.render import path_snippets
 from wizard.tui.screens.shared import SpecFormScreen
 from wizard.tui.widgets.code_view import CodeView
 from wizard.tui.widgets.field import Field, check_raw, problem_for

@@ -12,9 +12,8 @@ from textual.widgets import Static, TabbedContent, TabPane
 
 from wizard.model import Layout
 from wizard.proxies import profile
-from wizard.render import Rendered, render
-from wizard.snippets import path_snippets
-from wizard.spec_io import dump_spec
+from wizard.render import Rendered, path_snippets, render
+from wizard.spec_file import dump_spec
 from wizard.tui.calls import apply_on, deploy_options
 from wizard.tui.screens.base import StepScreen
 from wizard.tui.widgets.code_view import CodeView

@@ -103,7 +103,7 @@ class StartScreen(StepScreen):
 
     @work(exclusive=True, exit_on_error=False)
     async def _load(self, text: str) -> None:
-        from wizard.spec_io import load_spec  # tomllib and json: not worth it before asked
+        from wizard.spec_file import load_spec  # tomllib and json: not worth it before asked
 
         path = Path(text.strip() or DEFAULT_SPEC_FILE).expanduser()
         self.set_status(f"Loading {path}…")

@@ -1,7 +1,8 @@
 """The server and client ``path`` settings that must match the proxy's route.
 
-Shown by ``render --snippets`` and by the TUI's path step and preview, so the three places
-that must agree on the path (proxy, server, client) are visible together.
+Shown by ``render --snippets`` and by the TUI's path step and preview (through
+``wizard.render``), so the three places that must agree on the path (proxy, server, client)
+are visible together.
 """
 
 from __future__ import annotations

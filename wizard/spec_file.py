@@ -1,4 +1,5 @@
-"""Read and write a DeploySpec as TOML: the CLI's ``--spec FILE`` and the TUI's "save spec".
+"""Read and write a DeploySpec as TOML: the CLI's ``--spec FILE`` (``wizard.commands._flags``)
+and the TUI's "load spec" / "save spec".
 
 Reading goes through ``model.build_spec`` so a hand-edited file gets the same checks (and
 messages) as flags. Writing is done by hand: the values are already validated and flat, and
@@ -15,6 +16,8 @@ from typing import Any
 
 from wizard.errors import BadInput
 from wizard.model import DeploySpec, build_spec
+
+__all__ = ["MAX_SPEC_BYTES", "dump_spec", "load_raw", "load_spec", "save_spec"]
 
 MAX_SPEC_BYTES = 1 << 20  # a spec is a few hundred bytes; refuse to parse a huge file
 

@@ -1,6 +1,7 @@
 """spec -> config text, through the Jinja2 templates shipped in the package.
 
-Called by the CLI's ``render``, by the deploy (what to upload) and by the TUI's preview.
+Called (through ``wizard.render``) by the CLI's ``render``, by the deploy (what to upload) and
+by the TUI's preview.
 Jinja2 runs with StrictUndefined and *without* autoescape: configs are not HTML, so instead
 of escaping, the model refuses every value that could inject a directive before we get here.
 """
@@ -14,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from wizard import __version__
-from wizard.model import DeploySpec, Layout, ProxyKind
+from wizard.model import DeploySpec, ProxyKind
 from wizard.proxies import profile
 
 if TYPE_CHECKING:
@@ -36,10 +37,15 @@ _SYNTAX = {ProxyKind.NGINX: "nginx", ProxyKind.APACHE: "apache",
            ProxyKind.CADDY: "caddyfile", ProxyKind.NODE: "javascript"}
 
 
+# wizard/render/engine.py -> wizard/
+_PACKAGE_ROOT = Path(__file__).resolve().parent.parent
+
+
 def templates_dir() -> Path:
-    """Installed wheels carry the templates inside the package; a checkout has them at the top."""
-    inside = Path(__file__).parent / "templates"
-    return inside if inside.is_dir() else Path(__file__).parent.parent / "templates"
+    """Installed wheels carry the templates inside the package (pyproject's force-include puts
+    them at ``wizard/templates``); a checkout has them beside ``wizard/``."""
+    inside = _PACKAGE_ROOT / "templates"
+    return inside if inside.is_dir() else _PACKAGE_ROOT.parent / "templates"
 
 
 @lru_cache(maxsize=1)
@@ -108,5 +114,3 @@ def _tidy(text: str) -> str:
     text = re.sub(r"\n\n([ \t]*\}\n)", r"\n\1", text)  # ...nor right before it closes
     return text.strip("\n") + "\n"
 
-
-__all__ = ["Layout", "Rendered", "render", "templates_dir"]

@@ -1,0 +1,222 @@
+"""Flag definitions the subcommands share, and flags -> the typed options the core takes.
+
+- ``add_command``: every subcommand's parser, with the exit-code table as its epilog.
+- spec flags (``render``, ``deploy``, ``sandbox``): ``add_spec_options`` / ``spec_from_args``.
+- SSH flags (``deploy``, ``rollback``, ``diagnose``): ``add_connect_options``,
+  ``add_ssh_auth_options``, ``connect_from_args`` (passwords from stdin, never argv).
+- probe flags (``probe``, ``diagnose``): ``add_probe_options`` / ``probe_options``.
+
+Core modules are imported inside the functions that need them, so building the parser stays
+cheap (the model is the one exception: it has no heavy imports).
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TextIO
+
+from wizard.commands._print import exit_codes_epilog
+from wizard.errors import BadInput, InvalidSpec
+from wizard.model import DeploySpec, Problem, build_spec
+
+if TYPE_CHECKING:
+    from wizard.deploy import ConnectOptions
+    from wizard.probe import ProbeOptions
+
+
+def add_command(sub: Any, name: str, *, help: str, description: str,
+                examples: str = "") -> argparse.ArgumentParser:
+    """A subcommand's parser; its --help ends with ``examples`` and the exit-code table."""
+    epilog = f"{examples.rstrip()}\n\n{exit_codes_epilog()}" if examples else exit_codes_epilog()
+    parser: argparse.ArgumentParser = sub.add_parser(
+        name, help=help, description=description, epilog=epilog,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    return parser
+
+
+# -- spec flags -------------------------------------------------------------------------------
+
+# Model field -> the flag a CLI user typed, so every message names what they can change.
+FLAG_FOR_FIELD = {
+    "proxy": "--proxy", "path": "--path", "server_path": "--server-path", "scope": "--scope",
+    "backends": "--backend", "listen": "--listen", "listen_address": "--listen",
+    "listen_port": "--listen", "server_name": "--server-name", "tls_cert": "--tls-cert",
+    "tls_key": "--tls-key", "tls_port": "--tls-port", "read_timeout": "--read-timeout",
+    "send_timeout": "--send-timeout", "ping_interval_ms": "--ping-interval",
+    "ping_timeout_ms": "--ping-timeout", "proxy_buffering": "--proxy-buffering",
+    "stream_close_delay": "--stream-close-delay", "apache_version": "--apache-version",
+    "static_root": "--static-root", "layout": "--layout",
+}
+
+
+def add_spec_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("what to generate (flags override --spec)")
+    g.add_argument("--spec", type=Path, metavar="FILE.toml", help="read the spec from a TOML file")
+    g.add_argument("--proxy", metavar="KIND", help="nginx | apache | caddy | node")
+    g.add_argument("--path", metavar="P", help="Socket.IO path clients use (default /socket.io/)")
+    g.add_argument("--server-path", metavar="P",
+                   help="path the Socket.IO server listens on, when the proxy rewrites")
+    g.add_argument("--scope", metavar="all|socketio",
+                   help="proxy the whole site (all, default) or only the Socket.IO path")
+    g.add_argument("--backend", action="append", dest="backends", metavar="HOST:PORT",
+                   help="a Socket.IO server; repeat for several (sticky sessions are added)")
+    g.add_argument("--listen", metavar="[ADDR:]PORT", help="where the proxy listens (default 80)")
+    g.add_argument("--server-name", metavar="N", help="the site's domain name")
+    g.add_argument("--tls-cert", metavar="F", help="certificate path on the host (adds :443)")
+    g.add_argument("--tls-key", metavar="F", help="private key path on the host")
+    g.add_argument("--tls-port", metavar="PORT", help="HTTPS port (default 443)")
+    g.add_argument("--read-timeout", metavar="S",
+                   help="proxy read timeout in seconds (default 60); must exceed the ping sum")
+    g.add_argument("--send-timeout", metavar="S", help="proxy send timeout in seconds (default 60)")
+    g.add_argument("--ping-interval", dest="ping_interval_ms", metavar="MS",
+                   help="the server's pingInterval in ms (default 25000)")
+    g.add_argument("--ping-timeout", dest="ping_timeout_ms", metavar="MS",
+                   help="the server's pingTimeout in ms (default 20000)")
+    g.add_argument("--proxy-buffering", metavar="on|off", help="nginx proxy_buffering (default on)")
+    g.add_argument("--stream-close-delay", metavar="S",
+                   help="Caddy 2.7+: keep WebSockets open S seconds across reloads")
+    g.add_argument("--apache-version", metavar="V",
+                   help="target Apache version; < 2.4.47 uses the mod_proxy_wstunnel recipe")
+    g.add_argument("--static-root", metavar="DIR", help="scope socketio: what the proxy serves")
+    g.add_argument("--layout", metavar="site|full",
+                   help="site: a file to include (default); full: a complete main config")
+
+
+_SPEC_DESTS = ["proxy", "path", "server_path", "scope", "backends", "listen", "server_name",
+               "tls_cert", "tls_key", "tls_port", "read_timeout", "send_timeout",
+               "ping_interval_ms", "ping_timeout_ms", "proxy_buffering", "stream_close_delay",
+               "apache_version", "static_root", "layout"]
+
+
+def spec_from_args(args: argparse.Namespace, *, require_proxy: bool = True) -> DeploySpec:
+    """Merge --spec FILE with the flags; raise InvalidSpec naming the flags (or the file's keys)
+    at fault."""
+    from wizard.spec_file import load_raw
+
+    raw: dict[str, Any] = load_raw(args.spec) if args.spec else {}
+    from_file = set(raw)
+    for dest in _SPEC_DESTS:
+        value = getattr(args, dest, None)
+        if value is not None:
+            raw[dest] = value
+            from_file.discard(dest)
+            if dest == "listen":  # --listen replaces both halves a file may set
+                from_file -= {"listen_address", "listen_port"}
+    if require_proxy and "proxy" not in raw:
+        raise InvalidSpec([Problem("--proxy", "which proxy? give --proxy nginx|apache|caddy|node "
+                                              "(or a --spec file that sets proxy)")])
+    try:
+        return build_spec(raw)
+    except InvalidSpec as exc:
+        raise InvalidSpec([_as_flag(p, from_file, args.spec) for p in exc.problems]) from None
+
+
+def _as_flag(problem: object, from_file: set[str], spec_file: Path | None) -> object:
+    """Name a problem as the user wrote it: the flag, or the key in the spec file."""
+    if not isinstance(problem, Problem):
+        return problem
+    name, _, index = problem.field.partition("[")
+    # The model reports a bad listen port/address as "listen", whichever key set it.
+    in_file = name in from_file or (name == "listen" and bool(
+        from_file & {"listen_address", "listen_port"}))
+    if in_file or name not in FLAG_FOR_FIELD:
+        where = f"{name}[{index}" if index else name
+        return Problem(f"{where} (in {spec_file})" if spec_file else where, problem.message)
+    flag = FLAG_FOR_FIELD[name]
+    if index:
+        flag += f" #{int(index.rstrip(']')) + 1}"
+    return Problem(flag, problem.message)
+
+
+# -- SSH flags --------------------------------------------------------------------------------
+
+
+def add_connect_options(p: argparse.ArgumentParser, *, multiple: bool = True) -> None:
+    g = p.add_argument_group("where (SSH)")
+    g.add_argument("--host", action="append" if multiple else "store", dest="hosts",
+                   required=True, metavar="TARGET",
+                   help="[USER@]HOST[:PORT] or an ~/.ssh/config alias; `local` = this machine"
+                        + ("; repeat to deploy to several hosts at once" if multiple else ""))
+    add_ssh_auth_options(g)
+
+
+def add_ssh_auth_options(g: Any) -> None:
+    """How to log in and whom to trust: shared by deploy, rollback and diagnose."""
+    g.add_argument("--identity", "-i", type=Path, metavar="FILE", help="private key file")
+    g.add_argument("--known-hosts", type=Path, metavar="FILE",
+                   help="known_hosts to check the host key against (default ~/.ssh/known_hosts)")
+    g.add_argument("--accept-host-key", metavar="SHA256:...",
+                   help="trust this host key fingerprint (after checking it) and record it")
+    g.add_argument("--password-stdin", action="store_true",
+                   help="read the SSH password from the first line of stdin")
+    g.add_argument("--sudo-password-stdin", action="store_true",
+                   help="read the sudo password from stdin (the next line)")
+    g.add_argument("--connect-timeout", type=float, default=10.0, metavar="S",
+                   help="seconds to wait for the SSH connection (default 10)")
+
+
+def connect_from_args(args: argparse.Namespace, stdin: TextIO | None = None) -> ConnectOptions:
+    """Connection flags -> ConnectOptions; passwords come from stdin, never from argv."""
+    from wizard.deploy import ConnectOptions
+
+    stream = stdin if stdin is not None else sys.stdin
+    password = _read_secret(stream, "--password-stdin") if args.password_stdin else None
+    sudo_password = (_read_secret(stream, "--sudo-password-stdin")
+                     if args.sudo_password_stdin else None)
+    if args.connect_timeout <= 0:
+        raise BadInput("--connect-timeout must be positive.", "Give a number of seconds.")
+    return ConnectOptions(
+        known_hosts=args.known_hosts, accept_host_key=args.accept_host_key,
+        identity=args.identity, password=password, sudo_password=sudo_password,
+        connect_timeout=args.connect_timeout,
+        passphrase_prompt=_passphrase_prompt if sys.stdin.isatty() else None)
+
+
+def _read_secret(stream: TextIO, flag: str) -> str:
+    line = stream.readline()
+    if not line:
+        raise BadInput(f"{flag}: stdin is empty.",
+                       "Pipe the password in, e.g. `printf '%s\\n' \"$PW\" | sockwizard ...`.")
+    return line.rstrip("\r\n")
+
+
+def _passphrase_prompt(prompt: str) -> str:
+    return getpass.getpass(prompt)
+
+
+# -- probe flags ------------------------------------------------------------------------------
+
+
+def add_probe_options(p: argparse.ArgumentParser) -> None:
+    """Options shared by ``probe`` and ``diagnose``."""
+    p.add_argument("--path", default="/socket.io/", metavar="P",
+                   help="the Socket.IO path (default /socket.io/)")
+    p.add_argument("--header", action="append", default=[], metavar="K:V",
+                   help="extra request header; repeatable")
+    p.add_argument("--origin", metavar="O", help="send this Origin header")
+    p.add_argument("--insecure", action="store_true", help="accept self-signed TLS certificates")
+    p.add_argument("--timeout", type=float, default=5.0, metavar="S",
+                   help="seconds per stage (default 5)")
+    p.add_argument("--hold", type=float, default=0.0, metavar="SECONDS",
+                   help="keep an idle connection open this long and report if it drops")
+    p.add_argument("--connect-to", metavar="ADDR",
+                   help="connect to this address; the URL's host stays the Host header and "
+                        "TLS name (like curl --connect-to): one host behind a load balancer, "
+                        "or a name before its DNS")
+
+
+def probe_options(args: argparse.Namespace, **extra: Any) -> ProbeOptions:
+    from wizard.probe import ProbeOptions, parse_header
+
+    connect_to = args.connect_to
+    if connect_to is not None and not extra.get("emit"):
+        # Our own Socket.IO CONNECT on the upgraded WebSocket honours the address;
+        # python-socketio (needed for --emit) resolves the URL itself.
+        extra.setdefault("raw_connect", True)
+    return ProbeOptions(
+        path=args.path, headers=tuple(parse_header(h) for h in args.header), origin=args.origin,
+        insecure=args.insecure, timeout=args.timeout, hold=args.hold, connect_to=connect_to,
+        **extra)
