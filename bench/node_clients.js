@@ -29,7 +29,7 @@ function parseArgs(argv) {
   return opts;
 }
 
-// Nearest rank, like wizard.loadprobe.percentile: every reported value was measured.
+// Nearest rank, like wizard.probe.percentile: every reported value was measured.
 function percentile(sorted, pct) {
   if (sorted.length === 0) return null;
   const rank = Math.max(1, Math.ceil((sorted.length * pct) / 100));

@@ -37,11 +37,11 @@ from wizard.deploy import (  # noqa: E402
     StepFinished,
     StepStarted,
 )
-from wizard.eio import Handshake  # noqa: E402
 from wizard.errors import ExitCode  # noqa: E402
 from wizard.findings import Finding  # noqa: E402
 from wizard.model import Backend, DeploySpec  # noqa: E402
 from wizard.probe import ProbeReport, Stage  # noqa: E402
+from wizard.probe.wire import Handshake  # noqa: E402
 from wizard.remote import InMemoryRemote  # noqa: E402
 from wizard.tui.app import SockwizardApp  # noqa: E402
 from wizard.tui.screens.deploy import DeployScreen  # noqa: E402

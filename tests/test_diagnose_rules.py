@@ -35,10 +35,10 @@ import pytest
 from tests.scenarios import cases as render_cases
 from wizard.configread import ConfigReadError, RouteFacts, RouteQuery
 from wizard.diagnose import diagnose, diagnose_with_notes, grade_timeout, order, ping_of
-from wizard.eio import Handshake
 from wizard.findings import Finding
 from wizard.model import DeploySpec, Layout, ProxyKind
 from wizard.probe import ProbeReport, Stage
+from wizard.probe.wire import Handshake
 from wizard.proxies import profile
 from wizard.render import render
 

@@ -1,4 +1,4 @@
-"""Fast tests of wizard/eio.py's pure parts: URL checks, HTTP heads, Engine.IO packets and
+"""Fast tests of wizard/probe/wire/'s pure parts: URL checks, HTTP heads, Engine.IO packets and
 the WebSocket frame codec. The socket-facing parts are exercised against real servers in
 tests/test_probe.py."""
 
@@ -8,8 +8,8 @@ import json
 
 import pytest
 
-from wizard import eio
 from wizard.errors import ProbeFailed
+from wizard.probe import wire as eio
 
 # --------------------------------------------------------------------------- URL and path
 

@@ -219,18 +219,21 @@ def test_a_header_that_cannot_be_sent_is_bad_input(header: str) -> None:
     assert "invalid header" in run.err
 
 
-def test_an_exception_inside_a_stage_becomes_a_failed_stage(
-        server: HostileServer, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_exception_inside_a_stage_becomes_a_failed_stage(server: HostileServer) -> None:
     """Whatever a stage did not anticipate must fail the probe, not escape it: the deploy
-    rolls back on a failed report, and an exception would skip that."""
-    from wizard import probe
+    rolls back on a failed report, and an exception would skip that. ``run_probe`` runs every
+    stage through ``Run.guarded``; the guard is driven here with a stage that raises."""
+    from wizard.probe.run import Run
+    from wizard.probe.wire import normalize_path, parse_url
 
-    def broken(self: Any, *args: Any) -> None:
+    def broken() -> None:
         raise AttributeError("'list' object has no attribute 'get'")
 
-    monkeypatch.setattr(probe._Run, "_raw_connect", broken)
-    report = run_probe(server.url(), ProbeOptions(path="/healthy/", raw_connect=True,
-                                                  timeout=TIMEOUT))
+    path = normalize_path("/healthy/")
+    run = Run(server.url(), parse_url(server.url(), path), path,
+              ProbeOptions(path="/healthy/", raw_connect=True, timeout=TIMEOUT), None)
+    run.guarded("websocket", broken)
+    report = run.report()
     websocket = report.stage("websocket")
     assert not report.ok and websocket is not None and not websocket.ok
     assert "AttributeError" in websocket.detail

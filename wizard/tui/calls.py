@@ -15,8 +15,8 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from wizard.deploy import DeployOptions, DeployResult, EventSink, apply
-from wizard.eio import normalize_path, parse_url
 from wizard.errors import ProbeFailed
+from wizard.probe.wire import normalize_path, parse_url
 from wizard.tui.state import Connection, WizardState
 
 T = TypeVar("T")

@@ -1,20 +1,17 @@
-"""Engine.IO sessions kept open or opened by the hundred: the probe's optional stages.
+"""Engine.IO sessions and Socket.IO clients by the hundred: the ``sessions`` and ``clients`` stages.
 
-``wizard.probe.run_probe`` calls ``hold_connection`` (one idle session kept open, ``--hold``),
-``run_sessions`` (N polling-only sessions, to catch missing sticky sessions) and
-``run_clients`` (N concurrent WebSocket clients, connect latency).
-
-The hold answers the server's pings itself on a raw WebSocket (or long-polling when the
-upgrade is blocked), so it knows the exact arrival time of every ping and of the drop: the
-idle time before a drop is what tells a proxy read timeout (certain, or at risk) from
-anything else. A client library would hide both.
+``wizard.probe.run`` calls ``run_sessions`` (N polling-only sessions, to catch missing sticky
+sessions) and ``run_clients`` (N concurrent WebSocket clients, connect latency), and
+``ensure_file_limit`` before any traffic. ``wizard.probe`` exports these lazily: this module
+imports asyncio, which ``import wizard.probe`` must not pay.
 
 ``--clients`` does not use python-socketio: its threaded ``Client`` costs three OS threads per
 client and needs 6-13 s for 1,000 (TESTBED.md), and its ``AsyncClient`` spends most of its CPU
 on machinery a latency probe does not need. A WebSocket-only Socket.IO connect is four small
 steps (upgrade request, ``101``, open packet, ``40`` -> ``40{sid}``), so each client here is one
-asyncio coroutine on one socket, sharing the frame codec in ``wizard.eio``. Clients answer the
-server's pings while they wait for the others, so a slow ramp never drops the early ones.
+asyncio coroutine on one socket, sharing the frame codec in ``wizard.probe.wire``. Clients
+answer the server's pings while they wait for the others, so a slow ramp never drops the early
+ones.
 """
 
 from __future__ import annotations
@@ -28,266 +25,35 @@ import time
 from collections import Counter
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from typing import Any, Literal
 
-from wizard.eio import (
+from wizard.errors import ProbeFailed
+from wizard.probe.report import ClientsResult, SessionsResult
+from wizard.probe.wire import (
     OP_CLOSE,
     OP_PING,
     OP_PONG,
     OP_TEXT,
     FrameDecoder,
-    Handshake,
-    HttpResponse,
     Target,
     WireError,
     build_request,
     decode_payload,
     eio_query,
     encode_frame,
-    error_message,
     http_request,
+    is_unknown_session,
     make_ssl_context,
     new_key,
-    open_socket,
     parse_head,
     parse_open,
     remaining,
     resolve,
     upgrade_headers,
-    ws_connect,
 )
-from wizard.errors import ProbeFailed
 
 MAX_SESSION_THREADS = 64
 
-# --------------------------------------------------------------------------- hold
-
-HoldVerdict = Literal["no-drop", "dropped", "certain", "at-risk", "late", "server-closed"]
-
-
-@dataclass(frozen=True)
-class HoldResult:
-    """An idle connection kept open: the pings it saw and when (if) it dropped.
-
-    ``verdict`` is ``no-drop``, ``server-closed`` (an Engine.IO/Socket.IO close packet), or
-    ``dropped`` here; ``wizard.probe`` grades a plain drop against the handshake's ping
-    settings into ``certain`` / ``at-risk`` / ``late``.
-    """
-
-    transport: str
-    requested_s: float
-    held_s: float
-    pings: int
-    ping_times_s: tuple[float, ...]
-    dropped: bool
-    drop_after_s: float | None  # since the session went idle (after the namespace connect)
-    idle_before_drop_s: float | None  # since the server last sent anything
-    how: str
-    verdict: HoldVerdict
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "transport": self.transport,
-            "requested_s": self.requested_s,
-            "held_s": self.held_s,
-            "pings": self.pings,
-            "ping_times_s": list(self.ping_times_s),
-            "dropped": self.dropped,
-            "drop_after_s": self.drop_after_s,
-            "idle_before_drop_s": self.idle_before_drop_s,
-            "how": self.how,
-            "verdict": self.verdict,
-        }
-
-
-@dataclass
-class _HoldLog:
-    """Mutable bookkeeping while holding; frozen into a ``HoldResult`` at the end."""
-
-    transport: str
-    requested_s: float
-    start: float = field(default_factory=time.monotonic)
-    last_rx: float = field(default_factory=time.monotonic)
-    pings: list[float] = field(default_factory=list)
-    drop_at: float | None = None
-    how: str = "held to the end"
-    server_closed: bool = False
-
-    def ping(self, now: float) -> None:
-        self.pings.append(round(now - self.start, 3))
-        self.last_rx = now
-
-    def drop(self, now: float, how: str, server_closed: bool = False) -> None:
-        self.drop_at, self.how, self.server_closed = now, how, server_closed
-
-    def result(self, end: float) -> HoldResult:
-        dropped = self.drop_at is not None
-        verdict: HoldVerdict = (
-            "server-closed" if self.server_closed else "dropped" if dropped else "no-drop"
-        )
-        return HoldResult(
-            transport=self.transport,
-            requested_s=self.requested_s,
-            held_s=round(end - self.start, 3),
-            pings=len(self.pings),
-            ping_times_s=tuple(self.pings),
-            dropped=dropped,
-            drop_after_s=round(end - self.start, 3) if dropped else None,
-            idle_before_drop_s=round(end - self.last_rx, 3) if dropped else None,
-            how=self.how,
-            verdict=verdict,
-        )
-
-
-def hold_connection(
-    target: Target,
-    path: str,
-    headers: Sequence[tuple[str, str]],
-    timeout: float,
-    insecure: bool,
-    seconds: float,
-    websocket: bool,
-) -> HoldResult | str:
-    """Open a fresh session, connect the default namespace, stay idle for ``seconds``.
-
-    Returns the result, or a sentence saying why the session could not even be opened.
-    """
-    try:
-        opened = _open_session(target, path, headers, timeout, insecure)
-        if isinstance(opened, str):
-            return opened
-        handshake, headers = opened
-        if websocket:
-            return _hold_websocket(target, path, headers, timeout, insecure, seconds,
-                                   handshake.sid)
-        return _hold_polling(target, path, headers, timeout, insecure, seconds, handshake)
-    except WireError as exc:
-        return f"{exc.kind}: {exc.message}"
-
-
-def _open_session(
-    target: Target, path: str, headers: Sequence[tuple[str, str]], timeout: float,
-    insecure: bool,
-) -> tuple[Handshake, tuple[tuple[str, str], ...]] | str:
-    """The open packet and the headers for the session's next requests (with its cookies)."""
-    first = http_request(target, "GET", eio_query(path, 4, "polling"), headers, timeout, insecure)
-    packets = decode_payload(first.body, 4) if first.status == 200 else []
-    opened = parse_open(packets[0], 4) if packets else None
-    if opened is None:
-        return f"handshake answered {first.summary(60)}"
-    return opened, first.with_cookies(headers)
-
-
-def _hold_websocket(
-    target: Target, path: str, headers: Sequence[tuple[str, str]], timeout: float,
-    insecure: bool, seconds: float, sid: str,
-) -> HoldResult | str:
-    setup = time.monotonic() + timeout  # connect, upgrade and 2probe share one deadline
-    query = eio_query(path, 4, "websocket", sid)
-    sock = open_socket(target, timeout, insecure)
-    try:
-        response, ws = ws_connect(sock, target, query, headers, remaining(setup))
-        if ws is None:
-            return f"the upgrade answered {response.summary(60)}"
-        ws.send_text("2probe", timeout)
-        if ws.recv(remaining(setup)).text != "3probe":
-            return "the upgraded connection did not answer 2probe"
-        ws.send_text("5", timeout)
-        ws.send_text("40", timeout)
-        log = _HoldLog("websocket", seconds)
-        deadline = log.start + seconds
-        while (left := deadline - time.monotonic()) > 0:
-            try:
-                frame = ws.recv(left)
-            except WireError as exc:
-                if exc.kind != "timeout":
-                    log.drop(time.monotonic(), exc.message)
-                break
-            now = time.monotonic()
-            if frame.opcode == OP_CLOSE:
-                log.drop(now, f"close frame {frame.close_code}")
-                break
-            text = frame.text
-            if text == "2":
-                ws.send_text("3", timeout)
-                log.ping(now)
-            elif text == "1" or text.startswith("41"):
-                log.drop(now, f"the server closed the session ({text[:20]!r})", True)
-                break
-            else:
-                log.last_rx = now
-        return log.result(log.drop_at or time.monotonic())
-    finally:
-        sock.close()
-
-
-def _hold_polling(
-    target: Target, path: str, headers: Sequence[tuple[str, str]], timeout: float,
-    insecure: bool, seconds: float, handshake: Handshake,
-) -> HoldResult | str:
-    """Long-polling hold (the upgrade is blocked): a GET that outlives the proxy's timeout
-    comes back as a 504/502 or a closed connection, after exactly that timeout."""
-    query = eio_query(path, 4, "polling", handshake.sid)
-    posted = http_request(target, "POST", query, headers, timeout, insecure, b"40")
-    if posted.status != 200:
-        return f"POST 40 answered {posted.summary(60)}"
-    log = _HoldLog("polling", seconds)
-    deadline = log.start + seconds
-    longest = handshake.ping_sum_s + timeout  # no healthy long-poll lasts longer
-    while (left := deadline - time.monotonic()) > 0:
-        asked = time.monotonic()
-        log.last_rx = asked  # an outstanding GET is the idle period a proxy times
-        try:
-            answer = http_request(target, "GET", query, headers, min(left, longest),
-                                  insecure)
-        except WireError as exc:
-            if exc.kind == "timeout" and time.monotonic() >= deadline - 0.05:
-                break
-            log.drop(time.monotonic(), f"long-poll GET: {exc.message}")
-            break
-        now = time.monotonic()
-        if answer.status != 200:
-            log.drop(now, f"long-poll GET answered {answer.summary(60)}")
-            break
-        packets = decode_payload(answer.body, 4)
-        if "1" in packets or any(p.startswith("41") for p in packets):
-            log.drop(now, "the server closed the session", True)
-            break
-        if "2" in packets:
-            log.ping(now)
-            http_request(target, "POST", query, headers, timeout, insecure, b"3")
-    return log.result(log.drop_at or time.monotonic())
-
 # --------------------------------------------------------------------------- sessions
-
-
-@dataclass(frozen=True)
-class SessionsResult:
-    """N polling sessions: how many completed, and why the others failed (message -> count)."""
-
-    requested: int
-    ok: int
-    unknown_session: int
-    errors: dict[str, int] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, object]:
-        return {
-            "requested": self.requested,
-            "ok": self.ok,
-            "failed": self.requested - self.ok,
-            "unknown_session": self.unknown_session,
-            "errors": dict(self.errors),
-        }
-
-
-def is_unknown_session(response: HttpResponse) -> bool:
-    """Node: 400 ``{"code":1,"message":"Session ID unknown"}``; python: ``"Invalid session …"``."""
-    if response.status != 400:
-        return False
-    code, message = error_message(response.body)
-    text = (message or response.text).lower()
-    return code == 1 or "session id unknown" in text or "invalid session" in text
 
 
 def _session(
@@ -342,44 +108,6 @@ def run_sessions(
 
 
 # --------------------------------------------------------------------------- clients
-
-
-@dataclass(frozen=True)
-class ClientsResult:
-    """N concurrent WebSocket-only Socket.IO clients through the URL."""
-
-    requested: int
-    connected: int
-    p50_ms: float | None
-    p95_ms: float | None
-    p99_ms: float | None
-    max_ms: float | None
-    all_done_s: float  # wall time from the first connect to the last outcome
-    dropped_while_waiting: int
-    errors: dict[str, int]
-    cpu_s: float  # user + system CPU of this process during the stage
-    max_rss_mb: float  # peak resident size of this process (whole run so far)
-
-    @property
-    def failed(self) -> int:
-        return self.requested - self.connected
-
-    def to_dict(self) -> dict[str, object]:
-        return {
-            "requested": self.requested,
-            "connected": self.connected,
-            "failed": self.failed,
-            "p50_ms": self.p50_ms,
-            "p95_ms": self.p95_ms,
-            "p99_ms": self.p99_ms,
-            "max_ms": self.max_ms,
-            "all_done_s": self.all_done_s,
-            "dropped_while_waiting": self.dropped_while_waiting,
-            "errors": dict(self.errors),
-            "cpu_s": self.cpu_s,
-            "max_rss_mb": self.max_rss_mb,
-        }
-
 
 def percentile(sorted_values: Sequence[float], pct: float) -> float | None:
     """Nearest-rank percentile (no interpolation: every value reported was measured)."""
