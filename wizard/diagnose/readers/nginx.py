@@ -29,15 +29,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from wizard.configread import (
-    Blocker,
+from wizard.diagnose.facts import Blocker, Listen, RouteFacts, RouteQuery, TimeoutFact, Where
+from wizard.diagnose.readers.base import (
     ConfigReadError,
-    Listen,
     ReadBudget,
-    RouteFacts,
-    RouteQuery,
-    TimeoutFact,
-    Where,
     capped,
     cat_files,
     expand_groups,
