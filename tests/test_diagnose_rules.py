@@ -1,4 +1,5 @@
-"""The diagnosis rules (wizard/diagnose.py) and config readers (wizard/configread/), from a table.
+"""The diagnosis rules (wizard/diagnose/rules.py) and config readers (wizard/diagnose/readers/),
+from a table.
 
 One TOML file per case in tests/diagnose_cases/: a config text (run through the real reader —
 crossplane for nginx, our parser for Apache, the local `caddy adapt` for Caddy, the regex
@@ -33,8 +34,16 @@ from typing import Any
 import pytest
 
 from tests.scenarios import cases as render_cases
-from wizard.configread import ConfigReadError, RouteFacts, RouteQuery
-from wizard.diagnose import diagnose, diagnose_with_notes, grade_timeout, order, ping_of
+from wizard.diagnose import (
+    ConfigReadError,
+    RouteFacts,
+    RouteQuery,
+    diagnose,
+    diagnose_with_notes,
+    grade_timeout,
+    order,
+    ping_of,
+)
 from wizard.findings import Finding
 from wizard.model import DeploySpec, Layout, ProxyKind
 from wizard.probe import ProbeReport, Stage
@@ -106,22 +115,22 @@ def facts_from_text(kind: ProxyKind, text: str, query: RouteQuery, *,
                     version: str | None = None, modules: list[str] | None = None,
                     file: str | None = None) -> RouteFacts:
     if kind is ProxyKind.NGINX:
-        from wizard.configread import nginx
+        from wizard.diagnose.readers import nginx
 
         return nginx.facts_from_text(text, query, file=file or "site.conf",
                                      version=version or "1.22.1")
     if kind is ProxyKind.APACHE:
-        from wizard.configread import apache
+        from wizard.diagnose.readers import apache
 
         return apache.facts_from_text(text, query, file=file or "site.conf",
                                       version=version or "2.4.71",
                                       modules=modules if modules is not None else APACHE_MODULES)
     if kind is ProxyKind.CADDY:
-        from wizard.configread import caddy
+        from wizard.diagnose.readers import caddy
 
         return caddy.facts_from_caddyfile(text, query, file=file or "Caddyfile",
                                           version=version)
-    from wizard.configread import node
+    from wizard.diagnose.readers import node
 
     return node.facts_from_script(text, query, file=file or "proxy.js")
 
@@ -279,7 +288,7 @@ def _marker(command: str) -> str:
 
 
 def test_nginx_read_splits_the_dump_and_keeps_file_lines() -> None:
-    from wizard.configread import read_route
+    from wizard.diagnose.readers import read_route
     from wizard.remote import CommandResult, InMemoryRemote, RunRequest
 
     site = ("server {\n    listen 8080;\n    location /socket.io/ {\n"
@@ -306,7 +315,7 @@ def test_nginx_read_splits_the_dump_and_keeps_file_lines() -> None:
 
 
 def test_apache_read_uses_dump_includes_and_one_cat() -> None:
-    from wizard.configread import read_route
+    from wizard.diagnose.readers import read_route
     from wizard.remote import CommandResult, InMemoryRemote, RunRequest
 
     files = {

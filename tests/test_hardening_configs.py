@@ -26,10 +26,10 @@ from pathlib import Path
 import pytest
 
 from tests import rig
-from wizard.configread import ConfigReadError, RouteQuery, node, read_route
-from wizard.configread import apache as apache_reader
-from wizard.configread import nginx as nginx_reader
-from wizard.diagnose import check_backends, run_diagnosis
+from wizard.diagnose import ConfigReadError, RouteQuery, check_backends, read_route, run_diagnosis
+from wizard.diagnose.readers import apache as apache_reader
+from wizard.diagnose.readers import nginx as nginx_reader
+from wizard.diagnose.readers import node
 from wizard.errors import RemoteCommandFailed
 from wizard.model import ProxyKind
 from wizard.probe import ProbeOptions
@@ -37,7 +37,7 @@ from wizard.remote import CommandResult, InMemoryRemote, RunRequest
 
 ROOT = Path(__file__).resolve().parent.parent
 MEMORY_CAP = 1536 * 1024 * 1024  # RLIMIT_AS of the diagnose child
-DEADLINE = 30.0  # wizard.configread.CONFIG_DEADLINE_S
+DEADLINE = 30.0  # wizard.diagnose.readers.CONFIG_DEADLINE_S
 SLACK = 30.0  # probe, SSH connect, backend checks, interpreter start
 
 

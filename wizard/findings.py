@@ -2,13 +2,17 @@
 
 A ``Finding`` is the unit both halves of issue 4 speak: ``wizard.probe`` produces the findings a
 live probe alone can prove (a 404, a 502, a dropped idle connection), and ``wizard.diagnose``
-adds the ones that need the proxy's config, then sorts and prints them all. Codes are stable
-(the README's table and ``--json`` consumers depend on them); titles and fixes are plain words.
+adds the ones that need the proxy's config. Codes are stable (the README's table and
+``--json`` consumers depend on them); titles and fixes are plain words.
+
+This module is the only place findings are merged (:func:`merge`: one per code) and ordered
+(:func:`order`: severity, then :data:`CODE_ORDER`); the probe and the diagnosis both call it.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
 from typing import Literal
 
 Severity = Literal["error", "warning", "info"]
@@ -28,7 +32,18 @@ ROUND_TRIP_FAILED = "round-trip-failed"
 LOAD_FAILURES = "load-failures"
 POLLING_DISABLED = "polling-disabled"
 CONNECTION_DROPPED = "connection-dropped"
+# Only the diagnosis (it needs the proxy's config) produces these.
+CONFIG_UNREADABLE = "config-unreadable"
+ERROR_HANDLER_MISSING = "proxy-error-handler-missing"
 
+# Equal severities are listed in this order: the first ones make the later ones moot.
+CODE_ORDER = (
+    PROXY_UNREACHABLE, TLS_ERROR, BACKEND_UNREACHABLE, PATH_MISMATCH, EIO_VERSION_MISMATCH,
+    WEBSOCKET_UPGRADE_BLOCKED, ORIGIN_REJECTED, NO_STICKY_SESSIONS, READ_TIMEOUT_TOO_SHORT,
+    UNEXPECTED_RESPONSE, ROUND_TRIP_FAILED, CONNECTION_DROPPED, POLLING_DISABLED,
+    LOAD_FAILURES, ERROR_HANDLER_MISSING, CONFIG_UNREADABLE,
+)
+_CODE_RANK = {code: i for i, code in enumerate(CODE_ORDER)}
 _SEVERITY_RANK: dict[str, int] = {"error": 0, "warning": 1, "info": 2}
 
 
@@ -52,31 +67,36 @@ class Finding:
         }
 
 
-def sort_findings(findings: list[Finding]) -> list[Finding]:
-    """Most serious first; equal severities keep their order (the order they were found)."""
-    return sorted(findings, key=_rank)
+def order(found: Iterable[Finding]) -> list[Finding]:
+    """Most serious first; equal severities by :data:`CODE_ORDER` (codes not in it last, in the
+    order they were found)."""
+    return sorted(found, key=lambda f: (_rank(f), _CODE_RANK.get(f.code, len(_CODE_RANK))))
 
 
-def merge_findings(findings: list[Finding]) -> list[Finding]:
-    """One finding per code: later stages often re-prove what an earlier one found.
+def merge(found: Sequence[Finding]) -> list[Finding]:
+    """One finding per code: later stages (and the config rules) often re-prove what an
+    earlier one found.
 
-    The first keeps its title and fix (the earliest stage saw the rawest evidence); the
-    evidence of the others is appended so nothing that was seen is lost.
+    The first keeps its title and fix (rules put their config-backed finding before the
+    probe's; the earliest probe stage saw the rawest evidence); the evidence of the others is
+    appended so nothing that was seen is lost, and the worst severity wins.
     """
-    merged: dict[str, Finding] = {}
-    for finding in findings:
-        first = merged.get(finding.code)
+    out: dict[str, Finding] = {}
+    for f in found:
+        first = out.get(f.code)
         if first is None:
-            merged[finding.code] = finding
-        elif finding.evidence not in first.evidence:
-            merged[finding.code] = Finding(
-                first.code,
-                first.severity if _rank(first) <= _rank(finding) else finding.severity,
-                first.title,
-                f"{first.evidence}; {finding.evidence}",
-                first.fix,
-            )
-    return list(merged.values())
+            out[f.code] = f
+            continue
+        severity = first.severity if _rank(first) <= _rank(f) else f.severity
+        evidence = first.evidence if f.evidence in first.evidence else \
+            f"{first.evidence}; {f.evidence}"
+        out[f.code] = replace(first, severity=severity, evidence=evidence)
+    return list(out.values())
+
+
+# Transitional names for wizard.probe (same functions; the probe moves to merge/order).
+merge_findings = merge
+sort_findings = order
 
 
 def _rank(finding: Finding) -> int:

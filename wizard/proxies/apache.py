@@ -2,6 +2,46 @@
 
 from wizard.model import DeploySpec, Layout
 from wizard.proxies.base import ProxyProfile
+from wizard.proxies.fixes import Fixes, FixSite, TimeoutFix, listed, worded
+
+# ---- diagnose side: the fixes diagnose prints (wizard.proxies.fixes)
+
+
+def _fix_route(site: FixSite) -> str:
+    target = f"http://{site.backend}{site.path}"
+    return (f"In {site.scope} ({site.server}) add, above any `ProxyPass /`:\n"
+            f"    ProxyPass \"{site.path}\" \"{target}\" upgrade=websocket\n"
+            f"    ProxyPassReverse \"{site.path}\" \"{target}\"")
+
+
+def _fix_rewrite(site: FixSite) -> str:
+    return (f"Make the target keep the path: {site.upstream} should forward {site.path} to "
+            f"http://{site.backend}{site.path} (and the same for ProxyPassReverse), or "
+            f"set the server's path to {site.upstream_path}.")
+
+
+def _fix_sticky(site: FixSite) -> str:
+    return (f"In {site.backends_where} give every member a route and pin clients with a cookie:\n"
+            f"    <Proxy \"{site.balancer}\">\n"
+            + "".join(f"        BalancerMember \"http://{b}\" route=node{i + 1}\n"
+                      for i, b in enumerate(site.backends))
+            + "        ProxySet stickysession=SERVERID\n"
+            "    </Proxy>\n"
+            "    Header add Set-Cookie \"SERVERID=sticky.%{BALANCER_WORKER_ROUTE}e; path=/\" "
+            "env=BALANCER_ROUTE_CHANGED\n"
+            "(mod_headers; with the ws:// rewrite recipe, give its balancer the same routes)")
+
+
+def _fix_timeout(fix: TimeoutFix) -> str:
+    s = fix.seconds
+    lines = f"    Timeout {s}\n    ProxyTimeout {s}"
+    if fix.directive.endswith("timeout=)") or fix.directive == "timeout=":
+        first = fix.existing[0] if fix.existing else None
+        lines += f"\nand change timeout= on {worded(first)} to timeout={s}"
+    return f"In {fix.site.scope} set (now: {listed(fix.existing, 'not set')}):\n{lines}"
+
+
+FIXES = Fixes(route=_fix_route, rewrite=_fix_rewrite, sticky=_fix_sticky, timeout=_fix_timeout)
 
 
 def needed_modules(spec: DeploySpec) -> list[str]:
@@ -35,4 +75,6 @@ PROFILE = ProxyProfile(
     # ---- deploy side
 
     # ---- diagnose side
+    display_name="Apache",
+    fixes=FIXES,
 )

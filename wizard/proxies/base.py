@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from wizard.model import DeploySpec, Layout
+from wizard.proxies.fixes import Fixes
 
 
 @dataclass(frozen=True)
@@ -35,3 +36,7 @@ class ProxyProfile:
 
     # ---- diagnose side: fix snippets, sticky-session wording ------------------------------
     # (fields added here by the diagnose package's needs; keep this block together)
+    # Required (no default): a new proxy without them does not construct, so nothing falls
+    # through to another proxy's wording.
+    display_name: str = field(kw_only=True)  # the proxy in findings: "nginx", "http-proxy"
+    fixes: Fixes = field(kw_only=True)  # the config lines each finding's fix prints

@@ -2,6 +2,39 @@
 
 from wizard.model import DeploySpec, Layout
 from wizard.proxies.base import ProxyProfile
+from wizard.proxies.fixes import Fixes, FixSite, TimeoutFix
+
+# ---- diagnose side: the fixes diagnose prints (wizard.proxies.fixes)
+
+
+def _fix_route(site: FixSite) -> str:
+    return (f"In the site block {site.server} add, before any catch-all `handle`:\n"
+            f"    handle {site.path}* {{\n"
+            f"        reverse_proxy {site.backend}\n"
+            "    }")
+
+
+def _fix_rewrite(site: FixSite) -> str:
+    stem = site.path.rstrip("/")
+    return (f"`handle_path` strips {stem} before proxying. Use `handle {site.path}*` instead "
+            f"(route at {site.route}), or keep handle_path and add inside it:\n"
+            f"    rewrite * {stem}{{path}}\nor set the server's path to {site.upstream_path}.")
+
+
+def _fix_sticky(site: FixSite) -> str:
+    verb = f"replace `{site.affinity}` with" if site.affinity else "add"
+    return f"In the reverse_proxy block {site.backends_where} {verb}:\n    lb_policy cookie"
+
+
+def _fix_timeout(fix: TimeoutFix) -> str:
+    if fix.existing:
+        e = fix.existing[0]
+        return f"Replace `{e.text}` ({e.file}:{e.line}) with:\n    read_timeout {fix.seconds}s"
+    return (f"In the reverse_proxy block {fix.site.upstream} set:\n"
+            f"    transport http {{\n        read_timeout {fix.seconds}s\n    }}")
+
+
+FIXES = Fixes(route=_fix_route, rewrite=_fix_rewrite, sticky=_fix_sticky, timeout=_fix_timeout)
 
 
 def _reload_drops_websockets(spec: DeploySpec) -> bool:
@@ -26,4 +59,6 @@ PROFILE = ProxyProfile(
     # ---- deploy side
 
     # ---- diagnose side
+    display_name="Caddy",
+    fixes=FIXES,
 )

@@ -2,6 +2,54 @@
 
 from wizard.model import Layout
 from wizard.proxies.base import ProxyProfile
+from wizard.proxies.fixes import Fixes, FixSite, TimeoutFix
+
+# ---- diagnose side: the fixes diagnose prints (wizard.proxies.fixes)
+
+
+def _fix_route(site: FixSite) -> str:
+    return (f"In the server block {site.server} add (before any catch-all location):\n"
+            f"    location {site.path} {{\n"
+            f"        proxy_pass http://{site.backend};\n"
+            "        proxy_http_version 1.1;\n"
+            "        proxy_set_header Upgrade $http_upgrade;\n"
+            "        proxy_set_header Connection $connection_upgrade;\n"
+            "        proxy_set_header Host $host;\n"
+            "        proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;\n"
+            "        proxy_set_header X-Forwarded-Proto $scheme;\n"
+            "        proxy_read_timeout 60s;\n"
+            "    }")
+
+
+def _fix_rewrite(site: FixSite) -> str:
+    target = site.upstream_text if site.upstream_text is not None else "proxy_pass …;"
+    bare = target.split("://", 1)
+    fixed = target
+    if len(bare) == 2:
+        host = bare[1].split("/", 1)[0].rstrip(";")
+        fixed = f"{bare[0]}://{host};"
+    return (f"Keep the path: replace {site.upstream} with `{fixed}` (proxy_pass without a URI "
+            f"passes {site.path} unchanged), or set the server's path to {site.upstream_path}.")
+
+
+def _fix_sticky(site: FixSite) -> str:
+    if site.affinity:
+        return (f"In {site.backends_where} replace `{site.affinity};` with:\n"
+                "    hash $remote_addr consistent;")
+    return f"In {site.backends_where} add:\n    hash $remote_addr consistent;"
+
+
+def _fix_timeout(fix: TimeoutFix) -> str:
+    if fix.existing:
+        # One directive for one: adding proxy_send_timeout here could duplicate an existing
+        # one, which nginx -t refuses.
+        e = fix.existing[0]
+        return (f"Replace `{e.text}` ({e.file}:{e.line}) with:\n"
+                f"    proxy_read_timeout {fix.seconds}s;")
+    return f"In {fix.site.route} add:\n    proxy_read_timeout {fix.seconds}s;"
+
+
+FIXES = Fixes(route=_fix_route, rewrite=_fix_rewrite, sticky=_fix_sticky, timeout=_fix_timeout)
 
 PROFILE = ProxyProfile(
     kind="nginx",
@@ -19,4 +67,6 @@ PROFILE = ProxyProfile(
     # ---- deploy side
 
     # ---- diagnose side
+    display_name="nginx",
+    fixes=FIXES,
 )

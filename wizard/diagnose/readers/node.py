@@ -27,15 +27,10 @@ import re
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from wizard.configread import (
-    Blocker,
+from wizard.diagnose.facts import Blocker, Listen, RouteFacts, RouteQuery, TimeoutFact, Where
+from wizard.diagnose.readers.base import (
     ConfigReadError,
-    Listen,
     ReadBudget,
-    RouteFacts,
-    RouteQuery,
-    TimeoutFact,
-    Where,
     cat_files,
     join_upstream_path,
     path_problem,

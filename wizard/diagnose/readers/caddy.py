@@ -22,25 +22,21 @@ import json
 import posixpath
 import re
 import shlex
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Mapping
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from wizard.configread import (
-    Blocker,
+from wizard.diagnose.facts import Blocker, Listen, RouteFacts, RouteQuery, TimeoutFact, Where
+from wizard.diagnose.readers.base import (
     ConfigReadError,
-    Listen,
     ReadBudget,
-    RouteFacts,
-    RouteQuery,
-    TimeoutFact,
-    Where,
     capped,
     cat_files,
     new_marker,
     sudo_run,
     uncap,
 )
+from wizard.diagnose.readers.caddy_match import Outcome, Request, duration_of, walk
 from wizard.model import ProxyKind
 
 if TYPE_CHECKING:
@@ -167,27 +163,6 @@ def facts_from_caddyfile(text: str, query: RouteQuery, *, file: str = "Caddyfile
                          version: str | None = None) -> RouteFacts:
     return facts_from_json(adapt_local(text), query, texts={file: text}, version=version,
                            source=file)
-
-
-@dataclass
-class _Req:
-    path: str
-    host: str
-    websocket: bool
-    tls: bool
-    header_ops: list[dict[str, Any]] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class _Outcome:
-    kind: str  # "proxy" | "static_response" | "file_server" | ...
-    handler: Mapping[str, Any]
-    path: str  # after rewrites
-    matchers: tuple[str, ...]  # path patterns that led here (to locate the route)
-    rewritten: bool
-    header_ops: tuple[dict[str, Any], ...] = ()
-
-
 class _Locator:
     """Finds the Caddyfile line that produced a JSON fact (best effort, first match)."""
 
@@ -240,8 +215,8 @@ def facts_from_json(config: Mapping[str, Any], query: RouteQuery, *,
         f"server {name}", None, ", ".join(srv.get("listen", [])))
     facts = replace(base, server=server_where, server_tls=server_tls)
     routes = srv.get("routes", []) or []
-    poll = _walk(routes, _Req(query.path, query.host, False, query.tls), notes, ())
-    ws = _walk(routes, _Req(query.path, query.host, True, query.tls), notes, ())
+    poll = walk(routes, Request(query.path, query.host, False, query.tls), notes, ())
+    ws = walk(routes, Request(query.path, query.host, True, query.tls), notes, ())
     main = poll or ws
     if main is None:
         notes.append(f"no route of server {name} handles {query.path} (Caddy answers an empty "
@@ -277,7 +252,7 @@ def facts_from_json(config: Mapping[str, Any], query: RouteQuery, *,
                             + (f" ({lb_where.file}:{lb_where.line})" if lb_where else "")
                             + f": {why}")
     transport = handler.get("transport") or {}
-    read_timeout = _duration(transport.get("read_timeout"))
+    read_timeout = duration_of(transport.get("read_timeout"))
     if read_timeout is None:
         idle = TimeoutFact(None, "read_timeout", "WebSocket and long-polling connections", (),
                            "Caddy's default: no read_timeout, idle connections never time out")
@@ -292,7 +267,7 @@ def facts_from_json(config: Mapping[str, Any], query: RouteQuery, *,
                    forwarded_host=True, notes=tuple(dict.fromkeys(notes)))
 
 
-def _route_where(locate: _Locator, outcome: _Outcome, site: Where | None) -> Where | None:
+def _route_where(locate: _Locator, outcome: Outcome, site: Where | None) -> Where | None:
     for pattern in reversed(outcome.matchers):
         where = locate.find(re.escape(pattern) + r"(\s|$|\{)")
         if where is not None:
@@ -304,8 +279,8 @@ def _route_where(locate: _Locator, outcome: _Outcome, site: Where | None) -> Whe
     return locate.find(rf"\b{re.escape(keyword)}\b", after=site)
 
 
-def _upgrade_blockers(handler: Mapping[str, Any], ws: _Outcome | None, locate: _Locator,
-                      rp_where: Where | None, main: _Outcome) -> list[Blocker]:
+def _upgrade_blockers(handler: Mapping[str, Any], ws: Outcome | None, locate: _Locator,
+                      rp_where: Where | None, main: Outcome) -> list[Blocker]:
     out: list[Blocker] = []
     where = (rp_where,) if rp_where else ()
     if ws is None or ws.kind != "proxy":
@@ -371,147 +346,4 @@ def _listen_port(addr: str) -> int | None:
     return int(m.group(1)) if m else None
 
 
-def _walk(routes: Sequence[Mapping[str, Any]], req: _Req, notes: list[str],
-          matchers: tuple[str, ...], depth: int = 0) -> _Outcome | None:
-    if depth > 12:
-        return None
-    done_groups: set[str] = set()
-    rewritten = False
-    for route in routes:
-        group = route.get("group")
-        if group and group in done_groups:
-            continue
-        matched, paths = _match_any(route.get("match"), req, notes)
-        if not matched:
-            continue
-        if group:
-            done_groups.add(group)
-        here = matchers + tuple(paths)
-        for handler in route.get("handle", []) or []:
-            kind = handler.get("handler")
-            if kind == "subroute":
-                outcome = _walk(handler.get("routes", []) or [], req, notes, here, depth + 1)
-                if outcome is not None:
-                    return outcome
-            elif kind == "rewrite":
-                rewritten = _rewrite(handler, req) or rewritten
-            elif kind == "headers":
-                ops = (handler.get("request") or {})
-                if ops:
-                    req.header_ops.append(dict(ops))
-            elif kind == "reverse_proxy":
-                path = req.path
-                inner = handler.get("rewrite") or {}
-                if inner.get("uri"):
-                    path = _expand(str(inner["uri"]), req).split("?")[0]
-                return _Outcome("proxy", handler, path, here, rewritten or path != req.path,
-                                tuple(req.header_ops))
-            elif kind in ("static_response", "file_server", "error", "templates",
-                          "authentication", "php_fastcgi"):
-                return _Outcome(str(kind), handler, req.path, here, rewritten)
-        if route.get("terminal"):
-            return None
-    return None
-
-
-def _match_any(match: Sequence[Mapping[str, Any]] | None, req: _Req,
-               notes: list[str]) -> tuple[bool, list[str]]:
-    if not match:
-        return True, []
-    for matcher_set in match:
-        ok, paths = _match_set(matcher_set, req, notes)
-        if ok:
-            return True, paths
-    return False, []
-
-
-def _match_set(ms: Mapping[str, Any], req: _Req, notes: list[str]) -> tuple[bool, list[str]]:
-    paths: list[str] = []
-    for kind, value in ms.items():
-        if kind == "path":
-            hit = next((p for p in value if _glob(str(p), req.path)), None)
-            if hit is None:
-                return False, []
-            paths.append(str(hit))
-        elif kind == "host":
-            if not any(_glob(str(h), req.host) for h in value):
-                return False, []
-        elif kind == "header":
-            for name, wanted in (value or {}).items():
-                have = _header(req, name)
-                if wanted is None or wanted == []:
-                    if not have:
-                        return False, []
-                elif not any(_glob(str(w), have) for w in wanted):
-                    return False, []
-        elif kind == "header_regexp":
-            for name, spec in (value or {}).items():
-                if not re.search(str(spec.get("pattern", "")), _header(req, name)):
-                    return False, []
-        elif kind == "path_regexp":
-            if not re.search(str(value.get("pattern", "")), req.path):
-                return False, []
-        elif kind == "not":
-            if any(_match_set(inner, req, notes)[0] for inner in value):
-                return False, []
-        elif kind == "protocol":
-            if str(value) == "https" and not req.tls:
-                return False, []
-        elif kind == "method":
-            if "GET" not in [str(v).upper() for v in value]:
-                return False, []
-        else:
-            notes.append(f"Caddy matcher `{kind}` was assumed to match")
-    return True, paths
-
-
-def _header(req: _Req, name: str) -> str:
-    if not req.websocket:
-        return ""
-    return {"connection": "Upgrade", "upgrade": "websocket"}.get(name.lower(), "")
-
-
-def _glob(pattern: str, value: str) -> bool:
-    rx = "".join(".*" if c == "*" else re.escape(c) for c in pattern)
-    return re.fullmatch(rx, value, flags=re.I) is not None
-
-
-def _rewrite(handler: Mapping[str, Any], req: _Req) -> bool:
-    before = req.path
-    prefix = handler.get("strip_path_prefix")
-    if prefix and req.path.lower().startswith(str(prefix).lower()):
-        req.path = req.path[len(prefix):] or "/"
-        if not req.path.startswith("/"):
-            req.path = "/" + req.path
-    suffix = handler.get("strip_path_suffix")
-    if suffix and req.path.endswith(str(suffix)):
-        req.path = req.path[: -len(suffix)]
-    for sub in handler.get("uri_substring", []) or []:
-        req.path = req.path.replace(str(sub.get("find", "")), str(sub.get("replace", "")),
-                                    int(sub.get("limit", 0)) or -1)
-    for sub in handler.get("path_regexp", []) or []:
-        req.path = re.sub(str(sub.get("find", "")), str(sub.get("replace", "")), req.path)
-    if handler.get("uri"):
-        req.path = _expand(str(handler["uri"]), req).split("?")[0] or req.path
-    return req.path != before
-
-
-def _expand(template: str, req: _Req) -> str:
-    values = {"http.request.uri.path": req.path, "path": req.path, "uri": req.path,
-              "http.request.uri": req.path, "query": "", "http.request.uri.query": ""}
-    return re.sub(r"\{([^}]+)\}", lambda m: values.get(m.group(1), m.group(0)), template)
-
-
-def _duration(value: Any) -> float | None:
-    """Caddy JSON durations: nanoseconds (int) or Go strings ("60s", "1m30s", "500ms")."""
-    if value is None or value == 0:
-        return None
-    if isinstance(value, (int, float)):
-        return float(value) / 1e9
-    text = str(value)
-    units = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0,
-             "d": 86400.0}
-    total = 0.0
-    for number, unit in re.findall(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h|d)", text):
-        total += float(number) * units[unit]
-    return total or None
+__all__ = ["STICKY_POLICIES", "adapt_local", "facts_from_caddyfile", "facts_from_json", "read"]

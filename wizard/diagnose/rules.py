@@ -1,0 +1,447 @@
+"""The diagnosis rules: (live config facts, probe report) -> findings. Pure: no threads, no I/O.
+
+:func:`diagnose` holds the proxy's live config facts (:class:`~wizard.diagnose.facts.RouteFacts`,
+or None without SSH) against what the live probe saw (``wizard.probe.ProbeReport``, or None)
+and gives findings most serious first, each with a stable code, a severity, a plain-language
+title, the evidence (config file:line and/or probe stage) and the fix as the exact lines to
+change — written by the proxy's own module (``wizard.proxies.<kind>``, ``fixes``), so no rule
+here knows one proxy from another. ``wizard.diagnose.run`` calls it; the table-driven tests
+feed it case files.
+
+The timeout rule is graded by ``wizard.heartbeat`` (REFERENCE.md, measured): a route idle
+timeout at or below the live pingInterval cuts every idle client (certain: error); one above
+pingInterval but not above pingInterval + pingTimeout survives only while every ping is on time
+(at risk: warning); above the sum is fine. The live handshake's values are used, never the
+defaults, because raised ping settings are exactly what turns nginx's default 60 s into a drop.
+Config facts decide this in milliseconds, without waiting for the drop; a ``--hold`` drop, when
+there is one, only adds evidence.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+from wizard import findings as codes
+from wizard.diagnose.facts import Ping, RouteFacts, TimeoutFact, Where, ping_of
+from wizard.diagnose.text import evidence as _evidence
+from wizard.diagnose.text import place as _place
+from wizard.diagnose.text import probe_evidence as _probe_evidence
+from wizard.diagnose.text import spot
+from wizard.findings import Finding, Severity, merge, order
+from wizard.heartbeat import Grade
+from wizard.proxies import profile
+from wizard.proxies.fixes import Fixes, FixSite, TimeoutFix
+
+if TYPE_CHECKING:
+    from wizard.probe import ProbeReport
+
+
+def suggested_timeout(ping: Ping) -> int:
+    """The timeout every fix suggests (``wizard.heartbeat``: headroom over the sum, >= 60 s)."""
+    return ping.heartbeat.suggest_s()
+
+
+def grade_timeout(seconds: float | None, ping: Ping) -> str | None:
+    """``certain`` (<= pingInterval), ``at-risk`` (<= the sum) or None (fine / no timeout)."""
+    if seconds is None:
+        return None
+    grade = ping.heartbeat.grade(seconds)
+    return None if grade is Grade.SAFE else grade.value
+
+
+
+class _Ctx:
+    """One run of the rules: the inputs and the probe findings not yet consumed."""
+
+    def __init__(self, facts: RouteFacts | None, probe: ProbeReport | None, path: str) -> None:
+        self.facts = facts
+        self.probe = probe
+        self.path = path
+        self.ping = ping_of(probe)
+        self.pending = list(probe.findings) if probe is not None else []
+        self.notes: list[str] = []
+
+    def take(self, code: str) -> list[Finding]:
+        taken = [f for f in self.pending if f.code == code]
+        self.pending = [f for f in self.pending if f.code != code]
+        return taken
+
+    def stage_ok(self, name: str) -> bool | None:
+        if self.probe is None:
+            return None
+        stage = self.probe.stage(name)
+        return None if stage is None else stage.ok
+
+    @property
+    def handshake_ok(self) -> bool:
+        return self.probe is not None and self.probe.handshake is not None
+
+    @property
+    def websocket_works(self) -> bool:
+        return self.probe is not None and bool(self.stage_ok("websocket")) and \
+            self.probe.transport in ("websocket", None)
+
+    @property
+    def name(self) -> str:
+        return profile(self.facts.proxy).display_name if self.facts else "the proxy"
+
+    @property
+    def fixes(self) -> Fixes:
+        assert self.facts is not None
+        return profile(self.facts.proxy).fixes
+
+    def site(self) -> FixSite:
+        """The plain values the proxy's fix writers need."""
+        facts = self.facts
+        assert facts is not None
+        return FixSite(
+            path=self.path, backends=facts.backends, server=_place(facts.server),
+            route=_place(facts.route), upstream=_place(facts.upstream),
+            upstream_text=facts.upstream.text if facts.upstream is not None else None,
+            upstream_path=facts.upstream_path or "/", backends_where=_place(facts.backends_where),
+            affinity=facts.affinity, scope=facts.hints.get("scope", "the virtual host"),
+            balancer=facts.hints.get("balancer", "balancer://…"),
+            script=facts.files[0] if facts.files else "the proxy script")
+
+
+def diagnose(facts: RouteFacts | None, probe: ProbeReport | None,
+             path: str | None = None) -> list[Finding]:
+    """Findings for these facts and this probe, most serious first (pure)."""
+    return diagnose_with_notes(facts, probe, path)[0]
+
+
+def diagnose_with_notes(facts: RouteFacts | None, probe: ProbeReport | None,
+                        path: str | None = None) -> tuple[list[Finding], list[str]]:
+    path = path or (probe.path if probe is not None else "/socket.io/")
+    ctx = _Ctx(facts, probe, path)
+    found: list[Finding] = []
+    for rule in (_reachability, _backend, _path, _upgrade, _origin, _sticky, _timeouts,
+                 _error_handler):
+        found.extend(rule(ctx))
+    found.extend(ctx.pending)  # what only the probe can tell (EIO=3, TLS, round trip...)
+    return order(merge(found)), ctx.notes
+
+
+
+
+# ---- proxy-unreachable
+
+
+def _reachability(ctx: _Ctx) -> list[Finding]:
+    found = ctx.take(codes.PROXY_UNREACHABLE)
+    facts = ctx.facts
+    if not found or facts is None or ctx.probe is None:
+        return found
+    from wizard.probe.wire import parse_url
+
+    target = parse_url(ctx.probe.url, ctx.probe.path)
+    first = found[0]
+    on_port = [x for x in facts.listens if x.port == target.port]
+    if on_port:
+        extra = (f"the config does listen on port {target.port} ({on_port[0].where}): "
+                 f"{ctx.name} is not running there, or something (a firewall) blocks it")
+        fix = (f"Start (or restart) {ctx.name} on the host and check its error log; then check "
+               f"that port {target.port} is open between the clients and the host.")
+    else:
+        ports = ", ".join(f"{x.port}{' (TLS)' if x.tls else ''} ({x.where.file}:"
+                          f"{x.where.line})" for x in facts.listens) or "no port"
+        extra = f"the config listens on {ports}, not on port {target.port}"
+        fix = (f"Probe the port {ctx.name} listens on, or make it listen on {target.port}"
+               + (f": change `{facts.listens[0].where.text}` ({facts.listens[0].where.file}:"
+                  f"{facts.listens[0].where.line})" if facts.listens else "") + ".")
+    return [replace(first, evidence=_evidence(first.evidence, extra), fix=fix), *found[1:]]
+
+
+# ---- backend-unreachable
+
+
+def _backend(ctx: _Ctx) -> list[Finding]:
+    found = ctx.take(codes.BACKEND_UNREACHABLE)
+    facts = ctx.facts
+    if facts is None:
+        return found
+    ctx.notes.extend(f"backend {c.address} (from the config) was {c.detail}"
+                     for c in facts.backend_checks if not c.checked)
+    down = [c for c in facts.backend_checks if c.checked and not c.reachable]
+    if not found and down and ctx.handshake_ok:
+        # Some backends answer, some do not: the proxy hides it until the next failover.
+        names = ", ".join(c.address for c in down)
+        return [Finding(
+            codes.BACKEND_UNREACHABLE, "warning",
+            f"{len(down)} of {len(facts.backends)} backends do not accept connections ({names})",
+            _evidence(facts.backends_where, *(f"from the proxy host: {c.address} {c.detail}"
+                                              for c in down)),
+            f"Start the Socket.IO server on {names}, or remove it from "
+            f"{_place(facts.backends_where)}.")]
+    if not found:
+        return []
+    first = found[0]
+    where = facts.backends_where or facts.upstream
+    checks = [f"from the proxy host: {c.address} "
+              f"{c.detail or ('accepts connections' if c.reachable else 'refused')}"
+              for c in facts.backend_checks]
+    backends = ", ".join(facts.backends) or "its upstream"
+    fix = (f"Start the Socket.IO server on {backends}, or point the route at the address it "
+           f"really listens on: {_place(where)}.")
+    checked = [c for c in facts.backend_checks if c.checked]
+    if checked and all(c.reachable for c in checked):
+        fix = (f"The proxy host reaches {backends}, yet the proxy answered 502/504: check the "
+               f"{ctx.name} error log (a TLS/HTTP mismatch to the backend, or a crashing "
+               "server).")
+    return [replace(first, evidence=_evidence(first.evidence, where, *checks), fix=fix)]
+
+# ---- path-mismatch
+
+
+def _path(ctx: _Ctx) -> list[Finding]:
+    found = ctx.take(codes.PATH_MISMATCH)
+    facts = ctx.facts
+    path = ctx.path
+    if facts is None:
+        return found
+    probe_fail = bool(found)
+    if ctx.handshake_ok and not probe_fail:
+        if facts.route is None or not facts.proxied:
+            ctx.notes.append(f"the config read shows no proxied route for {path}, yet the probe "
+                             "got a Socket.IO handshake: the URL may reach another proxy")
+        return []
+    if ctx.probe is not None and not probe_fail:
+        return []  # the probe failed earlier or for another reason: nothing to add here
+    evidence_probe = _probe_evidence(found)
+    if facts.route is None or not facts.proxied:
+        what = facts.route_desc or "no route"
+        title = (f"No route of {ctx.name} forwards {path} to the Socket.IO server "
+                 f"({'it is handled by ' + what if facts.route else what})")
+        evidence = _evidence(facts.server and f"server: {facts.server}",
+                             facts.route and f"route: {facts.route}",
+                             facts.elsewhere and f"a Socket.IO route exists elsewhere: "
+                                                 f"{facts.elsewhere}",
+                             *facts.notes, evidence_probe)
+        fix = ctx.fixes.route(ctx.site())
+        if facts.elsewhere is not None and facts.server is not None:
+            # The route exists, in a block these requests do not reach: most often a default
+            # site (Debian's nginx `default`, Apache's 000-default) catching them first.
+            fix = (f"The Socket.IO route already exists at {_place(facts.elsewhere)}, in "
+                   f"another server block than the one that answers ({_place(facts.server)}; "
+                   "typically a default site). Give the block with the route the name "
+                   "clients use (nginx `server_name`, Apache `ServerName`, a Caddy site "
+                   "address), or disable the site that catches the requests. Or, to serve "
+                   f"Socket.IO from the block that answers: {fix[0].lower()}{fix[1:]}")
+        return [Finding(codes.PATH_MISMATCH, "error", title, evidence, fix)]
+    upstream_path = facts.upstream_path
+    if upstream_path is not None and upstream_path != path:
+        title = (f"{ctx.name} forwards {path} to the server as {upstream_path}, and nothing "
+                 "answers Socket.IO there")
+        severity: Severity = "error"
+        if not probe_fail:
+            if upstream_path not in ("/", ""):
+                return []  # a deliberate rewrite; without a probe we cannot tell
+            title = f"{ctx.name} strips {path} before forwarding: the server sees {upstream_path}"
+            severity = "warning"
+        return [Finding(codes.PATH_MISMATCH, severity, title,
+                        _evidence(facts.route and f"route: {facts.route}",
+                                  facts.upstream and f"upstream: {facts.upstream}",
+                                  evidence_probe), ctx.fixes.rewrite(ctx.site()))]
+    if not probe_fail:
+        return []
+    first = found[0]
+    title = (f"{ctx.name} forwards {path} unchanged to {', '.join(facts.backends) or 'the backend'}"
+             f", but the Socket.IO server does not answer there: its `path` option differs")
+    fix = (f"Set the Socket.IO server's path to {path} (Node: `new Server(httpServer, {{ path: "
+           f"'{path}' }})`; python-socketio: `socketio_path='{path.strip('/')}'`), or make "
+           f"{ctx.name} rewrite {path} to the server's path; clients must use the same path. "
+           f"{first.fix}")
+    return [Finding(codes.PATH_MISMATCH, "error", title,
+                    _evidence(facts.route and f"route: {facts.route}",
+                              facts.upstream and f"upstream: {facts.upstream}", evidence_probe),
+                    fix)]
+
+
+
+# ---- websocket-upgrade-blocked
+
+
+def _upgrade(ctx: _Ctx) -> list[Finding]:
+    found = ctx.take(codes.WEBSOCKET_UPGRADE_BLOCKED)
+    facts = ctx.facts
+    if facts is None:
+        return found
+    blockers = facts.upgrade_blockers
+    if blockers and ctx.websocket_works:
+        ctx.notes.append("the config read suggests the upgrade is blocked ("
+                         + blockers[0].reason + "), yet the probe got a WebSocket: the URL "
+                         "may reach another proxy")
+        return []
+    if blockers and facts.proxied:
+        reason = "; ".join(b.reason for b in blockers)
+        title = f"The WebSocket upgrade is blocked by {ctx.name}: {reason}"
+        evidence = _evidence(*(b.where for b in blockers),
+                             facts.elsewhere and f"the complete Socket.IO route is only in "
+                                                 f"another server block: {facts.elsewhere}",
+                             _probe_evidence(found))
+        fix = "\n".join(dict.fromkeys(b.fix for b in blockers))
+        return [Finding(codes.WEBSOCKET_UPGRADE_BLOCKED, "error", title, evidence, fix)]
+    if not found:
+        return []
+    first = found[0]
+    extra = (f"the config route {facts.route} looks right for upgrades: something in front "
+             f"of {ctx.name} (a CDN, a load balancer, another proxy) may drop them"
+             if facts.route and facts.proxied else "")
+    return [replace(first, evidence=_evidence(first.evidence, extra))]
+
+
+# ---- origin-rejected
+
+
+def _origin(ctx: _Ctx) -> list[Finding]:
+    found = ctx.take(codes.ORIGIN_REJECTED)
+    facts = ctx.facts
+    if facts is None or not facts.proxied:
+        return found
+    missing: list[str] = []
+    if facts.server_tls and facts.forwarded_proto is False:
+        missing.append("TLS ends at the proxy but X-Forwarded-Proto is not forwarded")
+    if facts.forwarded_host is False:
+        missing.append("the client's Host is not forwarded (no Host $host / X-Forwarded-Host)")
+    if found:
+        first = found[0]
+        if not missing:
+            return found
+        fix = f"{facts.forward_fix}\n{first.fix}" if facts.forward_fix else first.fix
+        title = f"The server rejected the request's Origin: {'; '.join(missing)}"
+        return [replace(first, title=title, fix=fix,
+                        evidence=_evidence(first.evidence,
+                                           facts.route and f"route: {facts.route}", *missing))]
+    if not missing:
+        return []
+    title = (f"{'; '.join(missing)[0].upper()}{'; '.join(missing)[1:]}: servers that check "
+             "the Origin against the request (python-socketio's default) will refuse browsers")
+    return [Finding(codes.ORIGIN_REJECTED, "warning", title,
+                    _evidence(facts.route and f"route: {facts.route}"), facts.forward_fix)]
+
+
+# ---- no-sticky-sessions
+
+
+def _sticky(ctx: _Ctx) -> list[Finding]:
+    found = ctx.take(codes.NO_STICKY_SESSIONS)
+    facts = ctx.facts
+    if facts is None or not facts.proxied:
+        return found
+    needed = len(facts.backends) > 1
+    broken = needed and (facts.affinity is None or facts.affinity_problem is not None)
+    if broken:
+        why = facts.affinity_problem or (
+            f"{len(facts.backends)} backends ({', '.join(facts.backends)}) and nothing keeps a "
+            "client on one of them")
+        title = (f"No sticky sessions: {ctx.name} spreads the requests of one Socket.IO "
+                 "session over several servers (\"Session ID unknown\")")
+        return [Finding(codes.NO_STICKY_SESSIONS, "error", title,
+                        _evidence(facts.backends_where, why, _probe_evidence(found)),
+                        ctx.fixes.sticky(ctx.site()))]
+    cookie = facts.affinity is not None and ("cookie" in facts.affinity
+                                             or "stickysession" in facts.affinity)
+    if found and cookie and ctx.probe is not None and ctx.probe.transport == "websocket":
+        # The probe's raw requests send no cookies back, so a cookie policy cannot pin them;
+        # python-socketio keeps cookies like a browser and got through: not a real finding.
+        ctx.notes.append(f"the probe's raw requests carry no cookies, so {facts.affinity} "
+                         "could not pin them (\"Session ID unknown\"); python-socketio, which "
+                         "keeps cookies like a browser, connected fine")
+        return []
+    if found:
+        first = found[0]
+        extra = (f"the config has {facts.affinity} ({_place(facts.backends_where)}); if the "
+                 "clients share one address (NAT, another proxy in front), an address hash "
+                 "sends them all to one server but a cookie policy is safer") if \
+            facts.affinity else ""
+        return [replace(first, evidence=_evidence(first.evidence, extra))]
+    return []
+
+# ---- read-timeout-too-short
+
+
+def _timeouts(ctx: _Ctx) -> list[Finding]:
+    found = ctx.take(codes.READ_TIMEOUT_TOO_SHORT)
+    facts = ctx.facts
+    ping = ctx.ping
+    graded: list[tuple[TimeoutFact, str]] = []
+    if facts is not None and facts.proxied:
+        seen: set[tuple[float | None, str]] = set()
+        for fact in (facts.ws_idle_timeout, facts.poll_timeout):
+            if fact is None or (fact.seconds, fact.directive) in seen:
+                continue
+            seen.add((fact.seconds, fact.directive))
+            grade = grade_timeout(fact.seconds, ping)
+            if grade is not None:
+                graded.append((fact, grade))
+    if not graded:
+        return found
+    # One finding: the worst timeout leads (title, fix); every timeout involved is evidence,
+    # and a --hold drop (if any) adds to it.
+    graded.sort(key=lambda x: (x[1] != "certain", x[0].seconds or 0))
+    fact, grade = graded[0]
+    finding = _timeout_finding(ctx, fact, grade)
+    wheres: list[Where | str] = []
+    for other, _ in graded:
+        wheres.extend(other.where or [other.default_note])
+        wheres.append(f"{other.directive} = {other.seconds:g} s ({other.applies_to})")
+    evidence = _evidence(*wheres, ping.describe(), _probe_evidence(found))
+    return [replace(finding, evidence=evidence)]
+
+
+def _timeout_finding(ctx: _Ctx, fact: TimeoutFact, grade: str) -> Finding:
+    facts = ctx.facts
+    assert facts is not None and fact.seconds is not None
+    ping = ctx.ping
+    t = fact.seconds
+    what = fact.applies_to
+    polling_only = "long-polling" in what and "WebSocket" not in what
+    if grade == "certain" and polling_only:
+        title = (f"{ctx.name} aborts long-polling requests after {t:g} s, before the server "
+                 f"answers them with its next ping ({ping.interval_s:g} s): clients on "
+                 "long-polling fail and reconnect over and over — certain")
+        severity: Severity = "error"
+    elif grade == "certain":
+        title = (f"{ctx.name} cuts idle {what} after {t:g} s, before the server's next ping "
+                 f"({ping.interval_s:g} s): every idle client drops (\"transport close\") — "
+                 "certain")
+        severity = "error"
+    else:
+        title = (f"{ctx.name}'s idle timeout for {what} ({t:g} s) is not above pingInterval + "
+                 f"pingTimeout ({ping.sum_s:g} s): idle clients drop whenever a ping runs late "
+                 "(\"transport close\") — at risk")
+        severity = "warning"
+    evidence = _evidence(fact.where or fact.default_note, f"{fact.directive} = {t:g} s",
+                         ping.describe())
+    return Finding(codes.READ_TIMEOUT_TOO_SHORT, severity, title, evidence,
+                   _fix_timeout(ctx, fact))
+
+
+def _fix_timeout(ctx: _Ctx, fact: TimeoutFact) -> str:
+    s = suggested_timeout(ctx.ping)
+    rule = (f"\n(the rule: timeout > pingInterval + pingTimeout = {ctx.ping.sum_s:g} s"
+            + (f"; or lower the server's pingInterval well below {fact.seconds:g} s)"
+               if (fact.seconds or 0) >= 20 else ")"))
+    existing = tuple(x for x in map(spot, fact.where) if x is not None)
+    return ctx.fixes.timeout(TimeoutFix(s, fact.directive, ctx.site(), existing)) + rule
+
+
+
+# ---- http-proxy without an error listener
+
+
+def _error_handler(ctx: _Ctx) -> list[Finding]:
+    facts = ctx.facts
+    if facts is None or facts.error_handler is not False:
+        return []
+    return [Finding(
+        codes.ERROR_HANDLER_MISSING, "warning",
+        "http-proxy has no 'error' listener: one reset backend connection crashes the whole "
+        "proxy (every client drops)", _evidence(facts.upstream or facts.server),
+        "After createProxyServer() add:\n"
+        "    proxy.on('error', (err, req, res) => {\n"
+        "      if (res && res.writeHead && !res.headersSent) { res.writeHead(502); res.end(); }\n"
+        "      else if (res && res.destroy) res.destroy();\n"
+        "    });")]
+

@@ -1,0 +1,80 @@
+"""The plain values a proxy's fix snippets are written from, and the bundle of fix writers.
+
+``wizard.diagnose`` turns a live config's facts into a :class:`FixSite` (places already worded,
+e.g. "`upstream app` (/etc/nginx/conf.d/a.conf:3)") and asks the proxy's :class:`Fixes` for the
+lines to change; each ``wizard.proxies.<kind>`` module writes its own. Pure: no facts, no I/O,
+so this layer never imports the diagnosis.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Spot:
+    """One existing line in the live config: its file, line and text."""
+
+    file: str
+    line: int | None
+    text: str
+
+    @property
+    def at(self) -> str:
+        return self.file if self.line is None else f"{self.file}:{self.line}"
+
+
+@dataclass(frozen=True)
+class FixSite:
+    """Where a fix goes and what it names, as plain words and values."""
+
+    path: str  # the Socket.IO path clients use
+    backends: tuple[str, ...] = ()
+    server: str = ""  # the answering server block / vhost / site, worded
+    route: str = ""  # the route that handles the path, worded
+    upstream: str = ""  # the proxy_pass / ProxyPass / reverse_proxy line, worded
+    upstream_text: str | None = None  # that line's raw text
+    upstream_path: str = "/"  # the path the backend sees
+    backends_where: str = ""  # the upstream / balancer / BACKENDS block, worded
+    affinity: str | None = None  # the balancing policy there now, if any
+    scope: str = "the virtual host"  # Apache: the <VirtualHost> or main server, worded
+    balancer: str = "balancer://…"  # Apache: the balancer's name
+    script: str = "the proxy script"  # node: the proxy script's file
+
+    @property
+    def backend(self) -> str:
+        """The backend a new route points at: the first one the config names."""
+        return self.backends[0] if self.backends else "127.0.0.1:3000"
+
+
+@dataclass(frozen=True)
+class TimeoutFix:
+    """A too-short idle timeout: the suggested seconds and what the config has now."""
+
+    seconds: int  # the suggestion (wizard.heartbeat)
+    directive: str  # the setting that decides it, e.g. "proxy_read_timeout", "timeout="
+    site: FixSite
+    existing: tuple[Spot, ...] = ()  # its lines (empty: the proxy's default applies)
+
+
+@dataclass(frozen=True)
+class Fixes:
+    """One proxy's fix writers: each returns the exact lines to change, with where."""
+
+    route: Callable[[FixSite], str]  # no route forwards the path
+    rewrite: Callable[[FixSite], str]  # the route rewrites the path away
+    sticky: Callable[[FixSite], str]  # several backends, nothing keeps a client on one
+    timeout: Callable[[TimeoutFix], str]  # the idle timeout is not above the ping sum
+
+
+def worded(spot: Spot | None, missing: str = "the proxy's upstream setting") -> str:
+    """"`text` (file:line)" for a place in the config, the way every fix names it."""
+    if spot is None:
+        return missing
+    return f"`{spot.text}` ({spot.at})" if spot.text else spot.at
+
+
+def listed(spots: tuple[Spot, ...], missing: str) -> str:
+    """"file:line, file:line" for the lines a setting is on now."""
+    return ", ".join(f"{s.file}:{s.line}" for s in spots) or missing
