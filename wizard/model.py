@@ -18,6 +18,7 @@ from enum import StrEnum
 from typing import Any
 
 from wizard.errors import InvalidSpec
+from wizard.heartbeat import Grade, Heartbeat
 
 DEFAULT_PATH = "/socket.io/"
 DEFAULT_PING_INTERVAL_MS = 25_000
@@ -187,28 +188,27 @@ class DeploySpec:
 
 def smallest_safe_timeout(ping_interval_ms: int, ping_timeout_ms: int) -> int:
     """The smallest whole number of seconds strictly greater than pingInterval + pingTimeout."""
-    return (ping_interval_ms + ping_timeout_ms) // 1000 + 1
+    return Heartbeat(ping_interval_ms, ping_timeout_ms).minimum_s()
 
 
 def timeout_problem(name: str, seconds: int, ping_interval_ms: int,
                     ping_timeout_ms: int) -> str | None:
     """Why a proxy timeout would drop idle Socket.IO clients, or None when it is safe.
 
-    Used by the model, the CLI and the TUI's live check next to the field.
+    Used by the model, the CLI and the TUI's live check next to the field; the figures are
+    ``wizard.heartbeat``'s, the same that diagnose and the probe advise.
     """
-    total = ping_interval_ms + ping_timeout_ms
-    if seconds * 1000 > total:
+    beat = Heartbeat(ping_interval_ms, ping_timeout_ms)
+    if beat.grade(seconds) is Grade.SAFE:
         return None
-    safe = smallest_safe_timeout(ping_interval_ms, ping_timeout_ms)
+    safe, suggest = beat.minimum_s(), beat.suggest_s()
     return (
         f"{seconds} s is not greater than pingInterval + pingTimeout "
-        f"({ping_interval_ms} + {ping_timeout_ms} ms = {total / 1000:g} s): the proxy would cut "
+        f"({ping_interval_ms} + {ping_timeout_ms} ms = {beat.sum_s:g} s): the proxy would cut "
         f'idle connections and clients would see "transport close". Use at least {safe} s'
-        + (" (60 s leaves headroom)." if safe < 60 else ".")
+        + (f" ({suggest} s leaves headroom)." if safe < suggest else ".")
     )
 
-
-# -- building a spec from raw values (flags, TOML, form fields) ---------------------------
 
 _FIELD_NAMES = {f.name for f in fields(DeploySpec)}
 
