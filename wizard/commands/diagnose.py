@@ -66,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
     remote = None
     if args.host is not None:
         from wizard.commands.deploy import connect_from_args
-        from wizard.deploy import open_host
+        from wizard.remote import open_host
 
         remote = open_host(args.host, connect_from_args(args))
     try:
