@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import posixpath
 import secrets
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Protocol, Self, runtime_checkable
@@ -123,6 +124,26 @@ def temp_path_beside(path: str) -> str:
     directory, base = posixpath.split(path)
     return posixpath.join(directory, f".{base}{TEMP_MARKER}{secrets.token_hex(4)}.tmp")
 
+
+
+class ClosesOnExit(ABC):
+    """``with remote:`` closes it: the context-manager half of :class:`Remote`, shared by the
+    implementations."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release the transport; safe to call twice."""
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
 
 
 @dataclass(frozen=True)

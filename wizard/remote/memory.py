@@ -10,11 +10,9 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from types import TracebackType
-from typing import Self
 
 from wizard.errors import ConnectionFailed, RemoteCommandFailed, SudoPasswordRequired
-from wizard.remote.base import DEFAULT_MODE, CommandResult, FileStat, temp_path_beside
+from wizard.remote.base import DEFAULT_MODE, ClosesOnExit, CommandResult, FileStat, temp_path_beside
 from wizard.remote.sudo import SUDO_HINT
 
 
@@ -49,7 +47,7 @@ class _Fault:
 
 
 @dataclass
-class InMemoryRemote:
+class InMemoryRemote(ClosesOnExit):
     """A fake host for fast branch tests of the deploy transaction.
 
     ``files`` maps absolute paths to bytes (``modes`` to their permission bits). Commands are
@@ -165,17 +163,6 @@ class InMemoryRemote:
     def close(self) -> None:
         self.calls.append(RemoteCall("close", ""))
         self.closed = True
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     # -- internals -----------------------------------------------------------------------------
 

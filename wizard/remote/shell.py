@@ -22,13 +22,12 @@ import posixpath
 import secrets
 import shlex
 import stat as stat_mod
-from abc import ABC, abstractmethod
-from types import TracebackType
-from typing import Self
+from abc import abstractmethod
 
 from wizard.errors import RemoteCommandFailed, SockwizardError, SudoPasswordRequired
 from wizard.remote.base import (
     DEFAULT_MODE,
+    ClosesOnExit,
     CommandResult,
     FileStat,
     RawResult,
@@ -55,7 +54,7 @@ from wizard.remote.timeouts import (
 _ABSENT = 44
 
 
-class ShellRemote(ABC):
+class ShellRemote(ClosesOnExit):
     """Everything of :class:`Remote` that does not depend on the transport.
 
     Subclasses provide command execution (:meth:`_exec`) and *direct* file primitives as the
@@ -120,21 +119,6 @@ class ShellRemote(ABC):
     @abstractmethod
     def tcp_check(self, host: str, port: int, timeout: float = 3.0) -> bool | str:
         """See Remote.tcp_check."""
-
-    @abstractmethod
-    def close(self) -> None:
-        """Release the transport; safe to call twice."""
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     # -- commands ----------------------------------------------------------------------------
 
@@ -240,6 +224,13 @@ class ShellRemote(ABC):
             detail=(raw.stdout + raw.stderr).decode("utf-8", "replace"),
         )
 
+    def _sudo_output(self, test: str, path: str, command: str, what: str) -> bytes | None:
+        """``command -- path`` as root, or None when ``[ test path ]`` fails (absent)."""
+        q = shlex.quote(path)
+        raw = self._sudo_script(f"[ {test} {q} ] || exit {_ABSENT}; exec {command} -- {q}", what,
+                                allow_absent=True)
+        return None if raw.exit_status == _ABSENT else raw.stdout
+
     def _fs_error(self, what: str, exc: OSError) -> RemoteCommandFailed:
         reason = exc.strerror or str(exc) or type(exc).__name__
         return RemoteCommandFailed(f"Could not {what} on {self.name}: {reason}")
@@ -252,11 +243,7 @@ class ShellRemote(ABC):
         except FileNotFoundError:
             return None
         except PermissionError:
-            q = shlex.quote(path)
-            raw = self._sudo_script(
-                f"[ -e {q} ] || exit {_ABSENT}; exec cat -- {q}", f"read {path}", allow_absent=True
-            )
-            return None if raw.exit_status == _ABSENT else raw.stdout
+            return self._sudo_output("-e", path, "cat", f"read {path}")
         except OSError as exc:
             raise self._fs_error(f"read {path}", exc) from exc
 
@@ -266,15 +253,10 @@ class ShellRemote(ABC):
         except FileNotFoundError:
             return None
         except PermissionError:
-            q = shlex.quote(path)
-            raw = self._sudo_script(
-                f"[ -e {q} ] || exit {_ABSENT}; exec stat -L -c '%f %s %Y %u %g' -- {q}",
-                f"stat {path}",
-                allow_absent=True,
-            )
-            if raw.exit_status == _ABSENT:
+            out = self._sudo_output("-e", path, "stat -L -c '%f %s %Y %u %g'", f"stat {path}")
+            if out is None:
                 return None
-            mode_hex, size, mtime, uid, gid = raw.stdout.decode().split()
+            mode_hex, size, mtime, uid, gid = out.decode().split()
             return FileStat(stat_mod.S_IMODE(int(mode_hex, 16)), int(size), float(mtime),
                             int(uid), int(gid))
         except OSError as exc:
@@ -400,13 +382,8 @@ class ShellRemote(ABC):
             except FileNotFoundError:
                 return current
             except PermissionError:
-                q = shlex.quote(current)
-                raw = self._sudo_script(
-                    f"[ -L {q} ] || exit {_ABSENT}; exec readlink -- {q}",
-                    f"inspect {current}",
-                    allow_absent=True,
-                )
-                target = None if raw.exit_status == _ABSENT else raw.stdout.decode().rstrip("\n")
+                out = self._sudo_output("-L", current, "readlink", f"inspect {current}")
+                target = None if out is None else out.decode().rstrip("\n")
             except OSError as exc:
                 raise self._fs_error(f"inspect {current}", exc) from exc
             if target is None:
