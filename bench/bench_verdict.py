@@ -140,7 +140,7 @@ def main() -> None:
 
         from wizard.diagnose import run_diagnosis
         from wizard.probe import ProbeOptions
-        from wizard.ssh import SshRemote, SshTarget
+        from wizard.remote import SshRemote, SshTarget
 
         remote = SshRemote.connect(SshTarget(host=sshd.host, port=sshd.port, user=user),
                                    known_hosts=sshd.known_hosts, identity=key)

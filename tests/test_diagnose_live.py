@@ -349,7 +349,7 @@ def ssh_remote_factory() -> Iterator[Callable[[rig.SshdInstance], Remote]]:
     opened: list[Remote] = []
 
     def connect(sshd: rig.SshdInstance) -> Remote:
-        from wizard.ssh import SshRemote, SshTarget
+        from wizard.remote import SshRemote, SshTarget
 
         remote = SshRemote.connect(
             SshTarget(host=sshd.host, port=sshd.port, user=rig.DEPLOY_USER),

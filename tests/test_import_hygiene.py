@@ -292,3 +292,39 @@ def apply_on(state, sink): ...
         "callback _event_from_thread uses self.query_one",
         "line 8: call_from_thread (post a message)",
     ]
+
+
+# -- the seam to a host (DESIGN.md, problem 4) -----------------------------------------------
+
+WIZARD = ROOT / "wizard"
+SSH_PACKAGE = WIZARD / "remote" / "ssh"
+
+
+def paramiko_importers(root: Path) -> set[str]:
+    """Every module below ``root`` that imports paramiko anywhere (function bodies too)."""
+    return {str(path.relative_to(root.parent)) for path in sorted(root.rglob("*.py"))
+            if any(m == "paramiko" or m.startswith("paramiko.") for m in imported_modules(path))}
+
+
+def test_paramiko_is_imported_only_under_wizard_remote_ssh() -> None:
+    importers = paramiko_importers(WIZARD)
+    assert importers, "the scan found no paramiko import at all"
+    outside = {m for m in importers if not m.startswith("wizard/remote/ssh/")}
+    assert outside == set(), f"paramiko imported outside wizard/remote/ssh: {sorted(outside)}"
+
+
+def test_the_paramiko_scan_catches_a_lazy_import(tmp_path: Path) -> None:
+    """The check itself works: a paramiko import inside a function is found."""
+    pkg = tmp_path / "wizard"
+    pkg.mkdir()
+    (pkg / "screen.py").write_text("def hosts():\n    from paramiko import SSHConfig\n")
+    assert paramiko_importers(pkg) == {"wizard/screen.py"}
+
+
+def test_wizard_remote_imports_without_paramiko() -> None:
+    """Importing the seam (every command does) loads no paramiko; asking for an SSH name does."""
+    script = ("import sys, wizard.remote as r; before = 'paramiko' in sys.modules; "
+              "r.SshRemote; print(before, 'paramiko' in sys.modules)")
+    proc = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.stdout.split() == ["False", "True"], proc.stderr

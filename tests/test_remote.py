@@ -1,4 +1,4 @@
-"""Fast tests of wizard/remote.py: LocalRemote on this machine's real filesystem and shell,
+"""Fast tests of wizard/remote/: LocalRemote on this machine's real filesystem and shell,
 InMemoryRemote as the deploy transaction's test double, and the sudo helpers.
 
 The SSH implementation of the same protocol is tested against a real sshd in test_ssh.py.

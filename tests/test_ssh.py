@@ -1,4 +1,4 @@
-"""wizard/ssh.py: target parsing (fast, with temp ssh config files) and SshRemote against the
+"""wizard/remote/ssh/: target parsing (fast, with temp ssh config files) and SshRemote against the
 rig's real sshd (tests/rig.py: users swdeploy with NOPASSWD sudo, swnosudo whose sudo wants a
 password, root by key). No part of paramiko is patched or mocked.
 """
@@ -29,11 +29,14 @@ from wizard.errors import (
     RemoteCommandFailed,
     SudoPasswordRequired,
 )
-from wizard.remote import TEMP_MARKER, Remote, SudoMode, open_remote
-from wizard.ssh import (
+from wizard.remote import (
+    TEMP_MARKER,
+    Remote,
     SshRemote,
     SshTarget,
+    SudoMode,
     fingerprint,
+    open_remote,
     parse_target,
     probe_host_key,
     record_host_key,

@@ -67,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
     options = probe_options(args, sessions=max(0, args.sessions))
     remote = None
     if args.host is not None:
-        from wizard.deploy import open_host
+        from wizard.remote import open_host
 
         remote = open_host(args.host, connect_from_args(args))
     try:

@@ -32,25 +32,19 @@ class Connector(Protocol):
 
 def default_connector(known_hosts: Path | None = None,
                       ssh_config: Path | None = None) -> Connector:
-    """The real thing: LocalRemote for "this machine", else ``SshRemote.connect``."""
+    """The real thing: ``wizard.remote.open_remote``, this machine or a host over SSH."""
 
     def connect(choice: TargetChoice, *, accept_host_key: str | None,
                 sudo_password: str | None) -> Connection:
-        from wizard.remote import LocalRemote
+        from wizard.remote import LOCAL, host_address, open_remote
 
-        if choice.kind is TargetKind.LOCAL:
-            return Connection(choice, LocalRemote(sudo_password=sudo_password), "127.0.0.1")
-        from wizard import ssh
-
-        target = ssh.parse_target(choice.ssh_text, ssh_config=ssh_config)
-        remote = ssh.SshRemote.connect(
-            target,
-            known_hosts=known_hosts if known_hosts is not None else ssh.default_known_hosts(),
-            accept_host_key=accept_host_key,
-            identity=choice.identity,
-            sudo_password=sudo_password,
-        )
-        return Connection(choice, remote, target.host)
+        # "local" typed as an SSH host name means a host called local, as it always did here.
+        host = LOCAL if choice.kind is TargetKind.LOCAL else (
+            choice.ssh_text if choice.ssh_text != LOCAL else f"ssh://{LOCAL}")
+        remote = open_remote(host, known_hosts=known_hosts, accept_host_key=accept_host_key,
+                             identity=choice.identity, sudo_password=sudo_password,
+                             ssh_config=ssh_config)
+        return Connection(choice, remote, host_address(host, ssh_config=ssh_config))
 
     return connect
 

@@ -1,7 +1,7 @@
 """Step 6 (deploy) / 2 (diagnose): where — this machine or a host over SSH.
 
-Connecting is the ``Connector`` the app hands over in ``Services`` (``LocalRemote`` or
-``ssh.SshRemote.connect``) in a thread worker. An unknown host key comes back as
+Connecting is the ``Connector`` the app hands over in ``Services`` (``wizard.remote.open_remote``:
+this machine or SSH) in a thread worker. An unknown host key comes back as
 ``HostKeyUnknown``: its fingerprint is shown in a modal, and only an explicit "trust"
 reconnects with ``accept_host_key`` (which records it). A ``sudo -n`` refusal
 (``SudoPasswordRequired``) opens a masked field; the password goes into the Remote for this
@@ -31,20 +31,6 @@ from wizard.tui.state import Connection, Mode, Next, TargetChoice, TargetKind, W
 from wizard.tui.widgets.field import Field
 
 
-def ssh_config_hosts(path: Path | None = None) -> list[str]:
-    """The concrete ``Host`` names in ~/.ssh/config (patterns with * or ? are left out)."""
-    import paramiko
-
-    config_path = path or Path.home() / ".ssh" / "config"
-    if not config_path.is_file():
-        return []
-    try:
-        names = paramiko.SSHConfig.from_path(str(config_path)).get_hostnames()
-    except Exception:  # a broken config: connecting will report it properly
-        return []
-    return sorted(n for n in names if not any(c in n for c in "*?!"))
-
-
 class TargetScreen(StepScreen):
 
     CSS_PATH = "forms.tcss"
@@ -62,7 +48,9 @@ class TargetScreen(StepScreen):
         self.config_hosts: list[str] = []
 
     def compose_body(self) -> ComposeResult:
-        self.config_hosts = ssh_config_hosts(self.services.ssh_config)
+        from wizard.remote import config_host_names  # loads paramiko: not at module import
+
+        self.config_hosts = config_host_names(self.services.ssh_config)
         choice = self.state.target
         diagnose = self.state.mode is Mode.DIAGNOSE
         with RadioSet(id="kind") as kind:

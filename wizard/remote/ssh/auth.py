@@ -1,0 +1,125 @@
+"""Who we are to sshd: keys, ssh-agent and passwords, offered in the order OpenSSH users expect.
+
+``wizard.remote.ssh.transport.handshake`` hands :class:`AuthOrder` to paramiko and, on failure,
+lists what it ``tried`` (never a secret). A passphrase is asked for only when a key needs one.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, cast
+
+import paramiko
+from paramiko.auth_strategy import AuthSource, AuthStrategy, InMemoryPrivateKey, Password
+
+from wizard.errors import BadInput
+from wizard.remote.ssh.hostkeys import fingerprint
+
+DEFAULT_KEY_NAMES = ("id_ed25519", "id_ecdsa", "id_rsa")
+
+
+class AuthOrder(AuthStrategy):
+    """Explicit identity, ssh-config IdentityFiles, ssh-agent, default keys, then password.
+
+    Sources are produced lazily, so a passphrase is only asked for when the key before it was
+    refused. ``tried`` lists what was offered (never a secret) for the failure message.
+    """
+
+    def __init__(
+        self,
+        user: str,
+        *,
+        identity: Path | None,
+        config_identities: tuple[Path, ...],
+        password: str | None,
+        passphrase_prompt: Callable[[str], str] | None,
+    ) -> None:
+        super().__init__(ssh_config=paramiko.SSHConfig())
+        self.user = user
+        self.identity = identity
+        self.config_identities = config_identities
+        self.__password = password
+        self.passphrase_prompt = passphrase_prompt
+        self.tried: list[str] = []
+        self._agent: paramiko.Agent | None = None
+
+    def get_sources(self) -> Iterator[AuthSource]:
+        seen: set[str] = set()
+
+        def fresh(key: paramiko.PKey) -> bool:
+            fp = fingerprint(key)
+            if fp in seen:
+                return False
+            seen.add(fp)
+            return True
+
+        if self.identity is not None and not self.identity.is_file():
+            raise BadInput(f"Identity file {self.identity} not found",
+                           "Pass the private key file with --identity.")
+        explicit = [self.identity] if self.identity is not None else []
+        for path in [*explicit, *self.config_identities]:
+            key = self._load(path)
+            if key is not None and fresh(key):
+                self.tried.append(f"key {path}")
+                yield InMemoryPrivateKey(self.user, key)
+        agent_keys = self._agent_keys()
+        for agent_key in agent_keys:
+            if fresh(agent_key):
+                yield InMemoryPrivateKey(self.user, agent_key)
+        self.tried.append(f"ssh-agent ({len(agent_keys)} key{'s' * (len(agent_keys) != 1)})"
+                          if agent_keys else "ssh-agent (none running)")
+        defaults = [Path.home() / ".ssh" / n for n in DEFAULT_KEY_NAMES]
+        for path in defaults:
+            if path.is_file() and path not in explicit and path not in self.config_identities:
+                key = self._load(path)
+                if key is not None and fresh(key):
+                    self.tried.append(f"key {path}")
+                    yield InMemoryPrivateKey(self.user, key)
+        if self.__password is not None:
+            self.tried.append("password")
+            password = self.__password
+            yield Password(self.user, lambda: password)
+
+    def _load(self, path: Path) -> paramiko.PKey | None:
+        if not path.is_file():
+            return None
+        try:
+            return paramiko.PKey.from_path(path)
+        except (paramiko.PasswordRequiredException, TypeError):
+            # paramiko 4+ hands OpenSSH-format keys to cryptography, which says "encrypted, no
+            # password" with a TypeError; older formats raise PasswordRequiredException.
+            pass
+        except (paramiko.SSHException, OSError, ValueError) as exc:
+            self.tried.append(f"key {path} (unreadable: {exc})")
+            return None
+        if self.passphrase_prompt is None:
+            self.tried.append(f"key {path} (skipped: it needs a passphrase)")
+            return None
+        passphrase = self.passphrase_prompt(f"Passphrase for {path}: ")
+        # paramiko 5 passes it straight to cryptography, which wants bytes (the stubs say str);
+        # other versions encode it themselves.
+        for secret in (passphrase.encode(), passphrase):
+            try:
+                return paramiko.PKey.from_path(path, cast(Any, secret))
+            except TypeError:
+                continue
+            except (paramiko.SSHException, OSError, ValueError):
+                break
+        self.tried.append(f"key {path} (wrong passphrase)")
+        return None
+
+    def _agent_keys(self) -> tuple[paramiko.PKey, ...]:
+        if not os.environ.get("SSH_AUTH_SOCK"):
+            return ()
+        try:
+            self._agent = paramiko.Agent()
+            return tuple(self._agent.get_keys())
+        except (paramiko.SSHException, OSError):
+            return ()
+
+    def close(self) -> None:
+        if self._agent is not None:
+            self._agent.close()
+            self._agent = None

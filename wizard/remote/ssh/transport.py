@@ -1,0 +1,168 @@
+"""From a target to an authenticated paramiko client: the socket, the transport, the handshake.
+
+``SshRemote.connect`` and ``probe_host_key`` (``wizard.remote.ssh.remote``) call these. Every
+paramiko and socket exception of a connect is translated here into the ``wizard.errors`` family.
+
+Decisions, measured on loopback (see shared/TESTBED.md):
+
+* We open the TCP socket ourselves with ``TCP_NODELAY``: paramiko writes a packet in pieces, and
+  with Nagle on every channel request waits for the peer's delayed ACK (~40 ms each).
+* sshd sends a ``hostkeys-00@openssh.com`` global request right after auth that wants no reply;
+  with nothing to send, our ACK is delayed and sshd's Nagle holds the first channel's open
+  confirmation behind it (~45 ms). :class:`QuickTransport` answers it with ``SSH_MSG_IGNORE``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
+
+import paramiko
+from paramiko.auth_strategy import AuthFailure
+from paramiko.common import cMSG_IGNORE
+from paramiko.message import Message
+
+from wizard.errors import ConnectionFailed, HostKeyChanged, SockwizardError
+from wizard.remote.ssh.auth import AuthOrder
+from wizard.remote.ssh.hostkeys import HostKeyPolicy, fingerprint, load_known_hosts
+from wizard.remote.ssh.target import SshTarget
+
+if TYPE_CHECKING:
+    from wizard.remote.ssh.remote import SshRemote
+
+class QuickTransport(paramiko.Transport):
+    """A client transport that answers sshd's post-auth ``hostkeys-00@openssh.com`` (want-reply
+    false) with SSH_MSG_IGNORE, so our ACK leaves at once and sshd's Nagle does not hold the
+    first channel-open confirmation for a delayed-ACK period (~45 ms, measured)."""
+
+    def _parse_global_request(self, m: Message) -> None:
+        m.get_text()
+        want_reply = m.get_boolean()
+        m.rewind()
+        # paramiko's own handler (private in the stubs) rejects/ignores the request as before.
+        cast(Any, super())._parse_global_request(m)
+        if not want_reply and not self.server_mode:
+            ignore = Message()
+            ignore.add_byte(cMSG_IGNORE)
+            ignore.add_string(b"")
+            # Already on the transport thread, where paramiko sends its own replies this way.
+            cast(Any, self)._send_message(ignore)
+
+
+def open_socket(host: str, port: int, timeout: float, *, nodelay: bool) -> socket.socket:
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise ConnectionFailed(
+            f"Cannot resolve host name {host}: {exc.strerror}",
+            "Check the spelling, DNS, or the HostName in ~/.ssh/config.",
+        ) from exc
+    reasons: list[str] = []
+    for family, kind, proto, _, addr in infos:
+        sock = socket.socket(family, kind, proto)
+        sock.settimeout(timeout)
+        if nodelay:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        try:
+            sock.connect(addr)
+            return sock
+        except TimeoutError:
+            reasons.append(f"no answer within {timeout:g} s")
+        except ConnectionRefusedError:
+            reasons.append("connection refused")
+        except OSError as exc:
+            reasons.append(exc.strerror or str(exc))
+        sock.close()
+    where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    raise ConnectionFailed(
+        f"Cannot reach {where} ({'; '.join(dict.fromkeys(reasons)) or 'no address'})",
+        "Check the host name and port, that sshd is running there, and that no firewall drops "
+        "the connection.",
+    )
+
+
+def connect_sock(
+    target: SshTarget, timeout: float, *, tuned: bool, jump: SshRemote | None
+) -> socket.socket | paramiko.Channel | paramiko.ProxyCommand:
+    if jump is not None:
+        try:
+            return jump.open_direct(target.host, target.port, timeout)
+        except (paramiko.SSHException, EOFError, OSError) as exc:
+            raise ConnectionFailed(
+                f"Cannot reach {target.host}:{target.port} through {jump.name}: {exc}",
+                "Check that the jump host can reach the target (ssh -J works the same way).",
+            ) from None
+    if target.proxy_command:
+        try:
+            return paramiko.ProxyCommand(target.proxy_command)
+        except (paramiko.SSHException, OSError) as exc:
+            raise ConnectionFailed(f"ProxyCommand for {target.alias} failed: {exc}") from None
+    return open_socket(target.host, target.port, timeout, nodelay=tuned)
+
+
+def handshake(
+    target: SshTarget,
+    sock: socket.socket | paramiko.Channel | paramiko.ProxyCommand,
+    *,
+    known_hosts: Path,
+    accept_host_key: str | None,
+    identity: Path | None,
+    password: str | None,
+    connect_timeout: float,
+    passphrase_prompt: Callable[[str], str] | None,
+    tuned: bool,
+) -> paramiko.SSHClient:
+    client = paramiko.SSHClient()
+    auth = AuthOrder(target.user, identity=identity, config_identities=target.identity_files,
+                      password=password, passphrase_prompt=passphrase_prompt)
+    try:
+        load_known_hosts(client, known_hosts)
+        client.set_missing_host_key_policy(HostKeyPolicy(known_hosts, accept_host_key))
+        client.connect(
+            target.host,
+            port=target.port,
+            username=target.user,
+            sock=cast(Any, sock),
+            timeout=connect_timeout,
+            banner_timeout=connect_timeout,
+            auth_timeout=connect_timeout,
+            channel_timeout=connect_timeout,
+            transport_factory=cast(Any, QuickTransport) if tuned else None,
+            auth_strategy=auth,
+        )
+        return client
+    except BaseException as exc:
+        client.close()
+        with contextlib.suppress(Exception):
+            sock.close()
+        raise _translate_connect_error(exc, target, known_hosts, auth) from None
+    finally:
+        auth.close()
+
+
+def _translate_connect_error(
+    exc: BaseException, target: SshTarget, known_hosts: Path, auth: AuthOrder
+) -> BaseException:
+    if isinstance(exc, SockwizardError) or not isinstance(exc, Exception):
+        return exc
+    if isinstance(exc, paramiko.BadHostKeyException):
+        return HostKeyChanged(target.known_hosts_name, exc.key.get_name(), fingerprint(exc.key),
+                              str(known_hosts))
+    if isinstance(exc, paramiko.AuthenticationException):
+        tried = ", ".join(auth.tried) or "nothing (no key, agent or password available)"
+        failure = f"\n{exc.result}" if isinstance(exc, AuthFailure) else f" {exc}"
+        return ConnectionFailed(
+            f"Authentication failed for {target.user}@{target.host}",
+            f"Tried: {tried}. Check the user name, pass the right key with --identity or load it "
+            "into ssh-agent, or use --password-stdin if the host allows passwords.",
+            detail=f"Server answers:{failure}",
+        )
+    where = target.known_hosts_name
+    return ConnectionFailed(
+        f"SSH handshake with {where} failed: {exc or type(exc).__name__}",
+        "Check that an SSH server (not another service) listens on that port and that it "
+        "accepts modern algorithms (ed25519/ecdsa/rsa-sha2).",
+    )
