@@ -37,13 +37,13 @@ from wizard.deploy import (
     activation_script,
     apply,
 )
-from wizard.detect import HostFacts, Overrides, parse_apache_modules, parse_facts, resolve
+from wizard.deploy.detect import HostFacts, Overrides, parse_apache_modules, parse_facts, resolve
+from wizard.deploy.marker import HEADER, existing_id, stamp
 from wizard.errors import BadInput, ConnectionFailed, ExitCode, SudoPasswordRequired
 from wizard.findings import Finding
 from wizard.model import Backend, DeploySpec, Layout, ProxyKind
 from wizard.probe import ProbeReport
 from wizard.remote import CommandResult, FileStat, LocalRemote
-from wizard.stamp import HEADER, existing_id, stamp
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -472,21 +472,19 @@ def _wait(cond: Callable[[], bool], timeout: float = 10.0) -> bool:
 # --------------------------------------------------------------------------------------------
 
 
-def test_rollback_walks_back_through_the_history(host: Host, monkeypatch: pytest.MonkeyPatch
-                                                 ) -> None:
+def test_rollback_walks_back_through_the_history(host: Host) -> None:
     assert host.deploy().ok
     second = replace(SPEC, read_timeout=90)
     assert host.deploy(spec=second).ok
     options = deploy.RollbackOptions(backup_dir=str(host.root / "backups"),
                                      state_dir=host.root / "state", probe=False)
     remote = LocalRemote()
-    monkeypatch.setattr(deploy, "open_host", lambda h, c: remote)
-    back = deploy.rollback_host("local", options, deploy.ConnectOptions())
+    back = deploy.rollback(remote, "local", options)
     assert back.ok and host.dest.read_bytes() == new_text(), back.message()
     assert "Rolled back" in back.title
-    back = deploy.rollback_host("local", options, deploy.ConnectOptions())
+    back = deploy.rollback(remote, "local", options)
     assert back.ok and host.dest.read_bytes() == OLD
-    nothing = deploy.rollback_host("local", options, deploy.ConnectOptions())
+    nothing = deploy.rollback(remote, "local", options)
     assert nothing.exit_code == ExitCode.BAD_INPUT and "Nothing to roll back" in nothing.title
     assert host.dest.read_bytes() == OLD
 
@@ -609,11 +607,10 @@ def test_old_apache_gets_the_wstunnel_recipe(host: Host) -> None:
     assert "upgrade=websocket" in result.diff
     facts = HostFacts(version_text="Server version: Apache/2.4.41 (Ubuntu)")
     assert facts.version == "2.4.41"
-    tx = deploy.Transaction(LocalRemote(), spec, host.options(dry_run=True))
-    tx.target = resolve(spec, replace(facts, binaries={"apache2": "/usr/sbin/apache2"}),
-                        Overrides(str(host.dest), "true", "true"))
-    tx.rerender_for_host()
-    assert tx.new is not None and b"RewriteRule" in tx.new and b"upgrade=websocket" not in tx.new
+    target = resolve(spec, replace(facts, binaries={"apache2": "/usr/sbin/apache2"}),
+                     Overrides(str(host.dest), "true", "true"))
+    new = deploy.render_for_host(spec, target).text
+    assert b"RewriteRule" in new and b"upgrade=websocket" not in new
 
 
 # --------------------------------------------------------------------------------------------
