@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -209,6 +210,50 @@ def test_dry_run_prints_plan_and_diff_and_changes_nothing(host: Host) -> None:
     assert "-listen 8080;" in result.diff and f"+    add_header {HEADER}" in result.diff
     assert not host.checks.probed
 
+
+class RecordingRemote(LocalRemote):
+    """LocalRemote that records every command it runs, with its sudo flag."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ran: list[tuple[str, bool]] = []
+
+    def run(self, command: str, *, sudo: bool = False, timeout: float = 60,
+            input: str | None = None) -> CommandResult:
+        self.ran.append((command, sudo))
+        return super().run(command, sudo=sudo, timeout=timeout, input=input)
+
+
+def _unrandomized(commands: list[tuple[str, bool]]) -> list[tuple[str, bool]]:
+    """The temp file's random suffix as the plan shows it (the one thing not known before)."""
+    return [(re.sub(r"\.sockwizard-[0-9a-f]{8}\.tmp", ".sockwizard-XXXXXXXX.tmp", cmd), sudo)
+            for cmd, sudo in commands]
+
+
+def test_the_plan_is_exactly_what_runs(host: Host) -> None:
+    """The plan lists the commands the steps run, from the same builders: a deploy's recorded
+    commands equal its plan's, in order; a rollback runs the plan's on-failure commands."""
+    host.dest.unlink()  # a new file in a missing directory: prepare (mkdir) runs too
+    host.dest.parent.rmdir()
+    remote = RecordingRemote()
+    result = host.deploy(remote=remote)
+    assert result.ok, result.message()
+    planned = [(p.command, p.sudo) for p in result.plan if p.shell and not p.on_failure]
+    assert any(p.step is Step.PREPARE and p.command.startswith("mkdir") for p in result.plan)
+    assert _unrandomized(remote.ran) == planned
+
+    host.checks.probe_ok = False
+    remote = RecordingRemote()
+    failed = host.deploy(remote=remote, spec=replace(SPEC, read_timeout=90))
+    assert failed.outcome is Outcome.ROLLED_BACK, failed.message()
+    undo = [(p.command, p.sudo) for p in failed.plan if p.on_failure]
+    ran = _unrandomized(remote.ran)
+    assert undo and all(command in ran for command in undo)
+    assert ran.index(undo[0]) > ran.index(next((p.command, p.sudo) for p in failed.plan
+                                               if p.step is Step.RELOAD))
+    # A dry run plans the same commands as the deploy would run (no temp file yet).
+    dry = host.deploy(dry_run=True, spec=replace(SPEC, read_timeout=90))
+    assert [p.step for p in dry.plan] == [p.step for p in failed.plan]
 
 # --------------------------------------------------------------------------------------------
 # Failures and rollbacks
