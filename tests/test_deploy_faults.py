@@ -27,12 +27,11 @@ import pytest
 
 from tests import test_deploy_ssh
 from tests.test_deploy_ssh import REPO, Site
-from wizard import hoststate
-from wizard.deploy import DeployEvent, Outcome, Step, StepFinished, StepStarted
+from wizard.deploy import DeployEvent, Outcome, Step, StepFinished, StepStarted, hoststate
+from wizard.deploy.marker import existing_id, stamp
 from wizard.errors import ExitCode
 from wizard.model import Backend, ProxyKind
 from wizard.render import render
-from wizard.stamp import existing_id, stamp
 
 pytestmark = [pytest.mark.needs_root, pytest.mark.slow, pytest.mark.timeout(180)]
 

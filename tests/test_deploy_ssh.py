@@ -34,12 +34,12 @@ from wizard.deploy import (
     deploy_host,
     deploy_many,
 )
+from wizard.deploy.marker import stamp
 from wizard.errors import ExitCode
 from wizard.model import Backend, DeploySpec, ProxyKind
 from wizard.probe import ProbeOptions, run_probe
 from wizard.proxies import profile
 from wizard.render import render
-from wizard.stamp import stamp
 
 pytestmark = [pytest.mark.needs_root, pytest.mark.slow, pytest.mark.timeout(120)]
 

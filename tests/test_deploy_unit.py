@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -37,13 +38,13 @@ from wizard.deploy import (
     activation_script,
     apply,
 )
-from wizard.detect import HostFacts, Overrides, parse_apache_modules, parse_facts, resolve
+from wizard.deploy.detect import HostFacts, Overrides, parse_apache_modules, parse_facts, resolve
+from wizard.deploy.marker import HEADER, existing_id, stamp
 from wizard.errors import BadInput, ConnectionFailed, ExitCode, SudoPasswordRequired
 from wizard.findings import Finding
 from wizard.model import Backend, DeploySpec, Layout, ProxyKind
 from wizard.probe import ProbeReport
 from wizard.remote import CommandResult, FileStat, LocalRemote
-from wizard.stamp import HEADER, existing_id, stamp
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -209,6 +210,50 @@ def test_dry_run_prints_plan_and_diff_and_changes_nothing(host: Host) -> None:
     assert "-listen 8080;" in result.diff and f"+    add_header {HEADER}" in result.diff
     assert not host.checks.probed
 
+
+class RecordingRemote(LocalRemote):
+    """LocalRemote that records every command it runs, with its sudo flag."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ran: list[tuple[str, bool]] = []
+
+    def run(self, command: str, *, sudo: bool = False, timeout: float = 60,
+            input: str | None = None) -> CommandResult:
+        self.ran.append((command, sudo))
+        return super().run(command, sudo=sudo, timeout=timeout, input=input)
+
+
+def _unrandomized(commands: list[tuple[str, bool]]) -> list[tuple[str, bool]]:
+    """The temp file's random suffix as the plan shows it (the one thing not known before)."""
+    return [(re.sub(r"\.sockwizard-[0-9a-f]{8}\.tmp", ".sockwizard-XXXXXXXX.tmp", cmd), sudo)
+            for cmd, sudo in commands]
+
+
+def test_the_plan_is_exactly_what_runs(host: Host) -> None:
+    """The plan lists the commands the steps run, from the same builders: a deploy's recorded
+    commands equal its plan's, in order; a rollback runs the plan's on-failure commands."""
+    host.dest.unlink()  # a new file in a missing directory: prepare (mkdir) runs too
+    host.dest.parent.rmdir()
+    remote = RecordingRemote()
+    result = host.deploy(remote=remote)
+    assert result.ok, result.message()
+    planned = [(p.command, p.sudo) for p in result.plan if p.shell and not p.on_failure]
+    assert any(p.step is Step.PREPARE and p.command.startswith("mkdir") for p in result.plan)
+    assert _unrandomized(remote.ran) == planned
+
+    host.checks.probe_ok = False
+    remote = RecordingRemote()
+    failed = host.deploy(remote=remote, spec=replace(SPEC, read_timeout=90))
+    assert failed.outcome is Outcome.ROLLED_BACK, failed.message()
+    undo = [(p.command, p.sudo) for p in failed.plan if p.on_failure]
+    ran = _unrandomized(remote.ran)
+    assert undo and all(command in ran for command in undo)
+    assert ran.index(undo[0]) > ran.index(next((p.command, p.sudo) for p in failed.plan
+                                               if p.step is Step.RELOAD))
+    # A dry run plans the same commands as the deploy would run (no temp file yet).
+    dry = host.deploy(dry_run=True, spec=replace(SPEC, read_timeout=90))
+    assert [p.step for p in dry.plan] == [p.step for p in failed.plan]
 
 # --------------------------------------------------------------------------------------------
 # Failures and rollbacks
@@ -472,21 +517,19 @@ def _wait(cond: Callable[[], bool], timeout: float = 10.0) -> bool:
 # --------------------------------------------------------------------------------------------
 
 
-def test_rollback_walks_back_through_the_history(host: Host, monkeypatch: pytest.MonkeyPatch
-                                                 ) -> None:
+def test_rollback_walks_back_through_the_history(host: Host) -> None:
     assert host.deploy().ok
     second = replace(SPEC, read_timeout=90)
     assert host.deploy(spec=second).ok
     options = deploy.RollbackOptions(backup_dir=str(host.root / "backups"),
                                      state_dir=host.root / "state", probe=False)
     remote = LocalRemote()
-    monkeypatch.setattr(deploy, "open_host", lambda h, c: remote)
-    back = deploy.rollback_host("local", options, deploy.ConnectOptions())
+    back = deploy.rollback(remote, "local", options)
     assert back.ok and host.dest.read_bytes() == new_text(), back.message()
     assert "Rolled back" in back.title
-    back = deploy.rollback_host("local", options, deploy.ConnectOptions())
+    back = deploy.rollback(remote, "local", options)
     assert back.ok and host.dest.read_bytes() == OLD
-    nothing = deploy.rollback_host("local", options, deploy.ConnectOptions())
+    nothing = deploy.rollback(remote, "local", options)
     assert nothing.exit_code == ExitCode.BAD_INPUT and "Nothing to roll back" in nothing.title
     assert host.dest.read_bytes() == OLD
 
@@ -609,11 +652,10 @@ def test_old_apache_gets_the_wstunnel_recipe(host: Host) -> None:
     assert "upgrade=websocket" in result.diff
     facts = HostFacts(version_text="Server version: Apache/2.4.41 (Ubuntu)")
     assert facts.version == "2.4.41"
-    tx = deploy.Transaction(LocalRemote(), spec, host.options(dry_run=True))
-    tx.target = resolve(spec, replace(facts, binaries={"apache2": "/usr/sbin/apache2"}),
-                        Overrides(str(host.dest), "true", "true"))
-    tx.rerender_for_host()
-    assert tx.new is not None and b"RewriteRule" in tx.new and b"upgrade=websocket" not in tx.new
+    target = resolve(spec, replace(facts, binaries={"apache2": "/usr/sbin/apache2"}),
+                     Overrides(str(host.dest), "true", "true"))
+    new = deploy.render_for_host(spec, target).text
+    assert b"RewriteRule" in new and b"upgrade=websocket" not in new
 
 
 # --------------------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from wizard.detect import Overrides, _default_site_lines, parse_facts, resolve
+from wizard.deploy.detect import Overrides, _default_site_lines, parse_facts, resolve
 from wizard.model import DeploySpec, ProxyKind
 
 BINARIES = "bin nginx /usr/sbin/nginx\nbin apache2 /usr/sbin/apache2\nbin a2ensite /usr/sbin/a2ensite\n"

@@ -26,9 +26,9 @@ from textual.widgets import Checkbox, DataTable, Footer, Header, Input, Static
 
 from tests import rig
 from wizard.deploy import Outcome
+from wizard.deploy.marker import HEADER
 from wizard.model import ProxyKind
 from wizard.remote import CommandResult, InMemoryRemote, RunRequest
-from wizard.stamp import HEADER
 from wizard.tui import flow
 from wizard.tui.app import SockwizardApp, default_connector
 from wizard.tui.screens.backends import BackendsScreen

@@ -37,7 +37,6 @@ from types import TracebackType
 from typing import IO, Self
 
 from wizard.deploy import (
-    SETTLE_QUIET,
     DeployEvent,
     DeployOptions,
     DeployResult,
@@ -166,7 +165,7 @@ class ProxySetup:
     extra_port: int | None = None  # Caddy's admin API must be up too
 
 
-def _nginx(prefix: Path, port: int, binary: str) -> ProxySetup:
+def _nginx(prefix: Path, port: int, binary: str, spec: DeploySpec) -> ProxySetup:
     for name in NGINX_TEMPS:
         (prefix / "temp" / name).mkdir(parents=True, exist_ok=True)
     (prefix / "logs").mkdir(exist_ok=True)
@@ -190,15 +189,15 @@ http {{
                       shlex.join([*base, "-s", "reload"]))
 
 
-def _apache(prefix: Path, port: int, binary: str, modules: list[str]) -> ProxySetup:
+def _apache(prefix: Path, port: int, binary: str, spec: DeploySpec) -> ProxySetup:
     module_dir = next((d for d in APACHE_MODULE_DIRS if Path(d, "mod_proxy.so").is_file()), None)
     if module_dir is None:
         raise MissingTool("Apache's modules (mod_proxy.so) were not found.",
-                          profile(ProxyKind.APACHE).install_hint)
+                          profile(spec.proxy).install_hint)
     for sub in ("logs", "run", "sites"):
         (prefix / sub).mkdir(exist_ok=True)
     loads = "\n".join(f"LoadModule {m}_module {module_dir}/mod_{m}.so"
-                      for m in ["mpm_event", "authz_core", *modules]
+                      for m in ["mpm_event", "authz_core", *profile(spec.proxy).modules(spec)]
                       if Path(module_dir, f"mod_{m}.so").is_file())
     (prefix / "httpd.conf").write_text(f"""# sockwizard sandbox: Apache under {prefix}
 ServerRoot "{prefix}"
@@ -224,7 +223,7 @@ IncludeOptional "{prefix / 'sites'}/*.conf"
                       stop_signal=signal.SIGTERM)
 
 
-def _caddy(prefix: Path, port: int, binary: str) -> ProxySetup:
+def _caddy(prefix: Path, port: int, binary: str, spec: DeploySpec) -> ProxySetup:
     for sub in ("config", "data", "sites"):
         (prefix / sub).mkdir(exist_ok=True)
     admin = free_port()
@@ -274,7 +273,7 @@ start();
 """
 
 
-def _node(prefix: Path, port: int, binary: str) -> ProxySetup:
+def _node(prefix: Path, port: int, binary: str, spec: DeploySpec) -> ProxySetup:
     (prefix / "supervise.js").write_text(SUPERVISOR_JS)
     site = prefix / "proxy.js"
     site.write_text(
@@ -285,6 +284,16 @@ def _node(prefix: Path, port: int, binary: str) -> ProxySetup:
     return ProxySetup(site, [binary, str(prefix / "supervise.js"), str(site), str(pidfile)],
                       shlex.join([binary, "--check", str(site)]),
                       f"kill -HUP \"$(cat {shlex.quote(str(pidfile))})\"")
+
+
+# Every kind has its own main config (tests/test_deploy_registry.py checks that none is
+# missing): no kind falls through to another's.
+SETUPS: dict[ProxyKind, Callable[[Path, int, str, DeploySpec], ProxySetup]] = {
+    ProxyKind.NGINX: _nginx,
+    ProxyKind.APACHE: _apache,
+    ProxyKind.CADDY: _caddy,
+    ProxyKind.NODE: _node,
+}
 
 
 # --------------------------------------------------------------------------------------------
@@ -330,7 +339,7 @@ class Sandbox:
 def required_binary(kind: ProxyKind) -> str:
     """The binary for ``kind``, or MissingTool naming the install command."""
     prof = profile(kind)
-    names = ("apache2", "httpd") if kind is ProxyKind.APACHE else (prof.binary,)
+    names = prof.daemon_binaries
     for name in names:
         found = find_binary(name)
         if found:
@@ -380,7 +389,7 @@ def start_sandbox(kind: ProxyKind, base: DeploySpec | None = None, *,
                                      "--ping-timeout", str(spec.ping_timeout_ms)], prefix,
                          env=_python_env())
         box.procs.append(backend)
-        setup = _setup(kind, prefix, proxy_port, binary, spec)
+        setup = SETUPS[kind](prefix, proxy_port, binary, spec)
         proxy = _spawn(kind.value, setup.run, prefix, setup.env, setup.stop_signal)
         box.procs.append(proxy)
         _wait_port(backend, backend_port, timeout)
@@ -397,7 +406,7 @@ def start_sandbox(kind: ProxyKind, base: DeploySpec | None = None, *,
             # The deploy trusts a probe that went through the new config even while nginx's
             # old workers still answer; someone connecting right now must not meet them.
             settle_http(box.url, spec.path, box.result.config_id,
-                        SETTLE_QUIET[spec.proxy], timeout)
+                        profile(spec.proxy).settle_quiet, timeout)
     except BaseException:
         box.stop()
         raise
@@ -406,17 +415,6 @@ def start_sandbox(kind: ProxyKind, base: DeploySpec | None = None, *,
 
 def _quiet(event: DeployEvent) -> None:
     """No progress wanted."""
-
-
-def _setup(kind: ProxyKind, prefix: Path, port: int, binary: str,
-           spec: DeploySpec) -> ProxySetup:
-    if kind is ProxyKind.NGINX:
-        return _nginx(prefix, port, binary)
-    if kind is ProxyKind.APACHE:
-        return _apache(prefix, port, binary, profile(kind).modules(spec))
-    if kind is ProxyKind.CADDY:
-        return _caddy(prefix, port, binary)
-    return _node(prefix, port, binary)
 
 
 def _python_env() -> dict[str, str]:

@@ -67,13 +67,31 @@ PROFILE = ProxyProfile(
     default_dest={Layout.SITE: "/etc/apache2/sites-available/sockwizard.conf",
                   Layout.FULL: "/usr/local/apache2/conf/httpd.conf"},
     binary="apache2",
-    version_cmd="apache2 -v",
+    version_cmd="apache2 -v 2>&1 || httpd -v",
     validate_cmd={Layout.SITE: "apache2ctl -t", Layout.FULL: "apachectl -t -f {config}"},
     reload_cmd="apache2ctl -k graceful",
     install_hint="apt-get install apache2   (RHEL: dnf install httpd)",
     modules=needed_modules,
     # ---- deploy side
-
+    daemon_binaries=("apache2", "httpd"),
+    control_binaries=("apache2ctl", "apachectl"),
+    stand_ins=(("apache2ctl", "apachectl"), ("apache2ctl", "httpd")),
+    alt_site_dest={"/etc/httpd/conf.d": "/etc/httpd/conf.d/sockwizard.conf"},  # RHEL: as is
+    modules_query=" -D DUMP_MODULES",  # the same as apache2ctl -M, through any checker
+    systemd_reload={"rhel": "systemctl reload httpd", "*": "systemctl reload apache2"},
+    reload_without_systemd=True,
+    site_enabling=("/etc/apache2/sites-available", "a2ensite -q {site}", "a2dissite -q {site}"),
+    # Apache hands a request naming no known ServerName to the first vhost of its port.
+    default_site_check=lambda port, layout: [
+        "for f in /etc/apache2/sites-enabled/000-default.conf "
+        "/etc/apache2/sites-enabled/default-ssl.conf; do [ -e \"$f\" ] && "
+        f"grep -qs ':{port}>' \"$f\" && echo \"default_site $f\"; done"],
+    unshadow_how="a2dissite 000-default",
+    reload_drop_warning="",
+    marker_anchor=r"(?i)^(?P<indent>\s*)<VirtualHost\b[^>]*>\s*$",
+    marker_line='{indent}    Header always set {header} "{cid}"\n',
+    # A graceful restart never served an old answer in 60 tries.
+    settle_quiet=0.0,
     # ---- diagnose side
     display_name="Apache",
     fixes=FIXES,

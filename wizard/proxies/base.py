@@ -33,6 +33,43 @@ class ProxyProfile:
 
     # ---- deploy side: detection, the config marker, settling after a reload -------------
     # (fields added here by the deploy package's needs; keep this block together)
+    # Every field is keyword-only and has no default: a profile that forgets one fails at
+    # import (tests/test_deploy_registry.py iterates ProxyKind as well).
+    #
+    # Executables that run the server itself, in order of preference (the sandbox starts the
+    # first one found; detect counts any of them, or of control_binaries, as "installed").
+    daemon_binaries: tuple[str, ...] = field(kw_only=True)
+    control_binaries: tuple[str, ...] = field(kw_only=True)  # apache2ctl and the like
+    # (binary, stand-in) pairs, in order: when ``binary`` is missing on the host and the
+    # stand-in is there, the default validate/reload commands use the stand-in.
+    stand_ins: tuple[tuple[str, str], ...] = field(kw_only=True)
+    # Site layout only: another directory that takes the site file when the default one's
+    # directory is missing (RHEL's /etc/httpd/conf.d), as {directory: destination}.
+    alt_site_dest: dict[str, str] = field(kw_only=True)
+    # Appended to the checker to list the loaded modules (None: the proxy has no modules).
+    modules_query: str | None = field(kw_only=True)
+    # The default reload under systemd, by the host's os family ("*": any other).
+    systemd_reload: dict[str, str] = field(kw_only=True)
+    # Without systemd the profile's reload_cmd needs a live daemon to signal; False: there is
+    # none to fall back on (node runs under the systemd unit sockwizard writes).
+    reload_without_systemd: bool = field(kw_only=True)
+    # Debian-style site enabling for the default site destination: (directory of the site
+    # files, enable command, disable command) with {site} = the file name without ".conf".
+    site_enabling: tuple[str, str, str] | None = field(kw_only=True)
+    # Shell lines printing ``default_site PATH`` for enabled sites that catch requests naming
+    # no server on ``port`` (they shadow a config without server_name), and what to do.
+    default_site_check: Callable[[int, Layout], list[str]] = field(kw_only=True)
+    unshadow_how: str = field(kw_only=True)
+    # Said before a reload that closes every live WebSocket (reload_drops_websockets).
+    reload_drop_warning: str = field(kw_only=True)
+    # The config marker (wizard.deploy.marker): a regex for the lines that open a site block
+    # (group "indent" optional) and the line added after each, with {indent}, {header} and
+    # {cid} filled in.
+    marker_anchor: str = field(kw_only=True)
+    marker_line: str = field(kw_only=True)
+    # After a reload, how long every answer must carry the new marker before the config
+    # counts as settled (nginx's old and new workers overlap; see each module).
+    settle_quiet: float = field(kw_only=True)
 
     # ---- diagnose side: fix snippets, sticky-session wording ------------------------------
     # (fields added here by the diagnose package's needs; keep this block together)

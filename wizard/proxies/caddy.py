@@ -57,7 +57,27 @@ PROFILE = ProxyProfile(
     install_hint="apt-get install caddy",
     reload_drops_websockets=_reload_drops_websockets,
     # ---- deploy side
-
+    daemon_binaries=("caddy",),
+    control_binaries=(),
+    stand_ins=(),
+    alt_site_dest={},
+    modules_query=None,
+    systemd_reload={"*": "systemctl reload caddy"},
+    reload_without_systemd=True,
+    site_enabling=None,
+    # Debian's Caddyfile ships a `:80 { file_server }` placeholder site: it, not an imported
+    # site for the same port, answers (a whole Caddyfile replaces it).
+    default_site_check=lambda port, layout: [
+        f"grep -Eqs '^[[:space:]]*(http://)?:{port}[[:space:]]*\\{{' /etc/caddy/Caddyfile "
+        "&& echo 'default_site /etc/caddy/Caddyfile'"] if layout is Layout.SITE else [],
+    unshadow_how="delete the placeholder `:80 { ... }` block from the Caddyfile",
+    reload_drop_warning=("This reload closes every live WebSocket at once (Caddy without "
+                         "stream_close_delay): clients will reconnect together. With Caddy "
+                         "2.7+, set --stream-close-delay to keep them open across reloads."),
+    # A site block: an address at the start of a line (not the global `{` nor a `(snippet)`).
+    marker_anchor=r"^(?![({#\s])\S[^{]*\{\s*$",
+    marker_line='\theader {header} "{cid}"\n',
+    settle_quiet=0.0,  # caddy reload is synchronous
     # ---- diagnose side
     display_name="Caddy",
     fixes=FIXES,

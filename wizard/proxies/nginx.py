@@ -65,7 +65,28 @@ PROFILE = ProxyProfile(
     reload_cmd="nginx -s reload",
     install_hint="apt-get install nginx   (RHEL: dnf install nginx)",
     # ---- deploy side
-
+    daemon_binaries=("nginx",),
+    control_binaries=(),
+    stand_ins=(),
+    alt_site_dest={},
+    modules_query=None,
+    systemd_reload={"*": "systemctl reload nginx"},
+    reload_without_systemd=True,
+    site_enabling=None,
+    default_site_check=lambda port, layout: [
+        f"grep -ElsR '^[[:space:]]*listen[^;#]*\\b{port}\\b[^;#]*default_server' "
+        "/etc/nginx/sites-enabled /etc/nginx/conf.d 2>/dev/null | grep -v sockwizard | "
+        "sed 's/^/default_site /'"],
+    unshadow_how="rm /etc/nginx/sites-enabled/default",
+    reload_drop_warning="",
+    # `always`: the 502 of a dead backend carries it too (that is the answer we wait for).
+    marker_anchor=r"^(?P<indent>\s*)server\s*\{\s*$",
+    marker_line='{indent}    add_header {header} "{cid}" always;\n',
+    # nginx's master starts the new workers, sleeps 100 ms ("allow new processes to start",
+    # in ngx_master_process_cycle), and only then tells the old ones to stop accepting.
+    # Measured: old and new answers interleave for 50-200 ms, with runs of up to 17 new
+    # answers in a row. So "settled" means every answer carried the new id this long.
+    settle_quiet=0.25,
     # ---- diagnose side
     display_name="nginx",
     fixes=FIXES,

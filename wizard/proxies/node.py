@@ -52,7 +52,21 @@ PROFILE = ProxyProfile(
     install_hint="apt-get install nodejs npm && npm install http-proxy@1.18.1",
     reload_drops_websockets=lambda spec: True,
     # ---- deploy side
-
+    daemon_binaries=("node",),
+    control_binaries=(),
+    stand_ins=(),
+    alt_site_dest={},
+    modules_query=None,
+    systemd_reload={"*": "systemctl restart sockwizard-proxy"},
+    reload_without_systemd=False,
+    site_enabling=None,
+    default_site_check=lambda port, layout: [],  # the proxy is its own only site
+    unshadow_how="stop whatever else listens on that port",
+    reload_drop_warning=("This restart closes every live WebSocket at once (the node proxy "
+                         "restarts): clients will reconnect together."),
+    marker_anchor=r"^(?P<indent>\s*)function handleRequest\(req, res\) \{\s*$",
+    marker_line='{indent}  res.setHeader("{header}", "{cid}");\n',
+    settle_quiet=0.0,  # a restarted node refuses until it listens
     # ---- diagnose side
     display_name="http-proxy",
     fixes=FIXES,

@@ -1,6 +1,7 @@
 """A config id the proxy sends back, so the deploy knows when the *new* config is serving.
 
-Called by ``wizard.deploy`` (and through it the sandbox) right after ``render``. Measured here:
+Called by the deploy's detect step (``wizard.deploy.steps``, and through it the sandbox)
+right after ``render``. Measured here:
 for up to ~0.2 s after ``nginx -s reload`` returns, old workers still answer new connections
 with the *old* config, interleaved with the new ones. A probe that happens to reach an old worker
 would pass a broken deploy (a dead backend) and skip the rollback. So every deployed config
@@ -13,7 +14,9 @@ bytes (a second deploy is a no-op) and a different config a different id. The he
 "this config came from sockwizard, version <hash>"; it names no path, backend or version.
 
 The insertion is per proxy and anchored on the block openers our templates emit (``server {``,
-``<VirtualHost …>``, a Caddy site address, node's ``handleRequest``). If the templates ever emit
+``<VirtualHost …>``, a Caddy site address, node's ``handleRequest``): each proxy's profile
+holds its anchor and its header line (``marker_anchor`` / ``marker_line`` in
+``wizard.proxies``). If the templates ever emit
 the header themselves, ``stamp`` leaves the text alone and reads the id back.
 """
 
@@ -24,6 +27,7 @@ import re
 from dataclasses import dataclass
 
 from wizard.model import ProxyKind
+from wizard.proxies import profile
 
 HEADER = "X-Sockwizard-Config"
 _ID_RE = re.compile(re.escape(HEADER) + r"""["']?[ ,:]*["']?([0-9a-f]{12})""")
@@ -53,35 +57,17 @@ def stamp(kind: ProxyKind, text: str) -> Stamped:
     if found is not None:
         return Stamped(text, found)
     cid = config_id(text)
+    prof = profile(kind)
+    anchor = re.compile(prof.marker_anchor)
     out: list[str] = []
     inserted = 0
     for line in text.splitlines(keepends=True):
         out.append(line)
-        extra = _marker_after(kind, line, cid)
-        if extra is not None:
-            out.append(extra)
+        m = anchor.match(line)
+        if m is not None:
+            indent = m.groupdict().get("indent") or ""
+            out.append(prof.marker_line.format(indent=indent, header=HEADER, cid=cid))
             inserted += 1
     if not inserted:
         return Stamped(text, None)
     return Stamped("".join(out), cid)
-
-
-_NGINX_SERVER = re.compile(r"^(\s*)server\s*\{\s*$")
-_APACHE_VHOST = re.compile(r"^(\s*)<VirtualHost\b[^>]*>\s*$", re.IGNORECASE)
-# A Caddy site block: an address at the start of a line (not the global `{` nor a `(snippet)`).
-_CADDY_SITE = re.compile(r"^(?![({#\s])\S[^{]*\{\s*$")
-_NODE_HANDLER = re.compile(r"^(\s*)function handleRequest\(req, res\) \{\s*$")
-
-
-def _marker_after(kind: ProxyKind, line: str, cid: str) -> str | None:
-    if kind is ProxyKind.NGINX:
-        m = _NGINX_SERVER.match(line)
-        # `always`: the 502 of a dead backend carries it too (that is the answer we wait for).
-        return f'{m.group(1)}    add_header {HEADER} "{cid}" always;\n' if m else None
-    if kind is ProxyKind.APACHE:
-        m = _APACHE_VHOST.match(line)
-        return f'{m.group(1)}    Header always set {HEADER} "{cid}"\n' if m else None
-    if kind is ProxyKind.CADDY:
-        return f'\theader {HEADER} "{cid}"\n' if _CADDY_SITE.match(line) else None
-    m = _NODE_HANDLER.match(line)
-    return f'{m.group(1)}  res.setHeader("{HEADER}", "{cid}");\n' if m else None

@@ -1,6 +1,7 @@
 """What a deploy keeps on the host besides the config: its lock, its journal, its temp files.
 
-Called by ``wizard.deploy`` (the transaction) only. Everything here is pure: shell scripts for
+Called by the deploy transaction only (``wizard.deploy.plan`` builds the commands from
+here, ``steps`` parses the answers). Everything here is pure: shell scripts for
 the host and parsers of what they print, so the dry run can show them and the tests can read
 them. Decisions:
 

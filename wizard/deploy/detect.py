@@ -1,6 +1,6 @@
 """What the host has, and so where the config goes and how it is checked and reloaded.
 
-Called by ``wizard.deploy`` (the "detect" step) and by ``sockwizard rollback``. One read-only
+Called by the deploy's detect step (``wizard.deploy.steps``). One read-only
 shell script answers everything in a single round trip: the login uid, the distro family, systemd
 or not, which proxy binaries and helpers exist (searched with /usr/sbin and /sbin added: a
 non-root SSH session on Debian has neither in its PATH, although ``sudo`` does), which of the
@@ -12,10 +12,16 @@ From those facts, :func:`resolve` picks the destination, the validate and reload
 the extra steps (``a2ensite`` / ``a2enmod`` on Debian, ``npm install`` and a systemd unit for
 node). ``--dest`` / ``--validate-cmd`` / ``--reload-cmd`` win over every detected value; with
 them, sockwizard runs no distro helper at all (containers, hosts without systemd, test rigs).
+
+What differs per proxy (binaries, version command, systemd unit, default sites, Debian's
+a2ensite, RHEL's conf.d) is data in each proxy's profile (``wizard.proxies``, deploy side);
+what is left here by kind is behaviour only node has (npm and a systemd unit of its own) and
+Caddy's site import check.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import posixpath
 import re
 import shlex
@@ -24,7 +30,7 @@ from dataclasses import dataclass, field
 from wizard.errors import BadInput
 from wizard.model import DeploySpec, Layout, ProxyKind
 from wizard.proxies import profile
-from wizard.remote import Remote
+from wizard.remote import CommandResult, Remote
 
 EXTRA_PATH = "/usr/local/sbin:/usr/sbin:/sbin"
 HELPERS = ("nginx", "apache2", "apache2ctl", "httpd", "apachectl", "caddy", "node", "npm",
@@ -33,12 +39,6 @@ KNOWN_DIRS = ("/etc/nginx/conf.d", "/etc/nginx/sites-available", "/etc/apache2/s
               "/etc/httpd/conf.d", "/etc/caddy")
 NODE_UNIT = "/etc/systemd/system/sockwizard-proxy.service"
 NODE_HTTP_PROXY = "http-proxy@1.18.1"
-_VERSION_CMDS = {
-    ProxyKind.NGINX: "nginx -v",
-    ProxyKind.APACHE: "apache2 -v 2>&1 || httpd -v",
-    ProxyKind.CADDY: "caddy version",
-    ProxyKind.NODE: "node --version",
-}
 
 
 @dataclass(frozen=True)
@@ -96,6 +96,8 @@ class HostTarget:
     overridden: tuple[str, ...] = ()  # which of dest/validate/reload came from flags
     notes: tuple[str, ...] = ()
     facts: HostFacts = field(default_factory=HostFacts)
+    # The read-only commands detection ran, as (command, sudo): the plan lists them.
+    commands: tuple[tuple[str, bool], ...] = ()
 
     def summary(self) -> str:
         f = self.facts
@@ -129,7 +131,7 @@ def detect_script(spec: DeploySpec, dest: str) -> str:
                      ">/dev/null 2>&1 ) && echo node_has_http_proxy=1")
         lines.append(f"[ -f {NODE_UNIT} ] && echo unit=1")
     lines.append("echo @@version")
-    lines.append(f"( {_VERSION_CMDS[spec.proxy]} ) 2>&1 | head -n 3")
+    lines.append(f"( {profile(spec.proxy).version_cmd} ) 2>&1 | head -n 3")
     lines.append("exit 0")
     return "\n".join(lines)
 
@@ -139,22 +141,7 @@ def _default_site_lines(spec: DeploySpec) -> list[str]:
     if spec.server_name is not None:
         return []
     port = spec.tls_port if spec.tls else spec.listen_port
-    if spec.proxy is ProxyKind.NGINX:
-        pattern = shlex.quote(rf"^[[:space:]]*listen[^;#]*\b{port}\b[^;#]*default_server")
-        return [f"grep -ElsR {pattern} /etc/nginx/sites-enabled /etc/nginx/conf.d "
-                "2>/dev/null | grep -v sockwizard | sed 's/^/default_site /'"]
-    if spec.proxy is ProxyKind.APACHE:
-        # Apache hands a request naming no known ServerName to the first vhost of its port.
-        return ["for f in /etc/apache2/sites-enabled/000-default.conf "
-                "/etc/apache2/sites-enabled/default-ssl.conf; do [ -e \"$f\" ] && "
-                f"grep -qs ':{port}>' \"$f\" && echo \"default_site $f\"; done"]
-    if spec.proxy is ProxyKind.CADDY and spec.layout is Layout.SITE:
-        # Debian's Caddyfile ships a `:80 { file_server }` placeholder site: it, not an
-        # imported site for the same port, answers.
-        pattern = shlex.quote(rf"^[[:space:]]*(http://)?:{port}[[:space:]]*\{{")
-        return [f"grep -Eqs {pattern} /etc/caddy/Caddyfile && "
-                "echo 'default_site /etc/caddy/Caddyfile'"]
-    return []
+    return profile(spec.proxy).default_site_check(port, spec.layout)
 
 
 def parse_facts(stdout: str) -> HostFacts:
@@ -210,30 +197,41 @@ class Overrides:
 
 def detect(remote: Remote, spec: DeploySpec, overrides: Overrides, *,
            sudo: bool = True) -> HostTarget:
-    """Run the detect script (and Apache's module list) and resolve the target."""
+    """Run the detect script (and the module list, for a proxy with modules) and resolve the
+    target."""
+    ran: list[tuple[str, bool]] = []
+
+    def run(command: str, privileged: bool = False) -> CommandResult:
+        ran.append((command, privileged))
+        return remote.run(command, sudo=privileged, timeout=30)
+
     dest = overrides.dest or _default_dest(spec, None)
-    result = remote.run(detect_script(spec, dest), timeout=30)
-    facts = parse_facts(result.stdout)
+    facts = parse_facts(run(detect_script(spec, dest)).stdout)
     dest = overrides.dest or _default_dest(spec, facts)
     if dest != (overrides.dest or _default_dest(spec, None)):
         # The distro moved the destination: ask again about the directory that counts.
-        facts = parse_facts(remote.run(detect_script(spec, dest), timeout=30).stdout)
+        facts = parse_facts(run(detect_script(spec, dest)).stdout)
     validate = overrides.validate_cmd or _default_validate(spec, facts)
-    if spec.proxy is ProxyKind.APACHE and _looks_like_apache(validate):
-        modules_cmd = validate.replace("{config}", shlex.quote(dest)) + " -D DUMP_MODULES"
-        out = remote.run(modules_cmd, sudo=sudo, timeout=30)
+    query = profile(spec.proxy).modules_query
+    if query is not None and _runs_the_proxy(spec.proxy, validate):
+        modules_cmd = validate.replace("{config}", shlex.quote(dest)) + query
+        out = run(modules_cmd, sudo)
         facts = _with_modules(facts, parse_apache_modules(out.stdout + out.stderr))
-    return resolve(spec, facts, overrides)
+    return dataclasses.replace(resolve(spec, facts, overrides), commands=tuple(ran))
 
 
 def _with_modules(facts: HostFacts, modules: frozenset[str] | None) -> HostFacts:
-    from dataclasses import replace
-
-    return replace(facts, apache_modules=modules)
+    return dataclasses.replace(facts, apache_modules=modules)
 
 
-def _looks_like_apache(cmd: str) -> bool:
-    return bool(re.search(r"\b(apache2ctl|apachectl|apache2|httpd)\b", cmd))
+def _names(kind: ProxyKind) -> tuple[str, ...]:
+    prof = profile(kind)
+    return prof.daemon_binaries + prof.control_binaries
+
+
+def _runs_the_proxy(kind: ProxyKind, cmd: str) -> bool:
+    """``cmd`` is the proxy's own checker (not a --validate-cmd of some other tool)."""
+    return bool(re.search(r"\b(" + "|".join(map(re.escape, _names(kind))) + r")\b", cmd))
 
 
 def resolve(spec: DeploySpec, facts: HostFacts, overrides: Overrides) -> HostTarget:
@@ -269,8 +267,9 @@ def resolve(spec: DeploySpec, facts: HostFacts, overrides: Overrides) -> HostTar
     directory = posixpath.dirname(dest) or "/"
     make_dir = None if facts.dest_dir_exists else f"mkdir -p -m 0755 -- {shlex.quote(directory)}"
     missing = _missing_modules(spec, facts)
-    debian_apache = (spec.proxy is ProxyKind.APACHE and not overrides.dest
-                     and dest.startswith("/etc/apache2/sites-available/"))
+    enabling = prof.site_enabling
+    debian_site = (enabling is not None and not overrides.dest
+                   and dest.startswith(enabling[0].rstrip("/") + "/"))
     if missing:
         if "a2enmod" in facts.binaries and not overridden:
             prepare.append("a2enmod -q " + " ".join(missing))
@@ -286,10 +285,10 @@ def resolve(spec: DeploySpec, facts: HostFacts, overrides: Overrides) -> HostTar
             f"{', '.join(shadowing)} already answers requests on port {port} that name no "
             "server; without --server-name this config may never be used (the probe would "
             f"fail and the deploy roll back). {unshadow_advice(spec.proxy)}")
-    if debian_apache:
-        site = posixpath.basename(dest).removesuffix(".conf")
-        enable.append(f"a2ensite -q {shlex.quote(site)}")
-        disable.append(f"a2dissite -q {shlex.quote(site)}")
+    if debian_site and enabling is not None:
+        site = shlex.quote(posixpath.basename(dest).removesuffix(".conf"))
+        enable.append(enabling[1].format(site=site))
+        disable.append(enabling[2].format(site=site))
     caddy_site = (spec.proxy is ProxyKind.CADDY and spec.layout is Layout.SITE
                   and not overrides.dest)
     if caddy_site and "/etc/caddy" in facts.dirs and not facts.caddy_imports_sites:
@@ -328,9 +327,7 @@ def _real_dest(dest: str, facts: HostFacts) -> str:
 
 
 def _binary(kind: ProxyKind, facts: HostFacts) -> str | None:
-    names = {ProxyKind.APACHE: ("apache2", "httpd", "apache2ctl", "apachectl")}.get(
-        kind, (profile(kind).binary,))
-    return next((facts.binaries[n] for n in names if n in facts.binaries), None)
+    return next((facts.binaries[n] for n in _names(kind) if n in facts.binaries), None)
 
 
 def _default_dest(spec: DeploySpec, facts: HostFacts | None) -> str:
@@ -338,52 +335,44 @@ def _default_dest(spec: DeploySpec, facts: HostFacts | None) -> str:
     dest = prof.default_dest[spec.layout]
     if facts is None or spec.layout is not Layout.SITE:
         return dest
-    if spec.proxy is ProxyKind.APACHE and "/etc/apache2/sites-available" not in facts.dirs \
-            and "/etc/httpd/conf.d" in facts.dirs:
-        return "/etc/httpd/conf.d/sockwizard.conf"  # RHEL: conf.d/*.conf is included as is
+    if posixpath.dirname(dest) not in facts.dirs:
+        # e.g. RHEL's Apache: no sites-available, and conf.d/*.conf is included as is.
+        return next((alt for directory, alt in prof.alt_site_dest.items()
+                     if directory in facts.dirs), dest)
     return dest
 
 
-def _default_validate(spec: DeploySpec, facts: HostFacts) -> str:
-    prof = profile(spec.proxy)
-    cmd = prof.validate_cmd[spec.layout]
-    if spec.proxy is ProxyKind.APACHE and "apache2ctl" not in facts.binaries:
-        if "apachectl" in facts.binaries:
-            cmd = cmd.replace("apache2ctl", "apachectl")
-        elif "httpd" in facts.binaries:
-            cmd = cmd.replace("apache2ctl", "httpd")
+def _stand_in(kind: ProxyKind, cmd: str, facts: HostFacts) -> str:
+    """``cmd`` with a missing binary replaced by the first stand-in the host has."""
+    for binary, stand_in in profile(kind).stand_ins:
+        if binary in cmd and binary not in facts.binaries and stand_in in facts.binaries:
+            return cmd.replace(binary, stand_in)
     return cmd
+
+
+def _default_validate(spec: DeploySpec, facts: HostFacts) -> str:
+    return _stand_in(spec.proxy, profile(spec.proxy).validate_cmd[spec.layout], facts)
 
 
 def _default_reload(spec: DeploySpec, facts: HostFacts) -> str | None:
+    prof = profile(spec.proxy)
     if facts.systemd and "systemctl" in facts.binaries:
-        unit = {ProxyKind.NGINX: "nginx", ProxyKind.CADDY: "caddy",
-                ProxyKind.APACHE: "httpd" if facts.os_family == "rhel" else "apache2"}
-        if spec.proxy is ProxyKind.NODE:
-            return "systemctl restart sockwizard-proxy"
-        return f"systemctl reload {unit[spec.proxy]}"
-    if spec.proxy is ProxyKind.NODE:
+        units = prof.systemd_reload
+        return units.get(facts.os_family, units["*"])
+    if not prof.reload_without_systemd:
         return None
-    cmd = profile(spec.proxy).reload_cmd
-    if spec.proxy is ProxyKind.APACHE and "apache2ctl" not in facts.binaries \
-            and "apachectl" in facts.binaries:
-        cmd = cmd.replace("apache2ctl", "apachectl")
-    if spec.proxy is ProxyKind.CADDY and spec.layout is Layout.FULL:
-        cmd = cmd.replace("/etc/caddy/Caddyfile", profile(spec.proxy).default_dest[Layout.FULL])
-    return cmd
+    return _stand_in(spec.proxy, prof.reload_cmd, facts)
 
 
 def _missing_modules(spec: DeploySpec, facts: HostFacts) -> list[str]:
-    if spec.proxy is not ProxyKind.APACHE or facts.apache_modules is None:
+    if facts.apache_modules is None:  # not asked (no modules_query), or no answer
         return []
     return [m for m in profile(spec.proxy).modules(spec) if m not in facts.apache_modules]
 
 
 def unshadow_advice(proxy: ProxyKind) -> str:
     """What to do about a default site that answers before the new config."""
-    how = {ProxyKind.NGINX: "rm /etc/nginx/sites-enabled/default",
-           ProxyKind.CADDY: "delete the placeholder `:80 { ... }` block from the Caddyfile"
-           }.get(proxy, "a2dissite 000-default")
+    how = profile(proxy).unshadow_how
     return f"Give --server-name (the name clients use), or disable that site ({how})."
 
 

@@ -1,0 +1,240 @@
+"""The entry points: run the transaction on an open remote, or connect to hosts first.
+
+``apply`` and ``rollback`` take an open ``Remote`` — the seam the TUI, the sandbox and the
+tests use (an in-memory or local remote, no patching). ``deploy_host``, ``deploy_many`` and
+``rollback_host`` (``sockwizard deploy`` / ``rollback``) connect first, through the one
+connect preamble here (``open_host`` -> ``wizard.remote.open_remote``), then call the same
+two functions.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import posixpath
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from wizard.deploy.backups import rollback_preset
+from wizard.deploy.context import Context
+from wizard.deploy.events import DeployEvent, EventSink, Step, StepFinished, StepStarted, ignore
+from wizard.deploy.options import ConnectOptions, DeployOptions, RollbackOptions
+from wizard.deploy.result import DeployResult, Outcome
+from wizard.deploy.settle import LIVE, LiveChecks
+from wizard.deploy.transaction import Transaction
+from wizard.errors import BadInput, ExitCode, SockwizardError
+from wizard.model import DeploySpec
+from wizard.remote import Remote
+
+
+def apply(remote: Remote, spec: DeploySpec, options: DeployOptions, *,
+          on_event: EventSink = ignore, checks: LiveChecks = LIVE,
+          probe_host: str = "127.0.0.1", reconnect: Callable[[], Remote] | None = None,
+          host: str | None = None) -> DeployResult:
+    """Run the transaction on an already open remote (the TUI, the sandbox, the tests)."""
+    return _deploy(remote, spec.validated(), options, host=host or remote.name,
+                   on_event=on_event, checks=checks, probe_host=probe_host,
+                   reconnect=reconnect)
+
+
+def rollback(remote: Remote, host: str, options: RollbackOptions, *,
+             backup: str | None = None, on_event: EventSink = ignore,
+             checks: LiveChecks | None = None, probe_host: str = "127.0.0.1") -> DeployResult:
+    """Restore a backup over an open remote, as a guarded transaction of its own: the newest
+    one sockwizard made there (``sockwizard rollback``), or the one named ``backup``."""
+    return _rollback(remote, host, options, backup, on_event=on_event, checks=checks,
+                     probe_host=probe_host, session=None)
+
+
+def rollback_result(remote: Remote, result: DeployResult, *, on_event: EventSink = ignore,
+                    checks: LiveChecks | None = None, probe_host: str = "127.0.0.1",
+                    options: RollbackOptions | None = None) -> DeployResult:
+    """Undo one finished deploy over an open remote (the TUI's Rollback button): restore the
+    backup that deploy made, guarded like any deploy."""
+    if result.backup is None:
+        return DeployResult(host=result.host, outcome=Outcome.FAILED,
+                            exit_code=ExitCode.BAD_INPUT,
+                            title="This deploy made no backup (the file was new, or nothing "
+                                  "changed): there is nothing to restore.")
+    # The index lives beside the backups this deploy wrote.
+    opts = options or RollbackOptions(backup_dir=posixpath.dirname(result.backup))
+    return rollback(remote, result.host, opts, backup=result.backup, on_event=on_event,
+                    checks=checks, probe_host=probe_host)
+
+
+# -- connecting ------------------------------------------------------------------------------
+
+
+def open_host(host: str, connect: ConnectOptions) -> Remote:
+    """``--host`` + the connect flags -> an open Remote (``wizard.remote.open_remote``)."""
+    from wizard.remote import open_remote
+
+    return open_remote(
+        host, known_hosts=connect.known_hosts, accept_host_key=connect.accept_host_key,
+        identity=connect.identity, password=connect.password,
+        sudo_password=connect.sudo_password, connect_timeout=connect.connect_timeout,
+        passphrase_prompt=connect.passphrase_prompt, ssh_config=connect.ssh_config)
+
+
+def probe_host_for(host: str, connect: ConnectOptions) -> str:
+    """The address the probe uses to reach ``host`` (``local``: loopback)."""
+    if host == "local":
+        return "127.0.0.1"
+    from wizard.ssh import parse_target
+
+    return parse_target(host, ssh_config=connect.ssh_config).host
+
+
+@dataclass
+class _Session:
+    """One connection to one host, opened by ``_connected``; every remote it opens (the
+    first, and any reconnect after a drop) is closed at the end."""
+
+    host: str
+    connect: ConnectOptions
+    remote: Remote
+    probe_host: str
+    started: float
+    connected: StepFinished
+    opened: list[Remote] = field(default_factory=list)
+
+    def reconnect(self) -> Remote:
+        remote = open_host(self.host, self.connect)
+        self.opened.append(remote)
+        return remote
+
+
+def _connected(host: str, connect: ConnectOptions, on_event: EventSink,
+               work: Callable[[_Session], DeployResult], *, dest: str | None = None,
+               check: Callable[[], None] = lambda: None) -> DeployResult:
+    """The connect step, then ``work`` over the open connection; a connection that cannot be
+    opened (or a ``check`` that fails) is a failed connect step, never an exception."""
+    started = time.monotonic()
+    on_event(StepStarted(host, Step.CONNECT, f"connect to {host}"))
+    try:
+        check()
+        probe_host = probe_host_for(host, connect)
+        remote = open_host(host, connect)
+    except SockwizardError as exc:
+        done = StepFinished(host, Step.CONNECT, "failed", time.monotonic() - started, exc.title,
+                            exc.detail)
+        on_event(done)
+        return DeployResult(host=host, outcome=Outcome.FAILED, exit_code=exc.exit_code,
+                            title=exc.title, hint=exc.hint, detail=exc.detail,
+                            failed_step=Step.CONNECT, dest=dest, steps=(done,),
+                            seconds=time.monotonic() - started)
+    connected = StepFinished(host, Step.CONNECT, "ok", time.monotonic() - started, remote.name)
+    on_event(connected)
+    session = _Session(host, connect, remote, probe_host, started, connected, [remote])
+    try:
+        return work(session)
+    finally:
+        for opened in session.opened:
+            with contextlib.suppress(Exception):
+                opened.close()
+
+
+def deploy_host(host: str, spec: DeploySpec, options: DeployOptions, connect: ConnectOptions,
+                *, on_event: EventSink = ignore, checks: LiveChecks | None = None
+                ) -> DeployResult:
+    """Connect to ``host`` and run the transaction; never raises for a failed deploy."""
+    valid: list[DeploySpec] = []
+    return _connected(
+        host, connect, on_event,
+        lambda s: _deploy(s.remote, valid[0], options, host=host, on_event=on_event,
+                          checks=checks if checks is not None else LIVE,
+                          probe_host=s.probe_host, reconnect=s.reconnect, session=s),
+        dest=options.dest, check=lambda: valid.append(spec.validated()))
+
+
+def deploy_many(hosts: Sequence[str], spec: DeploySpec, options: DeployOptions,
+                connect: ConnectOptions, *, on_event: EventSink = ignore,
+                checks: LiveChecks | None = None) -> list[DeployResult]:
+    """Deploy to every host at once, each its own transaction and backup (threads: the work
+    is waiting on the network). Results come back in the order of ``hosts``."""
+    if len(set(hosts)) != len(hosts):
+        raise BadInput("The same --host is given twice.",
+                       "Give each host once: two transactions on one file would race.")
+    lock = threading.Lock()
+
+    def sink(event: DeployEvent) -> None:
+        with lock:  # one line at a time on stderr, one message at a time in the TUI
+            on_event(event)
+
+    if len(hosts) == 1:
+        return [deploy_host(hosts[0], spec, options, connect, on_event=sink, checks=checks)]
+    with ThreadPoolExecutor(max_workers=min(32, len(hosts)),
+                            thread_name_prefix="sockwizard-deploy") as pool:
+        futures = [pool.submit(deploy_host, h, spec, options, connect, on_event=sink,
+                               checks=checks) for h in hosts]
+        return [f.result() for f in futures]
+
+
+def rollback_host(host: str, options: RollbackOptions, connect: ConnectOptions, *,
+                  on_event: EventSink = ignore, checks: LiveChecks | None = None
+                  ) -> DeployResult:
+    """``sockwizard rollback``: restore the newest backup sockwizard made on ``host``, as a
+    guarded transaction of its own (the current file is backed up first)."""
+    return _connected(host, connect, on_event, lambda s: _rollback(
+        s.remote, host, options, None, on_event=on_event, checks=checks,
+        probe_host=s.probe_host, session=s))
+
+
+# -- the two transactions ---------------------------------------------------------------------
+
+
+def _deploy(remote: Remote, spec: DeploySpec, options: DeployOptions, *, host: str,
+            on_event: EventSink, checks: LiveChecks, probe_host: str,
+            reconnect: Callable[[], Remote] | None, session: _Session | None = None
+            ) -> DeployResult:
+    ctx = Context(remote, spec, options, host, on_event=on_event, checks=checks,
+                  probe_host=probe_host, reconnect=reconnect)
+    _continue(ctx, session)
+    return Transaction(ctx).execute()
+
+
+def _continue(ctx: Context, session: _Session | None) -> None:
+    """A transaction after the connect step: it counts from the connect on."""
+    if session is not None:
+        ctx.steps.append(session.connected)
+        ctx.started = session.started
+
+
+def _rollback(remote: Remote, host: str, options: RollbackOptions, backup: str | None, *,
+              on_event: EventSink, checks: LiveChecks | None, probe_host: str,
+              session: _Session | None) -> DeployResult:
+    started = session.started if session is not None else time.monotonic()
+    try:
+        preset, spec = rollback_preset(remote, host, options, backup=backup)
+    except SockwizardError as exc:
+        return DeployResult(host=host, outcome=Outcome.FAILED, exit_code=exc.exit_code,
+                            title=exc.title, hint=exc.hint, detail=exc.detail,
+                            failed_step=Step.DETECT,
+                            steps=(session.connected,) if session is not None else (),
+                            seconds=time.monotonic() - started)
+    probe_url = options.probe_url or preset.entry.get("probe_url")
+    # Going back to "no file" takes sockwizard's Socket.IO route away: nothing to probe (the
+    # probe would fail and undo the rollback).
+    removes = preset.content is None
+    deploy_options = DeployOptions(
+        probe_url=probe_url, probe=options.probe and bool(probe_url) and not removes,
+        backup_dir=options.backup_dir, state_dir=options.state_dir,
+        probe_timeout=options.probe_timeout, settle_timeout=options.settle_timeout,
+        command_timeout=options.command_timeout)
+    ctx = Context(remote, spec, deploy_options, host, on_event=on_event,
+                  checks=checks if checks is not None else LIVE, probe_host=probe_host,
+                  preset=preset, started=started)
+    _continue(ctx, session)
+    result = Transaction(ctx).execute()
+    if result.outcome in (Outcome.DEPLOYED, Outcome.UNCHANGED):
+        undoes = preset.entry.get("undoes")
+        result = dataclasses.replace(
+            result, title=(f"Rolled back {result.dest} on {host}: removed it, as it did not "
+                           f"exist before the deploy of {undoes}." if removes else
+                           f"Rolled back {result.dest} on {host} to the config it had before "
+                           f"the deploy of {undoes}"
+                           + ("; the probe passed." if deploy_options.probe else ".")))
+    return result

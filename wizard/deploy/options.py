@@ -1,0 +1,92 @@
+"""What a deploy or a rollback is asked to do: the flags, how to connect, a preset target.
+
+Built by ``wizard.commands`` (from flags), the TUI and the sandbox; read by the transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from wizard.deploy.detect import HostTarget, Overrides
+
+DEFAULT_BACKUP_DIR = "/var/backups/sockwizard"
+# After a reload that hung, the rollback reloads the restored config once more, briefly: the
+# same daemon is likely to hang again, and the deploy must end (issue #10, item 8).
+RERELOAD_TIMEOUT = 15.0
+
+
+@dataclass(frozen=True)
+class DeployOptions:
+    """The deploy flags (everything but the spec and how to connect)."""
+
+    dest: str | None = None
+    validate_cmd: str | None = None
+    reload_cmd: str | None = None
+    probe_url: str | None = None
+    probe: bool = True
+    rollback: bool = True
+    dry_run: bool = False
+    probe_timeout: float = 5.0
+    settle_timeout: float = 20.0  # Apache's first connection after a graceful can stall 1-2 s
+    command_timeout: float = 120.0  # per command on the host (npm install can be slow)
+    # The reload gets less: a reload that hangs is killed, and the rollback's reload of the
+    # restored config gets a short try (RERELOAD_TIMEOUT), so a deploy stays bounded.
+    reload_timeout: float = 60.0
+    backup_dir: str = DEFAULT_BACKUP_DIR
+    state_dir: Path | None = None  # default: $XDG_STATE_HOME/sockwizard
+    # Write through a symlinked destination whose target is outside its config tree (or not
+    # readable by others). Devices, FIFOs and directories are refused regardless.
+    follow_symlink: bool = False
+    # Run the checker, reload and file moves through sudo (a no-op for root). The sandbox, and
+    # anyone deploying into directories they own, turn it off.
+    sudo: bool = True
+
+    @property
+    def overrides(self) -> Overrides:
+        return Overrides(self.dest, self.validate_cmd, self.reload_cmd)
+
+
+@dataclass(frozen=True)
+class ConnectOptions:
+    """How to reach the hosts (see ``wizard.remote.open_remote``)."""
+
+    known_hosts: Path | None = None
+    accept_host_key: str | None = None
+    identity: Path | None = None
+    password: str | None = field(default=None, repr=False)
+    sudo_password: str | None = field(default=None, repr=False)
+    connect_timeout: float = 10.0
+    passphrase_prompt: Callable[[str], str] | None = None
+    ssh_config: Path | None = None
+
+
+@dataclass(frozen=True)
+class RollbackOptions:
+    """``sockwizard rollback`` flags: which file (default: the newest backup), and overrides."""
+
+    dest: str | None = None
+    validate_cmd: str | None = None
+    reload_cmd: str | None = None
+    probe_url: str | None = None
+    probe: bool = True
+    backup_dir: str = DEFAULT_BACKUP_DIR
+    state_dir: Path | None = None
+    probe_timeout: float = 5.0
+    settle_timeout: float = 20.0
+    command_timeout: float = 120.0
+
+
+@dataclass(frozen=True)
+class Preset:
+    """Deploy given bytes to a known target instead of rendering and detecting: what
+    ``sockwizard rollback`` uses, so that a rollback is itself a guarded transaction (backed
+    up, validated in place, reloaded, probed, and undone if that fails). ``content`` None
+    removes the file (the first deploy created it)."""
+
+    target: HostTarget
+    content: bytes | None
+    config_id: str | None
+    entry: dict[str, Any] = field(default_factory=dict)  # extra keys for the index entry

@@ -1,0 +1,150 @@
+"""The exact host commands of a transaction, built once: the steps run them, the plan lists them.
+
+Every script the transaction runs on the host comes from a function here (over the
+transaction's ``Context``), and ``build`` lists the same functions' output for ``--dry-run``
+and the TUI's Plan tab — so the plan is the commands, not a description of them, and cannot
+drift (tests/test_deploy_unit.py runs a deploy and compares). Only what is not known before
+the run is a placeholder: the temp file's random suffix (``XXXXXXXX``). File transfers and what
+this machine does (the local copy, settle, probe) are listed in words (``shell=False``).
+"""
+
+from __future__ import annotations
+
+import posixpath
+from typing import Any
+
+from wizard.deploy import hoststate
+from wizard.deploy.backups import backup_name, local_dir, sha
+from wizard.deploy.context import Context
+from wizard.deploy.events import Step
+from wizard.deploy.marker import HEADER, existing_id
+from wizard.deploy.result import PlanItem
+from wizard.deploy.scripts import activation_script, backup_script, restore_lines
+
+RELEASE_TIMEOUT = 15.0
+
+
+def backup_path(ctx: Context) -> str | None:
+    """Where this run backs the current file up on the host (None: there is no file)."""
+    if ctx.old is None:
+        return None
+    return posixpath.join(ctx.options.backup_dir, backup_name(ctx.stamp, ctx.tgt.real_dest))
+
+
+def index_entry(ctx: Context) -> dict[str, Any]:
+    """The backup index entry (``index.jsonl`` and the local copy's ``.json``)."""
+    t = ctx.tgt
+    entry: dict[str, Any] = {
+        "time": ctx.stamp, "host": ctx.host, "proxy": ctx.spec.proxy.value,
+        "dest": t.real_dest, "backup": backup_path(ctx),
+        "sha256": sha(ctx.old) if ctx.old is not None else None,
+        "new_sha256": sha(ctx.new) if ctx.new is not None else None,
+        "config_id": ctx.config_id, "kind": "deploy",
+        "old_config_id": existing_id(ctx.old.decode("utf-8", "replace"))
+        if ctx.old is not None else None,
+        "validate_cmd": t.validate_cmd, "reload_cmd": t.reload_cmd,
+        "disable_cmds": list(t.disable_cmds), "enable_cmds": list(t.enable_cmds),
+        "probe_url": ctx.probe_url() if ctx.options.probe else None,
+        "path": ctx.spec.path,
+    }
+    if ctx.preset is not None:
+        entry.update(ctx.preset.entry)
+    return entry
+
+
+def inspect_cmd(ctx: Context) -> str:
+    return hoststate.inspect_script(ctx.tgt.dest)
+
+
+def claim_cmd(ctx: Context) -> str:
+    return hoststate.claim_script(ctx.options.backup_dir, ctx.tgt.real_dest, ctx.lock_token,
+                                  ctx.client)
+
+
+def release_cmd(ctx: Context, *, clear_journal: bool) -> str:
+    return hoststate.release_script(ctx.options.backup_dir, ctx.tgt.real_dest, ctx.lock_token,
+                                    clear_journal=clear_journal)
+
+
+def backup_cmd(ctx: Context) -> str:
+    return backup_script(ctx.tgt.real_dest, ctx.options.backup_dir, backup_path(ctx),
+                         index_entry(ctx))
+
+
+def upload_name(ctx: Context) -> str:
+    """The name handed to ``upload_temp_beside``: in ``hoststate.temp_dir`` (made by the lock
+    step), named after this destination so that the next run's sweep finds it if cut off."""
+    real = ctx.tgt.real_dest
+    return posixpath.join(hoststate.temp_dir(real), f"{hoststate.state_key(real)}.new")
+
+
+def planned_temp(ctx: Context) -> str:
+    """The temp file as the plan shows it (the remote picks the random part)."""
+    directory, base = posixpath.split(upload_name(ctx))
+    return posixpath.join(directory, f".{base}.sockwizard-XXXXXXXX.tmp")
+
+
+def activation_cmd(ctx: Context, tmp: str | None) -> str:
+    """Rename + validate + restore if refused (``scripts.activation_script``)."""
+    t, backups = ctx.tgt, ctx.options.backup_dir
+    record = {"time": ctx.stamp, "dest": t.real_dest, "backup": backup_path(ctx),
+              "old_sha256": sha(ctx.old) if ctx.old is not None else None,
+              "new_sha256": sha(ctx.new) if ctx.new is not None else None,
+              "config_id": ctx.config_id}
+    return activation_script(tmp, t.real_dest, backup_path(ctx), t.validate_cmd,
+                             t.enable_cmds if ctx.old is None else (),
+                             t.disable_cmds, remove_cmds=t.disable_cmds,
+                             reenable_cmds=t.enable_cmds,
+                             expect_sha=sha(ctx.old) if ctx.old is not None else None,
+                             expect_absent=ctx.old is None,
+                             journal=hoststate.journal_lines(backups, t.real_dest, record),
+                             clear_journal=hoststate.journal_path(backups, t.real_dest))
+
+
+def restore_cmd(ctx: Context) -> str:
+    """Put the backed-up bytes back (a change that removed the file had also disabled it:
+    enable it again)."""
+    t = ctx.tgt
+    reenable = t.enable_cmds if ctx.new is None else ()
+    # Before the backup step ran (the plan), the backup it will make.
+    backup = ctx.backup if ctx.backup is not None else backup_path(ctx)
+    return "\n".join(restore_lines(t.real_dest, backup, t.disable_cmds, reenable))
+
+
+def reload_timeout(ctx: Context) -> float:
+    return min(ctx.options.reload_timeout, ctx.options.command_timeout)
+
+
+def build(ctx: Context) -> list[PlanItem]:
+    """Everything the transaction runs, in order, for --dry-run and the TUI's Plan tab."""
+    t, sudo = ctx.tgt, ctx.options.sudo
+    items = [PlanItem(Step.DETECT, cmd, privileged) for cmd, privileged in t.commands]
+    items += [PlanItem(Step.DETECT, inspect_cmd(ctx), sudo),
+              PlanItem(Step.DETECT, claim_cmd(ctx), sudo),
+              PlanItem(Step.DIFF, f"read {t.real_dest}", shell=False),
+              PlanItem(Step.BACKUP, backup_cmd(ctx), sudo),
+              PlanItem(Step.BACKUP, f"copy to {local_dir(ctx.options.state_dir, ctx.host)}/"
+                                    f"{backup_name(ctx.stamp, t.real_dest)}", shell=False)]
+    if t.make_dir:
+        items.append(PlanItem(Step.PREPARE, t.make_dir, sudo))
+    items += [PlanItem(Step.PREPARE, f"write {path}", shell=False) for path, _ in t.extra_files]
+    items += [PlanItem(Step.PREPARE, cmd, sudo) for cmd in t.prepare_cmds]
+    tmp = None
+    if ctx.new is not None:
+        tmp = planned_temp(ctx)
+        items.append(PlanItem(Step.UPLOAD, f"write {len(ctx.new)} bytes to {tmp}",
+                              shell=False))
+    items += [PlanItem(Step.RENAME, activation_cmd(ctx, tmp), sudo),
+              PlanItem(Step.RELOAD, t.reload_cmd, sudo)]
+    if ctx.options.probe:
+        url = ctx.probe_url()
+        items += [PlanItem(Step.SETTLE, f"GET {url}{ctx.spec.path} until {HEADER}: "
+                                        f"{ctx.config_id}", shell=False),
+                  PlanItem(Step.PROBE, f"sockwizard probe {url} --path {ctx.spec.path}",
+                           shell=False)]
+    items.append(PlanItem(Step.DONE, release_cmd(ctx, clear_journal=True), sudo))
+    undo = [PlanItem(Step.RESTORE, restore_cmd(ctx), sudo, on_failure=True),
+            *(PlanItem(Step.RESTORE, cmd, sudo, on_failure=True) for cmd in t.unprepare_cmds),
+            PlanItem(Step.RECHECK, t.validate_cmd, sudo, on_failure=True),
+            PlanItem(Step.RERELOAD, t.reload_cmd, sudo, on_failure=True)]
+    return items + undo

@@ -1,0 +1,182 @@
+"""After a reload: wait until the proxy serves the new config, then probe through it.
+
+Called by the transaction's settle and probe steps (``wizard.deploy.steps``) and its rollback
+(``wizard.deploy.recovery``), through ``LiveChecks`` so that unit tests pass fakes; the sandbox
+calls ``settle_http`` once more before handing its URL out. Settling polls for the config
+marker (``wizard.deploy.marker``) instead of sleeping: how long every answer must carry it is
+each proxy's ``settle_quiet``.
+"""
+
+from __future__ import annotations
+
+import http.client
+import socket
+import ssl
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
+from urllib.parse import urlsplit
+
+from wizard.deploy.marker import HEADER
+
+if TYPE_CHECKING:
+    from wizard.probe import ProbeReport
+
+
+@dataclass(frozen=True)
+class SettleResult:
+    ok: bool
+    seconds: float
+    answers: int
+    detail: str
+
+
+class SettleFn(Protocol):
+    def __call__(self, url: str, path: str, config_id: str | None, quiet: float,
+                 timeout: float, *, connect_to: str | None = None) -> SettleResult: ...
+
+
+class ProbeFn(Protocol):
+    def __call__(self, url: str, path: str, timeout: float, *,
+                 connect_to: str | None = None) -> ProbeReport: ...
+
+
+@dataclass(frozen=True)
+class LiveChecks:
+    """How the deploy talks to the proxy after a reload; unit tests pass fakes."""
+
+    settle: SettleFn
+    probe: ProbeFn
+
+
+def settle_http(url: str, path: str, config_id: str | None, quiet: float,
+                timeout: float, *, connect_to: str | None = None) -> SettleResult:
+    """Poll ``GET {path}`` until the answers carry ``X-Sockwizard-Config: config_id``
+    continuously for ``quiet`` seconds (any HTTP answer will do when ``config_id`` is None).
+
+    ``GET {path}`` without a query is answered by Engine.IO with 400 "Transport unknown" and
+    creates no session, so polling it costs the backend nothing; a dead backend's 502 carries
+    the marker too (``always``), which is exactly what must reach the probe. ``connect_to``:
+    connect there, with the URL's host as the Host header and SNI.
+    """
+    parts = urlsplit(url)
+    https = parts.scheme in ("https", "wss")
+    host = parts.hostname or "127.0.0.1"
+    port = parts.port or (443 if https else 80)
+    started = time.monotonic()
+    deadline = started + timeout
+    matched_since: float | None = None
+    answers = 0
+    last = "no answer yet"
+    pause = 0.01
+    while True:
+        now = time.monotonic()
+        if now >= deadline:
+            return SettleResult(False, now - started, answers,
+                                f"the proxy did not serve the new config within {timeout:g} s "
+                                f"(last answer: {last})")
+        try:
+            status, got = _marker_request(host, port, https, path, min(5.0, deadline - now),
+                                          connect_to)
+        except (OSError, http.client.HTTPException) as exc:
+            matched_since = None
+            last = str(exc) or type(exc).__name__
+        else:
+            answers += 1
+            if config_id is None or got == config_id:
+                now = time.monotonic()
+                matched_since = matched_since if matched_since is not None else now
+                if now - matched_since >= quiet:
+                    return SettleResult(True, now - started, answers,
+                                        f"HTTP {status} with {HEADER}: {got}" if config_id
+                                        else f"HTTP {status}")
+                time.sleep(0.01)
+                continue
+            matched_since = None
+            last = (f"HTTP {status} from an older config ({got})" if got
+                    else f"HTTP {status} from a config without the {HEADER} marker")
+        time.sleep(min(pause, max(0.0, deadline - time.monotonic())))
+        pause = min(pause * 1.5, 0.2)
+
+
+def _marker_request(host: str, port: int, https: bool, path: str, timeout: float,
+                    connect_to: str | None = None) -> tuple[int, str | None]:
+    conn: http.client.HTTPConnection
+    if https:
+        # Only the marker is read here; the probe that follows judges the certificate.
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        conn = _HTTPSConnectTo(host, port, timeout=timeout, context=context)
+    else:
+        conn = _HTTPConnectTo(host, port, timeout=timeout)
+    conn.connect_to = connect_to
+    try:
+        conn.request("GET", path, headers={"User-Agent": "sockwizard-settle"})
+        response = conn.getresponse()
+        response.read()
+        return response.status, response.getheader(HEADER)
+    finally:
+        conn.close()
+
+
+class _HTTPConnectTo(http.client.HTTPConnection):
+    """An HTTP connection to ``connect_to`` (when set) that still names ``host``."""
+
+    connect_to: str | None = None
+
+    def connect(self) -> None:
+        address = (self.connect_to or self.host, self.port)
+        self.sock = socket.create_connection(address, self.timeout)
+
+
+class _HTTPSConnectTo(http.client.HTTPSConnection):
+    """The same over TLS, with SNI = ``host``."""
+
+    connect_to: str | None = None
+
+    def __init__(self, host: str, port: int, *, timeout: float,
+                 context: ssl.SSLContext) -> None:
+        super().__init__(host, port, timeout=timeout, context=context)
+        self.tls_context = context
+
+    def connect(self) -> None:
+        if self.connect_to is None:
+            super().connect()
+            return
+        sock = socket.create_connection((self.connect_to, self.port), self.timeout)
+        self.sock = self.tls_context.wrap_socket(sock, server_hostname=self.host)
+
+
+def probe_live(url: str, path: str, timeout: float, *,
+               connect_to: str | None = None) -> ProbeReport:
+    from wizard.probe import ProbeOptions, run_probe
+
+    # The raw CONNECT proves the same as python-socketio here, ~200 ms of imports sooner. The
+    # marker tells which config answered the handshake and the upgrade (see steps.settle_and_probe).
+    return run_probe(url, ProbeOptions(path=path, timeout=timeout, raw_connect=True,
+                                       marker_header=HEADER, connect_to=connect_to))
+
+
+def probe_markers(report: ProbeReport) -> list[str | None] | None:
+    """The config ids that answered the probe's handshake and upgrade (as far as the probe
+    got), or None when the report does not say (no connection, or no marker_header)."""
+    seen = [stage.data["marker"] for stage in map(report.stage, ("polling", "websocket"))
+            if stage is not None and "marker" in stage.data]
+    return seen or None
+
+
+def probe_summary(report: ProbeReport) -> tuple[str, str, str]:
+    """(short reason, evidence lines, first fix) from a failed probe."""
+    errors = [f for f in report.findings if f.severity == "error"] or list(report.findings)
+    if errors:
+        reason = errors[0].title
+        evidence = "\n".join(f"  [{f.code}] {f.title} ({f.evidence})" for f in errors[:4])
+        return reason, evidence, errors[0].fix
+    failed = [s for s in report.stages if not s.ok]
+    reason = (f"stage {failed[0].name}: {failed[0].detail}" if failed
+              else f"transport {report.transport or 'none'}")
+    return reason, "\n".join(f"  {s.name}: {s.detail}" for s in failed[:4]), ""
+
+
+LIVE = LiveChecks(settle=settle_http, probe=probe_live)

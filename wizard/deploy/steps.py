@@ -1,0 +1,362 @@
+"""The forward steps of a deploy, each a function over the transaction's ``Context``.
+
+Called in order by ``wizard.deploy.transaction``: detect (+ inspect the destination, take the
+lock) -> diff -> backup -> prepare -> upload -> activate (rename + validate, one host script)
+-> reload -> settle -> probe. A step that fails raises ``StepFailed`` (or
+``ActivationFailed``, with the typed outcome of the activation script); what that means —
+roll back, keep, report — is the transaction's decision, and the words are in ``failures``.
+The commands come from ``wizard.deploy.plan``, the same builders the dry run lists.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TypeVar
+from urllib.parse import urlsplit
+
+from wizard.deploy import failures, hoststate, plan
+from wizard.deploy.backups import backup_name, local_dir, save_local, sha
+from wizard.deploy.context import ActivationFailed, Context, StepFailed, tail
+from wizard.deploy.detect import HostTarget, detect
+from wizard.deploy.events import Step, StepStarted
+from wizard.deploy.marker import stamp
+from wizard.deploy.scripts import Activation, parse_activation
+from wizard.deploy.settle import probe_markers, probe_summary
+from wizard.errors import BadInput, ConnectionFailed, DeployFailed, ExitCode, SockwizardError
+from wizard.model import DeploySpec, ProxyKind
+from wizard.proxies import profile
+from wizard.render import render
+
+_T = TypeVar("_T")
+
+
+def check_probe_url(url: str) -> None:
+    """Refuse a probe URL that cannot work before anything on the host changes."""
+    parts = urlsplit(url)
+    try:
+        parts.port  # noqa: B018 - raises ValueError for a bad port
+    except ValueError:
+        parts = parts._replace(netloc="")
+    if parts.scheme not in ("http", "https", "ws", "wss") or not parts.hostname:
+        raise BadInput(f"Invalid probe URL {url!r}.",
+                       "Give --probe-url as http(s)://HOST[:PORT], the address this machine "
+                       "reaches the proxy at, or --no-probe.")
+
+
+def unified_diff(old: bytes | None, new: bytes | None, dest: str, host: str) -> str:
+    before = (old or b"").decode("utf-8", "replace").splitlines(keepends=True)
+    after = (new or b"").decode("utf-8", "replace").splitlines(keepends=True)
+    lines = difflib.unified_diff(before, after,
+                                 fromfile="/dev/null" if old is None else f"{host}:{dest}",
+                                 tofile="/dev/null" if new is None else f"{dest} (sockwizard)")
+    return "".join(line if line.endswith("\n") else line + "\n\\ No newline at end of file\n"
+                   for line in lines)
+
+
+# -- detect ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class HostRender:
+    """The config rendered for what the host has, with its marker."""
+
+    spec: DeploySpec
+    text: bytes
+    config_id: str | None
+    notes: tuple[str, ...]  # info: what was adapted to the host
+
+
+def render_for_host(spec: DeploySpec, target: HostTarget) -> HostRender:
+    """Render for what the host has: an Apache older than 2.4.47 needs the wstunnel recipe
+    instead of ``upgrade=websocket``."""
+    notes = []
+    version = target.facts.version
+    if spec.proxy is ProxyKind.APACHE and spec.apache_version is None and version:
+        older = dataclasses.replace(spec, apache_version=version)
+        if not older.apache_has_upgrade_param:
+            spec = older
+            notes.append(f"Apache {version} predates `upgrade=websocket` (2.4.47): rendering "
+                         "the mod_proxy_wstunnel recipe.")
+    stamped = stamp(spec.proxy, render(spec).text)
+    return HostRender(spec, stamped.text.encode(), stamped.config_id, tuple(notes))
+
+
+def detect_target(ctx: Context) -> None:
+    if ctx.preset is not None:
+        with ctx.step(Step.DETECT, "target from the backup index") as s:
+            ctx.target = ctx.preset.target
+            ctx.new = ctx.preset.content
+            ctx.config_id = ctx.preset.config_id
+            s.detail = f"{ctx.tgt.dest}; {ctx.tgt.summary()}{inspect_and_lock(ctx)}"
+        return
+    with ctx.step(Step.DETECT, "what the host has") as s:
+        ctx.target = detect(ctx.remote, ctx.spec, ctx.options.overrides,
+                            sudo=ctx.options.sudo)
+        rendered = render_for_host(ctx.spec, ctx.target)
+        ctx.spec, ctx.new, ctx.config_id = rendered.spec, rendered.text, rendered.config_id
+        for note in rendered.notes:
+            ctx.notice(Step.DETECT, note, "info")
+        if rendered.config_id is None:
+            ctx.notice(Step.DETECT, "Could not add the config marker: the settle step cannot "
+                                    "tell the new config from the old one.")
+        s.detail = f"{ctx.tgt.dest}; {ctx.tgt.summary()}{inspect_and_lock(ctx)}"
+    for note in ctx.tgt.notes:
+        ctx.notice(Step.DETECT, note)
+
+
+def inspect_and_lock(ctx: Context) -> str:
+    """Part of the detect step: resolve and check the destination, then (unless this is a
+    dry run) take the lock. Returns words for the step's detail."""
+    detail = inspect_dest(ctx)
+    if not ctx.options.dry_run:
+        detail += lock(ctx)
+    return detail
+
+
+def inspect_dest(ctx: Context) -> str:
+    """Resolve the destination on the host and refuse what must not be written through:
+    before anything reads it, so a secret elsewhere never reaches a backup (hoststate)."""
+    t = ctx.tgt
+    info = hoststate.parse_inspect(ctx.run(plan.inspect_cmd(ctx)).stdout)
+    if not info.real and not info.is_link:  # its directory does not exist yet
+        info = dataclasses.replace(info, real=t.real_dest, kind="absent")
+    problem = hoststate.dest_problem(t.dest, info, follow_symlink=ctx.options.follow_symlink)
+    if problem is not None:
+        words = failures.bad_dest(ctx.host, problem, may_follow=info.kind in ("file", "absent"))
+        raise BadInput(words.title, words.hint)
+    if info.real != t.real_dest:
+        ctx.target = dataclasses.replace(t, real_dest=info.real)
+    return f"; symlink to {info.real}" if info.is_link else ""
+
+
+def lock(ctx: Context) -> str:
+    """Take the host-side lock on the destination (one deploy per file at a time), sweep
+    this destination's leftover temp files, and read an interrupted run's journal."""
+    t = ctx.tgt
+    path = hoststate.lock_path(ctx.options.backup_dir, t.real_dest)
+    result = ctx.run(plan.claim_cmd(ctx))
+    claim = hoststate.parse_claim(result.stdout)
+    if not claim.locked:
+        if not claim.holder:
+            raise StepFailed(Step.DETECT, failures.lock_failed(path, ctx.host),
+                             tail(result.output))
+        words = failures.lock_held(t.real_dest, ctx.host, hoststate.describe_owner(claim.holder),
+                                   path, hoststate.LOCK_STALE_S // 60)
+        raise DeployFailed(words.title, words.hint, exit_code=ExitCode.FAILED)
+    ctx.locked = True
+    ctx.journal = claim.journal
+    if claim.stale:
+        ctx.notice(Step.DETECT, f"Took over a stale deploy lock ({path}: "
+                                f"{hoststate.describe_owner(claim.holder)}).", "info")
+    return "; locked"
+
+
+# -- diff, backup, prepare, upload -----------------------------------------------------------
+
+
+def read_and_diff(ctx: Context) -> None:
+    with ctx.step(Step.DIFF, "compare with the file on the host") as s:
+        ctx.old = ctx.remote.read_file(ctx.tgt.real_dest)
+        ctx.diff = unified_diff(ctx.old, ctx.new, ctx.tgt.dest, ctx.host)
+        if ctx.old == ctx.new:
+            s.detail = "no change: the host already has this config"
+        elif ctx.new is None:
+            s.detail = "the file will be removed (it did not exist before)"
+        else:
+            lines = ctx.diff.splitlines()
+            added = sum(1 for ln in lines if ln.startswith("+") and not ln.startswith("+++"))
+            removed = sum(1 for ln in lines if ln.startswith("-") and not ln.startswith("---"))
+            s.detail = ("new file" if ctx.old is None else "changed") + \
+                f": +{added} -{removed} lines"
+        s.output = ctx.diff
+
+
+def make_backup(ctx: Context) -> None:
+    t = ctx.tgt
+    backup = plan.backup_path(ctx)
+    with ctx.step(Step.BACKUP, "back up the current config") as s:
+        result = ctx.run(plan.backup_cmd(ctx))
+        if not result.ok:
+            raise StepFailed(Step.BACKUP, failures.backup_failed(t.real_dest, ctx.host),
+                             result.output)
+        if ctx.old is not None:
+            got = result.stdout.split()[0] if result.stdout.split() else ""
+            if got != sha(ctx.old):
+                raise StepFailed(Step.BACKUP, failures.backup_mismatch(t.real_dest),
+                                 result.output)
+        ctx.backup = backup
+        directory = local_dir(ctx.options.state_dir, ctx.host)
+        name = backup_name(ctx.stamp, t.real_dest)
+        try:
+            ctx.local_backup = save_local(directory, name, ctx.old, plan.index_entry(ctx))
+        except OSError as exc:
+            # The host copy is the one a restore uses; a missing local copy is only a warning.
+            ctx.local_backup = str(directory / name)
+            ctx.notice(Step.BACKUP, f"Could not write the local backup copy in {directory}: "
+                                    f"{exc.strerror or exc}")
+        s.detail = (f"{backup} (+ local {ctx.local_backup})" if backup
+                    else f"no current file; local note {ctx.local_backup}")
+
+
+def prepare(ctx: Context) -> None:
+    t = ctx.tgt
+    if not (t.make_dir or t.extra_files or t.prepare_cmds):
+        return
+    with ctx.step(Step.PREPARE, "prepare the host") as s:
+        done = []
+        if t.make_dir:
+            check(ctx, Step.PREPARE, t.make_dir)
+            done.append(t.make_dir)
+        for path, data in t.extra_files:
+            ctx.remote.write_file_atomic(path, data)
+            done.append(f"wrote {path}")
+        for cmd in t.prepare_cmds:
+            ctx.prepared = True  # even a partial run is undone (best effort)
+            check(ctx, Step.PREPARE, cmd)
+            done.append(cmd)
+        s.detail = "; ".join(done)
+
+
+def check(ctx: Context, step: Step, cmd: str) -> str:
+    result = ctx.run(cmd)
+    if not result.ok:
+        raise StepFailed(step, failures.command_failed(cmd, ctx.host, result.exit_status),
+                         tail(result.output))
+    return str(result.output)
+
+
+def upload(ctx: Context) -> str | None:
+    if ctx.new is None:
+        return None
+    with ctx.step(Step.UPLOAD, "upload to a temp file outside the config's directory") as s:
+        tmp = ctx.remote.upload_temp_beside(plan.upload_name(ctx), ctx.new)
+        s.detail = f"{tmp} ({len(ctx.new)} bytes)"
+    return tmp
+
+
+# -- activate ------------------------------------------------------------------------------
+
+
+def activate(ctx: Context, tmp: str | None) -> None:
+    """Rename + validate in one host-side script (``scripts.activation_script``); its exit
+    status is parsed once into ``Activation``, and each outcome handled here by name."""
+    t = ctx.tgt
+    ctx.current = Step.RENAME
+    ctx.emit(StepStarted(ctx.host, Step.RENAME, f"rename over {t.real_dest}"))
+    t0 = time.monotonic()
+    script = plan.activation_cmd(ctx, tmp)
+    ctx.changed = True  # from here on, assume the file may have changed
+    try:
+        result = ctx.run(script)
+    except BaseException:
+        ctx.record(Step.RENAME, "failed", time.monotonic() - t0, "connection lost", "")
+        raise
+    report = parse_activation(result.exit_status, result.stdout, result.stderr,
+                              time.monotonic() - t0)
+    total, output = time.monotonic() - t0, report.output
+    match report.outcome:
+        case Activation.CHANGED_MEANWHILE:
+            ctx.changed = False
+            ctx.record(Step.RENAME, "failed", total, "the file changed meanwhile", output)
+            raise StepFailed(Step.RENAME, failures.changed_meanwhile(t.real_dest, ctx.host),
+                             output)
+        case Activation.RENAME_FAILED:
+            ctx.changed = False
+            if tmp is not None:
+                ctx.remote.remove(tmp)
+            ctx.record(Step.RENAME, "failed", total, "mv failed", output)
+            raise StepFailed(Step.RENAME, failures.rename_failed(t.real_dest), output)
+        case Activation.VALIDATED:
+            ctx.record(Step.RENAME, "ok", report.rename_s, t.real_dest, "")
+            ctx.emit(StepStarted(ctx.host, Step.VALIDATE, t.validate_cmd))
+            ctx.record(Step.VALIDATE, "ok", report.validate_s, t.validate_cmd, tail(output))
+        case Activation.REFUSED_RESTORED | Activation.REFUSED_RESTORE_FAILED:
+            ctx.record(Step.RENAME, "ok", report.rename_s, t.real_dest, "")
+            ctx.emit(StepStarted(ctx.host, Step.VALIDATE, t.validate_cmd))
+            ctx.record(Step.VALIDATE, "failed", report.validate_s,
+                       "the checker refused the config", tail(output))
+            raise ActivationFailed(report.outcome, tail(output))
+        case Activation.UNKNOWN:  # sudo refused, the shell died: we cannot tell what happened
+            ctx.record(Step.RENAME, "ok", report.rename_s, t.real_dest, "")
+            ctx.emit(StepStarted(ctx.host, Step.VALIDATE, t.validate_cmd))
+            ctx.record(Step.VALIDATE, "failed", report.validate_s,
+                       f"exit {report.exit_status}", tail(output))
+            raise ActivationFailed(report.outcome, tail(output))
+
+
+# -- live: reload, settle, probe -------------------------------------------------------------
+
+
+def warn_websocket_drop(ctx: Context) -> None:
+    prof = profile(ctx.spec.proxy)
+    if prof.reload_drops_websockets(ctx.spec):
+        ctx.notice(Step.RELOAD, prof.reload_drop_warning)
+
+
+def reload(ctx: Context) -> None:
+    cmd = ctx.tgt.reload_cmd
+    timeout = plan.reload_timeout(ctx)
+    with ctx.step(Step.RELOAD, cmd) as s:
+        try:
+            result = ctx.run(cmd, timeout=timeout)
+        except ConnectionFailed:
+            raise
+        except SockwizardError as exc:  # timed out (and killed), or could not run
+            ctx.reload_hung = True
+            raise StepFailed(Step.RELOAD, failures.reload_hung(cmd, timeout),
+                             exc.message()) from exc
+        s.output = tail(result.output)
+        if not result.ok:
+            raise StepFailed(Step.RELOAD, failures.reload_exited(cmd, result.exit_status),
+                             tail(result.output))
+        s.detail = cmd
+
+
+def settle_and_probe(ctx: Context, *, reloaded: bool = True) -> None:
+    url = ctx.probe_url()
+    # Without a reload there is no older generation of workers to wait out. nginx's old
+    # workers answer for up to ~200 ms after a reload: rather than wait out a quiet period
+    # before probing, accept only a probe whose handshake and upgrade both carry the new
+    # config's marker, and probe again while an old worker answers.
+    quiet = profile(ctx.spec.proxy).settle_quiet if reloaded else 0.0
+    verify = quiet > 0 and ctx.config_id is not None
+    with ctx.step(Step.SETTLE, f"wait until {url} serves config {ctx.config_id}") as s:
+        settled = guard(Step.SETTLE, lambda: ctx.checks.settle(
+            url, ctx.spec.path, ctx.config_id, 0.0 if verify else quiet,
+            ctx.options.settle_timeout, connect_to=ctx.probe_connect_to()))
+        s.detail = f"{settled.detail} after {settled.answers} answer(s)"
+        if not settled.ok:
+            raise StepFailed(Step.SETTLE, settled.detail)
+    with ctx.step(Step.PROBE, f"probe {url} (path {ctx.spec.path})") as s:
+        deadline = time.monotonic() + ctx.options.settle_timeout
+        while True:
+            report = guard(Step.PROBE, lambda: ctx.checks.probe(
+                url, ctx.spec.path, ctx.options.probe_timeout,
+                connect_to=ctx.probe_connect_to()))
+            seen = probe_markers(report)
+            if not verify or seen is None or all(m == ctx.config_id for m in seen):
+                break
+            if time.monotonic() > deadline:
+                raise StepFailed(Step.SETTLE, failures.old_workers(seen, ctx.config_id))
+            time.sleep(0.02)
+        ctx.probe_report = report
+        if not report.ok:
+            reason, evidence, _ = probe_summary(report)
+            raise StepFailed(Step.PROBE, reason, evidence)
+        s.detail = f"Socket.IO connected on {report.transport}"
+
+
+def guard(step: Step, check: Callable[[], _T]) -> _T:
+    """Run a live check; any exception it raises (a probe tripping over a hostile answer) is a
+    failed step, so the transaction rolls back instead of leaving the new config live."""
+    try:
+        return check()
+    except (SockwizardError, StepFailed):
+        raise
+    except Exception as exc:
+        words = failures.check_crashed(step, f"{type(exc).__name__}: {exc}")
+        raise StepFailed(step, words.title, words.hint) from exc
