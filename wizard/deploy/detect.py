@@ -321,7 +321,7 @@ def _real_dest(dest: str, facts: HostFacts) -> str:
     real = facts.real_dest
     # readlink -f of a path whose directory is missing prints nothing: keep the path as given.
     # The host's answer goes into later commands (quoted): refuse what quoting cannot fix.
-    from wizard.diagnose.readers import path_problem
+    from wizard.remote import path_problem
 
     return real if real and path_problem(real) is None else dest
 

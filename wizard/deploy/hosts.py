@@ -27,7 +27,7 @@ from wizard.deploy.settle import LIVE, LiveChecks
 from wizard.deploy.transaction import Transaction
 from wizard.errors import BadInput, ExitCode, SockwizardError
 from wizard.model import DeploySpec
-from wizard.remote import Remote
+from wizard.remote import Remote, host_address
 
 
 def apply(remote: Remote, spec: DeploySpec, options: DeployOptions, *,
@@ -81,11 +81,7 @@ def open_host(host: str, connect: ConnectOptions) -> Remote:
 
 def probe_host_for(host: str, connect: ConnectOptions) -> str:
     """The address the probe uses to reach ``host`` (``local``: loopback)."""
-    if host == "local":
-        return "127.0.0.1"
-    from wizard.ssh import parse_target
-
-    return parse_target(host, ssh_config=connect.ssh_config).host
+    return host_address(host, ssh_config=connect.ssh_config)
 
 
 @dataclass

@@ -23,11 +23,13 @@ from typing import TYPE_CHECKING
 
 from wizard.remote.base import (
     DEFAULT_MODE,
+    MAX_PATH_CHARS,
     TEMP_MARKER,
     CommandResult,
     FileStat,
     RawResult,
     Remote,
+    path_problem,
     short_command,
     temp_path_beside,
 )
@@ -88,6 +90,7 @@ __all__ = [
     "HOST_PROBE",
     "LOCAL",
     "LOOPBACK",
+    "MAX_PATH_CHARS",
     "SUDO_HINT",
     "SUDO_PROBE",
     "TEMP_MARKER",
@@ -121,6 +124,7 @@ __all__ = [
     "parse_sudo_probe",
     "parse_target",
     "parse_timeout_probe",
+    "path_problem",
     "probe_host_key",
     "record_host_key",
     "short_command",

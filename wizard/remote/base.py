@@ -161,3 +161,20 @@ def short_command(command: str, limit: int = 60) -> str:
     """A command on one line, cut to ``limit`` characters, for titles and progress lines."""
     line = " ".join(command.split())
     return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+MAX_PATH_CHARS = 4096
+
+
+def path_problem(path: str) -> str | None:
+    """Why a path taken from a config or from the host must not go into a command, or None.
+    (It is still shell-quoted; this refuses what quoting cannot make sensible.)"""
+    if not path:
+        return "an empty path"
+    if len(path) > MAX_PATH_CHARS:
+        return f"a path of {len(path)} characters (at most {MAX_PATH_CHARS})"
+    if any(c in path for c in "\0\n\r"):
+        return f"a path with a NUL or line break ({path[:60]!r})"
+    if not path.startswith("/"):
+        return f"a relative path ({path[:60]!r})"
+    return None

@@ -32,10 +32,10 @@ from wizard.diagnose.readers.base import (
     ConfigReadError,
     ReadBudget,
     cat_files,
-    path_problem,
 )
 from wizard.errors import ConnectionFailed, RemoteCommandFailed
 from wizard.model import ProxyKind
+from wizard.remote import path_problem
 
 if TYPE_CHECKING:
     from wizard.remote import Remote

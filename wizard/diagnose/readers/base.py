@@ -4,7 +4,8 @@ The per-proxy readers (siblings of this module) fetch a host's config over a
 :class:`~wizard.remote.Remote` (SSH, this machine, or an in-memory fake) whose files may be
 hostile: every path is checked (:func:`path_problem`) and quoted, every file is stat'ed and read
 through ``head -c`` (:func:`cat_files`), and one :class:`ReadBudget` caps the whole read's
-wall time, file count and bytes. ``wizard.deploy``'s detection also uses :func:`path_problem`.
+wall time, file count and bytes. (:func:`path_problem` lives in ``wizard.remote``:
+``wizard.deploy``'s detection uses it too.)
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from wizard.errors import SockwizardError, SudoPasswordRequired
+from wizard.remote import path_problem
 
 if TYPE_CHECKING:
     from wizard.remote import CommandResult, Remote
@@ -55,7 +57,6 @@ def join_upstream_path(base: str, rest: str) -> str:
 MAX_FILE_BYTES = 4 * 1024 * 1024
 MAX_TOTAL_BYTES = 16 * 1024 * 1024
 MAX_FILES = 256
-MAX_PATH_CHARS = 4096
 CONFIG_DEADLINE_S = 30.0
 COMMAND_TIMEOUT_S = 30.0
 
@@ -88,20 +89,6 @@ class ReadBudget:
     def spend(self, files: int, size: int) -> None:
         self.files_left -= files
         self.bytes_left -= size
-
-
-def path_problem(path: str) -> str | None:
-    """Why a path taken from a config or from the host must not go into a command, or None.
-    (It is still shell-quoted; this refuses what quoting cannot make sensible.)"""
-    if not path:
-        return "an empty path"
-    if len(path) > MAX_PATH_CHARS:
-        return f"a path of {len(path)} characters (at most {MAX_PATH_CHARS})"
-    if any(c in path for c in "\0\n\r"):
-        return f"a path with a NUL or line break ({path[:60]!r})"
-    if not path.startswith("/"):
-        return f"a relative path ({path[:60]!r})"
-    return None
 
 
 def sudo_run(remote: Remote, command: str, *, timeout: float = COMMAND_TIMEOUT_S,

@@ -33,10 +33,10 @@ from wizard.diagnose.readers.base import (
     ReadBudget,
     cat_files,
     join_upstream_path,
-    path_problem,
     sudo_run,
 )
 from wizard.model import ProxyKind
+from wizard.remote import path_problem
 
 if TYPE_CHECKING:
     from wizard.remote import Remote
