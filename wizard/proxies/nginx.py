@@ -4,21 +4,13 @@ from wizard.model import Layout
 from wizard.proxies.base import ProxyProfile
 from wizard.proxies.fixes import Fixes, FixSite, TimeoutFix
 
-# ---- diagnose side: the fixes diagnose prints (wizard.proxies.fixes)
+# ---- diagnose side: the fixes diagnose prints (wizard.proxies.fixes); the config lines in
+# them come rendered from templates/nginx/_macros.j2, these words say where they go.
 
 
 def _fix_route(site: FixSite) -> str:
-    return (f"In the server block {site.server} add (before any catch-all location):\n"
-            f"    location {site.path} {{\n"
-            f"        proxy_pass http://{site.backend};\n"
-            "        proxy_http_version 1.1;\n"
-            "        proxy_set_header Upgrade $http_upgrade;\n"
-            "        proxy_set_header Connection $connection_upgrade;\n"
-            "        proxy_set_header Host $host;\n"
-            "        proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;\n"
-            "        proxy_set_header X-Forwarded-Proto $scheme;\n"
-            "        proxy_read_timeout 60s;\n"
-            "    }")
+    return f"In the server block {site.server} add (before any catch-all location):\n" \
+        + site.route_lines
 
 
 def _fix_rewrite(site: FixSite) -> str:
@@ -34,9 +26,8 @@ def _fix_rewrite(site: FixSite) -> str:
 
 def _fix_sticky(site: FixSite) -> str:
     if site.affinity:
-        return (f"In {site.backends_where} replace `{site.affinity};` with:\n"
-                "    hash $remote_addr consistent;")
-    return f"In {site.backends_where} add:\n    hash $remote_addr consistent;"
+        return f"In {site.backends_where} replace `{site.affinity};` with:\n{site.sticky_lines}"
+    return f"In {site.backends_where} add:\n{site.sticky_lines}"
 
 
 def _fix_timeout(fix: TimeoutFix) -> str:
@@ -44,9 +35,8 @@ def _fix_timeout(fix: TimeoutFix) -> str:
         # One directive for one: adding proxy_send_timeout here could duplicate an existing
         # one, which nginx -t refuses.
         e = fix.existing[0]
-        return (f"Replace `{e.text}` ({e.file}:{e.line}) with:\n"
-                f"    proxy_read_timeout {fix.seconds}s;")
-    return f"In {fix.site.route} add:\n    proxy_read_timeout {fix.seconds}s;"
+        return f"Replace `{e.text}` ({e.file}:{e.line}) with:\n{fix.lines}"
+    return f"In {fix.site.route} add:\n{fix.lines}"
 
 
 FIXES = Fixes(route=_fix_route, rewrite=_fix_rewrite, sticky=_fix_sticky, timeout=_fix_timeout)
