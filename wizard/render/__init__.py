@@ -3,7 +3,8 @@
 ``engine`` renders the Jinja2 templates (StrictUndefined, no autoescape: the model refuses
 unsafe values instead); ``macros`` renders one macro of a proxy's ``_macros.j2`` (the config
 pieces diagnose's fixes share with the templates); ``snippets`` gives the server/client
-``path`` settings that must match the rendered route. Callers (commands, deploy, TUI, tests) import from here only.
+``path`` settings that must match the rendered route. Callers (commands, deploy, TUI, tests,
+diagnose) import from here only.
 """
 
 from __future__ import annotations
