@@ -1,5 +1,7 @@
 """nginx: an http-context file for conf.d/ (site) or a whole nginx.conf (full)."""
 
+import re
+
 from wizard.model import Layout
 from wizard.proxies.base import ProxyProfile
 from wizard.proxies.fixes import Fixes, FixSite, TimeoutFix
@@ -13,13 +15,19 @@ def _fix_route(site: FixSite) -> str:
         + site.route_lines
 
 
+_PLAIN = re.compile(r"[A-Za-z0-9._-]{1,253}(:[0-9]{1,5})?|\[[0-9A-Fa-f:.]{2,45}\](:[0-9]{1,5})?")
+
+
 def _fix_rewrite(site: FixSite) -> str:
     target = site.upstream_text if site.upstream_text is not None else "proxy_pass …;"
     bare = target.split("://", 1)
     fixed = target
     if len(bare) == 2:
         host = bare[1].split("/", 1)[0].rstrip(";")
-        fixed = f"{bare[0]}://{host};"
+        # Config text going into a line to paste: only a plain upstream name or host[:port].
+        scheme = bare[0].rsplit(" ", 1)[-1]
+        ok = scheme in ("http", "https") and _PLAIN.fullmatch(host)
+        fixed = f"proxy_pass {scheme}://{host};" if ok else "proxy_pass http://UPSTREAM;"
     return (f"Keep the path: replace {site.upstream} with `{fixed}` (proxy_pass without a URI "
             f"passes {site.path} unchanged), or set the server's path to {site.upstream_path}.")
 
