@@ -7,6 +7,7 @@ print :func:`format_diagnosis`.
 * ``facts``   — what is known about the route (RouteFacts, TimeoutFact, Where, Ping, ...)
 * ``readers`` — one live-config reader per proxy, registered by kind (``READERS``)
 * ``rules``   — pure rules over (facts, probe report) -> findings
+* ``fixtext`` — a fix's config lines, rendered from the proxy's template macros (checked values)
 * ``text``    — evidence wording, what passed, the human report
 * ``run``     — the orchestration: threads, remote reads, the backend check, deadlines
 """
@@ -22,13 +23,13 @@ from wizard.diagnose.facts import (
     Where,
     ping_of,
 )
+from wizard.diagnose.fixtext import backend_address_problem
 from wizard.diagnose.readers import CONFIG_DEADLINE_S, READERS, ConfigReadError, read_route
 from wizard.diagnose.rules import diagnose, diagnose_with_notes, grade_timeout, suggested_timeout
 from wizard.diagnose.run import (
     BACKEND_CHECK_TIMEOUT_S,
     MAX_BACKEND_CHECKS,
     Diagnosis,
-    backend_address_problem,
     check_backends,
     run_diagnosis,
 )

@@ -23,6 +23,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from wizard import findings as codes
+from wizard.diagnose import fixtext
 from wizard.diagnose.facts import Ping, RouteFacts, TimeoutFact, Where, ping_of
 from wizard.diagnose.text import evidence as _evidence
 from wizard.diagnose.text import place as _place
@@ -34,6 +35,7 @@ from wizard.proxies import profile
 from wizard.proxies.fixes import Fixes, FixSite, TimeoutFix
 
 if TYPE_CHECKING:
+    from wizard.model import DeploySpec
     from wizard.probe import ProbeReport
 
 
@@ -91,18 +93,30 @@ class _Ctx:
         assert self.facts is not None
         return profile(self.facts.proxy).fixes
 
+    def fix_spec(self) -> DeploySpec | None:
+        """The spec a fix's config lines render from: the config's backends that pass the
+        model's rules, the suggested timeout, the live ping (fixtext)."""
+        assert self.facts is not None
+        return fixtext.fix_spec(self.facts.proxy, self.path,
+                                fixtext.checked_backends(self.facts.backends),
+                                suggested_timeout(self.ping), self.ping.interval_ms,
+                                self.ping.timeout_ms)
+
     def site(self) -> FixSite:
-        """The plain values the proxy's fix writers need."""
+        """The plain values the proxy's fix writers need, the config lines already rendered."""
         facts = self.facts
         assert facts is not None
+        spec = self.fix_spec()
         return FixSite(
-            path=self.path, backends=facts.backends, server=_place(facts.server),
+            path=self.path, backends=tuple(str(b) for b in spec.backends) if spec else (),
+            server=_place(facts.server),
             route=_place(facts.route), upstream=_place(facts.upstream),
             upstream_text=facts.upstream.text if facts.upstream is not None else None,
             upstream_path=facts.upstream_path or "/", backends_where=_place(facts.backends_where),
             affinity=facts.affinity, scope=facts.hints.get("scope", "the virtual host"),
-            balancer=facts.hints.get("balancer", "balancer://…"),
-            script=facts.files[0] if facts.files else "the proxy script")
+            script=facts.files[0] if facts.files else "the proxy script",
+            route_lines=fixtext.route_lines(spec),
+            sticky_lines=fixtext.sticky_lines(spec, facts.hints.get("balancer")))
 
 
 def diagnose(facts: RouteFacts | None, probe: ProbeReport | None,
@@ -424,7 +438,8 @@ def _fix_timeout(ctx: _Ctx, fact: TimeoutFact) -> str:
             + (f"; or lower the server's pingInterval well below {fact.seconds:g} s)"
                if (fact.seconds or 0) >= 20 else ")"))
     existing = tuple(x for x in map(spot, fact.where) if x is not None)
-    return ctx.fixes.timeout(TimeoutFix(s, fact.directive, ctx.site(), existing)) + rule
+    lines = fixtext.timeout_lines(ctx.fix_spec(), bool(existing))
+    return ctx.fixes.timeout(TimeoutFix(s, fact.directive, ctx.site(), existing, lines)) + rule
 
 
 

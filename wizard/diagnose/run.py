@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from wizard import findings as codes
 from wizard.diagnose.facts import BackendCheck, RouteFacts, RouteQuery
+from wizard.diagnose.fixtext import backend_address_problem
 from wizard.diagnose.readers import CONFIG_DEADLINE_S, ConfigReadError, read_route
 from wizard.diagnose.rules import diagnose_with_notes
 from wizard.diagnose.text import passed_checks
@@ -204,23 +205,3 @@ def check_backends(remote: Remote, backends: Sequence[str]) -> list[BackendCheck
                 out[index] = BackendCheck(item, up, "accepts connections" if up
                                           else str(answer) or "refused or timed out")
     return [c for c in out if c is not None]
-
-
-def backend_address_problem(item: str) -> tuple[str, int] | str:
-    """``HOST:PORT`` from a config -> (host, port) when the model would accept it as a
-    backend, else why not (a string)."""
-    from wizard import model
-
-    if len(item) > 300:
-        return f"an address of {len(item)} characters"
-    shown = repr(item if len(item) <= 60 else item[:57] + "...")
-    if ":" not in item:
-        return f"{shown} has no port"
-    try:
-        backend = model.parse_backend(item)
-    except ValueError as exc:
-        return str(exc)
-    problems = model._host_problems("backend", backend.host) + \
-        model._port_problems("backend", backend.port)  # the model's own host rules
-    return problems[0].message if problems else (backend.host, backend.port)
-

@@ -4,14 +4,12 @@ from wizard.model import DeploySpec, Layout
 from wizard.proxies.base import ProxyProfile
 from wizard.proxies.fixes import Fixes, FixSite, TimeoutFix, listed, worded
 
-# ---- diagnose side: the fixes diagnose prints (wizard.proxies.fixes)
+# ---- diagnose side: the fixes diagnose prints (wizard.proxies.fixes); the config lines in
+# them come rendered from templates/apache/_macros.j2, these words say where they go.
 
 
 def _fix_route(site: FixSite) -> str:
-    target = f"http://{site.backend}{site.path}"
-    return (f"In {site.scope} ({site.server}) add, above any `ProxyPass /`:\n"
-            f"    ProxyPass \"{site.path}\" \"{target}\" upgrade=websocket\n"
-            f"    ProxyPassReverse \"{site.path}\" \"{target}\"")
+    return f"In {site.scope} ({site.server}) add, above any `ProxyPass /`:\n{site.route_lines}"
 
 
 def _fix_rewrite(site: FixSite) -> str:
@@ -22,22 +20,15 @@ def _fix_rewrite(site: FixSite) -> str:
 
 def _fix_sticky(site: FixSite) -> str:
     return (f"In {site.backends_where} give every member a route and pin clients with a cookie:\n"
-            f"    <Proxy \"{site.balancer}\">\n"
-            + "".join(f"        BalancerMember \"http://{b}\" route=node{i + 1}\n"
-                      for i, b in enumerate(site.backends))
-            + "        ProxySet stickysession=SERVERID\n"
-            "    </Proxy>\n"
-            "    Header add Set-Cookie \"SERVERID=sticky.%{BALANCER_WORKER_ROUTE}e; path=/\" "
-            "env=BALANCER_ROUTE_CHANGED\n"
+            f"{site.sticky_lines}\n"
             "(mod_headers; with the ws:// rewrite recipe, give its balancer the same routes)")
 
 
 def _fix_timeout(fix: TimeoutFix) -> str:
-    s = fix.seconds
-    lines = f"    Timeout {s}\n    ProxyTimeout {s}"
+    lines = fix.lines
     if fix.directive.endswith("timeout=)") or fix.directive == "timeout=":
         first = fix.existing[0] if fix.existing else None
-        lines += f"\nand change timeout= on {worded(first)} to timeout={s}"
+        lines += f"\nand change timeout= on {worded(first)} to timeout={fix.seconds}"
     return f"In {fix.site.scope} set (now: {listed(fix.existing, 'not set')}):\n{lines}"
 
 

@@ -4,14 +4,13 @@ from wizard.model import DeploySpec, Layout
 from wizard.proxies.base import ProxyProfile
 from wizard.proxies.fixes import Fixes, FixSite, TimeoutFix
 
-# ---- diagnose side: the fixes diagnose prints (wizard.proxies.fixes)
+# ---- diagnose side: the fixes diagnose prints (wizard.proxies.fixes); the config lines in
+# them come rendered from templates/caddy/_macros.j2, these words say where they go.
 
 
 def _fix_route(site: FixSite) -> str:
-    return (f"In the site block {site.server} add, before any catch-all `handle`:\n"
-            f"    handle {site.path}* {{\n"
-            f"        reverse_proxy {site.backend}\n"
-            "    }")
+    return f"In the site block {site.server} add, before any catch-all `handle`:\n" \
+        + site.route_lines
 
 
 def _fix_rewrite(site: FixSite) -> str:
@@ -23,15 +22,14 @@ def _fix_rewrite(site: FixSite) -> str:
 
 def _fix_sticky(site: FixSite) -> str:
     verb = f"replace `{site.affinity}` with" if site.affinity else "add"
-    return f"In the reverse_proxy block {site.backends_where} {verb}:\n    lb_policy cookie"
+    return f"In the reverse_proxy block {site.backends_where} {verb}:\n{site.sticky_lines}"
 
 
 def _fix_timeout(fix: TimeoutFix) -> str:
     if fix.existing:
         e = fix.existing[0]
-        return f"Replace `{e.text}` ({e.file}:{e.line}) with:\n    read_timeout {fix.seconds}s"
-    return (f"In the reverse_proxy block {fix.site.upstream} set:\n"
-            f"    transport http {{\n        read_timeout {fix.seconds}s\n    }}")
+        return f"Replace `{e.text}` ({e.file}:{e.line}) with:\n{fix.lines}"
+    return f"In the reverse_proxy block {fix.site.upstream} set:\n{fix.lines}"
 
 
 FIXES = Fixes(route=_fix_route, rewrite=_fix_rewrite, sticky=_fix_sticky, timeout=_fix_timeout)

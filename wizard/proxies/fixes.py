@@ -1,9 +1,11 @@
 """The plain values a proxy's fix snippets are written from, and the bundle of fix writers.
 
 ``wizard.diagnose`` turns a live config's facts into a :class:`FixSite` (places already worded,
-e.g. "`upstream app` (/etc/nginx/conf.d/a.conf:3)") and asks the proxy's :class:`Fixes` for the
-lines to change; each ``wizard.proxies.<kind>`` module writes its own. Pure: no facts, no I/O,
-so this layer never imports the diagnosis.
+e.g. "`upstream app` (/etc/nginx/conf.d/a.conf:3)"; the config lines to paste already rendered
+from the proxy's template macros, ``templates/<kind>/_macros.j2``, by ``wizard.diagnose.fixtext``)
+and asks the proxy's :class:`Fixes` for the finished fix; each ``wizard.proxies.<kind>`` module
+words where the lines go. Pure: no facts, no templates, no I/O, so this layer imports neither
+the diagnosis nor the renderer.
 """
 
 from __future__ import annotations
@@ -39,8 +41,10 @@ class FixSite:
     backends_where: str = ""  # the upstream / balancer / BACKENDS block, worded
     affinity: str | None = None  # the balancing policy there now, if any
     scope: str = "the virtual host"  # Apache: the <VirtualHost> or main server, worded
-    balancer: str = "balancer://…"  # Apache: the balancer's name
     script: str = "the proxy script"  # node: the proxy script's file
+    # The config text to paste, indented, rendered from the template macros (fixtext):
+    route_lines: str = ""  # the Socket.IO route to the first backend
+    sticky_lines: str = ""  # what keeps a client on one backend
 
     @property
     def backend(self) -> str:
@@ -56,6 +60,7 @@ class TimeoutFix:
     directive: str  # the setting that decides it, e.g. "proxy_read_timeout", "timeout="
     site: FixSite
     existing: tuple[Spot, ...] = ()  # its lines (empty: the proxy's default applies)
+    lines: str = ""  # the directive(s) at ``seconds``, indented, rendered (fixtext)
 
 
 @dataclass(frozen=True)

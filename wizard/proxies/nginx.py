@@ -1,24 +1,21 @@
 """nginx: an http-context file for conf.d/ (site) or a whole nginx.conf (full)."""
 
+import re
+
 from wizard.model import Layout
 from wizard.proxies.base import ProxyProfile
 from wizard.proxies.fixes import Fixes, FixSite, TimeoutFix
 
-# ---- diagnose side: the fixes diagnose prints (wizard.proxies.fixes)
+# ---- diagnose side: the fixes diagnose prints (wizard.proxies.fixes); the config lines in
+# them come rendered from templates/nginx/_macros.j2, these words say where they go.
 
 
 def _fix_route(site: FixSite) -> str:
-    return (f"In the server block {site.server} add (before any catch-all location):\n"
-            f"    location {site.path} {{\n"
-            f"        proxy_pass http://{site.backend};\n"
-            "        proxy_http_version 1.1;\n"
-            "        proxy_set_header Upgrade $http_upgrade;\n"
-            "        proxy_set_header Connection $connection_upgrade;\n"
-            "        proxy_set_header Host $host;\n"
-            "        proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;\n"
-            "        proxy_set_header X-Forwarded-Proto $scheme;\n"
-            "        proxy_read_timeout 60s;\n"
-            "    }")
+    return f"In the server block {site.server} add (before any catch-all location):\n" \
+        + site.route_lines
+
+
+_PLAIN = re.compile(r"[A-Za-z0-9._-]{1,253}(:[0-9]{1,5})?|\[[0-9A-Fa-f:.]{2,45}\](:[0-9]{1,5})?")
 
 
 def _fix_rewrite(site: FixSite) -> str:
@@ -27,16 +24,18 @@ def _fix_rewrite(site: FixSite) -> str:
     fixed = target
     if len(bare) == 2:
         host = bare[1].split("/", 1)[0].rstrip(";")
-        fixed = f"{bare[0]}://{host};"
+        # Config text going into a line to paste: only a plain upstream name or host[:port].
+        scheme = bare[0].rsplit(" ", 1)[-1]
+        ok = scheme in ("http", "https") and _PLAIN.fullmatch(host)
+        fixed = f"proxy_pass {scheme}://{host};" if ok else "proxy_pass http://UPSTREAM;"
     return (f"Keep the path: replace {site.upstream} with `{fixed}` (proxy_pass without a URI "
             f"passes {site.path} unchanged), or set the server's path to {site.upstream_path}.")
 
 
 def _fix_sticky(site: FixSite) -> str:
     if site.affinity:
-        return (f"In {site.backends_where} replace `{site.affinity};` with:\n"
-                "    hash $remote_addr consistent;")
-    return f"In {site.backends_where} add:\n    hash $remote_addr consistent;"
+        return f"In {site.backends_where} replace `{site.affinity};` with:\n{site.sticky_lines}"
+    return f"In {site.backends_where} add:\n{site.sticky_lines}"
 
 
 def _fix_timeout(fix: TimeoutFix) -> str:
@@ -44,9 +43,8 @@ def _fix_timeout(fix: TimeoutFix) -> str:
         # One directive for one: adding proxy_send_timeout here could duplicate an existing
         # one, which nginx -t refuses.
         e = fix.existing[0]
-        return (f"Replace `{e.text}` ({e.file}:{e.line}) with:\n"
-                f"    proxy_read_timeout {fix.seconds}s;")
-    return f"In {fix.site.route} add:\n    proxy_read_timeout {fix.seconds}s;"
+        return f"Replace `{e.text}` ({e.file}:{e.line}) with:\n{fix.lines}"
+    return f"In {fix.site.route} add:\n{fix.lines}"
 
 
 FIXES = Fixes(route=_fix_route, rewrite=_fix_rewrite, sticky=_fix_sticky, timeout=_fix_timeout)

@@ -4,7 +4,8 @@ from wizard.model import Layout
 from wizard.proxies.base import ProxyProfile
 from wizard.proxies.fixes import Fixes, FixSite, TimeoutFix, listed
 
-# ---- diagnose side: the fixes diagnose prints (wizard.proxies.fixes)
+# ---- diagnose side: the fixes diagnose prints (wizard.proxies.fixes); the code in them
+# comes rendered from templates/node/_macros.j2, these words say where it goes.
 
 
 def _fix_route(site: FixSite) -> str:
@@ -19,22 +20,14 @@ def _fix_rewrite(site: FixSite) -> str:
 
 def _fix_sticky(site: FixSite) -> str:
     return ("Pick the backend from a hash of the client address instead of spreading requests "
-            f"({site.backends_where}):\n"
-            "    function pickBackend(req) {\n"
-            "      const addr = req.socket.remoteAddress || '';\n"
-            "      let h = 2166136261;\n"
-            "      for (let i = 0; i < addr.length; i++) h = Math.imul(h ^ addr.charCodeAt(i), "
-            "16777619) >>> 0;\n"
-            "      return BACKENDS[h % BACKENDS.length];\n"
-            "    }\n"
+            f"({site.backends_where}):\n{site.sticky_lines}\n"
             "and pass { target: pickBackend(req) } to both proxy.web() and proxy.ws().")
 
 
 def _fix_timeout(fix: TimeoutFix) -> str:
     ms = fix.seconds * 1000
     where = listed(fix.existing, "the createProxyServer options")
-    return (f"Raise both options in createProxyServer() ({where}) to {ms} ms:\n"
-            f"    proxyTimeout: {ms},\n    timeout: {ms},")
+    return f"Raise both options in createProxyServer() ({where}) to {ms} ms:\n{fix.lines}"
 
 
 FIXES = Fixes(route=_fix_route, rewrite=_fix_rewrite, sticky=_fix_sticky, timeout=_fix_timeout)

@@ -49,7 +49,8 @@ def templates_dir() -> Path:
 
 
 @lru_cache(maxsize=1)
-def _environment() -> jinja2.Environment:
+def environment() -> jinja2.Environment:
+    """The one Jinja2 environment (also :mod:`wizard.render.macros`'s)."""
     import jinja2  # imported here: `sockwizard --help` must not pay for it
 
     env = jinja2.Environment(
@@ -72,7 +73,7 @@ def render(spec: DeploySpec) -> Rendered:
     """Render the config for ``spec`` (which must be valid)."""
     spec = spec.validated()
     prof = profile(spec.proxy)
-    template = _environment().get_template(prof.templates[spec.layout])
+    template = environment().get_template(prof.templates[spec.layout])
     modules = prof.modules(spec)
     text = template.render(
         spec=spec,
