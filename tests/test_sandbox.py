@@ -1,4 +1,4 @@
-"""``sockwizard sandbox`` (wizard/sandbox.py): a real proxy and a real python-socketio server on
+"""``sockwizard sandbox`` (wizard/sandbox/): a real proxy and a real python-socketio server on
 loopback, the rendered config deployed into it by the real transaction, and a clean teardown.
 
 The node sandbox is left out here: it runs ``npm install http-proxy`` (the registry), which the
@@ -45,12 +45,9 @@ def test_sandbox_deploys_serves_and_cleans_up(kind: ProxyKind) -> None:
     assert not box.prefix.exists()
 
 
-def test_missing_proxy_binary_names_the_install_command(monkeypatch: pytest.MonkeyPatch
-                                                        ) -> None:
-    monkeypatch.setenv("PATH", "/nonexistent")
-    monkeypatch.setattr(sandbox, "SBIN", ())
-    with pytest.raises(MissingTool) as err:
-        sandbox.start_sandbox(ProxyKind.CADDY)
+def test_missing_proxy_binary_names_the_install_command() -> None:
+    with pytest.raises(MissingTool) as err:  # binaries looked for where there are none
+        sandbox.start_sandbox(ProxyKind.CADDY, binary_dirs=["/nonexistent"])
     assert "apt-get install caddy" in err.value.hint
 
 

@@ -44,8 +44,8 @@ def backend_address_problem(item: str) -> tuple[str, int] | str:
         backend = model.parse_backend(item)
     except ValueError as exc:
         return str(exc)
-    problems = model._host_problems("backend", backend.host) + \
-        model._port_problems("backend", backend.port)  # the model's own host rules
+    problems = model.host_problems("backend", backend.host) + \
+        model.port_problems("backend", backend.port)  # the model's own host rules
     return problems[0].message if problems else (backend.host, backend.port)
 
 

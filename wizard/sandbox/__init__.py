@@ -1,0 +1,52 @@
+"""A throwaway proxy + Socket.IO server on loopback, so anyone can try the whole deploy flow.
+
+Called by ``sockwizard sandbox --proxy KIND`` (``wizard.commands.sandbox``) and by the TUI
+(``start_sandbox`` / ``Sandbox.stop`` from a worker thread). Everything lives in one temp prefix
+and on free loopback ports, and nothing needs root:
+
+1. a demo Socket.IO server: python-socketio on aiohttp, run as ``python -m wizard.sandbox
+   backend`` (answers ``echo`` with an acknowledgement, like the test rig's Node server);
+2. the chosen proxy, started from a main config written into the prefix whose site file is a
+   placeholder answering 503;
+3. the real transaction (``wizard.deploy.apply`` over ``LocalRemote``, ``sudo`` off) replaces
+   that site file with the rendered config: backup, upload, rename, validate, reload, settle,
+   probe — the same code path as a deploy over SSH;
+4. ``Sandbox.stop()`` terminates every process it started (they are Popen children, waited
+   for) and removes the prefix.
+
+A missing proxy binary raises ``MissingTool`` with the install command before anything starts.
+The modules::
+
+    procs     find a binary, free ports, spawn / wait for / stop a process (Proc)
+    setups    SETUPS[kind]: each proxy's main config in the prefix (ProxySetup)
+    backend   the demo Socket.IO server (``__main__`` runs it)
+    run       start_sandbox, Sandbox, wait_until_interrupted
+"""
+
+from wizard.sandbox.backend import serve_backend
+from wizard.sandbox.procs import LOOPBACK, SBIN, Proc, SandboxError, find_binary, free_port
+from wizard.sandbox.run import (
+    Sandbox,
+    required_binary,
+    sandbox_spec,
+    start_sandbox,
+    wait_until_interrupted,
+)
+from wizard.sandbox.setups import SETUPS, ProxySetup
+
+__all__ = [
+    "LOOPBACK",
+    "SBIN",
+    "SETUPS",
+    "Proc",
+    "ProxySetup",
+    "Sandbox",
+    "SandboxError",
+    "find_binary",
+    "free_port",
+    "required_binary",
+    "sandbox_spec",
+    "serve_backend",
+    "start_sandbox",
+    "wait_until_interrupted",
+]

@@ -1,0 +1,168 @@
+"""Per-proxy main configs for the sandbox: ``SETUPS[kind]`` writes one into the prefix.
+
+Called by ``wizard.sandbox.run.start_sandbox``. Each setup writes a main config whose site
+file is a placeholder answering 503 (the deploy replaces it with the rendered config) and says
+how to run, validate and reload that proxy inside the prefix, on a loopback port, without root.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import signal
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from wizard.errors import MissingTool
+from wizard.model import DeploySpec, ProxyKind
+from wizard.proxies import profile
+from wizard.sandbox.procs import LOOPBACK, free_port
+
+APACHE_MODULE_DIRS = ("/usr/lib/apache2/modules", "/usr/lib64/httpd/modules",
+                      "/usr/lib/httpd/modules", "/usr/local/apache2/modules")
+NGINX_TEMPS = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+
+
+@dataclass(frozen=True)
+class ProxySetup:
+    """How to run, check and reload one proxy living in the prefix."""
+
+    site: Path
+    run: list[str]
+    validate_cmd: str
+    reload_cmd: str
+    env: dict[str, str] | None = None
+    stop_signal: int = signal.SIGTERM
+    extra_port: int | None = None  # Caddy's admin API must be up too
+
+
+def _nginx(prefix: Path, port: int, binary: str, spec: DeploySpec) -> ProxySetup:
+    for name in NGINX_TEMPS:
+        (prefix / "temp" / name).mkdir(parents=True, exist_ok=True)
+    (prefix / "logs").mkdir(exist_ok=True)
+    (prefix / "sites").mkdir(exist_ok=True)
+    temps = "\n".join(f"    {n}_temp_path {prefix / 'temp' / n};" for n in NGINX_TEMPS)
+    (prefix / "nginx.conf").write_text(f"""# sockwizard sandbox: nginx under {prefix}
+worker_processes 1;
+pid {prefix / 'nginx.pid'};
+error_log {prefix / 'logs' / 'error.log'} notice;
+events {{ worker_connections 1024; }}
+http {{
+    access_log {prefix / 'logs' / 'access.log'};
+{temps}
+    include {prefix / 'sites'}/*.conf;
+}}
+""")
+    site = prefix / "sites" / "sockwizard.conf"
+    site.write_text(f"server {{ listen {LOOPBACK}:{port}; return 503 \"sandbox starting\\n\"; }}\n")
+    base = [binary, "-p", f"{prefix}/", "-c", str(prefix / "nginx.conf"), "-e", "stderr"]
+    return ProxySetup(site, [*base, "-g", "daemon off;"], shlex.join([*base, "-t"]),
+                      shlex.join([*base, "-s", "reload"]))
+
+
+def _apache(prefix: Path, port: int, binary: str, spec: DeploySpec) -> ProxySetup:
+    module_dir = next((d for d in APACHE_MODULE_DIRS if Path(d, "mod_proxy.so").is_file()), None)
+    if module_dir is None:
+        raise MissingTool("Apache's modules (mod_proxy.so) were not found.",
+                          profile(spec.proxy).install_hint)
+    for sub in ("logs", "run", "sites"):
+        (prefix / sub).mkdir(exist_ok=True)
+    loads = "\n".join(f"LoadModule {m}_module {module_dir}/mod_{m}.so"
+                      for m in ["mpm_event", "authz_core", *profile(spec.proxy).modules(spec)]
+                      if Path(module_dir, f"mod_{m}.so").is_file())
+    (prefix / "httpd.conf").write_text(f"""# sockwizard sandbox: Apache under {prefix}
+ServerRoot "{prefix}"
+PidFile "{prefix / 'httpd.pid'}"
+DefaultRuntimeDir "{prefix / 'run'}"
+Mutex file:{prefix / 'run'} default
+ServerName {LOOPBACK}
+{loads}
+Listen {LOOPBACK}:{port}
+ErrorLog "{prefix / 'logs' / 'error.log'}"
+LogLevel warn
+StartServers 1
+GracefulShutdownTimeout 3
+IncludeOptional "{prefix / 'sites'}/*.conf"
+""")
+    site = prefix / "sites" / "sockwizard.conf"
+    site.write_text("# placeholder: the sandbox deploy replaces this file\n")
+    base = [binary, "-d", str(prefix), "-f", str(prefix / "httpd.conf")]
+    env = dict(os.environ, APACHE_RUN_DIR=str(prefix / "run"))
+    prefix_env = f"env APACHE_RUN_DIR={shlex.quote(str(prefix / 'run'))} "
+    return ProxySetup(site, [*base, "-DFOREGROUND"], prefix_env + shlex.join([*base, "-t"]),
+                      prefix_env + shlex.join([*base, "-k", "graceful"]), env=env,
+                      stop_signal=signal.SIGTERM)
+
+
+def _caddy(prefix: Path, port: int, binary: str, spec: DeploySpec) -> ProxySetup:
+    for sub in ("config", "data", "sites"):
+        (prefix / sub).mkdir(exist_ok=True)
+    admin = free_port()
+    (prefix / "Caddyfile").write_text(f"""# sockwizard sandbox: Caddy under {prefix}
+{{
+	admin {LOOPBACK}:{admin}
+	auto_https off
+}}
+
+import {prefix / 'sites'}/*
+""")
+    site = prefix / "sites" / "sockwizard.caddy"
+    site.write_text(f"http://{LOOPBACK}:{port} {{\n\tbind {LOOPBACK}\n\trespond \"sandbox "
+                    "starting\" 503\n}\n")
+    env_vars = {"XDG_CONFIG_HOME": str(prefix / "config"), "XDG_DATA_HOME": str(prefix / "data"),
+                "HOME": str(prefix)}
+    cfg = ["--config", str(prefix / "Caddyfile"), "--adapter", "caddyfile"]
+    env_prefix = "env " + " ".join(f"{k}={shlex.quote(v)}" for k, v in env_vars.items()) + " "
+    return ProxySetup(
+        site, [binary, "run", *cfg], env_prefix + shlex.join([binary, "validate", *cfg]),
+        env_prefix + shlex.join([binary, "reload", *cfg, "--address", f"{LOOPBACK}:{admin}",
+                                 "--force"]),
+        env=dict(os.environ, **env_vars), extra_port=admin)
+
+
+# Restarts proxy.js on SIGHUP ("reload" for a node proxy), stops it on SIGTERM.
+SUPERVISOR_JS = r"""'use strict';
+const { spawn } = require('child_process');
+const fs = require('fs');
+const [script, pidfile] = process.argv.slice(2);
+let child = null;
+function start() {
+  child = spawn(process.execPath, [script], { stdio: 'inherit' });
+}
+function stop(then) {
+  const c = child;
+  if (!c || c.exitCode !== null) { then(); return; }
+  const killer = setTimeout(() => c.kill('SIGKILL'), 2000);
+  c.once('exit', () => { clearTimeout(killer); then(); });
+  c.kill('SIGTERM');
+}
+process.on('SIGHUP', () => stop(start));
+process.on('SIGTERM', () => stop(() => process.exit(0)));
+process.on('SIGINT', () => stop(() => process.exit(0)));
+fs.writeFileSync(pidfile, String(process.pid) + '\n');
+start();
+"""
+
+
+def _node(prefix: Path, port: int, binary: str, spec: DeploySpec) -> ProxySetup:
+    (prefix / "supervise.js").write_text(SUPERVISOR_JS)
+    site = prefix / "proxy.js"
+    site.write_text(
+        "'use strict';\nrequire('http').createServer((req, res) => { res.writeHead(503); "
+        f"res.end('sandbox starting\\n'); }}).listen({port}, '{LOOPBACK}');\n"
+        "process.on('SIGTERM', () => process.exit(0));\n")
+    pidfile = prefix / "supervise.pid"
+    return ProxySetup(site, [binary, str(prefix / "supervise.js"), str(site), str(pidfile)],
+                      shlex.join([binary, "--check", str(site)]),
+                      f"kill -HUP \"$(cat {shlex.quote(str(pidfile))})\"")
+
+
+# Every kind has its own main config (tests/test_deploy_registry.py checks that none is
+# missing): no kind falls through to another's.
+SETUPS: dict[ProxyKind, Callable[[Path, int, str, DeploySpec], ProxySetup]] = {
+    ProxyKind.NGINX: _nginx,
+    ProxyKind.APACHE: _apache,
+    ProxyKind.CADDY: _caddy,
+    ProxyKind.NODE: _node,
+}
