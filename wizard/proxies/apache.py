@@ -35,4 +35,9 @@ PROFILE = ProxyProfile(
     # ---- deploy side
 
     # ---- diagnose side
+
+    # ---- tui side
+    sticky_how="a balancer with a SERVERID cookie (`stickysession`) for the http:// and "
+               "ws:// routes",
+    own_settings=("apache_version",),
 )

@@ -26,4 +26,8 @@ PROFILE = ProxyProfile(
     # ---- deploy side
 
     # ---- diagnose side
+
+    # ---- tui side
+    sticky_how="`lb_policy cookie` on reverse_proxy",
+    own_settings=("stream_close_delay",),
 )

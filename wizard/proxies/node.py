@@ -18,4 +18,8 @@ PROFILE = ProxyProfile(
     # ---- deploy side
 
     # ---- diagnose side
+
+    # ---- tui side
+    sticky_how="a hash of the client address in proxy.js",
+    own_settings_note="Nothing extra: proxy.js is the whole config.",
 )

@@ -1,10 +1,10 @@
 """A small picture of a proxy timeout against the server's ping settings (Backends step).
 
-The grade is the diagnosis's own (``wizard.diagnose.grade_timeout``, from the measured facts in
-shared/REFERENCE.md): at or below pingInterval every idle client drops (certain); up to
+The grade is the one rule's (``wizard.heartbeat.Heartbeat.grade``, which the model, the probe
+and diagnose ask too): at or below pingInterval every idle client drops (certain); up to
 pingInterval + pingTimeout a client survives until a ping runs late (at risk); above the sum
-is safe. The words next to the field (the reason, the smallest safe value) come from
-``wizard.model.timeout_problem``; this only draws where the value falls.
+is safe. The words next to the field come from the same rule (the Backends step); this only
+draws where the value falls.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 from textual.content import Content
 from textual.widget import Widget
 
-from wizard.diagnose import Ping, grade_timeout
+from wizard.heartbeat import Grade, Heartbeat
 
 
 class TimeoutGauge(Widget):
@@ -51,8 +51,8 @@ class TimeoutGauge(Widget):
         for x in range(width):
             style = "$error" if x < c_interval else "$warning" if x <= c_total else "$success"
             bar.append(("┿" if x in (c_interval, c_total) else "━", style))
-        grade = grade_timeout(timeout_s, Ping(interval_ms, ping_timeout_ms, live=False))
-        zone = {"certain": "drops", "at-risk": "at risk"}.get(grade or "", "safe")
+        grade = Heartbeat(interval_ms, ping_timeout_ms).grade(timeout_s)
+        zone = {Grade.CERTAIN: "drops", Grade.AT_RISK: "at risk", Grade.SAFE: "safe"}[grade]
         zone_style = {"drops": "$text-error", "at risk": "$text-warning",
                       "safe": "$text-success"}[zone]
         label = f"▲ {timeout_s} s: {zone}"
