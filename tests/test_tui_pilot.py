@@ -109,6 +109,7 @@ def nginx_remote(validate_ok: bool = True) -> InMemoryRemote:
     passes or fails like nginx does."""
     remote = InMemoryRemote(name="mem")
     remote.on(r".", exit_status=0)
+    remote.on(r"echo '@@sw locked'", stdout="@@sw locked\n")  # the deploy lock: taken
 
     def activate(req: RunRequest) -> CommandResult:
         # The real script renames the temp file over the target first (the fake does too),
