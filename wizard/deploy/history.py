@@ -105,6 +105,22 @@ class Record:
         return {"rolled back": "failed, rolled back", "kept": "failed, kept (--no-rollback)",
                 "failed": "failed, nothing changed"}.get(self.outcome, self.outcome)
 
+    @property
+    def when(self) -> str:
+        """The start time as ``2026-12-06 10:12:58 UTC`` (the stamp itself if it is not one)."""
+        m = re.fullmatch(r"(\d{4})(\d\d)(\d\d)T(\d\d)(\d\d)(\d\d)(?:\.\d+)?Z", self.time)
+        return (f"{m[1]}-{m[2]}-{m[3]} {m[4]}:{m[5]}:{m[6]} UTC" if m else self.time[:40])
+
+    def row(self) -> tuple[str, str, str, str, str, str]:
+        """(id, when, what, file, config id, who) for the CLI's table and the TUI's."""
+        who = str(self.get("by") or "?")
+        if self.get("ssh_user"):
+            who += f" as {self.get('ssh_user')}"
+        what = self.what
+        if self.kind == "rollback" and self.undoes:
+            what += f" ({', '.join(self.undoes)})"
+        return (self.id, self.when, what, self.dest, str(self.get("config_id") or "-"), who)
+
     def to_dict(self) -> dict[str, Any]:
         blank: dict[str, Any] = {**dict.fromkeys(_STR_FIELDS), **{k: [] for k in _LIST_FIELDS}}
         return {**blank, **self.data, "id": self.id, "time": self.time, "kind": self.kind,
