@@ -189,11 +189,12 @@ def history_host(host: str, backup_dir: str, connect: ConnectOptions, *,
         return host_history(remote, backup_dir, dest=dest)
 
 
-def host_history(remote: Remote, backup_dir: str, *, dest: str | None = None
-                 ) -> list[history.Record]:
-    """The history over an open remote (the TUI's Deploy step, ``history_host``)."""
-    records = read_history(remote, backup_dir)
-    return [r for r in records if dest is None or r.dest == dest]
+def host_history(remote: Remote, backup_dir: str, *, dest: str | None = None,
+                 limit: int | None = None) -> list[history.Record]:
+    """The history over an open remote, oldest first (``history_host``; the TUI's Deploy
+    step shows the last ``limit``)."""
+    records = [r for r in read_history(remote, backup_dir) if dest is None or r.dest == dest]
+    return records[-limit:] if limit else records
 
 
 # -- the two transactions ---------------------------------------------------------------------
