@@ -262,7 +262,7 @@ def _undone_words(choice: history.Choice, removes: bool, verbs: tuple[str, str])
     ids = ", ".join(r.id for r in choice.undo)
     undone = f"{verbs[0]} deploy{'s' if len(choice.undo) > 1 else ''} {ids}"
     if removes:
-        return f"{undone} and {verbs[1]} the file (it did not exist before)"
+        return f"{undone} and {verbs[1]} it, as it did not exist before"
     if choice.to is not None:
         cid = choice.to.get("config_id")
         return f"{undone}, back to the config of deploy {choice.to.id}" + \
