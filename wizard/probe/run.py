@@ -330,7 +330,8 @@ class Run:
             stage = Stage("socketio", False, outcome.connect_ms,
                           f"connected, but stayed on {outcome.transport}: python-socketio "
                           "fell back to long-polling without an error", dict(stage.data))
-            self.findings.append(classify.stayed_on_polling(outcome.transport))
+            if self.handshake is None or "websocket" in self.handshake.upgrades:
+                self.findings.append(classify.stayed_on_polling(outcome.transport))
         self._emit_stage(stage, outcome)
 
     def _socketio_raw(self) -> None:
