@@ -9,6 +9,7 @@ that gives no error finding (and not the class's finding).
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
 import socket
 import sys
@@ -27,7 +28,7 @@ from tests.test_probe import nginx_site, start_nginx
 from wizard.diagnose import run_diagnosis
 from wizard.findings import Finding
 from wizard.model import ProxyKind
-from wizard.probe import ProbeOptions, ProbeReport, format_report, run_probe
+from wizard.probe import ProbeOptions, format_report, run_probe
 from wizard.remote import LocalRemote
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
@@ -177,10 +178,8 @@ class AgeCapRelay:
             threading.Thread(target=pump, args=(a, b), daemon=True).start()
         done.wait(self.cap_s - (time.monotonic() - born) if self.cap_s else None)
         for s in (client, upstream):
-            try:
+            with contextlib.suppress(OSError):
                 s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
             s.close()
 
     def stop(self) -> None:
