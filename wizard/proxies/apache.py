@@ -91,4 +91,16 @@ PROFILE = ProxyProfile(
     sticky_how="a balancer with a SERVERID cookie (`stickysession`) for the http:// and "
                "ws:// routes",
     own_settings=("apache_version",),
+
+    # ---- sandbox side
+    fault_edits={
+        # One backend: the upgrade parameter; several: the rewrite to the ws:// balancer.
+        "no-upgrade": ((r" upgrade=websocket$", ""),
+                       (r"^[ \t]*RewriteCond %\{HTTP:(Upgrade|Connection)\}.*\n", ""),
+                       (r"^[ \t]*RewriteRule .*\[P,L\]\n", "")),
+        "no-sticky": ((r"^[ \t]*ProxySet stickysession=SERVERID\n", ""),
+                      (r'^[ \t]*Header add Set-Cookie "SERVERID=.*\n', ""),
+                      (r"^[ \t]*# Several Socket.IO servers: a route cookie.*\n", ""),
+                      (r"^[ \t]*# \(\"Session ID unknown\" otherwise\)\. WebSocket.*\n", "")),
+    },
 )

@@ -85,3 +85,9 @@ class ProxyProfile:
     own_settings: tuple[str, ...] = ()
     # A line under that panel's settings (or in place of them when there are none).
     own_settings_note: str = ""
+
+    # ---- sandbox side: `sockwizard sandbox --break KIND` (wizard.sandbox.faults) ----------
+    # {fault: ((regex, replacement), ...)}: how the rendered config loses the lines that do
+    # one job ("no-upgrade", "no-sticky"), applied with re.MULTILINE; every regex must match.
+    # A fault missing here cannot be shown with this proxy (the sandbox says why).
+    fault_edits: dict[str, tuple[tuple[str, str], ...]] = field(default_factory=dict)

@@ -83,4 +83,10 @@ PROFILE = ProxyProfile(
     # ---- tui side
     sticky_how="`lb_policy cookie` on reverse_proxy",
     own_settings=("stream_close_delay",),
+
+    # ---- sandbox side (Caddy forwards upgrades by itself: no "no-upgrade" fault)
+    fault_edits={
+        "no-sticky": ((r"^[ \t]*# Several Socket.IO servers: a cookie.*\n", ""),
+                      (r"^[ \t]*lb_policy cookie\n", "")),
+    },
 )

@@ -95,4 +95,11 @@ PROFILE = ProxyProfile(
     own_settings=("proxy_buffering",),
     own_settings_note="On is nginx's default; off is common advice for long-polling "
                       "(responses reach clients at once).",
+
+    # ---- sandbox side
+    fault_edits={
+        "no-upgrade": ((r"^[ \t]*proxy_set_header (Upgrade|Connection) .*\n", ""),),
+        "no-sticky": ((r"^[ \t]*hash \$remote_addr consistent;\n", ""),
+                      (r"^# Several Socket.IO servers: each client must stick.*\n", "")),
+    },
 )

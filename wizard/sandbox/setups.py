@@ -35,6 +35,7 @@ class ProxySetup:
     env: dict[str, str] | None = None
     stop_signal: int = signal.SIGTERM
     extra_port: int | None = None  # Caddy's admin API must be up too
+    main_config: Path | None = None  # what diagnose --config reads (the proxy's main file)
 
 
 def _nginx(prefix: Path, port: int, binary: str, spec: DeploySpec) -> ProxySetup:
@@ -58,7 +59,7 @@ http {{
     site.write_text(f"server {{ listen {LOOPBACK}:{port}; return 503 \"sandbox starting\\n\"; }}\n")
     base = [binary, "-p", f"{prefix}/", "-c", str(prefix / "nginx.conf"), "-e", "stderr"]
     return ProxySetup(site, [*base, "-g", "daemon off;"], shlex.join([*base, "-t"]),
-                      shlex.join([*base, "-s", "reload"]))
+                      shlex.join([*base, "-s", "reload"]), main_config=prefix / "nginx.conf")
 
 
 def _apache(prefix: Path, port: int, binary: str, spec: DeploySpec) -> ProxySetup:
@@ -92,7 +93,7 @@ IncludeOptional "{prefix / 'sites'}/*.conf"
     prefix_env = f"env APACHE_RUN_DIR={shlex.quote(str(prefix / 'run'))} "
     return ProxySetup(site, [*base, "-DFOREGROUND"], prefix_env + shlex.join([*base, "-t"]),
                       prefix_env + shlex.join([*base, "-k", "graceful"]), env=env,
-                      stop_signal=signal.SIGTERM)
+                      stop_signal=signal.SIGTERM, main_config=prefix / "httpd.conf")
 
 
 def _caddy(prefix: Path, port: int, binary: str, spec: DeploySpec) -> ProxySetup:
@@ -118,7 +119,7 @@ import {prefix / 'sites'}/*
         site, [binary, "run", *cfg], env_prefix + shlex.join([binary, "validate", *cfg]),
         env_prefix + shlex.join([binary, "reload", *cfg, "--address", f"{LOOPBACK}:{admin}",
                                  "--force"]),
-        env=dict(os.environ, **env_vars), extra_port=admin)
+        env=dict(os.environ, **env_vars), extra_port=admin, main_config=prefix / "Caddyfile")
 
 
 # Restarts proxy.js on SIGHUP ("reload" for a node proxy), stops it on SIGTERM.
@@ -155,7 +156,7 @@ def _node(prefix: Path, port: int, binary: str, spec: DeploySpec) -> ProxySetup:
     pidfile = prefix / "supervise.pid"
     return ProxySetup(site, [binary, str(prefix / "supervise.js"), str(site), str(pidfile)],
                       shlex.join([binary, "--check", str(site)]),
-                      f"kill -HUP \"$(cat {shlex.quote(str(pidfile))})\"")
+                      f"kill -HUP \"$(cat {shlex.quote(str(pidfile))})\"", main_config=site)
 
 
 # Every kind has its own main config (tests/test_deploy_registry.py checks that none is
