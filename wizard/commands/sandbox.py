@@ -94,12 +94,11 @@ def report_deploy(box: Sandbox) -> ExitCode:
     if not result.ok:
         say(result.message())
         return result.exit_code
-    if box.affinity is not None:
-        a = box.affinity
-        say(f"affinity: {a.ok}/{a.requested} polling sessions stayed on their backend, "
-            f"{a.unknown_session} \"Session ID unknown\"")
+    line = box.affinity_line()
+    if line is not None and box.affinity is not None:
+        say(line)
         if not box.affinity_ok:
-            say("the balancing does not keep sessions on one backend: " + a.detail())
+            say("the balancing does not keep sessions on one backend: " + box.affinity.detail())
             return ExitCode.FAILED
     say(f"{box.kind.value} sandbox is live: Socket.IO on {box.url} (path {box.path}); "
         f"{len(box.backend_ports)} demo server(s) ({', '.join(box.backend_ids)}) answer `echo` "

@@ -95,6 +95,22 @@ class Sandbox:
     def ok(self) -> bool:
         return self.result is not None and self.result.ok and self.affinity_ok
 
+    def affinity_line(self) -> str | None:
+        """One line on the affinity check, when there was one (CLI and TUI)."""
+        a = self.affinity
+        if a is None:
+            return None
+        return (f"affinity: {a.ok}/{a.requested} polling sessions stayed on their backend, "
+                f"{a.unknown_session} \"Session ID unknown\"")
+
+    def summary_lines(self) -> list[str]:
+        """What the sandbox runs in place of the spec's values, and the affinity check: what
+        the CLI prints and the TUI's Deploy step shows under the log."""
+        lines = [f"{len(self.backend_ports)} demo server(s): {', '.join(self.backend_ids)}",
+                 *(str(sub) for sub in self.substitutions)]
+        line = self.affinity_line()
+        return [*lines, line] if line else lines
+
     def stop(self) -> None:
         """Stop every process (proxy first, then the backends) and remove the prefix."""
         self.stopped = True

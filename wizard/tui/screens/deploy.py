@@ -90,9 +90,12 @@ class DeployScreen(StepScreen):
         if self.in_sandbox:
             yield Static(Content.assemble(
                 ("Start a throwaway ", "$text-muted"), (self.state.spec.proxy.value, "bold"),
-                (" and a demo Socket.IO server on free loopback ports, then run the same "
-                 "guarded deploy into it: back up, upload, validate, rename, reload, probe. "
-                 "Everything is removed when you leave.", "$text-muted")), id="deploy-summary")
+                (f" and {len(self.state.spec.backends)} demo Socket.IO server(s), one per "
+                 "backend, on free loopback ports, then run the same guarded deploy into it "
+                 "(your balancing too): back up, upload, validate, rename, reload, probe"
+                 + (", and prove affinity" if self.state.spec.sticky else "")
+                 + ". Everything is removed when you leave.", "$text-muted")),
+                id="deploy-summary")
         else:
             yield Static(Content.assemble(
             ("Deploy the ", "$text-muted"), (self.state.spec.proxy.value, "bold"),
@@ -259,6 +262,10 @@ class DeployScreen(StepScreen):
                                    on_event=self._event_from_thread)
         self.sandbox = box
         self.services.adopt_sandbox(box)
+        # What the sandbox put in place of the spec's addresses, and the affinity proof.
+        self.query_one(DeployLog).mount(Static(
+            Content.assemble(("sandbox\n", "bold $text-muted"), "\n".join(box.summary_lines())),
+            classes="deploy-evidence"))
         assert box.result is not None
         return box.result
 
