@@ -64,8 +64,8 @@ class TargetScreen(StepScreen):
                                   value=choice.kind is TargetKind.NONE, id="kind-none")
             else:
                 yield RadioButton(
-                    f"A sandbox here: a throwaway {profile(self.state.spec.proxy).title} and one "
-                    "demo Socket.IO server per backend, removed on exit",
+                    f"A sandbox here: a throwaway {profile(self.state.spec.proxy).title} and a "
+                    "demo Socket.IO server, removed on exit",
                     value=choice.kind is TargetKind.SANDBOX, id="kind-sandbox")
         with Vertical(id="ssh-panel", classes="panel") as ssh:
             ssh.border_title = "SSH"
