@@ -136,28 +136,13 @@ async def diagnosis() -> None:
 
 
 def browser() -> None:
-    from selenium.webdriver.common.keys import Keys
-
-    from tests.browser import Browser, served
+    from tests.browser import Browser, served, walk_to_sandbox_verdict
 
     with served() as (url, _server):
         page = Browser(1200, 760)
         try:
             page.open(url)
-            page.wait_for("What would you like to do?")
-            page.keys(Keys.ENTER)
-            page.wait_for("2. Proxy")
-            page.keys(Keys.ENTER)
-            for step in ("3. Path & scope", "4. Backends & timeouts", "5. Preview"):
-                page.wait_for(step)
-                page.keys(Keys.CONTROL + "n")
-            page.wait_for("6. Target")
-            page.keys(Keys.DOWN, Keys.DOWN, Keys.ENTER, Keys.CONTROL + "n")
-            page.wait_for("7. Deploy")
-            page.keys("d")
-            page.wait_for("Deployed", timeout=40)
-            page.keys(Keys.CONTROL + "n")
-            page.wait_for("works end to end")
+            walk_to_sandbox_verdict(page)
             page.screenshot(OUT / "browser-verdict.png")
             print("wrote screenshots/browser-verdict.png")
         finally:

@@ -122,3 +122,27 @@ class Browser:
         with contextlib.suppress(Exception):
             self.driver.quit()
         self.profile.cleanup()
+
+
+def walk_to_sandbox_verdict(page: Browser, on_deployed: Any = None) -> str:
+    """From the first step to the verdict of a sandbox deploy (nginx, the defaults), by keys;
+    ``on_deployed()`` runs once the deploy step says Deployed. The verdict screen's text."""
+    from selenium.webdriver.common.keys import Keys
+
+    page.wait_for("What would you like to do?")
+    page.keys(Keys.ENTER)
+    page.wait_for("2. Proxy")
+    page.keys(Keys.ENTER)  # nginx
+    for step in ("3. Path & scope", "4. Backends & timeouts", "5. Preview"):
+        page.wait_for(step)
+        page.keys(Keys.CONTROL + "n")
+    page.wait_for("6. Target")
+    page.keys(Keys.DOWN, Keys.DOWN, Keys.ENTER)  # "A sandbox here"
+    page.keys(Keys.CONTROL + "n")
+    page.wait_for("7. Deploy")
+    page.keys("d")
+    page.wait_for("Deployed", timeout=40)
+    if on_deployed is not None:
+        on_deployed()
+    page.keys(Keys.CONTROL + "n")
+    return page.wait_for("Socket.IO works end to end over WebSocket")

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.browser import CHROMEDRIVER, CHROMIUM, ROOT, Browser, served
+from tests.browser import CHROMEDRIVER, CHROMIUM, ROOT, Browser, served, walk_to_sandbox_verdict
 from wizard.commands.serve import check_bind
 from wizard.errors import BadInput
 
@@ -21,8 +21,6 @@ from wizard.errors import BadInput
 @pytest.mark.slow
 @pytest.mark.timeout(90)
 def test_the_wizard_in_chromium_reaches_a_sandbox_verdict(tmp_path: Path) -> None:
-    from selenium.webdriver.common.keys import Keys
-
     assert Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists(), \
         "scripts/setup --test installs chromium and chromium-driver"
     temp = tmp_path / "tmp"
@@ -31,28 +29,13 @@ def test_the_wizard_in_chromium_reaches_a_sandbox_verdict(tmp_path: Path) -> Non
                HOME=str(tmp_path))
     with served(env) as (url, _server):
         browser = Browser()
+        sandboxes: list[int] = []
         try:
             browser.open(url)
             assert browser.driver.find_elements("css selector", ".textual-terminal")
-            browser.wait_for("What would you like to do?")
-            browser.keys(Keys.ENTER)
-            browser.wait_for("2. Proxy")
-            browser.keys(Keys.ENTER)  # nginx
-            browser.wait_for("3. Path & scope")
-            browser.keys(Keys.CONTROL + "n")
-            browser.wait_for("4. Backends & timeouts")
-            browser.keys(Keys.CONTROL + "n")
-            browser.wait_for("5. Preview")
-            browser.keys(Keys.CONTROL + "n")
-            browser.wait_for("6. Target")
-            browser.keys(Keys.DOWN, Keys.DOWN, Keys.ENTER)  # the sandbox
-            browser.keys(Keys.CONTROL + "n")
-            browser.wait_for("7. Deploy")
-            browser.keys("d")
-            browser.wait_for("Deployed", timeout=40)
-            assert len(list(temp.glob("sockwizard-sandbox-*"))) == 1
-            browser.keys(Keys.CONTROL + "n")
-            screen = browser.wait_for("Socket.IO works end to end over WebSocket")
+            screen = walk_to_sandbox_verdict(browser, lambda: sandboxes.append(
+                len(list(temp.glob("sockwizard-sandbox-*")))))
+            assert sandboxes == [1]
             assert "8. Probe & verdict" in screen
         finally:
             browser.close()  # the tab goes: textual-serve tells its wizard to quit
