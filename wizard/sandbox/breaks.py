@@ -139,3 +139,20 @@ def apply_fix(box: Sandbox, on_event: EventSink | None = None) -> DeployResult:
     real ping settings / path) with the real transaction: backup, validate, reload, probe."""
     assert box.fault is not None
     return box.deploy(box.fault.fixed, on_event)
+
+
+def break_report(box: Sandbox) -> str:
+    """The symptom and the diagnosis of a broken sandbox as plain lines: what the TUI's Deploy
+    step shows after "Break the sandbox" (the CLI prints the whole diagnosis instead)."""
+    assert box.fault is not None
+    symptom = show_symptom(box)
+    diagnosis = diagnose_box(box)
+    lines = [f"{box.fault.title}; " + "; ".join(box.fault.notes),
+             f"a real client: {symptom.what}", "diagnose:"]
+    for finding in diagnosis.findings:
+        lines += [f"  [{finding.severity}] {finding.code}: {finding.title}",
+                  *(f"    {line}" for line in f"fix: {finding.fix}".splitlines())]
+    if not diagnosis.findings:
+        lines.append("  no findings")
+    lines.append("Command palette → \"Deploy the fix\" deploys the fixed config and probes it.")
+    return "\n".join(lines)

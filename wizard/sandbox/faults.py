@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from wizard.errors import BadInput
+from wizard.heartbeat import Heartbeat
 from wizard.model import DeploySpec
 from wizard.proxies import profile
 from wizard.render import render
@@ -47,7 +48,8 @@ FAULT_TITLES = {
 TIMEOUT_CONFIG_PING_MS = (1000, 1000)
 TIMEOUT_READ_S = 3
 TIMEOUT_SERVER_PING_MS = (5000, 2000)
-TIMEOUT_FIXED_READ_S = 10  # above 5 + 2 s with margin (wizard.heartbeat's rule)
+# The fix: what diagnose advises for those pings (wizard.heartbeat's suggestion).
+TIMEOUT_FIXED_READ_S = Heartbeat(*TIMEOUT_SERVER_PING_MS).suggest_s()
 # The other faults' servers (and configs) ping every 2 s: a polling client's long-poll, which
 # its disconnect waits for, lasts 2 s instead of 25.
 SHORT_PING_MS = (2000, 2000)

@@ -314,7 +314,8 @@ class SockwizardApp(App[int]):
                             self.action_start_over)
         yield SystemCommand("Toggle light/dark", "Switch between the light and dark theme",
                             self.action_toggle_dark)
-        step = self.current_step()
+        # ``screen`` is the step the palette was opened on (self.screen is the palette now).
+        step = screen if isinstance(screen, StepScreen) else self.current_step()
         if step is not None:
             for title, help_text, callback in step.palette_commands():
                 yield SystemCommand(title, help_text, callback)

@@ -31,7 +31,8 @@ from wizard.deploy import (
     rollback_result,
 )
 from wizard.errors import SockwizardError
-from wizard.sandbox import Sandbox, start_sandbox
+from wizard.sandbox import FAULT_TITLES, Fault, Sandbox, start_sandbox
+from wizard.sandbox.breaks import apply_fix, break_report
 from wizard.tui.calls import apply_on, deploy_options, locked
 from wizard.tui.messages import DeployEventSeen
 from wizard.tui.screens.base import StepScreen
@@ -342,6 +343,51 @@ class DeployScreen(StepScreen):
         self.action_rollback()
 
     def palette_commands(self) -> list[tuple[str, str, Any]]:
-        return [("Deploy", "Run the guarded deploy on the target", self.action_deploy),
-                ("Rollback", "Restore the backup this deploy made", self.action_rollback)]
+        commands = [("Deploy", "Run the guarded deploy on the target", self.action_deploy),
+                    ("Rollback", "Restore the backup this deploy made", self.action_rollback)]
+        if self.in_sandbox:  # `sockwizard sandbox --break FAULT [--fix]`
+            commands += [(f"Break the sandbox: {fault.value}", title,
+                          lambda fault=fault: self.break_sandbox(fault))
+                         for fault, title in FAULT_TITLES.items()]
+            if self.sandbox is not None and self.sandbox.fault is not None:
+                commands.append(("Deploy the fix", "Deploy the config that fixes the sandbox's "
+                                 "fault with the guarded transaction", self.fix_sandbox))
+        return commands
+
+    @work(exclusive=True, group="deploy", exit_on_error=False)
+    async def break_sandbox(self, fault: Fault) -> None:
+        """A sandbox started with ``fault`` deployed on purpose: a real client's symptom and
+        diagnose's findings with their fix, in the log (``wizard.sandbox.breaks``)."""
+        log = self.query_one(DeployLog)
+        log.clear()
+        self._set_busy(True)
+        try:
+            old, self.sandbox = self.sandbox, None
+            if old is not None:
+                await self.in_thread(old.stop)
+                self.services.forget_sandbox(old)
+            self.set_status(f"Starting a sandbox with the {fault.value} fault…")
+            box = await self.in_thread(start_sandbox, self.state.spec.proxy, self.state.spec,
+                                       fault=fault)
+            self.sandbox = box
+            self.services.adopt_sandbox(box)
+            self.set_status("A real client, then diagnose…")
+            text = await self.in_thread(break_report, box)
+        finally:
+            self._set_busy(False)
+        log.mount(Static(Content.assemble(("broken on purpose\n", "bold $text-muted"), text),
+                         classes="deploy-evidence", markup=False))
+
+    @work(exclusive=True, group="deploy", exit_on_error=False)
+    async def fix_sandbox(self) -> None:
+        box = self.sandbox
+        if box is None or box.fault is None:
+            return
+        self.query_one(DeployLog).clear()
+        self._set_busy(True)
+        try:
+            result = await self.in_thread(apply_fix, box, self._event_from_thread)
+        finally:
+            self._set_busy(False)
+        self._show_result(result)
 
