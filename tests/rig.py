@@ -44,8 +44,8 @@ NODE_MODULES = NODE_DIR / "node_modules"
 LOOPBACK = "127.0.0.1"
 APACHE_MODULE_DIR = Path("/usr/lib/apache2/modules")
 
-ProxyKind = Literal["nginx", "apache", "caddy", "node"]
-PROXY_KINDS: tuple[ProxyKind, ...] = ("nginx", "apache", "caddy", "node")
+ProxyKind = Literal["nginx", "apache", "caddy", "node", "haproxy"]
+PROXY_KINDS: tuple[ProxyKind, ...] = ("nginx", "apache", "caddy", "node", "haproxy")
 
 T = TypeVar("T")
 
@@ -822,6 +822,7 @@ _PORT_PATTERNS: dict[str, tuple[str, ...]] = {
     "nginx": (r"^\s*listen\s+(?:[\d.]+:|\[[^\]]*\]:)?(\d+)",),
     "apache": (r"^\s*Listen\s+(?:[\d.]+:)?(\d+)", r"<VirtualHost\s+[^>]*:(\d+)>"),
     "caddy": (r"https?://[^\s/:{]+:(\d+)", r"^:(\d+)\s*\{"),
+    "haproxy": (r"^\s*bind\s+[^\s]*:(\d+)",),
     "node": (r"\.listen\(\s*(\d+)", r"\bPORT\s*=\s*(?:[^;\n]*\|\|\s*)?(\d+)", r"port\s*:\s*(\d+)"),
 }
 
@@ -1440,11 +1441,83 @@ class NodeProxyInstance(ProxyInstance):
             return len(daemon._lines)
 
 
+def haproxy_main_conf(*, extra_global: str = "", extra_defaults: str = "") -> str:
+    """A main haproxy.cfg shaped like Debian's stock one (its `defaults` has timeout client and
+    server 50 s and no tunnel timeout) minus the chroot, user and /run sockets: the site
+    fragments are loaded after it with a second `-f conf.d` (HAProxy has no include)."""
+    return f"""# Written by tests/rig.py: like Debian's stock haproxy.cfg, run in the foreground
+global
+    maxconn 4096
+{extra_global}
+defaults
+    mode http
+    option dontlognull
+    timeout connect 5000
+    timeout client  50000
+    timeout server  50000
+{extra_defaults}
+"""
+
+
+class HaproxyInstance(ProxyInstance):
+    """HAProxy in master-worker mode in the foreground (`-W -db`): the master stays this
+    process's child for life, and SIGUSR2 makes it re-read every `-f` and start new workers
+    (what Debian's `systemctl reload haproxy` does). The conf dir is the site layout."""
+
+    kind = "haproxy"
+    main_name = "haproxy.cfg"
+    site_dir_name = "conf.d"
+    default_site_name = "sockwizard.cfg"
+
+    def _build(self, prefix: Path, text: str) -> None:
+        text = text.replace("@PREFIX@", str(prefix))
+        (prefix / self.site_dir_name).mkdir(exist_ok=True)
+        if self.site_mode:
+            _write_atomic(prefix / self.site_dir_name / self.site_name, text)
+            main = haproxy_main_conf(extra_global=str(self.options.get("extra_global", "")),
+                                     extra_defaults=str(self.options.get("extra_defaults", "")))
+        else:
+            main = text
+        _write_atomic(prefix / self.main_name, main)
+
+    def _files(self, prefix: Path) -> list[str]:
+        return ["-f", str(prefix / self.main_name), "-f", str(prefix / self.site_dir_name)]
+
+    @property
+    def pidfile(self) -> Path:
+        return self.prefix / "haproxy.pid"
+
+    def _run_argv(self) -> list[str]:
+        return ["haproxy", "-W", "-db", *self._files(self.prefix), "-p", str(self.pidfile)]
+
+    def _check_argv(self, prefix: Path) -> list[str]:
+        return ["haproxy", "-c", *self._files(prefix)]  # no -q: tests read the warnings
+
+    @property
+    def reload_cmd(self) -> str:
+        return f"kill -USR2 \"$(cat {shlex.quote(str(self.pidfile))})\""
+
+    def _wait_ready(self, timeout: float) -> None:
+        # The master binds nothing itself: ready once a worker is forked and the port answers.
+        daemon = self.daemon
+        assert daemon is not None
+        wait_for("haproxy to fork its first worker", lambda: bool(children_of(daemon.pid)),
+                 timeout=timeout, alive=daemon.exit_reason)
+        super()._wait_ready(timeout)
+
+    def _do_reload(self, timeout: float) -> None:
+        assert self.daemon is not None
+        old = set(children_of(self.daemon.pid))
+        os.kill(self.daemon.pid, signal.SIGUSR2)
+        self._wait_new_children(old, timeout)
+
+
 _PROXY_CLASSES: dict[str, type[ProxyInstance]] = {
     "nginx": NginxInstance,
     "apache": ApacheInstance,
     "caddy": CaddyInstance,
     "node": NodeProxyInstance,
+    "haproxy": HaproxyInstance,
 }
 
 
@@ -1501,6 +1574,17 @@ server.on('upgrade', (req, socket, head) => {{
 }});
 server.listen({port}, '127.0.0.1');
 process.on('SIGTERM', () => process.exit(0));
+"""
+    if kind == "haproxy":
+        return f"""frontend sio
+    bind 127.0.0.1:{port}
+    timeout client 60s
+    acl sio path_beg {path}
+    use_backend sio if sio
+backend sio
+    timeout server 60s
+    timeout tunnel 60s
+    server s1 {backend}
 """
     raise ValueError(f"unknown proxy kind {kind!r}")
 

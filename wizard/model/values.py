@@ -23,6 +23,7 @@ class ProxyKind(StrEnum):
     APACHE = "apache"
     CADDY = "caddy"
     NODE = "node"
+    HAPROXY = "haproxy"
 
 
 class Scope(StrEnum):

@@ -34,7 +34,8 @@ class Rendered:
 
 
 _SYNTAX = {ProxyKind.NGINX: "nginx", ProxyKind.APACHE: "apache",
-           ProxyKind.CADDY: "caddyfile", ProxyKind.NODE: "javascript"}
+           ProxyKind.CADDY: "caddyfile", ProxyKind.NODE: "javascript",
+           ProxyKind.HAPROXY: "haproxy"}
 
 
 # wizard/render/engine.py -> wizard/
