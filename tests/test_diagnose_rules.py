@@ -10,7 +10,7 @@ Adding a rule means adding a case. Case format:
     expect = [["read-timeout-too-short", "error"]]   # [] = no findings at all
     notes = true                                      # optional: at least one note expected
     [config]            # optional
-    kind = "nginx"      # nginx | apache | caddy | node
+    kind = "nginx"      # nginx | apache | caddy | node | haproxy
     text = '''...'''
     path = "/socket.io/"  port = 8080  host = "127.0.0.1"  tls = false
     version = "1.22.1"  modules = [...]              # apache: -v and -M
@@ -130,6 +130,10 @@ def facts_from_text(kind: ProxyKind, text: str, query: RouteQuery, *,
 
         return caddy.facts_from_caddyfile(text, query, file=file or "Caddyfile",
                                           version=version)
+    if kind is ProxyKind.HAPROXY:
+        from wizard.diagnose.readers import haproxy
+
+        return haproxy.facts_from_text(text, query, file=file or "haproxy.cfg", version=version)
     from wizard.diagnose.readers import node
 
     return node.facts_from_script(text, query, file=file or "proxy.js")

@@ -38,12 +38,13 @@ def _fix_rewrite(site: FixSite) -> str:
 def _fix_sticky(site: FixSite) -> str:
     return (f"In {site.backends_where} insert HAProxy's own cookie (one `cookie` value per "
             f"server; `balance source` also sticks, unless every client comes through one "
-            f"front proxy or NAT address):\n{site.sticky_lines}")
+            f"front proxy or NAT address):\n{site.sticky_lines}\nand send the WebSocket "
+            "upgrade to this same backend (no `use_backend … if is_websocket` of its own).")
 
 
 def _fix_timeout(fix: TimeoutFix) -> str:
     where = listed(fix.existing, "not set")
-    return (f"In the backend {fix.site.backends_where} set (now: {fix.directive} at {where}); "
+    return (f"In {fix.site.backends_where} set (now: {fix.directive} at {where}); "
             f"`timeout tunnel` is the WebSocket's idle limit after the upgrade:\n{fix.lines}")
 
 

@@ -158,6 +158,27 @@ def _node(prefix: Path, port: int, binary: str, spec: DeploySpec) -> ProxySetup:
                       f"kill -HUP \"$(cat {shlex.quote(str(pidfile))})\"")
 
 
+def _haproxy(prefix: Path, port: int, binary: str, spec: DeploySpec) -> ProxySetup:
+    # Master-worker in the foreground: SIGUSR2 makes the master re-read every -f (the site
+    # layout's conf dir included) and start new workers, as `systemctl reload haproxy` does.
+    (prefix / "conf.d").mkdir(exist_ok=True)
+    (prefix / "haproxy.cfg").write_text(f"""# sockwizard sandbox: HAProxy under {prefix}
+defaults
+    mode http
+    timeout connect 5s
+    timeout client 50s
+    timeout server 50s
+""")
+    site = prefix / "conf.d" / "sockwizard.cfg"
+    site.write_text(f"frontend sandbox\n    bind {LOOPBACK}:{port}\n    http-request return "
+                    "status 503 content-type text/plain string \"sandbox starting\"\n")
+    pidfile = prefix / "haproxy.pid"
+    files = ["-f", str(prefix / "haproxy.cfg"), "-f", str(prefix / "conf.d")]
+    return ProxySetup(site, [binary, "-W", "-db", *files, "-p", str(pidfile)],
+                      shlex.join([binary, "-c", "-q", *files]),
+                      f"kill -USR2 \"$(cat {shlex.quote(str(pidfile))})\"")
+
+
 # Every kind has its own main config (tests/test_deploy_registry.py checks that none is
 # missing): no kind falls through to another's.
 SETUPS: dict[ProxyKind, Callable[[Path, int, str, DeploySpec], ProxySetup]] = {
@@ -165,4 +186,5 @@ SETUPS: dict[ProxyKind, Callable[[Path, int, str, DeploySpec], ProxySetup]] = {
     ProxyKind.APACHE: _apache,
     ProxyKind.CADDY: _caddy,
     ProxyKind.NODE: _node,
+    ProxyKind.HAPROXY: _haproxy,
 }
