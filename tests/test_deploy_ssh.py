@@ -180,8 +180,10 @@ def test_validation_failure_keeps_the_old_config(kind: ProxyKind,
     site = make_site(kind)
     before = site.config()
     # Certificate files that do not exist: nginx, Apache and Caddy's own checkers refuse this.
-    bad = replace(site.spec, tls_cert="/nonexistent/sockwizard-test.pem",
-                  tls_key="/nonexistent/sockwizard-test.key", tls_port=rig.free_port())
+    # HAProxy takes one PEM holding the certificate and its key.
+    key = "/nonexistent/sockwizard-test" + (".pem" if kind is ProxyKind.HAPROXY else ".key")
+    bad = replace(site.spec, tls_cert="/nonexistent/sockwizard-test.pem", tls_key=key,
+                  tls_port=rig.free_port())
     kw: dict[str, Any] = {}
     if kind is ProxyKind.NODE:
         # `node --check` reads only the syntax; this checker also wants the files proxy.js loads.
@@ -193,7 +195,8 @@ def test_validation_failure_keeps_the_old_config(kind: ProxyKind,
                                                   ExitCode.VALIDATE_ROLLED_BACK), result.message()
     # the checker's own words (Apache lacks the TLS modules here: mod_rewrite/mod_ssl)
     said = {ProxyKind.NGINX: "cannot load certificate", ProxyKind.CADDY: "loading certificates",
-            ProxyKind.APACHE: "Invalid command", ProxyKind.NODE: "cannot read"}[kind]
+            ProxyKind.APACHE: "Invalid command", ProxyKind.NODE: "cannot read",
+            ProxyKind.HAPROXY: "unable to stat SSL certificate"}[kind]
     assert said in result.detail, result.detail
     assert "then deploy again" in result.hint
     assert site.config() == before

@@ -167,6 +167,15 @@ def caddy_site(ctx: Ctx, body: str) -> str:
     return f"http://127.0.0.1:{ctx.port} {{\n\tbind 127.0.0.1\n{body}}}\n"
 
 
+def haproxy_site(ctx: Ctx, backend: str = "", *, cookies: bool = False) -> str:
+    """A frontend + backend for the rig's conf.d (its main config: Debian's stock defaults,
+    timeout client/server 50 s, no timeout tunnel)."""
+    servers = "".join(f"    server app{i} {b}" + (f" cookie app{i}" if cookies else "") + "\n"
+                      for i, b in enumerate(ctx.backends, 1))
+    return (f"frontend web\n    bind 127.0.0.1:{ctx.port}\n    default_backend nodes\n\n"
+            f"backend nodes\n{backend}{servers}")
+
+
 NODE_ERR = ("proxy.on('error', (err, req, res) => {\n"
             "  if (res && res.writeHead && !res.headersSent) { res.writeHead(502); res.end(); }\n"
             "  else if (res && res.destroy) res.destroy();\n});\n")
@@ -195,6 +204,25 @@ SCENARIOS: list[Scenario] = [
     Scenario("caddy-healthy", ProxyKind.CADDY,
              lambda c: caddy_site(c, f"\treverse_proxy /socket.io/* {c.b}\n"), []),
     Scenario("node-healthy", ProxyKind.NODE, lambda c: node_script(c), [], full=True),
+    Scenario("haproxy-healthy", ProxyKind.HAPROXY,
+             lambda c: haproxy_site(c, "    timeout tunnel 1h\n"), []),
+    # HAProxy: Debian's stock 50 s client/server timeouts and no tunnel timeout, under a
+    # server that pings every 60 s (and the healthy twin with timeout tunnel/server raised).
+    Scenario("haproxy-no-tunnel-timeout-ping-60s", ProxyKind.HAPROXY, lambda c: haproxy_site(c),
+             [("read-timeout-too-short", "error")],
+             servers=(Server(ping_interval=60000, ping_timeout=20000),), ssh=True),
+    Scenario("haproxy-tunnel-timeout-ping-60s-healthy", ProxyKind.HAPROXY,
+             lambda c: haproxy_site(c, "    timeout server 90s\n    timeout tunnel 120s\n"), [],
+             servers=(Server(ping_interval=60000, ping_timeout=20000),)),
+    # HAProxy: the docs' `cookie io prefix` with Socket.IO 4 (no io cookie: not sticky), and
+    # the twin that inserts its own cookie.
+    Scenario("haproxy-cookie-io-prefix", ProxyKind.HAPROXY,
+             lambda c: haproxy_site(c, "    timeout tunnel 1h\n    cookie io prefix indirect "
+                                       "nocache\n", cookies=True),
+             [("no-sticky-sessions", "error")], servers=TWO),
+    Scenario("haproxy-cookie-insert-healthy", ProxyKind.HAPROXY,
+             lambda c: haproxy_site(c, "    timeout tunnel 1h\n    cookie SERVERID insert "
+                                       "indirect nocache\n", cookies=True), [], servers=TWO),
     Scenario("nginx-healthy-short-ping", ProxyKind.NGINX,
              lambda c: nginx_loc(c, extra="        proxy_read_timeout 10s;\n"), [],
              servers=(SHORT,)),
