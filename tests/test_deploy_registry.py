@@ -19,6 +19,7 @@ from wizard.render import render
 
 DEPLOY_FIELDS = ("daemon_binaries", "control_binaries", "stand_ins", "alt_site_dest",
                  "modules_query", "systemd_reload", "reload_without_systemd", "site_enabling",
+                 "site_include",
                  "default_site_check", "unshadow_how", "reload_drop_warning", "marker_anchor",
                  "marker_line", "settle_quiet", "version_cmd")
 

@@ -624,7 +624,7 @@ def test_caddy_site_without_an_import_is_refused_before_any_change() -> None:
         resolve(replace(SPEC, proxy=ProxyKind.CADDY), facts, Overrides())
     assert "import sites/*.caddy" in err.value.hint
     ok = resolve(replace(SPEC, proxy=ProxyKind.CADDY),
-                 replace(facts, caddy_imports_sites=True), Overrides())
+                 replace(facts, site_included=True), Overrides())
     assert ok.dest == "/etc/caddy/sites/sockwizard.caddy"
 
 

@@ -72,6 +72,7 @@ PROFILE = ProxyProfile(
     systemd_reload={"rhel": "systemctl reload httpd", "*": "systemctl reload apache2"},
     reload_without_systemd=True,
     site_enabling=("/etc/apache2/sites-available", "a2ensite -q {site}", "a2dissite -q {site}"),
+    site_include=None,
     # Apache hands a request naming no known ServerName to the first vhost of its port.
     default_site_check=lambda port, layout: [
         "for f in /etc/apache2/sites-enabled/000-default.conf "

@@ -15,6 +15,19 @@ from wizard.proxies.fixes import Fixes
 
 
 @dataclass(frozen=True)
+class SiteInclude:
+    """How a host loads the site layout's directory, for proxies whose main config must name
+    it (Caddy's `import`, HAProxy's second `-f`): when ``directory`` exists on the host and the
+    shell condition ``included`` fails, the deploy refuses before any change, saying
+    ``problem`` and ``hint``."""
+
+    directory: str
+    included: str
+    problem: str
+    hint: str
+
+
+@dataclass(frozen=True)
 class ProxyProfile:
     kind: str
     title: str  # shown in the TUI
@@ -53,6 +66,8 @@ class ProxyProfile:
     # Without systemd the profile's reload_cmd needs a live daemon to signal; False: there is
     # none to fall back on (node runs under the systemd unit sockwizard writes).
     reload_without_systemd: bool = field(kw_only=True)
+    # The site layout's directory is loaded only if the main config (or unit) names it.
+    site_include: SiteInclude | None = field(kw_only=True)
     # Debian-style site enabling for the default site destination: (directory of the site
     # files, enable command, disable command) with {site} = the file name without ".conf".
     site_enabling: tuple[str, str, str] | None = field(kw_only=True)

@@ -1,7 +1,7 @@
 """Caddy 2: a site block to import (site) or a whole Caddyfile (full)."""
 
 from wizard.model import DeploySpec, Layout
-from wizard.proxies.base import ProxyProfile
+from wizard.proxies.base import ProxyProfile, SiteInclude
 from wizard.proxies.fixes import Fixes, FixSite, TimeoutFix
 
 # ---- diagnose side: the fixes diagnose prints (wizard.proxies.fixes); the config lines in
@@ -63,6 +63,13 @@ PROFILE = ProxyProfile(
     systemd_reload={"*": "systemctl reload caddy"},
     reload_without_systemd=True,
     site_enabling=None,
+    site_include=SiteInclude(
+        "/etc/caddy",
+        "grep -Eqs '^[[:space:]]*import[[:space:]]+(/etc/caddy/)?sites/' /etc/caddy/Caddyfile",
+        "/etc/caddy/Caddyfile does not import /etc/caddy/sites/: a site file there would "
+        "never be loaded.",
+        "Add the line `import sites/*.caddy` to /etc/caddy/Caddyfile (outside any site "
+        "block), or deploy a whole Caddyfile with --layout full."),
     # Debian's Caddyfile ships a `:80 { file_server }` placeholder site: it, not an imported
     # site for the same port, answers (a whole Caddyfile replaces it).
     default_site_check=lambda port, layout: [

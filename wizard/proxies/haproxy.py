@@ -14,7 +14,7 @@ is its idle limit (without it ``timeout client``/``server`` apply: Debian's stoc
 """
 
 from wizard.model import Layout
-from wizard.proxies.base import ProxyProfile
+from wizard.proxies.base import ProxyProfile, SiteInclude
 from wizard.proxies.fixes import Fixes, FixSite, TimeoutFix, listed
 
 CONF_DIR = "/etc/haproxy/conf.d"
@@ -74,6 +74,18 @@ PROFILE = ProxyProfile(
     systemd_reload={"*": "systemctl reload haproxy"},
     reload_without_systemd=False,
     site_enabling=None,
+    # Debian's unit runs `haproxy -Ws -f $CONFIG -p $PIDFILE $EXTRAOPTS`, both from
+    # /etc/default/haproxy (a drop-in overriding ExecStart is not seen here).
+    site_include=SiteInclude(
+        "/etc/haproxy",
+        "grep -Eqs '^[[:space:]]*(CONFIG|EXTRAOPTS)=.*-f[[:space:]]+/etc/haproxy/conf\\.d' "
+        "/etc/default/haproxy /etc/sysconfig/haproxy",
+        f"HAProxy on this host does not load {CONF_DIR}/: it has no include directive, and "
+        "/etc/default/haproxy passes no `-f` for that directory, so a site file there would "
+        "never be loaded.",
+        f'Add to /etc/default/haproxy: EXTRAOPTS="-S /run/haproxy-master.sock -f {CONF_DIR}" '
+        "and run `systemctl restart haproxy` once (a reload keeps the old arguments), or "
+        "deploy a whole haproxy.cfg with --layout full."),
     # The frontend owns its port: another frontend binding it too gets half the connections
     # (SO_REUSEPORT), so any other `bind` on the port in the main config is a shadow.
     default_site_check=lambda port, layout: [

@@ -71,6 +71,7 @@ PROFILE = ProxyProfile(
     systemd_reload={"*": "systemctl reload nginx"},
     reload_without_systemd=True,
     site_enabling=None,
+    site_include=None,
     default_site_check=lambda port, layout: [
         f"grep -ElsR '^[[:space:]]*listen[^;#]*\\b{port}\\b[^;#]*default_server' "
         "/etc/nginx/sites-enabled /etc/nginx/conf.d 2>/dev/null | grep -v sockwizard | "

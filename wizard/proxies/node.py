@@ -53,6 +53,7 @@ PROFILE = ProxyProfile(
     systemd_reload={"*": "systemctl restart sockwizard-proxy"},
     reload_without_systemd=False,
     site_enabling=None,
+    site_include=None,
     default_site_check=lambda port, layout: [],  # the proxy is its own only site
     unshadow_how="stop whatever else listens on that port",
     reload_drop_warning=("This restart closes every live WebSocket at once (the node proxy "
