@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import shutil
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
@@ -65,7 +66,7 @@ def test_other_frontends_on_the_port_are_reported_as_shadowing() -> None:
 @pytest.mark.skipif(shutil.which("haproxy") is None, reason="haproxy is not installed")
 def test_the_detect_script_reads_this_machines_stock_debian_files() -> None:
     """Debian's package: /etc/haproxy exists, /etc/default/haproxy loads no conf dir."""
-    default = open("/etc/default/haproxy").read()  # noqa: PTH123 - a plain read
+    default = Path("/etc/default/haproxy").read_text()
     if "conf.d" in default:
         pytest.skip("this machine's /etc/default/haproxy already loads a conf dir")
     with pytest.raises(BadInput) as err:

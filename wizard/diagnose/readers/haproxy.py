@@ -187,7 +187,7 @@ def _route(front: Section, backends: dict[str, Section], acls: Acls,
         action = line.words[1].lower() if len(line.words) > 1 else ""
         if action in ("return", "deny", "redirect", "tarpit", "reject"):
             cond = _cond(line.words)
-            if cond and acls.condition(cond, req) is True or not cond:
+            if not cond or acls.condition(cond, req) is True:
                 return line.where, None
     for line in front.all("use_backend"):
         if len(line.words) >= 2 and acls.condition(_cond(line.words), req) is True:

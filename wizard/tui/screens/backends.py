@@ -15,6 +15,7 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import Button, Checkbox, Input, Static
 
 from wizard.model import DeploySpec, ProxyKind
+from wizard.proxies import PROFILES
 from wizard.tui.screens.shared import SpecFormScreen
 from wizard.tui.services import Services
 from wizard.tui.state import WizardState
@@ -29,6 +30,7 @@ STICKY_HOW = {
                       "ws:// routes",
     ProxyKind.CADDY: "`lb_policy cookie` on reverse_proxy",
     ProxyKind.NODE: "a hash of the client address in proxy.js",
+    ProxyKind.HAPROXY: "a SERVERID cookie HAProxy inserts (`cookie … insert`, one per server)",
 }
 
 # Text fields of this screen: model field name -> (label, hint).
@@ -126,7 +128,7 @@ class BackendsScreen(SpecFormScreen):
                     elif spec.proxy is ProxyKind.APACHE:
                         yield self._field("apache_version")
                     else:
-                        yield Static("Nothing extra: proxy.js is the whole config.",
+                        yield Static(f"Nothing extra for {PROFILES[spec.proxy].title}.",
                                      classes="muted")
 
     def _backend_row(self, value: str) -> Horizontal:

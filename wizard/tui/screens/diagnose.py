@@ -31,7 +31,7 @@ from wizard.tui.state import WizardState
 from wizard.tui.widgets.field import Field, ModelCheck
 from wizard.tui.widgets.probe_view import ProbeView
 
-_KINDS = (ProxyKind.NGINX, ProxyKind.APACHE, ProxyKind.CADDY, ProxyKind.NODE)
+_KINDS = tuple(PROFILES)  # every proxy with a reader (the registry test keeps them equal)
 
 
 class DiagnoseUrlScreen(StepScreen):

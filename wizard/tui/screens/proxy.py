@@ -16,11 +16,12 @@ from wizard.tui.screens.base import StepScreen
 from wizard.tui.state import Next, WizardState
 from wizard.tui.widgets.options import spaced
 
-_ORDER = (ProxyKind.NGINX, ProxyKind.APACHE, ProxyKind.NODE, ProxyKind.CADDY)
+# The registry's order: a proxy added there is offered here with no change to this screen.
+_ORDER = tuple(PROFILES)
 
 _LAYOUT_LABELS = {
     Layout.SITE: "A file to include (conf.d file, vhost, site block, proxy.js)",
-    Layout.FULL: "A complete main config (nginx.conf, httpd.conf, Caddyfile)",
+    Layout.FULL: "A complete main config (nginx.conf, httpd.conf, Caddyfile, haproxy.cfg)",
 }
 
 
