@@ -418,3 +418,63 @@ def test_cli_deploy_json_and_exit_codes(make_site: Callable[..., Site]) -> None:
     assert any(row.startswith(site.target) and " deployed " in row for row in table)
     assert any(row.startswith(dead) and " failed " in row for row in table)
     site.assert_serving()
+
+
+def test_cli_history_rollback_to_dry_run_and_twice(make_site: Callable[..., Site]) -> None:
+    """Over real SSH, through the CLI: deploys A and B, C failing its probe (rolled back);
+    `history --json` lists all three with who and outcome; `rollback --dry-run` shows the diff
+    and leaves the file byte-identical; `rollback --to A` returns to A; `rollback` then goes
+    back to the config before A, and once more says there is nothing left — B and the failed
+    C never come back."""
+    site = make_site(ProxyKind.NGINX)
+    env = dict(os.environ, XDG_STATE_HOME=str(site.work / "state"))
+    ssh = ["--host", site.target, "--identity", str(site.sshd.client_key(site.user)),
+           "--known-hosts", str(site.sshd.known_hosts),
+           "--backup-dir", str(site.work / "backups")]
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "wizard", *args, *ssh],
+                              capture_output=True, text=True, env=env, cwd=REPO, timeout=90)
+
+    def deploy(read_timeout: int, backend: str) -> subprocess.CompletedProcess[str]:
+        return cli("deploy", "--proxy", "nginx", "--backend", backend,
+                   "--listen", f"127.0.0.1:{site.inst.port}", "--read-timeout",
+                   str(read_timeout), "--dest", str(site.inst.site_path), "--validate-cmd",
+                   site.inst.validate_cmd, "--reload-cmd", site.inst.reload_cmd,
+                   "--settle-timeout", "5")
+
+    before_a = site.config()
+    configs = {}
+    for name, timeout in (("A", 90), ("B", 91)):
+        assert deploy(timeout, site.backend.address).returncode == 0
+        configs[name] = site.config()
+    failed = deploy(92, f"127.0.0.1:{rig.free_port()}")
+    assert failed.returncode == ExitCode.PROBE_ROLLED_BACK, failed.stderr
+    assert site.config() == configs["B"]
+
+    listed = cli("history", "--json")
+    assert listed.returncode == 0, listed.stderr
+    entries = json.loads(listed.stdout)["entries"]
+    assert [e["what"] for e in entries] == ["deployed", "deployed", "failed, rolled back"]
+    assert {e["ssh_user"] for e in entries} == {site.user}
+    assert all("@" in e["by"] and e["dest"] == str(site.inst.site_path) for e in entries)
+    a_id = entries[0]["id"]
+
+    dry = cli("rollback", "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    assert site.config() == configs["B"]  # byte-identical
+    assert "proxy_read_timeout 91s" in dry.stdout and "would undo deploy" in dry.stderr
+
+    to_a = cli("rollback", "--to", a_id)
+    assert to_a.returncode == 0, to_a.stderr
+    assert site.config() == configs["A"]
+    site.assert_serving()
+    back = cli("rollback")
+    assert back.returncode == 0, back.stderr
+    assert site.config() == before_a
+    nothing = cli("rollback")
+    assert nothing.returncode == ExitCode.BAD_INPUT and "Nothing to roll back" in nothing.stderr
+    assert site.config() == before_a
+    site.assert_serving()
+    whats = [e["what"] for e in json.loads(cli("history", "--json").stdout)["entries"]]
+    assert whats[3:] == ["rolled back", "rolled back"]

@@ -39,6 +39,7 @@ from wizard.deploy import (
     apply,
 )
 from wizard.deploy.detect import HostFacts, Overrides, parse_apache_modules, parse_facts, resolve
+from wizard.deploy.history import parse
 from wizard.deploy.marker import HEADER, existing_id, stamp
 from wizard.errors import BadInput, ConnectionFailed, ExitCode, SudoPasswordRequired
 from wizard.findings import Finding
@@ -131,9 +132,9 @@ class Host:
         return [(e.step.value, e.status) for e in self.events if isinstance(e, StepFinished)]
 
     def index(self) -> list[dict[str, Any]]:
+        """The host's history records (one per run; wizard.deploy.history)."""
         path = self.root / "backups" / "index.jsonl"
-        return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() \
-            else []
+        return [r.to_dict() for r in parse(path.read_text())] if path.exists() else []
 
 
 @pytest.fixture
@@ -186,7 +187,8 @@ def test_second_deploy_is_a_noop_but_still_probes(host: Host) -> None:
     assert result.diff == "" and "already has this config" in result.title
     assert dict(host.steps())["upload"] == "skipped" and dict(host.steps())["reload"] == "skipped"
     assert dict(host.steps())["probe"] == "ok"
-    assert host.dest.stat().st_mtime_ns == before and len(host.index()) == 1
+    assert host.dest.stat().st_mtime_ns == before
+    assert [e["outcome"] for e in host.index()] == ["deployed", "unchanged"]
 
 
 def test_noop_whose_probe_fails_says_so_and_changes_nothing(host: Host) -> None:

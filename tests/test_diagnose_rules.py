@@ -46,7 +46,7 @@ from wizard.diagnose import (
 )
 from wizard.findings import Finding
 from wizard.model import DeploySpec, Layout, ProxyKind
-from wizard.probe import ProbeReport, Stage
+from wizard.probe import ClientsResult, ProbeReport, Stage
 from wizard.probe.wire import Handshake
 from wizard.proxies import profile
 from wizard.render import render
@@ -95,7 +95,14 @@ def make_probe(raw: dict[str, Any] | None, path: str = "/socket.io/",
                      for f in raw.get("findings", []))
     ok = not failed and transport == "websocket" and not any(
         f.severity == "error" for f in findings)
-    return ProbeReport(raw.get("url", url), path, ok, transport, handshake, stages, findings)
+    clients = None
+    if "clients" in raw:  # a --clients run: requested and connected are enough for the rules
+        c = raw["clients"]
+        clients = ClientsResult(int(c["requested"]), int(c["connected"]), 1.0, 2.0, 3.0, 4.0,
+                                1.0, 0, {"refused": int(c["requested"]) - int(c["connected"])},
+                                0.1, 50.0)
+    return ProbeReport(raw.get("url", url), path, ok, transport, handshake, stages, findings,
+                       clients=clients)
 
 
 def make_facts(case: dict[str, Any]) -> RouteFacts | None:

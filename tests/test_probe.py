@@ -79,7 +79,7 @@ def test_healthy_direct_backend_reports_every_stage(node_backend: Backend) -> No
     assert report.ok, probe.format_report(report)
     assert report.transport == "websocket"
     assert report.findings == ()
-    assert seen == ["tcp", "polling", "websocket", "socketio", "emit"]
+    assert seen == ["tcp", "polling", "websocket", "origin", "firefox", "socketio", "emit"]
     hs = report.handshake
     assert hs is not None
     assert (hs.ping_interval_ms, hs.ping_timeout_ms, hs.eio_version) == (3000, 2000, 4)

@@ -802,3 +802,41 @@ def test_field_widget_matches_the_model() -> None:
     assert spec is None
     assert problems["read_timeout"] == timeout_problem("read_timeout", 30, 25000, 20000)
     assert isinstance(Field("x", Input()), Field)
+
+
+@sync
+async def test_the_deploy_step_shows_the_hosts_last_entries() -> None:
+    """The History tab lists the host's index (here kept by the fake host from the lines the
+    transaction's scripts append), newest first, failed deploys marked as such."""
+    import shlex
+
+    remote = nginx_remote(validate_ok=False)
+    index: list[str] = []
+
+    def append(req: RunRequest) -> CommandResult:
+        index.extend(shlex.split(m)[0] for m in re.findall(r"printf '%s\\n' ('\{.*?\}') >&9",
+                                                           req.command))
+        return CommandResult(req.command, 0, "@@sw locked\n" * ("@@sw locked" in req.command),
+                             "", 0.0)
+
+    remote.on(r"tail -c \d+ --", lambda req: CommandResult(req.command, 0,
+                                                           "\n".join(index), "", 0.0))
+    remote.on(r">&9", append)  # an append also runs `tail -c 1`: checked first
+    app = SockwizardApp(connector=memory_connector(remote))
+    async with app.run_test(size=SIZE) as pilot:
+        await walk_to_target(pilot, app, "127.0.0.1:3000")
+        await fill_overrides(pilot, DEST, "nginx -t", "nginx -s reload")
+        await pilot.press("ctrl+n")
+        await until(pilot, "deploy step", on_screen(app, DeployScreen))
+        screen = app.screen
+        assert isinstance(screen, DeployScreen)
+        await until(pilot, "the dry run", lambda: not screen.planning)
+        table = screen.query_one("#deploy-history", DataTable)
+        await until(pilot, "an empty history", lambda: table.row_count == 1)
+        assert "no deploy recorded" in str(table.get_row_at(0))
+        await pilot.press("d")
+        await until(pilot, "deploy result", lambda: screen.deploy_result is not None
+                    and not screen.busy)
+        await until(pilot, "the history", lambda: "rolled back" in str(table.get_row_at(0)))
+        row = table.get_row_at(0)
+        assert row[2] == "failed, rolled back" and row[3] == DEST and len(index) == 2

@@ -32,6 +32,13 @@ ROUND_TRIP_FAILED = "round-trip-failed"
 LOAD_FAILURES = "load-failures"
 POLLING_DISABLED = "polling-disabled"
 CONNECTION_DROPPED = "connection-dropped"
+# Issue 12: what browsers, front tiers and real app servers meet (the probe sees these).
+BROWSER_ORIGIN_REJECTED = "browser-origin-rejected"  # same-origin page refused (stage "origin")
+UPGRADE_HEADER_FORM = "upgrade-header-form"  # one Connection form upgrades, the other not
+BACKEND_WITHOUT_WEBSOCKET = "backend-without-websocket"  # the server offers upgrades []
+LIFETIME_CAP = "connection-lifetime-cap"  # cut at a fixed age however busy
+FRONT_TIER = "front-tier"  # a CDN / load balancer named by the response headers
+CAPACITY_CEILING = "capacity-ceiling"  # --clients next to worker_connections/MaxRequestWorkers
 # Only the diagnosis (it needs the proxy's config) produces these.
 CONFIG_UNREADABLE = "config-unreadable"
 ERROR_HANDLER_MISSING = "proxy-error-handler-missing"
@@ -39,9 +46,10 @@ ERROR_HANDLER_MISSING = "proxy-error-handler-missing"
 # Equal severities are listed in this order: the first ones make the later ones moot.
 CODE_ORDER = (
     PROXY_UNREACHABLE, TLS_ERROR, BACKEND_UNREACHABLE, PATH_MISMATCH, EIO_VERSION_MISMATCH,
-    WEBSOCKET_UPGRADE_BLOCKED, ORIGIN_REJECTED, NO_STICKY_SESSIONS, READ_TIMEOUT_TOO_SHORT,
+    BACKEND_WITHOUT_WEBSOCKET, WEBSOCKET_UPGRADE_BLOCKED, UPGRADE_HEADER_FORM, ORIGIN_REJECTED,
+    BROWSER_ORIGIN_REJECTED, NO_STICKY_SESSIONS, LIFETIME_CAP, READ_TIMEOUT_TOO_SHORT,
     UNEXPECTED_RESPONSE, ROUND_TRIP_FAILED, CONNECTION_DROPPED, POLLING_DISABLED,
-    LOAD_FAILURES, ERROR_HANDLER_MISSING, CONFIG_UNREADABLE,
+    LOAD_FAILURES, CAPACITY_CEILING, FRONT_TIER, ERROR_HANDLER_MISSING, CONFIG_UNREADABLE,
 )
 _CODE_RANK = {code: i for i, code in enumerate(CODE_ORDER)}
 _SEVERITY_RANK: dict[str, int] = {"error": 0, "warning": 1, "info": 2}

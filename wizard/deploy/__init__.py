@@ -10,7 +10,8 @@ The package follows the transaction (see ``transaction``'s docstring for the dec
     marker    the X-Sockwizard-Config id stamped into every config
     hoststate the lock, the journal, the temp dir, the destination check (host scripts)
     scripts   backup / activation / restore scripts; Activation, the typed script outcome
-    backups   the backup index, local copies, which backup a rollback restores
+    history   the host's deploy history (index.jsonl): records, what a rollback may restore
+    backups   local copies, reading the history, the rollback's preset
     settle    wait for the new config's marker, then probe (LiveChecks, replaceable)
     context   one transaction's state and plumbing
     plan      the exact commands, built once: run by the steps, listed by --dry-run
@@ -18,7 +19,7 @@ The package follows the transaction (see ``transaction``'s docstring for the dec
     transaction  the control flow;  hosts  apply / rollback on a remote, or connect first
 """
 
-from wizard.deploy.backups import INDEX_NAME, local_entries, parse_index, pick_entry, state_dir
+from wizard.deploy.backups import local_entries, read_history, state_dir
 from wizard.deploy.context import default_probe_url
 from wizard.deploy.detect import HostFacts, HostTarget, Overrides, detect, resolve
 from wizard.deploy.events import (
@@ -30,10 +31,13 @@ from wizard.deploy.events import (
     StepStarted,
     StepStatus,
 )
+from wizard.deploy.history import INDEX_NAME, Choice, NoChoice, Record, rollback_choice, stack
 from wizard.deploy.hosts import (
     apply,
     deploy_host,
     deploy_many,
+    history_host,
+    host_history,
     open_host,
     probe_host_for,
     rollback,
@@ -62,6 +66,7 @@ __all__ = [
     "LIVE",
     "RERELOAD_TIMEOUT",
     "Activation",
+    "Choice",
     "ConnectOptions",
     "DeployEvent",
     "DeployOptions",
@@ -70,11 +75,13 @@ __all__ = [
     "HostFacts",
     "HostTarget",
     "LiveChecks",
+    "NoChoice",
     "Notice",
     "Outcome",
     "Overrides",
     "PlanItem",
     "Preset",
+    "Record",
     "RollbackOptions",
     "SettleResult",
     "Stamped",
@@ -93,19 +100,22 @@ __all__ = [
     "deploy_many",
     "detect",
     "existing_id",
+    "history_host",
+    "host_history",
     "local_entries",
     "open_host",
-    "parse_index",
-    "pick_entry",
     "probe_host_for",
     "probe_live",
+    "read_history",
     "render_for_host",
     "resolve",
     "restore_lines",
     "rollback",
+    "rollback_choice",
     "rollback_host",
     "rollback_result",
     "settle_http",
+    "stack",
     "stamp",
     "state_dir",
 ]

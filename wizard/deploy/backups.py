@@ -1,10 +1,11 @@
-"""Where backups live and how ``sockwizard rollback`` finds the one to restore.
+"""Where backups live, reading the host's history, and what ``sockwizard rollback`` restores.
 
-Each deploy copies the file it replaces into the host's backup dir and appends an entry to
-``index.jsonl`` there (the script is ``wizard.deploy.scripts.backup_script``), and mirrors both
-under the user's state dir (``$XDG_STATE_HOME/sockwizard/backups/<host>/``). A rollback
-(``wizard.deploy.hosts``) reads the index, picks the newest deploy not yet undone, and hands
-the transaction a ``Preset``: restoring is itself a guarded deploy.
+Each deploy copies the file it replaces into the host's backup dir and records itself in
+``index.jsonl`` there (``wizard.deploy.history``: the records and the rollback semantics), and
+mirrors both under the user's state dir (``$XDG_STATE_HOME/sockwizard/backups/<host>/``). A
+rollback (``wizard.deploy.hosts``) reads the history, asks ``history.rollback_choice`` what to
+restore, and hands the transaction a ``Preset`` (``rollback_preset``): restoring is itself a
+guarded deploy.
 """
 
 from __future__ import annotations
@@ -15,19 +16,19 @@ import json
 import os
 import posixpath
 import re
-from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from wizard.deploy import history
 from wizard.deploy.detect import HostTarget
+from wizard.deploy.history import INDEX_NAME
 from wizard.deploy.marker import existing_id
 from wizard.deploy.options import Preset, RollbackOptions
-from wizard.errors import BadInput
+from wizard.errors import BadInput, RemoteCommandFailed
 from wizard.model import DeploySpec, ProxyKind
 from wizard.remote import Remote
-
-INDEX_NAME = "index.jsonl"
 
 
 def sha(data: bytes) -> str:
@@ -74,108 +75,138 @@ def save_local(directory: Path, name: str, old: bytes | None, entry: dict[str, A
     return str(directory / name)
 
 
-def parse_index(text: str) -> list[dict[str, Any]]:
-    """The entries of index.jsonl that parse (a torn last line is skipped)."""
-    entries = []
-    for line in text.splitlines():
-        with contextlib.suppress(ValueError):
-            entry = json.loads(line)
-            if isinstance(entry, dict) and isinstance(entry.get("dest"), str):
-                entries.append(entry)
-    return entries
-
-
-def pick_entry(entries: Sequence[dict[str, Any]], current: Callable[[str], bytes | None],
-               dest: str | None) -> dict[str, Any] | None:
-    """The newest deploy whose backup differs from what the file holds now and that no
-    rollback has undone yet: successive rollbacks walk back through the history, and a deploy
-    that was already rolled back automatically (its backup equals the file) is passed over."""
-    undone = {e.get("undoes") for e in entries if e.get("kind") == "rollback"}
-    entry: dict[str, Any]
-    for entry in reversed(entries):
-        if entry.get("kind", "deploy") != "deploy" or entry.get("time") in undone:
-            continue
-        if dest is not None and entry["dest"] != dest:
-            continue
-        now = current(entry["dest"])
-        now_sha = sha(now) if now is not None else None
-        if now_sha != entry.get("sha256"):
-            return entry
-    return None
-
-
-def local_entries(state: Path, host: str) -> list[dict[str, Any]]:
-    """The local copies' metadata for ``host`` (oldest first), with ``local`` set."""
+def local_entries(state: Path, host: str) -> list[history.Record]:
+    """The history as the local copies' metadata tell it for ``host`` (oldest first), with
+    ``local`` set: the fallback when the host lost its index."""
     directory = state / "backups" / host_key(host)
-    entries = []
-    for meta in sorted(directory.glob("*.json")):
-        with contextlib.suppress(OSError, ValueError):
+    lines = []
+    for meta in sorted(directory.glob("*.json"))[-history.MAX_RECORDS:]:
+        with contextlib.suppress(OSError, ValueError, RecursionError):
+            if meta.stat().st_size > history.MAX_LINE:
+                continue
             entry = json.loads(meta.read_text())
-            if isinstance(entry, dict) and isinstance(entry.get("dest"), str):
-                entry["local"] = str(meta.with_suffix(""))
-                entries.append(entry)
-    return entries
+            if isinstance(entry, dict):
+                lines.append(json.dumps({**entry, "local": str(meta.with_suffix(""))}))
+    return history.parse("\n".join(lines))
+
+
+def update_local(local_backup: str | None, entry: dict[str, Any]) -> None:
+    """Record the outcome in the local copy's entry too (best effort)."""
+    if local_backup is None:
+        return
+    meta = Path(local_backup + ".json")
+    with contextlib.suppress(OSError):
+        if meta.exists():
+            meta.write_text(json.dumps(entry, indent=2, sort_keys=True))
+
+
+def read_history(remote: Remote, backup_dir: str, *, sudo: bool = True,
+                 timeout: float = 30.0) -> list[history.Record]:
+    """The host's history (``sockwizard history``, ``rollback``, the TUI's Deploy step):
+    the last ``history.MAX_BYTES`` of its index, parsed defensively."""
+    index = posixpath.join(backup_dir, INDEX_NAME)
+    result = remote.run(history.read_script(index), sudo=sudo, timeout=timeout)
+    if not result.ok:
+        raise RemoteCommandFailed(
+            f"Could not read {index} on {remote.name} (exit {result.exit_status}).",
+            "Check --backup-dir, and that the login user may use sudo.",
+            detail=result.stderr[-2000:])
+    return history.parse(result.stdout)
+
+
+
+
+@dataclass(frozen=True)
+class RollbackPlan:
+    """What a rollback restores (``rollback_preset``): the transaction's preset, the spec it
+    needs, the choice in words, and warnings for the user."""
+
+    preset: Preset
+    spec: DeploySpec
+    choice: history.Choice
+    notes: tuple[str, ...] = ()
 
 
 def rollback_preset(remote: Remote, host: str, options: RollbackOptions, *,
-                    backup: str | None = None) -> tuple[Preset, DeploySpec]:
-    """Find the backup to restore (the newest one, or the entry of ``backup``) and build the
-    guarded transaction that puts it back. Raises BadInput when there is nothing to restore."""
-    cache: dict[str, bytes | None] = {}
+                    backup: str | None = None) -> RollbackPlan:
+    """Choose what to restore (``history.rollback_choice``: the newest change in effect, or
+    ``options.to``; or undo the deploy that made ``backup``) and build the guarded transaction
+    that puts it back. Raises BadInput when there is nothing to restore."""
+    cache: dict[str, str | None] = {}
 
-    def current(path: str) -> bytes | None:
+    def current(path: str) -> str | None:
         if path not in cache:
-            cache[path] = remote.read_file(path)
+            data = remote.read_file(path)
+            cache[path] = sha(data) if data is not None else "absent"
         return cache[path]
 
-    def choose(entries: list[dict[str, Any]]) -> dict[str, Any] | None:
-        if backup is None:
-            return pick_entry(entries, current, options.dest)
-        return next((e for e in reversed(entries) if e.get("backup") == backup), None)
+    def choose(records: list[history.Record]) -> history.Choice:
+        if backup is not None:
+            return history.undo_choice(records, backup, current)
+        return history.rollback_choice(records, dest=options.dest, to=options.to,
+                                       current=current)
 
-    index = remote.read_file(posixpath.join(options.backup_dir, INDEX_NAME))
-    entry = choose(parse_index(index.decode("utf-8", "replace")) if index else [])
+    records = read_history(remote, options.backup_dir)
     source = "host"
-    if entry is None:
-        entry = choose(local_entries(state_dir(options.state_dir), host))
-        source = "local"
-    if entry is None:
-        where = f" for {options.dest}" if options.dest else ""
-        raise BadInput(
-            f"Nothing to roll back on {host}{where}: no sockwizard backup differs from the "
-            "config there now.",
-            f"sockwizard keeps its backups in {options.backup_dir} on the host (index.jsonl) "
-            f"and under {state_dir(options.state_dir) / 'backups'} here. Check --host/--dest.")
-    content: bytes | None = None
-    if entry.get("backup"):
-        content = remote.read_file(str(entry["backup"])) if source == "host" else None
-        if content is None or sha(content) != entry.get("sha256"):
-            # The host lost (or damaged) its copy: use ours of the same backup.
-            local = entry if source == "local" else next(
-                (e for e in local_entries(state_dir(options.state_dir), host)
-                 if e.get("backup") == entry["backup"]), {})
-            with contextlib.suppress(OSError, KeyError):
-                content = Path(str(local["local"])).read_bytes()
-        if content is None or sha(content) != entry.get("sha256"):
-            raise BadInput(
-                f"The backup {entry['backup']} of {entry['dest']} is missing or damaged on "
-                f"{host} and has no intact local copy.",
-                "Restore the file by hand from another copy; nothing was changed.")
-    kind = ProxyKind(str(entry.get("proxy", "nginx")))
-    spec = DeploySpec(proxy=kind, path=str(entry.get("path") or "/socket.io/"))
-    validate = options.validate_cmd or str(entry.get("validate_cmd") or "")
-    reload_cmd = options.reload_cmd or str(entry.get("reload_cmd") or "")
+    if not records:
+        records, source = local_entries(state_dir(options.state_dir), host), "local"
+    try:
+        choice = choose(records)
+    except history.NoChoice as exc:
+        raise BadInput(exc.title, exc.hint or (
+            f"sockwizard keeps its history in {options.backup_dir}/{INDEX_NAME} on the host "
+            f"and under {state_dir(options.state_dir) / 'backups'} here. Check --host/--dest."
+        )) from None
+    restore, newest = choice.restore, choice.undo[0]
+    content = _backup_bytes(remote, host, options, restore, source)
+    notes = []
+    if current(choice.dest) != (newest.get("new_sha256") or "absent"):
+        notes.append(f"{choice.dest} was changed after deploy {newest.id} (by hand?): this "
+                     "rollback backs up what is there now, then restores.")
+    try:
+        kind = ProxyKind(str(newest.get("proxy") or "nginx"))
+    except ValueError:
+        raise BadInput(f"The history names an unknown proxy ({str(newest.get('proxy'))[:40]!r})."
+                       , "Restore the file by hand; nothing was changed.") from None
+    spec = DeploySpec(proxy=kind, path=str(newest.get("path") or "/socket.io/"))
+    validate = options.validate_cmd or str(newest.get("validate_cmd") or "")
+    reload_cmd = options.reload_cmd or str(newest.get("reload_cmd") or "")
     if not validate or not reload_cmd:
-        raise BadInput("The backup index does not say how to validate and reload.",
+        raise BadInput("The history does not say how to validate and reload.",
                        "Pass --validate-cmd and --reload-cmd.")
-    dest = str(entry["dest"])
-    disable = tuple(str(c) for c in entry.get("disable_cmds") or ())
-    enable = tuple(str(c) for c in entry.get("enable_cmds") or ())
-    target = HostTarget(dest=dest, real_dest=dest, validate_cmd=validate,
-                        reload_cmd=reload_cmd, enable_cmds=enable, disable_cmds=disable,
-                        overridden=("backup index",))
+    target = HostTarget(dest=choice.dest, real_dest=choice.dest, validate_cmd=validate,
+                        reload_cmd=reload_cmd,
+                        enable_cmds=tuple(newest.get("enable_cmds") or ()),
+                        disable_cmds=tuple(newest.get("disable_cmds") or ()),
+                        overridden=("history",))
     old_id = existing_id(content.decode("utf-8", "replace")) if content is not None else None
-    preset = Preset(target=target, content=content, config_id=old_id,
-                    entry={"kind": "rollback", "undoes": entry.get("time"),
-                           "probe_url": entry.get("probe_url")})
-    return preset, spec
+    preset = Preset(target=target, content=content, config_id=old_id, entry={
+        "kind": "rollback", "undoes": [r.id for r in choice.undo],
+        "to": choice.to.id if choice.to is not None else None,
+        "restores": restore.get("backup"), "probe_url": restore.get("probe_url")})
+    return RollbackPlan(preset, spec, choice, tuple(notes))
+
+
+def _backup_bytes(remote: Remote, host: str, options: RollbackOptions,
+                  restore: history.Record, source: str) -> bytes | None:
+    """The bytes the file had before ``restore`` (None: it did not exist), checked against
+    the recorded sha256; the local copy when the host lost or damaged its own."""
+    path, want = restore.get("backup"), restore.get("sha256")
+    if not path:
+        if want:
+            raise BadInput(f"The history has no backup of {restore.dest} before {restore.id}.",
+                           "Restore the file by hand; nothing was changed.")
+        return None
+    content = remote.read_file(str(path)) if source == "host" else None
+    if content is None or sha(content) != want:
+        local = restore.get("local") or next(
+            (r.get("local") for r in local_entries(state_dir(options.state_dir), host)
+             if r.get("backup") == path), None)
+        with contextlib.suppress(OSError, TypeError):
+            content = Path(str(local)).read_bytes() if local else None
+    if content is None or sha(content) != want:
+        raise BadInput(
+            f"The backup {path} of {restore.dest} is missing or damaged on {host} and has no "
+            "intact local copy.", "Restore the file by hand from another copy; nothing was "
+                                  "changed.")
+    return content

@@ -18,7 +18,8 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from wizard.deploy.backups import rollback_preset
+from wizard.deploy import history
+from wizard.deploy.backups import read_history, rollback_preset
 from wizard.deploy.context import Context
 from wizard.deploy.events import DeployEvent, EventSink, Step, StepFinished, StepStarted, ignore
 from wizard.deploy.options import ConnectOptions, DeployOptions, RollbackOptions
@@ -43,8 +44,9 @@ def apply(remote: Remote, spec: DeploySpec, options: DeployOptions, *,
 def rollback(remote: Remote, host: str, options: RollbackOptions, *,
              backup: str | None = None, on_event: EventSink = ignore,
              checks: LiveChecks | None = None, probe_host: str = "127.0.0.1") -> DeployResult:
-    """Restore a backup over an open remote, as a guarded transaction of its own: the newest
-    one sockwizard made there (``sockwizard rollback``), or the one named ``backup``."""
+    """Roll back over an open remote, as a guarded transaction of its own: undo the newest
+    change in effect (``sockwizard rollback``; ``options.to``: back to that deploy's config),
+    or the deploy that made ``backup``. What may come back: ``wizard.deploy.history``."""
     return _rollback(remote, host, options, backup, on_event=on_event, checks=checks,
                      probe_host=probe_host, session=None)
 
@@ -172,11 +174,27 @@ def deploy_many(hosts: Sequence[str], spec: DeploySpec, options: DeployOptions,
 def rollback_host(host: str, options: RollbackOptions, connect: ConnectOptions, *,
                   on_event: EventSink = ignore, checks: LiveChecks | None = None
                   ) -> DeployResult:
-    """``sockwizard rollback``: restore the newest backup sockwizard made on ``host``, as a
-    guarded transaction of its own (the current file is backed up first)."""
+    """``sockwizard rollback``: connect, then ``rollback`` (the current file is backed up
+    first; ``options.dry_run`` shows the diff and changes nothing)."""
     return _connected(host, connect, on_event, lambda s: _rollback(
         s.remote, host, options, None, on_event=on_event, checks=checks,
         probe_host=s.probe_host, session=s))
+
+
+def history_host(host: str, backup_dir: str, connect: ConnectOptions, *,
+                 dest: str | None = None) -> list[history.Record]:
+    """``sockwizard history``: connect, read the host's history (oldest first), close.
+    Raises a SockwizardError (ConnectionFailed, ...) when the host cannot be read."""
+    with open_host(host, connect) as remote:
+        return host_history(remote, backup_dir, dest=dest)
+
+
+def host_history(remote: Remote, backup_dir: str, *, dest: str | None = None,
+                 limit: int | None = None) -> list[history.Record]:
+    """The history over an open remote, oldest first (``history_host``; the TUI's Deploy
+    step shows the last ``limit``)."""
+    records = [r for r in read_history(remote, backup_dir) if dest is None or r.dest == dest]
+    return records[-limit:] if limit else records
 
 
 # -- the two transactions ---------------------------------------------------------------------
@@ -204,33 +222,49 @@ def _rollback(remote: Remote, host: str, options: RollbackOptions, backup: str |
               session: _Session | None) -> DeployResult:
     started = session.started if session is not None else time.monotonic()
     try:
-        preset, spec = rollback_preset(remote, host, options, backup=backup)
+        chosen = rollback_preset(remote, host, options, backup=backup)
     except SockwizardError as exc:
         return DeployResult(host=host, outcome=Outcome.FAILED, exit_code=exc.exit_code,
                             title=exc.title, hint=exc.hint, detail=exc.detail,
                             failed_step=Step.DETECT,
                             steps=(session.connected,) if session is not None else (),
                             seconds=time.monotonic() - started)
+    preset = chosen.preset
     probe_url = options.probe_url or preset.entry.get("probe_url")
     # Going back to "no file" takes sockwizard's Socket.IO route away: nothing to probe (the
     # probe would fail and undo the rollback).
     removes = preset.content is None
     deploy_options = DeployOptions(
         probe_url=probe_url, probe=options.probe and bool(probe_url) and not removes,
-        backup_dir=options.backup_dir, state_dir=options.state_dir,
+        backup_dir=options.backup_dir, state_dir=options.state_dir, dry_run=options.dry_run,
         probe_timeout=options.probe_timeout, settle_timeout=options.settle_timeout,
         command_timeout=options.command_timeout)
-    ctx = Context(remote, spec, deploy_options, host, on_event=on_event,
+    ctx = Context(remote, chosen.spec, deploy_options, host, on_event=on_event,
                   checks=checks if checks is not None else LIVE, probe_host=probe_host,
                   preset=preset, started=started)
     _continue(ctx, session)
+    for note in chosen.notes:
+        ctx.notice(Step.DETECT, note)
     result = Transaction(ctx).execute()
-    if result.outcome in (Outcome.DEPLOYED, Outcome.UNCHANGED):
-        undoes = preset.entry.get("undoes")
+    if result.outcome is Outcome.PLANNED:
+        what = _undone_words(chosen.choice, removes, ("would undo", "remove"))
         result = dataclasses.replace(
-            result, title=(f"Rolled back {result.dest} on {host}: removed it, as it did not "
-                           f"exist before the deploy of {undoes}." if removes else
-                           f"Rolled back {result.dest} on {host} to the config it had before "
-                           f"the deploy of {undoes}"
-                           + ("; the probe passed." if deploy_options.probe else ".")))
+            result, title=f"Dry run of a rollback on {host}: {what}. Nothing was changed.")
+    elif result.outcome in (Outcome.DEPLOYED, Outcome.UNCHANGED):
+        what = _undone_words(chosen.choice, removes, ("undid", "removed"))
+        result = dataclasses.replace(
+            result, title=f"Rolled back {result.dest} on {host}: {what}"
+                          + ("; the probe passed." if deploy_options.probe else "."))
     return result
+
+
+def _undone_words(choice: history.Choice, removes: bool, verbs: tuple[str, str]) -> str:
+    ids = ", ".join(r.id for r in choice.undo)
+    undone = f"{verbs[0]} deploy{'s' if len(choice.undo) > 1 else ''} {ids}"
+    if removes:
+        return f"{undone} and {verbs[1]} it, as it did not exist before"
+    if choice.to is not None:
+        cid = choice.to.get("config_id")
+        return f"{undone}, back to the config of deploy {choice.to.id}" + \
+            (f" (config {cid})" if cid else "")
+    return f"{undone}, back to the file as it was before {choice.restore.id}"

@@ -65,7 +65,8 @@ class ConnectOptions:
 
 @dataclass(frozen=True)
 class RollbackOptions:
-    """``sockwizard rollback`` flags: which file (default: the newest backup), and overrides."""
+    """``sockwizard rollback`` flags: which file and which deploy (default: undo the newest
+    change in effect, ``wizard.deploy.history``), and overrides."""
 
     dest: str | None = None
     validate_cmd: str | None = None
@@ -77,6 +78,8 @@ class RollbackOptions:
     probe_timeout: float = 5.0
     settle_timeout: float = 20.0
     command_timeout: float = 120.0
+    to: str | None = None  # a deploy's id (``rollback --to``): return to its config
+    dry_run: bool = False  # show the diff and the plan, change nothing
 
 
 @dataclass(frozen=True)

@@ -11,17 +11,21 @@ this machine does (the local copy, settle, probe) are listed in words (``shell=F
 from __future__ import annotations
 
 import posixpath
+import socket
 from typing import Any
 
-from wizard.deploy import hoststate
+from wizard.deploy import history, hoststate
 from wizard.deploy.backups import backup_name, local_dir, sha
 from wizard.deploy.context import Context
 from wizard.deploy.events import Step
 from wizard.deploy.marker import HEADER, existing_id
-from wizard.deploy.result import PlanItem
+from wizard.deploy.result import Outcome, PlanItem
 from wizard.deploy.scripts import activation_script, backup_script, restore_lines
+from wizard.remote import local_user
 
 RELEASE_TIMEOUT = 15.0
+# Who deploys, for the history: the local user at this machine (the SSH user is recorded too).
+WHO = f"{local_user()}@{socket.gethostname()}"[:200]
 
 
 def backup_path(ctx: Context) -> str | None:
@@ -31,12 +35,17 @@ def backup_path(ctx: Context) -> str | None:
     return posixpath.join(ctx.options.backup_dir, backup_name(ctx.stamp, ctx.tgt.real_dest))
 
 
-def index_entry(ctx: Context) -> dict[str, Any]:
-    """The backup index entry (``index.jsonl`` and the local copy's ``.json``)."""
+def index_entry(ctx: Context, outcome: str = history.PENDING, *,
+                backup: str | None = None) -> dict[str, Any]:
+    """The run's history record (``index.jsonl`` and the local copy's ``.json``;
+    ``wizard.deploy.history``): ``outcome`` pending at the backup, the result's at the end.
+    ``backup``: the one made (default: the one this run makes)."""
     t = ctx.tgt
     entry: dict[str, Any] = {
+        "id": ctx.lock_token[:10], "outcome": outcome, "by": WHO,
+        "ssh_user": getattr(ctx.remote, "user", None),
         "time": ctx.stamp, "host": ctx.host, "proxy": ctx.spec.proxy.value,
-        "dest": t.real_dest, "backup": backup_path(ctx),
+        "dest": t.real_dest, "backup": backup or backup_path(ctx),
         "sha256": sha(ctx.old) if ctx.old is not None else None,
         "new_sha256": sha(ctx.new) if ctx.new is not None else None,
         "config_id": ctx.config_id, "kind": "deploy",
@@ -61,9 +70,15 @@ def claim_cmd(ctx: Context) -> str:
                                   ctx.client)
 
 
-def release_cmd(ctx: Context, *, clear_journal: bool) -> str:
-    return hoststate.release_script(ctx.options.backup_dir, ctx.tgt.real_dest, ctx.lock_token,
-                                    clear_journal=clear_journal)
+def release_cmd(ctx: Context, *, clear_journal: bool, record: dict[str, Any] | None = None
+                ) -> str:
+    """Drop the lock; append the run's final history record (``record``) in the same script."""
+    script = hoststate.release_script(ctx.options.backup_dir, ctx.tgt.real_dest,
+                                      ctx.lock_token, clear_journal=clear_journal)
+    if record is None:
+        return script
+    index = posixpath.join(ctx.options.backup_dir, history.INDEX_NAME)
+    return "\n".join([*history.append_lines(index, record), script])
 
 
 def backup_cmd(ctx: Context) -> str:
@@ -142,7 +157,8 @@ def build(ctx: Context) -> list[PlanItem]:
                                         f"{ctx.config_id}", shell=False),
                   PlanItem(Step.PROBE, f"sockwizard probe {url} --path {ctx.spec.path}",
                            shell=False)]
-    items.append(PlanItem(Step.DONE, release_cmd(ctx, clear_journal=True), sudo))
+    record = index_entry(ctx, Outcome.DEPLOYED.value)
+    items.append(PlanItem(Step.DONE, release_cmd(ctx, clear_journal=True, record=record), sudo))
     undo = [PlanItem(Step.RESTORE, restore_cmd(ctx), sudo, on_failure=True),
             *(PlanItem(Step.RESTORE, cmd, sudo, on_failure=True) for cmd in t.unprepare_cmds),
             PlanItem(Step.RECHECK, t.validate_cmd, sudo, on_failure=True),

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import contextlib
 
-from wizard.deploy import plan
+from wizard.deploy import history, plan
+from wizard.deploy.backups import update_local
 from wizard.deploy.context import Context, StepFailed, tail
 from wizard.deploy.events import Step
 from wizard.deploy.marker import existing_id
@@ -122,11 +123,19 @@ def undo_prepare(ctx: Context) -> tuple[str, ...]:
 
 
 def release(ctx: Context, result: DeployResult | None) -> None:
-    """Drop the host-side lock; forget the journal once the outcome is known."""
+    """Drop the host-side lock; forget the journal once the outcome is known; record the
+    run's outcome in the history (same script: no extra round trip)."""
     if not ctx.locked:
         return
     known = result is not None and result.outcome in (
         Outcome.DEPLOYED, Outcome.ROLLED_BACK, Outcome.KEPT, Outcome.UNCHANGED)
+    record = None
+    if ctx.target is not None:
+        outcome = result.outcome.value if result is not None else history.INTERRUPTED
+        record = plan.index_entry(ctx, outcome, backup=ctx.backup)
+        record["backup"] = ctx.backup  # none made (unchanged, or stopped before the backup)
+        update_local(ctx.local_backup, record)
     with contextlib.suppress(Exception):  # a stale lock is taken over by the next run
-        ctx.run(plan.release_cmd(ctx, clear_journal=known), timeout=plan.RELEASE_TIMEOUT)
+        ctx.run(plan.release_cmd(ctx, clear_journal=known, record=record),
+                timeout=plan.RELEASE_TIMEOUT)
         ctx.locked = False

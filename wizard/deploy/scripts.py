@@ -12,7 +12,6 @@ statuses are chosen apart from sudo's 1 and a shell's 126/127 so that anything e
 
 from __future__ import annotations
 
-import json
 import posixpath
 import re
 import shlex
@@ -21,8 +20,8 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
-from wizard.deploy import hoststate
-from wizard.deploy.backups import INDEX_NAME
+from wizard.deploy import history, hoststate
+from wizard.deploy.history import INDEX_NAME
 
 
 class Activation(Enum):
@@ -154,11 +153,10 @@ def activation_script(tmp: str | None, dest: str, backup: str | None, validate_c
 
 def backup_script(dest: str, backup_dir: str, backup: str | None, entry: dict[str, Any]) -> str:
     """Copy ``dest`` into the backup dir (bytes, mode, owner), print its sha256, and append
-    the entry ``sockwizard rollback`` reads."""
+    the run's provisional history record (``wizard.deploy.history``)."""
     lines = ["set -e", "umask 077", f"mkdir -p -- {shlex.quote(backup_dir)}"]
     if backup is not None:
         lines.append(f"cp -p -- {shlex.quote(dest)} {shlex.quote(backup)}")
         lines.append(f"sha256sum -- {shlex.quote(backup)}")
-    index = shlex.quote(posixpath.join(backup_dir, INDEX_NAME))
-    lines.append(f"printf '%s\\n' {shlex.quote(json.dumps(entry, sort_keys=True))} >> {index}")
+    lines += history.append_lines(posixpath.join(backup_dir, INDEX_NAME), entry)
     return "\n".join(lines)

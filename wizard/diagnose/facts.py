@@ -19,7 +19,7 @@ from wizard.model import DEFAULT_PING_INTERVAL_MS, DEFAULT_PING_TIMEOUT_MS, Prox
 if TYPE_CHECKING:
     from wizard.probe import ProbeReport
 
-__all__ = ["BackendCheck", "Blocker", "Listen", "Ping", "RouteFacts", "RouteQuery",
+__all__ = ["BackendCheck", "Blocker", "Capacity", "Listen", "Ping", "RouteFacts", "RouteQuery",
            "TimeoutFact", "Where", "ping_of"]
 
 
@@ -76,6 +76,18 @@ class Listen:
 
 
 @dataclass(frozen=True)
+class Capacity:
+    """The most concurrent WebSocket clients the proxy's config lets through (a WebSocket holds
+    its connection for its whole life): nginx ``worker_connections`` × workers / 2 (client and
+    upstream side), Apache ``MaxRequestWorkers``. Printed next to a ``--clients`` result."""
+
+    clients: int
+    directive: str  # how it was computed, e.g. "worker_connections 768 × 2 workers / 2"
+    where: Where | None = None  # None: the proxy's default applies
+    per_worker: bool = False  # nginx `worker_processes auto`: the count is per worker
+
+
+@dataclass(frozen=True)
 class RouteQuery:
     """What to look for: the Socket.IO path and the URL the clients (and the probe) use."""
 
@@ -128,6 +140,7 @@ class RouteFacts:
     elsewhere: Where | None = None  # a Socket.IO route that exists in *another* server block
     error_handler: bool | None = None  # http-proxy: proxy.on('error') (None: not applicable)
     backend_checks: tuple[BackendCheck, ...] = ()
+    capacity: Capacity | None = None  # the config's ceiling on concurrent WebSocket clients
     notes: tuple[str, ...] = ()
     # Per-proxy hints for writing fixes in the right place (e.g. the upstream block's name).
     hints: Mapping[str, str] = field(default_factory=dict)
@@ -164,6 +177,11 @@ class RouteFacts:
             values["listens"] = tuple(
                 Listen(x["port"], x.get("tls", False), _where(x["where"]), x.get("address", ""))
                 for x in values["listens"])
+        if values.get("capacity") is not None:
+            raw_cap = dict(values["capacity"])
+            if raw_cap.get("where") is not None:
+                raw_cap["where"] = _where(raw_cap["where"])
+            values["capacity"] = Capacity(**raw_cap)
         if "backend_checks" in values:
             values["backend_checks"] = tuple(BackendCheck(**x) for x in values["backend_checks"])
         for key in ("files", "backends", "notes"):

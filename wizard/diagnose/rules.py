@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 from wizard import findings as codes
 from wizard.diagnose import fixtext
 from wizard.diagnose.facts import Ping, RouteFacts, TimeoutFact, Where, ping_of
+from wizard.diagnose.rules_browser import browser_rules
 from wizard.diagnose.text import evidence as _evidence
 from wizard.diagnose.text import place as _place
 from wizard.diagnose.text import probe_evidence as _probe_evidence
@@ -131,7 +132,7 @@ def diagnose_with_notes(facts: RouteFacts | None, probe: ProbeReport | None,
     ctx = _Ctx(facts, probe, path)
     found: list[Finding] = []
     for rule in (_reachability, _backend, _path, _upgrade, _origin, _sticky, _timeouts,
-                 _error_handler):
+                 _error_handler, browser_rules):
         found.extend(rule(ctx))
     found.extend(ctx.pending)  # what only the probe can tell (EIO=3, TLS, round trip...)
     return order(merge(found)), ctx.notes

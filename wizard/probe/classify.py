@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from wizard import findings as codes
 from wizard.findings import Finding
 from wizard.heartbeat import Heartbeat
+from wizard.probe.lifetime import lifetime_finding
 from wizard.probe.report import ClientsResult, HoldResult, HoldVerdict, SessionsResult
 from wizard.probe.wire import (
     Handshake,
@@ -92,7 +93,7 @@ def _origin_rejected(evidence: str) -> Finding:
                    evidence, FIX_ORIGIN)
 
 
-def _is_origin_refusal(response: HttpResponse, origin: str | None) -> bool:
+def is_origin_refusal(response: HttpResponse, origin: str | None) -> bool:
     code, message = error_message(response.body)
     text = (message or response.text).lower()
     if "origin" in text and ("not an accepted" in text or "not allowed" in text):
@@ -122,7 +123,7 @@ def classify_handshake(response: HttpResponse, path: str, origin: str | None) ->
         if looks_like_v3(response.body):
             return Verdict(None, f"Engine.IO v3 answer to an EIO=4 request: {summary}",
                            retry_eio3=True)
-    if _is_origin_refusal(response, origin):
+    if is_origin_refusal(response, origin):
         return Verdict(None, summary, (_origin_rejected(where),))
     code, message = error_message(response.body)
     if response.status == 400 and code == 5:
@@ -165,7 +166,7 @@ def classify_upgrade(response: HttpResponse, path: str, origin: str | None) -> F
         return Finding(codes.NO_STICKY_SESSIONS, "error",
                        "The WebSocket upgrade reached another server than the handshake "
                        "(\"Session ID unknown\")", where, FIX_STICKY)
-    if _is_origin_refusal(response, origin):
+    if is_origin_refusal(response, origin):
         return _origin_rejected(where)
     if response.status == 400 and code == 3:
         why = "the proxy does not forward the Upgrade/Connection headers"
@@ -213,6 +214,9 @@ def hold_verdict(
 def hold_finding(handshake: Handshake, hold: HoldResult) -> Finding | None:
     if not hold.dropped or hold.idle_before_drop_s is None:
         return None
+    capped = lifetime_finding(hold)
+    if capped is not None:
+        return capped
     beat = heartbeat_of(handshake)
     idle = hold.idle_before_drop_s
     interval = beat.interval_ms / 1000
@@ -223,6 +227,9 @@ def hold_finding(handshake: Handshake, hold: HoldResult) -> Finding | None:
         f"ping(s) seen; server pingInterval {interval:g} s, pingTimeout "
         f"{beat.timeout_ms / 1000:g} s"
     )
+    if hold.busy is not None and not hold.busy.dropped:
+        evidence += (f"; a twin kept busy meanwhile was not cut ({hold.busy.detail()}): the "
+                     "idle time is what is cut")
     fix = (
         f"Raise the read/idle timeout of the proxy (and any load balancer in front) on the "
         f"Socket.IO route above pingInterval + pingTimeout = {total:g} s, e.g. to "
@@ -328,12 +335,19 @@ def classify_eio3(response: HttpResponse, path: str, evidence: str
 
 
 def no_upgrade_offered(handshake: Handshake) -> Finding:
+    """``upgrades: []``: no proxy can help, the server itself cannot (or will not) do it."""
     return Finding(
-        codes.WEBSOCKET_UPGRADE_BLOCKED, "error",
-        "The server itself offers no WebSocket upgrade",
+        codes.BACKEND_WITHOUT_WEBSOCKET, "error",
+        "The Socket.IO server itself offers no WebSocket upgrade: every client stays on "
+        "long-polling (websocket-only clients fail)",
         f"open packet upgrades: {list(handshake.upgrades)}",
-        "Enable the websocket transport on the Socket.IO server (its `transports` "
-        "option), and make sure the proxy forwards upgrades.")
+        "Fix it on the server, not the proxy. python-socketio/Flask-SocketIO log \"The "
+        "WebSocket transport is not available\" when their server cannot do WebSocket: the "
+        "Werkzeug dev server and threading mode need `pip install simple-websocket`; gunicorn "
+        "needs a worker that can (`gunicorn -k eventlet -w 1 app:app`, or `-k gevent` with "
+        "gevent-websocket, or `--threads 100` with simple-websocket), never the plain sync "
+        "worker; uWSGI needs `--http-websockets`. Node socket.io and python-socketio: keep "
+        "'websocket' in the server's `transports` and `allowUpgrades`/`allow_upgrades` on.")
 
 
 def upgrade_unanswered(query: str, message: str) -> Finding:

@@ -41,10 +41,16 @@ class _HoldLog:
     drop_at: float | None = None
     how: str = "held to the end"
     server_closed: bool = False
+    opened: float | None = None  # the 101 (WebSocket): the connection's age counts from it
+    longest_quiet: float = 0.0
+
+    def received(self, now: float) -> None:
+        self.longest_quiet = max(self.longest_quiet, now - self.last_rx)
+        self.last_rx = now
 
     def ping(self, now: float) -> None:
         self.pings.append(round(now - self.start, 3))
-        self.last_rx = now
+        self.received(now)
 
     def drop(self, now: float, how: str, server_closed: bool = False) -> None:
         self.drop_at, self.how, self.server_closed = now, how, server_closed
@@ -65,6 +71,8 @@ class _HoldLog:
             idle_before_drop_s=round(end - self.last_rx, 3) if dropped else None,
             how=self.how,
             verdict=verdict,
+            age_at_drop_s=round(end - (self.opened or self.start), 3) if dropped else None,
+            longest_quiet_s=round(self.longest_quiet, 3),
         )
 
 
@@ -82,7 +90,7 @@ def hold_connection(
     Returns the result, or a sentence saying why the session could not even be opened.
     """
     try:
-        opened = _open_session(target, path, headers, timeout, insecure)
+        opened = open_session(target, path, headers, timeout, insecure)
         if isinstance(opened, str):
             return opened
         handshake, headers = opened
@@ -94,7 +102,7 @@ def hold_connection(
         return f"{exc.kind}: {exc.message}"
 
 
-def _open_session(
+def open_session(
     target: Target, path: str, headers: Sequence[tuple[str, str]], timeout: float,
     insecure: bool,
 ) -> tuple[Handshake, tuple[tuple[str, str], ...]] | str:
@@ -118,12 +126,13 @@ def _hold_websocket(
         response, ws = ws_connect(sock, target, query, headers, remaining(setup))
         if ws is None:
             return f"the upgrade answered {response.summary(60)}"
+        opened = time.monotonic()
         ws.send_text("2probe", timeout)
         if ws.recv(remaining(setup)).text != "3probe":
             return "the upgraded connection did not answer 2probe"
         ws.send_text("5", timeout)
         ws.send_text("40", timeout)
-        log = _HoldLog("websocket", seconds)
+        log = _HoldLog("websocket", seconds, opened=opened)
         deadline = log.start + seconds
         while (left := deadline - time.monotonic()) > 0:
             try:
@@ -144,7 +153,7 @@ def _hold_websocket(
                 log.drop(now, f"the server closed the session ({text[:20]!r})", True)
                 break
             else:
-                log.last_rx = now
+                log.received(now)
         return log.result(log.drop_at or time.monotonic())
     finally:
         sock.close()

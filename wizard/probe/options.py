@@ -43,6 +43,9 @@ class ProbeOptions:
     marker_header: str | None = None
     # Connect to this address, not the URL's host (which stays the Host header and SNI).
     connect_to: str | None = None
+    # Also try as browsers do (wizard.probe.browser): a same-origin page's Origin, Firefox's
+    # `Connection: keep-alive, Upgrade`. Off: the command-line client's view only.
+    browsers: bool = True
 
     def problems(self) -> list[str]:
         """Everything wrong with these options, one sentence each (empty: fine)."""

@@ -17,7 +17,8 @@ from wizard.probe.wire import Handshake, HttpResponse
 
 # Every stage the probe can report, in order (the TUI pre-fills its table from this).
 STAGE_NAMES = (
-    "tcp", "tls", "polling", "polling-eio3", "websocket", "socketio", "emit", "hold",
+    "tcp", "tls", "polling", "polling-eio3", "websocket", "origin", "firefox", "socketio",
+    "emit", "hold",
     "sessions", "clients",
 )
 
@@ -94,9 +95,17 @@ class HoldResult:
     idle_before_drop_s: float | None  # since the server last sent anything
     how: str
     verdict: HoldVerdict
+    # The connection's age at the drop (since the 101): constant under a lifetime cap, while
+    # the idle time is what is constant under an idle timeout.
+    age_at_drop_s: float | None = None
+    longest_quiet_s: float | None = None  # the longest silence it survived before the drop
+    busy: BusyResult | None = None  # a twin kept busy meanwhile (``wizard.probe.lifetime``)
 
     def to_dict(self) -> dict[str, Any]:
         return {
+            "age_at_drop_s": self.age_at_drop_s,
+            "longest_quiet_s": self.longest_quiet_s,
+            "busy": self.busy.to_dict() if self.busy else None,
             "transport": self.transport,
             "requested_s": self.requested_s,
             "held_s": self.held_s,
@@ -112,13 +121,36 @@ class HoldResult:
     def detail(self, ping_sum_s: float) -> str:
         """The stage line; ``ping_sum_s``: a hold shorter than it proves no longer timeout."""
         if self.dropped:
-            return (f"dropped after {self.drop_after_s:.1f} s ({self.how}); "
-                    f"{self.pings} ping(s); verdict {self.verdict}")
+            age = "" if self.age_at_drop_s is None else f", age {self.age_at_drop_s:.1f} s"
+            busy = "" if self.busy is None else f"; busy twin: {self.busy.detail()}"
+            return (f"dropped after {self.drop_after_s:.1f} s ({self.how}{age}); "
+                    f"{self.pings} ping(s); verdict {self.verdict}{busy}")
         detail = f"held {self.held_s:.1f} s over {self.transport}, {self.pings} ping(s), no drop"
         if self.held_s < ping_sum_s:
             detail += (f" (shorter than pingInterval + pingTimeout = "
                        f"{ping_sum_s:g} s: a longer timeout is not proven)")
         return detail
+
+
+@dataclass(frozen=True)
+class BusyResult:
+    """A second WebSocket held open with traffic every ``interval_s`` (WebSocket pings the
+    server answers): an idle timeout never cuts it, a lifetime cap does, at the same age."""
+
+    held_s: float
+    interval_s: float
+    dropped: bool
+    age_at_drop_s: float | None
+    how: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"held_s": self.held_s, "interval_s": self.interval_s, "dropped": self.dropped,
+                "age_at_drop_s": self.age_at_drop_s, "how": self.how}
+
+    def detail(self) -> str:
+        if self.dropped:
+            return f"dropped at age {self.age_at_drop_s:.1f} s ({self.how})"
+        return f"held {self.held_s:.1f} s with traffic every {self.interval_s:g} s, no drop"
 
 
 @dataclass(frozen=True)

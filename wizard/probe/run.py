@@ -30,8 +30,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from wizard.errors import ProbeFailed, SockwizardError
 from wizard.findings import Finding, merge_findings, sort_findings
-from wizard.probe import classify
-from wizard.probe.hold import hold_connection
+from wizard.probe import browser, classify, fronts
+from wizard.probe.lifetime import hold_and_compare
 from wizard.probe.options import ProbeOptions
 from wizard.probe.report import (
     ClientsResult,
@@ -94,6 +94,7 @@ class Run:
         self.hold: HoldResult | None = None
         self.sessions: SessionsResult | None = None
         self.clients: ClientsResult | None = None
+        self.answers: list[HttpResponse] = []  # their headers name a front tier (fronts)
 
     def record(self, name: str, ok: bool, started: float, detail: str,
                data: Mapping[str, Any] | None = None) -> Stage:
@@ -173,6 +174,7 @@ class Run:
             return
         finally:
             sock.close()
+        self.answers.append(response)
         verdict = classify.classify_handshake(response, self.path, self.options.origin)
         self.record("polling", verdict.handshake is not None, started, verdict.detail,
                     self._marked(response_data(response), response))
@@ -234,6 +236,7 @@ class Run:
                         {"error": exc.kind})
             self.findings.append(classify.upgrade_unanswered(query, exc.message))
             return
+        self.answers.append(response)
         if ws is None:
             finding = classify.classify_upgrade(response, self.path, self.options.origin)
             self.record("websocket", False, started, f"not upgraded: {response.summary(80)}",
@@ -284,6 +287,19 @@ class Run:
         self._connect_raw(ws)
         return "101 Switching Protocols, open packet on the WebSocket (websocket-only server)"
 
+    # ---- stage 3b: as browsers do it (wizard.probe.browser)
+    def browsers(self) -> None:
+        handshake = self.handshake
+        if handshake is None or handshake.eio_version != 4 or self.websocket_only:
+            return
+        for stage, finding, _tried in browser.browser_stages(
+                self.target, self.path, self.headers, self.options.timeout,
+                self.options.insecure, offers_websocket="websocket" in handshake.upgrades,
+                plain_ok=self.websocket_ok):
+            self.publish(stage)
+            if finding is not None:
+                self.findings.append(finding)
+
     # ---- stage 4
     def socketio(self) -> None:
         options = self.options
@@ -314,7 +330,8 @@ class Run:
             stage = Stage("socketio", False, outcome.connect_ms,
                           f"connected, but stayed on {outcome.transport}: python-socketio "
                           "fell back to long-polling without an error", dict(stage.data))
-            self.findings.append(classify.stayed_on_polling(outcome.transport))
+            if self.handshake is None or "websocket" in self.handshake.upgrades:
+                self.findings.append(classify.stayed_on_polling(outcome.transport))
         self._emit_stage(stage, outcome)
 
     def _socketio_raw(self) -> None:
@@ -349,9 +366,9 @@ class Run:
         if handshake is None or handshake.eio_version != 4 or self.websocket_only:
             self.skip("hold", "no Engine.IO v4 polling session")
             return
-        result = hold_connection(self.target, self.path, self.headers, self.options.timeout,
-                                 self.options.insecure, self.options.hold,
-                                 websocket=self.websocket_ok)
+        result = hold_and_compare(self.target, self.path, self.headers, self.options.timeout,
+                                  self.options.insecure, self.options.hold,
+                                  websocket=self.websocket_ok)
         if isinstance(result, str):
             self.record("hold", False, started, f"could not open the session: {result}")
             return
@@ -404,7 +421,8 @@ class Run:
             self.findings.append(finding)
 
     def report(self) -> ProbeReport:
-        found = sort_findings(merge_findings(self.findings))
+        front = fronts.front_finding(self.answers)
+        found = sort_findings(merge_findings([*self.findings, *([front] if front else [])]))
         ok = (self.websocket_ok and self.socketio_ok and self.transport == "websocket"
               and self.emit_ok and not any(f.severity == "error" for f in found))
         return ProbeReport(self.url, self.path, ok, self.transport, self.handshake,
@@ -438,6 +456,8 @@ def run_probe(
     v4 = run.handshake is not None and run.handshake.eio_version == 4
     if v4 or run.websocket_only:
         run.guarded("websocket", run.websocket)
+        if options.browsers:
+            run.guarded("origin", run.browsers)
         run.guarded("socketio", run.socketio)
     if options.hold > 0:
         run.guarded("hold", run.hold_stage)

@@ -87,4 +87,9 @@ PROFILE = ProxyProfile(
     # ---- diagnose side
     display_name="Apache",
     fixes=FIXES,
+
+    # ---- tui side
+    sticky_how="a balancer with a SERVERID cookie (`stickysession`) for the http:// and "
+               "ws:// routes",
+    own_settings=("apache_version",),
 )

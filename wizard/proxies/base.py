@@ -92,3 +92,11 @@ class ProxyProfile:
     # through to another proxy's wording.
     display_name: str = field(kw_only=True)  # the proxy in findings: "nginx", "http-proxy"
     fixes: Fixes = field(kw_only=True)  # the config lines each finding's fix prints
+
+    # ---- tui side: what the wizard's forms say and offer per proxy -----------------------
+    # How the rendered config keeps one client on one backend (Backends step, 2+ servers).
+    sticky_how: str = field(kw_only=True)
+    # DeploySpec fields only this proxy reads: the Backends step's "Only for <kind>" panel.
+    own_settings: tuple[str, ...] = ()
+    # A line under that panel's settings (or in place of them when there are none).
+    own_settings_note: str = ""

@@ -86,4 +86,8 @@ PROFILE = ProxyProfile(
     # ---- diagnose side
     display_name="Caddy",
     fixes=FIXES,
+
+    # ---- tui side
+    sticky_how="`lb_policy cookie` on reverse_proxy",
+    own_settings=("stream_close_delay",),
 )

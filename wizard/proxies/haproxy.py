@@ -103,4 +103,7 @@ PROFILE = ProxyProfile(
     # ---- diagnose side
     display_name="HAProxy",
     fixes=FIXES,
+    # ---- tui side
+    sticky_how="a SERVERID cookie HAProxy inserts (`cookie … insert`, one value per server)",
+    own_settings_note="Nothing extra: timeout tunnel and timeout server follow the read timeout.",
 )

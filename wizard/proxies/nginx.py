@@ -89,4 +89,11 @@ PROFILE = ProxyProfile(
     # ---- diagnose side
     display_name="nginx",
     fixes=FIXES,
+
+    # ---- tui side
+    sticky_how="an upstream with `hash $remote_addr consistent` (same client address, "
+               "same backend)",
+    own_settings=("proxy_buffering",),
+    own_settings_note="On is nginx's default; off is common advice for long-polling "
+                      "(responses reach clients at once).",
 )

@@ -64,4 +64,8 @@ PROFILE = ProxyProfile(
     # ---- diagnose side
     display_name="http-proxy",
     fixes=FIXES,
+
+    # ---- tui side
+    sticky_how="a hash of the client address in proxy.js",
+    own_settings_note="Nothing extra: proxy.js is the whole config.",
 )

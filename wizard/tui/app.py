@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from textual import work
 from textual.app import App, SystemCommand
 from textual.binding import Binding, BindingType
+from textual.driver import Driver
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Static
 from textual.worker import Worker
@@ -148,6 +149,18 @@ class SockwizardApp(App[int]):
         variables = super().get_css_variables()
         return {**variables, **{name: value.format_map(variables)
                                 for name, value in CSS_VARIABLES.items()}}
+
+    def get_driver_class(self) -> type[Driver]:
+        """In a real Linux/macOS terminal, Textual's driver with one change: a read's keys
+        reach the app together (``driver.BurstDriver``: why)."""
+        driver = super().get_driver_class()
+        # By name: importing the Linux driver on Windows would fail (termios).
+        if (driver.__module__, driver.__name__) == ("textual.drivers.linux_driver",
+                                                    "LinuxDriver"):
+            from wizard.tui.driver import BurstDriver
+
+            return BurstDriver
+        return driver
 
     def get_default_screen(self) -> Screen[Any]:
         return Backdrop()

@@ -33,7 +33,15 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from wizard.diagnose.facts import Blocker, Listen, RouteFacts, RouteQuery, TimeoutFact, Where
+from wizard.diagnose.facts import (
+    Blocker,
+    Capacity,
+    Listen,
+    RouteFacts,
+    RouteQuery,
+    TimeoutFact,
+    Where,
+)
 from wizard.diagnose.readers.apache_route import (
     Handler,
     Routes,
@@ -169,6 +177,14 @@ def facts_from_files(files: Sequence[tuple[str, str]], query: RouteQuery, *,
 class _Analysis(Routes):
     """The facts about the route ``Routes`` found: backends, stickiness, timeouts, upgrade."""
 
+    def capacity(self) -> Capacity | None:
+        """``MaxRequestWorkers`` (``MaxClients`` before 2.4): one worker per proxied WebSocket
+        for its whole life. None when the config does not set it (the MPM's default)."""
+        node = self.root.last("MaxRequestWorkers") or self.root.last("MaxClients")
+        if node is None or not node.args or not node.args[0].isdigit() or len(node.args[0]) > 8:
+            return None
+        return Capacity(int(node.args[0]), f"{node.name} {node.args[0]}", node.where)
+
     def facts(self) -> RouteFacts:
         q = self.query
         listens = tuple(self.listens())
@@ -176,7 +192,7 @@ class _Analysis(Routes):
         scope = vhost if vhost is not None else self.root
         server_tls = is_on(self.get(vhost, "SSLEngine")) if vhost is not None else q.tls
         base = RouteFacts(proxy=ProxyKind.APACHE, source=self.source, files=self.files,
-                          version=self.version, listens=listens,
+                          version=self.version, listens=listens, capacity=self.capacity(),
                           server=scope.where if vhost is not None else None,
                           server_tls=server_tls)
         hints = {"scope": f"<VirtualHost {' '.join(vhost.args)}>" if vhost else "the main "

@@ -12,7 +12,15 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from wizard.diagnose.facts import Blocker, Listen, RouteFacts, RouteQuery, TimeoutFact, Where
+from wizard.diagnose.facts import (
+    Blocker,
+    Capacity,
+    Listen,
+    RouteFacts,
+    RouteQuery,
+    TimeoutFact,
+    Where,
+)
 from wizard.diagnose.readers.base import (
     ConfigReadError,
     join_upstream_path,
@@ -63,6 +71,7 @@ class _Analysis:
                                   "Check that --config names the main nginx.conf.")
         self.http = http[0]
         self.servers = self.http.children("server")
+        self.capacity = capacity(tree)
 
     # ---- selection
     def listens(self, server: Node) -> list[_Listen]:
@@ -108,7 +117,7 @@ class _Analysis:
             for s in self.servers for x in self.listens(s))
         server = self.pick_server()
         base = RouteFacts(proxy=ProxyKind.NGINX, source=self.source, files=self.files,
-                          version=self.version, listens=listens)
+                          version=self.version, listens=listens, capacity=self.capacity)
         if server is None:
             self.notes.append("the http block has no server block")
             return _replace(base, notes=tuple(self.notes))
@@ -355,6 +364,30 @@ class _Analysis:
             lines.append("proxy_set_header X-Forwarded-Host $host;")
         fix = _fix_in_location(loc, lines) if lines else ""
         return _replace(facts, forwarded_proto=proto_ok, forwarded_host=host_ok, forward_fix=fix)
+
+
+DEFAULT_WORKER_CONNECTIONS = 512  # nginx's compiled-in default (Debian's nginx.conf sets 768)
+
+
+def capacity(tree: Sequence[Node]) -> Capacity | None:
+    """``worker_connections`` × ``worker_processes`` / 2: each WebSocket client holds a client
+    and an upstream connection. None without an ``events`` block (a site fragment)."""
+    events = next((n for n in tree if n.name == "events" and n.block is not None), None)
+    if events is None:
+        return None
+    node = events.first("worker_connections")
+    per = DEFAULT_WORKER_CONNECTIONS
+    if node is not None and node.args and node.args[0].isdigit() and len(node.args[0]) < 9:
+        per = int(node.args[0])
+    procs_node = next((n for n in tree if n.name == "worker_processes"), None)
+    procs_arg = procs_node.args[0] if procs_node is not None and procs_node.args else "1"
+    workers = int(procs_arg) if procs_arg.isdigit() and len(procs_arg) < 5 else None
+    how = f"worker_connections {per}" + ("" if node is not None else " (nginx's default)")
+    if workers is None:
+        return Capacity(per // 2, f"{how} / 2 per worker process (worker_processes "
+                        f"{procs_arg[:10]})", node.where if node else None, per_worker=True)
+    return Capacity(per * workers // 2, f"{how} × {workers} worker(s) / 2",
+                    node.where if node else None)
 
 
 def lost_level(levels: Sequence[Node], header: Node) -> Node:

@@ -179,6 +179,10 @@ class WebSocket:
     def send_text(self, text: str, timeout: float) -> None:
         send_all(self.sock, encode_frame(OP_TEXT, text.encode("utf-8")), timeout)
 
+    def send_ping(self, timeout: float) -> None:
+        """A WebSocket-level ping: traffic both ways (the server's pong) without Engine.IO."""
+        send_all(self.sock, encode_frame(OP_PING, b"sw"), timeout)
+
     def recv(self, timeout: float) -> Frame:
         """The next data or close frame; ``WireError('timeout')`` if none within ``timeout``."""
         deadline = time.monotonic() + timeout

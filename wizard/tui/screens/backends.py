@@ -1,8 +1,9 @@
 """Step 4: the Socket.IO servers, the timeouts (checked live against the ping settings), where
 the proxy listens, TLS, and the few settings only one proxy has.
 
-Every message next to a field is the model's (``check_raw`` -> ``build_spec``); the read
-timeout's reason and smallest safe value are ``model.timeout_problem``'s words.
+Every problem next to a field is the model's (``check_raw`` -> ``build_spec``). A safe read
+timeout gets the heartbeat rule's minimum and suggestion (``wizard.heartbeat``, the figures
+the model, the probe and diagnose give), and the gauge under it draws the rule's grade.
 """
 
 from __future__ import annotations
@@ -14,24 +15,14 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Button, Checkbox, Input, Static
 
-from wizard.model import DeploySpec, ProxyKind
-from wizard.proxies import PROFILES
+from wizard.heartbeat import Heartbeat
+from wizard.model import DeploySpec
+from wizard.proxies import PROFILES, profile
 from wizard.tui.screens.shared import SpecFormScreen
 from wizard.tui.services import Services
 from wizard.tui.state import WizardState
 from wizard.tui.widgets.field import Field, ModelCheck, check_raw, problem_for
 from wizard.tui.widgets.gauge import TimeoutGauge
-
-# How each template keeps a client on one backend (what the rendered config will contain).
-STICKY_HOW = {
-    ProxyKind.NGINX: "an upstream with `hash $remote_addr consistent` (same client address, "
-                     "same backend)",
-    ProxyKind.APACHE: "a balancer with a SERVERID cookie (`stickysession`) for the http:// and "
-                      "ws:// routes",
-    ProxyKind.CADDY: "`lb_policy cookie` on reverse_proxy",
-    ProxyKind.NODE: "a hash of the client address in proxy.js",
-    ProxyKind.HAPROXY: "a SERVERID cookie HAProxy inserts (`cookie … insert`, one per server)",
-}
 
 # Text fields of this screen: model field name -> (label, hint).
 _TEXT_FIELDS: dict[str, tuple[str, str]] = {
@@ -51,7 +42,10 @@ _TEXT_FIELDS: dict[str, tuple[str, str]] = {
                        "get the mod_proxy_wstunnel recipe."),
 }
 _OPTIONAL = {"server_name", "tls_cert", "tls_key", "stream_close_delay", "apache_version"}
-_PROXY_ONLY = {"stream_close_delay": ProxyKind.CADDY, "apache_version": ProxyKind.APACHE}
+# On/off settings: a checkbox, not a text field.
+_CHECKBOXES = {"proxy_buffering": "proxy_buffering on"}
+# Settings only some proxies read (each profile's own_settings): shown for those alone.
+_OWN_SETTINGS = {name for prof in PROFILES.values() for name in prof.own_settings}
 
 
 def _initial(spec: DeploySpec, name: str) -> str:
@@ -68,6 +62,13 @@ def _number(value: Any) -> int | None:
     """A typed whole number, for drawing only (the model judges the value)."""
     text = str(value or "")
     return int(text) if text.isdigit() else None
+
+
+def safe_words(heartbeat: Heartbeat) -> str:
+    """Under a safe read timeout: the least that is safe and the figure all advice gives (the
+    suggestion is always above the minimum: a quarter over the sum, and never under 60 s)."""
+    # Two lines: an 80-column terminal would otherwise wrap between "60" and "s".
+    return f"✓ at least {heartbeat.minimum_s()} s;\n{heartbeat.suggest_s()} s leaves headroom"
 
 
 class BackendsScreen(SpecFormScreen):
@@ -117,19 +118,14 @@ class BackendsScreen(SpecFormScreen):
                     yield self._field("send_timeout")
                 with Vertical(id="proxy-panel", classes="panel") as extra:
                     extra.border_title = f"Only for {spec.proxy.value}"
-                    if spec.proxy is ProxyKind.NGINX:
-                        yield Checkbox("proxy_buffering on", spec.proxy_buffering,
-                                       id="proxy_buffering")
-                        yield Static("On is nginx's default; off is common advice for "
-                                     "long-polling (responses reach clients at once).",
-                                     classes="muted")
-                    elif spec.proxy is ProxyKind.CADDY:
-                        yield self._field("stream_close_delay")
-                    elif spec.proxy is ProxyKind.APACHE:
-                        yield self._field("apache_version")
-                    else:
-                        yield Static(f"Nothing extra for {PROFILES[spec.proxy].title}.",
-                                     classes="muted")
+                    prof = profile(spec.proxy)
+                    for name in prof.own_settings:
+                        if name in _CHECKBOXES:
+                            yield Checkbox(_CHECKBOXES[name], getattr(spec, name), id=name)
+                        else:
+                            yield self._field(name)
+                    if prof.own_settings_note:
+                        yield Static(prof.own_settings_note, classes="muted")
 
     def _backend_row(self, value: str) -> Horizontal:
         index = self._rows
@@ -152,8 +148,8 @@ class BackendsScreen(SpecFormScreen):
         return list(self.query("#backend-rows Input.backend").results(Input))
 
     def _visible_fields(self) -> list[str]:
-        proxy = self.state.spec.proxy
-        return [n for n in _TEXT_FIELDS if _PROXY_ONLY.get(n, proxy) is proxy]
+        own = profile(self.state.spec.proxy).own_settings
+        return [n for n in _TEXT_FIELDS if n not in _OWN_SETTINGS or n in own]
 
     def raw(self) -> dict[str, Any]:
         raw: dict[str, Any] = {"backends": [i.value.strip() for i in self._backend_inputs()]}
@@ -162,8 +158,9 @@ class BackendsScreen(SpecFormScreen):
             # An empty optional field clears it (None); an empty required one is a problem the
             # model reports, rather than silently keeping the old value.
             raw[name] = (value or None) if name in _OPTIONAL else value
-        for box in self.query("#proxy_buffering").results(Checkbox):
-            raw["proxy_buffering"] = box.value
+        for box in self.query(Checkbox).results(Checkbox):
+            if box.id is not None and box.id in _CHECKBOXES:
+                raw[box.id] = box.value
         return raw
 
     def _check_backend(self, index: int) -> ModelCheck:
@@ -184,7 +181,7 @@ class BackendsScreen(SpecFormScreen):
             raw.get("ping_timeout_ms"))
         if "read_timeout" not in problems and interval is not None and timeout is not None:
             self.query_one("#field-read_timeout .field-message", Static).update(
-                f"✓ more than pingInterval + pingTimeout ({(interval + timeout) / 1000:g} s)")
+                safe_words(Heartbeat(interval, timeout)))
             self.query_one("#field-read_timeout .field-message").display = True
         self._show_gauge(raw)
         self._show_backend_problems(problems)
@@ -212,7 +209,7 @@ class BackendsScreen(SpecFormScreen):
             return
         note.remove_class("-problem")
         if len(inputs) > 1:
-            how = STICKY_HOW[self.state.spec.proxy]
+            how = profile(self.state.spec.proxy).sticky_how
             note.update(
                 f"{len(inputs)} servers: Socket.IO needs sticky sessions — every request of one "
                 "client must reach the same server, or it gets 400 \"Session ID unknown\". "

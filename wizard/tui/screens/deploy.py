@@ -4,7 +4,9 @@ On arrival a dry run (the same transaction with ``dry_run=True``: detect and dif
 changed) fills the Diff and Plan tabs. "Deploy" then runs the transaction in a thread worker;
 its events become rows (spinner, then ✓/✗ and time, the checker's output under a failure), and
 the result says plainly whether the host was rolled back. Rollback restores the backup this
-deploy made, through the same core call ``sockwizard rollback`` uses.
+deploy made, through the same core call ``sockwizard rollback`` uses. The History tab lists
+the host's last few deploys and rollbacks of the file (``wizard.deploy.host_history``, the
+plain function behind ``sockwizard history``).
 """
 
 from __future__ import annotations
@@ -17,9 +19,18 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal
 from textual.content import Content
-from textual.widgets import Button, Checkbox, Static, TabbedContent, TabPane
+from textual.widgets import Button, Checkbox, DataTable, Static, TabbedContent, TabPane
 
-from wizard.deploy import DeployEvent, DeployOptions, DeployResult, Outcome, rollback_result
+from wizard.deploy import (
+    DEFAULT_BACKUP_DIR,
+    DeployEvent,
+    DeployOptions,
+    DeployResult,
+    Outcome,
+    host_history,
+    rollback_result,
+)
+from wizard.errors import SockwizardError
 from wizard.sandbox import Sandbox, start_sandbox
 from wizard.tui.calls import apply_on, deploy_options, locked
 from wizard.tui.messages import DeployEventSeen
@@ -101,6 +112,8 @@ class DeployScreen(StepScreen):
             with TabPane("Plan", id="tab-plan"):
                 yield CodeView("Detecting what the host has…", "text", line_numbers=False,
                                id="deploy-plan")
+            with TabPane("History", id="tab-history"):
+                yield DataTable(id="deploy-history", cursor_type="row", zebra_stripes=True)
         with Horizontal(id="deploy-actions"):
             yield Button("Deploy", id="deploy", variant="success", compact=True)
             yield Button("Rollback", id="rollback", variant="warning", compact=True,
@@ -166,6 +179,31 @@ class DeployScreen(StepScreen):
         self._show_plan(planned)
         if planned.outcome is not Outcome.PLANNED:  # could not even detect: say why
             self._show_result(planned)
+        self.show_history(planned.dest)
+
+    # -- the host's last entries -------------------------------------------------------------
+
+    HISTORY_ROWS = 5
+
+    @work(exclusive=True, group="history", exit_on_error=False)
+    async def show_history(self, dest: str | None) -> None:
+        """The host's last few deploys and rollbacks of this file (``sockwizard history``)."""
+        conn = self.state.connection
+        table = self.query_one("#deploy-history", DataTable)
+        if conn is None or self.in_sandbox:
+            return
+        try:
+            records = await self.in_thread(locked, conn, host_history, conn.remote,
+                                           DEFAULT_BACKUP_DIR, dest=dest,
+                                           limit=self.HISTORY_ROWS)
+            rows = [r.row() for r in reversed(records)]  # newest first
+            if not rows:
+                rows = [("", "", "no deploy recorded for this file yet", "", "", "")]
+        except SockwizardError as exc:
+            rows = [("", "", f"could not read the history: {exc.title}", "", "", "")]
+        table.clear(columns=True)
+        table.add_columns("id", "time", "what", "file", "config", "who")
+        table.add_rows(rows)
 
     def _show_plan(self, result: DeployResult) -> None:
         diff = result.diff or "No change: the host already has exactly this config.\n"
@@ -206,6 +244,7 @@ class DeployScreen(StepScreen):
             self._set_busy(False)
         self._show_result(result)
         self._show_plan(result)
+        self.show_history(result.dest)
 
     async def _deploy_sandbox(self) -> DeployResult:
         """``wizard.sandbox.start_sandbox``: the proxy and backend start, then the same
@@ -285,6 +324,7 @@ class DeployScreen(StepScreen):
             self._set_busy(False)
         log.scroll_end()
         self._show_result(restored)
+        self.show_history(restored.dest)
 
     @on(Button.Pressed, "#deploy")
     def _deploy_pressed(self) -> None:

@@ -16,9 +16,6 @@ from wizard.tui.screens.base import StepScreen
 from wizard.tui.state import Next, WizardState
 from wizard.tui.widgets.options import spaced
 
-# The registry's order: a proxy added there is offered here with no change to this screen.
-_ORDER = tuple(PROFILES)
-
 _LAYOUT_LABELS = {
     Layout.SITE: "A file to include (conf.d file, vhost, site block, proxy.js)",
     Layout.FULL: "A complete main config (nginx.conf, httpd.conf, Caddyfile, haproxy.cfg)",
@@ -30,8 +27,7 @@ class ProxyScreen(StepScreen):
 
     def compose_body(self) -> ComposeResult:
         options = []
-        for kind in _ORDER:
-            prof = PROFILES[kind]
+        for kind, prof in PROFILES.items():  # the registry's order
             prompt = Content.assemble((prof.title, "bold"), "\n",
                                       (prof.when_to_pick, "$text-muted"))
             options.append(Option(prompt, id=kind.value))

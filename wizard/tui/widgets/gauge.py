@@ -1,10 +1,10 @@
 """A small picture of a proxy timeout against the server's ping settings (Backends step).
 
-The grade is the one rule's (``wizard.heartbeat``, which diagnose and the probe also use; from
-the measured facts in shared/REFERENCE.md): at or below pingInterval every idle client drops
-(certain); up to pingInterval + pingTimeout a client survives until a ping runs late (at risk);
-above the sum is safe. The words next to the field (the reason, the smallest safe value) come from
-``wizard.model.timeout_problem``; this only draws where the value falls.
+The grade is the one rule's (``wizard.heartbeat.Heartbeat.grade``, which the model, the probe
+and diagnose ask too): at or below pingInterval every idle client drops (certain); up to
+pingInterval + pingTimeout a client survives until a ping runs late (at risk); above the sum
+is safe. The words next to the field come from the same rule (the Backends step); this only
+draws where the value falls.
 """
 
 from __future__ import annotations
