@@ -206,12 +206,16 @@ class FindingsScreen(ProbeResultScreen):
             view.show_report(diagnosis.probe, None, diagnosis.findings, diagnosis.checks)
         else:
             view.show_findings(diagnosis.findings, diagnosis.checks)
-        self.query_one("#apply-fix", Button).disabled = not self.fixable()
+        self._offer_fix()
+
+    def _offer_fix(self) -> None:
+        for button in self.query("#apply-fix").results(Button):  # none once dismissed
+            button.disabled = not self.fixable()
 
     def _busy(self, busy: bool, what: str) -> None:
         super()._busy(busy, what)
         if not busy:
-            self.query_one("#apply-fix", Button).disabled = not self.fixable()
+            self._offer_fix()
 
     @on(Button.Pressed, "#apply-fix")
     def _apply_pressed(self) -> None:
