@@ -56,22 +56,48 @@ _SEVERITY_RANK: dict[str, int] = {"error": 0, "warning": 1, "info": 2}
 
 
 @dataclass(frozen=True)
+class Edit:
+    """One machine-applicable change to a live config file, made from the same values as the
+    fix's printed words (``wizard.proxies.fixes.Fix``); ``wizard.diagnose.patch`` applies it.
+
+    On line ``line`` (1-based) of ``file``: replace the text ``old`` (it must be on that line)
+    with ``new``; with ``insert``, keep the line (``old``: text it must hold) and add ``new``
+    after it. ``new`` may span lines; they carry one indentation level (4 spaces) relative
+    to the block they go in, the way fixes are printed.
+    """
+
+    file: str
+    line: int
+    old: str
+    new: str
+    insert: bool = False
+
+    def to_dict(self) -> dict[str, object]:
+        return {"file": self.file, "line": self.line, "old": self.old, "new": self.new,
+                "insert": self.insert}
+
+
+@dataclass(frozen=True)
 class Finding:
-    """One problem (or note): stable ``code``, how bad, what, the proof, and what to change."""
+    """One problem (or note): stable ``code``, how bad, what, the proof, and what to change.
+    ``edits``: the fix as config edits, when it is one (``diagnose --fix``/``--apply``);
+    empty when the fix is client- or server-side, or only worded."""
 
     code: str
     severity: Severity
     title: str
     evidence: str
     fix: str
+    edits: tuple[Edit, ...] = ()
 
-    def to_dict(self) -> dict[str, str]:
+    def to_dict(self) -> dict[str, object]:
         return {
             "code": self.code,
             "severity": self.severity,
             "title": self.title,
             "evidence": self.evidence,
             "fix": self.fix,
+            "edits": [e.to_dict() for e in self.edits],
         }
 
 

@@ -88,6 +88,11 @@ def changed_meanwhile(real_dest: str, host: str) -> str:
             "edit by hand); the new config was not put in place")
 
 
+def changed_since_read(real_dest: str, host: str) -> str:
+    return (f"{real_dest} changed on {host} since the fix was made from it (another deploy, "
+            "or an edit by hand); nothing was changed: diagnose again")
+
+
 def rename_failed(real_dest: str) -> str:
     return f"Could not rename the new file over {real_dest}"
 

@@ -2,14 +2,27 @@
 
 from wizard.model import DeploySpec, Layout
 from wizard.proxies.base import ProxyProfile
-from wizard.proxies.fixes import Fixes, FixSite, TimeoutFix, listed, worded
+from wizard.proxies.fixes import (
+    Edit,
+    Fix,
+    Fixes,
+    FixSite,
+    Spot,
+    TimeoutFix,
+    insert_after,
+    listed,
+    replace_at,
+    worded,
+)
 
 # ---- diagnose side: the fixes diagnose prints (wizard.proxies.fixes); the config lines in
 # them come rendered from templates/apache/_macros.j2, these words say where they go.
 
 
 def _fix_route(site: FixSite) -> str:
-    return f"In {site.scope} ({site.server}) add, above any `ProxyPass /`:\n{site.route_lines}"
+    # Right after the <VirtualHost> line is above any `ProxyPass /` in it.
+    return Fix(f"In {site.scope} ({site.server}) add, above any `ProxyPass /`:\n"
+               f"{site.route_lines}", [insert_after(site.server_at, site.route_lines)])
 
 
 def _fix_rewrite(site: FixSite) -> str:
@@ -26,10 +39,27 @@ def _fix_sticky(site: FixSite) -> str:
 
 def _fix_timeout(fix: TimeoutFix) -> str:
     lines = fix.lines
+    edits: list[Edit | None] = _set_directives(fix.lines, fix.existing, fix.site.server_at)
     if fix.directive.endswith("timeout=)") or fix.directive == "timeout=":
         first = fix.existing[0] if fix.existing else None
         lines += f"\nand change timeout= on {worded(first)} to timeout={fix.seconds}"
-    return f"In {fix.site.scope} set (now: {listed(fix.existing, 'not set')}):\n{lines}"
+        edits = [None]  # a ProxyPass parameter: printed only
+    return Fix(f"In {fix.site.scope} set (now: {listed(fix.existing, 'not set')}):\n{lines}",
+               edits)
+
+
+def _set_directives(lines: str, existing: tuple[Spot, ...],
+                    scope: Spot | None) -> list[Edit | None]:
+    """Each directive line replaces the existing line of the same directive, or goes into the
+    scope (the <VirtualHost>) when there is none."""
+    edits: list[Edit | None] = []
+    for line in lines.splitlines():
+        name = line.split()[0].lower() if line.split() else ""
+        same = next((e for e in existing if e.text.split()[:1]
+                     and e.text.split()[0].lower() == name), None)
+        edits.append(replace_at(same, line.strip()) if same is not None
+                     else insert_after(scope, line))
+    return edits
 
 
 FIXES = Fixes(route=_fix_route, rewrite=_fix_rewrite, sticky=_fix_sticky, timeout=_fix_timeout)

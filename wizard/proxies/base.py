@@ -92,6 +92,9 @@ class ProxyProfile:
     # through to another proxy's wording.
     display_name: str = field(kw_only=True)  # the proxy in findings: "nginx", "http-proxy"
     fixes: Fixes = field(kw_only=True)  # the config lines each finding's fix prints
+    # A checker that judges one file alone ({config}: a copy of it), run here on a fix before
+    # it goes to the host (wizard.repair); None: the checker needs the host's whole tree.
+    standalone_check: str | None = field(default=None, kw_only=True)
 
     # ---- tui side: what the wizard's forms say and offer per proxy -----------------------
     # How the rendered config keeps one client on one backend (Backends step, 2+ servers).

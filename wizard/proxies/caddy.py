@@ -2,15 +2,15 @@
 
 from wizard.model import DeploySpec, Layout
 from wizard.proxies.base import ProxyProfile, SiteInclude
-from wizard.proxies.fixes import Fixes, FixSite, TimeoutFix
+from wizard.proxies.fixes import Fix, Fixes, FixSite, TimeoutFix, insert_after, replace_at
 
 # ---- diagnose side: the fixes diagnose prints (wizard.proxies.fixes); the config lines in
 # them come rendered from templates/caddy/_macros.j2, these words say where they go.
 
 
 def _fix_route(site: FixSite) -> str:
-    return f"In the site block {site.server} add, before any catch-all `handle`:\n" \
-        + site.route_lines
+    return Fix(f"In the site block {site.server} add, before any catch-all `handle`:\n"
+               + site.route_lines, [insert_after(site.server_at, site.route_lines)])
 
 
 def _fix_rewrite(site: FixSite) -> str:
@@ -22,14 +22,19 @@ def _fix_rewrite(site: FixSite) -> str:
 
 def _fix_sticky(site: FixSite) -> str:
     verb = f"replace `{site.affinity}` with" if site.affinity else "add"
-    return f"In the reverse_proxy block {site.backends_where} {verb}:\n{site.sticky_lines}"
+    text = f"In the reverse_proxy block {site.backends_where} {verb}:\n{site.sticky_lines}"
+    # The policy's own line is not known: only adding one to a block is an edit.
+    return text if site.affinity else Fix(text, [insert_after(site.backends_at,
+                                                              site.sticky_lines)])
 
 
 def _fix_timeout(fix: TimeoutFix) -> str:
     if fix.existing:
         e = fix.existing[0]
-        return f"Replace `{e.text}` ({e.file}:{e.line}) with:\n{fix.lines}"
-    return f"In the reverse_proxy block {fix.site.upstream} set:\n{fix.lines}"
+        return Fix(f"Replace `{e.text}` ({e.file}:{e.line}) with:\n{fix.lines}",
+                   [replace_at(e, fix.lines)])
+    return Fix(f"In the reverse_proxy block {fix.site.upstream} set:\n{fix.lines}",
+               [insert_after(fix.site.upstream_at, fix.lines)])
 
 
 FIXES = Fixes(route=_fix_route, rewrite=_fix_rewrite, sticky=_fix_sticky, timeout=_fix_timeout)
@@ -86,6 +91,7 @@ PROFILE = ProxyProfile(
     # ---- diagnose side
     display_name="Caddy",
     fixes=FIXES,
+    standalone_check="caddy adapt --adapter caddyfile --config {config}",
 
     # ---- tui side
     sticky_how="`lb_policy cookie` on reverse_proxy",

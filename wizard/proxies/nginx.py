@@ -4,15 +4,15 @@ import re
 
 from wizard.model import Layout
 from wizard.proxies.base import ProxyProfile
-from wizard.proxies.fixes import Fixes, FixSite, TimeoutFix
+from wizard.proxies.fixes import Fix, Fixes, FixSite, TimeoutFix, insert_after, replace_at
 
 # ---- diagnose side: the fixes diagnose prints (wizard.proxies.fixes); the config lines in
 # them come rendered from templates/nginx/_macros.j2, these words say where they go.
 
 
 def _fix_route(site: FixSite) -> str:
-    return f"In the server block {site.server} add (before any catch-all location):\n" \
-        + site.route_lines
+    return Fix(f"In the server block {site.server} add (before any catch-all location):\n"
+               + site.route_lines, [insert_after(site.server_at, site.route_lines)])
 
 
 _PLAIN = re.compile(r"[A-Za-z0-9._-]{1,253}(:[0-9]{1,5})?|\[[0-9A-Fa-f:.]{2,45}\](:[0-9]{1,5})?")
@@ -28,14 +28,17 @@ def _fix_rewrite(site: FixSite) -> str:
         scheme = bare[0].rsplit(" ", 1)[-1]
         ok = scheme in ("http", "https") and _PLAIN.fullmatch(host)
         fixed = f"proxy_pass {scheme}://{host};" if ok else "proxy_pass http://UPSTREAM;"
-    return (f"Keep the path: replace {site.upstream} with `{fixed}` (proxy_pass without a URI "
-            f"passes {site.path} unchanged), or set the server's path to {site.upstream_path}.")
+    return Fix(f"Keep the path: replace {site.upstream} with `{fixed}` (proxy_pass without a URI "
+               f"passes {site.path} unchanged), or set the server's path to "
+               f"{site.upstream_path}.",
+               [replace_at(site.upstream_at, fixed) if "UPSTREAM" not in fixed else None])
 
 
 def _fix_sticky(site: FixSite) -> str:
-    if site.affinity:
+    if site.affinity:  # its line is not known: printed only
         return f"In {site.backends_where} replace `{site.affinity};` with:\n{site.sticky_lines}"
-    return f"In {site.backends_where} add:\n{site.sticky_lines}"
+    return Fix(f"In {site.backends_where} add:\n{site.sticky_lines}",
+               [insert_after(site.backends_at, site.sticky_lines)])
 
 
 def _fix_timeout(fix: TimeoutFix) -> str:
@@ -43,8 +46,10 @@ def _fix_timeout(fix: TimeoutFix) -> str:
         # One directive for one: adding proxy_send_timeout here could duplicate an existing
         # one, which nginx -t refuses.
         e = fix.existing[0]
-        return f"Replace `{e.text}` ({e.file}:{e.line}) with:\n{fix.lines}"
-    return f"In {fix.site.route} add:\n{fix.lines}"
+        return Fix(f"Replace `{e.text}` ({e.file}:{e.line}) with:\n{fix.lines}",
+                   [replace_at(e, fix.lines)])
+    return Fix(f"In {fix.site.route} add:\n{fix.lines}",
+               [insert_after(fix.site.route_at, fix.lines)])
 
 
 FIXES = Fixes(route=_fix_route, rewrite=_fix_rewrite, sticky=_fix_sticky, timeout=_fix_timeout)

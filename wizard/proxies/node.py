@@ -1,8 +1,10 @@
 """Node.js http-proxy: a runnable proxy.js (both layouts; it is the whole config)."""
 
+import re
+
 from wizard.model import Layout
 from wizard.proxies.base import ProxyProfile
-from wizard.proxies.fixes import Fixes, FixSite, TimeoutFix, listed
+from wizard.proxies.fixes import Edit, Fix, Fixes, FixSite, TimeoutFix, listed, replace_at
 
 # ---- diagnose side: the fixes diagnose prints (wizard.proxies.fixes); the code in them
 # comes rendered from templates/node/_macros.j2, these words say where it goes.
@@ -27,7 +29,18 @@ def _fix_sticky(site: FixSite) -> str:
 def _fix_timeout(fix: TimeoutFix) -> str:
     ms = fix.seconds * 1000
     where = listed(fix.existing, "the createProxyServer options")
-    return f"Raise both options in createProxyServer() ({where}) to {ms} ms:\n{fix.lines}"
+    # The edit raises the value on each line the reader found (`proxyTimeout: 3000`, or the
+    # `const TIMEOUT_MS = 3000` it names) to the same ms as the words.
+    edits: list[Edit | None] = [None] if not fix.existing else []
+    for spot in fix.existing:
+        raised = _VALUE.sub(lambda m: f"{m.group(1)}{ms}", spot.text, count=1)
+        edits.append(replace_at(spot, raised) if raised != spot.text else None)
+    return Fix(f"Raise both options in createProxyServer() ({where}) to {ms} ms:\n{fix.lines}",
+               edits)
+
+
+_VALUE = re.compile(r"((?:\b(?:proxyTimeout|timeout)\s*:\s*)|(?:^\s*(?:const|let|var)\s+\w+"
+                    r"\s*=\s*))(\d+)\b")
 
 
 FIXES = Fixes(route=_fix_route, rewrite=_fix_rewrite, sticky=_fix_sticky, timeout=_fix_timeout)
@@ -64,6 +77,7 @@ PROFILE = ProxyProfile(
     # ---- diagnose side
     display_name="http-proxy",
     fixes=FIXES,
+    standalone_check="node --check {config}",
 
     # ---- tui side
     sticky_how="a hash of the client address in proxy.js",
