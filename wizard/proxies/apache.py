@@ -2,6 +2,7 @@
 
 from wizard.model import DeploySpec, Layout
 from wizard.proxies.base import ProxyProfile
+from wizard.proxies.causes import CauseFixes
 from wizard.proxies.fixes import Fixes, FixSite, TimeoutFix, listed, worded
 
 # ---- diagnose side: the fixes diagnose prints (wizard.proxies.fixes); the config lines in
@@ -33,6 +34,16 @@ def _fix_timeout(fix: TimeoutFix) -> str:
 
 
 FIXES = Fixes(route=_fix_route, rewrite=_fix_rewrite, sticky=_fix_sticky, timeout=_fix_timeout)
+
+CAUSES = CauseFixes(
+    keep_host=lambda where: (f"Send the client's Host (with its port): in {where} add\n"
+                             "    ProxyPreserveHost On"),
+    # LimitRequestBody counts bytes; 0 would mean no limit at all.
+    body_limit=lambda size, where: (f"Set {where} to at least the server's maxPayload:\n"
+                                    f"    LimitRequestBody {size}"),
+    real_ip=("    RemoteIPHeader X-Forwarded-For\n"
+             "    RemoteIPTrustedProxy <each address of the tier in front>   (a2enmod remoteip)"),
+)
 
 
 def needed_modules(spec: DeploySpec) -> list[str]:
@@ -86,4 +97,5 @@ PROFILE = ProxyProfile(
     # ---- diagnose side
     display_name="Apache",
     fixes=FIXES,
+    causes=CAUSES,
 )

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from wizard.model import DeploySpec, Layout
+from wizard.proxies.causes import CauseFixes
 from wizard.proxies.fixes import Fixes
 
 
@@ -77,3 +78,4 @@ class ProxyProfile:
     # through to another proxy's wording.
     display_name: str = field(kw_only=True)  # the proxy in findings: "nginx", "http-proxy"
     fixes: Fixes = field(kw_only=True)  # the config lines each finding's fix prints
+    causes: CauseFixes = field(kw_only=True)  # issue 12's cause findings (proxies.causes)

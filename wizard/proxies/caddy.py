@@ -2,6 +2,7 @@
 
 from wizard.model import DeploySpec, Layout
 from wizard.proxies.base import ProxyProfile
+from wizard.proxies.causes import CauseFixes, mebibytes
 from wizard.proxies.fixes import Fixes, FixSite, TimeoutFix
 
 # ---- diagnose side: the fixes diagnose prints (wizard.proxies.fixes); the config lines in
@@ -33,6 +34,17 @@ def _fix_timeout(fix: TimeoutFix) -> str:
 
 
 FIXES = Fixes(route=_fix_route, rewrite=_fix_rewrite, sticky=_fix_sticky, timeout=_fix_timeout)
+
+CAUSES = CauseFixes(
+    keep_host=lambda where: (f"Delete {where}: reverse_proxy passes the client's Host "
+                             "(port included) by default."),
+    body_limit=lambda size, where: (f"Set {where} to at least the server's maxPayload:\n"
+                                    f"    request_body {{\n        max_size {mebibytes(size)}MiB\n"
+                                    "    }"),
+    real_ip=("    lb_policy client_ip_hash\nwith, in the global options block:\n"
+             "    servers {\n        trusted_proxies static <each address of the tier in front>\n"
+             "    }"),
+)
 
 
 def _reload_drops_websockets(spec: DeploySpec) -> bool:
@@ -79,4 +91,5 @@ PROFILE = ProxyProfile(
     # ---- diagnose side
     display_name="Caddy",
     fixes=FIXES,
+    causes=CAUSES,
 )

@@ -2,6 +2,7 @@
 
 from wizard.model import Layout
 from wizard.proxies.base import ProxyProfile
+from wizard.proxies.causes import CauseFixes
 from wizard.proxies.fixes import Fixes, FixSite, TimeoutFix, listed
 
 # ---- diagnose side: the fixes diagnose prints (wizard.proxies.fixes); the code in them
@@ -31,6 +32,15 @@ def _fix_timeout(fix: TimeoutFix) -> str:
 
 
 FIXES = Fixes(route=_fix_route, rewrite=_fix_rewrite, sticky=_fix_sticky, timeout=_fix_timeout)
+
+CAUSES = CauseFixes(
+    # xfwd adds X-Forwarded-Host (the client's Host), which python-socketio accepts too.
+    keep_host=lambda where: (f"In the proxy options ({where}) remove `changeOrigin: true`, or "
+                             "add:\n    xfwd: true,"),
+    body_limit=None,  # http-proxy streams bodies through without a limit
+    real_ip=("    const client = (req.headers['x-forwarded-for'] || '').split(',')[0].trim()"
+             "\n        || req.socket.remoteAddress;   // hash this, not remoteAddress"),
+)
 
 PROFILE = ProxyProfile(
     kind="node",
@@ -63,4 +73,5 @@ PROFILE = ProxyProfile(
     # ---- diagnose side
     display_name="http-proxy",
     fixes=FIXES,
+    causes=CAUSES,
 )

@@ -34,6 +34,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from wizard.diagnose.facts import Blocker, Listen, RouteFacts, RouteQuery, TimeoutFact, Where
+from wizard.diagnose.readers.apache_more import more_facts
 from wizard.diagnose.readers.apache_route import (
     Handler,
     Routes,
@@ -203,6 +204,7 @@ class _Analysis(Routes):
                                    poll if poll.kind == "proxy" else ws)
         facts = replace(facts, upgrade_blockers=tuple(self.upgrade_blockers(vhost, ws, poll)))
         facts = self.forward_facts(facts, vhost, scope, server_tls)
+        facts = more_facts(self, facts, vhost, poll, ws)
         return replace(facts, notes=tuple(dict.fromkeys(self.notes)))
 
     def listens(self) -> list[Listen]:

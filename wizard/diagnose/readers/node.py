@@ -35,6 +35,7 @@ from wizard.diagnose.readers.base import (
     join_upstream_path,
     sudo_run,
 )
+from wizard.diagnose.readers.node_more import more_facts
 from wizard.model import ProxyKind
 from wizard.remote import path_problem
 
@@ -256,12 +257,14 @@ def facts_from_script(text: str, query: RouteQuery, *, file: str = "proxy.js",
                       source: str | None = None) -> RouteFacts:
     s = _Script(text, file)
     code = s.code
-    if "http-proxy" not in code and "createProxy" not in code:
+    if "http-proxy" not in code and "createProxy" not in code:  # -middleware included
         raise ConfigReadError(f"{file} does not look like a node http-proxy script",
-                              "Give the script that requires 'http-proxy' with --config.")
+                              "Give the script that requires 'http-proxy' (or "
+                              "'http-proxy-middleware') with --config.")
     facts = RouteFacts(proxy=ProxyKind.NODE, source=source or file, files=(file,))
     # --- createProxyServer options
-    m = re.search(r"\b(?:createProxyServer|createProxy|httpProxy\.createServer)\s*\(", code)
+    m = re.search(r"\b(?:createProxyServer|createProxyMiddleware|createProxy|"
+                  r"httpProxy\.createServer)\s*\(", code)
     options, options_at = "", None
     if m:
         brace = code.find("{", m.end())
@@ -323,6 +326,7 @@ def facts_from_script(text: str, query: RouteQuery, *, file: str = "proxy.js",
     fix = (f"In the createProxyServer() options ({file}:{create_where.line}) add:\n"
            + "\n".join(f"    {x}" for x in lines)) if lines and create_where else ""
     facts = replace(facts, forwarded_proto=xfwd, forwarded_host=host_ok, forward_fix=fix)
+    facts = more_facts(s, facts, query, options, create_where, query.port)
     return replace(facts, notes=tuple(dict.fromkeys(s.notes)))
 
 
