@@ -45,7 +45,7 @@ CODE_ORDER: tuple[str, ...] = (
 )
 # ---- issue 12, config side: causes the live config (or the proxy host) shows for what
 # browsers, multi-process backends and front tiers meet. Appended in their own block.
-ORIGIN_HOST_CHANGED = "origin-host-changed"
+ORIGIN_HEADERS_CHANGED = "origin-headers-changed"
 SELINUX_BLOCKS_PROXY = "selinux-blocks-proxy"
 LOCALHOST_IPV6 = "localhost-resolves-to-ipv6"
 SEVERAL_PROCESSES = "several-processes-one-port"
@@ -53,7 +53,7 @@ AFFINITY_BY_ADDRESS = "affinity-by-address"
 BODY_LIMIT_TOO_SMALL = "body-limit-below-max-payload"
 COOKIE_AFFINITY = "cookie-affinity-needs-credentials"
 CONFIG_CAUSE_CODES = (
-    SELINUX_BLOCKS_PROXY, LOCALHOST_IPV6, SEVERAL_PROCESSES, ORIGIN_HOST_CHANGED,
+    SELINUX_BLOCKS_PROXY, LOCALHOST_IPV6, SEVERAL_PROCESSES, ORIGIN_HEADERS_CHANGED,
     AFFINITY_BY_ADDRESS, BODY_LIMIT_TOO_SMALL, COOKIE_AFFINITY,
 )
 CODE_ORDER = (*CODE_ORDER, *CONFIG_CAUSE_CODES)

@@ -105,8 +105,9 @@ class HeaderFact:
     ``value`` is symbolic, so rules never parse config text: for Host and X-Forwarded-Host
     ``client`` (the client's Host, port included), ``client-no-port`` (nginx ``$host``: the
     name only), ``upstream`` (the target's own host: ``changeOrigin``, nginx's default
-    ``$proxy_host``); for X-Forwarded-Proto ``scheme`` (the real one), ``http``, ``https`` or
-    ``client`` (passed through from the client). ``where`` is empty for a default.
+    ``$proxy_host``); for X-Forwarded-Proto ``scheme`` (the real one), ``http``, ``https``,
+    ``client`` (passed through from the client) or ``ws-scheme`` (``ws``/``wss`` on upgrades:
+    http-proxy's ``xfwd``). ``where`` is empty for a default.
     """
 
     value: str

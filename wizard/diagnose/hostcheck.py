@@ -57,14 +57,24 @@ def host_checks(remote: Remote, facts: RouteFacts, probe: ProbeReport | None) ->
 
 
 def localhost_check(remote: Remote, port: int) -> HostCheck:
-    """``localhost`` resolves to ::1 first on current systems (and Node >= 17 uses that
-    order): a server bound to 127.0.0.1 refuses the proxy there."""
+    """``localhost`` -> ::1 first (stock Debian/RHEL /etc/hosts; Node >= 17 keeps that
+    order): a server bound to 127.0.0.1 refuses the proxy there. Asks the host how it
+    resolves the name (``getent ahosts``), then tries both addresses."""
+    try:
+        result = remote.run("getent ahosts localhost 2>/dev/null | head -c 2048", sudo=False,
+                            timeout=CHECK_TIMEOUT_S)
+        resolved = list(dict.fromkeys(re.findall(r"^(\S{1,64})\s", result.stdout, re.M)))
+    except RemoteCommandFailed:
+        resolved = []
     v6 = remote.tcp_check("::1", int(port), 3.0)
     v4 = remote.tcp_check("127.0.0.1", int(port), 3.0)
     word = {True: "accepts connections"}
-    detail = (f"from the proxy host: [::1]:{port} {word.get(v6 is True, str(v6))}, "
-              f"127.0.0.1:{port} {word.get(v4 is True, str(v4))}")
-    return HostCheck("localhost", f"localhost:{port}", v6 is not True and v4 is True, detail)
+    names = ", ".join(_clean(x) for x in resolved[:4]) or "?"
+    detail = (f"from the proxy host: localhost resolves to {names}; [::1]:{port} "
+              f"{word.get(v6 is True, str(v6))}, 127.0.0.1:{port} "
+              f"{word.get(v4 is True, str(v4))}")
+    problem = "::1" in resolved and v6 is not True and v4 is True
+    return HostCheck("localhost", f"localhost:{port}", problem, detail)
 
 
 def process_check(remote: Remote, port: int) -> HostCheck:

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 from wizard import findings as codes
 from wizard.diagnose.facts import HeaderFact, RouteFacts
 from wizard.diagnose.text import evidence, place, probe_evidence
-from wizard.findings import Finding, Severity
+from wizard.findings import Finding
 from wizard.proxies import profile
 
 if TYPE_CHECKING:
@@ -50,46 +50,75 @@ def _keeps_host(header: HeaderFact | None, facts: RouteFacts) -> bool:
 
 def _refused(found: list[Finding]) -> list[Finding]:
     return [f for f in found if f.code == codes.ORIGIN_REJECTED
-            or ("origin" in f.code and f.code != codes.ORIGIN_HOST_CHANGED)]
+            or ("origin" in f.code and f.code != codes.ORIGIN_HEADERS_CHANGED)]
+
+
+def _wrong_proto(header: HeaderFact | None, facts: RouteFacts) -> bool:
+    """An X-Forwarded-Proto that makes the server build another scheme than the page's
+    (python-engineio's aiohttp driver takes it as the request's scheme)."""
+    if header is None:
+        return False
+    return header.value == "ws-scheme" or header.value == (
+        "http" if facts.server_tls else "https")
 
 
 def origin_host(ctx: _Ctx, found: list[Finding]) -> list[Finding]:
-    """The backend cannot match the browser's Origin: the proxy changed the Host it sees.
+    """The backend cannot match the browser's Origin: the proxy changed what it compares.
 
     python-engineio accepts ``scheme://Host`` and ``X-Forwarded-Proto://X-Forwarded-Host``
-    (each falling back to the other's plain value); a Host without the port of a non-default
-    listen port, or the upstream's own host, matches neither."""
+    (each falling back to the plain value; its aiohttp driver takes X-Forwarded-Proto as the
+    scheme). A Host without the port of a non-default listen port, the upstream's own host,
+    or an X-Forwarded-Proto of another scheme (http-proxy's ``ws`` on upgrades) match
+    neither. (X-Forwarded-Proto missing behind TLS is the older rule's, in ``rules``.)"""
     facts = ctx.facts
     if facts is None or not facts.proxied or facts.host_seen is None:
         return found
-    if _keeps_host(facts.host_seen, facts) or _keeps_host(facts.xfh_seen, facts):
+    causes: list[HeaderFact] = []
+    if not (_keeps_host(facts.host_seen, facts) or _keeps_host(facts.xfh_seen, facts)):
+        causes += [facts.host_seen, *([facts.xfh_seen] if facts.xfh_seen else [])]
+    if facts.xfp_seen is not None and _wrong_proto(facts.xfp_seen, facts):
+        causes.append(facts.xfp_seen)
+    if not causes:
         return found
-    causes = [facts.host_seen, *([facts.xfh_seen] if facts.xfh_seen else [])]
     why = {"client-no-port": f"sends the host name without the port (:{facts.url_port} "
                              "is lost)",
-           "upstream": "sends the upstream's own host instead of the client's"}
+           "upstream": "sends the upstream's own host instead of the client's",
+           "ws-scheme": "sends X-Forwarded-Proto: ws on WebSocket upgrades, which the server "
+                        "takes as the page's scheme (ws://… is no browser's Origin)",
+           "http": "sends X-Forwarded-Proto: http although the page is https",
+           "https": "sends X-Forwarded-Proto: https although the page is http"}
     said = "; ".join(f"`{h.what}`{f' ({place(h.where)})' if h.where else ''} "
                      f"{why.get(h.value, 'replaces the Host')}" for h in causes)
     refused = _refused(found)
     if not refused:
         # Only servers that check the Origin (python-socketio's default) refuse: without a
         # refusal seen this is a note, not a finding (Node's socket.io never checks).
-        ctx.notes.append(f"{'; '.join(h.what for h in causes)}: if browsers get \"… is not an "
-                         "accepted origin\" from a python-socketio/Flask-SocketIO server, this "
-                         "is why")
+        ctx.notes.append(f"{said}: if browsers get \"… is not an accepted origin\" from a "
+                         "python-socketio/Flask-SocketIO server, this is why")
         return found
-    severity: Severity = "error"
-    title = (f"{ctx.name} changes the Host the server compares the browser's Origin with: "
+    title = (f"{ctx.name} changes the headers the server compares the browser's Origin with: "
              "python-socketio/Flask-SocketIO refuse browsers (400 \"… is not an accepted "
              "origin\") while curl and Node clients work")
-    where = facts.host_seen.where or facts.route
-    fix = profile(facts.proxy).causes.keep_host(place(where))
-    out = [*found, Finding(codes.ORIGIN_HOST_CHANGED, severity, title,
+    writers = profile(facts.proxy).causes
+    fixes = []
+    if causes[0] is facts.host_seen:
+        fixes.append(writers.keep_host(place(facts.host_seen.where or facts.route)))
+    if facts.xfp_seen in causes:
+        assert facts.xfp_seen is not None
+        fixes.append(writers.keep_proto(place(facts.xfp_seen.where or facts.route)))
+    out = [*found, Finding(codes.ORIGIN_HEADERS_CHANGED, "error", title,
                            evidence(said, facts.route and f"route: {facts.route}",
-                                    probe_evidence(refused)), fix)]
-    # The refusal the probe saw now has its cause named.
-    return [replace(f, evidence=evidence(f.evidence, f"cause: {codes.ORIGIN_HOST_CHANGED}"))
-            if f in refused else f for f in out]
+                                    probe_evidence(refused)), "\n".join(fixes))]
+    # The refusal the probe saw now has its cause named; so has a "blocked" upgrade that was
+    # in fact refused for its Origin.
+    stage = ctx.probe.stage("websocket") if ctx.probe is not None else None
+    by_origin = stage is not None and "accepted origin" in stage.detail
+    return [replace(f, evidence=evidence(f.evidence, f"cause: {codes.ORIGIN_HEADERS_CHANGED}"),
+                    fix=(f"The upgrade was refused for its Origin: see "
+                         f"{codes.ORIGIN_HEADERS_CHANGED}.\n{f.fix}")
+                    if f.code == codes.WEBSOCKET_UPGRADE_BLOCKED else f.fix)
+            if f in refused or (by_origin and f.code == codes.WEBSOCKET_UPGRADE_BLOCKED) else f
+            for f in out]
 
 
 def address_affinity(ctx: _Ctx, found: list[Finding]) -> list[Finding]:
@@ -151,8 +180,8 @@ def body_limit(ctx: _Ctx, found: list[Finding]) -> list[Finding]:
     return [*found, Finding(
         codes.BODY_LIMIT_TOO_SMALL, "warning",
         f"{ctx.name} refuses request bodies over {limit.bytes} bytes, below the server's "
-        f"maxPayload ({max_payload} bytes): large messages on long-polling get 413, and the "
-        "client reconnects in a loop",
+        f"maxPayload ({max_payload} bytes): large messages on long-polling get 413 (Caddy 2.6: "
+        "502), and the client reconnects in a loop",
         evidence(limit.where or limit.default_note, f"{limit.directive} = {limit.bytes} bytes",
                  f"maxPayload {max_payload} bytes "
                  + ("(live handshake)" if live else "(Engine.IO's default; no live handshake)")),

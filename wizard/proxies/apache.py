@@ -38,6 +38,8 @@ FIXES = Fixes(route=_fix_route, rewrite=_fix_rewrite, sticky=_fix_sticky, timeou
 CAUSES = CauseFixes(
     keep_host=lambda where: (f"Send the client's Host (with its port): in {where} add\n"
                              "    ProxyPreserveHost On"),
+    keep_proto=lambda where: (f"Make {where} send the page's scheme:\n"
+                              "    RequestHeader set X-Forwarded-Proto expr=%{REQUEST_SCHEME}"),
     # LimitRequestBody counts bytes; 0 would mean no limit at all.
     body_limit=lambda size, where: (f"Set {where} to at least the server's maxPayload:\n"
                                     f"    LimitRequestBody {size}"),

@@ -38,6 +38,8 @@ FIXES = Fixes(route=_fix_route, rewrite=_fix_rewrite, sticky=_fix_sticky, timeou
 CAUSES = CauseFixes(
     keep_host=lambda where: (f"Delete {where}: reverse_proxy passes the client's Host "
                              "(port included) by default."),
+    keep_proto=lambda where: (f"Delete {where}: reverse_proxy sets X-Forwarded-Proto to the "
+                              "page's scheme by default."),
     body_limit=lambda size, where: (f"Set {where} to at least the server's maxPayload:\n"
                                     f"    request_body {{\n        max_size {mebibytes(size)}MiB\n"
                                     "    }"),

@@ -18,6 +18,8 @@ class CauseFixes:
 
     # (the line that builds the Host now, worded) -> how to send the client's Host with port
     keep_host: Callable[[str], str]
+    # (the line that sets X-Forwarded-Proto now, worded) -> how to send the page's scheme
+    keep_proto: Callable[[str], str]
     # (bytes the route must accept, where the limit is now, worded) -> the directive to set;
     # None: this proxy has no body limit
     body_limit: Callable[[int, str], str] | None

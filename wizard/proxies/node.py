@@ -34,9 +34,17 @@ def _fix_timeout(fix: TimeoutFix) -> str:
 FIXES = Fixes(route=_fix_route, rewrite=_fix_rewrite, sticky=_fix_sticky, timeout=_fix_timeout)
 
 CAUSES = CauseFixes(
-    # xfwd adds X-Forwarded-Host (the client's Host), which python-socketio accepts too.
-    keep_host=lambda where: (f"In the proxy options ({where}) remove `changeOrigin: true`, or "
-                             "add:\n    xfwd: true,"),
+    # xfwd does not help: http-proxy adds X-Forwarded-Host to HTTP requests, not upgrades.
+    keep_host=lambda where: (f"In the proxy options ({where}) remove `changeOrigin: true` "
+                             "(http-proxy then passes the client's Host; `xfwd: true` does "
+                             "not help: it adds X-Forwarded-Host to HTTP requests only, not "
+                             "to WebSocket upgrades)."),
+    # xfwd's X-Forwarded-Proto is ws/wss on upgrades (http-proxy 1.18, ws-incoming).
+    keep_proto=lambda where: (f"In the proxy options ({where}) remove `xfwd: true`, or put "
+                              "the page's scheme on upgrades:\n"
+                              "    proxy.on('proxyReqWs', (proxyReq, req) => proxyReq.setHeader("
+                              "\n      'X-Forwarded-Proto', req.socket.encrypted ? 'https' : "
+                              "'http'));"),
     body_limit=None,  # http-proxy streams bodies through without a limit
     real_ip=("    const client = (req.headers['x-forwarded-for'] || '').split(',')[0].trim()"
              "\n        || req.socket.remoteAddress;   // hash this, not remoteAddress"),

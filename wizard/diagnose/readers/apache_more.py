@@ -1,5 +1,5 @@
 """Apache: the facts issue 12 added — Firefox's upgrade, the WebSocket balancer's stickiness,
-Host/X-Forwarded-* as the backend sees them, ``LimitRequestBody``, the kind of affinity.
+Host/X-Forwarded-* as the backend sees them, the kind of affinity.
 
 ``wizard.diagnose.readers.apache._Analysis.facts`` calls :func:`more_facts` once the route is
 known. Pure.
@@ -11,29 +11,27 @@ known. Pure.
   (``balancer://…_ws``): without ``stickysession`` there, an upgrade lands on any member.
 * Host: ``ProxyPreserveHost On`` sends the client's (port included), else the target's;
   ``ProxyAddHeaders`` (on by default) adds X-Forwarded-Host, the client's Host.
-* ``LimitRequestBody``: unlimited by default before 2.4.53, 1 GiB from 2.4.53 on.
+* no body limit: measured on 2.4.71, ``LimitRequestBody 10000`` (vhost, ``<Location>`` or
+  ``<Proxy>``) does not refuse a 60 KB or 900 KB proxied polling POST, so it is not reported.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from wizard.diagnose.facts import Blocker, BodyLimit, HeaderFact, RouteFacts
-from wizard.diagnose.readers.apache_route import FIREFOX_CONNECTION, Handler, is_on, prefix_match
+from wizard.diagnose.facts import Blocker, HeaderFact, RouteFacts
+from wizard.diagnose.readers.apache_route import FIREFOX_CONNECTION, Handler, is_on
 
 if TYPE_CHECKING:
     from wizard.diagnose.readers.apache import _Analysis
     from wizard.diagnose.readers.apache_syntax import ANode
 
-BODY_DEFAULT_FROM = (2, 4, 53)
-BODY_DEFAULT = 1 << 30
 
 
 def more_facts(a: _Analysis, facts: RouteFacts, vhost: ANode | None, poll: Handler,
                ws: Handler) -> RouteFacts:
-    facts = replace(facts, url_port=a.query.port, body_limit=_body_limit(a, vhost))
+    facts = replace(facts, url_port=a.query.port)
     facts = _headers(a, facts, vhost)
     facts = _ws_balancer(a, facts, vhost, poll, ws)
     if facts.affinity and "stickysession" in facts.affinity:
@@ -127,19 +125,3 @@ def _host_port(url: str) -> str:
     from wizard.diagnose.readers.apache_route import host_port
 
     return host_port(url)
-
-
-def _body_limit(a: _Analysis, vhost: ANode | None) -> BodyLimit | None:
-    scopes: list[ANode] = [a.root, *([vhost] if vhost is not None else [])]
-    scopes += [loc for s in list(scopes) for loc in s.children("Location")
-               if loc.args and prefix_match(a.query.path, loc.args[0])]
-    found = None
-    for scope in scopes:
-        found = scope.last("LimitRequestBody") or found
-    if found is not None and found.args and re.fullmatch(r"\d{1,12}", found.args[0]):
-        size = int(found.args[0])
-        return BodyLimit(size or None, "LimitRequestBody", found.where)
-    if a.at_least(BODY_DEFAULT_FROM):
-        return BodyLimit(BODY_DEFAULT, "LimitRequestBody", None,
-                         "Apache's default from 2.4.53: 1 GiB")
-    return None

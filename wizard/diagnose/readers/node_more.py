@@ -12,7 +12,11 @@ for http-proxy-middleware (3.x, the current major; 2.x kept the mount path):
   needed), and errors are answered by the middleware (no crash without a listener).
 
 Host: ``changeOrigin: true`` sends the target's host; ``xfwd: true`` adds X-Forwarded-Host
-(the client's Host, port included) and X-Forwarded-Proto.
+(the client's Host) to HTTP requests only — measured, and in http-proxy 1.18's ws-incoming pass:
+a WebSocket upgrade gets X-Forwarded-For/Port/Proto (``ws``/``wss``) but no X-Forwarded-Host,
+so with ``changeOrigin`` python-socketio refuses the browser's upgrade even with ``xfwd``; and
+its aiohttp driver takes that ``ws`` as the page's scheme: measured, ``xfwd: true`` alone gets
+the browser's upgrade refused.
 """
 
 from __future__ import annotations
@@ -39,10 +43,10 @@ def more_facts(s: _Script, facts: RouteFacts, query: RouteQuery, options: str,
     change_origin, xfwd = flag("changeOrigin"), flag("xfwd")
     host = HeaderFact("upstream", "changeOrigin: true", create_where) if change_origin else \
         HeaderFact("client", "the client's Host (no changeOrigin)")
+    # The WebSocket half decides (see above): no X-Forwarded-Host there, whatever xfwd says.
     facts = replace(
-        facts, url_port=port, host_seen=host,
-        xfh_seen=HeaderFact("client", "xfwd: true", create_where) if xfwd else None,
-        xfp_seen=HeaderFact("scheme", "xfwd: true", create_where) if xfwd else None)
+        facts, url_port=port, host_seen=host, xfh_seen=None,
+        xfp_seen=HeaderFact("ws-scheme", "xfwd: true", create_where) if xfwd else None)
     call = HPM.search(s.code)
     if call is None:
         return facts
