@@ -24,20 +24,17 @@ from dataclasses import dataclass
 import pytest
 
 from tests import rig
-from tests.test_diagnose_live import (  # noqa: F401 - fixtures are used by name
-    MAP,
-    Ctx,
-    PythonServer,
-    Server,
-    python_server,
-    ssh_remote_factory,
-)
+from tests import test_diagnose_live as live
+from tests.test_diagnose_live import MAP, Ctx, PythonServer, Server
 from wizard.diagnose import format_diagnosis, run_diagnosis
 from wizard.model import ProxyKind
 from wizard.probe import ProbeOptions
 from wizard.remote import LocalRemote, Remote
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
+# The python-socketio server and the sshd connections, as test_diagnose_live starts them.
+python_server = live.python_server
+ssh_remote_factory = live.ssh_remote_factory
 
 HS = "/socket.io/?EIO=4&transport=polling"
 

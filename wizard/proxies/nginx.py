@@ -54,7 +54,8 @@ CAUSES = CauseFixes(
     # $http_host is the client's Host header as sent, port included ($host drops it).
     keep_host=lambda where: (f"Replace {where} with:\n    proxy_set_header Host $http_host;\n"
                              "(or add `proxy_set_header X-Forwarded-Host $http_host;`)"),
-    keep_proto=lambda where: f"Replace {where} with:\n    proxy_set_header X-Forwarded-Proto $scheme;",
+    keep_proto=lambda where: (f"Replace {where} with:\n"
+                              "    proxy_set_header X-Forwarded-Proto $scheme;"),
     body_limit=lambda size, where: (f"Set {where} to at least the server's maxPayload:\n"
                                     f"    client_max_body_size {mebibytes(size)}m;"),
     real_ip=("    set_real_ip_from <each address of the tier in front>;\n"
