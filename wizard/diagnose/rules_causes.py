@@ -87,7 +87,7 @@ def origin_host(ctx: _Ctx, found: list[Finding]) -> list[Finding]:
                         "takes as the page's scheme (ws://… is no browser's Origin)",
            "http": "sends X-Forwarded-Proto: http although the page is https",
            "https": "sends X-Forwarded-Proto: https although the page is http"}
-    said = "; ".join(f"`{h.what}`{f' ({place(h.where)})' if h.where else ''} "
+    said = "; ".join(f"{place(h.where) if h.where else f'`{h.what}`'} "
                      f"{why.get(h.value, 'replaces the Host')}" for h in causes)
     refused = _refused(found)
     if not refused:
