@@ -465,7 +465,8 @@ _npm_lock = threading.Lock()
 
 
 def node_modules_ok() -> bool:
-    needed = ("socket.io", "socket.io-v2", "socket.io-client", "http-proxy", "ws")
+    needed = ("socket.io", "socket.io-v2", "socket.io-client", "http-proxy", "ws", "express",
+              "http-proxy-middleware")
     return all((NODE_MODULES / name / "package.json").is_file() for name in needed)
 
 

@@ -44,13 +44,27 @@ CONFIG_UNREADABLE = "config-unreadable"
 ERROR_HANDLER_MISSING = "proxy-error-handler-missing"
 
 # Equal severities are listed in this order: the first ones make the later ones moot.
-CODE_ORDER = (
+CODE_ORDER: tuple[str, ...] = (
     PROXY_UNREACHABLE, TLS_ERROR, BACKEND_UNREACHABLE, PATH_MISMATCH, EIO_VERSION_MISMATCH,
     BACKEND_WITHOUT_WEBSOCKET, WEBSOCKET_UPGRADE_BLOCKED, UPGRADE_HEADER_FORM, ORIGIN_REJECTED,
     BROWSER_ORIGIN_REJECTED, NO_STICKY_SESSIONS, LIFETIME_CAP, READ_TIMEOUT_TOO_SHORT,
     UNEXPECTED_RESPONSE, ROUND_TRIP_FAILED, CONNECTION_DROPPED, POLLING_DISABLED,
     LOAD_FAILURES, CAPACITY_CEILING, FRONT_TIER, ERROR_HANDLER_MISSING, CONFIG_UNREADABLE,
 )
+# ---- issue 12, config side: causes the live config (or the proxy host) shows for what
+# browsers, multi-process backends and front tiers meet. Appended in their own block.
+ORIGIN_HEADERS_CHANGED = "origin-headers-changed"
+SELINUX_BLOCKS_PROXY = "selinux-blocks-proxy"
+LOCALHOST_IPV6 = "localhost-resolves-to-ipv6"
+SEVERAL_PROCESSES = "several-processes-one-port"
+AFFINITY_BY_ADDRESS = "affinity-by-address"
+BODY_LIMIT_TOO_SMALL = "body-limit-below-max-payload"
+COOKIE_AFFINITY = "cookie-affinity-needs-credentials"
+CONFIG_CAUSE_CODES = (
+    SELINUX_BLOCKS_PROXY, LOCALHOST_IPV6, SEVERAL_PROCESSES, ORIGIN_HEADERS_CHANGED,
+    AFFINITY_BY_ADDRESS, BODY_LIMIT_TOO_SMALL, COOKIE_AFFINITY,
+)
+CODE_ORDER = (*CODE_ORDER, *CONFIG_CAUSE_CODES)
 _CODE_RANK = {code: i for i, code in enumerate(CODE_ORDER)}
 _SEVERITY_RANK: dict[str, int] = {"error": 0, "warning": 1, "info": 2}
 

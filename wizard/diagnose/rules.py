@@ -23,7 +23,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from wizard import findings as codes
-from wizard.diagnose import fixtext
+from wizard.diagnose import fixtext, rules_causes, rules_host
 from wizard.diagnose.facts import Ping, RouteFacts, TimeoutFact, Where, ping_of
 from wizard.diagnose.rules_browser import browser_rules
 from wizard.diagnose.text import evidence as _evidence
@@ -137,6 +137,8 @@ def diagnose_with_notes(facts: RouteFacts | None, probe: ProbeReport | None,
                  _error_handler, browser_rules):
         found.extend(rule(ctx))
     found.extend(ctx.pending)  # what only the probe can tell (EIO=3, TLS, round trip...)
+    for post in (*rules_causes.RULES, *rules_host.RULES):  # issue 12: causes, over all found
+        found = post(ctx, found)
     return order(merge(found)), ctx.notes
 
 
@@ -288,7 +290,7 @@ def _upgrade(ctx: _Ctx) -> list[Finding]:
     if facts is None:
         return found
     blockers = facts.upgrade_blockers
-    if blockers and ctx.websocket_works:
+    if blockers and ctx.websocket_works and not all(b.only for b in blockers):
         ctx.notes.append("the config read suggests the upgrade is blocked ("
                          + blockers[0].reason + "), yet the probe got a WebSocket: the URL "
                          "may reach another proxy")
@@ -322,7 +324,7 @@ def _origin(ctx: _Ctx) -> list[Finding]:
     missing: list[str] = []
     if facts.server_tls and facts.forwarded_proto is False:
         missing.append("TLS ends at the proxy but X-Forwarded-Proto is not forwarded")
-    if facts.forwarded_host is False:
+    if facts.forwarded_host is False and facts.host_seen is None:  # else: rules_causes
         missing.append("the client's Host is not forwarded (no Host $host / X-Forwarded-Host)")
     if found:
         first = found[0]

@@ -2,6 +2,7 @@
 
 from wizard.model import DeploySpec, Layout
 from wizard.proxies.base import ProxyProfile
+from wizard.proxies.causes import CauseFixes
 from wizard.proxies.fixes import (
     Edit,
     Fix,
@@ -64,6 +65,18 @@ def _set_directives(lines: str, existing: tuple[Spot, ...],
 
 FIXES = Fixes(route=_fix_route, rewrite=_fix_rewrite, sticky=_fix_sticky, timeout=_fix_timeout)
 
+CAUSES = CauseFixes(
+    keep_host=lambda where: (f"Send the client's Host (with its port): in {where} add\n"
+                             "    ProxyPreserveHost On"),
+    keep_proto=lambda where: (f"Make {where} send the page's scheme:\n"
+                              "    RequestHeader set X-Forwarded-Proto expr=%{REQUEST_SCHEME}"),
+    # LimitRequestBody counts bytes; 0 would mean no limit at all.
+    body_limit=lambda size, where: (f"Set {where} to at least the server's maxPayload:\n"
+                                    f"    LimitRequestBody {size}"),
+    real_ip=("    RemoteIPHeader X-Forwarded-For\n"
+             "    RemoteIPTrustedProxy <each address of the tier in front>   (a2enmod remoteip)"),
+)
+
 
 def needed_modules(spec: DeploySpec) -> list[str]:
     """The modules the rendered config uses, in LoadModule order."""
@@ -122,4 +135,5 @@ PROFILE = ProxyProfile(
     sticky_how="a balancer with a SERVERID cookie (`stickysession`) for the http:// and "
                "ws:// routes",
     own_settings=("apache_version",),
+    causes=CAUSES,
 )

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from wizard.model import DeploySpec, Layout
+from wizard.proxies.causes import CauseFixes
 from wizard.proxies.fixes import Fixes
 
 
@@ -92,6 +93,8 @@ class ProxyProfile:
     # through to another proxy's wording.
     display_name: str = field(kw_only=True)  # the proxy in findings: "nginx", "http-proxy"
     fixes: Fixes = field(kw_only=True)  # the config lines each finding's fix prints
+    causes: CauseFixes = field(kw_only=True)  # issue 12's cause findings (proxies.causes)
+
     # A checker that judges one file alone ({config}: a copy of it), run here on a fix before
     # it goes to the host (wizard.repair); None: the checker needs the host's whole tree.
     standalone_check: str | None = field(default=None, kw_only=True)

@@ -2,6 +2,7 @@
 
 from wizard.model import DeploySpec, Layout
 from wizard.proxies.base import ProxyProfile, SiteInclude
+from wizard.proxies.causes import CauseFixes, mebibytes
 from wizard.proxies.fixes import Fix, Fixes, FixSite, TimeoutFix, insert_after, replace_at
 
 # ---- diagnose side: the fixes diagnose prints (wizard.proxies.fixes); the config lines in
@@ -38,6 +39,19 @@ def _fix_timeout(fix: TimeoutFix) -> str:
 
 
 FIXES = Fixes(route=_fix_route, rewrite=_fix_rewrite, sticky=_fix_sticky, timeout=_fix_timeout)
+
+CAUSES = CauseFixes(
+    keep_host=lambda where: (f"Delete {where}: reverse_proxy passes the client's Host "
+                             "(port included) by default."),
+    keep_proto=lambda where: (f"Delete {where}: reverse_proxy sets X-Forwarded-Proto to the "
+                              "page's scheme by default."),
+    body_limit=lambda size, where: (f"Set {where} to at least the server's maxPayload:\n"
+                                    f"    request_body {{\n        max_size {mebibytes(size)}MiB\n"
+                                    "    }"),
+    real_ip=("    lb_policy client_ip_hash\nwith, in the global options block:\n"
+             "    servers {\n        trusted_proxies static <each address of the tier in front>\n"
+             "    }"),
+)
 
 
 def _reload_drops_websockets(spec: DeploySpec) -> bool:
@@ -96,4 +110,5 @@ PROFILE = ProxyProfile(
     # ---- tui side
     sticky_how="`lb_policy cookie` on reverse_proxy",
     own_settings=("stream_close_delay",),
+    causes=CAUSES,
 )

@@ -15,6 +15,7 @@ is its idle limit (without it ``timeout client``/``server`` apply: Debian's stoc
 
 from wizard.model import Layout
 from wizard.proxies.base import ProxyProfile, SiteInclude
+from wizard.proxies.causes import CauseFixes
 from wizard.proxies.fixes import Fixes, FixSite, TimeoutFix, listed
 
 CONF_DIR = "/etc/haproxy/conf.d"
@@ -49,6 +50,20 @@ def _fix_timeout(fix: TimeoutFix) -> str:
 
 
 FIXES = Fixes(route=_fix_route, rewrite=_fix_rewrite, sticky=_fix_sticky, timeout=_fix_timeout)
+
+# HAProxy passes the client's Host (with its port) unchanged and has no request-body limit by
+# default; X-Forwarded-Proto is set by a rule in the frontend.
+CAUSES = CauseFixes(
+    keep_host=lambda where: (f"Delete {where}: HAProxy passes the client's Host (port "
+                             "included) unchanged by default."),
+    keep_proto=lambda where: (f"Replace {where} with, in the frontend:\n"
+                              "    http-request set-header X-Forwarded-Proto https if { ssl_fc }\n"
+                              "    http-request set-header X-Forwarded-Proto http if !{ ssl_fc }"),
+    body_limit=None,
+    # `balance source` sees the front tier's addresses, not the clients': use a cookie instead.
+    real_ip=("    cookie SERVERID insert indirect nocache\nin the backend, with `cookie s1`, "
+             "`cookie s2`, ... on its servers (a cookie does not depend on the client's address)"),
+)
 
 PROFILE = ProxyProfile(
     kind="haproxy",
@@ -106,4 +121,5 @@ PROFILE = ProxyProfile(
     # ---- tui side
     sticky_how="a SERVERID cookie HAProxy inserts (`cookie … insert`, one value per server)",
     own_settings_note="Nothing extra: timeout tunnel and timeout server follow the read timeout.",
+    causes=CAUSES,
 )

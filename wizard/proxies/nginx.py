@@ -4,6 +4,7 @@ import re
 
 from wizard.model import Layout
 from wizard.proxies.base import ProxyProfile
+from wizard.proxies.causes import CauseFixes, mebibytes
 from wizard.proxies.fixes import Fix, Fixes, FixSite, TimeoutFix, insert_after, replace_at
 
 # ---- diagnose side: the fixes diagnose prints (wizard.proxies.fixes); the config lines in
@@ -54,6 +55,18 @@ def _fix_timeout(fix: TimeoutFix) -> str:
 
 FIXES = Fixes(route=_fix_route, rewrite=_fix_rewrite, sticky=_fix_sticky, timeout=_fix_timeout)
 
+CAUSES = CauseFixes(
+    # $http_host is the client's Host header as sent, port included ($host drops it).
+    keep_host=lambda where: (f"Replace {where} with:\n    proxy_set_header Host $http_host;\n"
+                             "(or add `proxy_set_header X-Forwarded-Host $http_host;`)"),
+    keep_proto=lambda where: (f"Replace {where} with:\n"
+                              "    proxy_set_header X-Forwarded-Proto $scheme;"),
+    body_limit=lambda size, where: (f"Set {where} to at least the server's maxPayload:\n"
+                                    f"    client_max_body_size {mebibytes(size)}m;"),
+    real_ip=("    set_real_ip_from <each address of the tier in front>;\n"
+             "    real_ip_header X-Forwarded-For;\n    real_ip_recursive on;"),
+)
+
 PROFILE = ProxyProfile(
     kind="nginx",
     title="nginx",
@@ -101,4 +114,5 @@ PROFILE = ProxyProfile(
     own_settings=("proxy_buffering",),
     own_settings_note="On is nginx's default; off is common advice for long-polling "
                       "(responses reach clients at once).",
+    causes=CAUSES,
 )

@@ -4,6 +4,7 @@ import re
 
 from wizard.model import Layout
 from wizard.proxies.base import ProxyProfile
+from wizard.proxies.causes import CauseFixes
 from wizard.proxies.fixes import Edit, Fix, Fixes, FixSite, TimeoutFix, listed, replace_at
 
 # ---- diagnose side: the fixes diagnose prints (wizard.proxies.fixes); the code in them
@@ -45,6 +46,23 @@ _VALUE = re.compile(r"((?:\b(?:proxyTimeout|timeout)\s*:\s*)|(?:^\s*(?:const|let
 
 FIXES = Fixes(route=_fix_route, rewrite=_fix_rewrite, sticky=_fix_sticky, timeout=_fix_timeout)
 
+CAUSES = CauseFixes(
+    # xfwd does not help: http-proxy adds X-Forwarded-Host to HTTP requests, not upgrades.
+    keep_host=lambda where: (f"In the proxy options ({where}) remove `changeOrigin: true` "
+                             "(http-proxy then passes the client's Host; `xfwd: true` does "
+                             "not help: it adds X-Forwarded-Host to HTTP requests only, not "
+                             "to WebSocket upgrades)."),
+    # xfwd's X-Forwarded-Proto is ws/wss on upgrades (http-proxy 1.18, ws-incoming).
+    keep_proto=lambda where: (f"In the proxy options ({where}) remove `xfwd: true`, or put "
+                              "the page's scheme on upgrades:\n"
+                              "    proxy.on('proxyReqWs', (proxyReq, req) => proxyReq.setHeader("
+                              "\n      'X-Forwarded-Proto', req.socket.encrypted ? 'https' : "
+                              "'http'));"),
+    body_limit=None,  # http-proxy streams bodies through without a limit
+    real_ip=("    const client = (req.headers['x-forwarded-for'] || '').split(',')[0].trim()"
+             "\n        || req.socket.remoteAddress;   // hash this, not remoteAddress"),
+)
+
 PROFILE = ProxyProfile(
     kind="node",
     title="Node.js http-proxy",
@@ -82,4 +100,5 @@ PROFILE = ProxyProfile(
     # ---- tui side
     sticky_how="a hash of the client address in proxy.js",
     own_settings_note="Nothing extra: proxy.js is the whole config.",
+    causes=CAUSES,
 )
