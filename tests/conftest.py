@@ -14,7 +14,7 @@ import signal
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -25,6 +25,9 @@ if _ROOT not in sys.path:
     sys.path.insert(0, _ROOT)
 
 from tests import rig  # noqa: E402
+
+if TYPE_CHECKING:
+    from tests.vm import Vm
 
 
 def _sigterm_to_interrupt(signum: int, frame: object) -> None:
@@ -119,10 +122,10 @@ def sshd() -> Iterator[rig.SshdInstance]:
 
 
 @pytest.fixture(scope="session")
-def vm() -> Iterator[Any]:
+def vm() -> Iterator[Vm]:
     """The Debian 12 VM (tests/vm.Vm), booted once for the session from the cached image and
     stopped at teardown; skipped with the reason only when qemu/debootstrap cannot run here."""
-    from tests import vm as vm_lane
+    from tests import vm as vm_lane  # here: paramiko and the lane only when a test asks
 
     try:
         instance = vm_lane.boot()

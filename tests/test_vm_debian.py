@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import pytest
 
+from tests import rig
 from tests import vm as lane
 from tests.vm import Vm
 from wizard.errors import ExitCode
@@ -45,7 +46,7 @@ def test_caddy_on_the_stock_caddyfile_refuses_and_names_the_fix(vm: Vm) -> None:
     assert vm.tree(*lane.CONFIG_DIRS["caddy"]) == before
     assert vm.is_active("caddy") == "active"
     # The stock :80 file_server still answers whatever the request names.
-    status, _ = lane.rig.http_get(f"http://{vm.address}:80", headers={"Host": "other.test"})
+    status, _ = rig.http_get(f"http://{vm.address}:80", headers={"Host": "other.test"})
     assert status == 200
 
 

@@ -188,8 +188,9 @@ class Vm:
             raise rig.RigError(f"VM: `{command}` exited {done.returncode}: {out}{err}")
         return done
 
-    def sudo(self, command: str, **kw: object) -> subprocess.CompletedProcess[str]:
-        return self.run(f"sudo sh -c {shlex.quote(command)}", **kw)  # type: ignore[arg-type]
+    def sudo(self, command: str, *, timeout: float = 120.0, check: bool = True
+             ) -> subprocess.CompletedProcess[str]:
+        return self.run(f"sudo sh -c {shlex.quote(command)}", timeout=timeout, check=check)
 
     # -- the guest's state ----------------------------------------------------------------
 
@@ -200,11 +201,11 @@ class Vm:
         """path -> "link TARGET" | "file MODE OWNER SHA256" | "dir MODE OWNER" for everything
         under `dirs` (absent dirs give nothing): equal trees mean byte-for-byte equal files."""
         quoted = " ".join(shlex.quote(d) for d in dirs)
-        listing = self.sudo(
+        # One round trip: the listing, a separator line, then every file's sha256.
+        listing, _, files = self.sudo(
             f"for d in {quoted}; do [ -e \"$d\" ] && find \"$d\" -printf '%y %m %u:%g %p\\t%l\\n'"
-            "; done; true").stdout
-        files = self.sudo(f"find {quoted} -type f -exec sha256sum {{}} + 2>/dev/null; true"
-                          ).stdout
+            f"; done; echo ==; find {quoted} -type f -exec sha256sum {{}} + 2>/dev/null; true"
+        ).stdout.partition("==\n")
         digest = {line[66:]: line[:64] for line in files.splitlines() if len(line) > 66}
         out: dict[str, str] = {}
         for line in listing.splitlines():
@@ -216,13 +217,13 @@ class Vm:
         return out
 
     def use_proxy(self, kind: str) -> None:
-        """Make `kind`'s unit the one enabled and running on :80 (node: none of them)."""
-        others = [u for k, u in PROXY_UNITS.items() if k != kind]
-        commands = [f"systemctl disable --now -q {' '.join(others)}"]
+        """Make `kind`'s unit the one running on :80 (node: none of Debian's). Start/stop only:
+        `systemctl enable` of these SysV-compatible units runs perl for ~12 s under TCG."""
+        others = " ".join(u for k, u in PROXY_UNITS.items() if k != kind)
+        command = f"systemctl stop {others}"
         if kind in PROXY_UNITS:
-            commands.append(f"systemctl enable -q {PROXY_UNITS[kind]}")
-            commands.append(f"systemctl restart {PROXY_UNITS[kind]}")
-        self.sudo(" && ".join(commands))
+            command += f" && systemctl start {PROXY_UNITS[kind]}"
+        self.sudo(command)
 
     @contextlib.contextmanager
     def dead_backend(self) -> Iterator[None]:
@@ -276,6 +277,10 @@ class Vm:
         """Stop qemu (the overlay is thrown away, so no clean poweroff is needed) and remove
         the run's directory. Nothing of the VM is left running."""
         self.close_ssh()
+        with contextlib.suppress(OSError, IndexError, ValueError):  # CPU: load-independent
+            stat = Path(f"/proc/{self.qemu.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            sys.stderr.write(f"[vm] qemu used {(int(stat[11]) + int(stat[12])) / 100:.1f} s "
+                             f"of CPU in {time.monotonic() - self.qemu.started_at:.1f} s\n")
         self.qemu.stop(timeout=10.0)
         shutil.rmtree(self.workdir, ignore_errors=True)
 
@@ -357,14 +362,18 @@ def websocket_roundtrip(vm: Vm, host: str = SERVER_NAME) -> dict[str, Any]:
 
     ws = websocket.create_connection(
         f"ws://{vm.address}:80/socket.io/?EIO=4&transport=websocket", host=host, timeout=10)
+
+    def recv() -> str:
+        return str(ws.recv())  # text frames only in this exchange
+
     try:
-        assert ws.recv().startswith('0{"sid"')  # Engine.IO open
+        assert recv().startswith('0{"sid"')  # Engine.IO open
         ws.send("40")  # Socket.IO connect to "/"
         # "40{sid}" and the "hello" the server emits from its connect handler, in either order.
-        frames = sorted([ws.recv(), ws.recv()])
+        frames = sorted([recv(), recv()])
         assert frames[0].startswith("40{") and frames[1].startswith('42["hello"'), frames
         ws.send('421["echo",{"from":"outside"}]')
-        while (frame := ws.recv()).startswith("2"):  # an Engine.IO ping: answer, read on
+        while (frame := recv()).startswith("2"):  # an Engine.IO ping: answer, read on
             ws.send("3")
         assert frame.startswith("431"), frame
         answer = json.loads(frame[3:])[0]
