@@ -82,3 +82,22 @@ def _caddy_minor() -> int:
     out = subprocess.run(["caddy", "version"], capture_output=True, text=True).stdout
     parts = out.lstrip("v").split(".")
     return int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
+
+
+@pytest.mark.parametrize(("layout", "old", "new", "said"), [
+    (Layout.SITE, "servers:", "servers: [", "did not find expected node content"),
+    (Layout.SITE, "loadBalancer:", "loadBalancr:", "field not found"),
+    (Layout.SITE, "PathPrefix(", "PathPrefx(", "unsupported function"),
+    (Layout.SITE, 'service: "socketio"', 'service: "nope"', "does not exist"),
+    (Layout.FULL, "readTimeout:", "readTimout:", "field not found"),
+    (Layout.FULL, 'serversTransport: "socketio"', 'serversTransport: "gone"', "gone"),
+], ids=["yaml", "dynamic-field", "rule", "service", "static-field", "transport"])
+def test_traefik_checker_rejects(layout: Layout, old: str, new: str, said: str,
+                                 tmp_path: Path) -> None:
+    """Traefik has no -t: the throwaway-instance check must still refuse each kind of error
+    (YAML, unknown field in the dynamic and static parts, bad rule, dangling reference)."""
+    spec = DeploySpec(proxy=ProxyKind.TRAEFIK, layout=layout)
+    text = render(spec).text
+    assert old in text
+    ok, output = check(spec, text.replace(old, new, 1), tmp_path)
+    assert not ok and said in output, output

@@ -23,12 +23,16 @@ from wizard.model import DeploySpec, Layout
 from wizard.proxies.base import ProxyProfile
 from wizard.proxies.fixes import Fixes, FixSite, TimeoutFix, listed
 
-# The throwaway instance: no telemetry, loopback only, port 0 (never collides with the live one).
-_CHECK_FLAGS = (
-    "--global.checkNewVersion=false --global.sendAnonymousUsage=false "
-    "--log.level=DEBUG --log.format=json "
-    "--entryPoints.web.address=127.0.0.1:0 --entryPoints.websecure.address=127.0.0.1:0 "
-    "--providers.file.watch=false --providers.providersThrottleDuration=0s"
+# The throwaway instance's static configuration, in a file of its own: without --configFile,
+# Traefik looks for ./traefik.yml and /etc/traefik/traefik.yml and then ignores every flag (the
+# live config's entry points would be bound). No telemetry, loopback port 0, debug JSON log.
+_CHECK_STATIC = (
+    "global:\\n  checkNewVersion: false\\n  sendAnonymousUsage: false\\n"
+    "log:\\n  level: DEBUG\\n  format: json\\n  filePath: \\042%s/log\\042\\n"
+    "entryPoints:\\n  web:\\n    address: 127.0.0.1:0\\n"
+    "  websecure:\\n    address: 127.0.0.1:0\\n"
+    "providers:\\n  providersThrottleDuration: 0s\\n"
+    "  file:\\n    watch: false\\n    filename: \\042%s\\042\\n"
 )
 
 
@@ -42,8 +46,8 @@ def check_script(binary: str = "traefik", *, static: bool, deadline_s: int = 15)
             "*'enable `ping`'*) ;; *) printf '%s\\n' \"$o\" | head -c 4000; exit 1;; esac")
     steps += [
         'd=$(mktemp -d) || exit 1',
-        f"{t} {_CHECK_FLAGS} --log.filePath=\"$d/log\" --providers.file.filename={{config}} "
-        ">\"$d/out\" 2>&1 & p=$!",
+        f"printf '{_CHECK_STATIC}' \"$d\" {{config}} >\"$d/static.yml\"",
+        f"( cd \"$d\" && exec {t} --configFile=\"$d/static.yml\" ) >\"$d/out\" 2>&1 & p=$!",
         # Poll every 0.1 s: an error, or the file provider's configuration arriving.
         f"st=2; i=0; while [ $i -lt {deadline_s * 10} ]; do "
         "if grep -q '\"level\":\"error\"' \"$d/log\" 2>/dev/null; then st=1; break; fi; "
@@ -51,8 +55,8 @@ def check_script(binary: str = "traefik", *, static: bool, deadline_s: int = 15)
         "sleep 0.5; st=0; grep -q '\"level\":\"error\"' \"$d/log\" && st=1; break; fi; "
         "kill -0 $p 2>/dev/null || { st=1; break; }; sleep 0.1; i=$((i+1)); done",
         'kill $p 2>/dev/null; wait $p 2>/dev/null',
-        "grep '\"level\":\"error\"' \"$d/log\" | head -c 4000; [ $st = 1 ] && head -c 2000 "
-        "\"$d/out\"",
+        "grep '\"level\":\"error\"' \"$d/log\" 2>/dev/null | head -c 4000; "
+        "[ $st = 1 ] && head -c 2000 \"$d/out\"",
         f"[ $st = 2 ] && echo 'traefik did not load the file within {deadline_s} s'",
         'rm -rf "$d"; exit $st',
     ]
