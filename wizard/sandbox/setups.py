@@ -158,6 +158,41 @@ def _node(prefix: Path, port: int, binary: str, spec: DeploySpec) -> ProxySetup:
                       f"kill -HUP \"$(cat {shlex.quote(str(pidfile))})\"")
 
 
+def _traefik(prefix: Path, port: int, binary: str, spec: DeploySpec) -> ProxySetup:
+    from wizard.proxies.traefik import check_script
+
+    for sub in ("dynamic", "logs"):
+        (prefix / sub).mkdir(exist_ok=True)
+    admin = free_port()
+    # Its own static file (Traefik would otherwise read ./traefik.yml or /etc/traefik's and
+    # ignore flags); the API on its own loopback port, no telemetry.
+    (prefix / "traefik.yml").write_text(f"""# sockwizard sandbox: Traefik under {prefix}
+global:
+  checkNewVersion: false
+  sendAnonymousUsage: false
+entryPoints:
+  web:
+    address: "{LOOPBACK}:{port}"
+    asDefault: true
+  traefik:
+    address: "{LOOPBACK}:{admin}"
+api:
+  insecure: true
+log:
+  filePath: "{prefix / 'logs' / 'traefik.log'}"
+providers:
+  file:
+    directory: "{prefix / 'dynamic'}"
+    watch: true
+""")
+    site = prefix / "dynamic" / "sockwizard.yml"
+    site.write_text("# placeholder: the sandbox deploy replaces this file\n")
+    q = shlex.quote(str(site))
+    return ProxySetup(site, [binary, f"--configFile={prefix / 'traefik.yml'}"],
+                      check_script(binary, static=False).replace("{config}", q),
+                      f"touch {q}", extra_port=admin)
+
+
 # Every kind has its own main config (tests/test_deploy_registry.py checks that none is
 # missing): no kind falls through to another's.
 SETUPS: dict[ProxyKind, Callable[[Path, int, str, DeploySpec], ProxySetup]] = {
@@ -165,4 +200,5 @@ SETUPS: dict[ProxyKind, Callable[[Path, int, str, DeploySpec], ProxySetup]] = {
     ProxyKind.APACHE: _apache,
     ProxyKind.CADDY: _caddy,
     ProxyKind.NODE: _node,
+    ProxyKind.TRAEFIK: _traefik,
 }
