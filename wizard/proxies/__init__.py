@@ -1,8 +1,7 @@
 """The supported proxies, by kind."""
 
 from wizard.model import ProxyKind
-from wizard.proxies import apache, caddy, nginx, node
-from wizard.proxies import traefik
+from wizard.proxies import apache, caddy, nginx, node, traefik
 from wizard.proxies.base import ProxyProfile
 
 PROFILES: dict[ProxyKind, ProxyProfile] = {

@@ -27,8 +27,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from wizard.diagnose.facts import RouteFacts, RouteQuery
-from wizard.diagnose.readers import apache, caddy, nginx, node
-from wizard.diagnose.readers import traefik
+from wizard.diagnose.readers import apache, caddy, nginx, node, traefik
 from wizard.diagnose.readers.base import (
     CONFIG_DEADLINE_S,
     ConfigReadError,

@@ -117,7 +117,8 @@ def facts_from_yaml(texts: dict[str, str], query: RouteQuery, *,
     service_name = str(router.get("service", "")).removesuffix("@file")
     sfile, service = services.get(service_name, (rfile, {}))
     lb = _section(service, "loadBalancer")
-    servers = lb.get("servers") if isinstance(lb.get("servers"), list) else []
+    raw_servers = lb.get("servers")
+    servers: list[Any] = raw_servers if isinstance(raw_servers, list) else []
     backends = tuple(str(s["url"]).split("://", 1)[-1].rstrip("/")[:260] for s in servers
                      if isinstance(s, dict) and isinstance(s.get("url"), str))
     cookie = _section(lb, "sticky", "cookie")

@@ -29,6 +29,7 @@ STICKY_HOW = {
                       "ws:// routes",
     ProxyKind.CADDY: "`lb_policy cookie` on reverse_proxy",
     ProxyKind.NODE: "a hash of the client address in proxy.js",
+    ProxyKind.TRAEFIK: "a `sticky.cookie` on the service's loadBalancer",
 }
 
 # Text fields of this screen: model field name -> (label, hint).

@@ -31,7 +31,8 @@ from wizard.tui.state import WizardState
 from wizard.tui.widgets.field import Field, ModelCheck
 from wizard.tui.widgets.probe_view import ProbeView
 
-_KINDS = (ProxyKind.NGINX, ProxyKind.APACHE, ProxyKind.CADDY, ProxyKind.NODE)
+_FIRST = (ProxyKind.NGINX, ProxyKind.APACHE, ProxyKind.CADDY, ProxyKind.NODE)
+_KINDS = (*_FIRST, *(k for k in PROFILES if k not in _FIRST))  # then the registry's others
 
 
 class DiagnoseUrlScreen(StepScreen):

@@ -16,11 +16,11 @@ from wizard.tui.screens.base import StepScreen
 from wizard.tui.state import Next, WizardState
 from wizard.tui.widgets.options import spaced
 
-_ORDER = (ProxyKind.NGINX, ProxyKind.APACHE, ProxyKind.NODE, ProxyKind.CADDY)
+_ORDER = tuple(PROFILES)  # the registry's order: every proxy kind is offered
 
 _LAYOUT_LABELS = {
-    Layout.SITE: "A file to include (conf.d file, vhost, site block, proxy.js)",
-    Layout.FULL: "A complete main config (nginx.conf, httpd.conf, Caddyfile)",
+    Layout.SITE: "A file to include (conf.d, vhost, site block, proxy.js, dynamic file)",
+    Layout.FULL: "A complete main config (nginx.conf, httpd.conf, Caddyfile, traefik.yml)",
 }
 
 
