@@ -1611,6 +1611,18 @@ server {{
 \treverse_proxy {path}* {backend}
 }}
 """
+    if kind == "traefik":  # a file-provider dynamic file; the rig's traefik.yml has the port
+        return f"""http:
+  routers:
+    socketio:
+      rule: "PathPrefix(`{path}`)"
+      service: "socketio"
+  services:
+    socketio:
+      loadBalancer:
+        servers:
+          - url: "http://{backend}"
+"""
     if kind == "node":
         return f"""'use strict';
 const http = require('http');

@@ -193,7 +193,8 @@ def test_validation_failure_keeps_the_old_config(kind: ProxyKind,
                                                   ExitCode.VALIDATE_ROLLED_BACK), result.message()
     # the checker's own words (Apache lacks the TLS modules here: mod_rewrite/mod_ssl)
     said = {ProxyKind.NGINX: "cannot load certificate", ProxyKind.CADDY: "loading certificates",
-            ProxyKind.APACHE: "Invalid command", ProxyKind.NODE: "cannot read"}[kind]
+            ProxyKind.APACHE: "Invalid command", ProxyKind.NODE: "cannot read",
+            ProxyKind.TRAEFIK: "Unable to parse certificate"}[kind]
     assert said in result.detail, result.detail
     assert "then deploy again" in result.hint
     assert site.config() == before
