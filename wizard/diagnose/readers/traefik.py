@@ -39,6 +39,11 @@ def read(remote: Remote, query: RouteQuery, config_path: str | None,
          budget: ReadBudget | None = None) -> RouteFacts:
     budget = budget if budget is not None else ReadBudget()
     texts = cat_files(remote, [config_path] if config_path else list(DEFAULT_FILES), budget)
+    # A static traefik.yml names the file provider's file or directory: follow it (one more
+    # round trip; cat_files checks and quotes every path taken from the file).
+    named = [p for f, t in texts.items() for p in _provider_files(f, t) if p not in texts]
+    if named:
+        texts.update(cat_files(remote, named, budget))
     if not texts:
         raise ConfigReadError(
             f"No Traefik dynamic configuration found on {remote.name}",
@@ -59,6 +64,20 @@ def _load(file: str, text: str) -> dict[str, Any]:
         raise ConfigReadError(f"{file} is not valid YAML", "Fix the file (Traefik refuses it "
                               "too: see its log).", detail=str(exc)[:500]) from None
     return data if isinstance(data, dict) else {}
+
+
+def _provider_files(file: str, text: str) -> list[str]:
+    """The paths a static configuration's file provider reads (none for a dynamic file)."""
+    if not re.search(r"^providers:", text, re.M):
+        return []
+    provider = _section(_load(file, text), "providers", "file")
+    out = []
+    if isinstance(provider.get("filename"), str):
+        out.append(provider["filename"][:1000])
+    if isinstance(provider.get("directory"), str):
+        d = provider["directory"][:1000].rstrip("/")
+        out += [f"{d}/*.yml", f"{d}/*.yaml"]
+    return out
 
 
 def _section(data: dict[str, Any], *keys: str) -> dict[str, Any]:
