@@ -30,11 +30,13 @@ EXTRA: dict[ProxyKind, dict[str, DeploySpec]] = {
     ProxyKind.HAPROXY: {"tls": DeploySpec(server_name="chat.example.com", tls_cert=TLS_PEM,
                                           tls_key=TLS_PEM),
                         "rewrite-to-socket.io": DeploySpec(path="/my-custom-path/",
+                                                           server_path="/socket.io/")},
+    ProxyKind.TRAEFIK: {"rewrite-to-socket.io": DeploySpec(path="/my-custom-path/",
                                                           server_path="/socket.io/")},
 }
 
 EXTENSIONS = {ProxyKind.NGINX: "conf", ProxyKind.APACHE: "conf", ProxyKind.CADDY: "caddy",
-              ProxyKind.NODE: "js", ProxyKind.HAPROXY: "cfg"}
+              ProxyKind.NODE: "js", ProxyKind.HAPROXY: "cfg", ProxyKind.TRAEFIK: "yml"}
 
 
 def cases(layouts: tuple[Layout, ...] = (Layout.SITE, Layout.FULL)

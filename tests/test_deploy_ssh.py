@@ -10,10 +10,13 @@ and that the host's config is byte-identical to before and still serving (a real
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -40,6 +43,7 @@ from wizard.errors import ExitCode
 from wizard.model import Backend, DeploySpec, ProxyKind
 from wizard.probe import ProbeOptions, run_probe
 from wizard.proxies import profile
+from wizard.proxies.traefik import check_script
 from wizard.render import render
 
 pytestmark = [pytest.mark.needs_root, pytest.mark.slow, pytest.mark.timeout(120)]
@@ -200,11 +204,52 @@ def test_validation_failure_keeps_the_old_config(kind: ProxyKind,
     # the checker's own words (Apache lacks the TLS modules here: mod_rewrite/mod_ssl)
     said = {ProxyKind.NGINX: "cannot load certificate", ProxyKind.CADDY: "loading certificates",
             ProxyKind.APACHE: "Invalid command", ProxyKind.NODE: "cannot read",
-            ProxyKind.HAPROXY: "unable to stat SSL certificate"}[kind]
+            ProxyKind.HAPROXY: "unable to stat SSL certificate",
+            ProxyKind.TRAEFIK: "Unable to parse certificate"}[kind]
     assert said in result.detail, result.detail
     assert "then deploy again" in result.hint
     assert site.config() == before
     assert "reload" not in site.steps()
+    site.assert_serving()
+
+
+def test_traefik_never_watches_a_refused_file(make_site: Callable[..., Site]) -> None:
+    """Traefik's file provider watches its directory: a refused file renamed in for the check
+    would be live until the restore. With the profile's checker (it takes {config}) the deploy
+    checks the temp file first (validate_before_rename): a watcher polling the directory all
+    through the deploy sees only the old bytes, and Traefik's own log never names the file's
+    missing certificate."""
+    site = make_site(ProxyKind.TRAEFIK)
+    before = site.config()
+    log = site.inst.prefix / "logs" / "traefik.log"
+    logged = len(log.read_bytes())
+    seen: set[tuple[str, bytes]] = set()
+    stop = threading.Event()
+
+    def watch() -> None:
+        while not stop.is_set():
+            for path in site.inst.site_path.parent.iterdir():
+                with contextlib.suppress(OSError):
+                    seen.add((path.name, path.read_bytes()))
+            time.sleep(0.002)
+
+    bad = replace(site.spec, tls_cert="/nonexistent/sockwizard-test.pem",
+                  tls_key="/nonexistent/sockwizard-test.key", tls_port=rig.free_port())
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    try:
+        result = site.deploy(bad, validate_cmd=check_script(rig.TRAEFIK_BIN, static=False))
+    finally:
+        stop.set()
+        watcher.join(5)
+    assert (result.outcome, result.exit_code) == (Outcome.ROLLED_BACK,
+                                                  ExitCode.VALIDATE_ROLLED_BACK), result.message()
+    assert "Unable to parse certificate" in result.detail, result.detail
+    assert site.steps()["rename"] == "skipped"
+    assert seen == {(site.inst.site_path.name, before)}
+    assert site.config() == before
+    time.sleep(0.5)  # what Traefik would have logged for the refused file has been written
+    assert b"/nonexistent/" not in log.read_bytes()[logged:]
     site.assert_serving()
 
 

@@ -194,6 +194,17 @@ def node_script(ctx: Ctx, *, options: str = "ws: true, xfwd: true", upgrade: boo
             "process.on('SIGTERM', () => process.exit(0));\n")
 
 
+def traefik_dyn(ctx: Ctx, *, sticky: bool = True, header_timeout: str = "60s") -> str:
+    return ("http:\n  routers:\n    socketio:\n      rule: \"PathPrefix(`/socket.io/`)\"\n"
+            "      service: \"socketio\"\n  services:\n    socketio:\n      loadBalancer:\n"
+            "        servers:\n" + "".join(f"          - url: \"http://{b}\"\n"
+                                          for b in ctx.backends)
+            + ("        sticky:\n          cookie:\n            name: \"sio\"\n"
+               if sticky else "")
+            + "        serversTransport: \"socketio\"\n  serversTransports:\n    socketio:\n"
+            f"      forwardingTimeouts:\n        responseHeaderTimeout: \"{header_timeout}\"\n")
+
+
 SHORT = Server(ping_interval=5000, ping_timeout=3000)
 TWO = (Server(), Server())
 
@@ -289,6 +300,16 @@ SCENARIOS: list[Scenario] = [
                  f"        BalancerMember \"http://{b}\" upgrade=websocket\n" for b in c.backends)
                  + "    </Proxy>\n    ProxyPass \"/socket.io/\" \"balancer://nodes/socket.io/\"\n"),
              [("no-sticky-sessions", "error")], servers=TWO),
+    Scenario("traefik-no-sticky-cookie", ProxyKind.TRAEFIK,
+             lambda c: traefik_dyn(c, sticky=False),
+             [("no-sticky-sessions", "error")], servers=TWO, ssh=True),
+    Scenario("traefik-sticky-healthy", ProxyKind.TRAEFIK, lambda c: traefik_dyn(c), [],
+             servers=TWO, ssh=True),
+    Scenario("traefik-response-header-timeout-short", ProxyKind.TRAEFIK,
+             lambda c: traefik_dyn(c, header_timeout="3s"),
+             [("read-timeout-too-short", "error")], servers=(SHORT,)),
+    Scenario("traefik-response-header-timeout-healthy", ProxyKind.TRAEFIK,
+             lambda c: traefik_dyn(c, header_timeout="10s"), [], servers=(SHORT,)),
     # ---- backend-unreachable
     Scenario("nginx-backend-down", ProxyKind.NGINX, lambda c: nginx_loc(c, upstream=c.dead),
              [("backend-unreachable", "error")], servers=()),

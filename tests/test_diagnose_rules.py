@@ -143,6 +143,10 @@ def facts_from_text(kind: ProxyKind, text: str, query: RouteQuery, *,
         return haproxy.facts_from_text(text, query, file=file or "haproxy.cfg", version=version)
     from wizard.diagnose.readers import node
 
+    if kind is ProxyKind.TRAEFIK:
+        from wizard.diagnose.readers import traefik
+
+        return traefik.facts_from_yaml({file or "sockwizard.yml": text}, query)
     return node.facts_from_script(text, query, file=file or "proxy.js")
 
 

@@ -95,3 +95,22 @@ def test_haproxy_checker_rejects_a_broken_config(tmp_path: Path) -> None:
     text = render(spec).text.replace("timeout tunnel", "timeout tunel")
     ok, output = check(spec, text, tmp_path)
     assert not ok and "tunel" in output
+
+
+@pytest.mark.parametrize(("layout", "old", "new", "said"), [
+    (Layout.SITE, "servers:", "servers: [", "did not find expected node content"),
+    (Layout.SITE, "loadBalancer:", "loadBalancr:", "field not found"),
+    (Layout.SITE, "PathPrefix(", "PathPrefx(", "unsupported function"),
+    (Layout.SITE, 'service: "socketio"', 'service: "nope"', "does not exist"),
+    (Layout.FULL, "readTimeout:", "readTimout:", "field not found"),
+    (Layout.FULL, 'serversTransport: "socketio"', 'serversTransport: "gone"', "gone"),
+], ids=["yaml", "dynamic-field", "rule", "service", "static-field", "transport"])
+def test_traefik_checker_rejects(layout: Layout, old: str, new: str, said: str,
+                                 tmp_path: Path) -> None:
+    """Traefik has no -t: the throwaway-instance check must still refuse each kind of error
+    (YAML, unknown field in the dynamic and static parts, bad rule, dangling reference)."""
+    spec = DeploySpec(proxy=ProxyKind.TRAEFIK, layout=layout)
+    text = render(spec).text
+    assert old in text
+    ok, output = check(spec, text.replace(old, new, 1), tmp_path)
+    assert not ok and said in output, output

@@ -20,7 +20,8 @@ from wizard.model import DeploySpec, ProxyKind
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 
-KINDS = [ProxyKind.NGINX, ProxyKind.APACHE, ProxyKind.CADDY, ProxyKind.HAPROXY]
+KINDS = [ProxyKind.NGINX, ProxyKind.APACHE, ProxyKind.CADDY, ProxyKind.HAPROXY,
+         ProxyKind.TRAEFIK]
 REPO = Path(__file__).resolve().parent.parent
 
 

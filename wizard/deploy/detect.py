@@ -17,7 +17,7 @@ What differs per proxy (binaries, version command, systemd unit, default sites, 
 a2ensite, RHEL's conf.d) is data in each proxy's profile (``wizard.proxies``, deploy side);
 what is left here by kind is behaviour only node has (npm and a systemd unit of its own).
 Whether the main config loads the site directory (Caddy's ``import``, HAProxy's second
-``-f``) is the profile's ``site_include``.
+``-f``, Traefik's file provider) is the profile's ``site_include``.
 """
 
 from __future__ import annotations
@@ -33,12 +33,12 @@ from wizard.model import DeploySpec, Layout, ProxyKind
 from wizard.proxies import profile
 from wizard.remote import CommandResult, Remote
 
-EXTRA_PATH = "/usr/local/sbin:/usr/sbin:/sbin"
+EXTRA_PATH = "/usr/local/sbin:/usr/sbin:/sbin:/usr/local/bin"
 HELPERS = ("nginx", "apache2", "apache2ctl", "httpd", "apachectl", "caddy", "node", "npm",
-           "haproxy",
+           "haproxy", "traefik",
            "systemctl", "a2ensite", "a2dissite", "a2enmod")
 KNOWN_DIRS = ("/etc/nginx/conf.d", "/etc/nginx/sites-available", "/etc/apache2/sites-available",
-              "/etc/httpd/conf.d", "/etc/caddy")
+              "/etc/httpd/conf.d", "/etc/caddy", "/etc/traefik/dynamic", "/etc/traefik/conf.d")
 NODE_UNIT = "/etc/systemd/system/sockwizard-proxy.service"
 NODE_HTTP_PROXY = "http-proxy@1.18.1"
 
@@ -78,6 +78,9 @@ class HostTarget:
     dest: str
     validate_cmd: str  # "{config}" already replaced by the destination
     reload_cmd: str
+    # The checker for the uploaded temp file before the rename ("{config}": that file), for
+    # profiles with validate_before_rename whose checker takes {config}; None: rename first.
+    precheck_cmd: str | None = None
     real_dest: str = ""  # dest with symlinks resolved: what is backed up and replaced
     # Run once before the upload, in this order: create the directory, write extra_files, then
     # prepare_cmds (enable modules, npm install, enable the unit).
@@ -130,7 +133,8 @@ def detect_script(spec: DeploySpec, dest: str) -> str:
     if include is not None:
         lines.append(f"[ -d {shlex.quote(include.directory)} ] && echo "
                      f"dir {shlex.quote(include.directory)}")
-        lines.append(f"{include.included} && echo site_included=1")
+        included = include.included.replace("{directory}", d)
+        lines.append(f"{{ {included}; }} && echo site_included=1")
     lines += _default_site_lines(spec)
     if spec.proxy is ProxyKind.NODE:
         lines.append(f"( cd {d} 2>/dev/null && node -e 'require.resolve(\"http-proxy\")' "
@@ -254,8 +258,9 @@ def resolve(spec: DeploySpec, facts: HostFacts, overrides: Overrides) -> HostTar
             f"Install it on the host first: {prof.install_hint}. Or pass --validate-cmd and "
             "--reload-cmd if it lives somewhere sockwizard cannot see.",
         )
-    validate = (overrides.validate_cmd or _default_validate(spec, facts)).replace(
-        "{config}", shlex.quote(dest))
+    template = overrides.validate_cmd or _default_validate(spec, facts)
+    validate = template.replace("{config}", shlex.quote(dest))
+    precheck = template if prof.validate_before_rename and "{config}" in template else None
     reload_cmd = overrides.reload_cmd or _default_reload(spec, facts)
     if reload_cmd is None:
         raise BadInput(
@@ -310,6 +315,7 @@ def resolve(spec: DeploySpec, facts: HostFacts, overrides: Overrides) -> HostTar
             prepare.append("systemctl daemon-reload && systemctl enable sockwizard-proxy")
     return HostTarget(
         dest=dest, real_dest=_real_dest(dest, facts), validate_cmd=validate,
+        precheck_cmd=precheck,
         reload_cmd=reload_cmd, make_dir=make_dir, prepare_cmds=tuple(prepare),
         unprepare_cmds=tuple(unprepare),
         enable_cmds=tuple(enable), disable_cmds=tuple(disable), extra_files=tuple(extra),

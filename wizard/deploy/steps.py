@@ -277,6 +277,12 @@ def activate(ctx: Context, tmp: str | None) -> None:
             ctx.record(Step.RENAME, "ok", report.rename_s, t.real_dest, "")
             ctx.emit(StepStarted(ctx.host, Step.VALIDATE, t.validate_cmd))
             ctx.record(Step.VALIDATE, "ok", report.validate_s, t.validate_cmd, tail(output))
+        case Activation.REFUSED_UNTOUCHED:  # checked before the rename (a watched file)
+            ctx.emit(StepStarted(ctx.host, Step.VALIDATE, t.precheck_cmd or t.validate_cmd))
+            ctx.record(Step.VALIDATE, "failed", report.validate_s,
+                       "the checker refused the uploaded file", tail(output))
+            ctx.skip(Step.RENAME, f"the refused file was never put at {t.real_dest}")
+            raise ActivationFailed(report.outcome, tail(output))
         case Activation.REFUSED_RESTORED | Activation.REFUSED_RESTORE_FAILED:
             ctx.record(Step.RENAME, "ok", report.rename_s, t.real_dest, "")
             ctx.emit(StepStarted(ctx.host, Step.VALIDATE, t.validate_cmd))

@@ -24,6 +24,7 @@ class ProxyKind(StrEnum):
     CADDY = "caddy"
     NODE = "node"
     HAPROXY = "haproxy"
+    TRAEFIK = "traefik"
 
 
 class Scope(StrEnum):

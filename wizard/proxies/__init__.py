@@ -1,7 +1,7 @@
 """The supported proxies, by kind."""
 
 from wizard.model import ProxyKind
-from wizard.proxies import apache, caddy, haproxy, nginx, node
+from wizard.proxies import apache, caddy, haproxy, nginx, node, traefik
 from wizard.proxies.base import ProxyProfile
 
 PROFILES: dict[ProxyKind, ProxyProfile] = {
@@ -10,6 +10,7 @@ PROFILES: dict[ProxyKind, ProxyProfile] = {
     ProxyKind.NODE: node.PROFILE,
     ProxyKind.CADDY: caddy.PROFILE,
     ProxyKind.HAPROXY: haproxy.PROFILE,
+    ProxyKind.TRAEFIK: traefik.PROFILE,
 }
 
 

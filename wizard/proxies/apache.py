@@ -105,6 +105,7 @@ PROFILE = ProxyProfile(
     validate_cmd={Layout.SITE: "apache2ctl -t", Layout.FULL: "apachectl -t -f {config}"},
     reload_cmd="apache2ctl -k graceful",
     install_hint="apt-get install apache2   (RHEL: dnf install httpd)",
+    syntax="apache",
     modules=needed_modules,
     # ---- deploy side
     daemon_binaries=("apache2", "httpd"),
@@ -114,6 +115,7 @@ PROFILE = ProxyProfile(
     modules_query=" -D DUMP_MODULES",  # the same as apache2ctl -M, through any checker
     systemd_reload={"rhel": "systemctl reload httpd", "*": "systemctl reload apache2"},
     reload_without_systemd=True,
+    validate_before_rename=False,
     site_enabling=("/etc/apache2/sites-available", "a2ensite -q {site}", "a2dissite -q {site}"),
     site_include=None,
     # Apache hands a request naming no known ServerName to the first vhost of its port.

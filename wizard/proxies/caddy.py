@@ -72,6 +72,7 @@ PROFILE = ProxyProfile(
                   Layout.FULL: "caddy validate --adapter caddyfile --config {config}"},
     reload_cmd="caddy reload --adapter caddyfile --config /etc/caddy/Caddyfile",
     install_hint="apt-get install caddy",
+    syntax="caddyfile",
     reload_drops_websockets=_reload_drops_websockets,
     # ---- deploy side
     daemon_binaries=("caddy",),
@@ -81,6 +82,7 @@ PROFILE = ProxyProfile(
     modules_query=None,
     systemd_reload={"*": "systemctl reload caddy"},
     reload_without_systemd=True,
+    validate_before_rename=False,
     site_enabling=None,
     site_include=SiteInclude(
         "/etc/caddy",

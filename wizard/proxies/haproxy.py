@@ -80,6 +80,7 @@ PROFILE = ProxyProfile(
     # argv of the running master, which only the host's own tooling knows (--reload-cmd).
     reload_cmd="systemctl reload haproxy",
     install_hint="apt-get install haproxy   (RHEL: dnf install haproxy)",
+    syntax="haproxy",
     # ---- deploy side
     daemon_binaries=("haproxy",),
     control_binaries=(),
@@ -88,6 +89,7 @@ PROFILE = ProxyProfile(
     modules_query=None,
     systemd_reload={"*": "systemctl reload haproxy"},
     reload_without_systemd=False,
+    validate_before_rename=False,
     site_enabling=None,
     # Debian's unit runs `haproxy -Ws -f $CONFIG -p $PIDFILE $EXTRAOPTS`, both from
     # /etc/default/haproxy (a drop-in overriding ExecStart is not seen here).

@@ -80,6 +80,7 @@ PROFILE = ProxyProfile(
     validate_cmd={Layout.SITE: "nginx -t", Layout.FULL: "nginx -t -c {config}"},
     reload_cmd="nginx -s reload",
     install_hint="apt-get install nginx   (RHEL: dnf install nginx)",
+    syntax="nginx",
     # ---- deploy side
     daemon_binaries=("nginx",),
     control_binaries=(),
@@ -88,6 +89,7 @@ PROFILE = ProxyProfile(
     modules_query=None,
     systemd_reload={"*": "systemctl reload nginx"},
     reload_without_systemd=True,
+    validate_before_rename=False,
     site_enabling=None,
     site_include=None,
     default_site_check=lambda port, layout: [

@@ -74,6 +74,7 @@ PROFILE = ProxyProfile(
     validate_cmd={Layout.SITE: "node --check {config}", Layout.FULL: "node --check {config}"},
     reload_cmd="systemctl restart sockwizard-proxy",
     install_hint="apt-get install nodejs npm && npm install http-proxy@1.18.1",
+    syntax="javascript",
     reload_drops_websockets=lambda spec: True,
     # ---- deploy side
     daemon_binaries=("node",),
@@ -83,6 +84,7 @@ PROFILE = ProxyProfile(
     modules_query=None,
     systemd_reload={"*": "systemctl restart sockwizard-proxy"},
     reload_without_systemd=False,
+    validate_before_rename=False,
     site_enabling=None,
     site_include=None,
     default_site_check=lambda port, layout: [],  # the proxy is its own only site

@@ -179,6 +179,42 @@ defaults
                       f"kill -USR2 \"$(cat {shlex.quote(str(pidfile))})\"")
 
 
+def _traefik(prefix: Path, port: int, binary: str, spec: DeploySpec) -> ProxySetup:
+    from wizard.proxies.traefik import check_script
+
+    for sub in ("dynamic", "logs"):
+        (prefix / sub).mkdir(exist_ok=True)
+    admin = free_port()
+    # Its own static file (Traefik would otherwise read ./traefik.yml or /etc/traefik's and
+    # ignore flags); the API on its own loopback port, no telemetry.
+    (prefix / "traefik.yml").write_text(f"""# sockwizard sandbox: Traefik under {prefix}
+global:
+  checkNewVersion: false
+  sendAnonymousUsage: false
+entryPoints:
+  web:
+    address: "{LOOPBACK}:{port}"
+    asDefault: true
+  traefik:
+    address: "{LOOPBACK}:{admin}"
+api:
+  insecure: true
+log:
+  filePath: "{prefix / 'logs' / 'traefik.log'}"
+providers:
+  file:
+    directory: "{prefix / 'dynamic'}"
+    watch: true
+""")
+    site = prefix / "dynamic" / "sockwizard.yml"
+    site.write_text("# placeholder: the sandbox deploy replaces this file\n")
+    # The checker keeps {config}: the deploy checks the uploaded temp file with it before the
+    # rename (the watched directory never holds a refused file), the same as on a host.
+    return ProxySetup(site, [binary, f"--configFile={prefix / 'traefik.yml'}"],
+                      check_script(binary, static=False),
+                      f"touch {shlex.quote(str(site))}", extra_port=admin)
+
+
 # Every kind has its own main config (tests/test_deploy_registry.py checks that none is
 # missing): no kind falls through to another's.
 SETUPS: dict[ProxyKind, Callable[[Path, int, str, DeploySpec], ProxySetup]] = {
@@ -187,4 +223,5 @@ SETUPS: dict[ProxyKind, Callable[[Path, int, str, DeploySpec], ProxySetup]] = {
     ProxyKind.CADDY: _caddy,
     ProxyKind.NODE: _node,
     ProxyKind.HAPROXY: _haproxy,
+    ProxyKind.TRAEFIK: _traefik,
 }

@@ -13,7 +13,8 @@ registry test, never falls through to another proxy's reader):
 * ``apache`` — ``-t -D DUMP_INCLUDES`` (the file list), ``-M``, ``-v``, then the files;
 * ``caddy``  — ``caddy adapt`` to JSON (semantics) plus the Caddyfile text (line numbers);
 * ``node``   — the http-proxy script, read with regular expressions;
-* ``haproxy`` — the main config and its conf dir, plus ``haproxy -c``.
+* ``haproxy`` — the main config and its conf dir, plus ``haproxy -c``;
+* ``traefik`` — the file provider's dynamic YAML files (safe loader, alias bombs refused).
 
 Each has a pure ``facts_from_*`` function (text in, facts out: the table-driven tests and a
 local file use it) and a ``read`` function that fetches the text in as few round trips as
@@ -27,7 +28,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from wizard.diagnose.facts import RouteFacts, RouteQuery
-from wizard.diagnose.readers import apache, caddy, haproxy, nginx, node
+from wizard.diagnose.readers import apache, caddy, haproxy, nginx, node, traefik
 from wizard.diagnose.readers.base import (
     CONFIG_DEADLINE_S,
     ConfigReadError,
@@ -49,6 +50,7 @@ READERS: dict[ProxyKind, Reader] = {
     ProxyKind.CADDY: caddy.read,
     ProxyKind.NODE: node.read,
     ProxyKind.HAPROXY: haproxy.read,
+    ProxyKind.TRAEFIK: traefik.read,
 }
 
 __all__ = [
