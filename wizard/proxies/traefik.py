@@ -21,6 +21,7 @@ import shlex
 
 from wizard.model import DeploySpec, Layout
 from wizard.proxies.base import ProxyProfile, SiteInclude
+from wizard.proxies.causes import CauseFixes
 from wizard.proxies.fixes import Fixes, FixSite, TimeoutFix, listed
 
 # The throwaway instance's static configuration, in a file of its own: without --configFile,
@@ -126,6 +127,21 @@ def _reload_drops_websockets(spec: DeploySpec) -> bool:
     return spec.layout is Layout.FULL
 
 
+# Traefik passes the client's Host (passHostHeader, on by default) and sets X-Forwarded-Proto
+# itself; a body limit exists only with the buffering middleware's maxRequestBodyBytes.
+CAUSES = CauseFixes(
+    keep_host=lambda where: (f"At {where}: set `passHostHeader: true` on the service's "
+                             "loadBalancer (Traefik's default) so the backend sees the "
+                             "client's Host with its port."),
+    keep_proto=lambda where: (f"Delete {where}: Traefik sets X-Forwarded-Proto to the "
+                              "page's scheme by default (trust the front tier with "
+                              "entryPoints.<name>.forwardedHeaders.trustedIPs)."),
+    body_limit=lambda size, where: (f"Raise {where} to at least the server's maxPayload:\n"
+                                    f"    maxRequestBodyBytes: {size}"),
+    # Traefik balances by cookie (sticky.cookie), which does not depend on client addresses.
+    real_ip="",
+)
+
 PROFILE = ProxyProfile(
     kind="traefik",
     title="Traefik",
@@ -180,4 +196,5 @@ PROFILE = ProxyProfile(
     sticky_how="a `sticky.cookie` on the service's loadBalancer",
     own_settings_note=("Nothing extra: the serversTransport's responseHeaderTimeout and the "
                        "entry point's readTimeout follow the read timeout."),
+    causes=CAUSES,
 )
