@@ -21,7 +21,8 @@ from wizard.render import render
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 
-KINDS = [ProxyKind.NGINX, ProxyKind.APACHE, ProxyKind.CADDY]
+KINDS = [ProxyKind.NGINX, ProxyKind.APACHE, ProxyKind.CADDY, ProxyKind.HAPROXY,
+         ProxyKind.TRAEFIK]
 REPO = Path(__file__).resolve().parent.parent
 
 

@@ -131,7 +131,8 @@ def diagnose_box(box: Sandbox, on_stage: Callable[[Stage], None] | None = None) 
     assert box.setup is not None
     options = ProbeOptions(path=box.path, sessions=6, timeout=5.0)
     return run_diagnosis(box.url, options, remote=LocalRemote(name="sandbox"), proxy=box.kind,
-                         config_path=str(box.setup.main_config), on_stage=on_stage)
+                         config_path=(str(box.setup.main_config) if box.setup.main_config
+                                      else None), on_stage=on_stage)
 
 
 def apply_fix(box: Sandbox, on_event: EventSink | None = None) -> DeployResult:
