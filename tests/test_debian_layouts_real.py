@@ -148,8 +148,11 @@ def debian_host(tmp_path: Path, npm_ready: None) -> Iterator[DebianHost]:
                       f"export APACHE_PID_FILE={tmp_path}/run/apache2.pid\n"
                       f"export APACHE_LOCK_DIR={tmp_path}/lock\n"
                       f"export APACHE_LOG_DIR={tmp_path}/log\n")
+    # a2ensite/a2dismod record their work in /var/lib/apache2: a copy, too.
+    shutil.copytree("/var/lib/apache2", tmp_path / "lib-apache2", symlinks=True)
     holder = _start_namespaces(tmp_path, [
         f"mount --bind {etc} /etc/apache2", f"mount --bind {tmp_path}/backups /var/backups",
+        f"mount --bind {tmp_path}/lib-apache2 /var/lib/apache2",
         "if [ -d /run/systemd ]; then mount -t tmpfs none /run/systemd; fi"])
     with _running(DebianHost(tmp_path, holder, "apache2"), ("apache2ctl", "start"),
                   ("apache2ctl", "-k", "stop")) as host:

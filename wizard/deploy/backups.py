@@ -171,9 +171,13 @@ def rollback_preset(remote: Remote, host: str, options: RollbackOptions, *,
     dest = str(entry["dest"])
     disable = tuple(str(c) for c in entry.get("disable_cmds") or ())
     enable = tuple(str(c) for c in entry.get("enable_cmds") or ())
+    from wizard.deploy.stock import undo_of  # the main config / default site it changed
+
     target = HostTarget(dest=dest, real_dest=dest, validate_cmd=validate,
                         reload_cmd=reload_cmd, enable_cmds=enable, disable_cmds=disable,
-                        overridden=("backup index",))
+                        overridden=("backup index",),
+                        companions=undo_of(entry.get("companions") or (), remote.read_file,
+                                           sha))
     old_id = existing_id(content.decode("utf-8", "replace")) if content is not None else None
     preset = Preset(target=target, content=content, config_id=old_id,
                     entry={"kind": "rollback", "undoes": entry.get("time"),

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
 
 from wizard.deploy.backups import timestamp
+from wizard.deploy.companions import Companion
 from wizard.deploy.detect import HostTarget
 from wizard.deploy.events import (
     DeployEvent,
@@ -128,6 +129,11 @@ class Context:
     locked: bool = False  # we hold the host-side lock on the destination (hoststate)
     journal: dict[str, Any] | None = None  # an earlier run's, found under the lock
     reload_hung: bool = False  # the reload of the new config ran out of time
+    # The stock-host changes found (wizard.deploy.stock), one per flag; target.companions
+    # holds them merged per path. ``needs``: the flags a real run would still need.
+    stock: tuple[Companion, ...] = ()
+    needs: tuple[str, ...] = ()
+    companion_tmps: dict[str, str] = field(default_factory=dict)  # path -> uploaded temp
 
     # -- events -----------------------------------------------------------------------------
 
@@ -211,5 +217,5 @@ class Context:
             dest=self.target.dest if self.target else self.options.dest,
             config_id=self.config_id, diff=self.diff, plan=tuple(self.plan),
             backup=self.backup, local_backup=self.local_backup, steps=tuple(self.steps),
-            warnings=tuple(self.warnings), probe=self.probe_report,
+            warnings=tuple(self.warnings), probe=self.probe_report, needs=self.needs,
             seconds=time.monotonic() - self.started)

@@ -27,6 +27,7 @@ import re
 import shlex
 from dataclasses import dataclass, field
 
+from wizard.deploy.companions import Companion
 from wizard.errors import BadInput
 from wizard.model import DeploySpec, Layout, ProxyKind
 from wizard.proxies import profile
@@ -98,6 +99,9 @@ class HostTarget:
     facts: HostFacts = field(default_factory=HostFacts)
     # The read-only commands detection ran, as (command, sudo): the plan lists them.
     commands: tuple[tuple[str, bool], ...] = ()
+    # Changes made with the file in the same transaction: the main config's include line, a
+    # default site disabled (wizard.deploy.stock), or a rollback undoing them.
+    companions: tuple[Companion, ...] = ()
 
     def summary(self) -> str:
         f = self.facts
@@ -280,24 +284,20 @@ def resolve(spec: DeploySpec, facts: HostFacts, overrides: Overrides) -> HostTar
     shadowing: tuple[str, ...] = ()
     if facts.default_sites and spec.server_name is None and not overrides.dest:
         shadowing = facts.default_sites
+        # The ones sockwizard can disable are asked about (wizard.deploy.stock); the others
+        # are only named.
+        known = {site.path for site in prof.default_sites}
         port = spec.tls_port if spec.tls else spec.listen_port
-        notes.append(
-            f"{', '.join(shadowing)} already answers requests on port {port} that name no "
-            "server; without --server-name this config may never be used (the probe would "
-            f"fail and the deploy roll back). {unshadow_advice(spec.proxy)}")
+        others = [site for site in shadowing if site not in known]
+        if others:
+            notes.append(
+                f"{', '.join(others)} already answers requests on port {port} that name no "
+                "server; without --server-name this config may never be used (the probe "
+                f"would fail and the deploy roll back). {unshadow_advice(spec.proxy)}")
     if debian_site and enabling is not None:
         site = shlex.quote(posixpath.basename(dest).removesuffix(".conf"))
         enable.append(enabling[1].format(site=site))
         disable.append(enabling[2].format(site=site))
-    caddy_site = (spec.proxy is ProxyKind.CADDY and spec.layout is Layout.SITE
-                  and not overrides.dest)
-    if caddy_site and "/etc/caddy" in facts.dirs and not facts.caddy_imports_sites:
-        raise BadInput(
-            "/etc/caddy/Caddyfile does not import /etc/caddy/sites/: a site file there "
-            "would never be loaded.",
-            "Add the line `import sites/*.caddy` to /etc/caddy/Caddyfile (outside any site "
-            "block), or deploy a whole Caddyfile with --layout full.",
-        )
     if spec.proxy is ProxyKind.NODE:
         if not facts.node_has_http_proxy:
             extra.append((posixpath.join(directory, "package.json"), node_package_json()))

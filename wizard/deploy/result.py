@@ -74,6 +74,9 @@ class DeployResult:
     warnings: tuple[str, ...] = ()
     probe: ProbeReport | None = None
     seconds: float = 0.0
+    # Stock-host flags (--edit-main-config, --disable-default-site) a real run still needs:
+    # set by a dry run, so the TUI can show the change and ask (wizard.deploy.stock).
+    needs: tuple[str, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -108,6 +111,7 @@ class DeployResult:
             "warnings": list(self.warnings),
             "probe": self.probe.to_dict() if self.probe is not None else None,
             "seconds": round(self.seconds, 3),
+            "needs": list(self.needs),
         }
 
 

@@ -55,6 +55,8 @@ PROFILE = ProxyProfile(
     site_enabling=None,
     default_site_check=lambda port, layout: [],  # the proxy is its own only site
     unshadow_how="stop whatever else listens on that port",
+    site_includes=(),  # the proxy is the whole config
+    default_sites=(),
     reload_drop_warning=("This restart closes every live WebSocket at once (the node proxy "
                          "restarts): clients will reconnect together."),
     marker_anchor=r"^(?P<indent>\s*)function handleRequest\(req, res\) \{\s*$",
