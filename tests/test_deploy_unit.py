@@ -617,17 +617,6 @@ def test_missing_proxy_binary_says_how_to_install() -> None:
     assert "apt-get install nginx" in err.value.hint
 
 
-def test_caddy_site_without_an_import_is_refused_before_any_change() -> None:
-    facts = parse_facts("uid=0\nos=debian\nbin caddy /usr/bin/caddy\ndir /etc/caddy\n"
-                        "dest_dir=1\n@@version\nv2.6.2\n")
-    with pytest.raises(BadInput) as err:
-        resolve(replace(SPEC, proxy=ProxyKind.CADDY), facts, Overrides())
-    assert "import sites/*.caddy" in err.value.hint
-    ok = resolve(replace(SPEC, proxy=ProxyKind.CADDY),
-                 replace(facts, caddy_imports_sites=True), Overrides())
-    assert ok.dest == "/etc/caddy/sites/sockwizard.caddy"
-
-
 def test_node_installs_http_proxy_and_a_unit_or_needs_a_reload_command() -> None:
     spec = replace(SPEC, proxy=ProxyKind.NODE)
     with_systemd = parse_facts("uid=0\nos=debian\nbin node /usr/bin/node\nbin npm /usr/bin/npm\n"

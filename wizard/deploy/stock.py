@@ -121,10 +121,14 @@ def changes(remote: Remote, spec: DeploySpec, target: HostTarget,
             continue
         link = run(f"[ -L {shlex.quote(site.path)} ] && readlink -- {shlex.quote(site.path)}")
         link = link.strip()
-        if _SAFE_TARGET.fullmatch(link):
-            out.append(Companion(site.path, link.encode(), None, link=True,
-                                 on_cmd=site.on_cmd, off_cmd=site.off_cmd,
-                                 flag=DISABLE_DEFAULT_SITE, title=why))
+        if not _SAFE_TARGET.fullmatch(link):
+            # Not a link (or one whose target we would not write back): only by hand.
+            raise BadInput(why,
+                           f"{site.path} is not a plain link sockwizard can put back: give "
+                           f"--server-name, or disable it yourself ({prof.unshadow_how}). "
+                           "Nothing was changed.")
+        out.append(Companion(site.path, link.encode(), None, link=True, on_cmd=site.on_cmd,
+                             off_cmd=site.off_cmd, flag=DISABLE_DEFAULT_SITE, title=why))
     return out
 
 
