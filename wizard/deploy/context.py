@@ -179,6 +179,14 @@ class Context:
         self.emit(StepStarted(self.host, step, why))
         self.record(step, "skipped", 0.0, why, "")
 
+    def needs_text(self) -> str:
+        """The stock-host changes a real run still needs a flag for: why, then the diff."""
+        asked = [c for c in self.stock if c.flag in self.needs]
+        if not asked:
+            return ""
+        diffs = "".join(c.diff() for c in (self.target.companions if self.target else ()))
+        return "\n".join(f"{c.flag}: {c.title}" for c in asked) + "\n\n" + diffs
+
     # -- the host -----------------------------------------------------------------------------
 
     def run(self, command: str, *, timeout: float | None = None) -> CommandResult:
@@ -218,4 +226,5 @@ class Context:
             config_id=self.config_id, diff=self.diff, plan=tuple(self.plan),
             backup=self.backup, local_backup=self.local_backup, steps=tuple(self.steps),
             warnings=tuple(self.warnings), probe=self.probe_report, needs=self.needs,
+            needs_text=self.needs_text(),
             seconds=time.monotonic() - self.started)

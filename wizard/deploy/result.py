@@ -77,6 +77,7 @@ class DeployResult:
     # Stock-host flags (--edit-main-config, --disable-default-site) a real run still needs:
     # set by a dry run, so the TUI can show the change and ask (wizard.deploy.stock).
     needs: tuple[str, ...] = ()
+    needs_text: str = ""  # what those flags change and why, with the exact diff
 
     @property
     def ok(self) -> bool:
@@ -112,6 +113,7 @@ class DeployResult:
             "probe": self.probe.to_dict() if self.probe is not None else None,
             "seconds": round(self.seconds, 3),
             "needs": list(self.needs),
+            "needs_text": self.needs_text,
         }
 
 

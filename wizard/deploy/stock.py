@@ -16,6 +16,7 @@ here (``add_include``, ``comment_out_block``).
 
 from __future__ import annotations
 
+import dataclasses
 import posixpath
 import re
 import shlex
@@ -24,6 +25,7 @@ from typing import Any
 
 from wizard.deploy.companions import DISABLE_DEFAULT_SITE, EDIT_MAIN_CONFIG, Companion
 from wizard.deploy.detect import HostTarget
+from wizard.deploy.options import DeployOptions
 from wizard.errors import BadInput
 from wizard.model import DeploySpec, Layout
 from wizard.proxies import profile
@@ -162,6 +164,14 @@ def refusal(found: Sequence[Companion], flags: Sequence[str], host: str) -> BadI
         "`sockwizard rollback`. Or give --server-name / --layout full. Nothing was changed; "
         "the exact change is shown above.",
         detail="".join(c.diff() for c in merged(asked)))
+
+
+def consent(options: DeployOptions, flags: Sequence[str]) -> DeployOptions:
+    """``options`` with the stock-host flags in ``flags`` given: what the TUI runs after the
+    user agreed to the change a dry run showed (``DeployResult.needs`` / ``needs_text``)."""
+    return dataclasses.replace(
+        options, edit_main_config=options.edit_main_config or EDIT_MAIN_CONFIG in flags,
+        disable_default_site=options.disable_default_site or DISABLE_DEFAULT_SITE in flags)
 
 
 def undo_of(recorded: Sequence[Any], read: Callable[[str], bytes | None],
