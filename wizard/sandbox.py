@@ -370,9 +370,6 @@ def start_sandbox(kind: ProxyKind, base: DeploySpec | None = None, *,
     Raises MissingTool before starting anything when the proxy (or node) is not installed.
     """
     binary = required_binary(kind)
-    if kind is ProxyKind.NODE and find_binary("npm") is None:
-        raise MissingTool("The node sandbox installs http-proxy with npm, which is missing.",
-                          "Install it: apt-get install npm.")
     prefix = Path(tempfile.mkdtemp(prefix=f"sockwizard-sandbox-{kind.value}-"))
     # nginx and Apache started as root run their workers as another user, who must reach
     # the temp paths and logs inside.

@@ -42,7 +42,8 @@ PROFILE = ProxyProfile(
     version_cmd="node --version",
     validate_cmd={Layout.SITE: "node --check {config}", Layout.FULL: "node --check {config}"},
     reload_cmd="systemctl restart sockwizard-proxy",
-    install_hint="apt-get install nodejs npm && npm install http-proxy@1.18.1",
+    # http-proxy comes with sockwizard (wizard.deploy.vendor): no npm needed on the host.
+    install_hint="apt-get install nodejs",
     reload_drops_websockets=lambda spec: True,
     # ---- deploy side
     daemon_binaries=("node",),
