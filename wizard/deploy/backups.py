@@ -26,6 +26,7 @@ from wizard.deploy.detect import HostTarget
 from wizard.deploy.history import INDEX_NAME
 from wizard.deploy.marker import existing_id
 from wizard.deploy.options import Preset, RollbackOptions
+from wizard.deploy.stock import undo_of
 from wizard.errors import BadInput, RemoteCommandFailed
 from wizard.model import DeploySpec, ProxyKind
 from wizard.remote import Remote
@@ -178,7 +179,9 @@ def rollback_preset(remote: Remote, host: str, options: RollbackOptions, *,
                         reload_cmd=reload_cmd,
                         enable_cmds=tuple(newest.get("enable_cmds") or ()),
                         disable_cmds=tuple(newest.get("disable_cmds") or ()),
-                        overridden=("history",))
+                        overridden=("history",),
+                        # The main config / default site the undone deploys changed.
+                        companions=undo_of(choice.companions, remote.read_file, sha))
     old_id = existing_id(content.decode("utf-8", "replace")) if content is not None else None
     preset = Preset(target=target, content=content, config_id=old_id, entry={
         "kind": "rollback", "undoes": [r.id for r in choice.undo],

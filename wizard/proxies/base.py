@@ -15,6 +15,33 @@ from wizard.proxies.fixes import Fixes
 
 
 @dataclass(frozen=True)
+class SiteInclude:
+    """The line a stock main config needs to load the site directory (``--edit-main-config``,
+    applied by ``wizard.deploy.stock``)."""
+
+    site_dir: str  # the directory the site file goes to (the deploy's destination's)
+    main_config: str  # the file that must load it
+    present: str  # regex (multiline): the main config already loads the directory
+    line: str  # exactly the line added
+    # Regex of the line to add it after (the first match); None: at the end of the file.
+    after: str | None = None
+
+
+@dataclass(frozen=True)
+class DefaultSite:
+    """A distro's default site that answers first for requests naming no server
+    (``--disable-default-site``, applied by ``wizard.deploy.stock``). Either a link in
+    sites-enabled (removed, and put back with the same target) or a block in a main config
+    (commented out)."""
+
+    path: str  # the link, or the file holding the block
+    off_cmd: str = ""  # the distro's tool, run before the link is removed (a2dissite)
+    on_cmd: str = ""  # and before it is put back (a2ensite)
+    # A regex (with {port}) of the block's first line: comment the block out of ``path``.
+    block: str | None = None
+
+
+@dataclass(frozen=True)
 class ProxyProfile:
     kind: str
     title: str  # shown in the TUI
@@ -60,6 +87,10 @@ class ProxyProfile:
     # no server on ``port`` (they shadow a config without server_name), and what to do.
     default_site_check: Callable[[int, Layout], list[str]] = field(kw_only=True)
     unshadow_how: str = field(kw_only=True)
+    # Stock hosts without hand edits (wizard.deploy.stock): the main config line that loads
+    # the site directory, by that directory; and the default sites sockwizard may disable.
+    site_includes: tuple[SiteInclude, ...] = field(kw_only=True)
+    default_sites: tuple[DefaultSite, ...] = field(kw_only=True)
     # Said before a reload that closes every live WebSocket (reload_drops_websockets).
     reload_drop_warning: str = field(kw_only=True)
     # The config marker (wizard.deploy.marker): a regex for the lines that open a site block
