@@ -33,6 +33,7 @@ from wizard.deploy import (
     StepStarted,
     deploy_host,
     deploy_many,
+    history,
 )
 from wizard.deploy.marker import stamp
 from wizard.errors import ExitCode
@@ -166,7 +167,10 @@ def test_deploy_over_ssh_then_second_deploy_is_a_noop(kind: ProxyKind,
     assert (again.outcome, again.exit_code) == (Outcome.UNCHANGED, ExitCode.OK), again.message()
     assert again.diff == "" and site.steps()["upload"] == "skipped"
     assert site.steps()["reload"] == "skipped" and site.steps()["probe"] == "ok"
-    assert len((site.work / "backups" / "index.jsonl").read_text().splitlines()) == 1
+    # The history holds the deploy (with its backup) and the no-op, which made no backup.
+    records = history.parse((site.work / "backups" / "index.jsonl").read_text())
+    assert [(r.outcome, r.get("backup")) for r in records] == \
+        [("deployed", result.backup), ("unchanged", None)]
 
 
 # --------------------------------------------------------------------------------------------
