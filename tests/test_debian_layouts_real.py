@@ -148,8 +148,11 @@ def debian_host(tmp_path: Path, npm_ready: None) -> Iterator[DebianHost]:
                       f"export APACHE_PID_FILE={tmp_path}/run/apache2.pid\n"
                       f"export APACHE_LOCK_DIR={tmp_path}/lock\n"
                       f"export APACHE_LOG_DIR={tmp_path}/log\n")
+    # a2ensite/a2dismod record their work in /var/lib/apache2: a copy, too.
+    shutil.copytree("/var/lib/apache2", tmp_path / "lib-apache2", symlinks=True)
     holder = _start_namespaces(tmp_path, [
         f"mount --bind {etc} /etc/apache2", f"mount --bind {tmp_path}/backups /var/backups",
+        f"mount --bind {tmp_path}/lib-apache2 /var/lib/apache2",
         "if [ -d /run/systemd ]; then mount -t tmpfs none /run/systemd; fi"])
     with _running(DebianHost(tmp_path, holder, "apache2"), ("apache2ctl", "start"),
                   ("apache2ctl", "-k", "stop")) as host:
@@ -204,19 +207,15 @@ def test_deploy_uses_a2enmod_a2ensite_and_rolls_back_past_a_shadowing_default_si
     mods_before = host.mods_enabled()
     assert "000-default.conf" in host.sites_enabled()  # Debian's default site, as installed
 
-    # 1. The default site answers port 80 for requests that name no server: detection warns,
-    #    the new config never answers, and everything is put back.
+    # 1. The default site answers port 80 for requests that name no server: without
+    #    --disable-default-site (or --server-name) the deploy stops before changing anything.
     first = host.sockwizard(*DEPLOY)
-    assert first.returncode == 6, first.stderr
-    assert "000-default.conf already answers requests on port 80" in first.stderr
-    assert "a2enmod -q proxy proxy_http headers" in first.stderr  # the real a2enmod ran
-    assert "Most likely /etc/apache2/sites-enabled/000-default.conf answered" in first.stderr
-    assert "a2dissite 000-default" in first.stderr
-    assert "sockwizard.conf" not in host.sites_enabled()  # a2dissite undid a2ensite
-    assert host.mods_enabled() == mods_before  # a2dismod undid a2enmod
+    assert first.returncode == 2, first.stderr
+    assert "000-default.conf answers port 80 first" in first.stderr
+    assert "--disable-default-site" in first.stderr and "Nothing was changed" in first.stderr
+    assert "sockwizard.conf" not in host.sites_enabled()
+    assert host.mods_enabled() == mods_before
     assert not (host.etc / "sites-available" / "sockwizard.conf").exists()
-    check = host.run("apache2ctl", "-t")
-    assert check.returncode == 0, check.stderr  # the host's Apache config is sound
 
     # 2. With the default site disabled (Debian's own tool), the same deploy goes through.
     off = host.run("a2dissite", "-q", "000-default")
@@ -234,20 +233,22 @@ def test_deploy_uses_a2enmod_a2ensite_and_rolls_back_past_a_shadowing_default_si
     probe = host.sockwizard("probe", "http://127.0.0.1/")
     assert probe.returncode == 0, probe.stdout + probe.stderr
 
-    # 3. A rollback (which removes the file: it was new) that fails its validation puts the
-    #    file back *and enabled*: the site works as before, nothing lost.
-    refused = host.sockwizard("rollback", "--host", "local", "--validate-cmd", "false")
-    assert refused.returncode == 4, refused.stderr
-    assert link.is_symlink(), "the restored site was left disabled"
-    again = host.sockwizard("probe", "http://127.0.0.1/")
-    assert again.returncode == 0, again.stdout + again.stderr
-
-    # 4. Rollback takes the site away again with a2dissite and reloads a sound config; it does
+    # 3. Rollback takes the site away with a2dissite and reloads a sound config; it does
     #    not probe a Socket.IO route it has just removed.
     back = host.sockwizard("rollback", "--host", "local")
     assert back.returncode == 0, back.stderr
     assert "sockwizard.conf" not in host.sites_enabled()
     assert host.run("apache2ctl", "-t").returncode == 0
+
+    # 4. Deployed again, a rollback (which removes the file: it was new) that fails its
+    #    validation puts the file back *and enabled*: the site works as before, nothing lost.
+    third = host.sockwizard(*DEPLOY)
+    assert third.returncode == 0, third.stderr
+    refused = host.sockwizard("rollback", "--host", "local", "--validate-cmd", "false")
+    assert refused.returncode == 4, refused.stderr
+    assert link.is_symlink(), "the restored site was left disabled"
+    again = host.sockwizard("probe", "http://127.0.0.1/")
+    assert again.returncode == 0, again.stdout + again.stderr
 
 
 def test_a_refused_config_also_takes_back_the_modules_it_enabled(
@@ -273,16 +274,15 @@ def test_a_refused_config_also_takes_back_the_modules_it_enabled(
 
 def test_debian_nginx_default_site_then_deploy_and_rollback(debian_nginx: DebianHost) -> None:
     """The same walk on Debian's nginx: the conf.d file, the default site that answers first
-    for requests naming no server (named in the warning and as the cause), then a deploy once
-    that site is disabled, and a rollback that removes the file without probing."""
+    for requests naming no server (the deploy stops and names it), then a deploy once that
+    site is disabled, and a rollback that removes the file without probing."""
     host = debian_nginx
     deploy = ("deploy", "--proxy", "nginx", "--backend", "127.0.0.1:3000", "--host", "local",
               "--settle-timeout", "4")
     first = host.sockwizard(*deploy)
-    assert first.returncode == 6, first.stderr
-    assert "/etc/nginx/sites-enabled/default already answers requests on port 80" in first.stderr
-    assert "Most likely /etc/nginx/sites-enabled/default answered" in first.stderr
-    assert "rm /etc/nginx/sites-enabled/default" in first.stderr
+    assert first.returncode == 2, first.stderr
+    assert "/etc/nginx/sites-enabled/default answers port 80 first" in first.stderr
+    assert "--disable-default-site" in first.stderr
     assert "sockwizard.conf" not in host.files("conf.d")
 
     off = host.run("rm", "/etc/nginx/sites-enabled/default")
@@ -304,8 +304,8 @@ def test_debian_nginx_default_site_then_deploy_and_rollback(debian_nginx: Debian
 def test_debian_caddy_import_placeholder_site_then_deploy_and_rollback(
         debian_caddy: DebianHost) -> None:
     """Debian's Caddyfile neither imports a sites directory nor leaves port 80 free: each is
-    named before anything changes or as the cause, and once both are fixed the deploy goes
-    through, reloading over the admin API."""
+    named before anything changes, and once both are fixed by hand the deploy goes through,
+    reloading over the admin API (the flags that fix them: tests/test_stock_hosts_real.py)."""
     host = debian_caddy
     deploy = ("deploy", "--proxy", "caddy", "--backend", "127.0.0.1:3000", "--host", "local",
               "--settle-timeout", "4")
@@ -314,15 +314,17 @@ def test_debian_caddy_import_placeholder_site_then_deploy_and_rollback(
 
     refused = host.sockwizard(*deploy)
     assert refused.returncode == 2, refused.stderr
-    assert "does not import /etc/caddy/sites/" in refused.stderr
+    assert "/etc/caddy/Caddyfile does not load /etc/caddy/sites/" in refused.stderr
     assert "import sites/*.caddy" in refused.stderr  # what to add, word for word
+    assert "--edit-main-config" in refused.stderr
     assert not site.exists()
 
     caddyfile.write_text(caddyfile.read_text() + "\nimport sites/*.caddy\n")
     shadowed = host.sockwizard(*deploy)
-    assert shadowed.returncode == 6, shadowed.stderr
-    assert "/etc/caddy/Caddyfile already answers requests on port 80" in shadowed.stderr
-    assert "Most likely /etc/caddy/Caddyfile answered" in shadowed.stderr
+    assert shadowed.returncode == 2, shadowed.stderr
+    assert "/etc/caddy/Caddyfile answers port 80 first" in shadowed.stderr
+    assert "--disable-default-site" in shadowed.stderr
+    assert "--edit-main-config" not in shadowed.stderr
     assert not site.exists()
 
     caddyfile.write_text("import sites/*.caddy\n")  # the placeholder :80 site removed
@@ -346,8 +348,10 @@ def test_diagnose_names_the_default_site_that_hides_a_socketio_route(
     where the route is, which block answers instead, and what to do; after that advice it
     finds nothing."""
     host = debian_nginx
+    # An explicit --dest: sockwizard puts the file where told (no default-site check).
     kept = host.sockwizard("deploy", "--proxy", "nginx", "--backend", "127.0.0.1:3000",
-                           "--host", "local", "--settle-timeout", "3", "--no-rollback")
+                           "--host", "local", "--settle-timeout", "3", "--no-rollback",
+                           "--dest", "/etc/nginx/conf.d/sockwizard.conf")
     assert kept.returncode == 1, kept.stderr
     diagnose = ("diagnose", "http://127.0.0.1/", "--host", "local", "--proxy", "nginx")
     found = host.sockwizard(*diagnose)
@@ -368,7 +372,11 @@ def test_diagnose_names_apaches_default_vhost_that_hides_the_route(
     """The same on Apache: 000-default is the first <VirtualHost *:80> and answers requests
     naming no ServerName, so the vhost with the ProxyPass never sees them."""
     host = debian_host
-    kept = host.sockwizard(*DEPLOY[:-2], "--settle-timeout", "3", "--no-rollback")
+    # An explicit --dest: put where told, enabled by hand (no default-site check).
+    mods = host.run("a2enmod", "-q", "proxy", "proxy_http", "headers")
+    assert mods.returncode == 0, mods.stderr
+    kept = host.sockwizard(*DEPLOY[:-2], "--settle-timeout", "3", "--no-rollback",
+                           "--dest", "/etc/apache2/sites-enabled/sockwizard.conf")
     assert kept.returncode == 1, kept.stderr
     diagnose = ("diagnose", "http://127.0.0.1/", "--host", "local", "--proxy", "apache")
     found = host.sockwizard(*diagnose)
@@ -392,7 +400,8 @@ def test_diagnose_points_at_caddys_placeholder_site(debian_caddy: DebianHost) ->
     caddyfile = host.etc / "Caddyfile"
     caddyfile.write_text(caddyfile.read_text() + "\nimport sites/*.caddy\n")
     kept = host.sockwizard("deploy", "--proxy", "caddy", "--backend", "127.0.0.1:3000",
-                           "--host", "local", "--settle-timeout", "3", "--no-rollback")
+                           "--host", "local", "--settle-timeout", "3", "--no-rollback",
+                           "--dest", "/etc/caddy/sites/sockwizard.caddy")
     assert kept.returncode == 1, kept.stderr
     found = host.sockwizard("diagnose", "http://127.0.0.1/", "--host", "local",
                             "--proxy", "caddy")

@@ -21,6 +21,7 @@ from wizard import deploy
 from wizard.deploy import DeployOptions, RollbackOptions, apply
 from wizard.deploy.history import (
     MAX_BYTES,
+    Choice,
     NoChoice,
     Record,
     append_lines,
@@ -152,6 +153,30 @@ def test_parse_skips_what_is_not_a_record_and_checks_every_field() -> None:
     assert record.id == "ok1" and record.get("sha256") is None
     assert record.undoes == ("x",) and record.get("config_id") is None
     assert len(record.get("by")) == 4096
+
+
+def test_companions_are_checked_and_a_rollback_puts_each_path_back_as_before_the_oldest(
+) -> None:
+    """A record's ``companions`` (main config / default site, wizard.deploy.companions) are
+    type-checked; a rollback undoing several deploys that changed one path puts it back as
+    it was before the oldest of them, from as it is after the newest."""
+    main, link = "/etc/nginx/nginx.conf", "/etc/nginx/sites-enabled/default"
+    sha = {n: n * 64 for n in "abc"}
+    first = [{"path": main, "link": False, "backup": "/b/1", "sha256": sha["a"],
+              "new_sha256": sha["b"]},
+             {"path": link, "link": True, "old_target": "../x", "off_cmd": "a2dissite x"},
+             {"path": "relative"}, "junk", {"path": "/etc/y", "sha256": "no", "on_cmd": 5}]
+    later = [{"path": main, "link": False, "backup": "/b/2", "sha256": sha["b"],
+              "new_sha256": sha["c"]}]
+    records = parse("\n".join([line(id="A", companions=first), line(id="B"),
+                               line(id="C", companions=later), line(id="D")]))
+    assert [len(r.get("companions") or ()) for r in records] == [3, 0, 1, 0]
+    assert records[0].get("companions")[2] == {"path": "/etc/y", "link": False}
+    assert rollback_choice(records).companions == []  # undoes D alone
+    assert rollback_choice(records, to="B").companions == later  # undoes D and C
+    everything = Choice(DEST, tuple(reversed(records)), None)
+    assert everything.companions == [{**later[0], "backup": "/b/1", "sha256": sha["a"]},
+                                     first[1], {"path": "/etc/y", "link": False}]
 
 
 def test_a_later_line_of_the_same_run_wins_and_an_index_cut_by_tail_loses_its_first_line(

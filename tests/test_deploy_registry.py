@@ -19,9 +19,9 @@ from wizard.render import render
 
 DEPLOY_FIELDS = ("daemon_binaries", "control_binaries", "stand_ins", "alt_site_dest",
                  "modules_query", "systemd_reload", "reload_without_systemd", "site_enabling",
-                 "site_include",
                  "default_site_check", "unshadow_how", "reload_drop_warning", "marker_anchor",
-                 "marker_line", "settle_quiet", "version_cmd")
+                 "marker_line", "settle_quiet", "version_cmd", "site_includes",
+                 "default_sites")
 
 
 def test_the_deploy_side_fields_have_no_defaults() -> None:

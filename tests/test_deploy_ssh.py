@@ -133,7 +133,7 @@ def make_site(sshd: rig.SshdInstance, node_backend: Callable[..., rig.NodeBacken
             options["modules"] = ["mpm_event", "authz_core", *profile(kind).modules(spec)]
         inst = proxy_factory.from_site(kind, text, port=port, **options)
         if kind is ProxyKind.NODE:
-            # http-proxy is already installed on this "host" (else the deploy runs npm install)
+            # http-proxy is already on this "host" (else the deploy uploads its own copy)
             (inst.prefix / "node_modules").symlink_to(rig.NODE_MODULES)
         inst.start()
         inst.allow_user(user)

@@ -619,27 +619,29 @@ def test_missing_proxy_binary_says_how_to_install() -> None:
     assert "apt-get install nginx" in err.value.hint
 
 
-def test_caddy_site_without_an_import_is_refused_before_any_change() -> None:
-    facts = parse_facts("uid=0\nos=debian\nbin caddy /usr/bin/caddy\ndir /etc/caddy\n"
-                        "dest_dir=1\n@@version\nv2.6.2\n")
-    with pytest.raises(BadInput) as err:
-        resolve(replace(SPEC, proxy=ProxyKind.CADDY), facts, Overrides())
-    assert "import sites/*.caddy" in err.value.hint
-    ok = resolve(replace(SPEC, proxy=ProxyKind.CADDY),
-                 replace(facts, site_included=True), Overrides())
-    assert ok.dest == "/etc/caddy/sites/sockwizard.caddy"
-
-
-def test_node_installs_http_proxy_and_a_unit_or_needs_a_reload_command() -> None:
+def test_node_uploads_its_own_http_proxy_and_a_unit_or_needs_a_reload_command() -> None:
+    """No npm on the host: sockwizard's pinned http-proxy (and its dependencies, with their
+    licences) go into node_modules/ beside proxy.js; nothing runs npm or asks a registry."""
     spec = replace(SPEC, proxy=ProxyKind.NODE)
-    with_systemd = parse_facts("uid=0\nos=debian\nbin node /usr/bin/node\nbin npm /usr/bin/npm\n"
+    with_systemd = parse_facts("uid=0\nos=debian\nbin node /usr/bin/node\n"
                                "bin systemctl /usr/bin/systemctl\nsystemd=1\n@@version\nv20.1.0\n")
     target = resolve(spec, with_systemd, Overrides())
-    assert target.make_dir == "mkdir -p -m 0755 -- /opt/sockwizard"
-    assert [p for p, _ in target.extra_files] == ["/opt/sockwizard/package.json",
-                                                  "/etc/systemd/system/sockwizard-proxy.service"]
-    assert any("npm install" in c and "http-proxy@1.18.1" in c for c in target.prepare_cmds)
+    files = [p for p, _ in target.extra_files]
+    assert files[0] == "/opt/sockwizard/package.json"
+    assert files[-1] == "/etc/systemd/system/sockwizard-proxy.service"
+    for needed in ("http-proxy/lib/http-proxy.js", "http-proxy/LICENSE", "eventemitter3/index.js",
+                   "requires-port/index.js", "follow-redirects/index.js",
+                   "follow-redirects/LICENSE"):
+        assert f"/opt/sockwizard/node_modules/{needed}" in files
+    assert target.make_dir is not None
+    assert "/opt/sockwizard/node_modules/http-proxy/lib/http-proxy/passes" in target.make_dir
+    assert not any("npm" in c for c in target.prepare_cmds)
+    assert target.prepare_cmds == ("systemctl daemon-reload && systemctl enable sockwizard-proxy",)
     assert target.reload_cmd == "systemctl restart sockwizard-proxy"
+    assert b'"http-proxy": "1.18.1"' in dict(target.extra_files)["/opt/sockwizard/package.json"]
+    present = resolve(spec, replace(with_systemd, node_has_http_proxy=True, unit_exists=True),
+                      Overrides())
+    assert present.extra_files == () and present.prepare_cmds == ()
     no_systemd = replace(with_systemd, systemd=False)
     with pytest.raises(BadInput) as err:
         resolve(spec, no_systemd, Overrides())

@@ -5,7 +5,7 @@ temp file (outside every watched directory) before the rename, and a refused fil
 the destination. Fast and on this machine (``LocalRemote``, a real /bin/sh running the script):
 the checker itself records what the destination held while it ran. The real Traefik watching
 its directory during a refused deploy over SSH is in tests/test_deploy_ssh.py
-(``test_traefik_never_watches_a_refused_file``). Also here: Traefik's ``site_include`` shell
+(``test_traefik_never_watches_a_refused_file``). Also here: Traefik's ``site_dir_check`` shell
 condition, run for real against static configurations in tmp_path.
 """
 
@@ -18,8 +18,10 @@ from pathlib import Path
 import pytest
 
 from tests.test_deploy_unit import FakeChecks, Host, new_text
-from wizard.deploy import Outcome, apply
+from wizard.deploy import Outcome, apply, companions
+from wizard.deploy.companions import Companion
 from wizard.deploy.detect import Overrides, parse_facts, resolve
+from wizard.deploy.scripts import Activation, CompanionScript, activation_script
 from wizard.errors import BadInput, ExitCode
 from wizard.model import Backend, DeploySpec, ProxyKind
 from wizard.proxies import profile
@@ -96,7 +98,7 @@ def test_a_checker_without_config_runs_after_the_rename(watched: Host) -> None:
     assert seen.read_bytes() == new_text(TRAEFIK) and watched.dest.read_bytes() == OLD
 
 
-# -- site_include: the static configuration must name the directory ----------------------------
+# -- site_dir_check: the static configuration must name the directory --------------------------
 
 FACTS = ("uid=0\nos=debian\nbin traefik /usr/local/bin/traefik\ndir /etc/traefik\n"
          "dir /etc/traefik/dynamic\ndest_dir=1\n")
@@ -106,7 +108,7 @@ def test_a_dynamic_dir_no_file_provider_reads_is_refused_before_any_change() -> 
     with pytest.raises(BadInput) as err:
         resolve(TRAEFIK, parse_facts(FACTS), Overrides())
     assert "directory" in err.value.hint and "--layout full" in err.value.hint
-    ok = resolve(TRAEFIK, parse_facts(FACTS + "site_included=1\n"), Overrides())
+    ok = resolve(TRAEFIK, parse_facts(FACTS + "site_dir_loaded=1\n"), Overrides())
     assert ok.dest == "/etc/traefik/dynamic/sockwizard.yml"
     assert ok.precheck_cmd is not None and "{config}" in ok.precheck_cmd
 
@@ -123,10 +125,54 @@ def test_a_dynamic_dir_no_file_provider_reads_is_refused_before_any_change() -> 
 def test_the_include_condition_reads_the_static_configuration(tmp_path: Path, static: str,
                                                               included: bool) -> None:
     """The profile's shell condition, run by /bin/sh against a traefik.yml in tmp_path."""
-    include = profile(ProxyKind.TRAEFIK).site_include
+    include = profile(ProxyKind.TRAEFIK).site_dir_check
     assert include is not None
     (tmp_path / "traefik.yml").write_text(static)
-    cond = include.included.replace("/etc/traefik/traefik", str(tmp_path / "traefik"))
+    cond = include.loaded.replace("/etc/traefik/traefik", str(tmp_path / "traefik"))
     cond = cond.replace("{directory}", "/etc/traefik/dynamic")
     ran = subprocess.run(["sh", "-c", cond], capture_output=True, timeout=10, check=False)
     assert (ran.returncode == 0) is included, ran
+
+
+# -- the check before the rename together with companions (wizard.deploy.companions) -----------
+
+def _activate(tmp_path: Path, precheck: str, validate: str) -> tuple[int, Path, Path, Path]:
+    """The activation script, run by /bin/sh, for a watched file with a main-config companion:
+    (exit status, the destination, the companion file, its uploaded temp file)."""
+    dest, main = tmp_path / "dynamic" / "sockwizard.yml", tmp_path / "main.conf"
+    dest.parent.mkdir()
+    dest.write_bytes(OLD)
+    main.write_bytes(b"main config as it was\n")
+    backup = tmp_path / "main.conf.bak"
+    backup.write_bytes(main.read_bytes())
+    tmp, ctmp = tmp_path / "new.tmp", tmp_path / ".main.conf.sockwizard-1.tmp"
+    tmp.write_bytes(b"http: {routers: {}}\n")
+    ctmp.write_bytes(b"main config with the include line\n")
+    c = Companion(str(main), main.read_bytes(), ctmp.read_bytes(), flag="--edit-main-config")
+    script = activation_script(
+        str(tmp), str(dest), None, validate, (), (), expect_sha=None, precheck=precheck,
+        companions=[CompanionScript(companions.is_as(c, c.old), companions.put_line(c, str(ctmp)),
+                                    companions.undo_line(c, str(backup)), str(ctmp))])
+    ran = subprocess.run(["sh", "-c", script], capture_output=True, timeout=20, check=False)
+    return ran.returncode, dest, main, ctmp
+
+
+def test_a_file_refused_before_the_rename_makes_no_companion(tmp_path: Path) -> None:
+    status, dest, main, ctmp = _activate(tmp_path, "false {config}", "true")
+    assert Activation.from_exit(status) is Activation.REFUSED_UNTOUCHED
+    assert dest.read_bytes() == OLD and main.read_bytes() == b"main config as it was\n"
+    assert not ctmp.exists() and not (tmp_path / "new.tmp").exists()
+
+
+def test_companions_are_checked_with_a_prechecked_file_and_undone_byte_for_byte(
+        tmp_path: Path) -> None:
+    """The temp file passes its check; the companion changed another file, so the tree's
+    checker runs after the rename too, and its refusal puts both back."""
+    status, dest, main, _ = _activate(tmp_path, "true {config}", "false")
+    assert Activation.from_exit(status) is Activation.REFUSED_RESTORED
+    assert main.read_bytes() == b"main config as it was\n"
+    assert not dest.exists()  # there was no backup: the new file is taken away again
+    (tmp_path / "ok").mkdir()
+    status, dest, main, _ = _activate(tmp_path / "ok", "true {config}", "true")
+    assert Activation.from_exit(status) is Activation.VALIDATED
+    assert main.read_bytes() == b"main config with the include line\n"

@@ -1,6 +1,8 @@
 """A config without server_name loses to a site that already catches every request on the port
-(Debian's sites-enabled/default, 000-default.conf): detect finds such sites and the deploy
-warns before it reaches the probe that would fail."""
+(Debian's sites-enabled/default, 000-default.conf): detect finds such sites; the distro's own
+default sites are the deploy's to disable (--disable-default-site, wizard.deploy.stock:
+tests/test_deploy_stock.py), any other one is named in a warning before the probe that would
+fail."""
 
 from __future__ import annotations
 
@@ -24,11 +26,17 @@ def facts_with(default_site: str) -> str:
     (ProxyKind.NGINX, "/etc/nginx/sites-enabled/default", "rm /etc/nginx/sites-enabled/default"),
     (ProxyKind.APACHE, "/etc/apache2/sites-enabled/000-default.conf", "a2dissite 000-default"),
 ])
-def test_default_site_gives_a_warning(kind: ProxyKind, site: str, fix: str) -> None:
+def test_default_site_is_found_and_another_catch_all_gives_a_warning(
+        kind: ProxyKind, site: str, fix: str) -> None:
     facts = parse_facts(facts_with(site))
     assert facts.default_sites == (site,)
     target = resolve(DeploySpec(proxy=kind), facts, Overrides())
-    assert any(site in note and "--server-name" in note and fix in note for note in target.notes)
+    assert target.shadowing_sites == (site,)  # asked about by wizard.deploy.stock
+    assert not any("--server-name" in note for note in target.notes)
+    other = site.rsplit("/", 1)[0] + "/catch-all.conf"
+    target = resolve(DeploySpec(proxy=kind), parse_facts(facts_with(other)), Overrides())
+    assert any(other in note and "--server-name" in note and fix in note
+               for note in target.notes)
 
 
 def test_no_warning_for_another_config_tree() -> None:

@@ -1,8 +1,8 @@
 """``sockwizard sandbox`` (wizard/sandbox/): a real proxy and a real python-socketio server on
 loopback, the rendered config deployed into it by the real transaction, and a clean teardown.
 
-The node sandbox is left out here: it runs ``npm install http-proxy`` (the registry), which the
-test suite must not depend on; the node deploy path is covered over SSH in test_deploy_ssh.py.
+The node sandbox runs too: the deploy uploads sockwizard's own http-proxy beside proxy.js
+(wizard/vendor/node), so it needs neither npm nor the registry.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from wizard.render import render
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 
 KINDS = [ProxyKind.NGINX, ProxyKind.APACHE, ProxyKind.CADDY, ProxyKind.HAPROXY,
-         ProxyKind.TRAEFIK]
+         ProxyKind.TRAEFIK, ProxyKind.NODE]
 REPO = Path(__file__).resolve().parent.parent
 
 

@@ -41,6 +41,17 @@ def register(sub: Any) -> None:
     g.add_argument("--follow-symlink", action="store_true",
                    help="write through a --dest symlink whose target is outside the config "
                         "tree (devices and FIFOs are refused regardless)")
+    g = p.add_argument_group("stock hosts (changed in the same transaction, undone on failure "
+                             "and by rollback)")
+    g.add_argument("--edit-main-config", action="store_true",
+                   help="add the one line that makes the main config load the site directory "
+                        "(Caddyfile `import sites/*.caddy`, nginx.conf's conf.d include, "
+                        "apache2.conf's IncludeOptional, /etc/default/haproxy's `-f "
+                        "/etc/haproxy/conf.d`: then HAProxy is restarted) when it lacks it")
+    g.add_argument("--disable-default-site", action="store_true",
+                   help="disable the distro's default site that answers the port first "
+                        "(a2dissite 000-default, sites-enabled/default, Caddy's :80 "
+                        "placeholder block)")
     g = p.add_argument_group("checks")
     g.add_argument("--probe-url", metavar="URL",
                    help="where to probe the proxy from here (default: the host, listen port)")
@@ -78,7 +89,8 @@ def run(args: argparse.Namespace) -> int:
         probe_url=args.probe_url, probe=not args.no_probe, rollback=not args.no_rollback,
         dry_run=args.dry_run, backup_dir=args.backup_dir or DEFAULT_BACKUP_DIR,
         follow_symlink=args.follow_symlink,
-        settle_timeout=args.settle_timeout)
+        settle_timeout=args.settle_timeout, edit_main_config=args.edit_main_config,
+        disable_default_site=args.disable_default_site)
     if args.dest and len(hosts) > 1:
         print("sockwizard: note: --dest applies to every host", file=sys.stderr)
     progress = Progress(sys.stderr, show_host=len(hosts) > 1)

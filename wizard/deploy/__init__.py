@@ -12,6 +12,8 @@ The package follows the transaction (see ``transaction``'s docstring for the dec
     scripts   backup / activation / restore scripts; Activation, the typed script outcome
     history   the host's deploy history (index.jsonl): records, what a rollback may restore
     backups   local copies, reading the history, the rollback's preset
+    stock     stock hosts: the main config's include line, the default site (the flags)
+    companions  those changes as host script text: backed up, made, undone byte for byte
     settle    wait for the new config's marker, then probe (LiveChecks, replaceable)
     context   one transaction's state and plumbing
     plan      the exact commands, built once: run by the steps, listed by --dry-run
@@ -58,6 +60,7 @@ from wizard.deploy.result import DeployResult, Outcome, PlanItem, combined_exit_
 from wizard.deploy.scripts import Activation, activation_script, backup_script, restore_lines
 from wizard.deploy.settle import LIVE, LiveChecks, SettleResult, probe_live, settle_http
 from wizard.deploy.steps import check_probe_url, render_for_host
+from wizard.deploy.stock import consent
 from wizard.deploy.transaction import Transaction
 
 __all__ = [
@@ -97,6 +100,7 @@ __all__ = [
     "backup_script",
     "check_probe_url",
     "combined_exit_code",
+    "consent",
     "default_probe_url",
     "deploy_host",
     "deploy_many",

@@ -23,10 +23,12 @@ from pathlib import Path
 from typing import Any
 
 from wizard.deploy import history
+from wizard.deploy.companions import reload_for
 from wizard.deploy.detect import HostTarget
 from wizard.deploy.history import INDEX_NAME
 from wizard.deploy.marker import existing_id
 from wizard.deploy.options import Preset, RollbackOptions
+from wizard.deploy.stock import undo_of
 from wizard.errors import BadInput, RemoteCommandFailed
 from wizard.model import DeploySpec, ProxyKind
 from wizard.proxies import profile
@@ -182,12 +184,16 @@ def rollback_preset(remote: Remote, host: str, options: RollbackOptions, *,
     template = validate if "{config}" in validate else validate.replace(quoted, "{config}")
     precheck = (template if profile(kind).validate_before_rename and "{config}" in template
                 else None)
+    # The main config / default site the undone deploys changed.
+    undo = undo_of(choice.companions, remote.read_file, sha)
     target = HostTarget(dest=choice.dest, real_dest=choice.dest,
                         validate_cmd=template.replace("{config}", quoted),
-                        precheck_cmd=precheck, reload_cmd=reload_cmd,
+                        precheck_cmd=precheck,
+                        # A given --reload-cmd wins; else the restart an undone edit needs.
+                        reload_cmd=options.reload_cmd or reload_for(undo, reload_cmd),
                         enable_cmds=tuple(newest.get("enable_cmds") or ()),
                         disable_cmds=tuple(newest.get("disable_cmds") or ()),
-                        overridden=("history",))
+                        overridden=("history",), companions=undo)
     old_id = existing_id(content.decode("utf-8", "replace")) if content is not None else None
     preset = Preset(target=target, content=content, config_id=old_id, entry={
         "kind": "rollback", "undoes": [r.id for r in choice.undo],

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
 
 from wizard.deploy.backups import timestamp
+from wizard.deploy.companions import Companion
 from wizard.deploy.detect import HostTarget
 from wizard.deploy.events import (
     DeployEvent,
@@ -128,6 +129,11 @@ class Context:
     locked: bool = False  # we hold the host-side lock on the destination (hoststate)
     journal: dict[str, Any] | None = None  # an earlier run's, found under the lock
     reload_hung: bool = False  # the reload of the new config ran out of time
+    # The stock-host changes found (wizard.deploy.stock), one per flag; target.companions
+    # holds them merged per path. ``needs``: the flags a real run would still need.
+    stock: tuple[Companion, ...] = ()
+    needs: tuple[str, ...] = ()
+    companion_tmps: dict[str, str] = field(default_factory=dict)  # path -> uploaded temp
 
     # -- events -----------------------------------------------------------------------------
 
@@ -173,6 +179,14 @@ class Context:
         self.emit(StepStarted(self.host, step, why))
         self.record(step, "skipped", 0.0, why, "")
 
+    def needs_text(self) -> str:
+        """The stock-host changes a real run still needs a flag for: why, then the diff."""
+        asked = [c for c in self.stock if c.flag in self.needs]
+        if not asked:
+            return ""
+        diffs = "".join(c.diff() for c in (self.target.companions if self.target else ()))
+        return "\n".join(f"{c.flag}: {c.title}" for c in asked) + "\n\n" + diffs
+
     # -- the host -----------------------------------------------------------------------------
 
     def run(self, command: str, *, timeout: float | None = None) -> CommandResult:
@@ -211,5 +225,6 @@ class Context:
             dest=self.target.dest if self.target else self.options.dest,
             config_id=self.config_id, diff=self.diff, plan=tuple(self.plan),
             backup=self.backup, local_backup=self.local_backup, steps=tuple(self.steps),
-            warnings=tuple(self.warnings), probe=self.probe_report,
+            warnings=tuple(self.warnings), probe=self.probe_report, needs=self.needs,
+            needs_text=self.needs_text(),
             seconds=time.monotonic() - self.started)

@@ -9,15 +9,17 @@ resolves beside the destination. Apache adds one more round trip under sudo for 
 modules (``<checker> -D DUMP_MODULES``, the same as ``apache2ctl -M``).
 
 From those facts, :func:`resolve` picks the destination, the validate and reload commands and
-the extra steps (``a2ensite`` / ``a2enmod`` on Debian, ``npm install`` and a systemd unit for
-node). ``--dest`` / ``--validate-cmd`` / ``--reload-cmd`` win over every detected value; with
-them, sockwizard runs no distro helper at all (containers, hosts without systemd, test rigs).
+the extra steps (``a2ensite`` / ``a2enmod`` on Debian; for node, sockwizard's own http-proxy
+(``wizard.deploy.vendor``) and a systemd unit). ``--dest`` / ``--validate-cmd`` /
+``--reload-cmd`` win over every detected value; with them, sockwizard runs no distro helper
+at all (containers, hosts without systemd, test rigs).
 
 What differs per proxy (binaries, version command, systemd unit, default sites, Debian's
 a2ensite, RHEL's conf.d) is data in each proxy's profile (``wizard.proxies``, deploy side);
-what is left here by kind is behaviour only node has (npm and a systemd unit of its own).
-Whether the main config loads the site directory (Caddy's ``import``, HAProxy's second
-``-f``, Traefik's file provider) is the profile's ``site_include``.
+what is left here by kind is behaviour only node has (its http-proxy and a systemd unit of its
+own). The main config's include line and the default site are ``wizard.deploy.stock``'s; a
+site directory no one-line edit can load (Traefik's file provider) is refused here by the
+profile's ``site_dir_check``.
 """
 
 from __future__ import annotations
@@ -28,19 +30,20 @@ import re
 import shlex
 from dataclasses import dataclass, field
 
+from wizard.deploy.companions import Companion
+from wizard.deploy.vendor import manifest, node_modules
 from wizard.errors import BadInput
 from wizard.model import DeploySpec, Layout, ProxyKind
 from wizard.proxies import profile
 from wizard.remote import CommandResult, Remote
 
 EXTRA_PATH = "/usr/local/sbin:/usr/sbin:/sbin:/usr/local/bin"
-HELPERS = ("nginx", "apache2", "apache2ctl", "httpd", "apachectl", "caddy", "node", "npm",
-           "haproxy", "traefik",
+HELPERS = ("nginx", "apache2", "apache2ctl", "httpd", "apachectl", "caddy", "node", "haproxy",
+           "traefik",
            "systemctl", "a2ensite", "a2dissite", "a2enmod")
 KNOWN_DIRS = ("/etc/nginx/conf.d", "/etc/nginx/sites-available", "/etc/apache2/sites-available",
               "/etc/httpd/conf.d", "/etc/caddy", "/etc/traefik/dynamic", "/etc/traefik/conf.d")
 NODE_UNIT = "/etc/systemd/system/sockwizard-proxy.service"
-NODE_HTTP_PROXY = "http-proxy@1.18.1"
 
 
 @dataclass(frozen=True)
@@ -53,7 +56,7 @@ class HostFacts:
     binaries: dict[str, str] = field(default_factory=dict)
     dirs: frozenset[str] = frozenset()
     dest_dir_exists: bool = True
-    site_included: bool = False  # the proxy's main config loads the site dir (site_include)
+    site_dir_loaded: bool = False  # the static config loads the site dir (site_dir_check)
     node_has_http_proxy: bool = False
     unit_exists: bool = False
     version_text: str = ""
@@ -83,7 +86,7 @@ class HostTarget:
     precheck_cmd: str | None = None
     real_dest: str = ""  # dest with symlinks resolved: what is backed up and replaced
     # Run once before the upload, in this order: create the directory, write extra_files, then
-    # prepare_cmds (enable modules, npm install, enable the unit).
+    # prepare_cmds (enable modules, enable the unit).
     make_dir: str | None = None
     prepare_cmds: tuple[str, ...] = ()
     # Undo prepare_cmds when the deploy is rolled back (a2dismod what a2enmod enabled), so a
@@ -93,7 +96,7 @@ class HostTarget:
     # (a2dissite) when that new file is taken away again.
     enable_cmds: tuple[str, ...] = ()
     disable_cmds: tuple[str, ...] = ()
-    # Extra files uploaded with the config (node: package.json; the systemd unit).
+    # Extra files uploaded with the config (node: package.json, node_modules/, the unit).
     extra_files: tuple[tuple[str, bytes], ...] = ()
     missing_modules: tuple[str, ...] = ()
     # Default sites that answer the new config's port for requests naming no server (set only
@@ -104,6 +107,9 @@ class HostTarget:
     facts: HostFacts = field(default_factory=HostFacts)
     # The read-only commands detection ran, as (command, sudo): the plan lists them.
     commands: tuple[tuple[str, bool], ...] = ()
+    # Changes made with the file in the same transaction: the main config's include line, a
+    # default site disabled (wizard.deploy.stock), or a rollback undoing them.
+    companions: tuple[Companion, ...] = ()
 
     def summary(self) -> str:
         f = self.facts
@@ -129,12 +135,12 @@ def detect_script(spec: DeploySpec, dest: str) -> str:
         f"[ -d {d} ] && echo dest_dir=1",
         f'echo "real=$(readlink -f -- {shlex.quote(dest)} 2>/dev/null)"',
     ]
-    include = profile(spec.proxy).site_include
-    if include is not None:
-        lines.append(f"[ -d {shlex.quote(include.directory)} ] && echo "
-                     f"dir {shlex.quote(include.directory)}")
-        included = include.included.replace("{directory}", d)
-        lines.append(f"{{ {included}; }} && echo site_included=1")
+    check = profile(spec.proxy).site_dir_check
+    if check is not None:
+        lines.append(f"[ -d {shlex.quote(check.directory)} ] && echo "
+                     f"dir {shlex.quote(check.directory)}")
+        loaded = check.loaded.replace("{directory}", d)
+        lines.append(f"{{ {loaded}; }} && echo site_dir_loaded=1")
     lines += _default_site_lines(spec)
     if spec.proxy is ProxyKind.NODE:
         lines.append(f"( cd {d} 2>/dev/null && node -e 'require.resolve(\"http-proxy\")' "
@@ -186,7 +192,7 @@ def parse_facts(stdout: str) -> HostFacts:
     return HostFacts(
         uid=uid, os_family=os_family, systemd="systemd" in flags, binaries=binaries,
         dirs=frozenset(dirs), dest_dir_exists="dest_dir" in flags,
-        site_included="site_included" in flags,
+        site_dir_loaded="site_dir_loaded" in flags,
         node_has_http_proxy="node_has_http_proxy" in flags, unit_exists="unit" in flags,
         version_text=version.strip(), real_dest=real, default_sites=tuple(default_sites),
     )
@@ -291,27 +297,35 @@ def resolve(spec: DeploySpec, facts: HostFacts, overrides: Overrides) -> HostTar
     shadowing: tuple[str, ...] = ()
     if facts.default_sites and spec.server_name is None and not overrides.dest:
         shadowing = facts.default_sites
+        # The ones sockwizard can disable are asked about (wizard.deploy.stock); the others
+        # are only named.
+        known = {site.path for site in prof.default_sites}
         port = spec.tls_port if spec.tls else spec.listen_port
-        notes.append(
-            f"{', '.join(shadowing)} already answers requests on port {port} that name no "
-            "server; without --server-name this config may never be used (the probe would "
-            f"fail and the deploy roll back). {unshadow_advice(spec.proxy)}")
+        others = [site for site in shadowing if site not in known]
+        if others:
+            notes.append(
+                f"{', '.join(others)} already answers requests on port {port} that name no "
+                "server; without --server-name this config may never be used (the probe "
+                f"would fail and the deploy roll back). {unshadow_advice(spec.proxy)}")
     if debian_site and enabling is not None:
         site = shlex.quote(posixpath.basename(dest).removesuffix(".conf"))
         enable.append(enabling[1].format(site=site))
         disable.append(enabling[2].format(site=site))
-    include = prof.site_include
-    if (include is not None and spec.layout is Layout.SITE and not overrides.dest
-            and include.directory in facts.dirs and not facts.site_included):
-        raise BadInput(include.problem, include.hint)
+    check = prof.site_dir_check
+    if (check is not None and spec.layout is Layout.SITE and not overrides.dest
+            and check.directory in facts.dirs and not facts.site_dir_loaded):
+        raise BadInput(check.problem, check.hint)
     if spec.proxy is ProxyKind.NODE:
         if not facts.node_has_http_proxy:
+            # sockwizard's own pinned copy (wizard.deploy.vendor): no npm, no registry.
+            modules = posixpath.join(directory, "node_modules")
             extra.append((posixpath.join(directory, "package.json"), node_package_json()))
-            prepare_dir = shlex.quote(directory)
-            prepare.append(f"cd {prepare_dir} && npm install --omit=dev --no-audit --no-fund "
-                           f"--loglevel=error {NODE_HTTP_PROXY}")
+            extra += [(posixpath.join(modules, rel), data) for rel, data in node_modules()]
+            dirs = sorted({posixpath.dirname(p) for p, _ in extra} - {directory})
+            make_dir = "mkdir -p -m 0755 -- " + " ".join(
+                shlex.quote(d) for d in ([] if facts.dest_dir_exists else [directory]) + dirs)
         if overrides.reload_cmd is None and facts.systemd and not facts.unit_exists:
-            extra.append((NODE_UNIT, node_unit(dest).encode()))
+            extra.append((NODE_UNIT, node_unit(dest, facts.binaries.get("node")).encode()))
             prepare.append("systemctl daemon-reload && systemctl enable sockwizard-proxy")
     return HostTarget(
         dest=dest, real_dest=_real_dest(dest, facts), validate_cmd=validate,
@@ -384,13 +398,23 @@ def unshadow_advice(proxy: ProxyKind) -> str:
 
 
 def node_package_json() -> bytes:
+    """package.json beside proxy.js: names the pinned http-proxy that node_modules/ holds."""
+    version = manifest()["http-proxy"]["version"]
     return (b'{\n  "name": "sockwizard-proxy",\n  "private": true,\n'
             b'  "description": "Socket.IO reverse proxy deployed by sockwizard",\n'
-            b'  "dependencies": {\n    "http-proxy": "1.18.1"\n  }\n}\n')
+            b'  "dependencies": {\n    "http-proxy": "' + str(version).encode() + b'"\n  }\n}\n')
 
 
-def node_unit(dest: str) -> str:
+# A node path from the host goes into the unit only when it is a plain absolute path.
+_PLAIN_PATH = re.compile(r"/[A-Za-z0-9._/+-]{1,255}")
+
+
+def node_unit(dest: str, node: str | None = None) -> str:
+    """The systemd unit that runs proxy.js: as a throwaway unprivileged user (DynamicUser)
+    that may still bind ports below 1024 and nothing more, restarted when it fails, enabled
+    (``WantedBy=multi-user.target``) so it comes back after a reboot."""
     directory = posixpath.dirname(dest)
+    exe = node if node and _PLAIN_PATH.fullmatch(node) else "/usr/bin/env node"
     return f"""# Written by sockwizard: runs the Socket.IO reverse proxy (node http-proxy).
 [Unit]
 Description=Socket.IO reverse proxy (node http-proxy, deployed by sockwizard)
@@ -398,12 +422,16 @@ After=network-online.target
 Wants=network-online.target
 
 [Service]
+Type=simple
 WorkingDirectory={directory}
-ExecStart=/usr/bin/env node {dest}
+ExecStart={exe} {dest}
 Restart=on-failure
+RestartSec=1
+# A user made for this service alone, with no privilege but binding ports below 1024 (80/443).
 DynamicUser=yes
-# Lets the proxy listen on ports below 1024 (80/443) without running as root.
 AmbientCapabilities=CAP_NET_BIND_SERVICE
+CapabilityBoundingSet=CAP_NET_BIND_SERVICE
+NoNewPrivileges=yes
 
 [Install]
 WantedBy=multi-user.target

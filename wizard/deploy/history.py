@@ -10,8 +10,9 @@ line when it ends (its ``outcome``); a run that makes a backup also appends a pr
 (outcome ``pending``) when it backs up, so a run killed in between is still on record. Lines
 with the same ``id`` are one record; the last line wins. Who: ``by`` (local user@client host)
 and ``ssh_user``. Each record says what the file held before (``sha256``, kept in ``backup``)
-and after (``new_sha256``, ``config_id``); a rollback also says which deploys it ``undoes``
-and which backup it ``restores``.
+and after (``new_sha256``, ``config_id``), and what it changed beside it (``companions``:
+the main config's include line, a default site disabled); a rollback also says which deploys
+it ``undoes`` and which backup it ``restores``.
 
 **The semantics** (per destination file, oldest record first). The *stack* is the deploys
 whose change is in effect now:
@@ -37,7 +38,8 @@ lowest undone deploy had backed up: run twice, it goes further back, then says t
 nothing left. It never re-applies a config that failed or that a rollback went away from:
 those are never on the stack. ``rollback --to ID`` returns to the config deploy ``ID`` put in
 place: ``ID`` must be on the stack (a ``deployed`` one, not the top), and everything above it
-is undone, restoring the backup the deploy right above it made.
+is undone, restoring the backup the deploy right above it made. Either way the undone
+deploys' companions go back as they were before the oldest of them (``Choice.companions``).
 
 **Hostile input.** The index is read through ``tail -c MAX_BYTES`` (a partial first line is
 dropped); lines longer than ``MAX_LINE`` or that are not JSON objects are skipped (a torn
@@ -75,6 +77,12 @@ _STR_FIELDS = ("time", "kind", "dest", "outcome", "by", "ssh_user", "config_id",
                "old_config_id", "backup", "sha256", "new_sha256", "to", "restores", "proxy",
                "path", "validate_cmd", "reload_cmd", "probe_url", "host", "local")
 _LIST_FIELDS = ("undoes", "enable_cmds", "disable_cmds")
+# A deploy's changes beside the file (``wizard.deploy.companions``: a main config edited, a
+# default site disabled), as ``Companion.entry`` writes them.
+_COMPANION_FIELDS = ("path", "backup", "sha256", "new_sha256", "old_target", "new_target",
+                     "on_cmd", "off_cmd", "restart_cmd")
+_MAX_COMPANIONS = 8
+_BEFORE = ("backup", "sha256", "old_target")  # a companion's state before its deploy
 
 
 @dataclass(frozen=True)
@@ -122,7 +130,8 @@ class Record:
         return (self.id, self.when, what, self.dest, str(self.get("config_id") or "-"), who)
 
     def to_dict(self) -> dict[str, Any]:
-        blank: dict[str, Any] = {**dict.fromkeys(_STR_FIELDS), **{k: [] for k in _LIST_FIELDS}}
+        blank: dict[str, Any] = {**dict.fromkeys(_STR_FIELDS), "companions": [],
+                                 **{k: [] for k in _LIST_FIELDS}}
         return {**blank, **self.data, "id": self.id, "time": self.time, "kind": self.kind,
                 "dest": self.dest, "outcome": self.outcome, "what": self.what}
 
@@ -171,6 +180,8 @@ def _record(line: str) -> Record | None:
     for key in ("sha256", "new_sha256"):
         if key in data and not _SHA_RE.fullmatch(data[key]):
             del data[key]
+    if companions := _companions(raw.get("companions")):
+        data["companions"] = companions
     dest, time = data.get("dest"), data.get("time", "")
     ident = raw["id"] if isinstance(raw.get("id"), str) else time
     if not dest or not dest.startswith("/") or not _ID_RE.fullmatch(ident):
@@ -181,6 +192,22 @@ def _record(line: str) -> Record | None:
     # An index written before outcomes were recorded: the run's outcome is unknown.
     outcome = data.get("outcome") or PENDING
     return Record(ident, time, kind, dest, outcome[:40], data)
+
+
+def _companions(value: Any) -> list[dict[str, Any]]:
+    """A record's ``companions``, each field checked (absolute paths, sha256 shapes)."""
+    out: list[dict[str, Any]] = []
+    for raw in value[:_MAX_COMPANIONS] if isinstance(value, list) else ():
+        if not isinstance(raw, dict):
+            continue
+        c: dict[str, Any] = {k: raw[k][:_MAX_STR] for k in _COMPANION_FIELDS
+                             if isinstance(raw.get(k), str)}
+        for key in ("sha256", "new_sha256"):
+            if key in c and not _SHA_RE.fullmatch(c[key]):
+                del c[key]
+        if c.get("path", "").startswith("/"):
+            out.append({**c, "link": raw.get("link") is True})
+    return out
 
 
 # -- the semantics --------------------------------------------------------------------------
@@ -237,6 +264,19 @@ class Choice:
     @property
     def restore(self) -> Record:
         return self.undo[-1]
+
+    @property
+    def companions(self) -> list[dict[str, Any]]:
+        """What the undone deploys changed beside the file, one entry per path: as it was
+        before the oldest of them and after the newest (``stock.undo_of`` puts it back)."""
+        by_path: dict[str, dict[str, Any]] = {}
+        for r in reversed(self.undo):  # oldest first
+            for c in r.get("companions") or ():
+                first = by_path.get(c["path"])
+                by_path[c["path"]] = c if first is None else {
+                    **{k: v for k, v in c.items() if k not in _BEFORE},
+                    **{k: first[k] for k in _BEFORE if k in first}}
+        return list(by_path.values())
 
 
 class NoChoice(ValueError):

@@ -278,12 +278,16 @@ def _rollback(remote: Remote, host: str, options: RollbackOptions, backup: str |
     for note in chosen.notes:
         ctx.notice(Step.DETECT, note)
     result = Transaction(ctx).execute()
+    # The main config / default site those deploys changed go back too (their diff is shown).
+    beside = ", ".join(c.path for c in preset.target.companions)
     if result.outcome is Outcome.PLANNED:
         what = _undone_words(chosen.choice, removes, ("would undo", "remove"))
+        what += f"; {beside} would be put back as before" if beside else ""
         result = dataclasses.replace(
             result, title=f"Dry run of a rollback on {host}: {what}. Nothing was changed.")
     elif result.outcome in (Outcome.DEPLOYED, Outcome.UNCHANGED):
         what = _undone_words(chosen.choice, removes, ("undid", "removed"))
+        what += f"; put {beside} back as before" if beside else ""
         result = dataclasses.replace(
             result, title=f"Rolled back {result.dest} on {host}: {what}"
                           + ("; the probe passed." if deploy_options.probe else "."))

@@ -43,6 +43,11 @@ class DeployOptions:
     # Run the checker, reload and file moves through sudo (a no-op for root). The sandbox, and
     # anyone deploying into directories they own, turn it off.
     sudo: bool = True
+    # Stock hosts (wizard.deploy.stock): add the main config's include line for the site
+    # directory, and disable the distro default site that answers first — in the same
+    # transaction. Without them a deploy that needs either stops before changing anything.
+    edit_main_config: bool = False
+    disable_default_site: bool = False
 
     @property
     def overrides(self) -> Overrides:

@@ -14,13 +14,19 @@ import posixpath
 import socket
 from typing import Any
 
-from wizard.deploy import history, hoststate
+from wizard.deploy import companions, history, hoststate
 from wizard.deploy.backups import backup_name, local_dir, sha
+from wizard.deploy.companions import Companion
 from wizard.deploy.context import Context
 from wizard.deploy.events import Step
 from wizard.deploy.marker import HEADER, existing_id
 from wizard.deploy.result import Outcome, PlanItem
-from wizard.deploy.scripts import activation_script, backup_script, restore_lines
+from wizard.deploy.scripts import (
+    CompanionScript,
+    activation_script,
+    backup_script,
+    restore_lines,
+)
 from wizard.remote import local_user
 
 RELEASE_TIMEOUT = 15.0
@@ -33,6 +39,22 @@ def backup_path(ctx: Context) -> str | None:
     if ctx.old is None:
         return None
     return posixpath.join(ctx.options.backup_dir, backup_name(ctx.stamp, ctx.tgt.real_dest))
+
+
+def companion_backup(ctx: Context, c: Companion) -> str | None:
+    """Where this run backs up a companion file (None: a link, whose target is its state)."""
+    return companions.backup_path(c, ctx.options.backup_dir, backup_name(ctx.stamp, c.path))
+
+
+def companion_scripts(ctx: Context) -> list[CompanionScript]:
+    """The companions as the activation script takes them (temp names as uploaded, or as
+    the plan shows them)."""
+    out = []
+    for c in ctx.tgt.companions:
+        tmp = None if c.link else ctx.companion_tmps.get(c.path, companions.planned_temp(c))
+        out.append(CompanionScript(companions.is_as(c, c.old), companions.put_line(c, tmp),
+                                   companions.undo_line(c, companion_backup(ctx, c)), tmp))
+    return out
 
 
 def index_entry(ctx: Context, outcome: str = history.PENDING, *,
@@ -56,6 +78,8 @@ def index_entry(ctx: Context, outcome: str = history.PENDING, *,
         "probe_url": ctx.probe_url() if ctx.options.probe else None,
         "path": ctx.spec.path,
     }
+    if t.companions:
+        entry["companions"] = [c.entry(companion_backup(ctx, c)) for c in t.companions]
     if ctx.preset is not None:
         entry.update(ctx.preset.entry)
     return entry
@@ -82,8 +106,10 @@ def release_cmd(ctx: Context, *, clear_journal: bool, record: dict[str, Any] | N
 
 
 def backup_cmd(ctx: Context) -> str:
+    extra = [line for c in ctx.tgt.companions
+             for line in companions.backup_lines(c, companion_backup(ctx, c))]
     return backup_script(ctx.tgt.real_dest, ctx.options.backup_dir, backup_path(ctx),
-                         index_entry(ctx))
+                         index_entry(ctx), extra)
 
 
 def upload_name(ctx: Context) -> str:
@@ -114,7 +140,8 @@ def activation_cmd(ctx: Context, tmp: str | None) -> str:
                              expect_absent=ctx.old is None,
                              journal=hoststate.journal_lines(backups, t.real_dest, record),
                              clear_journal=hoststate.journal_path(backups, t.real_dest),
-                             precheck=t.precheck_cmd)
+                             precheck=t.precheck_cmd,
+                             companions=companion_scripts(ctx))
 
 
 def restore_cmd(ctx: Context) -> str:
@@ -124,7 +151,12 @@ def restore_cmd(ctx: Context) -> str:
     reenable = t.enable_cmds if ctx.new is None else ()
     # Before the backup step ran (the plan), the backup it will make.
     backup = ctx.backup if ctx.backup is not None else backup_path(ctx)
-    return "\n".join(restore_lines(t.real_dest, backup, t.disable_cmds, reenable))
+    lines = restore_lines(t.real_dest, backup, t.disable_cmds, reenable)
+    if not t.companions:
+        return "\n".join(lines)
+    # Every part is tried, whichever fails: the host gets back as much as it can.
+    undo = [companions.undo_line(c, companion_backup(ctx, c)) for c in reversed(t.companions)]
+    return "\n".join(["rc=0", *(f"{line} || rc=1" for line in [*lines, *undo]), 'exit "$rc"'])
 
 
 def reload_timeout(ctx: Context) -> float:
@@ -138,6 +170,8 @@ def build(ctx: Context) -> list[PlanItem]:
     items += [PlanItem(Step.DETECT, inspect_cmd(ctx), sudo),
               PlanItem(Step.DETECT, claim_cmd(ctx), sudo),
               PlanItem(Step.DIFF, f"read {t.real_dest}", shell=False),
+              *(PlanItem(Step.DIFF, f"read {c.path}", shell=False)
+                for c in t.companions if not c.link),
               PlanItem(Step.BACKUP, backup_cmd(ctx), sudo),
               PlanItem(Step.BACKUP, f"copy to {local_dir(ctx.options.state_dir, ctx.host)}/"
                                     f"{backup_name(ctx.stamp, t.real_dest)}", shell=False)]
@@ -145,6 +179,8 @@ def build(ctx: Context) -> list[PlanItem]:
         items.append(PlanItem(Step.PREPARE, t.make_dir, sudo))
     items += [PlanItem(Step.PREPARE, f"write {path}", shell=False) for path, _ in t.extra_files]
     items += [PlanItem(Step.PREPARE, cmd, sudo) for cmd in t.prepare_cmds]
+    items += [PlanItem(Step.UPLOAD, f"write {len(c.new or b'')} bytes to {s.tmp}", shell=False)
+              for c, s in zip(t.companions, companion_scripts(ctx), strict=True) if s.tmp]
     tmp = None
     if ctx.new is not None:
         tmp = planned_temp(ctx)

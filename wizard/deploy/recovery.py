@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 
-from wizard.deploy import history, plan
+from wizard.deploy import companions, history, plan
 from wizard.deploy.backups import update_local
 from wizard.deploy.context import Context, StepFailed, tail
 from wizard.deploy.events import Step
@@ -101,11 +101,21 @@ def reload_restored(ctx: Context) -> CommandResult:
 
 
 def verify_restored(ctx: Context) -> bool:
+    """The file reads back byte for byte as before, and every companion is as before (a
+    main config's bytes, a default site's link target)."""
     try:
         now = ctx.remote.read_file(ctx.tgt.real_dest)
+        if now != ctx.old:
+            return False
+        for c in ctx.tgt.companions:
+            if c.link:
+                if not ctx.run(companions.is_as(c, c.old), timeout=30).ok:
+                    return False
+            elif ctx.remote.read_file(c.path) != c.old:
+                return False
     except SockwizardError:
         return False
-    return now == ctx.old
+    return True
 
 
 def undo_prepare(ctx: Context) -> tuple[str, ...]:

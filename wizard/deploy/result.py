@@ -74,6 +74,10 @@ class DeployResult:
     warnings: tuple[str, ...] = ()
     probe: ProbeReport | None = None
     seconds: float = 0.0
+    # Stock-host flags (--edit-main-config, --disable-default-site) a real run still needs:
+    # set by a dry run, so the TUI can show the change and ask (wizard.deploy.stock).
+    needs: tuple[str, ...] = ()
+    needs_text: str = ""  # what those flags change and why, with the exact diff
 
     @property
     def ok(self) -> bool:
@@ -108,6 +112,8 @@ class DeployResult:
             "warnings": list(self.warnings),
             "probe": self.probe.to_dict() if self.probe is not None else None,
             "seconds": round(self.seconds, 3),
+            "needs": list(self.needs),
+            "needs_text": self.needs_text,
         }
 
 

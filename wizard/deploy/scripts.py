@@ -95,12 +95,25 @@ def restore_lines(dest: str, backup: str | None, disable_cmds: Sequence[str],
             f"&& mv -f -- {r} {d}{redo}"]
 
 
+@dataclass(frozen=True)
+class CompanionScript:
+    """A change made with the file (``wizard.deploy.companions``), as shell text: ``guard``
+    is true while it is as backed up, ``put`` makes it, ``undo`` puts it back exactly (also
+    when it never happened); ``tmp`` is its uploaded temp file, removed if nothing happens."""
+
+    guard: str
+    put: str
+    undo: str
+    tmp: str | None = None
+
+
 def activation_script(tmp: str | None, dest: str, backup: str | None, validate_cmd: str,
                       enable_cmds: Sequence[str], disable_cmds: Sequence[str],
                       remove_cmds: Sequence[str] = (), reenable_cmds: Sequence[str] = (), *,
                       expect_sha: str | None = None, expect_absent: bool = False,
                       journal: Sequence[str] = (), clear_journal: str | None = None,
-                      precheck: str | None = None) -> str:
+                      precheck: str | None = None,
+                      companions: Sequence[CompanionScript] = ()) -> str:
     """Rename the uploaded temp file over ``dest`` (``tmp`` None: remove ``dest``), run the
     checker on the whole tree, and put the old file back at once if the checker refuses. One
     script, so that a dropped connection cannot separate the rename from the restore (HUP and
@@ -110,30 +123,39 @@ def activation_script(tmp: str | None, dest: str, backup: str | None, validate_c
     itself: ``ProxyProfile.validate_before_rename``) the temp file is checked first, where it
     lies (``hoststate.temp_dir``: no include glob or watcher sees it); a refused one is
     removed and ``dest`` never touched (``Activation.REFUSED_UNTOUCHED``). An accepted one is
-    renamed and not checked again (the same bytes, a checker that reads only that file); the
-    rename's restore still covers a failing ``enable_cmds``.
+    renamed and not checked again (the same bytes, a checker that reads only that file) unless
+    ``companions`` changed other files with it; the rename's restore still covers a failing
+    ``enable_cmds``.
 
     Before the rename it refuses (``Activation.CHANGED_MEANWHILE``) when ``dest`` is no longer
     the file that was backed up (``expect_sha``; ``expect_absent``: it must not exist) or is
     no longer a plain file, and writes the ``journal`` lines (``hoststate.journal_lines``); a
-    refused config removes the journal again (``clear_journal``)."""
+    refused config removes the journal again (``clear_journal``).
+
+    ``companions`` (the main config's include line, a default site disabled) are checked with
+    the file, made just before its rename, and undone with it: on a refused config, and when
+    the rename itself fails; a temp file refused before the rename takes their temp files
+    with it (none was made)."""
     d = shlex.quote(dest)
-    guard = []
+    guard: list[str] = []
+    temps = [t for t in (tmp, *(c.tmp for c in companions)) if t is not None]
+    t = f"rm -f -- {' '.join(shlex.quote(x) for x in temps)}; " if temps else ""
     prechecked = precheck is not None and tmp is not None
     if prechecked:
-        # First of all: the hash re-check and the journal below stay next to the rename.
+        # First of all: the hash re-check and the journal below stay next to the rename. A
+        # refused file leaves nothing behind: no companion was made, every temp file goes.
         q = shlex.quote(tmp or "")
         guard += [
             'echo "@@sw checking $(date +%s%N)"',
             f"out=$( {{ {(precheck or '').replace('{config}', q)} ; }} 2>&1 ); st=$?",
             'echo "@@sw validated $st $(date +%s%N)"',
-            f'if [ "$st" -ne 0 ]; then rm -f -- {q}; printf "%s\\n" "$out"; '
+            f'if [ "$st" -ne 0 ]; then {t}printf "%s\\n" "$out"; '
             f"exit {Activation.REFUSED_UNTOUCHED.value}; fi",
             'checked=$out',
         ]
+    refuse = f"{{ echo '@@sw changed'; {t}exit {Activation.CHANGED_MEANWHILE.value}; }}"
+    guard.extend(f"{{ {c.guard}; }} || {refuse}" for c in companions)
     if expect_sha is not None or expect_absent:
-        t = f"rm -f -- {shlex.quote(tmp)}; " if tmp is not None else ""
-        refuse = f"{{ echo '@@sw changed'; {t}exit {Activation.CHANGED_MEANWHILE.value}; }}"
         # A plain file first: sha256sum of a FIFO that appeared meanwhile would block.
         guard.append(f"if [ -L {d} ] || {{ [ -e {d} ] && [ ! -f {d} ]; }}; then {refuse}; fi")
         if expect_absent:
@@ -156,16 +178,23 @@ def activation_script(tmp: str | None, dest: str, backup: str | None, validate_c
         put = f"mv -f -- {shlex.quote(tmp)} {d}"
     # Putting a removed file back also enables it again (remove_cmds disabled it).
     reenable = reenable_cmds if tmp is None else ()
-    restore = " && ".join(restore_lines(dest, backup, disable_cmds, reenable))
+    restore = " && ".join([*restore_lines(dest, backup, disable_cmds, reenable),
+                           *(c.undo for c in reversed(companions))])
     enable = "".join(f"{cmd} && " for cmd in enable_cmds)
+    # Checked before the rename: only the enable commands run after it — unless companions
+    # changed other files with it, which the tree's checker must see together.
     check = (["out=$( { " + (" && ".join(enable_cmds) or ":") + " ; } 2>&1 ); st=$?",
-              'out="$checked$out"'] if prechecked else
+              'out="$checked$out"'] if prechecked and not companions else
              [f"out=$( {{ {enable}{validate_cmd} ; }} 2>&1 ); st=$?",
               'echo "@@sw validated $st $(date +%s%N)"'])
+    put = " && ".join([*(c.put for c in companions), put])
+    undo = "".join(f"{c.undo}; " for c in reversed(companions))
+    ctemps = [c.tmp for c in companions if c.tmp is not None]
+    ct = f"rm -f -- {' '.join(shlex.quote(x) for x in ctemps)}; " if ctemps else ""
     return "\n".join([
         "trap '' HUP PIPE",
         *guard,
-        f"{put} || {{ echo '@@sw rename failed'; {unjournal}"
+        f"{put} || {{ {undo}echo '@@sw rename failed'; {ct}{unjournal}"
         f"exit {Activation.RENAME_FAILED.value}; }}",
         'echo "@@sw renamed $(date +%s%N)"',
         *check,
@@ -180,12 +209,15 @@ def activation_script(tmp: str | None, dest: str, backup: str | None, validate_c
     ])
 
 
-def backup_script(dest: str, backup_dir: str, backup: str | None, entry: dict[str, Any]) -> str:
+def backup_script(dest: str, backup_dir: str, backup: str | None, entry: dict[str, Any],
+                  extra: Sequence[str] = ()) -> str:
     """Copy ``dest`` into the backup dir (bytes, mode, owner), print its sha256, and append
-    the run's provisional history record (``wizard.deploy.history``)."""
+    the run's provisional history record (``wizard.deploy.history``). ``extra``: the
+    companions' backup lines (each prints its own sha256 after the file's)."""
     lines = ["set -e", "umask 077", f"mkdir -p -- {shlex.quote(backup_dir)}"]
     if backup is not None:
         lines.append(f"cp -p -- {shlex.quote(dest)} {shlex.quote(backup)}")
         lines.append(f"sha256sum -- {shlex.quote(backup)}")
+    lines.extend(extra)
     lines += history.append_lines(posixpath.join(backup_dir, INDEX_NAME), entry)
     return "\n".join(lines)

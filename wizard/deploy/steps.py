@@ -18,8 +18,9 @@ from dataclasses import dataclass
 from typing import TypeVar
 from urllib.parse import urlsplit
 
-from wizard.deploy import failures, hoststate, plan
+from wizard.deploy import companions, failures, hoststate, plan, stock
 from wizard.deploy.backups import backup_name, local_dir, save_local, sha
+from wizard.deploy.companions import DISABLE_DEFAULT_SITE, EDIT_MAIN_CONFIG
 from wizard.deploy.context import ActivationFailed, Context, StepFailed, tail
 from wizard.deploy.detect import HostTarget, detect
 from wizard.deploy.events import Step, StepStarted
@@ -103,9 +104,41 @@ def detect_target(ctx: Context) -> None:
         if rendered.config_id is None:
             ctx.notice(Step.DETECT, "Could not add the config marker: the settle step cannot "
                                     "tell the new config from the old one.")
+        stock_changes(ctx)
         s.detail = f"{ctx.tgt.dest}; {ctx.tgt.summary()}{inspect_and_lock(ctx)}"
     for note in ctx.tgt.notes:
         ctx.notice(Step.DETECT, note)
+
+
+def stock_changes(ctx: Context) -> None:
+    """Part of the detect step, before the lock: the stock-host changes this deploy needs
+    (``wizard.deploy.stock``). Without their flags a real run stops here, before anything
+    changed; a dry run plans them anyway and says which flags a real run needs."""
+    t, o = ctx.tgt, ctx.options
+    ran: list[tuple[str, bool]] = []
+
+    def run(command: str) -> str:
+        ran.append((command, False))
+        return ctx.remote.run(command, sudo=False, timeout=30).stdout
+
+    found = stock.changes(ctx.remote, ctx.spec, t, run)
+    allowed = {flag for flag, on in ((EDIT_MAIN_CONFIG, o.edit_main_config),
+                                     (DISABLE_DEFAULT_SITE, o.disable_default_site)) if on}
+    missing = stock.missing_flags(found, allowed)
+    ctx.stock, ctx.needs = tuple(found), tuple(missing)
+    if missing and not o.dry_run:
+        raise stock.refusal(found, missing, ctx.host)
+    for c in found:
+        if c.flag in missing:
+            ctx.notice(Step.DETECT, f"{c.title} A real deploy needs {c.flag} (planned here).")
+    merged = stock.merged(found)
+    reload_cmd = companions.reload_for(merged, t.reload_cmd)
+    if reload_cmd != t.reload_cmd:
+        ctx.notice(Step.DETECT, f"The proxy reads {', '.join(c.path for c in merged)} only "
+                                f"at start: this deploy (and its rollback) runs `{reload_cmd}` "
+                                "instead of a reload, closing every live connection once.")
+    ctx.target = dataclasses.replace(t, companions=merged, reload_cmd=reload_cmd,
+                                     commands=t.commands + tuple(ran))
 
 
 def inspect_and_lock(ctx: Context) -> str:
@@ -165,7 +198,8 @@ def read_and_diff(ctx: Context) -> None:
         if base is not None and (ctx.old is None or sha(ctx.old) != base):
             raise StepFailed(Step.DIFF, failures.changed_since_read(ctx.tgt.real_dest, ctx.host))
         ctx.diff = unified_diff(ctx.old, ctx.new, ctx.tgt.dest, ctx.host)
-        if ctx.old == ctx.new:
+        ctx.diff += "".join(c.diff() for c in ctx.tgt.companions)
+        if ctx.old == ctx.new and not ctx.tgt.companions:
             s.detail = "no change: the host already has this config"
         elif ctx.new is None:
             s.detail = "the file will be removed (it did not exist before)"
@@ -186,11 +220,12 @@ def make_backup(ctx: Context) -> None:
         if not result.ok:
             raise StepFailed(Step.BACKUP, failures.backup_failed(t.real_dest, ctx.host),
                              result.output)
-        if ctx.old is not None:
-            got = result.stdout.split()[0] if result.stdout.split() else ""
-            if got != sha(ctx.old):
-                raise StepFailed(Step.BACKUP, failures.backup_mismatch(t.real_dest),
-                                 result.output)
+        sums = [line.split()[0] for line in result.stdout.splitlines() if line.split()]
+        want = [(t.real_dest, ctx.old) if ctx.old is not None else None,
+                *((c.path, c.old) for c in t.companions if plan.companion_backup(ctx, c))]
+        for i, (path, data) in enumerate(w for w in want if w is not None):
+            if data is None or (sums[i] if i < len(sums) else "") != sha(data):
+                raise StepFailed(Step.BACKUP, failures.backup_mismatch(path), result.output)
         ctx.backup = backup
         directory = local_dir(ctx.options.state_dir, ctx.host)
         name = backup_name(ctx.stamp, t.real_dest)
@@ -233,6 +268,11 @@ def check(ctx: Context, step: Step, cmd: str) -> str:
 
 
 def upload(ctx: Context) -> str | None:
+    for c in ctx.tgt.companions:  # a main config's new bytes, beside it (companions)
+        if not c.link and c.new is not None:
+            with ctx.step(Step.UPLOAD, f"upload the new {c.path} beside it") as s:
+                ctx.companion_tmps[c.path] = ctx.remote.upload_temp_beside(c.path, c.new)
+                s.detail = f"{ctx.companion_tmps[c.path]} ({len(c.new)} bytes)"
     if ctx.new is None:
         return None
     with ctx.step(Step.UPLOAD, "upload to a temp file outside the config's directory") as s:

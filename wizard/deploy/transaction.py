@@ -116,7 +116,7 @@ class Transaction:
                               + ("" if ctx.diff else " The host already has this config."))
         if self.interrupted_earlier():
             return self.finish_interrupted()
-        if ctx.old == ctx.new:
+        if ctx.old == ctx.new and not ctx.tgt.companions:
             for step in (Step.BACKUP, Step.UPLOAD, Step.RENAME, Step.VALIDATE, Step.RELOAD):
                 ctx.skip(step, "unchanged")
             return self.verify_unchanged()

@@ -1,7 +1,7 @@
 """Apache httpd 2.4: a <VirtualHost> for sites-available/ (site) or a whole httpd.conf (full)."""
 
 from wizard.model import DeploySpec, Layout
-from wizard.proxies.base import ProxyProfile
+from wizard.proxies.base import DefaultSite, ProxyProfile, SiteInclude
 from wizard.proxies.causes import CauseFixes
 from wizard.proxies.fixes import (
     Edit,
@@ -117,13 +117,28 @@ PROFILE = ProxyProfile(
     reload_without_systemd=True,
     validate_before_rename=False,
     site_enabling=("/etc/apache2/sites-available", "a2ensite -q {site}", "a2dissite -q {site}"),
-    site_include=None,
     # Apache hands a request naming no known ServerName to the first vhost of its port.
     default_site_check=lambda port, layout: [
         "for f in /etc/apache2/sites-enabled/000-default.conf "
         "/etc/apache2/sites-enabled/default-ssl.conf; do [ -e \"$f\" ] && "
         f"grep -qs ':{port}>' \"$f\" && echo \"default_site $f\"; done"],
     unshadow_how="a2dissite 000-default",
+    site_includes=(
+        SiteInclude(site_dir="/etc/apache2/sites-available",
+                    main_config="/etc/apache2/apache2.conf",
+                    present=r"(?im)^\s*Include(Optional)?\s+\"?(/etc/apache2/)?sites-enabled/"
+                            r"\*(\.conf)?\"?\s*$",
+                    line="IncludeOptional sites-enabled/*.conf"),
+        SiteInclude(site_dir="/etc/httpd/conf.d", main_config="/etc/httpd/conf/httpd.conf",
+                    present=r"(?im)^\s*Include(Optional)?\s+\"?(/etc/httpd/)?conf\.d/"
+                            r"\*(\.conf)?\"?\s*$",
+                    line="IncludeOptional conf.d/*.conf")),
+    site_dir_check=None,
+    default_sites=(
+        DefaultSite(path="/etc/apache2/sites-enabled/000-default.conf",
+                    off_cmd="a2dissite -q 000-default", on_cmd="a2ensite -q 000-default"),
+        DefaultSite(path="/etc/apache2/sites-enabled/default-ssl.conf",
+                    off_cmd="a2dissite -q default-ssl", on_cmd="a2ensite -q default-ssl")),
     reload_drop_warning="",
     marker_anchor=r"(?i)^(?P<indent>\s*)<VirtualHost\b[^>]*>\s*$",
     marker_line='{indent}    Header always set {header} "{cid}"\n',

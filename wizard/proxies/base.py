@@ -16,17 +16,63 @@ from wizard.proxies.fixes import Fixes
 
 
 @dataclass(frozen=True)
+class LineExtension:
+    """A main config line that already sets what ``SiteInclude.line`` would set (HAProxy's
+    active ``EXTRAOPTS=…``: a second one would replace it): the edit extends that line
+    instead. A line of another form, or two of them, cannot be edited safely: refused."""
+
+    sets: str  # regex: an active line setting it
+    form: str  # regex with groups head/tail: the one form sockwizard edits
+    insert: str  # put between head and tail
+
+
+@dataclass(frozen=True)
 class SiteInclude:
-    """How a host loads the site layout's directory, for proxies whose main config must name
-    it (Caddy's `import`, HAProxy's second `-f`, Traefik's file provider): when ``directory``
-    exists on the host and the shell condition ``included`` fails, the deploy refuses before
-    any change, saying ``problem`` and ``hint``. In ``included``, ``{directory}`` is the site
-    file's directory (shell-quoted)."""
+    """The line a stock main config needs to load the site directory (``--edit-main-config``,
+    applied by ``wizard.deploy.stock``)."""
+
+    site_dir: str  # the directory the site file goes to (the deploy's destination's)
+    main_config: str  # the file that must load it
+    present: str  # regex (multiline): the main config already loads the directory
+    line: str  # exactly the line added
+    # Regex of the line to add it after (the first match); None: at the end of the file.
+    after: str | None = None
+    # An existing line the edit extends instead of adding ``line`` (see LineExtension).
+    extend: LineExtension | None = None
+    # The command that makes the proxy read ``main_config`` again when its reload does not
+    # (HAProxy reads /etc/default/haproxy only at start: a restart). The deploy that edits
+    # the file, its rollback on failure and ``sockwizard rollback`` run it instead of the
+    # reload (a given --reload-cmd still wins). None: the reload reads it.
+    restart_cmd: str | None = None
+
+
+@dataclass(frozen=True)
+class SiteDirCheck:
+    """A refusal, for a proxy whose site directory is named in a main config sockwizard
+    cannot edit with one line (Traefik's static configuration: YAML or TOML nesting, or the
+    unit's ``--providers.file.directory`` flag): when ``directory`` exists on the host and the
+    shell condition ``loaded`` fails, the deploy refuses before any change, saying ``problem``
+    and ``hint``. In ``loaded``, ``{directory}`` is the site file's directory (shell-quoted).
+    Where one line would do, the profile has a ``SiteInclude`` (an edit) instead."""
 
     directory: str
-    included: str
+    loaded: str
     problem: str
     hint: str
+
+
+@dataclass(frozen=True)
+class DefaultSite:
+    """A distro's default site that answers first for requests naming no server
+    (``--disable-default-site``, applied by ``wizard.deploy.stock``). Either a link in
+    sites-enabled (removed, and put back with the same target) or a block in a main config
+    (commented out)."""
+
+    path: str  # the link, or the file holding the block
+    off_cmd: str = ""  # the distro's tool, run before the link is removed (a2dissite)
+    on_cmd: str = ""  # and before it is put back (a2ensite)
+    # A regex (with {port}) of the block's first line: comment the block out of ``path``.
+    block: str | None = None
 
 
 @dataclass(frozen=True)
@@ -78,8 +124,6 @@ class ProxyProfile:
     # read only the file it is given ({config}); the others check the tree that includes the
     # file, so they rename first and nothing loads it before the reload.
     validate_before_rename: bool = field(kw_only=True)
-    # The site layout's directory is loaded only if the main config (or unit) names it.
-    site_include: SiteInclude | None = field(kw_only=True)
     # Debian-style site enabling for the default site destination: (directory of the site
     # files, enable command, disable command) with {site} = the file name without ".conf".
     site_enabling: tuple[str, str, str] | None = field(kw_only=True)
@@ -87,6 +131,12 @@ class ProxyProfile:
     # no server on ``port`` (they shadow a config without server_name), and what to do.
     default_site_check: Callable[[int, Layout], list[str]] = field(kw_only=True)
     unshadow_how: str = field(kw_only=True)
+    # Stock hosts without hand edits (wizard.deploy.stock): the main config line that loads
+    # the site directory, by that directory; and the default sites sockwizard may disable.
+    site_includes: tuple[SiteInclude, ...] = field(kw_only=True)
+    # Where no such line can be added safely: the check that refuses instead (None: none).
+    site_dir_check: SiteDirCheck | None = field(kw_only=True)
+    default_sites: tuple[DefaultSite, ...] = field(kw_only=True)
     # Said before a reload that closes every live WebSocket (reload_drops_websockets).
     reload_drop_warning: str = field(kw_only=True)
     # The config marker (wizard.deploy.marker): a regex for the lines that open a site block

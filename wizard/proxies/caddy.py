@@ -1,7 +1,7 @@
 """Caddy 2: a site block to import (site) or a whole Caddyfile (full)."""
 
 from wizard.model import DeploySpec, Layout
-from wizard.proxies.base import ProxyProfile, SiteInclude
+from wizard.proxies.base import DefaultSite, ProxyProfile, SiteInclude
 from wizard.proxies.causes import CauseFixes, mebibytes
 from wizard.proxies.fixes import Fix, Fixes, FixSite, TimeoutFix, insert_after, replace_at
 
@@ -84,19 +84,19 @@ PROFILE = ProxyProfile(
     reload_without_systemd=True,
     validate_before_rename=False,
     site_enabling=None,
-    site_include=SiteInclude(
-        "/etc/caddy",
-        "grep -Eqs '^[[:space:]]*import[[:space:]]+(/etc/caddy/)?sites/' /etc/caddy/Caddyfile",
-        "/etc/caddy/Caddyfile does not import /etc/caddy/sites/: a site file there would "
-        "never be loaded.",
-        "Add the line `import sites/*.caddy` to /etc/caddy/Caddyfile (outside any site "
-        "block), or deploy a whole Caddyfile with --layout full."),
     # Debian's Caddyfile ships a `:80 { file_server }` placeholder site: it, not an imported
     # site for the same port, answers (a whole Caddyfile replaces it).
     default_site_check=lambda port, layout: [
         f"grep -Eqs '^[[:space:]]*(http://)?:{port}[[:space:]]*\\{{' /etc/caddy/Caddyfile "
         "&& echo 'default_site /etc/caddy/Caddyfile'"] if layout is Layout.SITE else [],
     unshadow_how="delete the placeholder `:80 { ... }` block from the Caddyfile",
+    # At the end: outside any block, after a global options block (which must come first).
+    site_includes=(SiteInclude(
+        site_dir="/etc/caddy/sites", main_config="/etc/caddy/Caddyfile",
+        present=r"(?m)^\s*import\s+(/etc/caddy/)?sites/", line="import sites/*.caddy"),),
+    site_dir_check=None,
+    default_sites=(DefaultSite(path="/etc/caddy/Caddyfile",
+                               block=r"^\s*(http://)?:{port}\s*\{{\s*$"),),
     reload_drop_warning=("This reload closes every live WebSocket at once (Caddy without "
                          "stream_close_delay): clients will reconnect together. With Caddy "
                          "2.7+, set --stream-close-delay to keep them open across reloads."),

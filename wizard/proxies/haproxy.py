@@ -3,8 +3,11 @@
 HAProxy 2.6 has no include directive. Debian's unit runs ``haproxy -Ws -f $CONFIG ...
 $EXTRAOPTS`` (``/etc/default/haproxy`` sets both), and ``-f`` also takes a directory (its
 ``*.cfg`` files, hidden ones skipped, in C-locale order). So the *site* layout is one file in
-``/etc/haproxy/conf.d/`` that the host loads with a second ``-f``; the deploy checks that the
-host does (``site_include``) and refuses otherwise, naming the one line to add. The file has no
+``/etc/haproxy/conf.d/`` that the host loads with a second ``-f``. When /etc/default/haproxy
+does not pass it, ``--edit-main-config`` adds it (``site_includes``: the ``EXTRAOPTS`` line,
+or ``-f`` appended to the one there) and the deploy restarts HAProxy once, since a reload
+keeps the master's old arguments. RHEL's unit passes ``-f $CFGDIR`` (conf.d) itself, and has
+no /etc/default/haproxy: nothing to edit there. The file has no
 ``defaults`` section of its own (it would change the defaults of every file loaded after it):
 its frontend and backend set every timeout they depend on.
 
@@ -14,12 +17,13 @@ is its idle limit (without it ``timeout client``/``server`` apply: Debian's stoc
 """
 
 from wizard.model import Layout
-from wizard.proxies.base import ProxyProfile, SiteInclude
+from wizard.proxies.base import LineExtension, ProxyProfile, SiteInclude
 from wizard.proxies.causes import CauseFixes
 from wizard.proxies.fixes import Fixes, FixSite, TimeoutFix, listed
 
 CONF_DIR = "/etc/haproxy/conf.d"
 MAIN = "/etc/haproxy/haproxy.cfg"
+DEFAULTS = "/etc/default/haproxy"  # read by Debian's unit (EnvironmentFile)
 
 # ---- diagnose side: the fixes diagnose prints (wizard.proxies.fixes); the config lines in
 # them come rendered from templates/haproxy/_macros.j2, these words say where they go.
@@ -91,24 +95,26 @@ PROFILE = ProxyProfile(
     reload_without_systemd=False,
     validate_before_rename=False,
     site_enabling=None,
-    # Debian's unit runs `haproxy -Ws -f $CONFIG -p $PIDFILE $EXTRAOPTS`, both from
-    # /etc/default/haproxy (a drop-in overriding ExecStart is not seen here).
-    site_include=SiteInclude(
-        "/etc/haproxy",
-        "grep -Eqs '^[[:space:]]*(CONFIG|EXTRAOPTS)=.*-f[[:space:]]+/etc/haproxy/conf\\.d' "
-        "/etc/default/haproxy /etc/sysconfig/haproxy",
-        f"HAProxy on this host does not load {CONF_DIR}/: it has no include directive, and "
-        "/etc/default/haproxy passes no `-f` for that directory, so a site file there would "
-        "never be loaded.",
-        f'Add to /etc/default/haproxy: EXTRAOPTS="-S /run/haproxy-master.sock -f {CONF_DIR}" '
-        "and run `systemctl restart haproxy` once (a reload keeps the old arguments), or "
-        "deploy a whole haproxy.cfg with --layout full."),
     # The frontend owns its port: another frontend binding it too gets half the connections
     # (SO_REUSEPORT), so any other `bind` on the port in the main config is a shadow.
     default_site_check=lambda port, layout: [
         f"grep -Els '^[[:space:]]*bind[[:space:]]+[^#]*:{port}\\b' {MAIN} 2>/dev/null | "
         "sed 's/^/default_site /'"] if layout is Layout.SITE else [],
     unshadow_how=f"remove the other frontend's `bind` on that port from {MAIN}",
+    # Debian's unit runs `haproxy -Ws -f $CONFIG -p $PIDFILE $EXTRAOPTS`, both from
+    # /etc/default/haproxy (a drop-in overriding ExecStart is not seen here). Its own
+    # default EXTRAOPTS is "-S /run/haproxy-master.sock": the added line keeps it. The
+    # master re-executes itself with its first arguments on a reload: restart once.
+    site_includes=(SiteInclude(
+        site_dir=CONF_DIR, main_config=DEFAULTS,
+        present=r"(?m)^\s*(CONFIG|EXTRAOPTS)=.*-f\s+/etc/haproxy/conf\.d/?([\"\s]|$)",
+        line=f'EXTRAOPTS="-S /run/haproxy-master.sock -f {CONF_DIR}"',
+        extend=LineExtension(sets=r"\s*EXTRAOPTS=",
+                             form=r'(?P<head>\s*EXTRAOPTS="[^"$`\\]*?)(?P<tail>\s*"\s*)',
+                             insert=f" -f {CONF_DIR}"),
+        restart_cmd="systemctl restart haproxy"),),
+    site_dir_check=None,
+    default_sites=(),  # stock haproxy.cfg has no frontend; another one's bind: by hand
     reload_drop_warning="",
     # `http-after-response`: HAProxy's own error answers (503 without a server) carry it too.
     marker_anchor=r"^(?P<indent>\s*)frontend\s+\S+\s*$",

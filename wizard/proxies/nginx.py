@@ -3,7 +3,7 @@
 import re
 
 from wizard.model import Layout
-from wizard.proxies.base import ProxyProfile
+from wizard.proxies.base import DefaultSite, ProxyProfile, SiteInclude
 from wizard.proxies.causes import CauseFixes, mebibytes
 from wizard.proxies.fixes import Fix, Fixes, FixSite, TimeoutFix, insert_after, replace_at
 
@@ -91,12 +91,18 @@ PROFILE = ProxyProfile(
     reload_without_systemd=True,
     validate_before_rename=False,
     site_enabling=None,
-    site_include=None,
     default_site_check=lambda port, layout: [
         f"grep -ElsR '^[[:space:]]*listen[^;#]*\\b{port}\\b[^;#]*default_server' "
         "/etc/nginx/sites-enabled /etc/nginx/conf.d 2>/dev/null | grep -v sockwizard | "
         "sed 's/^/default_site /'"],
     unshadow_how="rm /etc/nginx/sites-enabled/default",
+    # Inside the http block: a relative include is relative to /etc/nginx.
+    site_includes=(SiteInclude(
+        site_dir="/etc/nginx/conf.d", main_config="/etc/nginx/nginx.conf",
+        present=r"(?m)^\s*include\s+(/etc/nginx/)?conf\.d/\*(\.conf)?\s*;",
+        line="\tinclude /etc/nginx/conf.d/*.conf;", after=r"^\s*http\s*\{\s*(#.*)?$"),),
+    site_dir_check=None,
+    default_sites=(DefaultSite(path="/etc/nginx/sites-enabled/default"),),
     reload_drop_warning="",
     # `always`: the 502 of a dead backend carries it too (that is the answer we wait for).
     marker_anchor=r"^(?P<indent>\s*)server\s*\{\s*$",

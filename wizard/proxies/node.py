@@ -73,7 +73,8 @@ PROFILE = ProxyProfile(
     version_cmd="node --version",
     validate_cmd={Layout.SITE: "node --check {config}", Layout.FULL: "node --check {config}"},
     reload_cmd="systemctl restart sockwizard-proxy",
-    install_hint="apt-get install nodejs npm && npm install http-proxy@1.18.1",
+    # http-proxy comes with sockwizard (wizard.deploy.vendor): no npm needed on the host.
+    install_hint="apt-get install nodejs",
     syntax="javascript",
     reload_drops_websockets=lambda spec: True,
     # ---- deploy side
@@ -86,9 +87,11 @@ PROFILE = ProxyProfile(
     reload_without_systemd=False,
     validate_before_rename=False,
     site_enabling=None,
-    site_include=None,
     default_site_check=lambda port, layout: [],  # the proxy is its own only site
     unshadow_how="stop whatever else listens on that port",
+    site_includes=(),  # the proxy is the whole config
+    site_dir_check=None,
+    default_sites=(),
     reload_drop_warning=("This restart closes every live WebSocket at once (the node proxy "
                          "restarts): clients will reconnect together."),
     marker_anchor=r"^(?P<indent>\s*)function handleRequest\(req, res\) \{\s*$",

@@ -20,7 +20,7 @@ from __future__ import annotations
 import shlex
 
 from wizard.model import DeploySpec, Layout
-from wizard.proxies.base import ProxyProfile, SiteInclude
+from wizard.proxies.base import ProxyProfile, SiteDirCheck
 from wizard.proxies.causes import CauseFixes
 from wizard.proxies.fixes import Fixes, FixSite, TimeoutFix, listed
 
@@ -169,8 +169,11 @@ PROFILE = ProxyProfile(
     reload_without_systemd=True,
     validate_before_rename=True,
     site_enabling=None,
-    # The file provider reads one directory: a site file elsewhere would never be loaded.
-    site_include=SiteInclude(
+    # The file provider reads one directory: a site file elsewhere would never be loaded. No
+    # one-line edit adds it safely (YAML/TOML nesting under providers.file, `filename` and
+    # `directory` exclusive, or the unit's flag), so a host without it is refused, not edited.
+    site_includes=(),
+    site_dir_check=SiteDirCheck(
         "/etc/traefik", _INCLUDED,
         "Traefik's static configuration (/etc/traefik/traefik.yml, or the traefik unit's "
         "flags) has no file provider `directory` naming the directory of the site file: it "
@@ -178,6 +181,7 @@ PROFILE = ProxyProfile(
         "Add to traefik.yml `providers: {file: {directory: /etc/traefik/dynamic, watch: "
         "true}}` and restart traefik once; or pass --dest with the directory your file "
         "provider watches, or deploy a whole traefik.yml with --layout full."),
+    default_sites=(),
     default_site_check=lambda port, layout: [],  # routers match by rule, not by a default site
     unshadow_how="give the other router a narrower rule or a lower priority",
     reload_drop_warning=("A full traefik.yml changes static configuration: Traefik restarts "

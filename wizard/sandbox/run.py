@@ -208,9 +208,6 @@ def start_sandbox(kind: ProxyKind, base: DeploySpec | None = None, *,
                        "Pick one of them with --proxy; the node sandbox installs http-proxy "
                        "with npm first.")
     binary = required_binary(kind, binary_dirs)
-    if kind is ProxyKind.NODE and find_binary("npm", binary_dirs) is None:
-        raise MissingTool("The node sandbox installs http-proxy with npm, which is missing.",
-                          "Install it: apt-get install npm.")
     prefix = Path(tempfile.mkdtemp(prefix=f"sockwizard-sandbox-{kind.value}-"))
     # nginx and Apache started as root run their workers as another user, who must reach
     # the temp paths and logs inside.

@@ -3,7 +3,11 @@
 On arrival a dry run (the same transaction with ``dry_run=True``: detect and diff, nothing
 changed) fills the Diff and Plan tabs. "Deploy" then runs the transaction in a thread worker;
 its events become rows (spinner, then ✓/✗ and time, the checker's output under a failure), and
-the result says plainly whether the host was rolled back. Rollback restores the backup this
+the result says plainly whether the host was rolled back. When the dry run found that the
+host's stock config needs a change beside the site (the main config's include line, the
+default site disabled: ``DeployResult.needs``), Deploy first shows that change (its diff) and
+asks; yes runs with those flags (``wizard.deploy.consent``), as the CLI's
+``--edit-main-config`` / ``--disable-default-site`` do. Rollback restores the backup this
 deploy made, through the same core call ``sockwizard rollback`` uses. The History tab lists
 the host's last few deploys and rollbacks of the file (``wizard.deploy.host_history``, the
 plain function behind ``sockwizard history``).
@@ -27,6 +31,7 @@ from wizard.deploy import (
     DeployOptions,
     DeployResult,
     Outcome,
+    consent,
     host_history,
     rollback_result,
 )
@@ -77,6 +82,7 @@ class DeployScreen(StepScreen):
     def __init__(self, state: WizardState, index: int, services: Services) -> None:
         super().__init__(state, index, services)
         self.deploy_result: DeployResult | None = None
+        self.planned: DeployResult | None = None  # the dry run's result
         self.busy = False
         self.planning = False
         self.sandbox: Sandbox | None = state.sandbox
@@ -180,6 +186,7 @@ class DeployScreen(StepScreen):
             if not self.busy:
                 deploy.focus()
             self.set_status("")
+        self.planned = planned
         self._show_plan(planned)
         if planned.outcome is not Outcome.PLANNED:  # could not even detect: say why
             self._show_result(planned)
@@ -234,6 +241,18 @@ class DeployScreen(StepScreen):
 
     @work(exclusive=True, group="deploy", exit_on_error=False)
     async def deploy(self) -> None:
+        options = self.options()
+        needs = self.planned.needs if self.planned is not None else ()
+        if needs and not self.in_sandbox:
+            assert self.planned is not None
+            sure = await self.app.push_screen_wait(ConfirmModal(
+                "Change the host's stock config",
+                "Besides the site file, this deploy has to change the host's own config "
+                "(backed up, validated with the site, undone on any failure and by a "
+                f"rollback):\n\n{self.planned.needs_text}", yes="Change and deploy"))
+            if not sure:
+                return
+            options = consent(options, needs)
         log = self.query_one(DeployLog)
         log.clear()
         self.query_one("#deploy-tabs", TabbedContent).active = "tab-steps"
@@ -242,7 +261,7 @@ class DeployScreen(StepScreen):
             if self.in_sandbox:
                 result = await self._deploy_sandbox()
             else:
-                result = await self.in_thread(apply_on, self.state, self.options(),
+                result = await self.in_thread(apply_on, self.state, options,
                                               self._event_from_thread)
         finally:
             self._set_busy(False)
