@@ -114,6 +114,7 @@ class Inventory:
         merged: dict[str, Any] = {}
         for g in groups:
             merged.update(self.groups[g].vars)
+        merged.pop("ansible_group_priority", None)  # Ansible's setting, not a variable
         merged.update(self.host_vars[host])
         return merged
 
@@ -152,8 +153,26 @@ class Inventory:
             if h not in grouped and h not in ungrouped.hosts:
                 ungrouped.hosts.append(h)
         self.groups["all"].hosts = []  # everything is reached through children
+        self._check_cycles()
         self._depths()
         return self
+
+    def _check_cycles(self) -> None:
+        state: dict[str, int] = {}  # 1: on the path, 2: done
+
+        def visit(name: str) -> None:
+            state[name] = 1
+            for child in self.groups[name].children:
+                if state.get(child) == 1:
+                    raise BadInput(f"Inventory {self.source}: groups {name!r} and {child!r} "
+                                   "form a cycle of children.", _HINT)
+                if child not in state:
+                    visit(child)
+            state[name] = 2
+
+        for name in list(self.groups):
+            if name not in state:
+                visit(name)
 
 
 def _priority(variables: dict[str, Any]) -> int:
