@@ -65,8 +65,6 @@ def export_ansible(spec: DeploySpec, out: Path) -> list[Path]:
         "sockwizard_export": _export_vars(spec),
         "sockwizard_template": prof.templates[spec.layout],
         "sockwizard_version": __version__,
-        "sockwizard_marker": {"anchor": prof.marker_anchor, "line": prof.marker_line,
-                              "header": HEADER},
         "sockwizard_dest": prof.default_dest[spec.layout],
         "sockwizard_validate_cmd": prof.validate_cmd[spec.layout],
         "sockwizard_reload_cmd": prof.reload_cmd,
@@ -79,9 +77,32 @@ def export_ansible(spec: DeploySpec, out: Path) -> list[Path]:
     (role / "defaults" / "main.yml").write_text(
         f"---\n# Written by sockwizard {__version__}: the spec and the host's commands. Set any "
         "of these (or a spec\n# field such as server_name, listen_port, backends) per host "
-        "in the inventory.\n" + yaml.safe_dump(defaults, sort_keys=False, width=1000))
+        "in the inventory.\n" + yaml.dump(defaults, Dumper=_dumper(), sort_keys=False, width=1000)
+        + _unsafe("sockwizard_marker", {"anchor": prof.marker_anchor, "line": prof.marker_line,
+                                        "header": HEADER}))
     (out / "site.yml").write_text(PLAYBOOK.format(version=__version__))
     return sorted(p for p in out.rglob("*") if p.is_file())
+
+
+def _unsafe(name: str, values: dict[str, str]) -> str:
+    """A mapping of strings Ansible must not template (regexes with ``{#`` in them):
+    ``!unsafe`` + a JSON string, which is a YAML double-quoted scalar."""
+    import json
+
+    return f"{name}:\n" + "".join(f"  {k}: !unsafe {json.dumps(v)}\n"
+                                    for k, v in values.items())
+
+
+def _dumper() -> type:
+    import yaml
+
+    class Dumper(yaml.SafeDumper):
+        """Lists indented under their key, as yamllint (ansible-lint) wants them."""
+
+        def increase_indent(self, flow: bool = False, indentless: bool = False) -> None:
+            super().increase_indent(flow, False)
+
+    return Dumper
 
 
 def _export_vars(spec: DeploySpec) -> dict[str, Any]:

@@ -89,8 +89,9 @@ def host_spec(exported: Mapping[str, Any], hostvars: Mapping[str, Any]) -> dict[
                 raise ValueError(f"host variable {name}: {exc}") from None
     if (fields["tls_cert"] is None) != (fields["tls_key"] is None):
         raise ValueError("host variables tls_cert and tls_key go together")
-    if fields["read_timeout"] * 1000 <= fields["ping_interval_ms"] + fields["ping_timeout_ms"]:
-        raise ValueError("read_timeout must exceed pingInterval + pingTimeout")
+    for name in ("read_timeout", "send_timeout"):
+        if fields[name] * 1000 <= fields["ping_interval_ms"] + fields["ping_timeout_ms"]:
+            raise ValueError(f"host variable {name} must exceed pingInterval + pingTimeout")
     spec = dict(fields)
     server_path = fields["server_path"] or fields["path"]
     name = fields["server_name"] or ""
