@@ -67,26 +67,28 @@ def _group(inv: Inventory, name: str, body: Any, depth: int, max_depth: int) -> 
         raise BadInput(f"Inventory {where}: unknown key {sorted(unknown)[0]!r}.",
                        "A group may have hosts:, vars: and children: only.")
     group.vars.update(_mapping(body.get("vars"), f"{where}, vars", inv))
-    hosts = body.get("hosts")
-    if hosts is not None:
-        if not isinstance(hosts, dict):
-            raise BadInput(f"Inventory {where}: hosts: must be a mapping of names.", _HINT)
-        for pattern, variables in hosts.items():
-            pattern = _name(pattern, inv.source)
-            own = _mapping(variables, f"{where}, host {pattern!r}", inv)
-            for host, port in expand_hosts(pattern, where):
-                inv.add_host(host, name, {**({"ansible_port": port} if port else {}), **own})
-    children = body.get("children")
-    if children is not None:
-        if not isinstance(children, dict):
-            raise BadInput(f"Inventory {where}: children: must be a mapping of groups.", _HINT)
-        for child, child_body in children.items():
-            child = _name(child, inv.source)
-            if child == name:
-                raise BadInput(f"Inventory {where}: the group is its own child.", _HINT)
-            if child not in group.children:
-                group.children.append(child)
-            _group(inv, child, child_body, depth + 1, max_depth)
+    for pattern, variables in _section(body, "hosts", "names", where).items():
+        pattern = _name(pattern, inv.source)
+        own = _mapping(variables, f"{where}, host {pattern!r}", inv)
+        for host, port in expand_hosts(pattern, where):
+            inv.add_host(host, name, {**({"ansible_port": port} if port else {}), **own})
+    for child, child_body in _section(body, "children", "groups", where).items():
+        child = _name(child, inv.source)
+        if child == name:
+            raise BadInput(f"Inventory {where}: the group is its own child.", _HINT)
+        if child not in group.children:
+            group.children.append(child)
+        _group(inv, child, child_body, depth + 1, max_depth)
+
+
+def _section(body: dict[Any, Any], key: str, what: str, where: str) -> dict[Any, Any]:
+    """``hosts:`` or ``children:`` of a group: a mapping, or nothing."""
+    value = body.get(key)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise BadInput(f"Inventory {where}: {key}: must be a mapping of {what}.", _HINT)
+    return value
 
 
 def _mapping(value: Any, where: str, inv: Inventory) -> dict[str, Any]:
