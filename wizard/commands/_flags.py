@@ -89,6 +89,7 @@ _SPEC_DESTS = ["proxy", "path", "server_path", "scope", "backends", "listen", "s
                "tls_cert", "tls_key", "tls_port", "read_timeout", "send_timeout",
                "ping_interval_ms", "ping_timeout_ms", "proxy_buffering", "stream_close_delay",
                "apache_version", "static_root", "layout"]
+SPEC_DESTS = _SPEC_DESTS  # the spec flags' dests (deploy --inventory merges them per host)
 
 
 def spec_from_args(args: argparse.Namespace, *, require_proxy: bool = True) -> DeploySpec:
@@ -134,13 +135,15 @@ def _as_flag(problem: object, from_file: set[str], spec_file: Path | None) -> ob
 # -- SSH flags --------------------------------------------------------------------------------
 
 
-def add_connect_options(p: argparse.ArgumentParser, *, multiple: bool = True) -> None:
+def add_connect_options(p: argparse.ArgumentParser, *, multiple: bool = True,
+                        required: bool = True) -> Any:
     g = p.add_argument_group("where (SSH)")
     g.add_argument("--host", action="append" if multiple else "store", dest="hosts",
-                   required=True, metavar="TARGET",
+                   required=required, metavar="TARGET",
                    help="[USER@]HOST[:PORT] or an ~/.ssh/config alias; `local` = this machine"
                         + ("; repeat to deploy to several hosts at once" if multiple else ""))
     add_ssh_auth_options(g)
+    return g
 
 
 def add_ssh_auth_options(g: Any) -> None:

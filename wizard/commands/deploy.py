@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Any
 
 from wizard.commands._flags import (
+    SPEC_DESTS,
     add_command,
     add_connect_options,
     add_spec_options,
@@ -20,6 +22,7 @@ from wizard.commands._flags import (
     spec_from_args,
 )
 from wizard.commands._print import Progress, report
+from wizard.errors import BadInput
 
 
 def register(sub: Any) -> None:
@@ -29,7 +32,14 @@ def register(sub: Any) -> None:
                     "place, reload, and probe Socket.IO through it; any failure restores the "
                     "previous config.")
     add_spec_options(p)
-    add_connect_options(p)
+    g = add_connect_options(p, required=False)
+    g.add_argument("--inventory", type=Path, metavar="FILE",
+                   help="an Ansible inventory (INI or YAML): its hosts, their ansible_host/"
+                        "port/user and any spec field as a host variable (instead of --host)")
+    g.add_argument("--limit", metavar="PATTERN",
+                   help="with --inventory: Ansible's host pattern (web:&prod:!web3, db*)")
+    g.add_argument("--forks", type=_forks, default=None, metavar="N",
+                   help="with --inventory: deploy to N hosts at once (default 5)")
     g = p.add_argument_group("what to run on the host (detected when not given)")
     g.add_argument("--dest", metavar="PATH", help="the config file to replace")
     g.add_argument("--validate-cmd", metavar="CMD",
@@ -78,21 +88,62 @@ def _positive_seconds(text: str) -> float:
     return value
 
 
-def run(args: argparse.Namespace) -> int:
-    from wizard.deploy import DEFAULT_BACKUP_DIR, DeployOptions, deploy_many
+def _forks(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 200:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of hosts in [1, 200]")
+    return int(text)
 
+
+def run(args: argparse.Namespace) -> int:
+    from wizard.deploy import deploy_many
+
+    if args.inventory is not None:
+        return _run_inventory(args)
+    if not args.hosts:
+        raise BadInput("Where to deploy? Give --host TARGET (repeatable) or --inventory FILE.",
+                       "e.g. --host deploy@web1.example.com or --inventory hosts.ini.")
+    if args.limit is not None or args.forks is not None:
+        raise BadInput("--limit and --forks go with --inventory.",
+                       "Give --inventory FILE, or list the hosts with --host.")
     spec = spec_from_args(args)
     hosts: list[str] = args.hosts
     connect = connect_from_args(args)
-    options = DeployOptions(
-        dest=args.dest, validate_cmd=args.validate_cmd, reload_cmd=args.reload_cmd,
-        probe_url=args.probe_url, probe=not args.no_probe, rollback=not args.no_rollback,
-        dry_run=args.dry_run, backup_dir=args.backup_dir or DEFAULT_BACKUP_DIR,
-        follow_symlink=args.follow_symlink,
-        settle_timeout=args.settle_timeout, edit_main_config=args.edit_main_config,
-        disable_default_site=args.disable_default_site)
+    options = _options(args)
     if args.dest and len(hosts) > 1:
         print("sockwizard: note: --dest applies to every host", file=sys.stderr)
     progress = Progress(sys.stderr, show_host=len(hosts) > 1)
     results = deploy_many(hosts, spec, options, connect, on_event=progress)
+    return report(results, as_json=args.json, dry_run=args.dry_run)
+
+
+def _options(args: argparse.Namespace) -> Any:
+    from wizard.deploy import DEFAULT_BACKUP_DIR, DeployOptions
+
+    return DeployOptions(
+        dest=args.dest, validate_cmd=args.validate_cmd, reload_cmd=args.reload_cmd,
+        probe_url=args.probe_url, probe=not args.no_probe, rollback=not args.no_rollback,
+        dry_run=args.dry_run, backup_dir=args.backup_dir or DEFAULT_BACKUP_DIR,
+        follow_symlink=args.follow_symlink, settle_timeout=args.settle_timeout,
+        edit_main_config=args.edit_main_config,
+        disable_default_site=args.disable_default_site)
+
+
+def _run_inventory(args: argparse.Namespace) -> int:
+    """``--inventory``: the selected hosts, each with its own spec and target (wizard.fleet)."""
+    from wizard.fleet import deploy_fleet, jobs_for, load_inventory, select
+    from wizard.spec_file import load_raw
+
+    if args.hosts:
+        raise BadInput("--host and --inventory cannot be combined.",
+                       "Put every host in the inventory (or pick some with --limit).")
+    inventory = load_inventory(args.inventory)
+    hosts = select(inventory, args.limit)
+    base = load_raw(args.spec) if args.spec else {}
+    flags = {d: getattr(args, d) for d in SPEC_DESTS if getattr(args, d, None) is not None}
+    given = frozenset(n for n in ("dest", "validate_cmd", "reload_cmd", "probe_url")
+                      if getattr(args, n) is not None)
+    jobs = jobs_for(inventory, hosts, base, flags, _options(args), connect_from_args(args),
+                    option_flags=given)
+    progress = Progress(sys.stderr, show_host=len(jobs) > 1)
+    results = deploy_fleet(jobs, forks=args.forks or 5, on_event=progress)
     return report(results, as_json=args.json, dry_run=args.dry_run)
