@@ -298,19 +298,35 @@ def _upgrade(ctx: _Ctx) -> list[Finding]:
     if blockers and facts.proxied:
         reason = "; ".join(b.reason for b in blockers)
         title = f"The WebSocket upgrade is blocked by {ctx.name}: {reason}"
+        # One fault, one finding: a client-specific blocker (Firefox's Connection form) is what
+        # the probe's upgrade-header-form observed, so that observation becomes evidence here.
+        seen = ctx.take(codes.UPGRADE_HEADER_FORM) if any(b.only for b in blockers) else []
         evidence = _evidence(*(b.where for b in blockers),
                              facts.elsewhere and f"the complete Socket.IO route is only in "
                                                  f"another server block: {facts.elsewhere}",
-                             _probe_evidence(found))
+                             _probe_evidence([*found, *seen]))
         fix = "\n".join(dict.fromkeys(b.fix for b in blockers))
         return [Finding(codes.WEBSOCKET_UPGRADE_BLOCKED, "error", title, evidence, fix)]
     if not found:
+        return []
+    if _upgrade_lost_its_session(ctx) and facts.proxied:
+        # The upgrade reached a backend that does not know the session: not a blocked upgrade
+        # but the stickiness (or several-processes) finding, which the sticky rules make.
+        ctx.notes.append("the WebSocket upgrade was answered \"Session ID unknown\": it "
+                         "reached another backend than the handshake (see the stickiness "
+                         "findings)")
         return []
     first = found[0]
     extra = (f"the config route {facts.route} looks right for upgrades: something in front "
              f"of {ctx.name} (a CDN, a load balancer, another proxy) may drop them"
              if facts.route and facts.proxied else "")
     return [replace(first, evidence=_evidence(first.evidence, extra))]
+
+
+def _upgrade_lost_its_session(ctx: _Ctx) -> bool:
+    stage = ctx.probe.stage("websocket") if ctx.probe is not None else None
+    return (stage is not None and not stage.ok
+            and any(m in stage.detail.lower() for m in ("session id unknown", "invalid session")))
 
 
 # ---- origin-rejected
@@ -361,7 +377,8 @@ def _sticky(ctx: _Ctx) -> list[Finding]:
                  "session over several servers (\"Session ID unknown\")")
         sticky = ctx.fixes.sticky(ctx.site())
         return [Finding(codes.NO_STICKY_SESSIONS, "error", title,
-                        _evidence(facts.backends_where, why, _probe_evidence(found)),
+                        _evidence(facts.backends_where, why, _probe_evidence(found),
+                                  _client_lost_sessions(ctx) if found else ""),
                         sticky, edits_of(sticky))]
     cookie = facts.affinity is not None and ("cookie" in facts.affinity
                                              or "stickysession" in facts.affinity)
@@ -378,8 +395,19 @@ def _sticky(ctx: _Ctx) -> list[Finding]:
                  "clients share one address (NAT, another proxy in front), an address hash "
                  "sends them all to one server but a cookie policy is safer") if \
             facts.affinity else ""
-        return [replace(first, evidence=_evidence(first.evidence, extra))]
+        return [replace(first, evidence=_evidence(first.evidence, extra,
+                                                  _client_lost_sessions(ctx)))]
     return []
+
+
+def _client_lost_sessions(ctx: _Ctx) -> str:
+    """python-socketio's failure when sessions are spread over servers is this finding's
+    symptom, not another fault: its evidence moves here."""
+    lost = [f for f in ctx.pending
+            if f.code == codes.UNEXPECTED_RESPONSE and f.evidence.startswith("socketio:")]
+    ctx.pending = [f for f in ctx.pending if f not in lost]
+    return _probe_evidence(lost) if lost else ""
+
 
 # ---- read-timeout-too-short
 

@@ -34,6 +34,7 @@ from wizard.probe.wire import (
     decode_payload,
     eio_query,
     http_request,
+    is_unknown_session,
     open_socket,
     parse_open,
     remaining,
@@ -147,6 +148,10 @@ FORM_FIX = (
 def form_finding(plain_ok: bool, firefox: SessionTry) -> Finding | None:
     """Only one of the two ``Connection`` forms upgrades (pure)."""
     if not firefox.opened or plain_ok == firefox.upgraded:
+        return None
+    if firefox.upgrade is not None and is_unknown_session(firefox.upgrade):
+        # The upgrade reached another backend than its handshake: a stickiness fault (the
+        # sessions and config rules say so), not the Connection header's form.
         return None
     if plain_ok:
         return Finding(
