@@ -77,6 +77,17 @@ _SEVERITY = (ExitCode.ROLLBACK_FAILED, ExitCode.CONNECTION, ExitCode.PROBE_ROLLE
              ExitCode.BAD_INPUT)
 
 
+def paragraph(title: str, detail: str, hint: str) -> str:
+    """What happened, the evidence (if any), what to do: the one shape of every failure message
+    (errors here, and a deploy's result in ``wizard.deploy.result``)."""
+    parts = [title]
+    if detail:
+        parts.append(detail.rstrip())
+    if hint:
+        parts.append(hint)
+    return "\n".join(parts)
+
+
 class SockwizardError(Exception):
     """Base of every error sockwizard reports to a user."""
 
@@ -90,12 +101,7 @@ class SockwizardError(Exception):
 
     def message(self) -> str:
         """One paragraph for stderr or a modal: what happened, evidence, what to do."""
-        parts = [self.title]
-        if self.detail:
-            parts.append(self.detail.rstrip())
-        if self.hint:
-            parts.append(self.hint)
-        return "\n".join(parts)
+        return paragraph(self.title, self.detail, self.hint)
 
 
 class InvalidSpec(SockwizardError):
@@ -125,36 +131,42 @@ class ConnectionFailed(SockwizardError):
     exit_code = ExitCode.CONNECTION
 
 
-class HostKeyUnknown(ConnectionFailed):
+class HostKeyProblem(ConnectionFailed):
+    """The host's key could not be trusted: the key it showed and the known_hosts file. Each
+    kind of problem says it in its own words (:meth:`words`)."""
+
+    def __init__(self, host: str, key_type: str, fingerprint: str, known_hosts: str) -> None:
+        self.host = host
+        self.key_type = key_type
+        self.fingerprint = fingerprint
+        self.known_hosts = known_hosts
+        super().__init__(*self.words())
+
+    def words(self) -> tuple[str, str]:
+        """(title, hint)."""
+        return f"SSH host key problem for {self.host}", ""
+
+
+class HostKeyUnknown(HostKeyProblem):
     """The host's key is not in known_hosts; the fingerprint is shown so the user can check it."""
 
-    def __init__(self, host: str, key_type: str, fingerprint: str, known_hosts: str) -> None:
-        self.host = host
-        self.key_type = key_type
-        self.fingerprint = fingerprint
-        self.known_hosts = known_hosts
-        super().__init__(
-            f"Unknown SSH host key for {host}: {key_type} {fingerprint}",
-            "Check the fingerprint on the host (ssh-keygen -lf /etc/ssh/ssh_host_*_key.pub), then "
-            f"run again with --accept-host-key {fingerprint} to record it in {known_hosts}.",
-        )
+    def words(self) -> tuple[str, str]:
+        return (f"Unknown SSH host key for {self.host}: {self.key_type} {self.fingerprint}",
+                "Check the fingerprint on the host (ssh-keygen -lf /etc/ssh/ssh_host_*_key.pub), "
+                f"then run again with --accept-host-key {self.fingerprint} to record it in "
+                f"{self.known_hosts}.")
 
 
-class HostKeyChanged(ConnectionFailed):
+class HostKeyChanged(HostKeyProblem):
     """The host presented a different key from the one recorded: possible interception."""
 
-    def __init__(self, host: str, key_type: str, fingerprint: str, known_hosts: str) -> None:
-        self.host = host
-        self.key_type = key_type
-        self.fingerprint = fingerprint
-        self.known_hosts = known_hosts
-        super().__init__(
-            f"WARNING: the SSH host key for {host} HAS CHANGED (now {key_type} {fingerprint}).",
-            "Someone could be intercepting the connection, or the host was reinstalled. "
-            "Refusing to connect. If the change is expected, remove the old line from "
-            f"{known_hosts} "
-            f"(ssh-keygen -R '{host}' -f {known_hosts}) and check the new fingerprint.",
-        )
+    def words(self) -> tuple[str, str]:
+        return (f"WARNING: the SSH host key for {self.host} HAS CHANGED (now {self.key_type} "
+                f"{self.fingerprint}).",
+                "Someone could be intercepting the connection, or the host was reinstalled. "
+                "Refusing to connect. If the change is expected, remove the old line from "
+                f"{self.known_hosts} (ssh-keygen -R '{self.host}' -f {self.known_hosts}) and "
+                "check the new fingerprint.")
 
 
 class SudoPasswordRequired(ConnectionFailed):

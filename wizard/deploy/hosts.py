@@ -30,6 +30,7 @@ from wizard.deploy.transaction import Transaction
 from wizard.errors import BadInput, ExitCode, SockwizardError
 from wizard.model import DeploySpec, Layout, ProxyKind
 from wizard.remote import Remote, host_address
+from wizard.remote import open_host as remote_open_host
 
 
 def apply(remote: Remote, spec: DeploySpec, options: DeployOptions, *,
@@ -103,14 +104,8 @@ def apply_bytes(remote: Remote, kind: ProxyKind, dest: str, content: bytes, base
 
 
 def open_host(host: str, connect: ConnectOptions) -> Remote:
-    """``--host`` + the connect flags -> an open Remote (``wizard.remote.open_remote``)."""
-    from wizard.remote import open_remote
-
-    return open_remote(
-        host, known_hosts=connect.known_hosts, accept_host_key=connect.accept_host_key,
-        identity=connect.identity, password=connect.password,
-        sudo_password=connect.sudo_password, connect_timeout=connect.connect_timeout,
-        passphrase_prompt=connect.passphrase_prompt, ssh_config=connect.ssh_config)
+    """``--host`` + the connect flags -> an open Remote (``wizard.remote.open_host``)."""
+    return remote_open_host(host, connect)
 
 
 def probe_host_for(host: str, connect: ConnectOptions) -> str:

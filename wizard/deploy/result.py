@@ -13,7 +13,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 from wizard.deploy.events import Step, StepFinished
-from wizard.errors import ExitCode
+from wizard.errors import ExitCode, paragraph
 
 if TYPE_CHECKING:
     from wizard.probe import ProbeReport
@@ -85,12 +85,7 @@ class DeployResult:
 
     def message(self) -> str:
         """One paragraph: what happened, the evidence, what to do next."""
-        parts = [self.title]
-        if self.detail:
-            parts.append(self.detail.rstrip())
-        if self.hint:
-            parts.append(self.hint)
-        return "\n".join(parts)
+        return paragraph(self.title, self.detail, self.hint)
 
     def to_dict(self) -> dict[str, Any]:
         return {

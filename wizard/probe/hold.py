@@ -9,6 +9,7 @@ anything else. A client library would hide both.
 
 from __future__ import annotations
 
+import socket
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ from wizard.probe.wire import (
     OP_CLOSE,
     Handshake,
     Target,
+    WebSocket,
     WireError,
     decode_payload,
     eio_query,
@@ -115,23 +117,38 @@ def open_session(
     return opened, first.with_cookies(headers)
 
 
+def upgrade_session(
+    sock: socket.socket, target: Target, path: str, headers: Sequence[tuple[str, str]],
+    timeout: float, sid: str, setup: float,
+) -> tuple[WebSocket, float] | str:
+    """Upgrade Engine.IO session ``sid`` on ``sock`` and connect the Socket.IO namespace
+    (``2probe``/``3probe``, ``5``, ``40``) before the ``setup`` deadline: the WebSocket and when
+    the 101 came, or what went wrong. The hold and the busy stage (``wizard.probe.lifetime``)
+    both hold a session opened this way."""
+    response, ws = ws_connect(sock, target, eio_query(path, 4, "websocket", sid), headers,
+                              remaining(setup))
+    if ws is None:
+        return f"the upgrade answered {response.summary(60)}"
+    opened = time.monotonic()
+    ws.send_text("2probe", timeout)
+    if ws.recv(remaining(setup)).text != "3probe":
+        return "the upgraded connection did not answer 2probe"
+    ws.send_text("5", timeout)
+    ws.send_text("40", timeout)
+    return ws, opened
+
+
 def _hold_websocket(
     target: Target, path: str, headers: Sequence[tuple[str, str]], timeout: float,
     insecure: bool, seconds: float, sid: str,
 ) -> HoldResult | str:
     setup = time.monotonic() + timeout  # connect, upgrade and 2probe share one deadline
-    query = eio_query(path, 4, "websocket", sid)
     sock = open_socket(target, timeout, insecure)
     try:
-        response, ws = ws_connect(sock, target, query, headers, remaining(setup))
-        if ws is None:
-            return f"the upgrade answered {response.summary(60)}"
-        opened = time.monotonic()
-        ws.send_text("2probe", timeout)
-        if ws.recv(remaining(setup)).text != "3probe":
-            return "the upgraded connection did not answer 2probe"
-        ws.send_text("5", timeout)
-        ws.send_text("40", timeout)
+        upgraded = upgrade_session(sock, target, path, headers, timeout, sid, setup)
+        if isinstance(upgraded, str):
+            return upgraded
+        ws, opened = upgraded
         log = _HoldLog("websocket", seconds, opened=opened)
         deadline = log.start + seconds
         while (left := deadline - time.monotonic()) > 0:

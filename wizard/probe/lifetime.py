@@ -19,17 +19,14 @@ from collections.abc import Sequence
 
 from wizard import findings as codes
 from wizard.findings import Finding
-from wizard.probe.hold import hold_connection, open_session
+from wizard.probe.hold import hold_connection, open_session, upgrade_session
 from wizard.probe.report import BusyResult, HoldResult
 from wizard.probe.wire import (
     OP_CLOSE,
     Handshake,
     Target,
     WireError,
-    eio_query,
     open_socket,
-    remaining,
-    ws_connect,
 )
 
 BUSY_EVERY_S = 0.5  # below any idle timeout a proxy ships with
@@ -89,16 +86,10 @@ def _busy(target: Target, path: str, headers: Sequence[tuple[str, str]], timeout
     setup = time.monotonic() + timeout
     sock = open_socket(target, timeout, insecure)
     try:
-        response, ws = ws_connect(sock, target, eio_query(path, 4, "websocket", handshake.sid),
-                                  headers, remaining(setup))
-        if ws is None:
-            return f"the upgrade answered {response.summary(60)}"
-        opened = time.monotonic()
-        ws.send_text("2probe", timeout)
-        if ws.recv(remaining(setup)).text != "3probe":
-            return "the upgraded connection did not answer 2probe"
-        ws.send_text("5", timeout)
-        ws.send_text("40", timeout)
+        upgraded = upgrade_session(sock, target, path, headers, timeout, handshake.sid, setup)
+        if isinstance(upgraded, str):
+            return upgraded
+        ws, opened = upgraded
         deadline = opened + seconds
         how = ""
         while not stop.is_set() and time.monotonic() < deadline:

@@ -41,7 +41,7 @@ from wizard.probe.report import (
     Stage,
     response_data,
 )
-from wizard.probe.sio import SioOutcome, raw_connect, sio_probe_bounded
+from wizard.probe.sio import SioOutcome, SioRequest, raw_connect, sio_probe_bounded
 from wizard.probe.wire import (
     OP_CLOSE,
     OP_TEXT,
@@ -307,14 +307,14 @@ class Run:
             self._socketio_raw()
             return
         started = time.perf_counter()
-        outcome = sio_probe_bounded(
+        outcome = sio_probe_bounded(SioRequest(
             self.target.base_url, self.path, self.headers, options.insecure, options.timeout,
             transports=["websocket"] if self.websocket_only else None,
             emit=options.emit,
             data=json.loads(options.data) if options.data is not None else None,
             has_data=options.data is not None,
             expect=options.expect,
-        )
+        ))
         self.transport = outcome.transport
         if outcome.error is not None:
             self.record("socketio", False, started, f"connect failed: {outcome.error}",

@@ -53,24 +53,32 @@ class SioOutcome:
     emit_ms: float = 0.0
 
 
-def sio_probe(
-    base_url: str,
-    path: str,
-    headers: Sequence[tuple[str, str]],
-    insecure: bool,
-    timeout: float,
-    *,
-    transports: list[str] | None = None,
-    emit: str | None = None,
-    data: Any = None,
-    has_data: bool = False,
-    expect: str | None = None,
-) -> SioOutcome:
+@dataclass(frozen=True)
+class SioRequest:
+    """One python-socketio connect (+ emit): what ``sio_probe`` does, and what
+    ``sio_probe_bounded`` sends its child as JSON."""
+
+    base_url: str
+    path: str
+    headers: Sequence[tuple[str, str]]
+    insecure: bool
+    timeout: float
+    transports: list[str] | None = None
+    emit: str | None = None
+    data: Any = None
+    has_data: bool = False
+    expect: str | None = None
+
+
+def sio_probe(request: SioRequest) -> SioOutcome:
     """Connect like a user's python client would (polling first, then the upgrade).
 
     This is the one boundary where python-socketio's exceptions (ConnectionError, TimeoutError,
     and whatever requests/websocket-client raise underneath) become text in the report.
     """
+    timeout, insecure, headers = request.timeout, request.insecure, request.headers
+    emit, expect = request.emit, request.expect
+    payload = request.data if request.has_data else None
     import engineio
     import socketio  # lazy: ~150 ms of imports that `sockwizard --help` must not pay
 
@@ -117,8 +125,8 @@ def sio_probe(
         client.on(expect, on_expected)
     started = time.perf_counter()
     try:
-        client.connect(base_url, headers=dict(headers), transports=transports,
-                       socketio_path=path, wait_timeout=timeout)
+        client.connect(request.base_url, headers=dict(headers), transports=request.transports,
+                       socketio_path=request.path, wait_timeout=timeout)
     except Exception as exc:  # MemoryError included
         return SioOutcome(None, None, client.bad_connect or _child_error(exc), _ms(started))
     connect_ms = _ms(started)
@@ -129,12 +137,12 @@ def sio_probe(
         started = time.perf_counter()
         try:
             if expect is not None:
-                client.emit(emit, data if has_data else None)
+                client.emit(emit, payload)
                 if not got.wait(timeout):
                     raise TimeoutError(f"no {expect!r} event within {timeout:g} s")
                 reply: Any = replies[0]
             else:
-                reply = client.call(emit, data if has_data else None, timeout=timeout)
+                reply = client.call(emit, payload, timeout=timeout)
         except Exception as exc:
             return dataclasses.replace(outcome, emit_error=_sio_error(exc), emit_ms=_ms(started))
         return dataclasses.replace(outcome, emit_reply=_jsonable(reply), emit_ms=_ms(started))
@@ -147,19 +155,7 @@ def sio_budget(timeout: float, emit: bool) -> float:
     return timeout * (2 if emit else 1) * 1.25 + SIO_CHILD_STARTUP_S
 
 
-def sio_probe_bounded(
-    base_url: str,
-    path: str,
-    headers: Sequence[tuple[str, str]],
-    insecure: bool,
-    timeout: float,
-    *,
-    transports: list[str] | None = None,
-    emit: str | None = None,
-    data: Any = None,
-    has_data: bool = False,
-    expect: str | None = None,
-) -> SioOutcome:
+def sio_probe_bounded(request: SioRequest) -> SioOutcome:
     """``sio_probe`` in a child process: memory capped, killed at ``sio_budget``."""
     import os
     import subprocess
@@ -167,23 +163,19 @@ def sio_probe_bounded(
 
     import wizard
 
-    request = json.dumps({
-        "base_url": base_url, "path": path, "headers": [list(h) for h in headers],
-        "insecure": insecure, "timeout": timeout, "transports": transports, "emit": emit,
-        "data": data, "has_data": has_data, "expect": expect,
-    })
+    payload = json.dumps(dataclasses.asdict(request))
     root = os.path.dirname(os.path.dirname(os.path.abspath(wizard.__file__)))
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
     env["MALLOC_ARENA_MAX"] = "2"  # glibc reserves 64 MB of address space per thread arena
-    budget = sio_budget(timeout, emit is not None)
+    budget = sio_budget(request.timeout, request.emit is not None)
     started = time.perf_counter()
     proc = subprocess.Popen(
         [sys.executable, "-c", "from wizard.probe.sio import sio_child; sio_child()"],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env,
         start_new_session=True)  # our Ctrl-C is handled here: the finally kills it
     try:
-        out, _ = proc.communicate(request.encode(), timeout=budget)
+        out, _ = proc.communicate(payload.encode(), timeout=budget)
     except subprocess.TimeoutExpired:
         return SioOutcome(None, None, f"python-socketio did not finish within {budget:g} s "
                           "(stopped: the server answers too slowly or never completes)",
@@ -254,12 +246,9 @@ def sio_child() -> None:
     sys.stdout = sys.stderr  # a library's stray print must not corrupt the answer
     try:
         request = json.loads(sys.stdin.read(1 << 20))
+        request["headers"] = [(str(k), str(v)) for k, v in request["headers"]]
         _cap_websocket_client()
-        outcome = sio_probe(
-            request["base_url"], request["path"],
-            [(str(k), str(v)) for k, v in request["headers"]], request["insecure"],
-            request["timeout"], transports=request["transports"], emit=request["emit"],
-            data=request["data"], has_data=request["has_data"], expect=request["expect"])
+        outcome = sio_probe(SioRequest(**request))
         result = dataclasses.asdict(outcome)
         if len(json.dumps(result["emit_reply"])) > MAX_REPLY_JSON:
             result["emit_reply"] = f"<a reply of more than {MAX_REPLY_JSON} bytes of JSON>"

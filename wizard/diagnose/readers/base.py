@@ -14,8 +14,8 @@ import re
 import secrets
 import shlex
 import time
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, NamedTuple
 
 from wizard.errors import SockwizardError, SudoPasswordRequired
 from wizard.remote import path_problem
@@ -194,3 +194,52 @@ def cat_files(remote: Remote, paths: Sequence[str],
             out[path] = text
     budget.spend(len(out), sum(len(t) for t in out.values()))
     return out
+
+
+class ToolRun(NamedTuple):
+    """What :func:`run_tool` got back: the version line(s), the capped check's output and exit
+    status (None when the output was cut), and the whole command result."""
+
+    head: str
+    output: str
+    status: int | None
+    result: CommandResult
+
+
+def run_tool(remote: Remote, budget: ReadBudget, *, path: str, version: str, check: str,
+             kill_s: float, limit: int, tool: str, name: str, missing: str = "") -> ToolRun:
+    """One round trip: ``version`` (its output is ``head``), then ``check`` under ``timeout -s
+    KILL kill_s`` (when the host has ``timeout``; ``$T`` in ``check`` stands for it) with its
+    output cut at ``limit`` bytes. ConfigReadError when the proxy binary ``tool`` is not there
+    (``missing`` is added to that message)."""
+    marker, end = new_marker(), new_marker()
+    result = sudo_run(remote, f"{path}; {version}; echo {marker}; T=; command -v timeout "
+                              f">/dev/null && T='timeout -s KILL {kill_s:g}'; "
+                              + capped(check, limit, end), budget=budget)
+    head, _, rest = result.stdout.partition(marker + "\n")
+    if f"{tool}: not found" in head or "command not found" in head:
+        raise ConfigReadError(f"{name} is not installed on {remote.name}{missing}",
+                              f"Check --proxy, or give the host that runs {name}.")
+    output, status = uncap(rest, end)
+    return ToolRun(head, output, status, result)
+
+
+def read_tree(remote: Remote, main: str, budget: ReadBudget, *, depth: int,
+              includes: Callable[[str], Iterable[str]]) -> dict[str, str]:
+    """Read ``main`` and, level by level (at most ``depth`` levels), the files that
+    ``includes(text)`` names in what was read (absolute paths or globs): each path once (a
+    loop ends), within the budget's files, bytes and time. The Caddy and nginx readers
+    follow their ``import``/``include`` lines with it."""
+    files: dict[str, str] = {}
+    asked: set[str] = set()
+    pending = [main]
+    for _ in range(depth):
+        pending = [p for p in dict.fromkeys(pending) if p not in asked]
+        if not pending or budget.files_left <= 0:
+            break
+        asked.update(pending)
+        got = cat_files(remote, pending, budget)
+        new = {k: v for k, v in got.items() if k not in files}
+        files.update(new)
+        pending = [p for text in new.values() for p in includes(text)]
+    return files

@@ -36,15 +36,7 @@ from wizard.diagnose.facts import (
     TimeoutFact,
     Where,
 )
-from wizard.diagnose.readers.base import (
-    ConfigReadError,
-    ReadBudget,
-    capped,
-    cat_files,
-    new_marker,
-    sudo_run,
-    uncap,
-)
+from wizard.diagnose.readers.base import ConfigReadError, ReadBudget, read_tree, run_tool
 from wizard.diagnose.readers.caddy_match import Outcome, Request, duration_of, walk
 from wizard.model import ProxyKind
 
@@ -76,18 +68,14 @@ def read(remote: Remote, query: RouteQuery, config_path: str | None,
             f"The Caddy config on {remote.name} imports files that are not regular files of "
             f"at most {budget.max_file_bytes} bytes: {', '.join(budget.refused)[:300]}",
             "Fix the import directives (a device, FIFO or huge file is never a config).")
-    marker, end = new_marker(), new_marker()
     q = shlex.quote(path)
-    adapt = capped(f"$T caddy adapt --config {q} --adapter caddyfile 2>&1", budget.bytes_left,
-                   end)
-    cmd = (f"{_PATH}; caddy version 2>&1; echo {marker}; T=; command -v timeout >/dev/null && "
-           f"T='timeout -s KILL {_ADAPT_SECONDS}'; " + ("true" if is_json else adapt))
-    result = sudo_run(remote, cmd, budget=budget)
-    head, _, rest = result.stdout.partition(marker + "\n")
-    if "caddy: not found" in head or "command not found" in head:
-        raise ConfigReadError(f"Caddy is not installed on {remote.name}",
-                              "Check --proxy, or give the host that runs Caddy.")
-    adapted, status = (texts[path], 0) if is_json else uncap(rest, end)
+    adapt = f"$T caddy adapt --config {q} --adapter caddyfile 2>&1"
+    head, adapted, status, _ = run_tool(
+        remote, budget, path=_PATH, version="caddy version 2>&1",
+        check="true" if is_json else adapt, kill_s=_ADAPT_SECONDS, limit=budget.bytes_left,
+        tool="caddy", name="Caddy")
+    if is_json:
+        adapted, status = texts[path], 0
     if status != 0:
         raise ConfigReadError(
             f"`caddy adapt` refused {path} on {remote.name}"
@@ -102,20 +90,14 @@ def read(remote: Remote, query: RouteQuery, config_path: str | None,
 
 def _read_tree(remote: Remote, main: str, budget: ReadBudget, *,
                follow: bool) -> dict[str, str]:
-    """The Caddyfile and, level by level, the files its ``import`` lines name (each once)."""
-    texts: dict[str, str] = {}
-    asked: set[str] = set()
-    pending = [main]
-    for _ in range(_MAX_IMPORT_DEPTH):
-        pending = [p for p in dict.fromkeys(pending) if p not in asked]
-        if not pending or budget.files_left <= 0:
-            break
-        asked.update(pending)
-        got = cat_files(remote, pending, budget)
-        texts.update(got)
-        pending = [posixpath.normpath(_abs(m.group(1), main)) for text in got.values()
-                   for m in _IMPORT.finditer(text)] if follow else []
-    return texts
+    """The Caddyfile and, level by level, the files its ``import`` lines name (each once:
+    :func:`read_tree`)."""
+
+    def imports(text: str) -> list[str]:
+        return [posixpath.normpath(_abs(m.group(1), main)) for m in _IMPORT.finditer(text)]
+
+    return read_tree(remote, main, budget, depth=_MAX_IMPORT_DEPTH,
+                     includes=imports if follow else lambda _: [])
 
 
 # Linear: no `\s*` that can span lines at a line start.
@@ -345,32 +327,31 @@ def _upgrade_blockers(handler: Mapping[str, Any], ws: Outcome | None, locate: _L
                            (line,) if line else where,
                            "In the reverse_proxy's `transport http` block use:\n"
                            "    versions 1.1 2   (or remove `versions`)"))
+
+    def header_up(arg: str, reason: str, shown: str, *, where_and_why: bool = True) -> None:
+        """A ``header_up ARG …`` line (``-Name`` deletes) that breaks the upgrade."""
+        line = locate.find(rf"header_up\s+{re.escape(arg)}\b")
+        fix = f"Delete the line `header_up {shown}`"
+        fix += ((f" ({line.file}:{line.line})" if line else "")
+                + ": reverse_proxy forwards upgrades by itself." if where_and_why else ".")
+        out.append(Blocker(reason, (line,) if line else where, fix))
+
     ops = [*ws.header_ops, (handler.get("headers") or {}).get("request") or {}]
     for op in ops:
         for name in op.get("delete", []) or []:
             if name.lower() in ("upgrade", "connection"):
-                line = locate.find(rf"header_up\s+-{re.escape(name)}\b")
-                out.append(Blocker(f"`header_up -{name}` removes the {name} header, so the "
-                                   "backend never sees the upgrade", (line,) if line else where,
-                                   f"Delete the line `header_up -{name}`" + (
-                                       f" ({line.file}:{line.line})" if line else "")
-                                   + ": reverse_proxy forwards upgrades by itself."))
+                header_up(f"-{name}", f"`header_up -{name}` removes the {name} header, so the "
+                          "backend never sees the upgrade", f"-{name}")
         for name, values in (op.get("set") or {}).items():
             if name.lower() == "connection" and not any("upgrade" in str(v).lower()
                                                         for v in values):
-                line = locate.find(rf"header_up\s+{re.escape(name)}\b")
-                out.append(Blocker(f"`header_up {name} {' '.join(values)}` replaces the "
-                                   "client's `Connection: upgrade`", (line,) if line else where,
-                                   f"Delete the line `header_up {name} …`" + (
-                                       f" ({line.file}:{line.line})" if line else "")
-                                   + ": reverse_proxy forwards upgrades by itself."))
+                header_up(name, f"`header_up {name} {' '.join(values)}` replaces the "
+                          "client's `Connection: upgrade`", f"{name} …")
             if name.lower() == "upgrade" and not any("websocket" in str(v).lower()
                                                      or "{http.request.header.upgrade}" in
                                                      str(v).lower() for v in values):
-                line = locate.find(rf"header_up\s+{re.escape(name)}\b")
-                out.append(Blocker(f"`header_up {name} {' '.join(values)}` replaces the "
-                                   "client's Upgrade header", (line,) if line else where,
-                                   f"Delete the line `header_up {name} …`."))
+                header_up(name, f"`header_up {name} {' '.join(values)}` replaces the "
+                          "client's Upgrade header", f"{name} …", where_and_why=False)
     return out
 
 

@@ -32,15 +32,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from wizard.diagnose.facts import Listen, RouteFacts, RouteQuery, TimeoutFact, Where
-from wizard.diagnose.readers.base import (
-    ConfigReadError,
-    ReadBudget,
-    capped,
-    cat_files,
-    new_marker,
-    sudo_run,
-    uncap,
-)
+from wizard.diagnose.readers.base import ConfigReadError, ReadBudget, cat_files, run_tool
 from wizard.diagnose.readers.haproxy_match import Acls, Request
 from wizard.diagnose.readers.haproxy_syntax import Line, Section, parse, seconds
 from wizard.model import ProxyKind
@@ -67,18 +59,12 @@ def read(remote: Remote, query: RouteQuery, config_path: str | None,
     if main not in texts:
         raise ConfigReadError(f"Cannot read {main} on {remote.name}",
                               "Check --config and the deploy user's sudo rights.")
-    marker, end = new_marker(), new_marker()
     files = f"-f {shlex.quote(main)}" + (f" -f {shlex.quote(conf_dir)}" if len(texts) > 1
                                           else "")
-    check = capped(f"$T haproxy -c {files} 2>&1", 64 * 1024, end)
-    result = sudo_run(remote, f"{_PATH}; haproxy -v 2>&1 | head -n 1; echo {marker}; T=; "
-                              f"command -v timeout >/dev/null && "
-                              f"T='timeout -s KILL {_CHECK_SECONDS}'; {check}", budget=budget)
-    head, _, rest = result.stdout.partition(marker + "\n")
-    if "haproxy: not found" in head or "command not found" in head:
-        raise ConfigReadError(f"HAProxy is not installed on {remote.name}",
-                              "Check --proxy, or give the host that runs HAProxy.")
-    output, status = uncap(rest, end)
+    head, output, status, _ = run_tool(
+        remote, budget, path=_PATH, version="haproxy -v 2>&1 | head -n 1",
+        check=f"$T haproxy -c {files} 2>&1", kill_s=_CHECK_SECONDS, limit=64 * 1024,
+        tool="haproxy", name="HAProxy")
     facts = facts_from_files(texts, query, version=_version(head),
                              source=f"haproxy -c {files} on {remote.name}")
     if status != 0:

@@ -25,15 +25,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from wizard.diagnose.facts import RouteFacts, RouteQuery
-from wizard.diagnose.readers.base import (
-    ConfigReadError,
-    ReadBudget,
-    capped,
-    cat_files,
-    new_marker,
-    sudo_run,
-    uncap,
-)
+from wizard.diagnose.readers.base import ConfigReadError, ReadBudget, read_tree, run_tool
 from wizard.diagnose.readers.nginx_analysis import MAP_LINES, _Analysis
 from wizard.diagnose.readers.nginx_syntax import (
     MAX_INCLUDE_DEPTH,
@@ -60,25 +52,19 @@ _NGINX_T_SECONDS = 10
 def read(remote: Remote, query: RouteQuery, config_path: str | None,
          budget: ReadBudget | None = None) -> RouteFacts:
     budget = budget if budget is not None else ReadBudget()
-    marker, end = new_marker(), new_marker()
     conf = f" -c {shlex.quote(config_path)}" if config_path else ""
     # -T prints every file of the tree: cut at the byte budget. `timeout` stops an nginx that
     # blocks opening a FIFO in the tree (the files are then read directly, with caps).
     limit = budget.bytes_left
-    dump_cmd = capped(f"$T nginx -T{conf}", limit, end)
-    result = sudo_run(remote, f"{_PATH}; nginx -v 2>&1; echo {marker}; T=; command -v timeout "
-                              f">/dev/null && T='timeout -s KILL {_NGINX_T_SECONDS}'; {dump_cmd}",
-                      budget=budget)
-    head, _, dump = result.stdout.partition(marker + "\n")
-    dump, status = uncap(dump, end)
+    head, dump, status, result = run_tool(
+        remote, budget, path=_PATH, version="nginx -v 2>&1", check=f"$T nginx -T{conf}",
+        kill_s=_NGINX_T_SECONDS, limit=limit, tool="nginx", name="nginx",
+        missing=" (nginx -v failed)")
     if status is None and len(dump) >= 0.9 * limit:  # head cut it: no status line
         raise ConfigReadError(
             f"The nginx config on {remote.name} is larger than {limit} bytes "
             "(nginx -T)", "Check the include directives for huge or repeated files.")
     version = _version(head)
-    if "nginx: not found" in head or "command not found" in head:
-        raise ConfigReadError(f"nginx is not installed on {remote.name} (nginx -v failed)",
-                              "Check --proxy, or give the host that runs nginx.")
     source = f"nginx -T{conf} on {remote.name}"
     files = split_dump(dump) if status == 0 or (status is None and result.ok) else []
     if not files:
@@ -112,26 +98,19 @@ def _version(text: str) -> str | None:
 
 
 def _read_tree(remote: Remote, main: str, budget: ReadBudget) -> list[tuple[str, str]]:
-    """Read ``main`` and, level by level, the files its ``include`` directives name: each
-    path once (a loop ends), within the budget's files, bytes and time."""
-    files: dict[str, str] = {}
-    asked: set[str] = set()
-    pending = [main]
+    """Read ``main`` and, level by level, the files its ``include`` directives name
+    (:func:`read_tree`): ``main`` first, the others sorted."""
     conf_dir = posixpath.dirname(main)
-    for _ in range(MAX_INCLUDE_DEPTH):
-        pending = [p for p in dict.fromkeys(pending) if p not in asked]
-        if not pending or budget.files_left <= 0:
-            break
-        asked.update(pending)
-        got = cat_files(remote, pending, budget)
-        new = {k: v for k, v in got.items() if k not in files}
-        files.update(new)
-        pending = []
-        for text in new.values():
-            for m in _INCLUDE.finditer(text):
-                arg = m.group(1).strip().strip("'\"")
-                path = arg if arg.startswith("/") else posixpath.join(conf_dir, arg)
-                pending.append(posixpath.normpath(path))
+
+    def includes(text: str) -> list[str]:
+        out = []
+        for m in _INCLUDE.finditer(text):
+            arg = m.group(1).strip().strip("'\"")
+            path = arg if arg.startswith("/") else posixpath.join(conf_dir, arg)
+            out.append(posixpath.normpath(path))
+        return out
+
+    files = read_tree(remote, main, budget, depth=MAX_INCLUDE_DEPTH, includes=includes)
     ordered = [main, *sorted(k for k in files if k != main)]
     return [(k, files[k]) for k in ordered if k in files]
 

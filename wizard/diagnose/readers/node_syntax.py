@@ -10,24 +10,32 @@ import operator
 import re
 
 
+def _after_string(text: str, i: int) -> int:
+    """The index just after the string literal whose opening quote is at ``i`` (backslash
+    escapes skipped; the end of the text when it is not closed)."""
+    quote = text[i]
+    i += 1
+    while i < len(text):
+        c = text[i]
+        if c == "\\":
+            i += 2
+            continue
+        if c == quote:
+            return i + 1
+        i += 1
+    return i
+
+
 def blank_comments(text: str) -> str:
     """Replace // and /* */ comments with spaces (offsets and line numbers are kept)."""
     out = list(text)
     i, n = 0, len(text)
-    quote: str | None = None
     while i < n:
         c = text[i]
-        if quote:
-            if c == "\\":
-                i += 2
-                continue
-            if c == quote:
-                quote = None
-            i += 1
-            continue
         if c in "'\"`":
-            quote = c
-        elif text.startswith("//", i):
+            i = _after_string(text, i)
+            continue
+        if text.startswith("//", i):
             end = text.find("\n", i)
             end = n if end < 0 else end
             for j in range(i, end):
@@ -49,19 +57,13 @@ def blank_comments(text: str) -> str:
 def balanced(text: str, start: int) -> str:
     """The ``{...}`` starting at ``start`` (a best effort that respects string quotes)."""
     depth = 0
-    quote: str | None = None
     i = start
     while i < len(text):
         c = text[i]
-        if quote:
-            if c == "\\":
-                i += 2
-                continue
-            if c == quote:
-                quote = None
-        elif c in "'\"`":
-            quote = c
-        elif c == "{":
+        if c in "'\"`":
+            i = _after_string(text, i)
+            continue
+        if c == "{":
             depth += 1
         elif c == "}":
             depth -= 1
