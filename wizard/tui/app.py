@@ -32,7 +32,7 @@ from wizard.errors import ExitCode, InvalidSpec, SockwizardError
 from wizard.tui.flow import STEPS, Step
 from wizard.tui.screens.base import StepScreen, forward_worker_error, run_in_thread
 from wizard.tui.services import Connector, Services, default_connector
-from wizard.tui.state import Back, Mode, Next, Restart, WizardState
+from wizard.tui.state import Back, Mode, Next, Restart, WizardState, without_stale_results
 
 if TYPE_CHECKING:
     from wizard.sandbox import Sandbox
@@ -117,6 +117,12 @@ class SockwizardApp(App[int]):
     TITLE = "sockwizard"
     SUB_TITLE = "Socket.IO behind a reverse proxy"
 
+    # Classes the screens get by the terminal's size (wizard.tcss): below 100 columns the step
+    # list folds into one line above the step; below 30 lines the frame drops its spacing, so
+    # 80x24 (a classic SSH terminal) gives the step's own content, not chrome, the room.
+    HORIZONTAL_BREAKPOINTS: ClassVar[list[tuple[int, str]]] = [(0, "-narrow"), (100, "-wide")]
+    VERTICAL_BREAKPOINTS: ClassVar[list[tuple[int, str]]] = [(0, "-short"), (30, "-tall")]
+
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("ctrl+t", "toggle_dark", "Light/dark"),
         Binding("ctrl+q", "quit", "Quit", priority=True),
@@ -181,7 +187,7 @@ class SockwizardApp(App[int]):
             answer = await self.push_screen_wait(screen)
             if isinstance(answer, Restart):
                 self._set_state(replace(answer.state, connection=None, deploy_report=None,
-                                        sandbox=None))
+                                        deployed_spec=None, sandbox=None))
                 index = 0
             elif isinstance(answer, Back):
                 self._set_state(answer.state)
@@ -197,8 +203,10 @@ class SockwizardApp(App[int]):
 
     def _set_state(self, state: WizardState) -> None:
         """Keep the latest state (palette commands read it); close a connection or stop a
-        sandbox left behind (a sandbox stops in a thread: it waits for its processes)."""
+        sandbox left behind (a sandbox stops in a thread: it waits for its processes).
+        Results made for another spec or target are dropped (``without_stale_results``)."""
         old = self.state
+        state = without_stale_results(old, state)
         if old.connection is not None and old.connection is not state.connection:
             old.connection.close()
         if old.sandbox is not None and old.sandbox is not state.sandbox:

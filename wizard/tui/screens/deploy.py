@@ -1,7 +1,9 @@
 """Step 7: run the guarded deploy (``wizard.deploy.apply``) over the open connection.
 
 On arrival a dry run (the same transaction with ``dry_run=True``: detect and diff, nothing
-changed) fills the Diff and Plan tabs. "Deploy" then runs the transaction in a thread worker;
+changed) fills the Diff and Plan tabs, and its warnings (e.g. a default site that shadows the
+new one) are listed before anything changes. "Deploy" (the button or ``d``, never Next) asks
+for a confirmation naming the host and the file, then runs the transaction in a thread worker;
 its events become rows (spinner, then ✓/✗ and time, the checker's output under a failure), and
 the result says plainly whether the host was rolled back. Rollback restores the backup this
 deploy made, through the same core call ``sockwizard rollback`` uses. The History tab lists
@@ -26,6 +28,7 @@ from wizard.deploy import (
     DeployEvent,
     DeployOptions,
     DeployResult,
+    Notice,
     Outcome,
     host_history,
     rollback_result,
@@ -64,7 +67,7 @@ def result_content(result: DeployResult) -> Content:
 class DeployScreen(StepScreen):
 
     CSS_PATH = "results.tcss"
-    NEXT_LABEL = "Deploy"
+    NEXT_LABEL = "Probe & verdict"
     BODY_SCROLLS = False
 
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -76,9 +79,11 @@ class DeployScreen(StepScreen):
     def __init__(self, state: WizardState, index: int, services: Services) -> None:
         super().__init__(state, index, services)
         self.deploy_result: DeployResult | None = None
+        self.planned: DeployResult | None = None  # the dry run's result (dest, warnings)
         self.busy = False
         self.planning = False
         self.sandbox: Sandbox | None = state.sandbox
+        self.deployed_spec = state.deployed_spec
 
     @property
     def in_sandbox(self) -> bool:
@@ -129,9 +134,9 @@ class DeployScreen(StepScreen):
             for step in earlier.steps:
                 log.handle(step)
             self._show_result(earlier)
-            if earlier.diff:
-                self.query_one("#deploy-diff", CodeView).show(earlier.diff, "diff")
+            self._show_plan(earlier)
             return
+        self.query_one("#next", Button).disabled = True  # until something was deployed
         self.query_one(DeployLog).mount(Static(
             "Press Deploy (d) to run the steps. The Diff and Plan tabs show what will change.",
             classes="muted"))
@@ -167,7 +172,8 @@ class DeployScreen(StepScreen):
         self.query_one("#deploy", Button).disabled = True
         self.set_status("Reading the host…")
         try:
-            planned = await self.in_thread(apply_on, self.state, self.options(dry_run=True))
+            planned = await self.in_thread(apply_on, self.state, self.options(dry_run=True),
+                                           self._notice_from_thread)
         finally:
             self.planning = False
             self.refresh_bindings()
@@ -176,10 +182,18 @@ class DeployScreen(StepScreen):
             if not self.busy:
                 deploy.focus()
             self.set_status("")
+        self.planned = planned
         self._show_plan(planned)
         if planned.outcome is not Outcome.PLANNED:  # could not even detect: say why
             self._show_result(planned)
         self.show_history(planned.dest)
+
+    def _notice_from_thread(self, event: DeployEvent) -> None:
+        """The dry run's sink: its warnings and notes (a default site that would shadow the
+        new config, a missing marker...) are shown before Deploy; its step rows are not (they
+        would read as if something had been deployed)."""
+        if isinstance(event, Notice):
+            self.post_message(DeployEventSeen(event))
 
     # -- the host's last entries -------------------------------------------------------------
 
@@ -214,12 +228,17 @@ class DeployScreen(StepScreen):
     # -- the deploy --------------------------------------------------------------------------
 
     def action_next(self) -> None:
+        """Go on to the verdict once something was deployed. Never deploys: that takes the
+        Deploy button (or ``d``) and, on a real host, a confirmation."""
         if self.busy or self.planning:
             return
         if self.deploy_result is None or self.deploy_result.outcome is Outcome.PLANNED:
-            self.action_deploy()
+            self.notify("Nothing is deployed yet: press Deploy (d) first.",
+                        title="Not deployed", severity="warning", timeout=4)
+            self.query_one("#deploy", Button).focus()
             return
-        state = replace(self.state, deploy_report=self.deploy_result, sandbox=self.sandbox)
+        state = replace(self.state, deploy_report=self.deploy_result, sandbox=self.sandbox,
+                        deployed_spec=self.deployed_spec)
         self.dismiss(Next(state))
 
     def action_deploy(self) -> None:
@@ -228,8 +247,35 @@ class DeployScreen(StepScreen):
         elif not self.busy:
             self.deploy()
 
+    def confirmation(self) -> str:
+        """The question asked before a deploy to a real host: which host, which file, what
+        happens, and every warning the dry run raised."""
+        conn = self.state.connection
+        host = conn.remote.name if conn else "?"
+        if host == "local":
+            host = "this machine"
+        planned = self.planned
+        dest = planned.dest if planned and planned.dest else "the file detected on the host"
+        lines = [f"Write {dest} on {host}, validate it and reload "
+                 f"{self.state.spec.proxy.value}?",
+                 "The current file is backed up first and put back if the validation, the "
+                 "reload or the probe fails."]
+        warnings = planned.warnings if planned else ()
+        lines += [f"! {w}" for w in warnings]
+        return "\n\n".join(lines)
+
     @work(exclusive=True, group="deploy", exit_on_error=False)
     async def deploy(self) -> None:
+        if not self.in_sandbox:
+            conn = self.state.connection
+            where = "this machine" if conn is None or conn.remote.name == "local" \
+                else conn.remote.name
+            sure = await self.app.push_screen_wait(ConfirmModal(
+                f"Deploy to {where}", self.confirmation(), yes="Deploy"))
+            if not sure:
+                self.set_status("Not deployed.")
+                return
+        self.deployed_spec = self.state.spec
         log = self.query_one(DeployLog)
         log.clear()
         self.query_one("#deploy-tabs", TabbedContent).active = "tab-steps"
@@ -284,6 +330,7 @@ class DeployScreen(StepScreen):
 
     def _show_result(self, result: DeployResult) -> None:
         self.deploy_result = result
+        self.add_class("-has-result")
         banner = self.query_one("#deploy-result", Static)
         banner.update(result_content(result))
         banner.remove_class("hidden")
@@ -294,7 +341,7 @@ class DeployScreen(StepScreen):
             result.outcome in (Outcome.DEPLOYED, Outcome.KEPT) and result.backup is not None
             and self.state.connection is not None)
         self.refresh_bindings()
-        self.set_next_label("Probe & verdict")
+        self.query_one("#next", Button).disabled = result.outcome is Outcome.PLANNED
         if result.detail and result.outcome not in (Outcome.DEPLOYED, Outcome.UNCHANGED):
             self.query_one(DeployLog).mount(Static(
                 Content.assemble(("evidence\n", "bold $text-muted"), result.detail),

@@ -17,7 +17,7 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
-from textual.widgets import Button, Input, RadioButton, RadioSet, Static
+from textual.widgets import Button, Input, RadioSet, Static
 
 from wizard.diagnose import Diagnosis, run_diagnosis
 from wizard.model import ProxyKind
@@ -28,6 +28,7 @@ from wizard.tui.screens.base import StepScreen
 from wizard.tui.screens.shared import ProbeResultScreen
 from wizard.tui.services import Services
 from wizard.tui.state import WizardState
+from wizard.tui.widgets.choice import Choice, Choices
 from wizard.tui.widgets.field import Field, ModelCheck
 from wizard.tui.widgets.probe_view import ProbeView
 
@@ -54,10 +55,10 @@ class DiagnoseUrlScreen(StepScreen):
                                                 validators=[ModelCheck(self._url_problem)]),
                         id="field-path")
         if self.state.connection is not None:
-            with RadioSet(id="proxy-kind") as kinds:
+            with Choices(id="proxy-kind") as kinds:
                 kinds.border_title = "Which proxy serves it (its config is read over SSH)"
                 for kind in _KINDS:
-                    yield RadioButton(PROFILES[kind].title, value=state.spec.proxy is kind,
+                    yield Choice(PROFILES[kind].title, value=state.spec.proxy is kind,
                                       id=f"kind-{kind.value}")
             with Vertical(classes="panel") as config:
                 config.border_title = "Config"
