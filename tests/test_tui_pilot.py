@@ -34,7 +34,7 @@ from wizard.tui.app import SockwizardApp, default_connector
 from wizard.tui.screens.backends import BackendsScreen
 from wizard.tui.screens.deploy import DeployScreen
 from wizard.tui.screens.diagnose import FindingsScreen
-from wizard.tui.screens.modals import HostKeyModal
+from wizard.tui.screens.modals import ConfirmModal, HostKeyModal
 from wizard.tui.screens.path import PathScreen
 from wizard.tui.screens.preview import PreviewScreen
 from wizard.tui.screens.proxy import ProxyScreen
@@ -169,6 +169,13 @@ async def walk_to_target(pilot: Pilot[Any], app: SockwizardApp, backend: str,
     await until(pilot, "target step", on_screen(app, TargetScreen))
 
 
+async def deploy_and_confirm(pilot: Pilot[Any], app: SockwizardApp) -> None:
+    """Press Deploy (d) and confirm the modal that names the host and the file (y)."""
+    await pilot.press("d")
+    await until(pilot, "the deploy confirmation", on_screen(app, ConfirmModal))
+    await pilot.press("y")
+
+
 async def fill_overrides(pilot: Pilot[Any], dest: str, validate: str, reload: str,
                          probe_url: str = "") -> None:
     await tab_to(pilot, "CollapsibleTitle")
@@ -198,7 +205,7 @@ async def test_keyboard_flow_deploys_and_probes(node_backend: Any) -> None:
         await tab_to(pilot, "#opt-probe")  # the fake host has no proxy to settle on:
         await pilot.press("space")  # the verdict step probes the backend instead
         await until(pilot, "the dry run", lambda: not screen.planning)
-        await pilot.press("d")
+        await deploy_and_confirm(pilot, app)
         await until(pilot, "deploy result", lambda: screen.deploy_result is not None
                     and not screen.busy)
         result = screen.deploy_result
@@ -330,7 +337,7 @@ async def test_validation_failure_is_rolled_back_and_shown() -> None:
         screen = app.screen
         assert isinstance(screen, DeployScreen)
         await until(pilot, "the dry run", lambda: not screen.planning)
-        await pilot.press("d")
+        await deploy_and_confirm(pilot, app)
         await until(pilot, "deploy result", lambda: screen.deploy_result is not None
                     and not screen.busy)
         assert screen.deploy_result is not None
@@ -445,7 +452,7 @@ async def test_worker_threads_never_touch_the_dom(node_backend: Any,
         assert isinstance(screen, DeployScreen)
         await until(pilot, "the dry run", lambda: not screen.planning)
         screen.query_one("#opt-probe", Checkbox).value = False  # the fake host has no proxy
-        await pilot.press("d")
+        await deploy_and_confirm(pilot, app)
         await until(pilot, "deploy result", lambda: screen.deploy_result is not None
                     and not screen.busy)
         result = screen.deploy_result
@@ -740,7 +747,7 @@ async def test_full_flow_real_sshd_nginx_node(sshd: Any, proxy_factory: Any, nod
         screen = app.screen
         assert isinstance(screen, DeployScreen)
         await until(pilot, "the dry run", lambda: not screen.planning)
-        await pilot.press("d")
+        await deploy_and_confirm(pilot, app)
         await until(pilot, "deploy result", lambda: screen.deploy_result is not None
                     and not screen.busy, timeout=120)
         result = screen.deploy_result
@@ -834,7 +841,7 @@ async def test_the_deploy_step_shows_the_hosts_last_entries() -> None:
         table = screen.query_one("#deploy-history", DataTable)
         await until(pilot, "an empty history", lambda: table.row_count == 1)
         assert "no deploy recorded" in str(table.get_row_at(0))
-        await pilot.press("d")
+        await deploy_and_confirm(pilot, app)
         await until(pilot, "deploy result", lambda: screen.deploy_result is not None
                     and not screen.busy)
         await until(pilot, "the history", lambda: "rolled back" in str(table.get_row_at(0)))

@@ -120,8 +120,8 @@ class SockwizardApp(App[int]):
     # Classes the screens get by the terminal's size (wizard.tcss): below 100 columns the step
     # list folds into one line above the step; below 30 lines the frame drops its spacing, so
     # 80x24 (a classic SSH terminal) gives the step's own content, not chrome, the room.
-    HORIZONTAL_BREAKPOINTS: ClassVar[list[tuple[int, str]]] = [(0, "-narrow"), (100, "-wide")]
-    VERTICAL_BREAKPOINTS: ClassVar[list[tuple[int, str]]] = [(0, "-short"), (30, "-tall")]
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (100, "-wide")]  # noqa: RUF012 (as App has it)
+    VERTICAL_BREAKPOINTS = [(0, "-short"), (30, "-tall")]  # noqa: RUF012
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("ctrl+t", "toggle_dark", "Light/dark"),
@@ -320,7 +320,8 @@ class SockwizardApp(App[int]):
                             self.action_start_over)
         yield SystemCommand("Toggle light/dark", "Switch between the light and dark theme",
                             self.action_toggle_dark)
-        step = self.current_step()
+        # ``screen`` is the screen the palette was opened over: ``self.screen`` is the palette.
+        step = screen if isinstance(screen, StepScreen) else self.current_step()
         if step is not None:
             for title, help_text, callback in step.palette_commands():
                 yield SystemCommand(title, help_text, callback)

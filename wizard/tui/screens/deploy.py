@@ -86,12 +86,19 @@ class DeployScreen(StepScreen):
         self.deployed_spec = state.deployed_spec
 
     @property
+    def where(self) -> str:
+        """The host, as the user knows it: "this machine" rather than the remote's "local"."""
+        if self.state.target.kind is TargetKind.LOCAL:
+            return "this machine"
+        conn = self.state.connection
+        return conn.remote.name if conn else "?"
+
+    @property
     def in_sandbox(self) -> bool:
         return self.state.target.kind is TargetKind.SANDBOX
 
     def compose_body(self) -> ComposeResult:
-        conn = self.state.connection
-        where = conn.remote.name if conn else "?"
+        where = self.where
         if self.in_sandbox:
             yield Static(Content.assemble(
                 ("Start a throwaway ", "$text-muted"), (self.state.spec.proxy.value, "bold"),
@@ -185,7 +192,7 @@ class DeployScreen(StepScreen):
         self.planned = planned
         self._show_plan(planned)
         if planned.outcome is not Outcome.PLANNED:  # could not even detect: say why
-            self._show_result(planned)
+            self._show_result(planned, deployed=False)
         self.show_history(planned.dest)
 
     def _notice_from_thread(self, event: DeployEvent) -> None:
@@ -237,9 +244,14 @@ class DeployScreen(StepScreen):
                         title="Not deployed", severity="warning", timeout=4)
             self.query_one("#deploy", Button).focus()
             return
-        state = replace(self.state, deploy_report=self.deploy_result, sandbox=self.sandbox,
-                        deployed_spec=self.deployed_spec)
-        self.dismiss(Next(state))
+        self.dismiss(Next(self.back_state()))
+
+    def back_state(self) -> WizardState:
+        """Back keeps what was deployed (the wizard drops it if the spec is then edited)."""
+        if self.deploy_result is None or self.deploy_result.outcome is Outcome.PLANNED:
+            return replace(self.state, sandbox=self.sandbox)
+        return replace(self.state, deploy_report=self.deploy_result, sandbox=self.sandbox,
+                       deployed_spec=self.deployed_spec)
 
     def action_deploy(self) -> None:
         if self.planning:
@@ -250,10 +262,7 @@ class DeployScreen(StepScreen):
     def confirmation(self) -> str:
         """The question asked before a deploy to a real host: which host, which file, what
         happens, and every warning the dry run raised."""
-        conn = self.state.connection
-        host = conn.remote.name if conn else "?"
-        if host == "local":
-            host = "this machine"
+        host = self.where
         planned = self.planned
         dest = planned.dest if planned and planned.dest else "the file detected on the host"
         lines = [f"Write {dest} on {host}, validate it and reload "
@@ -267,11 +276,8 @@ class DeployScreen(StepScreen):
     @work(exclusive=True, group="deploy", exit_on_error=False)
     async def deploy(self) -> None:
         if not self.in_sandbox:
-            conn = self.state.connection
-            where = "this machine" if conn is None or conn.remote.name == "local" \
-                else conn.remote.name
             sure = await self.app.push_screen_wait(ConfirmModal(
-                f"Deploy to {where}", self.confirmation(), yes="Deploy"))
+                f"Deploy to {self.where}", self.confirmation(), yes="Deploy"))
             if not sure:
                 self.set_status("Not deployed.")
                 return
@@ -328,8 +334,10 @@ class DeployScreen(StepScreen):
         """Show a finished deploy (also used to replay a recorded one in tests)."""
         self._show_result(result)
 
-    def _show_result(self, result: DeployResult) -> None:
-        self.deploy_result = result
+    def _show_result(self, result: DeployResult, *, deployed: bool = True) -> None:
+        """The banner; ``deployed`` False for a dry run that failed (nothing to go on with)."""
+        if deployed:
+            self.deploy_result = result
         self.add_class("-has-result")
         banner = self.query_one("#deploy-result", Static)
         banner.update(result_content(result))
@@ -341,7 +349,8 @@ class DeployScreen(StepScreen):
             result.outcome in (Outcome.DEPLOYED, Outcome.KEPT) and result.backup is not None
             and self.state.connection is not None)
         self.refresh_bindings()
-        self.query_one("#next", Button).disabled = result.outcome is Outcome.PLANNED
+        self.query_one("#next", Button).disabled = self.deploy_result is None \
+            or self.deploy_result.outcome is Outcome.PLANNED
         if result.detail and result.outcome not in (Outcome.DEPLOYED, Outcome.UNCHANGED):
             self.query_one(DeployLog).mount(Static(
                 Content.assemble(("evidence\n", "bold $text-muted"), result.detail),

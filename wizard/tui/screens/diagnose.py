@@ -166,7 +166,7 @@ class FindingsScreen(ProbeResultScreen):
         what = (f"Holding an idle connection for {hold:g} s…" if hold
                 else "Probing and reading the config…")
         view.reset(what)
-        self._busy(True, what)
+        self._busy(True, what, hold)
         options = ProbeOptions(path=self.state.probe_path or "/socket.io/", hold=hold,
                                insecure=(self.state.probe_url or "").startswith("https://"))
         try:

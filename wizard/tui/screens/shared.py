@@ -5,10 +5,12 @@ and only posts ``messages.StageSeen``; the handler here adds the row on the UI t
 
 from __future__ import annotations
 
+import time
 from dataclasses import replace
 from typing import Any, ClassVar
 
 from textual import on
+from textual.timer import Timer
 from textual.widgets import Button, Static
 
 from wizard.model import DeploySpec
@@ -60,6 +62,8 @@ class ProbeResultScreen(StepScreen):
 
     CSS_PATH = "results.tcss"
 
+    _hold_timer: Timer | None = None
+
     @property
     def hold_seconds(self) -> int:
         raise NotImplementedError
@@ -79,10 +83,26 @@ class ProbeResultScreen(StepScreen):
     def on_stage_seen(self, message: StageSeen) -> None:
         self.query_one(ProbeView).add_stage(message.stage)
 
-    def _busy(self, busy: bool, what: str) -> None:
+    def _busy(self, busy: bool, what: str, hold: float = 0) -> None:
+        """Grey the actions while a probe runs; during a hold, count the seconds (a hold is
+        long by design: the user sees it advance, and that a drop would end it early)."""
         for button in self.query("#probe-actions Button").results(Button):
             button.disabled = busy
-        self.query_one("#probe-status", Static).update(what)
+        status = self.query_one("#probe-status", Static)
+        status.update(what)
+        if self._hold_timer is not None:
+            self._hold_timer.stop()
+            self._hold_timer = None
+        if busy and hold:
+            started = time.monotonic()
+
+            def tick() -> None:
+                held = time.monotonic() - started
+                status.update(f"Holding an idle connection: {held:.0f} s of {hold:g} s, "
+                              "answering the server's pings (a drop ends it early)…")
+
+            tick()
+            self._hold_timer = self.set_interval(1, tick)
 
     def action_retry(self) -> None:
         self.run_check()

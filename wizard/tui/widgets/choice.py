@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 from textual.binding import Binding, BindingType
+from textual.content import Content
 from textual.message import Message
 from textual.widgets import RadioButton, RadioSet
 
@@ -19,9 +20,10 @@ from textual.widgets import RadioButton, RadioSet
 class Choice(RadioButton):
     """A radio button whose mark is a glyph, not only a colour."""
 
-    @property  # type: ignore[override]
-    def BUTTON_INNER(self) -> str:  # noqa: N802 (Textual's name)
-        return "●" if self.value else "○"
+    @property
+    def _button(self) -> Content:
+        self.BUTTON_INNER = "●" if self.value else "○"
+        return super()._button
 
 
 class Choices(RadioSet):

@@ -25,10 +25,15 @@ _SEVERITY = {"error": ("✗ error", "bold $text-error"),
              "info": ("i info", "bold $text-accent")}
 
 
+def format_ms(ms: float) -> str:
+    """A stage's time: ``12.3 ms`` below a second, ``50.0 s`` above (a hold lasts ~50 s)."""
+    return f"{ms:.1f} ms" if ms < 1000 else f"{ms / 1000:.1f} s"
+
+
 def stage_cells(stage: Stage) -> tuple[Text, Text, Text, Text]:
     """One table row. Rich Text: DataTable measures it for the column widths."""
     mark = Text("✓", style="bold green") if stage.ok else Text("✗", style="bold red")
-    ms = Text(f"{stage.ms:>7.1f}")
+    ms = Text(f"{format_ms(stage.ms):>8}")
     return mark, Text(stage.name), ms, Text(stage.detail)
 
 
@@ -97,7 +102,7 @@ class ProbeView(Vertical):
         table = self.query_one("#stages", DataTable)
         table.add_column("", key="ok", width=1)
         table.add_column("stage", key="stage", width=12)
-        table.add_column(Text(f"{'ms':>7}"), key="ms", width=7)
+        table.add_column(Text(f"{'time':>8}"), key="ms", width=8)
         table.add_column("what it saw", key="detail")
 
     def reset(self, what: str) -> None:
