@@ -96,6 +96,7 @@ async def test_ctrl_n_never_deploys_and_deploy_asks_first(size: tuple[int, int])
         assert app.screen is screen and screen.deploy_result is None
         assert DEST not in remote.files, "^n deployed"
         assert screen.query_one("#next", Button).disabled
+        assert len(app._notifications) == 1  # one "Nothing is deployed yet", not five
         # Deploy asks first, naming the host and the file; Cancel (the default) changes nothing.
         await pilot.press("d")
         await until(pilot, "the confirmation", on_screen(app, ConfirmModal))
@@ -124,6 +125,7 @@ async def test_target_remembers_the_last_choice(size: tuple[int, int]) -> None:
         await until(pilot, "preview", on_screen(app, PreviewScreen))
         await pilot.press("ctrl+n")  # ...and forward again
         await until(pilot, "target step", on_screen(app, TargetScreen))
+        assert not app._notifications
         kind = app.screen.query_one("#kind", Choices)
         assert kind.pressed_button is not None and kind.pressed_button.id == "kind-sandbox"
 
@@ -261,3 +263,89 @@ async def test_radio_choices_have_a_mark_and_enter_goes_on(size: tuple[int, int]
         assert marks["path-default"] == "●" and marks["path-custom"] == "○", marks
         await pilot.press("enter")  # Enter on the choice already made: the next step
         await until(pilot, "backends step", on_screen(app, BackendsScreen))
+
+
+# -- friction: diagnose says when the config read and the probe disagree ---------------------
+
+ANOTHER_PROXY = ("the config read shows no proxied route for /socket.io/, yet the probe got a "
+                 "Socket.IO handshake: the URL may reach another proxy")
+
+
+@pytest.mark.parametrize("size", SIZES)
+@sync
+async def test_diagnose_shows_the_notes_not_nothing_to_fix(
+        size: tuple[int, int], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The wrong proxy chosen: no finding in its config, and the note ``sockwizard diagnose``
+    prints (rules._path) — not "No findings: nothing to fix"."""
+    from wizard.diagnose import Diagnosis
+    from wizard.tui.screens import diagnose as screen_module
+    from wizard.tui.screens.diagnose import FindingsScreen
+
+    def diagnosed(*_: Any) -> Diagnosis:
+        return Diagnosis("http://127.0.0.1:9", "/socket.io/", (), None, None,
+                         notes=(ANOTHER_PROXY,))
+
+    monkeypatch.setattr(screen_module, "diagnose_state", diagnosed)
+    state = WizardState(mode=Mode.DIAGNOSE, probe_url="http://127.0.0.1:9",
+                        target=TargetChoice(kind=TargetKind.NONE))
+    app = SockwizardApp(state=state, start_at=3)
+    async with app.run_test(size=size) as pilot:
+        await until(pilot, "findings", lambda: isinstance(app.screen, FindingsScreen)
+                    and getattr(app.screen, "diagnosis", None) is not None)
+        await pilot.pause()
+        shown = " ".join(text_of(s) for s in app.screen.query("#findings Static")
+                         .results(Static))
+        assert "may reach another proxy" in shown
+        assert "nothing to fix" not in shown
+
+
+# -- 2. the verdict judges what was deployed; friction: a hold reads in seconds --------------
+
+
+@pytest.mark.parametrize("size", SIZES)
+@sync
+async def test_the_verdict_reads_the_deployed_spec_and_times_in_seconds(
+        size: tuple[int, int]) -> None:
+    from wizard.deploy import DeployResult
+    from wizard.errors import ExitCode
+    from wizard.probe import ProbeReport, Stage
+    from wizard.probe.wire import Handshake
+    from wizard.tui.screens.verdict import VerdictScreen
+
+    handshake = Handshake("sid", ("websocket",), 25000, 20000, 1_000_000, 4)
+    report = ProbeReport("http://127.0.0.1:8080", "/socket.io/", True, "websocket", handshake,
+                         (Stage("tcp", True, 0.4, "connected"),
+                          Stage("hold", True, 50026.6, "held 50 s, 2 pings")), ())
+    result = DeployResult(host="mem", outcome=Outcome.DEPLOYED, exit_code=ExitCode.OK,
+                          title="Deployed", dest=DEST, probe=report)
+    deployed = DeploySpec(read_timeout=60)
+    state = WizardState(spec=replace(deployed, read_timeout=90), deployed_spec=deployed,
+                        deploy_report=result)
+    app = SockwizardApp(state=state, start_at=7)
+    async with app.run_test(size=size) as pilot:
+        await until(pilot, "verdict", lambda: isinstance(app.screen, VerdictScreen)
+                    and app.screen.report is not None)
+        await pilot.pause()
+        handshake_text = text_of(app.screen.query_one("#handshake"))
+        assert "read timeout (60 s)" in handshake_text, handshake_text
+        table = app.screen.query_one("#stages")
+        cells = [str(c) for c in table.get_row("hold")]  # type: ignore[attr-defined]
+        assert "50.0 s" in cells, cells
+
+
+@pytest.mark.parametrize("size", SIZES)
+@sync
+async def test_toasts_do_not_stack_or_outlive_their_step(size: tuple[int, int]) -> None:
+    app = SockwizardApp(start_at=3)
+    async with app.run_test(size=size) as pilot:
+        await until(pilot, "backends", on_screen(app, BackendsScreen))
+        field = app.screen.query_one("#read_timeout", Input)
+        field.focus()
+        await replace_text(pilot, "10")  # below pingInterval + pingTimeout: refused
+        for _ in range(3):
+            await pilot.press("ctrl+n")
+            await pilot.pause()
+        assert len(app._notifications) == 1
+        await pilot.press("escape")
+        await until(pilot, "path step", on_screen(app, PathScreen))
+        assert not app._notifications

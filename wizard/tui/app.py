@@ -185,6 +185,11 @@ class SockwizardApp(App[int]):
             index = max(0, min(index, len(steps) - 1))
             screen = step_class(steps[index])(self.state, index, self.services)
             answer = await self.push_screen_wait(screen)
+            if index > 0:
+                # A toast is about the step it came from ("Nothing is deployed yet"): it
+                # must not linger on the next one, nor stack up with the next step's own.
+                # (Start's "Spec loaded" stays: it tells what the next step shows.)
+                self.clear_notifications()
             if isinstance(answer, Restart):
                 self._set_state(replace(answer.state, connection=None, deploy_report=None,
                                         deployed_spec=None, sandbox=None))

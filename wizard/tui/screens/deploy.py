@@ -240,6 +240,7 @@ class DeployScreen(StepScreen):
         if self.busy or self.planning:
             return
         if self.deploy_result is None or self.deploy_result.outcome is Outcome.PLANNED:
+            self.app.clear_notifications()  # ^n five times: one toast, not five
             self.notify("Nothing is deployed yet: press Deploy (d) first.",
                         title="Not deployed", severity="warning", timeout=4)
             self.query_one("#deploy", Button).focus()

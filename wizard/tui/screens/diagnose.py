@@ -177,9 +177,10 @@ class FindingsScreen(ProbeResultScreen):
         self.diagnosis = diagnosis
         self.report = diagnosis.probe
         if diagnosis.probe is not None:
-            view.show_report(diagnosis.probe, None, diagnosis.findings, diagnosis.checks)
+            view.show_report(diagnosis.probe, None, diagnosis.findings, diagnosis.checks,
+                             diagnosis.notes)
         else:
-            view.show_findings(diagnosis.findings, diagnosis.checks)
+            view.show_findings(diagnosis.findings, diagnosis.checks, diagnosis.notes)
         self.query_one("#hold", Button).label = f"Hold test ({self.hold_seconds} s)"
 
     def run_check(self, hold: float = 0) -> None:

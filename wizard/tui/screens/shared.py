@@ -38,6 +38,7 @@ class SpecFormScreen(StepScreen):
     def answer(self) -> WizardState | None:
         spec = self._refresh()
         if spec is None:
+            self.app.clear_notifications()  # one toast however often Next is pressed
             self.notify("Some values need fixing first (see the red messages).",
                         title=self.FORM_TITLE, severity="warning")
             return None

@@ -228,7 +228,6 @@ class TargetScreen(StepScreen):
         except BaseException:
             conn.close()
             raise
-        self.notify(f"Connected to {conn.remote.name}.", title="Connected")
         self.dismiss(Next(replace(self.state, target=choice, connection=conn)))
 
     def _ask_sudo_password(self, why: str) -> None:

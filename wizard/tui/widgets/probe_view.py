@@ -33,7 +33,7 @@ def format_ms(ms: float) -> str:
 def stage_cells(stage: Stage) -> tuple[Text, Text, Text, Text]:
     """One table row. Rich Text: DataTable measures it for the column widths."""
     mark = Text("✓", style="bold green") if stage.ok else Text("✗", style="bold red")
-    ms = Text(f"{format_ms(stage.ms):>8}")
+    ms = Text(format_ms(stage.ms), justify="right")
     return mark, Text(stage.name), ms, Text(stage.detail)
 
 
@@ -119,9 +119,11 @@ class ProbeView(Vertical):
 
     def show_report(self, report: ProbeReport, spec: DeploySpec | None = None,
                     findings: Sequence[Finding] | None = None,
-                    checks: Sequence[str] = ()) -> None:
+                    checks: Sequence[str] = (), notes: Sequence[str] = ()) -> None:
         """Fill in everything from a finished probe. ``findings`` replaces the probe's own
-        (a diagnosis merges them with the config's); ``checks`` lists what was found fine."""
+        (a diagnosis merges them with the config's); ``checks`` lists what was found fine,
+        ``notes`` what the diagnosis could not reconcile (e.g. the config read and the probe
+        disagree: the URL may reach another proxy than the one chosen)."""
         table = self.query_one("#stages", DataTable)
         shown = {str(k.value) for k in table.rows}
         for stage in report.stages:
@@ -129,16 +131,23 @@ class ProbeView(Vertical):
                 table.add_row(*stage_cells(stage), key=stage.name)
         self.query_one("#verdict", Static).update(verdict_line(report))
         self.query_one("#handshake", Static).update(handshake_lines(report, spec))
-        self.show_findings(report.findings if findings is None else findings, checks)
+        self.show_findings(report.findings if findings is None else findings, checks, notes)
 
-    def show_findings(self, findings: Sequence[Finding], checks: Sequence[str] = ()) -> None:
+    def show_findings(self, findings: Sequence[Finding], checks: Sequence[str] = (),
+                      notes: Sequence[str] = ()) -> None:
         box = self.query_one("#findings", Vertical)
         box.remove_children()
         widgets = [Static(finding_content(f), classes=f"finding -{f.severity}")
                    for f in findings]
-        if not findings:
+        if not findings and notes:
+            widgets.append(Static(Content.styled(
+                "No findings in what was read — but the note below says it may not be what "
+                "serves this URL.", "$text-warning")))
+        elif not findings:
             widgets.append(Static(Content.styled("No findings: nothing to fix.",
                                                  "$text-success")))
+        widgets += [Static(Content.assemble(("i note  ", "bold $text-warning"), note),
+                           classes="finding -warning") for note in notes]
         if checks:
             widgets.append(Static(Content("\n").join(
                 Content.assemble(("✓ ", "$text-success"), (c, "$text-muted")) for c in checks),
