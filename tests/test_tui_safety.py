@@ -145,6 +145,9 @@ async def test_the_dry_runs_warnings_are_shown_before_deploy(size: tuple[int, in
         assert screen.planned is not None and screen.planned.outcome is Outcome.PLANNED
         notices = [text_of(s) for s in screen.query(".step-notice").results(Static)]
         assert any(DEFAULT_SITE in n for n in notices), notices
+        # In the wizard's words: the step that sets a server name, not the CLI's flag.
+        assert not any("--server-name" in n for n in notices), notices
+        assert any("Server name (Backends & timeouts step)" in n for n in notices), notices
         await pilot.press("d")
         await until(pilot, "the confirmation", on_screen(app, ConfirmModal))
         question = " ".join(text_of(s) for s in app.screen.query(Static).results(Static))
@@ -349,3 +352,12 @@ async def test_toasts_do_not_stack_or_outlive_their_step(size: tuple[int, int]) 
         await pilot.press("escape")
         await until(pilot, "path step", on_screen(app, PathScreen))
         assert not app._notifications
+
+
+def test_cli_words_become_the_wizards() -> None:
+    from wizard.tui.words import for_tui
+
+    assert for_tui("The connection is still up; run the command again.") == \
+        "The connection is still up; try again."
+    assert "--layout full" not in for_tui("deploy a whole Caddyfile with --layout full.")
+    assert for_tui("--dest-dir stays") == "--dest-dir stays"  # a longer flag is left alone

@@ -33,6 +33,7 @@ from wizard.tui.flow import STEPS, Step
 from wizard.tui.screens.base import StepScreen, forward_worker_error, run_in_thread
 from wizard.tui.services import Connector, Services, default_connector
 from wizard.tui.state import Back, Mode, Next, Restart, WizardState, without_stale_results
+from wizard.tui.words import for_tui
 
 if TYPE_CHECKING:
     from wizard.sandbox import Sandbox
@@ -254,11 +255,12 @@ class SockwizardApp(App[int]):
         from wizard.tui.screens.modals import ErrorModal
 
         if isinstance(error, SockwizardError):
-            if error.detail or isinstance(error, InvalidSpec) or len(error.hint) > 160:
-                self.push_screen(ErrorModal(error.title, error.hint, error.detail))
+            title, hint = for_tui(error.title), for_tui(error.hint)
+            if error.detail or isinstance(error, InvalidSpec) or len(hint) > 160:
+                self.push_screen(ErrorModal(title, hint, error.detail))
             else:
-                self.notify(error.hint or " ", title=error.title, severity="error",
-                            timeout=10, markup=False)
+                self.notify(hint or " ", title=title, severity="error", timeout=10,
+                            markup=False)
             return
         self.log.error(f"unexpected error: {error!r}")
         self.push_screen(ErrorModal(

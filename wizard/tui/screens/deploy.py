@@ -43,6 +43,7 @@ from wizard.tui.services import Services
 from wizard.tui.state import Next, TargetKind, WizardState
 from wizard.tui.widgets.code_view import CodeView
 from wizard.tui.widgets.deploy_log import DeployLog
+from wizard.tui.words import for_tui
 
 _OUTCOME_STYLE = {
     Outcome.DEPLOYED: ("✓ Deployed", "$text-success"),
@@ -58,9 +59,9 @@ _OUTCOME_STYLE = {
 def result_content(result: DeployResult) -> Content:
     label, style = _OUTCOME_STYLE.get(result.outcome, (result.outcome.value, "bold"))
     parts = [Content.assemble((label, f"bold reverse {style}"), "  ",
-                              (result.title, f"bold {style}"))]
+                              (for_tui(result.title), f"bold {style}"))]
     if result.hint:
-        parts.append(Content.assemble(("next  ", "$text-accent"), result.hint))
+        parts.append(Content.assemble(("next  ", "$text-accent"), for_tui(result.hint)))
     return Content("\n").join(parts)
 
 
@@ -271,7 +272,7 @@ class DeployScreen(StepScreen):
                  "The current file is backed up first and put back if the validation, the "
                  "reload or the probe fails."]
         warnings = planned.warnings if planned else ()
-        lines += [f"! {w}" for w in warnings]
+        lines += [f"! {for_tui(w)}" for w in warnings]
         return "\n\n".join(lines)
 
     @work(exclusive=True, group="deploy", exit_on_error=False)
