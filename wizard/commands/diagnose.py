@@ -20,7 +20,7 @@ from wizard.commands._flags import (
     connect_from_args,
     probe_options,
 )
-from wizard.commands._print import print_stage
+from wizard.commands._print import StageProgress
 from wizard.errors import BadInput, ExitCode
 
 DEFAULT_SESSIONS = 6  # polling sessions: catches a missing sticky setup with two backends
@@ -70,11 +70,13 @@ def run(args: argparse.Namespace) -> int:
         from wizard.remote import open_host
 
         remote = open_host(args.host, connect_from_args(args))
+    progress = StageProgress()
     try:
         diagnosis = run_diagnosis(args.url, options, remote=remote, proxy=args.proxy,
                                   config_path=args.config,
-                                  on_stage=None if args.json else print_stage)
+                                  on_stage=None if args.json else progress)
     finally:
+        progress.close()
         if remote is not None:
             remote.close()
     if args.json:

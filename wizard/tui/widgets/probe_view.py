@@ -18,16 +18,11 @@ from textual.widgets import DataTable, Static
 
 from wizard.findings import Finding
 from wizard.model import DeploySpec, timeout_problem
-from wizard.probe import ProbeReport, Stage
+from wizard.probe import ProbeReport, Stage, format_ms
 
 _SEVERITY = {"error": ("✗ error", "bold $text-error"),
              "warning": ("! warning", "bold $text-warning"),
              "info": ("i info", "bold $text-accent")}
-
-
-def format_ms(ms: float) -> str:
-    """A stage's time: ``12.3 ms`` below a second, ``50.0 s`` above (a hold lasts ~50 s)."""
-    return f"{ms:.1f} ms" if ms < 1000 else f"{ms / 1000:.1f} s"
 
 
 def stage_cells(stage: Stage) -> tuple[Text, Text, Text, Text]:
