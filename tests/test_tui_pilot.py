@@ -714,7 +714,9 @@ async def test_sudo_password_is_asked_masked(sshd: Any, tmp_path: Path) -> None:
         assert isinstance(app.screen, TargetScreen), screen_text(app)
         await replace_text(pilot, rig.NOSUDO_PASSWORD)
         await pilot.press("enter")
-        await until(pilot, "deploy step", on_screen(app, DeployScreen))
+        # The step once composed: app.screen is the new step a moment before its widgets.
+        await until(pilot, "deploy step", lambda: isinstance(app.screen, DeployScreen)
+                    and bool(app.screen.query("#deploy-summary")))
         assert rig.NOSUDO_PASSWORD not in app.screen.query_one("#deploy-summary",
                                                                Static).render().plain
 

@@ -188,9 +188,9 @@ class SockwizardApp(App[int]):
             answer = await self.push_screen_wait(screen)
             if index > 0:
                 # A toast is about the step it came from ("Nothing is deployed yet"): it
-                # must not linger on the next one, nor stack up with the next step's own.
-                # (Start's "Spec loaded" stays: it tells what the next step shows.)
-                self.clear_notifications()
+                # must not linger on the next one. Start's "Spec loaded" stays: it tells
+                # what the next step shows.
+                self._notifications.clear()
             if isinstance(answer, Restart):
                 self._set_state(replace(answer.state, connection=None, deploy_report=None,
                                         deployed_spec=None, sandbox=None))

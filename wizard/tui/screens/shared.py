@@ -97,10 +97,16 @@ class ProbeResultScreen(StepScreen):
         if busy and hold:
             started = time.monotonic()
 
+            # In the nav status and on the verdict line: the latter stays in view when the
+            # body scrolls (80x24), where the actions row is below the fold.
+            verdict = self.query_one("#verdict", Static)
+
             def tick() -> None:
                 held = time.monotonic() - started
-                status.update(f"Holding an idle connection: {held:.0f} s of {hold:g} s, "
-                              "answering the server's pings (a drop ends it early)…")
+                text = (f"Holding an idle connection: {held:.0f} s of {hold:g} s, answering "
+                        "the server's pings (a drop ends it early)…")
+                status.update(text)
+                verdict.update(text)
 
             tick()
             self._hold_timer = self.set_interval(1, tick)
