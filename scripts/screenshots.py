@@ -8,8 +8,8 @@ through the same methods the live path uses, so the pictures are the same on eve
 ``tests/test_tui_snapshots.py`` imports SCENES from here and compares them with committed
 snapshots; the README embeds the SVGs.
 
-    python3 scripts/screenshots.py            # all scenes
-    python3 scripts/screenshots.py preview    # only these
+    python3 scripts/screenshots.py            # the step scenes + the real runs (live_screens)
+    python3 scripts/screenshots.py 05-preview # only these; `live` for the real runs
 """
 
 from __future__ import annotations
@@ -362,12 +362,24 @@ async def shoot(scene: Scene, out: Path) -> Path:
     return path
 
 
+# Scenes fed recorded results: the snapshot tests' (tests/test_tui_snapshots.py), not the
+# README's — its deploy, rollback, verdict and diagnosis pictures are real runs (live_screens).
+RECORDED = {"07-deploy", "07b-deploy-rolled-back", "08-verdict", "08b-verdict-findings",
+            "10-diagnose-findings"}
+
+
 def main(argv: list[str]) -> int:
     OUT.mkdir(exist_ok=True)
-    names = argv or list(SCENES)
+    names = [n for n in argv if n != "live"] if argv else [n for n in SCENES
+                                                           if n not in RECORDED]
     for name in names:
         path = asyncio.run(shoot(SCENES[name], OUT))
         print(f"wrote {path.relative_to(ROOT)}")
+    if not argv or "live" in argv:
+        sys.path.insert(0, str(ROOT / "scripts"))
+        import live_screens
+
+        live_screens.main()
     return 0
 
 

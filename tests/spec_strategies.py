@@ -278,6 +278,19 @@ def directive_shape(proxy: ProxyKind, text: str, workdir: Path) -> list[Any]:
                     for d in block if d["directive"] != "#"]
 
         return shape(parsed["config"][0]["parsed"])
+    if proxy is ProxyKind.TRAEFIK:
+        import yaml
+
+        # YAML: the tree of keys with every scalar reduced to its type (a value that broke out
+        # of its quotes would add a key, an item or change a type).
+        def tree(node: Any) -> Any:
+            if isinstance(node, dict):
+                return {k: tree(v) for k, v in node.items()}
+            if isinstance(node, list):
+                return [tree(v) for v in node]
+            return type(node).__name__
+
+        return [tree(yaml.safe_load(text))]
     lines = [ln.strip() for ln in text.splitlines()]
     lines = [ln for ln in lines if ln and not ln.startswith(("#", "//"))]
     if proxy is ProxyKind.NODE:

@@ -10,10 +10,13 @@ and that the host's config is byte-identical to before and still serving (a real
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -33,12 +36,14 @@ from wizard.deploy import (
     StepStarted,
     deploy_host,
     deploy_many,
+    history,
 )
 from wizard.deploy.marker import stamp
 from wizard.errors import ExitCode
 from wizard.model import Backend, DeploySpec, ProxyKind
 from wizard.probe import ProbeOptions, run_probe
 from wizard.proxies import profile
+from wizard.proxies.traefik import check_script
 from wizard.render import render
 
 pytestmark = [pytest.mark.needs_root, pytest.mark.slow, pytest.mark.timeout(120)]
@@ -166,7 +171,10 @@ def test_deploy_over_ssh_then_second_deploy_is_a_noop(kind: ProxyKind,
     assert (again.outcome, again.exit_code) == (Outcome.UNCHANGED, ExitCode.OK), again.message()
     assert again.diff == "" and site.steps()["upload"] == "skipped"
     assert site.steps()["reload"] == "skipped" and site.steps()["probe"] == "ok"
-    assert len((site.work / "backups" / "index.jsonl").read_text().splitlines()) == 1
+    # The history holds the deploy (with its backup) and the no-op, which made no backup.
+    records = history.parse((site.work / "backups" / "index.jsonl").read_text())
+    assert [(r.outcome, r.get("backup")) for r in records] == \
+        [("deployed", result.backup), ("unchanged", None)]
 
 
 # --------------------------------------------------------------------------------------------
@@ -180,8 +188,10 @@ def test_validation_failure_keeps_the_old_config(kind: ProxyKind,
     site = make_site(kind)
     before = site.config()
     # Certificate files that do not exist: nginx, Apache and Caddy's own checkers refuse this.
-    bad = replace(site.spec, tls_cert="/nonexistent/sockwizard-test.pem",
-                  tls_key="/nonexistent/sockwizard-test.key", tls_port=rig.free_port())
+    # HAProxy takes one PEM holding the certificate and its key.
+    key = "/nonexistent/sockwizard-test" + (".pem" if kind is ProxyKind.HAPROXY else ".key")
+    bad = replace(site.spec, tls_cert="/nonexistent/sockwizard-test.pem", tls_key=key,
+                  tls_port=rig.free_port())
     kw: dict[str, Any] = {}
     if kind is ProxyKind.NODE:
         # `node --check` reads only the syntax; this checker also wants the files proxy.js loads.
@@ -193,11 +203,53 @@ def test_validation_failure_keeps_the_old_config(kind: ProxyKind,
                                                   ExitCode.VALIDATE_ROLLED_BACK), result.message()
     # the checker's own words (Apache lacks the TLS modules here: mod_rewrite/mod_ssl)
     said = {ProxyKind.NGINX: "cannot load certificate", ProxyKind.CADDY: "loading certificates",
-            ProxyKind.APACHE: "Invalid command", ProxyKind.NODE: "cannot read"}[kind]
+            ProxyKind.APACHE: "Invalid command", ProxyKind.NODE: "cannot read",
+            ProxyKind.HAPROXY: "unable to stat SSL certificate",
+            ProxyKind.TRAEFIK: "Unable to parse certificate"}[kind]
     assert said in result.detail, result.detail
     assert "then deploy again" in result.hint
     assert site.config() == before
     assert "reload" not in site.steps()
+    site.assert_serving()
+
+
+def test_traefik_never_watches_a_refused_file(make_site: Callable[..., Site]) -> None:
+    """Traefik's file provider watches its directory: a refused file renamed in for the check
+    would be live until the restore. With the profile's checker (it takes {config}) the deploy
+    checks the temp file first (validate_before_rename): a watcher polling the directory all
+    through the deploy sees only the old bytes, and Traefik's own log never names the file's
+    missing certificate."""
+    site = make_site(ProxyKind.TRAEFIK)
+    before = site.config()
+    log = site.inst.prefix / "logs" / "traefik.log"
+    logged = len(log.read_bytes())
+    seen: set[tuple[str, bytes]] = set()
+    stop = threading.Event()
+
+    def watch() -> None:
+        while not stop.is_set():
+            for path in site.inst.site_path.parent.iterdir():
+                with contextlib.suppress(OSError):
+                    seen.add((path.name, path.read_bytes()))
+            time.sleep(0.002)
+
+    bad = replace(site.spec, tls_cert="/nonexistent/sockwizard-test.pem",
+                  tls_key="/nonexistent/sockwizard-test.key", tls_port=rig.free_port())
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    try:
+        result = site.deploy(bad, validate_cmd=check_script(rig.TRAEFIK_BIN, static=False))
+    finally:
+        stop.set()
+        watcher.join(5)
+    assert (result.outcome, result.exit_code) == (Outcome.ROLLED_BACK,
+                                                  ExitCode.VALIDATE_ROLLED_BACK), result.message()
+    assert "Unable to parse certificate" in result.detail, result.detail
+    assert site.steps()["rename"] == "skipped"
+    assert seen == {(site.inst.site_path.name, before)}
+    assert site.config() == before
+    time.sleep(0.5)  # what Traefik would have logged for the refused file has been written
+    assert b"/nonexistent/" not in log.read_bytes()[logged:]
     site.assert_serving()
 
 

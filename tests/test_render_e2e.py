@@ -64,7 +64,8 @@ def test_websocket_roundtrip_through_proxy(kind: ProxyKind, path: str, scope: Sc
 
 
 @pytest.mark.parametrize("kind", [ProxyKind.CADDY, ProxyKind.NGINX, ProxyKind.APACHE,
-                                  ProxyKind.NODE], ids=lambda k: k.value)
+                                  ProxyKind.NODE, ProxyKind.HAPROXY, ProxyKind.TRAEFIK],
+                         ids=lambda k: k.value)
 def test_path_rewrite_to_server_path(kind: ProxyKind,
                                      node_backend: Callable[..., rig.NodeBackend],
                                      proxy_factory: rig.ProxyFactory) -> None:
@@ -105,16 +106,29 @@ def test_two_backends_are_sticky(kind: ProxyKind, node_backend: Callable[..., ri
     assert report.ok and "no-sticky-sessions" not in codes, report.to_dict()
 
 
-def test_sticky_check_catches_round_robin(node_backend: Callable[..., rig.NodeBackend],
+# What makes each proxy sticky, removed for the round-robin control.
+_STICKY_TEXT = {
+    ProxyKind.NGINX: "hash $remote_addr consistent;",
+    ProxyKind.HAPROXY: "cookie SERVERID insert indirect nocache httponly",
+    ProxyKind.TRAEFIK: ('        sticky:\n          cookie:\n            name: "sio_backend"\n'
+                        '            httpOnly: true\n            secure: false\n'
+                        '            sameSite: "lax"\n'),
+}
+
+
+@pytest.mark.parametrize("kind", list(_STICKY_TEXT), ids=lambda k: k.value)
+def test_sticky_check_catches_round_robin(kind: ProxyKind,
+                                          node_backend: Callable[..., rig.NodeBackend],
                                           proxy_factory: rig.ProxyFactory) -> None:
-    """Control: the same nginx config without `hash` loses polling sessions to the other
+    """Control: the same config without its stickiness loses polling sessions to the other
     backend (400 "Session ID unknown"), so the sticky test above can fail."""
     a, b = node_backend(server_id="a"), node_backend(server_id="b")
     port = rig.free_port()
-    spec = DeploySpec(backends=(Backend("127.0.0.1", a.port), Backend("127.0.0.1", b.port)),
-                      listen_address="127.0.0.1", listen_port=port)
-    text = render(spec).text.replace("hash $remote_addr consistent;", "")
-    proxy_factory.from_site(ProxyKind.NGINX, text, port=port).start()
+    spec = DeploySpec(proxy=kind, listen_address="127.0.0.1", listen_port=port,
+                      backends=(Backend("127.0.0.1", a.port), Backend("127.0.0.1", b.port)))
+    text = render(spec).text
+    assert _STICKY_TEXT[kind] in text
+    proxy_factory.from_site(kind, text.replace(_STICKY_TEXT[kind], ""), port=port).start()
     answers = []
     for _ in range(4):
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)

@@ -194,6 +194,7 @@ BROKEN_SITE = {
     "apache": "<VirtualHost *:1>\n    ProxyPassNonsense on\n</VirtualHost>\n",
     "caddy": "http://127.0.0.1:1 {\n\tno_such_directive\n}\n",
     "node": "const x = ;\n",
+    "haproxy": "frontend f\n    bind 127.0.0.1:1\n    no_such_keyword on\n",
 }
 
 

@@ -16,11 +16,13 @@ import socketio
 
 from wizard import sandbox
 from wizard.errors import MissingTool
-from wizard.model import DeploySpec, ProxyKind
+from wizard.model import Backend, DeploySpec, Layout, ProxyKind
+from wizard.render import render
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 
-KINDS = [ProxyKind.NGINX, ProxyKind.APACHE, ProxyKind.CADDY]
+KINDS = [ProxyKind.NGINX, ProxyKind.APACHE, ProxyKind.CADDY, ProxyKind.HAPROXY,
+         ProxyKind.TRAEFIK]
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -36,13 +38,55 @@ def test_sandbox_deploys_serves_and_cleans_up(kind: ProxyKind) -> None:
         client.connect(box.url, socketio_path="/chat/", wait_timeout=10)
         try:
             assert client.transport() == "websocket"
-            assert client.call("echo", {"n": 7}, timeout=10) == {"n": 7, "server": "sandbox"}
+            assert client.call("echo", {"n": 7}, timeout=10) == {"n": 7, "server": "backend-1"}
         finally:
             client.disconnect()
     finally:
         box.stop()
     assert all(p.popen.poll() is not None for p in procs)
     assert not box.prefix.exists()
+
+
+@pytest.mark.parametrize("kind", KINDS, ids=[k.value for k in KINDS])
+def test_two_backends_run_as_two_servers_with_the_rendered_stickiness(kind: ProxyKind) -> None:
+    """Issue #14 item 1: the spec's two backends become two demo servers, each answering with
+    its own id; the rendered balancing (ip hash / route cookie / lb_policy cookie) is what is
+    deployed, and N polling sessions through it meet no "Session ID unknown"."""
+    spec = DeploySpec(backends=(Backend("app1", 3000), Backend("app2", 3000)))
+    box = sandbox.start_sandbox(kind, spec)
+    try:
+        assert box.ok, box.result.message() if box.result else "no result"
+        assert len(box.backend_ports) == 2 and box.spec.sticky
+        assert box.affinity is not None and box.affinity.requested >= 10
+        assert box.affinity.ok == box.affinity.requested and box.affinity.unknown_session == 0
+        assert render(box.spec).text.count("127.0.0.1:") >= 2  # both servers in the config
+        seen = []
+        for port in box.backend_ports:  # each server answers as itself
+            client = socketio.Client(reconnection=False)
+            client.connect(f"http://127.0.0.1:{port}", wait_timeout=10)
+            try:
+                seen.append(client.call("echo", {}, timeout=10)["server"])
+            finally:
+                client.disconnect()
+        assert seen == ["backend-1", "backend-2"]
+        subs = [str(s) for s in box.substitutions]
+        assert subs[0].startswith("backend 1: app1:3000 → 127.0.0.1:")
+        assert subs[1].startswith("backend 2: app2:3000 → 127.0.0.1:")
+        assert any(s.startswith("listen: *:80 → 127.0.0.1:") for s in subs)
+    finally:
+        box.stop()
+
+
+def test_substitutions_name_everything_the_sandbox_changed() -> None:
+    spec = DeploySpec(server_name="chat.example.com", tls_cert="/etc/c.pem", tls_key="/etc/k.pem",
+                      layout=Layout.FULL, listen_address="10.0.0.5", listen_port=8080)
+    built, subs = sandbox.sandbox_spec(ProxyKind.NGINX, spec, 4000, [4001])
+    text = "\n".join(str(s) for s in subs)
+    assert "backend 1: localhost:3000 → 127.0.0.1:4001" in text
+    assert "listen: 10.0.0.5:8080 → 127.0.0.1:4000" in text
+    assert "TLS: /etc/c.pem → plain HTTP" in text
+    assert "server name: chat.example.com → none" in text and "layout: full → site" in text
+    assert built.read_timeout == spec.read_timeout and built.path == spec.path
 
 
 def test_missing_proxy_binary_names_the_install_command() -> None:
@@ -57,3 +101,4 @@ def test_cli_no_wait_prints_the_url_and_exits_clean() -> None:
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("http://127.0.0.1:")
     assert "sandbox is live" in done.stderr and "sandbox stopped" in done.stderr
+    assert "listen: *:80 → 127.0.0.1:" in done.stderr  # says what it substituted

@@ -223,8 +223,9 @@ async def test_keyboard_flow_deploys_and_probes(node_backend: Any) -> None:
         assert verdict.report is not None and verdict.report.ok, verdict.report
         assert verdict.report.transport == "websocket"
         table = verdict.query_one("#stages", DataTable)
-        assert [str(k.value) for k in table.rows] == ["tcp", "polling", "websocket",
-                                                      "socketio"]
+        # the browser stages (a same-origin page, Firefox's Connection header) run too
+        assert [str(k.value) for k in table.rows] == ["tcp", "polling", "websocket", "origin",
+                                                      "firefox", "socketio"]
         assert "works end to end" in str(verdict.query_one("#verdict", Static).render())
         # Hold test: longer than the live pingInterval + pingTimeout (1 s + 1 s) + 5 s.
         assert verdict.hold_seconds == 7

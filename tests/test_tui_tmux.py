@@ -144,3 +144,75 @@ def test_a_choice_is_what_enter_picked_even_if_keys_follow_at_once(tmux: Tmux) -
     tmux.key("C-n")
     screen = tmux.wait_for("5. Preview")
     assert "nginx: a file to include" in screen  # not "Node.js http-proxy", two rows down
+
+
+def sandbox_processes(prefix_root: Path) -> list[str]:
+    """Live processes of a sandbox under ``prefix_root``: the proxy's command line names its
+    prefix, and every sandbox process (the demo backends too) runs in it."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            argv = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
+            cwd = os.readlink(proc / "cwd")
+        except OSError:
+            continue
+        if (str(prefix_root) in argv or cwd.startswith(str(prefix_root))) and state != "Z":
+            found.append(f"{proc.name} {argv}")
+    return found
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("how", ["kill-session", "SIGTERM"])
+def test_closing_the_terminal_stops_the_sandbox(tmp_path: Path, how: str) -> None:
+    """Issue #14 item 4: deploy into a sandbox in the real binary, then close the terminal
+    (tmux kill-session: SIGHUP) or SIGTERM the wizard: its proxy, its demo backend and its temp
+    dir must be gone, as after ctrl+q (before: re-parented to PID 1 and left running)."""
+    assert shutil.which("tmux"), "tmux is needed (scripts/setup --test installs it)"
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    session = Tmux(f"sockwizard-hup-{os.getpid()}")
+    exports = f"TMPDIR={temp} XDG_STATE_HOME={tmp_path / 'state'} HOME={tmp_path}"
+    command = f"cd {ROOT} && exec env -u COLUMNS -u LINES {exports} {sys.executable} -m wizard"
+    session.cmd("start-server", ";", "set-option", "-g", "default-size", f"{WIDTH}x{HEIGHT}",
+                ";", "new-session", "-d", "-s", "sw", "-x", str(WIDTH), "-y", str(HEIGHT),
+                command)
+    try:
+        session.wait_for("What would you like to do?")
+        session.key("Enter")
+        session.wait_for("2. Proxy")
+        session.key("Enter")  # nginx
+        session.wait_for("3. Path & scope")
+        session.key("C-n")
+        session.wait_for("4. Backends & timeouts")
+        session.key("C-n")
+        session.wait_for("5. Preview")
+        session.key("C-n")
+        session.wait_for("6. Target")
+        session.key("Down", "Down", "Enter")  # the sandbox
+        session.key("C-n")
+        session.wait_for("7. Deploy")
+        session.key("d")
+        session.wait_for("Deployed", timeout=60)
+        boxes = list(temp.glob("sockwizard-sandbox-*"))
+        assert len(boxes) == 1, boxes
+        assert sandbox_processes(temp), "the sandbox's processes should be running"
+        wizard_pid = int(session.cmd("display-message", "-p", "-t", "sw", "#{pane_pid}"))
+        if how == "SIGTERM":
+            os.kill(wizard_pid, 15)
+        else:
+            session.cmd("kill-session", "-t", "sw")  # the terminal closes: SIGHUP
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            left, alive = sandbox_processes(temp), Path(f"/proc/{wizard_pid}").exists()
+            if not left and not alive and not any(temp.iterdir()):
+                break
+            time.sleep(0.2)
+        assert not sandbox_processes(temp), sandbox_processes(temp)
+        assert not any(temp.iterdir()), list(temp.iterdir())
+    finally:
+        subprocess.run(["tmux", "-L", session.socket, "kill-server"], capture_output=True,
+                       timeout=20)

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     import argparse
 
 # Command modules, in the order --help lists them. Each has register(subparsers).
-COMMANDS = ["render", "deploy", "rollback", "history", "sandbox", "probe", "diagnose"]
+COMMANDS = ["render", "deploy", "rollback", "history", "sandbox", "probe", "diagnose", "serve"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -44,34 +44,74 @@ CONFIG_UNREADABLE = "config-unreadable"
 ERROR_HANDLER_MISSING = "proxy-error-handler-missing"
 
 # Equal severities are listed in this order: the first ones make the later ones moot.
-CODE_ORDER = (
+CODE_ORDER: tuple[str, ...] = (
     PROXY_UNREACHABLE, TLS_ERROR, BACKEND_UNREACHABLE, PATH_MISMATCH, EIO_VERSION_MISMATCH,
     BACKEND_WITHOUT_WEBSOCKET, WEBSOCKET_UPGRADE_BLOCKED, UPGRADE_HEADER_FORM, ORIGIN_REJECTED,
     BROWSER_ORIGIN_REJECTED, NO_STICKY_SESSIONS, LIFETIME_CAP, READ_TIMEOUT_TOO_SHORT,
     UNEXPECTED_RESPONSE, ROUND_TRIP_FAILED, CONNECTION_DROPPED, POLLING_DISABLED,
     LOAD_FAILURES, CAPACITY_CEILING, FRONT_TIER, ERROR_HANDLER_MISSING, CONFIG_UNREADABLE,
 )
+# ---- issue 12, config side: causes the live config (or the proxy host) shows for what
+# browsers, multi-process backends and front tiers meet. Appended in their own block.
+ORIGIN_HEADERS_CHANGED = "origin-headers-changed"
+SELINUX_BLOCKS_PROXY = "selinux-blocks-proxy"
+LOCALHOST_IPV6 = "localhost-resolves-to-ipv6"
+SEVERAL_PROCESSES = "several-processes-one-port"
+AFFINITY_BY_ADDRESS = "affinity-by-address"
+BODY_LIMIT_TOO_SMALL = "body-limit-below-max-payload"
+COOKIE_AFFINITY = "cookie-affinity-needs-credentials"
+CONFIG_CAUSE_CODES = (
+    SELINUX_BLOCKS_PROXY, LOCALHOST_IPV6, SEVERAL_PROCESSES, ORIGIN_HEADERS_CHANGED,
+    AFFINITY_BY_ADDRESS, BODY_LIMIT_TOO_SMALL, COOKIE_AFFINITY,
+)
+CODE_ORDER = (*CODE_ORDER, *CONFIG_CAUSE_CODES)
 _CODE_RANK = {code: i for i, code in enumerate(CODE_ORDER)}
 _SEVERITY_RANK: dict[str, int] = {"error": 0, "warning": 1, "info": 2}
 
 
 @dataclass(frozen=True)
+class Edit:
+    """One machine-applicable change to a live config file, made from the same values as the
+    fix's printed words (``wizard.proxies.fixes.Fix``); ``wizard.diagnose.patch`` applies it.
+
+    On line ``line`` (1-based) of ``file``: replace the text ``old`` (it must be on that line)
+    with ``new``; with ``insert``, keep the line (``old``: text it must hold) and add ``new``
+    after it. ``new`` may span lines; they carry one indentation level (4 spaces) relative
+    to the block they go in, the way fixes are printed.
+    """
+
+    file: str
+    line: int
+    old: str
+    new: str
+    insert: bool = False
+
+    def to_dict(self) -> dict[str, object]:
+        return {"file": self.file, "line": self.line, "old": self.old, "new": self.new,
+                "insert": self.insert}
+
+
+@dataclass(frozen=True)
 class Finding:
-    """One problem (or note): stable ``code``, how bad, what, the proof, and what to change."""
+    """One problem (or note): stable ``code``, how bad, what, the proof, and what to change.
+    ``edits``: the fix as config edits, when it is one (``diagnose --fix``/``--apply``);
+    empty when the fix is client- or server-side, or only worded."""
 
     code: str
     severity: Severity
     title: str
     evidence: str
     fix: str
+    edits: tuple[Edit, ...] = ()
 
-    def to_dict(self) -> dict[str, str]:
+    def to_dict(self) -> dict[str, object]:
         return {
             "code": self.code,
             "severity": self.severity,
             "title": self.title,
             "evidence": self.evidence,
             "fix": self.fix,
+            "edits": [e.to_dict() for e in self.edits],
         }
 
 

@@ -4,6 +4,10 @@ Findings (most serious first) go to stdout as a report or, with ``--json``, as o
 ``{"findings": [...], "probe": {...}, "config": {...}, ...}``; progress lines go to stderr.
 Exit ``OK`` when no finding is an error, ``FAILED`` otherwise (``wizard.errors.ExitCode``).
 The SSH flags and the probe flags are the ones ``deploy`` and ``probe`` use (``_flags``).
+
+``--fix`` prints the config-edit fixes as one unified diff on stdout (the report goes to
+stderr): ``cd / && patch -p0 < fix.diff`` applies it. ``--apply`` deploys it through the
+guarded transaction (``wizard.repair``) and exits with deploy's codes.
 """
 
 from __future__ import annotations
@@ -52,6 +56,20 @@ def register(sub: Any) -> None:
                         "script listening on the URL's port)")
     add_ssh_auth_options(g)
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    g = p.add_argument_group("fixing (needs --host/--proxy)")
+    g.add_argument("--fix", action="store_true",
+                   help="print the config-edit fixes as a unified diff on stdout (the report "
+                        "goes to stderr); apply it with `cd / && patch -p0`")
+    g.add_argument("--apply", action="store_true",
+                   help="make that change on the host, guarded like deploy (backup, validate "
+                        "in place, reload, probe, roll back on failure), then diagnose again")
+    g.add_argument("--validate-cmd", metavar="CMD",
+                   help="checker for the whole tree, run with sudo (default: the proxy's, on "
+                        "--config when given)")
+    g.add_argument("--reload-cmd", metavar="CMD", help="reload/restart command, run with sudo")
+    g.add_argument("--backup-dir", metavar="DIR", default=None,
+                   help="backups, locks and journals on the host (default "
+                        "/var/backups/sockwizard)")
     p.set_defaults(handler=run)
 
 
@@ -64,6 +82,13 @@ def run(args: argparse.Namespace) -> int:
     if args.host is not None and not args.proxy:
         raise BadInput("--host needs --proxy to know which config to read.",
                        "Add --proxy nginx|apache|caddy|node.")
+    fixing = args.fix or args.apply
+    if fixing and args.host is None:
+        raise BadInput("--fix/--apply need --host and --proxy: the fix is made to the live "
+                       "config files.", "Add --host TARGET --proxy KIND.")
+    if (args.validate_cmd or args.reload_cmd or args.backup_dir) and not args.apply:
+        raise BadInput("--validate-cmd/--reload-cmd/--backup-dir are for --apply.",
+                       "Add --apply, or leave them out.")
     options = probe_options(args, sessions=max(0, args.sessions))
     remote = None
     if args.host is not None:
@@ -72,11 +97,15 @@ def run(args: argparse.Namespace) -> int:
         remote = open_host(args.host, connect_from_args(args))
     progress = StageProgress()
     try:
-        diagnosis = run_diagnosis(args.url, options, remote=remote, proxy=args.proxy,
-                                  config_path=args.config,
-                                  on_stage=None if args.json else progress)
+        try:
+            diagnosis = run_diagnosis(args.url, options, remote=remote, proxy=args.proxy,
+                                      config_path=args.config,
+                                      on_stage=None if args.json else progress)
+        finally:
+            progress.close()  # before anything else is printed on the terminal
+        if fixing and remote is not None:
+            return _fix(args, diagnosis, remote, options)
     finally:
-        progress.close()
         if remote is not None:
             remote.close()
     if args.json:
@@ -84,3 +113,44 @@ def run(args: argparse.Namespace) -> int:
     else:
         sys.stdout.write(format_diagnosis(diagnosis))
     return int(ExitCode.OK if diagnosis.ok else ExitCode.FAILED)
+
+
+def _fix(args: argparse.Namespace, diagnosis: Any, remote: Any, options: Any) -> int:
+    """--fix: the diff on stdout, the report and the printed-only fixes on stderr;
+    --apply: that change through the guarded transaction, then the findings before/after."""
+    from wizard.commands._print import Progress
+    from wizard.deploy import DEFAULT_BACKUP_DIR, DeployOptions
+    from wizard.diagnose import format_diagnosis
+    from wizard.remote import host_address
+    from wizard.repair import apply_fixes, plan_fixes, summary
+
+    err = sys.stderr
+    err.write(format_diagnosis(diagnosis))
+    fixes = plan_fixes(diagnosis, remote, args.proxy)
+    for finding, why in fixes.plan.printed:
+        if finding.severity != "info":
+            err.write(f"sockwizard: {finding.code}: printed only ({why})\n")
+    for check in fixes.checks:
+        err.write(f"sockwizard: checked here: {check.command}: "
+                  f"{'ok' if check.ok else 'REFUSED'}\n"
+                  + (f"{check.output}\n" if not check.ok and check.output else ""))
+    if not fixes.plan.patches:
+        err.write("sockwizard: no config edit to make\n")
+        return int(ExitCode.OK if diagnosis.ok else ExitCode.FAILED)
+    if not args.apply:
+        sys.stdout.write(fixes.plan.diff)
+        err.write("sockwizard: apply with: cd / && patch -p0 < this.diff   (or --apply)\n")
+        return int(ExitCode.FAILED if fixes.refused else ExitCode.OK)
+    err.write(fixes.plan.diff)
+    deploy = DeployOptions(validate_cmd=args.validate_cmd, reload_cmd=args.reload_cmd,
+                           backup_dir=args.backup_dir or DEFAULT_BACKUP_DIR,
+                           probe_timeout=options.timeout)
+    repair = apply_fixes(fixes, remote, deploy, options, config_path=args.config,
+                         on_event=Progress(err, show_host=False),
+                         probe_host=host_address(args.host), host=args.host)
+    for result in repair.results:
+        err.write(f"sockwizard: {result.title if result.ok else result.message()}\n")
+    if repair.fixes.refused:
+        err.write("sockwizard: the proxy's checker refused the fix here: nothing was changed\n")
+    sys.stdout.write(summary(repair))
+    return repair.exit_code

@@ -34,6 +34,7 @@ from wizard.deploy.events import (
 from wizard.deploy.history import INDEX_NAME, Choice, NoChoice, Record, rollback_choice, stack
 from wizard.deploy.hosts import (
     apply,
+    apply_bytes,
     deploy_host,
     deploy_many,
     history_host,
@@ -92,6 +93,7 @@ __all__ = [
     "Transaction",
     "activation_script",
     "apply",
+    "apply_bytes",
     "backup_script",
     "check_probe_url",
     "combined_exit_code",

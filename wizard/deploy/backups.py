@@ -16,6 +16,7 @@ import json
 import os
 import posixpath
 import re
+import shlex
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,6 +29,7 @@ from wizard.deploy.marker import existing_id
 from wizard.deploy.options import Preset, RollbackOptions
 from wizard.errors import BadInput, RemoteCommandFailed
 from wizard.model import DeploySpec, ProxyKind
+from wizard.proxies import profile
 from wizard.remote import Remote
 
 
@@ -174,8 +176,15 @@ def rollback_preset(remote: Remote, host: str, options: RollbackOptions, *,
     if not validate or not reload_cmd:
         raise BadInput("The history does not say how to validate and reload.",
                        "Pass --validate-cmd and --reload-cmd.")
-    target = HostTarget(dest=choice.dest, real_dest=choice.dest, validate_cmd=validate,
-                        reload_cmd=reload_cmd,
+    # The recorded checker names the file; a watched file is checked before the rename
+    # (validate_before_rename), so the same checker is pointed at the temp file instead.
+    quoted = shlex.quote(choice.dest)
+    template = validate if "{config}" in validate else validate.replace(quoted, "{config}")
+    precheck = (template if profile(kind).validate_before_rename and "{config}" in template
+                else None)
+    target = HostTarget(dest=choice.dest, real_dest=choice.dest,
+                        validate_cmd=template.replace("{config}", quoted),
+                        precheck_cmd=precheck, reload_cmd=reload_cmd,
                         enable_cmds=tuple(newest.get("enable_cmds") or ()),
                         disable_cmds=tuple(newest.get("disable_cmds") or ()),
                         overridden=("history",))

@@ -15,8 +15,9 @@ them, sockwizard runs no distro helper at all (containers, hosts without systemd
 
 What differs per proxy (binaries, version command, systemd unit, default sites, Debian's
 a2ensite, RHEL's conf.d) is data in each proxy's profile (``wizard.proxies``, deploy side);
-what is left here by kind is behaviour only node has (npm and a systemd unit of its own) and
-Caddy's site import check.
+what is left here by kind is behaviour only node has (npm and a systemd unit of its own).
+Whether the main config loads the site directory (Caddy's ``import``, HAProxy's second
+``-f``, Traefik's file provider) is the profile's ``site_include``.
 """
 
 from __future__ import annotations
@@ -32,11 +33,12 @@ from wizard.model import DeploySpec, Layout, ProxyKind
 from wizard.proxies import profile
 from wizard.remote import CommandResult, Remote
 
-EXTRA_PATH = "/usr/local/sbin:/usr/sbin:/sbin"
+EXTRA_PATH = "/usr/local/sbin:/usr/sbin:/sbin:/usr/local/bin"
 HELPERS = ("nginx", "apache2", "apache2ctl", "httpd", "apachectl", "caddy", "node", "npm",
+           "haproxy", "traefik",
            "systemctl", "a2ensite", "a2dissite", "a2enmod")
 KNOWN_DIRS = ("/etc/nginx/conf.d", "/etc/nginx/sites-available", "/etc/apache2/sites-available",
-              "/etc/httpd/conf.d", "/etc/caddy")
+              "/etc/httpd/conf.d", "/etc/caddy", "/etc/traefik/dynamic", "/etc/traefik/conf.d")
 NODE_UNIT = "/etc/systemd/system/sockwizard-proxy.service"
 NODE_HTTP_PROXY = "http-proxy@1.18.1"
 
@@ -51,7 +53,7 @@ class HostFacts:
     binaries: dict[str, str] = field(default_factory=dict)
     dirs: frozenset[str] = frozenset()
     dest_dir_exists: bool = True
-    caddy_imports_sites: bool = False
+    site_included: bool = False  # the proxy's main config loads the site dir (site_include)
     node_has_http_proxy: bool = False
     unit_exists: bool = False
     version_text: str = ""
@@ -64,7 +66,8 @@ class HostFacts:
     @property
     def version(self) -> str | None:
         """The proxy's version number from its own banner, e.g. "1.22.1"."""
-        m = re.search(r"(?:nginx/|Apache/|^v?)(\d+\.\d+(?:\.\d+)?)", self.version_text, re.M)
+        m = re.search(r"(?:nginx/|Apache/|HAProxy version |^v?)(\d+\.\d+(?:\.\d+)?)",
+                      self.version_text, re.M)
         return m.group(1) if m else None
 
 
@@ -75,6 +78,9 @@ class HostTarget:
     dest: str
     validate_cmd: str  # "{config}" already replaced by the destination
     reload_cmd: str
+    # The checker for the uploaded temp file before the rename ("{config}": that file), for
+    # profiles with validate_before_rename whose checker takes {config}; None: rename first.
+    precheck_cmd: str | None = None
     real_dest: str = ""  # dest with symlinks resolved: what is backed up and replaced
     # Run once before the upload, in this order: create the directory, write extra_files, then
     # prepare_cmds (enable modules, npm install, enable the unit).
@@ -122,9 +128,13 @@ def detect_script(spec: DeploySpec, dest: str) -> str:
         f"for d in {' '.join(KNOWN_DIRS)}; do [ -d \"$d\" ] && echo \"dir $d\"; done",
         f"[ -d {d} ] && echo dest_dir=1",
         f'echo "real=$(readlink -f -- {shlex.quote(dest)} 2>/dev/null)"',
-        "grep -Eqs '^[[:space:]]*import[[:space:]]+(/etc/caddy/)?sites/' /etc/caddy/Caddyfile "
-        "&& echo caddy_imports_sites=1",
     ]
+    include = profile(spec.proxy).site_include
+    if include is not None:
+        lines.append(f"[ -d {shlex.quote(include.directory)} ] && echo "
+                     f"dir {shlex.quote(include.directory)}")
+        included = include.included.replace("{directory}", d)
+        lines.append(f"{{ {included}; }} && echo site_included=1")
     lines += _default_site_lines(spec)
     if spec.proxy is ProxyKind.NODE:
         lines.append(f"( cd {d} 2>/dev/null && node -e 'require.resolve(\"http-proxy\")' "
@@ -176,7 +186,7 @@ def parse_facts(stdout: str) -> HostFacts:
     return HostFacts(
         uid=uid, os_family=os_family, systemd="systemd" in flags, binaries=binaries,
         dirs=frozenset(dirs), dest_dir_exists="dest_dir" in flags,
-        caddy_imports_sites="caddy_imports_sites" in flags,
+        site_included="site_included" in flags,
         node_has_http_proxy="node_has_http_proxy" in flags, unit_exists="unit" in flags,
         version_text=version.strip(), real_dest=real, default_sites=tuple(default_sites),
     )
@@ -248,12 +258,13 @@ def resolve(spec: DeploySpec, facts: HostFacts, overrides: Overrides) -> HostTar
             f"Install it on the host first: {prof.install_hint}. Or pass --validate-cmd and "
             "--reload-cmd if it lives somewhere sockwizard cannot see.",
         )
-    validate = (overrides.validate_cmd or _default_validate(spec, facts)).replace(
-        "{config}", shlex.quote(dest))
+    template = overrides.validate_cmd or _default_validate(spec, facts)
+    validate = template.replace("{config}", shlex.quote(dest))
+    precheck = template if prof.validate_before_rename and "{config}" in template else None
     reload_cmd = overrides.reload_cmd or _default_reload(spec, facts)
     if reload_cmd is None:
         raise BadInput(
-            "No way to restart the node proxy on this host: it has no systemd.",
+            f"No way to reload {prof.title} on this host: it has no systemd.",
             "Pass --reload-cmd with the command your process manager uses (e.g. `pm2 restart "
             "proxy` or `kill -HUP $(cat /run/proxy.pid)`).",
         )
@@ -289,15 +300,10 @@ def resolve(spec: DeploySpec, facts: HostFacts, overrides: Overrides) -> HostTar
         site = shlex.quote(posixpath.basename(dest).removesuffix(".conf"))
         enable.append(enabling[1].format(site=site))
         disable.append(enabling[2].format(site=site))
-    caddy_site = (spec.proxy is ProxyKind.CADDY and spec.layout is Layout.SITE
-                  and not overrides.dest)
-    if caddy_site and "/etc/caddy" in facts.dirs and not facts.caddy_imports_sites:
-        raise BadInput(
-            "/etc/caddy/Caddyfile does not import /etc/caddy/sites/: a site file there "
-            "would never be loaded.",
-            "Add the line `import sites/*.caddy` to /etc/caddy/Caddyfile (outside any site "
-            "block), or deploy a whole Caddyfile with --layout full.",
-        )
+    include = prof.site_include
+    if (include is not None and spec.layout is Layout.SITE and not overrides.dest
+            and include.directory in facts.dirs and not facts.site_included):
+        raise BadInput(include.problem, include.hint)
     if spec.proxy is ProxyKind.NODE:
         if not facts.node_has_http_proxy:
             extra.append((posixpath.join(directory, "package.json"), node_package_json()))
@@ -309,6 +315,7 @@ def resolve(spec: DeploySpec, facts: HostFacts, overrides: Overrides) -> HostTar
             prepare.append("systemctl daemon-reload && systemctl enable sockwizard-proxy")
     return HostTarget(
         dest=dest, real_dest=_real_dest(dest, facts), validate_cmd=validate,
+        precheck_cmd=precheck,
         reload_cmd=reload_cmd, make_dir=make_dir, prepare_cmds=tuple(prepare),
         unprepare_cmds=tuple(unprepare),
         enable_cmds=tuple(enable), disable_cmds=tuple(disable), extra_files=tuple(extra),

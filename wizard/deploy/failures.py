@@ -88,6 +88,11 @@ def changed_meanwhile(real_dest: str, host: str) -> str:
             "edit by hand); the new config was not put in place")
 
 
+def changed_since_read(real_dest: str, host: str) -> str:
+    return (f"{real_dest} changed on {host} since the fix was made from it (another deploy, "
+            "or an edit by hand); nothing was changed: diagnose again")
+
+
 def rename_failed(real_dest: str) -> str:
     return f"Could not rename the new file over {real_dest}"
 
@@ -141,16 +146,19 @@ def check_crashed(step: Step, what: str) -> Wording:
 
 
 def refused_restored(host: str, dest: str, validate_cmd: str, undone: Sequence[str],
-                     missing_modules: Sequence[str]) -> Wording:
+                     missing_modules: Sequence[str], *, untouched: bool = False) -> Wording:
     modules = (f" Apache lacks the module(s) {', '.join(missing_modules)}."
                if missing_modules else "")
+    where = (f"The new config was checked before it was put in place: {dest} was never "
+             "changed (verified byte for byte)" if untouched else
+             f"The previous {dest} was put back byte for byte at once")
     return Wording(
-        f"Validation failed on {host}: the checker refused the new config. The previous "
-        f"{dest} was put back byte for byte at once"
+        f"Validation failed on {host}: the checker refused the new config. {where}"
         + (f" and what the deploy enabled was disabled again ({'; '.join(undone)})"
            if undone else "") + "; nothing was reloaded.",
-        f"Fix what the checker says above (run `{validate_cmd}` on the host to see it again), "
-        f"then deploy again.{modules}")
+        "Fix what the checker says above"
+        + ("" if untouched else f" (run `{validate_cmd}` on the host to see it again)")
+        + f", then deploy again.{modules}")
 
 
 def kept(step: Step, host: str, why: str, backup: str | None, local_backup: str | None

@@ -19,15 +19,16 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from wizard.deploy import history
-from wizard.deploy.backups import read_history, rollback_preset
+from wizard.deploy.backups import read_history, rollback_preset, sha
 from wizard.deploy.context import Context
+from wizard.deploy.detect import HostTarget, Overrides, detect
 from wizard.deploy.events import DeployEvent, EventSink, Step, StepFinished, StepStarted, ignore
-from wizard.deploy.options import ConnectOptions, DeployOptions, RollbackOptions
+from wizard.deploy.options import ConnectOptions, DeployOptions, Preset, RollbackOptions
 from wizard.deploy.result import DeployResult, Outcome
 from wizard.deploy.settle import LIVE, LiveChecks
 from wizard.deploy.transaction import Transaction
 from wizard.errors import BadInput, ExitCode, SockwizardError
-from wizard.model import DeploySpec
+from wizard.model import DeploySpec, Layout, ProxyKind
 from wizard.remote import Remote, host_address
 
 
@@ -65,6 +66,37 @@ def rollback_result(remote: Remote, result: DeployResult, *, on_event: EventSink
     opts = options or RollbackOptions(backup_dir=posixpath.dirname(result.backup))
     return rollback(remote, result.host, opts, backup=result.backup, on_event=on_event,
                     checks=checks, probe_host=probe_host)
+
+
+def apply_bytes(remote: Remote, kind: ProxyKind, dest: str, content: bytes, base: bytes,
+                options: DeployOptions, *, path: str = "/socket.io/",
+                main_config: str | None = None, entry: dict[str, object] | None = None,
+                on_event: EventSink = ignore, checks: LiveChecks = LIVE,
+                probe_host: str = "127.0.0.1", host: str | None = None) -> DeployResult:
+    """Put ``content`` in place of the existing file ``dest`` (made from its bytes ``base``:
+    diagnose's fixes) through the same guarded transaction as a deploy: the lock, backup,
+    write beside, validate in place, reload, settle, probe, byte-for-byte restore on any
+    failure. The checker and the reload are the host's (``detect``: the whole tree from
+    ``main_config`` when given, else the proxy's default tree), or ``options``' overrides;
+    nothing is prepared or enabled (the file exists and is already part of the config)."""
+    name = host or remote.name
+    spec = DeploySpec(proxy=kind, path=path,
+                      layout=Layout.FULL if main_config else Layout.SITE)
+    try:
+        found = detect(remote, spec, Overrides(main_config or dest, options.validate_cmd,
+                                               options.reload_cmd), sudo=options.sudo)
+    except SockwizardError as exc:
+        return DeployResult(host=name, outcome=Outcome.FAILED, exit_code=exc.exit_code,
+                            title=exc.title, hint=exc.hint, detail=exc.detail,
+                            failed_step=Step.DETECT, dest=dest)
+    target = HostTarget(dest=dest, real_dest=dest, validate_cmd=found.validate_cmd,
+                        reload_cmd=found.reload_cmd, overridden=found.overridden,
+                        facts=found.facts, commands=found.commands)
+    preset = Preset(target=target, content=content, config_id=None, entry=dict(entry or {}),
+                    source="the diagnosis (an existing file)", base_sha256=sha(base))
+    ctx = Context(remote, spec, options, name, on_event=on_event, checks=checks,
+                  probe_host=probe_host, preset=preset)
+    return Transaction(ctx).execute()
 
 
 # -- connecting ------------------------------------------------------------------------------

@@ -93,3 +93,7 @@ class Preset:
     content: bytes | None
     config_id: str | None
     entry: dict[str, Any] = field(default_factory=dict)  # extra keys for the index entry
+    source: str = "the backup index"  # where the target came from (the detect step says it)
+    # The sha256 the file must have now (``content`` was made from those bytes: diagnose's
+    # fixes); None: any. A file changed meanwhile is left alone.
+    base_sha256: str | None = None

@@ -113,7 +113,8 @@ def activation_cmd(ctx: Context, tmp: str | None) -> str:
                              expect_sha=sha(ctx.old) if ctx.old is not None else None,
                              expect_absent=ctx.old is None,
                              journal=hoststate.journal_lines(backups, t.real_dest, record),
-                             clear_journal=hoststate.journal_path(backups, t.real_dest))
+                             clear_journal=hoststate.journal_path(backups, t.real_dest),
+                             precheck=t.precheck_cmd)
 
 
 def restore_cmd(ctx: Context) -> str:

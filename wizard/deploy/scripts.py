@@ -1,5 +1,6 @@
-"""The host-side scripts that change a file: backup, activation (rename + validate + restore),
-restore — and the one parser of what the activation script answers.
+"""The host-side scripts that change a file: backup, activation (rename + validate + restore,
+or for a watched file validate + rename), restore — and the one parser of what the
+activation script answers.
 
 Pure functions: the transaction runs them (``wizard.deploy.steps`` / ``recovery``) and the
 dry run lists them (``wizard.deploy.plan``), from the same builders, so the plan cannot drift
@@ -32,6 +33,7 @@ class Activation(Enum):
     REFUSED_RESTORED = 91  # the checker refused; the old file is back
     REFUSED_RESTORE_FAILED = 92  # the checker refused, and putting the old file back failed
     CHANGED_MEANWHILE = 93  # the file is not the one backed up: nothing was done
+    REFUSED_UNTOUCHED = 94  # the checker refused the temp file before the rename: no change
     UNKNOWN = -1  # anything else (sudo refused, the shell died): the state is unknown
 
     @classmethod
@@ -54,7 +56,8 @@ class ActivationReport:
 
 def parse_activation(exit_status: int, stdout: str, stderr: str,
                      total: float) -> ActivationReport:
-    marks = dict(re.findall(r"^@@sw (renamed|validated)(?: \d+)? (\d{6,})$", stdout, re.M))
+    marks = dict(re.findall(r"^@@sw (checking|renamed|validated)(?: \d+)? (\d{6,})$", stdout,
+                            re.M))
     output = re.sub(r"^@@sw .*\n?", "", stdout, flags=re.M) + stderr
     rename_s, validate_s = _split_time(marks, total)
     return ActivationReport(Activation.from_exit(exit_status), exit_status, rename_s,
@@ -62,12 +65,15 @@ def parse_activation(exit_status: int, stdout: str, stderr: str,
 
 
 def _split_time(marks: dict[str, str], total: float) -> tuple[float, float]:
-    """(rename, validate) seconds from the script's nanosecond stamps, else all to validate."""
+    """(rename, validate) seconds from the script's nanosecond stamps, else all to validate.
+    The checker ran between ``renamed`` and ``validated``, or (checked before the rename)
+    between ``checking`` and ``validated``."""
     try:
-        renamed, validated = int(marks["renamed"]), int(marks["validated"])
+        start = int(marks["checking"] if "checking" in marks else marks["renamed"])
+        validated = int(marks["validated"])
     except (KeyError, ValueError):
         return 0.0, total
-    validate = max(0.0, (validated - renamed) / 1e9)
+    validate = max(0.0, (validated - start) / 1e9)
     return max(0.0, total - validate), validate
 
 
@@ -93,11 +99,19 @@ def activation_script(tmp: str | None, dest: str, backup: str | None, validate_c
                       enable_cmds: Sequence[str], disable_cmds: Sequence[str],
                       remove_cmds: Sequence[str] = (), reenable_cmds: Sequence[str] = (), *,
                       expect_sha: str | None = None, expect_absent: bool = False,
-                      journal: Sequence[str] = (), clear_journal: str | None = None) -> str:
+                      journal: Sequence[str] = (), clear_journal: str | None = None,
+                      precheck: str | None = None) -> str:
     """Rename the uploaded temp file over ``dest`` (``tmp`` None: remove ``dest``), run the
     checker on the whole tree, and put the old file back at once if the checker refuses. One
     script, so that a dropped connection cannot separate the rename from the restore (HUP and
     PIPE are ignored).
+
+    With ``precheck`` (a checker with ``{config}``, for a proxy that loads a changed file by
+    itself: ``ProxyProfile.validate_before_rename``) the temp file is checked first, where it
+    lies (``hoststate.temp_dir``: no include glob or watcher sees it); a refused one is
+    removed and ``dest`` never touched (``Activation.REFUSED_UNTOUCHED``). An accepted one is
+    renamed and not checked again (the same bytes, a checker that reads only that file); the
+    rename's restore still covers a failing ``enable_cmds``.
 
     Before the rename it refuses (``Activation.CHANGED_MEANWHILE``) when ``dest`` is no longer
     the file that was backed up (``expect_sha``; ``expect_absent``: it must not exist) or is
@@ -105,6 +119,18 @@ def activation_script(tmp: str | None, dest: str, backup: str | None, validate_c
     refused config removes the journal again (``clear_journal``)."""
     d = shlex.quote(dest)
     guard = []
+    prechecked = precheck is not None and tmp is not None
+    if prechecked:
+        # First of all: the hash re-check and the journal below stay next to the rename.
+        q = shlex.quote(tmp or "")
+        guard += [
+            'echo "@@sw checking $(date +%s%N)"',
+            f"out=$( {{ {(precheck or '').replace('{config}', q)} ; }} 2>&1 ); st=$?",
+            'echo "@@sw validated $st $(date +%s%N)"',
+            f'if [ "$st" -ne 0 ]; then rm -f -- {q}; printf "%s\\n" "$out"; '
+            f"exit {Activation.REFUSED_UNTOUCHED.value}; fi",
+            'checked=$out',
+        ]
     if expect_sha is not None or expect_absent:
         t = f"rm -f -- {shlex.quote(tmp)}; " if tmp is not None else ""
         refuse = f"{{ echo '@@sw changed'; {t}exit {Activation.CHANGED_MEANWHILE.value}; }}"
@@ -132,14 +158,17 @@ def activation_script(tmp: str | None, dest: str, backup: str | None, validate_c
     reenable = reenable_cmds if tmp is None else ()
     restore = " && ".join(restore_lines(dest, backup, disable_cmds, reenable))
     enable = "".join(f"{cmd} && " for cmd in enable_cmds)
+    check = (["out=$( { " + (" && ".join(enable_cmds) or ":") + " ; } 2>&1 ); st=$?",
+              'out="$checked$out"'] if prechecked else
+             [f"out=$( {{ {enable}{validate_cmd} ; }} 2>&1 ); st=$?",
+              'echo "@@sw validated $st $(date +%s%N)"'])
     return "\n".join([
         "trap '' HUP PIPE",
         *guard,
         f"{put} || {{ echo '@@sw rename failed'; {unjournal}"
         f"exit {Activation.RENAME_FAILED.value}; }}",
         'echo "@@sw renamed $(date +%s%N)"',
-        f"out=$( {{ {enable}{validate_cmd} ; }} 2>&1 ); st=$?",
-        'echo "@@sw validated $st $(date +%s%N)"',
+        *check,
         'if [ "$st" -ne 0 ]; then',
         f"  if {restore}; then {unjournal}rs={Activation.REFUSED_RESTORED.value}; "
         f"else rs={Activation.REFUSED_RESTORE_FAILED.value}; fi",

@@ -154,8 +154,12 @@ def probe_live(url: str, path: str, timeout: float, *,
 
     # The raw CONNECT proves the same as python-socketio here, ~200 ms of imports sooner. The
     # marker tells which config answered the handshake and the upgrade (see steps.settle_and_probe).
+    # No browser stages: their fresh sessions carry no marker check, so right after a reload an
+    # old worker generation could answer them, and the configs sockwizard renders pass them by
+    # construction (diagnose and `probe` run them).
     return run_probe(url, ProbeOptions(path=path, timeout=timeout, raw_connect=True,
-                                       marker_header=HEADER, connect_to=connect_to))
+                                       marker_header=HEADER, connect_to=connect_to,
+                                       browsers=False))
 
 
 def probe_markers(report: ProbeReport) -> list[str | None] | None:

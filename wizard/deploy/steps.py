@@ -87,7 +87,7 @@ def render_for_host(spec: DeploySpec, target: HostTarget) -> HostRender:
 
 def detect_target(ctx: Context) -> None:
     if ctx.preset is not None:
-        with ctx.step(Step.DETECT, "target from the backup index") as s:
+        with ctx.step(Step.DETECT, f"target from {ctx.preset.source}") as s:
             ctx.target = ctx.preset.target
             ctx.new = ctx.preset.content
             ctx.config_id = ctx.preset.config_id
@@ -161,6 +161,9 @@ def lock(ctx: Context) -> str:
 def read_and_diff(ctx: Context) -> None:
     with ctx.step(Step.DIFF, "compare with the file on the host") as s:
         ctx.old = ctx.remote.read_file(ctx.tgt.real_dest)
+        base = ctx.preset.base_sha256 if ctx.preset is not None else None
+        if base is not None and (ctx.old is None or sha(ctx.old) != base):
+            raise StepFailed(Step.DIFF, failures.changed_since_read(ctx.tgt.real_dest, ctx.host))
         ctx.diff = unified_diff(ctx.old, ctx.new, ctx.tgt.dest, ctx.host)
         if ctx.old == ctx.new:
             s.detail = "no change: the host already has this config"
@@ -274,6 +277,12 @@ def activate(ctx: Context, tmp: str | None) -> None:
             ctx.record(Step.RENAME, "ok", report.rename_s, t.real_dest, "")
             ctx.emit(StepStarted(ctx.host, Step.VALIDATE, t.validate_cmd))
             ctx.record(Step.VALIDATE, "ok", report.validate_s, t.validate_cmd, tail(output))
+        case Activation.REFUSED_UNTOUCHED:  # checked before the rename (a watched file)
+            ctx.emit(StepStarted(ctx.host, Step.VALIDATE, t.precheck_cmd or t.validate_cmd))
+            ctx.record(Step.VALIDATE, "failed", report.validate_s,
+                       "the checker refused the uploaded file", tail(output))
+            ctx.skip(Step.RENAME, f"the refused file was never put at {t.real_dest}")
+            raise ActivationFailed(report.outcome, tail(output))
         case Activation.REFUSED_RESTORED | Activation.REFUSED_RESTORE_FAILED:
             ctx.record(Step.RENAME, "ok", report.rename_s, t.real_dest, "")
             ctx.emit(StepStarted(ctx.host, Step.VALIDATE, t.validate_cmd))

@@ -26,7 +26,10 @@ Decisions:
   as **one** shell script on the host, with SIGHUP/SIGPIPE ignored: a dropped SSH connection
   cannot stop it between "renamed" and "restored". Its exit status is parsed once into
   ``scripts.Activation``. The proxy is not reloaded in between, so it keeps serving the old
-  config throughout.
+  config throughout. A proxy that loads a changed file by itself (Traefik's file provider
+  watches it: ``ProxyProfile.validate_before_rename``) would not wait for a reload: there the
+  script checks the temp file first, with a checker that reads only that file, and a refused
+  one never reaches the destination.
 * **Backups** are ``cp -p`` copies (bytes, mode, owner) in ``/var/backups/sockwizard/`` (not
   beside the target: ``import sites/*`` or ``Include sites-enabled/*`` would load them), listed
   in ``index.jsonl`` there for ``sockwizard rollback``, and mirrored under the user's state dir
@@ -236,12 +239,14 @@ class Transaction:
         """The activation script did not validate: by its typed outcome."""
         ctx, t = self.ctx, self.ctx.tgt
         match exc.activation:
-            case Activation.REFUSED_RESTORED if recovery.verify_restored(ctx):
+            case (Activation.REFUSED_RESTORED | Activation.REFUSED_UNTOUCHED
+                  ) if recovery.verify_restored(ctx):
                 ctx.changed = False
                 undone = recovery.undo_prepare(ctx)
                 words = failures.refused_restored(
                     ctx.host, t.dest, t.validate_cmd, undone,
-                    t.missing_modules if not t.unprepare_cmds else ())
+                    t.missing_modules if not t.unprepare_cmds else (),
+                    untouched=exc.activation is Activation.REFUSED_UNTOUCHED)
                 return ctx.result(Outcome.ROLLED_BACK, ExitCode.VALIDATE_ROLLED_BACK,
                                   words.title, detail=exc.output, failed_step=Step.VALIDATE,
                                   hint=words.hint)
@@ -249,8 +254,10 @@ class Transaction:
                 # The script did not finish normally: put the old file back from here.
                 return self.failed_after_change(StepFailed(
                     Step.VALIDATE, "the validation script failed", exc.output))
-            case Activation.REFUSED_RESTORED | Activation.REFUSED_RESTORE_FAILED:
-                # Restored, but the file read back differs; or the script's restore failed.
+            case (Activation.REFUSED_RESTORED | Activation.REFUSED_RESTORE_FAILED
+                  | Activation.REFUSED_UNTOUCHED):
+                # Restored (or untouched), but the file read back differs; or the script's
+                # restore failed.
                 return self.rollback_failed(Step.VALIDATE, Step.RESTORE, exc.output,
                                             "restoring the previous file failed")
             case Activation.VALIDATED | Activation.RENAME_FAILED | Activation.CHANGED_MEANWHILE:

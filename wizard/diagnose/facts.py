@@ -19,8 +19,21 @@ from wizard.model import DEFAULT_PING_INTERVAL_MS, DEFAULT_PING_TIMEOUT_MS, Prox
 if TYPE_CHECKING:
     from wizard.probe import ProbeReport
 
-__all__ = ["BackendCheck", "Blocker", "Capacity", "Listen", "Ping", "RouteFacts", "RouteQuery",
-           "TimeoutFact", "Where", "ping_of"]
+__all__ = [
+    "BackendCheck",
+    "Blocker",
+    "BodyLimit",
+    "Capacity",
+    "HeaderFact",
+    "HostCheck",
+    "Listen",
+    "Ping",
+    "RouteFacts",
+    "RouteQuery",
+    "TimeoutFact",
+    "Where",
+    "ping_of",
+]
 
 
 
@@ -63,6 +76,9 @@ class Blocker:
     reason: str
     where: tuple[Where, ...]
     fix: str
+    # Only some clients meet it (e.g. "Firefox"): a probe upgrade that got through does not
+    # disprove it.
+    only: str = ""
 
 
 @dataclass(frozen=True)
@@ -108,6 +124,48 @@ class BackendCheck:
 
 
 @dataclass(frozen=True)
+class HeaderFact:
+    """How one request header the backend compares the browser's Origin with is built.
+
+    ``value`` is symbolic, so rules never parse config text: for Host and X-Forwarded-Host
+    ``client`` (the client's Host, port included), ``client-no-port`` (nginx ``$host``: the
+    name only), ``upstream`` (the target's own host: ``changeOrigin``, nginx's default
+    ``$proxy_host``); for X-Forwarded-Proto ``scheme`` (the real one), ``http``, ``https``,
+    ``client`` (passed through from the client) or ``ws-scheme`` (``ws``/``wss`` on upgrades:
+    http-proxy's ``xfwd``). ``where`` is empty for a default.
+    """
+
+    value: str
+    what: str = ""  # e.g. "proxy_set_header Host $host", "changeOrigin: true"
+    where: Where | None = None
+
+
+@dataclass(frozen=True)
+class BodyLimit:
+    """The largest request body the route accepts (``bytes`` None: no limit)."""
+
+    bytes: int | None
+    directive: str
+    where: Where | None = None
+    default_note: str = ""  # e.g. "nginx's default client_max_body_size is 1m"
+
+
+@dataclass(frozen=True)
+class HostCheck:
+    """An answer from the proxy host beyond the config (``wizard.diagnose.hostcheck``).
+
+    ``kind``: ``processes`` (who listens on a backend port, and its worker processes),
+    ``localhost`` (``localhost`` -> ::1 vs 127.0.0.1), ``selinux`` (httpd_can_network_connect).
+    ``problem`` True: the check found the fault; None: it could not tell.
+    """
+
+    kind: str
+    subject: str
+    problem: bool | None
+    detail: str = ""
+
+
+@dataclass(frozen=True)
 class RouteFacts:
     """Everything the diagnosis needs to know about the route that serves the Socket.IO path.
 
@@ -141,6 +199,17 @@ class RouteFacts:
     error_handler: bool | None = None  # http-proxy: proxy.on('error') (None: not applicable)
     backend_checks: tuple[BackendCheck, ...] = ()
     capacity: Capacity | None = None  # the config's ceiling on concurrent WebSocket clients
+    # ---- issue 12, config side (wizard.diagnose.rules_front/rules_limits read these)
+    url_port: int | None = None  # the URL's port these facts were read for
+    host_seen: HeaderFact | None = None  # the Host the backend sees
+    xfh_seen: HeaderFact | None = None  # X-Forwarded-Host (None: not sent)
+    xfp_seen: HeaderFact | None = None  # X-Forwarded-Proto (None: not sent)
+    affinity_kind: str | None = None  # "address" | "cookie" | "header" | "other"
+    affinity_where: Where | None = None
+    real_ip: Where | None = None  # set_real_ip_from / real_ip_header / trusted_proxies
+    body_limit: BodyLimit | None = None
+    mount: Where | None = None  # a middleware mount that strips the path prefix
+    host_checks: tuple[HostCheck, ...] = ()
     notes: tuple[str, ...] = ()
     # Per-proxy hints for writing fixes in the right place (e.g. the upstream block's name).
     hints: Mapping[str, str] = field(default_factory=dict)
@@ -160,7 +229,19 @@ class RouteFacts:
             raise ValueError(f"unknown RouteFacts keys: {sorted(unknown)}")
         values: dict[str, Any] = dict(data)
         values["proxy"] = ProxyKind(values.get("proxy", "nginx"))
-        for key in ("server", "route", "upstream", "backends_where", "elsewhere"):
+        for key in ("host_seen", "xfh_seen", "xfp_seen"):
+            if values.get(key) is not None:
+                raw = dict(values[key])
+                raw["where"] = _where(raw["where"]) if raw.get("where") is not None else None
+                values[key] = HeaderFact(**raw)
+        if values.get("body_limit") is not None:
+            raw = dict(values["body_limit"])
+            raw["where"] = _where(raw["where"]) if raw.get("where") is not None else None
+            values["body_limit"] = BodyLimit(**raw)
+        if "host_checks" in values:
+            values["host_checks"] = tuple(HostCheck(**x) for x in values["host_checks"])
+        for key in ("server", "route", "upstream", "backends_where", "elsewhere",
+                    "affinity_where", "real_ip", "mount"):
             if values.get(key) is not None:
                 values[key] = _where(values[key])
         for key in ("ws_idle_timeout", "poll_timeout"):
@@ -171,7 +252,7 @@ class RouteFacts:
         if "upgrade_blockers" in values:
             values["upgrade_blockers"] = tuple(
                 Blocker(b["reason"], tuple(_where(w) for w in b.get("where", ())),
-                        b.get("fix", ""))
+                        b.get("fix", ""), b.get("only", ""))
                 for b in values["upgrade_blockers"])
         if "listens" in values:
             values["listens"] = tuple(

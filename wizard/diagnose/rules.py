@@ -23,7 +23,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from wizard import findings as codes
-from wizard.diagnose import fixtext
+from wizard.diagnose import fixtext, rules_causes, rules_host
 from wizard.diagnose.facts import Ping, RouteFacts, TimeoutFact, Where, ping_of
 from wizard.diagnose.rules_browser import browser_rules
 from wizard.diagnose.text import evidence as _evidence
@@ -33,7 +33,7 @@ from wizard.diagnose.text import spot
 from wizard.findings import Finding, Severity, merge, order
 from wizard.heartbeat import Grade
 from wizard.proxies import profile
-from wizard.proxies.fixes import Fixes, FixSite, TimeoutFix
+from wizard.proxies.fixes import Fix, Fixes, FixSite, TimeoutFix, edits_of
 
 if TYPE_CHECKING:
     from wizard.model import DeploySpec
@@ -117,7 +117,9 @@ class _Ctx:
             affinity=facts.affinity, scope=facts.hints.get("scope", "the virtual host"),
             script=facts.files[0] if facts.files else "the proxy script",
             route_lines=fixtext.route_lines(spec),
-            sticky_lines=fixtext.sticky_lines(spec, facts.hints.get("balancer")))
+            sticky_lines=fixtext.sticky_lines(spec, facts.hints.get("balancer")),
+            server_at=spot(facts.server), route_at=spot(facts.route),
+            upstream_at=spot(facts.upstream), backends_at=spot(facts.backends_where))
 
 
 def diagnose(facts: RouteFacts | None, probe: ProbeReport | None,
@@ -135,6 +137,8 @@ def diagnose_with_notes(facts: RouteFacts | None, probe: ProbeReport | None,
                  _error_handler, browser_rules):
         found.extend(rule(ctx))
     found.extend(ctx.pending)  # what only the probe can tell (EIO=3, TLS, round trip...)
+    for post in (*rules_causes.RULES, *rules_host.RULES):  # issue 12: causes, over all found
+        found = post(ctx, found)
     return order(merge(found)), ctx.notes
 
 
@@ -234,7 +238,9 @@ def _path(ctx: _Ctx) -> list[Finding]:
                                                  f"{facts.elsewhere}",
                              *facts.notes, evidence_probe)
         fix = ctx.fixes.route(ctx.site())
+        edits = edits_of(fix)
         if facts.elsewhere is not None and facts.server is not None:
+            edits = ()  # first choice: name the block that has the route (not an edit)
             # The route exists, in a block these requests do not reach: most often a default
             # site (Debian's nginx `default`, Apache's 000-default) catching them first.
             fix = (f"The Socket.IO route already exists at {_place(facts.elsewhere)}, in "
@@ -243,7 +249,7 @@ def _path(ctx: _Ctx) -> list[Finding]:
                    "clients use (nginx `server_name`, Apache `ServerName`, a Caddy site "
                    "address), or disable the site that catches the requests. Or, to serve "
                    f"Socket.IO from the block that answers: {fix[0].lower()}{fix[1:]}")
-        return [Finding(codes.PATH_MISMATCH, "error", title, evidence, fix)]
+        return [Finding(codes.PATH_MISMATCH, "error", title, evidence, fix, edits)]
     upstream_path = facts.upstream_path
     if upstream_path is not None and upstream_path != path:
         title = (f"{ctx.name} forwards {path} to the server as {upstream_path}, and nothing "
@@ -254,10 +260,11 @@ def _path(ctx: _Ctx) -> list[Finding]:
                 return []  # a deliberate rewrite; without a probe we cannot tell
             title = f"{ctx.name} strips {path} before forwarding: the server sees {upstream_path}"
             severity = "warning"
+        rewrite = ctx.fixes.rewrite(ctx.site())
         return [Finding(codes.PATH_MISMATCH, severity, title,
                         _evidence(facts.route and f"route: {facts.route}",
                                   facts.upstream and f"upstream: {facts.upstream}",
-                                  evidence_probe), ctx.fixes.rewrite(ctx.site()))]
+                                  evidence_probe), rewrite, edits_of(rewrite))]
     if not probe_fail:
         return []
     first = found[0]
@@ -283,7 +290,7 @@ def _upgrade(ctx: _Ctx) -> list[Finding]:
     if facts is None:
         return found
     blockers = facts.upgrade_blockers
-    if blockers and ctx.websocket_works:
+    if blockers and ctx.websocket_works and not all(b.only for b in blockers):
         ctx.notes.append("the config read suggests the upgrade is blocked ("
                          + blockers[0].reason + "), yet the probe got a WebSocket: the URL "
                          "may reach another proxy")
@@ -317,7 +324,7 @@ def _origin(ctx: _Ctx) -> list[Finding]:
     missing: list[str] = []
     if facts.server_tls and facts.forwarded_proto is False:
         missing.append("TLS ends at the proxy but X-Forwarded-Proto is not forwarded")
-    if facts.forwarded_host is False:
+    if facts.forwarded_host is False and facts.host_seen is None:  # else: rules_causes
         missing.append("the client's Host is not forwarded (no Host $host / X-Forwarded-Host)")
     if found:
         first = found[0]
@@ -352,9 +359,10 @@ def _sticky(ctx: _Ctx) -> list[Finding]:
             "client on one of them")
         title = (f"No sticky sessions: {ctx.name} spreads the requests of one Socket.IO "
                  "session over several servers (\"Session ID unknown\")")
+        sticky = ctx.fixes.sticky(ctx.site())
         return [Finding(codes.NO_STICKY_SESSIONS, "error", title,
                         _evidence(facts.backends_where, why, _probe_evidence(found)),
-                        ctx.fixes.sticky(ctx.site()))]
+                        sticky, edits_of(sticky))]
     cookie = facts.affinity is not None and ("cookie" in facts.affinity
                                              or "stickysession" in facts.affinity)
     if found and cookie and ctx.probe is not None and ctx.probe.transport == "websocket":
@@ -429,8 +437,8 @@ def _timeout_finding(ctx: _Ctx, fact: TimeoutFact, grade: str) -> Finding:
         severity = "warning"
     evidence = _evidence(fact.where or fact.default_note, f"{fact.directive} = {t:g} s",
                          ping.describe())
-    return Finding(codes.READ_TIMEOUT_TOO_SHORT, severity, title, evidence,
-                   _fix_timeout(ctx, fact))
+    fix = _fix_timeout(ctx, fact)
+    return Finding(codes.READ_TIMEOUT_TOO_SHORT, severity, title, evidence, fix, edits_of(fix))
 
 
 def _fix_timeout(ctx: _Ctx, fact: TimeoutFact) -> str:
@@ -440,7 +448,8 @@ def _fix_timeout(ctx: _Ctx, fact: TimeoutFact) -> str:
                if (fact.seconds or 0) >= 20 else ")"))
     existing = tuple(x for x in map(spot, fact.where) if x is not None)
     lines = fixtext.timeout_lines(ctx.fix_spec(), bool(existing))
-    return ctx.fixes.timeout(TimeoutFix(s, fact.directive, ctx.site(), existing, lines)) + rule
+    fix = ctx.fixes.timeout(TimeoutFix(s, fact.directive, ctx.site(), existing, lines))
+    return Fix(fix + rule, edits_of(fix))  # the rule is words only: the edits stay
 
 
 

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from wizard import findings as codes
 from wizard.diagnose.facts import BackendCheck, RouteFacts, RouteQuery
 from wizard.diagnose.fixtext import backend_address_problem
+from wizard.diagnose.hostcheck import host_checks
 from wizard.diagnose.readers import CONFIG_DEADLINE_S, ConfigReadError, read_route
 from wizard.diagnose.rules import diagnose_with_notes
 from wizard.diagnose.text import passed_checks
@@ -137,6 +138,9 @@ def run_diagnosis(
             or any(f.code == codes.BACKEND_UNREACHABLE for f in probe.findings)):
         with contextlib.suppress(RemoteCommandFailed):  # extra evidence only
             facts = replace(facts, backend_checks=tuple(check_backends(remote, facts.backends)))
+    if facts is not None and remote is not None:  # issue 12: asked only when a symptom needs it
+        with contextlib.suppress(RemoteCommandFailed):
+            facts = replace(facts, host_checks=tuple(host_checks(remote, facts, probe)))
     found, notes = diagnose_with_notes(facts, probe, path)
     found = order(merge([*found, *extra]))
     timings["total_ms"] = _ms(started)

@@ -122,6 +122,13 @@ class DeploySpec:
             value = getattr(self, name)
             if value is not None:
                 out += file_path_problems(name, value)
+        if self.tls and self.proxy is ProxyKind.HAPROXY and self.tls_key not in (
+                self.tls_cert, f"{self.tls_cert}.key"):
+            # HAProxy 2.6 has no key directive: `crt F` reads the key from F or from F.key.
+            out.append(Problem("tls_key", "HAProxy reads the key from the certificate's PEM "
+                               "or from CERT.key beside it: combine them (`cat cert.pem key.pem "
+                               "> site.pem`, then give site.pem as both --tls-cert and "
+                               "--tls-key), or name the key CERT.key"))
         if self.tls:
             out += port_problems("tls_port", self.tls_port)
             if self.tls_port == self.listen_port:

@@ -23,6 +23,8 @@ class ProxyKind(StrEnum):
     APACHE = "apache"
     CADDY = "caddy"
     NODE = "node"
+    HAPROXY = "haproxy"
+    TRAEFIK = "traefik"
 
 
 class Scope(StrEnum):

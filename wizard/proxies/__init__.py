@@ -1,7 +1,7 @@
-"""The four supported proxies, by kind."""
+"""The supported proxies, by kind."""
 
 from wizard.model import ProxyKind
-from wizard.proxies import apache, caddy, nginx, node
+from wizard.proxies import apache, caddy, haproxy, nginx, node, traefik
 from wizard.proxies.base import ProxyProfile
 
 PROFILES: dict[ProxyKind, ProxyProfile] = {
@@ -9,6 +9,8 @@ PROFILES: dict[ProxyKind, ProxyProfile] = {
     ProxyKind.APACHE: apache.PROFILE,
     ProxyKind.NODE: node.PROFILE,
     ProxyKind.CADDY: caddy.PROFILE,
+    ProxyKind.HAPROXY: haproxy.PROFILE,
+    ProxyKind.TRAEFIK: traefik.PROFILE,
 }
 
 

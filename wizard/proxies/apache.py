@@ -2,14 +2,28 @@
 
 from wizard.model import DeploySpec, Layout
 from wizard.proxies.base import ProxyProfile
-from wizard.proxies.fixes import Fixes, FixSite, TimeoutFix, listed, worded
+from wizard.proxies.causes import CauseFixes
+from wizard.proxies.fixes import (
+    Edit,
+    Fix,
+    Fixes,
+    FixSite,
+    Spot,
+    TimeoutFix,
+    insert_after,
+    listed,
+    replace_at,
+    worded,
+)
 
 # ---- diagnose side: the fixes diagnose prints (wizard.proxies.fixes); the config lines in
 # them come rendered from templates/apache/_macros.j2, these words say where they go.
 
 
 def _fix_route(site: FixSite) -> str:
-    return f"In {site.scope} ({site.server}) add, above any `ProxyPass /`:\n{site.route_lines}"
+    # Right after the <VirtualHost> line is above any `ProxyPass /` in it.
+    return Fix(f"In {site.scope} ({site.server}) add, above any `ProxyPass /`:\n"
+               f"{site.route_lines}", [insert_after(site.server_at, site.route_lines)])
 
 
 def _fix_rewrite(site: FixSite) -> str:
@@ -26,13 +40,42 @@ def _fix_sticky(site: FixSite) -> str:
 
 def _fix_timeout(fix: TimeoutFix) -> str:
     lines = fix.lines
+    edits: list[Edit | None] = _set_directives(fix.lines, fix.existing, fix.site.server_at)
     if fix.directive.endswith("timeout=)") or fix.directive == "timeout=":
         first = fix.existing[0] if fix.existing else None
         lines += f"\nand change timeout= on {worded(first)} to timeout={fix.seconds}"
-    return f"In {fix.site.scope} set (now: {listed(fix.existing, 'not set')}):\n{lines}"
+        edits = [None]  # a ProxyPass parameter: printed only
+    return Fix(f"In {fix.site.scope} set (now: {listed(fix.existing, 'not set')}):\n{lines}",
+               edits)
+
+
+def _set_directives(lines: str, existing: tuple[Spot, ...],
+                    scope: Spot | None) -> list[Edit | None]:
+    """Each directive line replaces the existing line of the same directive, or goes into the
+    scope (the <VirtualHost>) when there is none."""
+    edits: list[Edit | None] = []
+    for line in lines.splitlines():
+        name = line.split()[0].lower() if line.split() else ""
+        same = next((e for e in existing if e.text.split()[:1]
+                     and e.text.split()[0].lower() == name), None)
+        edits.append(replace_at(same, line.strip()) if same is not None
+                     else insert_after(scope, line))
+    return edits
 
 
 FIXES = Fixes(route=_fix_route, rewrite=_fix_rewrite, sticky=_fix_sticky, timeout=_fix_timeout)
+
+CAUSES = CauseFixes(
+    keep_host=lambda where: (f"Send the client's Host (with its port): in {where} add\n"
+                             "    ProxyPreserveHost On"),
+    keep_proto=lambda where: (f"Make {where} send the page's scheme:\n"
+                              "    RequestHeader set X-Forwarded-Proto expr=%{REQUEST_SCHEME}"),
+    # LimitRequestBody counts bytes; 0 would mean no limit at all.
+    body_limit=lambda size, where: (f"Set {where} to at least the server's maxPayload:\n"
+                                    f"    LimitRequestBody {size}"),
+    real_ip=("    RemoteIPHeader X-Forwarded-For\n"
+             "    RemoteIPTrustedProxy <each address of the tier in front>   (a2enmod remoteip)"),
+)
 
 
 def needed_modules(spec: DeploySpec) -> list[str]:
@@ -62,6 +105,7 @@ PROFILE = ProxyProfile(
     validate_cmd={Layout.SITE: "apache2ctl -t", Layout.FULL: "apachectl -t -f {config}"},
     reload_cmd="apache2ctl -k graceful",
     install_hint="apt-get install apache2   (RHEL: dnf install httpd)",
+    syntax="apache",
     modules=needed_modules,
     # ---- deploy side
     daemon_binaries=("apache2", "httpd"),
@@ -71,7 +115,9 @@ PROFILE = ProxyProfile(
     modules_query=" -D DUMP_MODULES",  # the same as apache2ctl -M, through any checker
     systemd_reload={"rhel": "systemctl reload httpd", "*": "systemctl reload apache2"},
     reload_without_systemd=True,
+    validate_before_rename=False,
     site_enabling=("/etc/apache2/sites-available", "a2ensite -q {site}", "a2dissite -q {site}"),
+    site_include=None,
     # Apache hands a request naming no known ServerName to the first vhost of its port.
     default_site_check=lambda port, layout: [
         "for f in /etc/apache2/sites-enabled/000-default.conf "
@@ -91,4 +137,17 @@ PROFILE = ProxyProfile(
     sticky_how="a balancer with a SERVERID cookie (`stickysession`) for the http:// and "
                "ws:// routes",
     own_settings=("apache_version",),
+    causes=CAUSES,
+
+    # ---- sandbox side
+    fault_edits={
+        # One backend: the upgrade parameter; several: the rewrite to the ws:// balancer.
+        "no-upgrade": ((r" upgrade=websocket$", ""),
+                       (r"^[ \t]*RewriteCond %\{HTTP:(Upgrade|Connection)\}.*\n", ""),
+                       (r"^[ \t]*RewriteRule .*\[P,L\]\n", "")),
+        "no-sticky": ((r"^[ \t]*ProxySet stickysession=SERVERID\n", ""),
+                      (r'^[ \t]*Header add Set-Cookie "SERVERID=.*\n', ""),
+                      (r"^[ \t]*# Several Socket.IO servers: a route cookie.*\n", ""),
+                      (r"^[ \t]*# \(\"Session ID unknown\" otherwise\)\. WebSocket.*\n", "")),
+    },
 )

@@ -11,7 +11,22 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from wizard.model import DeploySpec, Layout
+from wizard.proxies.causes import CauseFixes
 from wizard.proxies.fixes import Fixes
+
+
+@dataclass(frozen=True)
+class SiteInclude:
+    """How a host loads the site layout's directory, for proxies whose main config must name
+    it (Caddy's `import`, HAProxy's second `-f`, Traefik's file provider): when ``directory``
+    exists on the host and the shell condition ``included`` fails, the deploy refuses before
+    any change, saying ``problem`` and ``hint``. In ``included``, ``{directory}`` is the site
+    file's directory (shell-quoted)."""
+
+    directory: str
+    included: str
+    problem: str
+    hint: str
 
 
 @dataclass(frozen=True)
@@ -26,6 +41,9 @@ class ProxyProfile:
     validate_cmd: dict[Layout, str]  # {config}: the file to check
     reload_cmd: str
     install_hint: str
+    # The config's language for highlighting (the TUI preview: a Pygments alias or one of
+    # wizard.tui.widgets.code_view's own lexers).
+    syntax: str = field(kw_only=True)
     # Modules the rendered config needs (Apache only; others need none).
     modules: Callable[[DeploySpec], list[str]] = field(default=lambda spec: [])
     # Reloads that close live WebSockets (clients reconnect all at once).
@@ -53,6 +71,15 @@ class ProxyProfile:
     # Without systemd the profile's reload_cmd needs a live daemon to signal; False: there is
     # none to fall back on (node runs under the systemd unit sockwizard writes).
     reload_without_systemd: bool = field(kw_only=True)
+    # True: the activation script runs the checker on the uploaded temp file (outside every
+    # watched or included directory) *before* the rename, and does not rename a refused one.
+    # For proxies that load a changed file by themselves (Traefik's file provider watches it):
+    # renaming first would put a refused config live until the restore. The checker must then
+    # read only the file it is given ({config}); the others check the tree that includes the
+    # file, so they rename first and nothing loads it before the reload.
+    validate_before_rename: bool = field(kw_only=True)
+    # The site layout's directory is loaded only if the main config (or unit) names it.
+    site_include: SiteInclude | None = field(kw_only=True)
     # Debian-style site enabling for the default site destination: (directory of the site
     # files, enable command, disable command) with {site} = the file name without ".conf".
     site_enabling: tuple[str, str, str] | None = field(kw_only=True)
@@ -77,6 +104,11 @@ class ProxyProfile:
     # through to another proxy's wording.
     display_name: str = field(kw_only=True)  # the proxy in findings: "nginx", "http-proxy"
     fixes: Fixes = field(kw_only=True)  # the config lines each finding's fix prints
+    causes: CauseFixes = field(kw_only=True)  # issue 12's cause findings (proxies.causes)
+
+    # A checker that judges one file alone ({config}: a copy of it), run here on a fix before
+    # it goes to the host (wizard.repair); None: the checker needs the host's whole tree.
+    standalone_check: str | None = field(default=None, kw_only=True)
 
     # ---- tui side: what the wizard's forms say and offer per proxy -----------------------
     # How the rendered config keeps one client on one backend (Backends step, 2+ servers).
@@ -85,3 +117,9 @@ class ProxyProfile:
     own_settings: tuple[str, ...] = ()
     # A line under that panel's settings (or in place of them when there are none).
     own_settings_note: str = ""
+
+    # ---- sandbox side: `sockwizard sandbox --break KIND` (wizard.sandbox.faults) ----------
+    # {fault: ((regex, replacement), ...)}: how the rendered config loses the lines that do
+    # one job ("no-upgrade", "no-sticky"), applied with re.MULTILINE; every regex must match.
+    # A fault missing here cannot be shown with this proxy (the sandbox says why).
+    fault_edits: dict[str, tuple[tuple[str, str], ...]] = field(default_factory=dict)

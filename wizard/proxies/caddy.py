@@ -1,16 +1,17 @@
 """Caddy 2: a site block to import (site) or a whole Caddyfile (full)."""
 
 from wizard.model import DeploySpec, Layout
-from wizard.proxies.base import ProxyProfile
-from wizard.proxies.fixes import Fixes, FixSite, TimeoutFix
+from wizard.proxies.base import ProxyProfile, SiteInclude
+from wizard.proxies.causes import CauseFixes, mebibytes
+from wizard.proxies.fixes import Fix, Fixes, FixSite, TimeoutFix, insert_after, replace_at
 
 # ---- diagnose side: the fixes diagnose prints (wizard.proxies.fixes); the config lines in
 # them come rendered from templates/caddy/_macros.j2, these words say where they go.
 
 
 def _fix_route(site: FixSite) -> str:
-    return f"In the site block {site.server} add, before any catch-all `handle`:\n" \
-        + site.route_lines
+    return Fix(f"In the site block {site.server} add, before any catch-all `handle`:\n"
+               + site.route_lines, [insert_after(site.server_at, site.route_lines)])
 
 
 def _fix_rewrite(site: FixSite) -> str:
@@ -22,17 +23,35 @@ def _fix_rewrite(site: FixSite) -> str:
 
 def _fix_sticky(site: FixSite) -> str:
     verb = f"replace `{site.affinity}` with" if site.affinity else "add"
-    return f"In the reverse_proxy block {site.backends_where} {verb}:\n{site.sticky_lines}"
+    text = f"In the reverse_proxy block {site.backends_where} {verb}:\n{site.sticky_lines}"
+    # The policy's own line is not known: only adding one to a block is an edit.
+    return text if site.affinity else Fix(text, [insert_after(site.backends_at,
+                                                              site.sticky_lines)])
 
 
 def _fix_timeout(fix: TimeoutFix) -> str:
     if fix.existing:
         e = fix.existing[0]
-        return f"Replace `{e.text}` ({e.file}:{e.line}) with:\n{fix.lines}"
-    return f"In the reverse_proxy block {fix.site.upstream} set:\n{fix.lines}"
+        return Fix(f"Replace `{e.text}` ({e.file}:{e.line}) with:\n{fix.lines}",
+                   [replace_at(e, fix.lines)])
+    return Fix(f"In the reverse_proxy block {fix.site.upstream} set:\n{fix.lines}",
+               [insert_after(fix.site.upstream_at, fix.lines)])
 
 
 FIXES = Fixes(route=_fix_route, rewrite=_fix_rewrite, sticky=_fix_sticky, timeout=_fix_timeout)
+
+CAUSES = CauseFixes(
+    keep_host=lambda where: (f"Delete {where}: reverse_proxy passes the client's Host "
+                             "(port included) by default."),
+    keep_proto=lambda where: (f"Delete {where}: reverse_proxy sets X-Forwarded-Proto to the "
+                              "page's scheme by default."),
+    body_limit=lambda size, where: (f"Set {where} to at least the server's maxPayload:\n"
+                                    f"    request_body {{\n        max_size {mebibytes(size)}MiB\n"
+                                    "    }"),
+    real_ip=("    lb_policy client_ip_hash\nwith, in the global options block:\n"
+             "    servers {\n        trusted_proxies static <each address of the tier in front>\n"
+             "    }"),
+)
 
 
 def _reload_drops_websockets(spec: DeploySpec) -> bool:
@@ -53,6 +72,7 @@ PROFILE = ProxyProfile(
                   Layout.FULL: "caddy validate --adapter caddyfile --config {config}"},
     reload_cmd="caddy reload --adapter caddyfile --config /etc/caddy/Caddyfile",
     install_hint="apt-get install caddy",
+    syntax="caddyfile",
     reload_drops_websockets=_reload_drops_websockets,
     # ---- deploy side
     daemon_binaries=("caddy",),
@@ -62,7 +82,15 @@ PROFILE = ProxyProfile(
     modules_query=None,
     systemd_reload={"*": "systemctl reload caddy"},
     reload_without_systemd=True,
+    validate_before_rename=False,
     site_enabling=None,
+    site_include=SiteInclude(
+        "/etc/caddy",
+        "grep -Eqs '^[[:space:]]*import[[:space:]]+(/etc/caddy/)?sites/' /etc/caddy/Caddyfile",
+        "/etc/caddy/Caddyfile does not import /etc/caddy/sites/: a site file there would "
+        "never be loaded.",
+        "Add the line `import sites/*.caddy` to /etc/caddy/Caddyfile (outside any site "
+        "block), or deploy a whole Caddyfile with --layout full."),
     # Debian's Caddyfile ships a `:80 { file_server }` placeholder site: it, not an imported
     # site for the same port, answers (a whole Caddyfile replaces it).
     default_site_check=lambda port, layout: [
@@ -79,8 +107,16 @@ PROFILE = ProxyProfile(
     # ---- diagnose side
     display_name="Caddy",
     fixes=FIXES,
+    standalone_check="caddy adapt --adapter caddyfile --config {config}",
 
     # ---- tui side
     sticky_how="`lb_policy cookie` on reverse_proxy",
     own_settings=("stream_close_delay",),
+    causes=CAUSES,
+
+    # ---- sandbox side (Caddy forwards upgrades by itself: no "no-upgrade" fault)
+    fault_edits={
+        "no-sticky": ((r"^[ \t]*# Several Socket.IO servers: a cookie.*\n", ""),
+                      (r"^[ \t]*lb_policy cookie\n", "")),
+    },
 )

@@ -10,8 +10,13 @@ the diagnosis nor the renderer.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+
+from wizard.findings import Edit
+
+__all__ = ["Edit", "Fix", "FixSite", "Fixes", "Spot", "TimeoutFix", "edits_of", "insert_after",
+           "listed", "replace_at", "worded"]
 
 
 @dataclass(frozen=True)
@@ -45,6 +50,11 @@ class FixSite:
     # The config text to paste, indented, rendered from the template macros (fixtext):
     route_lines: str = ""  # the Socket.IO route to the first backend
     sticky_lines: str = ""  # what keeps a client on one backend
+    # The same places as lines of the live config (None: not known), for the fixes' edits:
+    server_at: Spot | None = None
+    route_at: Spot | None = None
+    upstream_at: Spot | None = None
+    backends_at: Spot | None = None
 
     @property
     def backend(self) -> str:
@@ -61,6 +71,44 @@ class TimeoutFix:
     site: FixSite
     existing: tuple[Spot, ...] = ()  # its lines (empty: the proxy's default applies)
     lines: str = ""  # the directive(s) at ``seconds``, indented, rendered (fixtext)
+
+
+class Fix(str):
+    """A fix's printed words that also carry the same change as config edits
+    (``wizard.findings.Edit``), built by the writer from the same values as the words. A
+    writer that returns a plain ``str`` (or a Fix without edits) gives a printed-only fix:
+    client- and server-side fixes, and config changes sockwizard cannot place exactly."""
+
+    edits: tuple[Edit, ...]
+
+    def __new__(cls, text: str, edits: Sequence[Edit | None] = ()) -> Fix:
+        fix = super().__new__(cls, text)
+        # All or nothing: a fix with one edit it cannot place is printed only.
+        fix.edits = () if any(e is None for e in edits) else tuple(e for e in edits if e)
+        return fix
+
+
+def edits_of(fix: str) -> tuple[Edit, ...]:
+    """The edits a writer's fix carries (none for a plain string)."""
+    return fix.edits if isinstance(fix, Fix) else ()
+
+
+def replace_at(spot: Spot | None, new: str) -> Edit | None:
+    """Replace ``spot``'s text on its line with ``new`` (None: the place is not known)."""
+    if spot is None or spot.line is None or not spot.text:
+        return None
+    return Edit(spot.file, spot.line, spot.text, new)
+
+
+def insert_after(opener: Spot | None, new: str) -> Edit | None:
+    """Add ``new`` inside the block ``opener`` opens (the line ends with ``{``, or is an
+    Apache ``<Section ...>``), right after that line (None: the place is not known)."""
+    if opener is None or opener.line is None or not opener.text:
+        return None
+    text = opener.text.rstrip()
+    if not (text.endswith("{") or (text.startswith("<") and not text.startswith("</"))):
+        return None
+    return Edit(opener.file, opener.line, opener.text, new, insert=True)
 
 
 @dataclass(frozen=True)

@@ -4,15 +4,16 @@ import re
 
 from wizard.model import Layout
 from wizard.proxies.base import ProxyProfile
-from wizard.proxies.fixes import Fixes, FixSite, TimeoutFix
+from wizard.proxies.causes import CauseFixes, mebibytes
+from wizard.proxies.fixes import Fix, Fixes, FixSite, TimeoutFix, insert_after, replace_at
 
 # ---- diagnose side: the fixes diagnose prints (wizard.proxies.fixes); the config lines in
 # them come rendered from templates/nginx/_macros.j2, these words say where they go.
 
 
 def _fix_route(site: FixSite) -> str:
-    return f"In the server block {site.server} add (before any catch-all location):\n" \
-        + site.route_lines
+    return Fix(f"In the server block {site.server} add (before any catch-all location):\n"
+               + site.route_lines, [insert_after(site.server_at, site.route_lines)])
 
 
 _PLAIN = re.compile(r"[A-Za-z0-9._-]{1,253}(:[0-9]{1,5})?|\[[0-9A-Fa-f:.]{2,45}\](:[0-9]{1,5})?")
@@ -28,14 +29,17 @@ def _fix_rewrite(site: FixSite) -> str:
         scheme = bare[0].rsplit(" ", 1)[-1]
         ok = scheme in ("http", "https") and _PLAIN.fullmatch(host)
         fixed = f"proxy_pass {scheme}://{host};" if ok else "proxy_pass http://UPSTREAM;"
-    return (f"Keep the path: replace {site.upstream} with `{fixed}` (proxy_pass without a URI "
-            f"passes {site.path} unchanged), or set the server's path to {site.upstream_path}.")
+    return Fix(f"Keep the path: replace {site.upstream} with `{fixed}` (proxy_pass without a URI "
+               f"passes {site.path} unchanged), or set the server's path to "
+               f"{site.upstream_path}.",
+               [replace_at(site.upstream_at, fixed) if "UPSTREAM" not in fixed else None])
 
 
 def _fix_sticky(site: FixSite) -> str:
-    if site.affinity:
+    if site.affinity:  # its line is not known: printed only
         return f"In {site.backends_where} replace `{site.affinity};` with:\n{site.sticky_lines}"
-    return f"In {site.backends_where} add:\n{site.sticky_lines}"
+    return Fix(f"In {site.backends_where} add:\n{site.sticky_lines}",
+               [insert_after(site.backends_at, site.sticky_lines)])
 
 
 def _fix_timeout(fix: TimeoutFix) -> str:
@@ -43,11 +47,25 @@ def _fix_timeout(fix: TimeoutFix) -> str:
         # One directive for one: adding proxy_send_timeout here could duplicate an existing
         # one, which nginx -t refuses.
         e = fix.existing[0]
-        return f"Replace `{e.text}` ({e.file}:{e.line}) with:\n{fix.lines}"
-    return f"In {fix.site.route} add:\n{fix.lines}"
+        return Fix(f"Replace `{e.text}` ({e.file}:{e.line}) with:\n{fix.lines}",
+                   [replace_at(e, fix.lines)])
+    return Fix(f"In {fix.site.route} add:\n{fix.lines}",
+               [insert_after(fix.site.route_at, fix.lines)])
 
 
 FIXES = Fixes(route=_fix_route, rewrite=_fix_rewrite, sticky=_fix_sticky, timeout=_fix_timeout)
+
+CAUSES = CauseFixes(
+    # $http_host is the client's Host header as sent, port included ($host drops it).
+    keep_host=lambda where: (f"Replace {where} with:\n    proxy_set_header Host $http_host;\n"
+                             "(or add `proxy_set_header X-Forwarded-Host $http_host;`)"),
+    keep_proto=lambda where: (f"Replace {where} with:\n"
+                              "    proxy_set_header X-Forwarded-Proto $scheme;"),
+    body_limit=lambda size, where: (f"Set {where} to at least the server's maxPayload:\n"
+                                    f"    client_max_body_size {mebibytes(size)}m;"),
+    real_ip=("    set_real_ip_from <each address of the tier in front>;\n"
+             "    real_ip_header X-Forwarded-For;\n    real_ip_recursive on;"),
+)
 
 PROFILE = ProxyProfile(
     kind="nginx",
@@ -62,6 +80,7 @@ PROFILE = ProxyProfile(
     validate_cmd={Layout.SITE: "nginx -t", Layout.FULL: "nginx -t -c {config}"},
     reload_cmd="nginx -s reload",
     install_hint="apt-get install nginx   (RHEL: dnf install nginx)",
+    syntax="nginx",
     # ---- deploy side
     daemon_binaries=("nginx",),
     control_binaries=(),
@@ -70,7 +89,9 @@ PROFILE = ProxyProfile(
     modules_query=None,
     systemd_reload={"*": "systemctl reload nginx"},
     reload_without_systemd=True,
+    validate_before_rename=False,
     site_enabling=None,
+    site_include=None,
     default_site_check=lambda port, layout: [
         f"grep -ElsR '^[[:space:]]*listen[^;#]*\\b{port}\\b[^;#]*default_server' "
         "/etc/nginx/sites-enabled /etc/nginx/conf.d 2>/dev/null | grep -v sockwizard | "
@@ -95,4 +116,12 @@ PROFILE = ProxyProfile(
     own_settings=("proxy_buffering",),
     own_settings_note="On is nginx's default; off is common advice for long-polling "
                       "(responses reach clients at once).",
+    causes=CAUSES,
+
+    # ---- sandbox side
+    fault_edits={
+        "no-upgrade": ((r"^[ \t]*proxy_set_header (Upgrade|Connection) .*\n", ""),),
+        "no-sticky": ((r"^[ \t]*hash \$remote_addr consistent;\n", ""),
+                      (r"^# Several Socket.IO servers: each client must stick.*\n", "")),
+    },
 )

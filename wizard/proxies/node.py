@@ -1,8 +1,11 @@
 """Node.js http-proxy: a runnable proxy.js (both layouts; it is the whole config)."""
 
+import re
+
 from wizard.model import Layout
 from wizard.proxies.base import ProxyProfile
-from wizard.proxies.fixes import Fixes, FixSite, TimeoutFix, listed
+from wizard.proxies.causes import CauseFixes
+from wizard.proxies.fixes import Edit, Fix, Fixes, FixSite, TimeoutFix, listed, replace_at
 
 # ---- diagnose side: the fixes diagnose prints (wizard.proxies.fixes); the code in them
 # comes rendered from templates/node/_macros.j2, these words say where it goes.
@@ -27,10 +30,38 @@ def _fix_sticky(site: FixSite) -> str:
 def _fix_timeout(fix: TimeoutFix) -> str:
     ms = fix.seconds * 1000
     where = listed(fix.existing, "the createProxyServer options")
-    return f"Raise both options in createProxyServer() ({where}) to {ms} ms:\n{fix.lines}"
+    # The edit raises the value on each line the reader found (`proxyTimeout: 3000`, or the
+    # `const TIMEOUT_MS = 3000` it names) to the same ms as the words.
+    edits: list[Edit | None] = [None] if not fix.existing else []
+    for spot in fix.existing:
+        raised = _VALUE.sub(lambda m: f"{m.group(1)}{ms}", spot.text, count=1)
+        edits.append(replace_at(spot, raised) if raised != spot.text else None)
+    return Fix(f"Raise both options in createProxyServer() ({where}) to {ms} ms:\n{fix.lines}",
+               edits)
+
+
+_VALUE = re.compile(r"((?:\b(?:proxyTimeout|timeout)\s*:\s*)|(?:^\s*(?:const|let|var)\s+\w+"
+                    r"\s*=\s*))(\d+)\b")
 
 
 FIXES = Fixes(route=_fix_route, rewrite=_fix_rewrite, sticky=_fix_sticky, timeout=_fix_timeout)
+
+CAUSES = CauseFixes(
+    # xfwd does not help: http-proxy adds X-Forwarded-Host to HTTP requests, not upgrades.
+    keep_host=lambda where: (f"In the proxy options ({where}) remove `changeOrigin: true` "
+                             "(http-proxy then passes the client's Host; `xfwd: true` does "
+                             "not help: it adds X-Forwarded-Host to HTTP requests only, not "
+                             "to WebSocket upgrades)."),
+    # xfwd's X-Forwarded-Proto is ws/wss on upgrades (http-proxy 1.18, ws-incoming).
+    keep_proto=lambda where: (f"In the proxy options ({where}) remove `xfwd: true`, or put "
+                              "the page's scheme on upgrades:\n"
+                              "    proxy.on('proxyReqWs', (proxyReq, req) => proxyReq.setHeader("
+                              "\n      'X-Forwarded-Proto', req.socket.encrypted ? 'https' : "
+                              "'http'));"),
+    body_limit=None,  # http-proxy streams bodies through without a limit
+    real_ip=("    const client = (req.headers['x-forwarded-for'] || '').split(',')[0].trim()"
+             "\n        || req.socket.remoteAddress;   // hash this, not remoteAddress"),
+)
 
 PROFILE = ProxyProfile(
     kind="node",
@@ -43,6 +74,7 @@ PROFILE = ProxyProfile(
     validate_cmd={Layout.SITE: "node --check {config}", Layout.FULL: "node --check {config}"},
     reload_cmd="systemctl restart sockwizard-proxy",
     install_hint="apt-get install nodejs npm && npm install http-proxy@1.18.1",
+    syntax="javascript",
     reload_drops_websockets=lambda spec: True,
     # ---- deploy side
     daemon_binaries=("node",),
@@ -52,7 +84,9 @@ PROFILE = ProxyProfile(
     modules_query=None,
     systemd_reload={"*": "systemctl restart sockwizard-proxy"},
     reload_without_systemd=False,
+    validate_before_rename=False,
     site_enabling=None,
+    site_include=None,
     default_site_check=lambda port, layout: [],  # the proxy is its own only site
     unshadow_how="stop whatever else listens on that port",
     reload_drop_warning=("This restart closes every live WebSocket at once (the node proxy "
@@ -63,8 +97,10 @@ PROFILE = ProxyProfile(
     # ---- diagnose side
     display_name="http-proxy",
     fixes=FIXES,
+    standalone_check="node --check {config}",
 
     # ---- tui side
     sticky_how="a hash of the client address in proxy.js",
     own_settings_note="Nothing extra: proxy.js is the whole config.",
+    causes=CAUSES,
 )

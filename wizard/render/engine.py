@@ -8,6 +8,7 @@ of escaping, the model refuses every value that could inject a directive before 
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from functools import lru_cache
@@ -15,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from wizard import __version__
-from wizard.model import DeploySpec, ProxyKind
+from wizard.model import DeploySpec
 from wizard.proxies import profile
 
 if TYPE_CHECKING:
@@ -30,11 +31,7 @@ class Rendered:
     text: str
     dest: str  # default destination on the host for this proxy and layout
     filename: str  # what to call it locally (``-o`` default, TUI "save")
-    syntax: str  # for highlighting: nginx | apache | caddyfile | javascript
-
-
-_SYNTAX = {ProxyKind.NGINX: "nginx", ProxyKind.APACHE: "apache",
-           ProxyKind.CADDY: "caddyfile", ProxyKind.NODE: "javascript"}
+    syntax: str  # for highlighting: the profile's syntax (nginx, caddyfile, yaml, ...)
 
 
 # wizard/render/engine.py -> wizard/
@@ -61,12 +58,19 @@ def environment() -> jinja2.Environment:
         trim_blocks=False,
     )
     env.filters["regex_escape"] = _regex_escape
+    env.filters["yaml_str"] = _yaml_str
     return env
 
 
 def _regex_escape(path: str) -> str:
     """Escape a URL path for an Apache RewriteRule pattern (``^/socket\\.io/``)."""
     return re.sub(r"([.+*?()\[\]^$|])", r"\\\1", path)
+
+
+def _yaml_str(value: object) -> str:
+    """Any value as a YAML double-quoted scalar (a JSON string is one): whatever it holds,
+    it stays one value in the file (Traefik's YAML)."""
+    return json.dumps(str(value))
 
 
 def render(spec: DeploySpec) -> Rendered:
@@ -86,11 +90,12 @@ def render(spec: DeploySpec) -> Rendered:
         server_root="/usr/local/apache2",
         listen_host=_apache_listen_host(spec),
         listen_prefix=_listen_prefix(spec),
+        dest=prof.default_dest[spec.layout],
     )
     text = _tidy(text)
     dest = prof.default_dest[spec.layout]
     return Rendered(spec=spec, text=text, dest=dest, filename=Path(dest).name,
-                    syntax=_SYNTAX[spec.proxy])
+                    syntax=prof.syntax)
 
 
 def _upstream_name(spec: DeploySpec) -> str:

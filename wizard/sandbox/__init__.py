@@ -20,33 +20,47 @@ The modules::
     procs     find a binary, free ports, spawn / wait for / stop a process (Proc)
     setups    SETUPS[kind]: each proxy's main config in the prefix (ProxySetup)
     backend   the demo Socket.IO server (``__main__`` runs it)
-    run       start_sandbox, Sandbox, wait_until_interrupted
+    spec      sandbox_spec: the user's spec on the sandbox's ports, and every Substitution
+    faults    --break KIND: the classic faults as variations of the spec / rendered config
+    run       start_sandbox, Sandbox, stop_all, wait_until_interrupted
+    breaks    run_break: the fault's symptom with a real client, diagnose, the fix
 """
 
 from wizard.sandbox.backend import serve_backend
+from wizard.sandbox.faults import FAULT_TITLES, Fault, FaultPlan, parse_fault
 from wizard.sandbox.procs import LOOPBACK, SBIN, Proc, SandboxError, find_binary, free_port
 from wizard.sandbox.run import (
     Sandbox,
+    check_affinity,
     required_binary,
-    sandbox_spec,
     start_sandbox,
+    stop_all,
     wait_until_interrupted,
 )
 from wizard.sandbox.setups import SETUPS, ProxySetup
+from wizard.sandbox.spec import Substitution, backend_ids, sandbox_spec
 
 __all__ = [
+    "FAULT_TITLES",
     "LOOPBACK",
     "SBIN",
     "SETUPS",
+    "Fault",
+    "FaultPlan",
     "Proc",
     "ProxySetup",
     "Sandbox",
     "SandboxError",
+    "Substitution",
+    "backend_ids",
+    "check_affinity",
     "find_binary",
     "free_port",
+    "parse_fault",
     "required_binary",
     "sandbox_spec",
     "serve_backend",
     "start_sandbox",
+    "stop_all",
     "wait_until_interrupted",
 ]

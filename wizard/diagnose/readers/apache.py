@@ -42,6 +42,7 @@ from wizard.diagnose.facts import (
     TimeoutFact,
     Where,
 )
+from wizard.diagnose.readers.apache_more import more_facts
 from wizard.diagnose.readers.apache_route import (
     Handler,
     Routes,
@@ -219,6 +220,7 @@ class _Analysis(Routes):
                                    poll if poll.kind == "proxy" else ws)
         facts = replace(facts, upgrade_blockers=tuple(self.upgrade_blockers(vhost, ws, poll)))
         facts = self.forward_facts(facts, vhost, scope, server_tls)
+        facts = more_facts(self, facts, vhost, poll, ws)
         return replace(facts, notes=tuple(dict.fromkeys(self.notes)))
 
     def listens(self) -> list[Listen]:

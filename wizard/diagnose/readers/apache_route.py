@@ -24,6 +24,12 @@ if TYPE_CHECKING:
     pass
 from wizard.diagnose.readers.apache_syntax import ANode
 
+# The Connection header of a WebSocket request, as browsers send it: Chrome (and curl, and
+# the probe) `Upgrade`; Firefox `keep-alive, Upgrade` — recipes anchored on `^Upgrade$` or
+# `=upgrade` pass the first and send the second to plain HTTP.
+CHROME_CONNECTION = "Upgrade"
+FIREFOX_CONNECTION = "keep-alive, Upgrade"
+
 
 @dataclass(frozen=True)
 class Handler:
@@ -114,12 +120,15 @@ class Routes:
         return self.root.last(name)
 
     # ---- request evaluation
-    def handle(self, vhost: ANode | None, websocket: bool) -> Handler:
+    def handle(self, vhost: ANode | None, websocket: bool,
+               connection: str = CHROME_CONNECTION) -> Handler:
+        """The handler for a polling or a WebSocket request; ``connection`` is the WebSocket
+        request's Connection header (Chrome's ``Upgrade``, Firefox's ``keep-alive, Upgrade``)."""
         path = self.query.path
         scope = vhost if vhost is not None else self.root
         engine = scope.last("RewriteEngine")
         if engine is not None and engine.args[:1] and engine.args[0].lower() == "on":
-            outcome = self.rewrite(scope, path, websocket)
+            outcome = self.rewrite(scope, path, websocket, connection)
             if outcome is not None and isinstance(outcome, Handler):
                 return outcome
             if isinstance(outcome, str):
@@ -183,7 +192,8 @@ class Routes:
             after = join_upstream_path(base, rest) if base else "/" + rest.lstrip("/")
         return Handler("proxy", node, target, prefix, params, after, via)
 
-    def rewrite(self, scope: ANode, path: str, websocket: bool) -> Handler | str | None:
+    def rewrite(self, scope: ANode, path: str, websocket: bool,
+                connection: str = "Upgrade") -> Handler | str | None:
         """Run the scope's RewriteRules; a handler, a rewritten path, or None."""
         conds: list[ANode] = []
         current = path
@@ -202,7 +212,8 @@ class Routes:
                 m = re.search(pattern.lstrip("!"), current, re.I if "nc" in flags else 0)
             except re.error:
                 continue
-            if bool(m) == negate or not self.conds_hold(rule_conds, current, websocket):
+            if bool(m) == negate or not self.conds_hold(rule_conds, current, websocket,
+                                                        connection):
                 continue
             target = subst
             if m is not None:
@@ -221,13 +232,14 @@ class Routes:
                 break
         return current if changed else None
 
-    def conds_hold(self, conds: Sequence[ANode], path: str, websocket: bool) -> bool:
+    def conds_hold(self, conds: Sequence[ANode], path: str, websocket: bool,
+                   connection: str = "Upgrade") -> bool:
         result = True
         pending_or = False
         for cond in conds:
             if len(cond.args) < 2:
                 continue
-            value = self.cond_value(cond.args[0], path, websocket)
+            value = self.cond_value(cond.args[0], path, websocket, connection)
             flags = rewrite_flags(cond.args[2:])
             if value is None:
                 ok = True
@@ -238,7 +250,9 @@ class Routes:
                 negate = pattern.startswith("!")
                 pattern = pattern.lstrip("!")
                 if pattern.startswith("="):
-                    ok = value == pattern[1:]
+                    # [NC] applies to lexical comparisons too (mod_rewrite's docs).
+                    ok = value.lower() == pattern[1:].lower() if "nc" in flags else \
+                        value == pattern[1:]
                 elif pattern.startswith("-"):
                     ok = True
                 else:
@@ -251,11 +265,12 @@ class Routes:
             pending_or = "or" in flags
         return result
 
-    def cond_value(self, var: str, path: str, websocket: bool) -> str | None:
+    def cond_value(self, var: str, path: str, websocket: bool,
+                   connection: str = "Upgrade") -> str | None:
         query = f"EIO=4&transport={'websocket' if websocket else 'polling'}"
         values = {
             "%{HTTP:Upgrade}": "websocket" if websocket else "",
-            "%{HTTP:Connection}": "Upgrade" if websocket else "keep-alive",
+            "%{HTTP:Connection}": connection if websocket else "keep-alive",
             "%{REQUEST_URI}": path,
             "%{QUERY_STRING}": query,
             "%{THE_REQUEST}": f"GET {path}?{query} HTTP/1.1",

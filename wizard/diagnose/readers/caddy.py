@@ -26,7 +26,16 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from wizard.diagnose.facts import Blocker, Listen, RouteFacts, RouteQuery, TimeoutFact, Where
+from wizard.diagnose.facts import (
+    Blocker,
+    BodyLimit,
+    HeaderFact,
+    Listen,
+    RouteFacts,
+    RouteQuery,
+    TimeoutFact,
+    Where,
+)
 from wizard.diagnose.readers.base import (
     ConfigReadError,
     ReadBudget,
@@ -263,8 +272,47 @@ def facts_from_json(config: Mapping[str, Any], query: RouteQuery, *,
                            (rt_where,) if rt_where else ())
     facts = replace(facts, ws_idle_timeout=idle)
     blockers = _upgrade_blockers(handler, ws, locate, rp_where, main)
+    facts = _more_facts(facts, handler, main, srv, locate, query.port, policy, rp_where)
     return replace(facts, upgrade_blockers=tuple(blockers), forwarded_proto=True,
-                   forwarded_host=True, notes=tuple(dict.fromkeys(notes)))
+                   notes=tuple(dict.fromkeys(notes)))
+
+
+# Caddy's placeholders for the Host it sends (header_up Host …), classified for the rules.
+_HOST_VALUES = {"{http.request.hostport}": "client", "{http.request.host}": "client-no-port",
+                "{http.reverse_proxy.upstream.hostport}": "upstream",
+                "{http.reverse_proxy.upstream.host}": "upstream"}
+_AFFINITY = {"cookie": "cookie", "ip_hash": "address", "client_ip_hash": "address",
+             "header": "header"}
+
+
+def _more_facts(facts: RouteFacts, handler: Mapping[str, Any], main: Outcome,
+                srv: Mapping[str, Any], locate: _Locator, port: int, policy: str | None,
+                rp_where: Where | None) -> RouteFacts:
+    """Issue 12's facts: Host/X-Forwarded-* (the client's by default), the request_body
+    limit on the way to the handler, the kind of affinity and trusted proxies."""
+    host = HeaderFact("client", "reverse_proxy's default: the client's Host")
+    xfh: HeaderFact | None = HeaderFact("client", "X-Forwarded-Host (Caddy's default)")
+    for op in [*main.header_ops, (handler.get("headers") or {}).get("request") or {}]:
+        for name, values in (op.get("set") or {}).items():
+            value = str(values[0]) if values else ""
+            seen = _HOST_VALUES.get(value, "other")
+            where = locate.find(rf"header_up\s+{re.escape(name)}\b", after=rp_where)
+            if name.lower() == "host":
+                host = HeaderFact(seen, f"header_up {name} {value}", where)
+            elif name.lower() == "x-forwarded-host":
+                xfh = HeaderFact(seen, f"header_up {name} {value}", where)
+        if any(n.lower() == "x-forwarded-host" for n in op.get("delete", []) or []):
+            xfh = None
+    limit = None
+    if main.body_max is not None:
+        limit = BodyLimit(main.body_max, "request_body max_size", locate.find(r"\bmax_size\b"))
+    kind = _AFFINITY.get(policy or "")
+    lb_where = locate.find(r"\blb_policy\b", after=rp_where) if kind else None
+    trusted = locate.find(r"\btrusted_proxies\b") if srv.get("trusted_proxies") else None
+    return replace(facts, url_port=port, host_seen=host, xfh_seen=xfh,
+                   xfp_seen=HeaderFact("scheme", "X-Forwarded-Proto (Caddy's default)"),
+                   body_limit=limit, affinity_kind=kind, affinity_where=lb_where,
+                   real_ip=trusted if policy == "client_ip_hash" else None)
 
 
 def _route_where(locate: _Locator, outcome: Outcome, site: Where | None) -> Where | None:

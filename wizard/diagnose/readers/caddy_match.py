@@ -24,6 +24,7 @@ class Request:
     websocket: bool
     tls: bool
     header_ops: list[dict[str, Any]] = field(default_factory=list)
+    body_max: list[int] = field(default_factory=list)  # request_body max_size on the way
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,7 @@ class Outcome:
     matchers: tuple[str, ...]  # path patterns that led here (to locate the route)
     rewritten: bool
     header_ops: tuple[dict[str, Any], ...] = ()
+    body_max: int | None = None  # the last request_body max_size before the handler
 
 
 def walk(routes: Sequence[Mapping[str, Any]], req: Request, notes: list[str],
@@ -60,6 +62,8 @@ def walk(routes: Sequence[Mapping[str, Any]], req: Request, notes: list[str],
                     return outcome
             elif kind == "rewrite":
                 rewritten = _rewrite(handler, req) or rewritten
+            elif kind == "request_body" and isinstance(handler.get("max_size"), int):
+                req.body_max.append(int(handler["max_size"]))
             elif kind == "headers":
                 ops = (handler.get("request") or {})
                 if ops:
@@ -70,7 +74,8 @@ def walk(routes: Sequence[Mapping[str, Any]], req: Request, notes: list[str],
                 if inner.get("uri"):
                     path = _expand(str(inner["uri"]), req).split("?")[0]
                 return Outcome("proxy", handler, path, here, rewritten or path != req.path,
-                                tuple(req.header_ops))
+                                tuple(req.header_ops),
+                                req.body_max[-1] if req.body_max else None)
             elif kind in ("static_response", "file_server", "error", "templates",
                           "authentication", "php_fastcgi"):
                 return Outcome(str(kind), handler, req.path, here, rewritten)

@@ -25,6 +25,7 @@ from wizard.diagnose.readers.base import (
     ConfigReadError,
     join_upstream_path,
 )
+from wizard.diagnose.readers.nginx_more import more_facts
 from wizard.diagnose.readers.nginx_syntax import (
     Node,
     apply_rewrites,
@@ -152,6 +153,7 @@ class _Analysis:
         if blockers:
             facts = _replace(facts, elsewhere=self.elsewhere(server))
         facts = self.forward_facts(facts, levels, loc, server_tls)
+        facts = more_facts(facts, self.http, levels, self.header_level(levels)[1], q.port)
         return _replace(facts, notes=tuple(self.notes))
 
     def elsewhere(self, chosen: Node) -> Where | None:

@@ -20,9 +20,7 @@ time out (``socket.setTimeout(0)``).
 
 from __future__ import annotations
 
-import ast
 import bisect
-import operator
 import re
 from dataclasses import replace
 from typing import TYPE_CHECKING
@@ -35,6 +33,8 @@ from wizard.diagnose.readers.base import (
     join_upstream_path,
     sudo_run,
 )
+from wizard.diagnose.readers.node_more import more_facts
+from wizard.diagnose.readers.node_syntax import arith, balanced, blank_comments
 from wizard.model import ProxyKind
 from wizard.remote import path_problem
 
@@ -86,95 +86,6 @@ def _discover(remote: Remote, port: int, budget: ReadBudget) -> str:
 # --------------------------------------------------------------------------- helpers
 
 
-def blank_comments(text: str) -> str:
-    """Replace // and /* */ comments with spaces (offsets and line numbers are kept)."""
-    out = list(text)
-    i, n = 0, len(text)
-    quote: str | None = None
-    while i < n:
-        c = text[i]
-        if quote:
-            if c == "\\":
-                i += 2
-                continue
-            if c == quote:
-                quote = None
-            i += 1
-            continue
-        if c in "'\"`":
-            quote = c
-        elif text.startswith("//", i):
-            end = text.find("\n", i)
-            end = n if end < 0 else end
-            for j in range(i, end):
-                out[j] = " "
-            i = end
-            continue
-        elif text.startswith("/*", i):
-            end = text.find("*/", i + 2)
-            end = n if end < 0 else end + 2
-            for j in range(i, end):
-                if out[j] != "\n":
-                    out[j] = " "
-            i = end
-            continue
-        i += 1
-    return "".join(out)
-
-
-def _balanced(text: str, start: int) -> str:
-    """The ``{...}`` starting at ``start`` (a best effort that respects string quotes)."""
-    depth = 0
-    quote: str | None = None
-    i = start
-    while i < len(text):
-        c = text[i]
-        if quote:
-            if c == "\\":
-                i += 2
-                continue
-            if c == quote:
-                quote = None
-        elif c in "'\"`":
-            quote = c
-        elif c == "{":
-            depth += 1
-        elif c == "}":
-            depth -= 1
-            if depth == 0:
-                return text[start:i + 1]
-        i += 1
-    return text[start:]
-
-
-_OPS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul,
-        ast.Div: operator.truediv}
-
-
-def _arith(expr: str) -> float | None:
-    expr = expr.replace("_", "")
-    # A timeout is a short expression: a long one (digits beyond int's limit, deep parens)
-    # is refused before the parser sees it.
-    if len(expr) > 100 or not re.fullmatch(r"[\d\s.+\-*/()]+", expr):
-        return None
-    try:
-        tree = ast.parse(expr, mode="eval").body
-    except (SyntaxError, ValueError, RecursionError, MemoryError):
-        return None
-
-    def ev(node: ast.AST) -> float:
-        if isinstance(node, ast.Constant) and isinstance(node.value, (int, float)):
-            return float(node.value)
-        if isinstance(node, ast.BinOp) and type(node.op) in _OPS:
-            return float(_OPS[type(node.op)](ev(node.left), ev(node.right)))
-        raise ValueError("unsupported")
-
-    try:
-        return ev(tree)
-    except (ValueError, ZeroDivisionError, OverflowError, RecursionError):
-        return None
-
-
 _MAX_EXPR = 200  # longer expressions are not what this reader resolves
 _MAX_CONST_DEPTH = 8  # `const A = B; const B = A` must not recurse forever
 
@@ -214,7 +125,7 @@ class _Script:
         expr = expr.strip().rstrip(",")
         if "||" in expr:
             expr = expr.split("||")[-1].strip()
-        value = _arith(expr)
+        value = arith(expr)
         if value is not None:
             return value, None
         if re.fullmatch(r"[A-Za-z_$][\w$]*", expr):
@@ -256,18 +167,19 @@ def facts_from_script(text: str, query: RouteQuery, *, file: str = "proxy.js",
                       source: str | None = None) -> RouteFacts:
     s = _Script(text, file)
     code = s.code
-    if "http-proxy" not in code and "createProxy" not in code:
+    if "http-proxy" not in code and "createProxy" not in code:  # -middleware included
         raise ConfigReadError(f"{file} does not look like a node http-proxy script",
-                              "Give the script that requires 'http-proxy' with --config.")
+                              "Give the http-proxy(-middleware) script with --config.")
     facts = RouteFacts(proxy=ProxyKind.NODE, source=source or file, files=(file,))
     # --- createProxyServer options
-    m = re.search(r"\b(?:createProxyServer|createProxy|httpProxy\.createServer)\s*\(", code)
+    m = re.search(r"\b(?:createProxyServer|createProxyMiddleware|createProxy|"
+                  r"httpProxy\.createServer)\s*\(", code)
     options, options_at = "", None
     if m:
         brace = code.find("{", m.end())
         paren = code.find(")", m.end())
         if brace >= 0 and (paren < 0 or brace < paren):
-            options, options_at = _balanced(code, brace), brace
+            options, options_at = balanced(code, brace), brace
     create_where = s.where(m.start()) if m else None
 
     def option(name: str) -> re.Match[str] | None:
@@ -323,6 +235,7 @@ def facts_from_script(text: str, query: RouteQuery, *, file: str = "proxy.js",
     fix = (f"In the createProxyServer() options ({file}:{create_where.line}) add:\n"
            + "\n".join(f"    {x}" for x in lines)) if lines and create_where else ""
     facts = replace(facts, forwarded_proto=xfwd, forwarded_host=host_ok, forward_fix=fix)
+    facts = more_facts(s, facts, query, options, create_where, query.port)
     return replace(facts, notes=tuple(dict.fromkeys(s.notes)))
 
 

@@ -34,8 +34,9 @@ from wizard.deploy import (
     rollback_result,
 )
 from wizard.errors import SockwizardError
-from wizard.sandbox import Sandbox, start_sandbox
-from wizard.tui.calls import apply_on, deploy_options, locked
+from wizard.sandbox import FAULT_TITLES, Fault, Sandbox, start_sandbox
+from wizard.sandbox.breaks import apply_fix, break_report
+from wizard.tui.calls import apply_on, deploy_options, deploy_question, locked
 from wizard.tui.messages import DeployEventSeen
 from wizard.tui.screens.base import StepScreen
 from wizard.tui.screens.modals import ConfirmModal
@@ -103,9 +104,12 @@ class DeployScreen(StepScreen):
         if self.in_sandbox:
             yield Static(Content.assemble(
                 ("Start a throwaway ", "$text-muted"), (self.state.spec.proxy.value, "bold"),
-                (" and a demo Socket.IO server on free loopback ports, then run the same "
-                 "guarded deploy into it: back up, upload, validate, rename, reload, probe. "
-                 "Everything is removed when you leave.", "$text-muted")), id="deploy-summary")
+                (f" and {len(self.state.spec.backends)} demo Socket.IO server(s), one per "
+                 "backend, on free loopback ports, then run the same guarded deploy into it "
+                 "(your balancing too): back up, upload, validate, rename, reload, probe"
+                 + (", and prove affinity" if self.state.spec.sticky else "")
+                 + ". Everything is removed when you leave.", "$text-muted")),
+                id="deploy-summary")
         else:
             yield Static(Content.assemble(
             ("Deploy the ", "$text-muted"), (self.state.spec.proxy.value, "bold"),
@@ -261,25 +265,12 @@ class DeployScreen(StepScreen):
         elif not self.busy:
             self.deploy()
 
-    def confirmation(self) -> str:
-        """The question asked before a deploy to a real host: which host, which file, what
-        happens, and every warning the dry run raised."""
-        host = self.where
-        planned = self.planned
-        dest = planned.dest if planned and planned.dest else "the file detected on the host"
-        lines = [f"Write {dest} on {host}, validate it and reload "
-                 f"{self.state.spec.proxy.value}?",
-                 "The current file is backed up first and put back if the validation, the "
-                 "reload or the probe fails."]
-        warnings = planned.warnings if planned else ()
-        lines += [f"! {for_tui(w)}" for w in warnings]
-        return "\n\n".join(lines)
-
     @work(exclusive=True, group="deploy", exit_on_error=False)
     async def deploy(self) -> None:
         if not self.in_sandbox:
+            question = deploy_question(self.state.spec, self.where, self.planned)
             sure = await self.app.push_screen_wait(ConfirmModal(
-                f"Deploy to {self.where}", self.confirmation(), yes="Deploy"))
+                f"Deploy to {self.where}", for_tui(question), yes="Deploy"))
             if not sure:
                 self.set_status("Not deployed.")
                 return
@@ -313,6 +304,10 @@ class DeployScreen(StepScreen):
                                    on_event=self._event_from_thread)
         self.sandbox = box
         self.services.adopt_sandbox(box)
+        # What the sandbox put in place of the spec's addresses, and the affinity proof.
+        self.query_one(DeployLog).mount(Static(
+            Content.assemble(("sandbox\n", "bold $text-muted"), "\n".join(box.summary_lines())),
+            classes="deploy-evidence"))
         assert box.result is not None
         return box.result
 
@@ -393,6 +388,51 @@ class DeployScreen(StepScreen):
         self.action_rollback()
 
     def palette_commands(self) -> list[tuple[str, str, Any]]:
-        return [("Deploy", "Run the guarded deploy on the target", self.action_deploy),
-                ("Rollback", "Restore the backup this deploy made", self.action_rollback)]
+        commands = [("Deploy", "Run the guarded deploy on the target", self.action_deploy),
+                    ("Rollback", "Restore the backup this deploy made", self.action_rollback)]
+        if self.in_sandbox:  # `sockwizard sandbox --break FAULT [--fix]`
+            commands += [(f"Break the sandbox: {fault.value}", title,
+                          lambda fault=fault: self.break_sandbox(fault))
+                         for fault, title in FAULT_TITLES.items()]
+            if self.sandbox is not None and self.sandbox.fault is not None:
+                commands.append(("Deploy the fix", "Deploy the config that fixes the sandbox's "
+                                 "fault with the guarded transaction", self.fix_sandbox))
+        return commands
+
+    @work(exclusive=True, group="deploy", exit_on_error=False)
+    async def break_sandbox(self, fault: Fault) -> None:
+        """A sandbox started with ``fault`` deployed on purpose: a real client's symptom and
+        diagnose's findings with their fix, in the log (``wizard.sandbox.breaks``)."""
+        log = self.query_one(DeployLog)
+        log.clear()
+        self._set_busy(True)
+        try:
+            old, self.sandbox = self.sandbox, None
+            if old is not None:
+                await self.in_thread(old.stop)
+                self.services.forget_sandbox(old)
+            self.set_status(f"Starting a sandbox with the {fault.value} fault…")
+            box = await self.in_thread(start_sandbox, self.state.spec.proxy, self.state.spec,
+                                       fault=fault)
+            self.sandbox = box
+            self.services.adopt_sandbox(box)
+            self.set_status("A real client, then diagnose…")
+            text = await self.in_thread(break_report, box)
+        finally:
+            self._set_busy(False)
+        log.mount(Static(Content.assemble(("broken on purpose\n", "bold $text-muted"), text),
+                         classes="deploy-evidence", markup=False))
+
+    @work(exclusive=True, group="deploy", exit_on_error=False)
+    async def fix_sandbox(self) -> None:
+        box = self.sandbox
+        if box is None or box.fault is None:
+            return
+        self.query_one(DeployLog).clear()
+        self._set_busy(True)
+        try:
+            result = await self.in_thread(apply_fix, box, self._event_from_thread)
+        finally:
+            self._set_busy(False)
+        self._show_result(result)
 

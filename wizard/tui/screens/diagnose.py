@@ -3,7 +3,10 @@
 The URL is checked as you type by the probe's own parser (``calls.url_problem``), so the words
 are the ones ``sockwizard probe`` prints. The findings step runs the diagnosis in a thread worker:
 the live probe (stages fill in as they finish) and, when a host is connected, the proxy's
-config read over the same connection, held against the live handshake.
+config read over the same connection, held against the live handshake. "Apply this fix" (when
+a finding's fix is a config edit and a host is connected) shows the diff first, asks with the
+host and the file named, then runs ``wizard.repair`` over the connection — the same guarded
+transaction as ``sockwizard diagnose --apply`` — and shows the findings after.
 """
 
 from __future__ import annotations
@@ -20,11 +23,14 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import Button, Input, RadioSet, Static
 
 from wizard.diagnose import Diagnosis, run_diagnosis
+from wizard.errors import SockwizardError
 from wizard.model import ProxyKind
 from wizard.probe import ProbeOptions, ProbeReport, Stage
 from wizard.proxies import PROFILES
-from wizard.tui.calls import url_problem
+from wizard.repair import Fixes, Repair, apply_fixes, plan_fixes, summary
+from wizard.tui.calls import deploy_options, url_problem
 from wizard.tui.screens.base import StepScreen
+from wizard.tui.screens.modals import FixModal
 from wizard.tui.screens.shared import ProbeResultScreen
 from wizard.tui.services import Services
 from wizard.tui.state import WizardState
@@ -32,7 +38,7 @@ from wizard.tui.widgets.choice import Choice, Choices
 from wizard.tui.widgets.field import Field, ModelCheck
 from wizard.tui.widgets.probe_view import ProbeView
 
-_KINDS = (ProxyKind.NGINX, ProxyKind.APACHE, ProxyKind.CADDY, ProxyKind.NODE)
+_KINDS = tuple(PROFILES)  # every proxy with a reader (the registry test keeps them equal)
 
 
 class DiagnoseUrlScreen(StepScreen):
@@ -123,6 +129,26 @@ def diagnose_state(state: WizardState, options: ProbeOptions,
                              config_path=state.config_path, on_stage=on_stage)
 
 
+def fixes_for(state: WizardState, diagnosis: Diagnosis) -> Fixes:
+    """``wizard.repair.plan_fixes`` over the state's connection: the diff "Apply this fix"
+    shows, against the files as they are now."""
+    conn = state.connection
+    assert conn is not None, "Apply this fix is offered only with host access"
+    with conn.lock:
+        return plan_fixes(diagnosis, conn.remote, state.spec.proxy)
+
+
+def apply_fixes_for(state: WizardState, fixes: Fixes, options: ProbeOptions) -> Repair:
+    """``wizard.repair.apply_fixes`` over the state's connection, with the Target step's
+    overrides (validate, reload): the guarded deploy, then the diagnosis again."""
+    conn = state.connection
+    assert conn is not None
+    with conn.lock:
+        return apply_fixes(fixes, conn.remote, deploy_options(state), options,
+                           config_path=state.config_path, probe_host=conn.host_name,
+                           host=conn.remote.name)
+
+
 class FindingsScreen(ProbeResultScreen):
     NEXT_LABEL = "Finish"
     STEP_HELP = "What the probe saw, and what to change — most serious first."
@@ -132,12 +158,14 @@ class FindingsScreen(ProbeResultScreen):
         Binding("r", "retry", "Retry"),
         Binding("h", "hold", "Hold test"),
         Binding("n", "new", "Start over"),
+        Binding("f", "apply_fix", "Apply this fix"),
     ]
 
     def __init__(self, state: WizardState, index: int, services: Services) -> None:
         super().__init__(state, index, services)
         self.report: ProbeReport | None = None
         self.diagnosis: Diagnosis | None = None
+        self.repair: Repair | None = None
 
     @property
     def hold_seconds(self) -> int:
@@ -155,10 +183,84 @@ class FindingsScreen(ProbeResultScreen):
         with Horizontal(id="probe-actions"):
             yield Button("Retry", id="retry", compact=True)
             yield Button("Hold test", id="hold", compact=True)
+            yield Button("Apply this fix", id="apply-fix", compact=True, disabled=True)
             yield Static(id="probe-status", classes="muted")
 
     def on_mount(self) -> None:
         self.run_diagnosis()
+
+    def _options(self, hold: float = 0) -> ProbeOptions:
+        return ProbeOptions(path=self.state.probe_path or "/socket.io/", hold=hold,
+                            insecure=(self.state.probe_url or "").startswith("https://"))
+
+    def fixable(self) -> bool:
+        """A host is connected and some finding's fix is a config edit."""
+        d = self.diagnosis
+        return self.state.connection is not None and d is not None and \
+            any(f.edits for f in d.findings)
+
+    def _show(self, diagnosis: Diagnosis) -> None:
+        view = self.query_one(ProbeView)
+        self.diagnosis = diagnosis
+        self.report = diagnosis.probe
+        if diagnosis.probe is not None:
+            view.show_report(diagnosis.probe, None, diagnosis.findings, diagnosis.checks,
+                             diagnosis.notes)
+        else:
+            view.show_findings(diagnosis.findings, diagnosis.checks, diagnosis.notes)
+        self._offer_fix()
+
+    def _offer_fix(self) -> None:
+        for button in self.query("#apply-fix").results(Button):  # none once dismissed
+            button.disabled = not self.fixable()
+
+    def _busy(self, busy: bool, what: str, hold: float = 0) -> None:
+        super()._busy(busy, what, hold)
+        if not busy:
+            self._offer_fix()
+
+    @on(Button.Pressed, "#apply-fix")
+    def _apply_pressed(self) -> None:
+        self.action_apply_fix()
+
+    def action_apply_fix(self) -> None:
+        if self.fixable():
+            self.apply_fix()
+
+    @work(exclusive=True, group="probe", exit_on_error=False)
+    async def apply_fix(self) -> None:
+        """The diff first, a confirmation naming the host and the file(s), then the guarded
+        deploy and the findings after (``wizard.repair``, as ``diagnose --apply``)."""
+        before, conn = self.diagnosis, self.state.connection
+        assert before is not None and conn is not None
+        status = self.query_one("#probe-status", Static)
+        try:
+            fixes = await self.in_thread(fixes_for, self.state, before)
+        except SockwizardError as exc:
+            status.update(f"Could not read the config files: {exc.title}")
+            return
+        if fixes.refused:
+            check = fixes.refused[0]
+            status.update(f"{check.command} refused the fix here: nothing was changed.\n"
+                          f"{check.output[-300:]}")
+            return
+        if not fixes.plan.patches:
+            why = "; ".join(f"{f.code}: {w}" for f, w in fixes.plan.printed if f.edits)
+            status.update("No config edit to make" + (f" ({why})." if why else "."))
+            return
+        files = [p.file for p in fixes.plan.patches]
+        if not await self.app.push_screen_wait(FixModal(conn.remote.name, files,
+                                                        fixes.plan.diff)):
+            return
+        self._busy(True, f"Applying the fix to {', '.join(files)}…")
+        try:
+            repair = await self.in_thread(apply_fixes_for, self.state, fixes, self._options())
+        finally:
+            self._busy(False, "")
+        self.repair = repair
+        if repair.after is not None:
+            self._show(repair.after)
+        status.update(summary(repair).strip())
 
     @work(exclusive=True, group="probe", exit_on_error=False)
     async def run_diagnosis(self, hold: float = 0) -> None:
@@ -167,20 +269,12 @@ class FindingsScreen(ProbeResultScreen):
                 else "Probing and reading the config…")
         view.reset(what)
         self._busy(True, what, hold)
-        options = ProbeOptions(path=self.state.probe_path or "/socket.io/", hold=hold,
-                               insecure=(self.state.probe_url or "").startswith("https://"))
         try:
-            diagnosis = await self.in_thread(diagnose_state, self.state, options,
+            diagnosis = await self.in_thread(diagnose_state, self.state, self._options(hold),
                                              self._stage_seen)
         finally:
             self._busy(False, "")
-        self.diagnosis = diagnosis
-        self.report = diagnosis.probe
-        if diagnosis.probe is not None:
-            view.show_report(diagnosis.probe, None, diagnosis.findings, diagnosis.checks,
-                             diagnosis.notes)
-        else:
-            view.show_findings(diagnosis.findings, diagnosis.checks, diagnosis.notes)
+        self._show(diagnosis)
         self.query_one("#hold", Button).label = f"Hold test ({self.hold_seconds} s)"
 
     def run_check(self, hold: float = 0) -> None:

@@ -194,3 +194,27 @@ class ConfirmModal(ModalScreen[bool]):
     @on(Button.Pressed, "#no")
     def _no_pressed(self) -> None:
         self.dismiss(False)
+
+
+class FixModal(ConfirmModal):
+    """"Apply this fix": the diff first, then a question naming the host and the file(s)."""
+
+    def __init__(self, host: str, files: list[str], diff: str) -> None:
+        names = ", ".join(files)
+        super().__init__("Apply this fix", f"Apply this change to {names} on {host}? It goes "
+                         "through the guarded deploy: backup, validate in place, reload, probe, "
+                         "and the previous file back byte for byte if any step fails.",
+                         yes="Apply this fix")
+        self.add_class("fix-modal")
+        self.host = host
+        self.files = files
+        self.diff = diff
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="dialog") as dialog:
+            dialog.border_title = self._title
+            yield CodeView(self.diff.rstrip(), "diff", line_numbers=False, id="fix-diff")
+            yield Static(self._question, id="fix-question", markup=False)
+            with Horizontal(classes="buttons"):
+                yield Button("Cancel", id="no")
+                yield Button(self._yes, id="yes", variant="warning")

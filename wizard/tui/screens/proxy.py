@@ -18,8 +18,9 @@ from wizard.tui.widgets.choice import Choice, Choices
 from wizard.tui.widgets.options import spaced
 
 _LAYOUT_LABELS = {
-    Layout.SITE: "A file to include (conf.d file, vhost, site block, proxy.js)",
-    Layout.FULL: "A complete main config (nginx.conf, httpd.conf, Caddyfile)",
+    # At most 72 characters: the radio buttons get no more on an 80-column terminal.
+    Layout.SITE: "A file to include (conf.d, vhost, site block, proxy.js, dynamic file)",
+    Layout.FULL: "A complete main config (nginx.conf, Caddyfile, haproxy.cfg, traefik.yml)",
 }
 
 

@@ -95,28 +95,30 @@ class TargetScreen(StepScreen):
             yield Field("sudo password", Input(id="sudo-password", password=True),
                         hint="Used for this session only: never saved, logged or shown.",
                         id="field-sudo")
-        if not diagnose:
-            yield from self._compose_overrides(choice)
+        yield from self._compose_overrides(choice, diagnose)
 
-    def _compose_overrides(self, choice: TargetChoice) -> ComposeResult:
+    def _compose_overrides(self, choice: TargetChoice, diagnose: bool) -> ComposeResult:
         spec = self.state.spec
         prof = profile(spec.proxy)
-        with Collapsible(title="Overrides (containers, hosts without systemd, test rigs)",
-                         id="overrides", collapsed=not any(
-                             (choice.dest, choice.validate_cmd, choice.reload_cmd,
-                              choice.probe_url))):
-            yield Field("Destination", Input(choice.dest or "", id="dest",
-                                             placeholder=render(spec).dest),
-                        hint="Empty: detected on the host.", id="field-dest")
+        # Diagnose mode: the checker and the reload the findings' "Apply this fix" uses.
+        title = ("Apply this fix: overrides (containers, hosts without systemd, test rigs)"
+                 if diagnose else "Overrides (containers, hosts without systemd, test rigs)")
+        with Collapsible(title=title, id="overrides", collapsed=not any(
+                (choice.dest, choice.validate_cmd, choice.reload_cmd, choice.probe_url))):
+            if not diagnose:
+                yield Field("Destination", Input(choice.dest or "", id="dest",
+                                                 placeholder=render(spec).dest),
+                            hint="Empty: detected on the host.", id="field-dest")
             yield Field("Validate command", Input(choice.validate_cmd or "", id="validate_cmd",
                                                   placeholder=prof.validate_cmd[spec.layout]),
                         hint="{config} is the file being checked.", id="field-validate_cmd")
             yield Field("Reload command", Input(choice.reload_cmd or "", id="reload_cmd",
                                                 placeholder=prof.reload_cmd),
                         id="field-reload_cmd")
-            yield Field("Probe URL", Input(choice.probe_url or "", id="probe_url",
-                                           placeholder="http://HOST:PORT (from the target)"),
-                        id="field-probe_url")
+            if not diagnose:
+                yield Field("Probe URL", Input(choice.probe_url or "", id="probe_url",
+                                               placeholder="http://HOST:PORT (from the target)"),
+                            id="field-probe_url")
 
     def on_mount(self) -> None:
         self._show_kind()

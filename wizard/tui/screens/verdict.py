@@ -69,8 +69,10 @@ class VerdictScreen(ProbeResultScreen):
         return math.ceil(total) + 5
 
     def compose_body(self) -> ComposeResult:
-        yield Static(f"{self.url}  (path {self.spec.path})", id="probe-url",
-                     markup=False)
+        box = self.state.sandbox
+        line = box.affinity_line() if box is not None else None
+        yield Static(f"{self.url}  (path {self.spec.path})"
+                     + (f"\nsandbox {line}" if line else ""), id="probe-url", markup=False)
         yield ProbeView(id="probe")
         with Horizontal(id="probe-actions"):
             yield Button("Retry", id="retry", compact=True)
@@ -110,7 +112,10 @@ class VerdictScreen(ProbeResultScreen):
         self.probe(hold=hold)
 
     def verdict_ok(self) -> bool | None:
-        return None if self.report is None else self.report.ok
+        if self.report is None:
+            return None
+        box = self.state.sandbox  # several backends: the affinity check is part of the verdict
+        return self.report.ok and (box is None or bool(box.affinity_ok))
 
     def palette_commands(self) -> list[tuple[str, str, Any]]:
         return [

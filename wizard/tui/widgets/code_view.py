@@ -35,7 +35,7 @@ from textual.widgets import Static
 
 # Rendered.syntax / Snippet.language -> Pygments lexer alias.
 _ALIASES = {"nginx": "nginx", "apache": "apacheconf", "javascript": "javascript",
-            "python": "python", "toml": "toml", "diff": "diff", "text": "text"}
+            "python": "python", "toml": "toml", "diff": "diff", "text": "text", "yaml": "yaml"}
 
 
 class CaddyfileLexer(RegexLexer):  # type: ignore[misc]

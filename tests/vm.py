@@ -1,0 +1,423 @@
+"""The real Debian 12 VM of the `vm` test lane: boot it, reach it, and run sockwizard at it.
+
+Used by the session fixture ``vm`` in tests/conftest.py and by the tests/test_vm_*.py files.
+``boot()`` makes sure the cached image exists (scripts/vm-image builds it once per machine
+with debootstrap), boots a fresh qcow2 overlay of it under TCG (nested KVM fails on these
+machines, see shared/TESTBED.md) with user-mode networking ``restrict=on`` (the guest reaches
+nothing) and its ports 22/80/443 forwarded to a loopback address of its own, and waits for its
+sshd against a deadline. ``Vm`` then offers what a test needs and a new user would have:
+
+* ``sockwizard(...)`` / ``deploy(kind, *flags)``: the real CLI in a subprocess, as the sudo
+  user ``admin``, logging in with the image's key and checking the image's host key — no
+  ``--dest/--validate-cmd/--reload-cmd``.
+* ``sudo(cmd)``: the test's own look at the guest (an independent paramiko connection, host
+  key verified, never sockwizard's remote code), ``is_active(unit)``, ``tree(*dirs)`` (every
+  file's bytes, mode and every link's target, for byte-for-byte comparisons).
+* ``use_proxy(kind)``: the proxy under test is the one enabled and running on :80 (all three
+  want it; the image leaves all of them disabled), ``dead_backend()``, ``handshake()``.
+* ``reboot()``: a real reboot of the guest, waiting for sshd again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import shlex
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import paramiko
+
+from tests import rig
+from wizard.errors import ExitCode
+
+ROOT = Path(__file__).resolve().parent.parent
+VM_IMAGE_SCRIPT = ROOT / "scripts" / "vm-image"
+USER = "admin"
+SERVER_NAME = "app.example.test"  # the site's --server-name; probes send it as Host
+BACKEND = "127.0.0.1:3000"  # the guest's Socket.IO unit (tests/vm_guest/)
+BACKEND_UNIT = "sockwizard-backend"
+PROXY_UNITS = {"nginx": "nginx", "apache": "apache2", "caddy": "caddy"}  # Debian's packages
+UNITS = {**PROXY_UNITS, "node": "sockwizard-proxy"}  # what serves :80 after a deploy of kind
+# Where each proxy keeps what sockwizard may touch on a stock Debian host.
+CONFIG_DIRS = {"nginx": ("/etc/nginx",), "apache": ("/etc/apache2",), "caddy": ("/etc/caddy",),
+               "node": ("/opt/sockwizard", "/etc/systemd/system")}
+FORWARDED_PORTS = (22, 80, 443)
+# Loopback addresses tried in turn: another session's VM may hold the first one.
+ADDRESSES = tuple(f"127.0.0.{n}" for n in range(2, 12))
+QEMU = "qemu-system-x86_64"
+BOOT_TIMEOUT = 240.0  # ~30-40 s to sshd under TCG when idle; the CI machine is shared
+BUILD_TIMEOUT = 1200.0
+
+
+class VmUnavailable(Exception):
+    """qemu or debootstrap cannot run here at all (the lane is skipped with this reason)."""
+
+
+def unavailable_reason() -> str | None:
+    """Why the VM lane cannot run on this machine, or None. Missing tools mean scripts/setup
+    --test was not run; anything else (a failed build or boot) is an error, not a skip."""
+    if os.geteuid() != 0:
+        return "needs root: builds the VM image with debootstrap"
+    missing = [t for t in (QEMU, "qemu-img", "debootstrap", "mkfs.ext4") if not shutil.which(t)]
+    if missing:
+        return f"{', '.join(missing)} not installed (scripts/setup --test installs them)"
+    return None
+
+
+@dataclass
+class Image:
+    """The cached image directory scripts/vm-image prints."""
+
+    dir: Path
+
+    @property
+    def key(self) -> Path:
+        return self.dir / "id_ed25519"
+
+    @property
+    def host_key_line(self) -> str:
+        return (self.dir / "known_hosts_key").read_text().strip()
+
+
+def build_image() -> tuple[Image, float]:
+    """The image (built now if this machine has none for this version of the script) and the
+    seconds that took (0 when cached)."""
+    started = time.monotonic()
+    done = subprocess.run([str(VM_IMAGE_SCRIPT)], capture_output=True, text=True,
+                          timeout=BUILD_TIMEOUT, cwd=ROOT)
+    if done.returncode != 0:
+        raise rig.RigError(f"scripts/vm-image failed ({done.returncode}):\n{done.stderr[-3000:]}")
+    sys.stderr.write(done.stderr)
+    return Image(Path(done.stdout.strip().splitlines()[-1])), time.monotonic() - started
+
+
+def _ports_free(address: str) -> bool:
+    for port in FORWARDED_PORTS:
+        with socket.socket() as s:
+            try:
+                s.bind((address, port))
+            except OSError:
+                return False
+    return True
+
+
+@dataclass
+class Vm:
+    """One booted guest; see the module docstring."""
+
+    image: Image
+    address: str
+    workdir: Path
+    qemu: rig.Daemon
+    timings: dict[str, float] = field(default_factory=dict)
+    _client: paramiko.SSHClient | None = None
+
+    # -- reaching it -----------------------------------------------------------------------
+
+    @property
+    def target(self) -> str:
+        return f"{USER}@{self.address}"
+
+    @property
+    def known_hosts(self) -> Path:
+        return self.workdir / "known_hosts"
+
+    @property
+    def console(self) -> str:
+        with contextlib.suppress(OSError):
+            return (self.workdir / "console.log").read_text(errors="replace")[-4000:]
+        return ""
+
+    def _connect(self) -> paramiko.SSHClient:
+        client = paramiko.SSHClient()
+        client.load_host_keys(str(self.known_hosts))
+        client.set_missing_host_key_policy(paramiko.RejectPolicy())
+        client.connect(self.address, 22, USER, key_filename=str(self.image.key), timeout=10,
+                       banner_timeout=30, auth_timeout=30, look_for_keys=False,
+                       allow_agent=False)
+        return client
+
+    def _ssh(self) -> paramiko.SSHClient:
+        transport = self._client.get_transport() if self._client else None
+        if self._client is None or transport is None or not transport.is_active():
+            self._client = self._connect()
+        return self._client
+
+    def wait_ssh(self, timeout: float = BOOT_TIMEOUT) -> None:
+        """Until an SSH login with the image's key (and host key) works, or the deadline."""
+        self.close_ssh()
+
+        def login() -> bool:
+            self._client = self._connect()
+            return True
+
+        # While the guest boots, paramiko logs every refused banner as an error: not news.
+        quiet = logging.getLogger("paramiko")
+        level, quiet.level = quiet.level, logging.CRITICAL
+        try:
+            rig.wait_for(f"sshd of the VM on {self.address}:22", login, timeout=timeout,
+                         interval=1.0, alive=lambda: None if self.qemu.running() else
+                         f"qemu exited: {self.qemu.output()[-2000:]}\n{self.console}")
+        finally:
+            quiet.setLevel(level)
+
+    def close_ssh(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    def run(self, command: str, *, timeout: float = 120.0, check: bool = True
+            ) -> subprocess.CompletedProcess[str]:
+        """`command` through the guest's shell as admin; raise on failure when `check`."""
+        _, stdout, stderr = self._ssh().exec_command(command, timeout=timeout)
+        out = stdout.read().decode(errors="replace")
+        err = stderr.read().decode(errors="replace")
+        done = subprocess.CompletedProcess(command, stdout.channel.recv_exit_status(), out, err)
+        if check and done.returncode != 0:
+            raise rig.RigError(f"VM: `{command}` exited {done.returncode}: {out}{err}")
+        return done
+
+    def sudo(self, command: str, *, timeout: float = 120.0, check: bool = True
+             ) -> subprocess.CompletedProcess[str]:
+        return self.run(f"sudo sh -c {shlex.quote(command)}", timeout=timeout, check=check)
+
+    # -- the guest's state ----------------------------------------------------------------
+
+    def is_active(self, unit: str) -> str:
+        return self.run(f"systemctl is-active {shlex.quote(unit)}", check=False).stdout.strip()
+
+    def tree(self, *dirs: str) -> dict[str, str]:
+        """path -> "link TARGET" | "file MODE OWNER SHA256" | "dir MODE OWNER" for everything
+        under `dirs` (absent dirs give nothing): equal trees mean byte-for-byte equal files."""
+        quoted = " ".join(shlex.quote(d) for d in dirs)
+        # One round trip: the listing, a separator line, then every file's sha256.
+        listing, _, files = self.sudo(
+            f"for d in {quoted}; do [ -e \"$d\" ] && find \"$d\" -printf '%y %m %u:%g %p\\t%l\\n'"
+            f"; done; echo ==; find {quoted} -type f -exec sha256sum {{}} + 2>/dev/null; true"
+        ).stdout.partition("==\n")
+        digest = {line[66:]: line[:64] for line in files.splitlines() if len(line) > 66}
+        out: dict[str, str] = {}
+        for line in listing.splitlines():
+            head, _, target = line.partition("\t")
+            kind, mode, owner, path = head.split(" ", 3)
+            out[path] = (f"link {target}" if kind == "l" else
+                         f"file {mode} {owner} {digest.get(path, '?')}" if kind == "f" else
+                         f"{kind} {mode} {owner}")
+        return out
+
+    def use_proxy(self, kind: str) -> None:
+        """Make `kind`'s unit the one running on :80 (node: none of Debian's). Start/stop only:
+        `systemctl enable` of these SysV-compatible units runs perl for ~12 s under TCG."""
+        others = " ".join(u for k, u in PROXY_UNITS.items() if k != kind)
+        command = f"systemctl stop {others}"
+        if kind in PROXY_UNITS:
+            command += f" && systemctl start {PROXY_UNITS[kind]}"
+        self.sudo(command)
+
+    @contextlib.contextmanager
+    def dead_backend(self) -> Iterator[None]:
+        """The Socket.IO unit stopped for the block (started again after it)."""
+        self.sudo(f"systemctl stop {BACKEND_UNIT}")
+        try:
+            yield
+        finally:
+            self.sudo(f"systemctl start {BACKEND_UNIT}")
+
+    def handshake(self, host: str = SERVER_NAME) -> tuple[int, str]:
+        """The Engine.IO handshake from outside, through the forwarded port 80."""
+        return rig.engineio_handshake(f"http://{self.address}:80", headers={"Host": host})
+
+    def reboot(self, timeout: float = BOOT_TIMEOUT) -> float:
+        """Reboot the guest for real (same kernel; qemu stays); seconds until sshd is back."""
+        started = time.monotonic()
+        self.run("sudo systemctl reboot", check=False, timeout=10)
+        self.close_ssh()
+        rig.wait_for("the VM to go down", lambda: not rig.port_open(22, self.address),
+                     timeout=60, interval=0.5)
+        self.wait_ssh(timeout)
+        return time.monotonic() - started
+
+    # -- sockwizard, as a user would run it -------------------------------------------------
+
+    def sockwizard(self, *args: str, timeout: float = 180.0) -> subprocess.CompletedProcess[str]:
+        """`sockwizard ARGS --host admin@ADDR -i KEY --known-hosts FILE` in a subprocess with
+        its own state directory (local backup notes stay with this VM)."""
+        env = {**os.environ, "PYTHONPATH": str(ROOT), "HOME": str(self.workdir / "home"),
+               "XDG_STATE_HOME": str(self.workdir / "state")}
+        argv = [sys.executable, "-m", "wizard", *args, "--host", self.target,
+                "-i", str(self.image.key), "--known-hosts", str(self.known_hosts)]
+        started = time.monotonic()
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=env,
+                              cwd=ROOT)
+        sys.stderr.write(f"[vm] sockwizard {' '.join(args)}: exit {done.returncode} in "
+                         f"{time.monotonic() - started:.1f} s\n{done.stderr}")
+        return done
+
+    def deploy(self, kind: str, *flags: str, timeout: float = 180.0
+               ) -> subprocess.CompletedProcess[str]:
+        """`sockwizard deploy --proxy KIND` of the guest's backend for SERVER_NAME, plus
+        `flags` (e.g. --edit-main-config, --disable-default-site once they exist)."""
+        return self.sockwizard("deploy", "--proxy", kind, "--backend", BACKEND,
+                               "--server-name", SERVER_NAME, *flags, timeout=timeout)
+
+    # -- lifetime ---------------------------------------------------------------------------
+
+    def shutdown(self) -> None:
+        """Stop qemu (the overlay is thrown away, so no clean poweroff is needed) and remove
+        the run's directory. Nothing of the VM is left running."""
+        self.close_ssh()
+        with contextlib.suppress(OSError, IndexError, ValueError):  # CPU: load-independent
+            stat = Path(f"/proc/{self.qemu.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            sys.stderr.write(f"[vm] qemu used {(int(stat[11]) + int(stat[12])) / 100:.1f} s "
+                             f"of CPU in {time.monotonic() - self.qemu.started_at:.1f} s\n")
+        self.qemu.stop(timeout=10.0)
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def _start_qemu(image: Image, address: str, workdir: Path) -> rig.Daemon:
+    forwards = ",".join(f"hostfwd=tcp:{address}:{p}-:{p}" for p in FORWARDED_PORTS)
+    argv = [QEMU, "-accel", "tcg", "-cpu", "max", "-smp", "2", "-m", "1024",
+            "-display", "none", "-monitor", "none", "-serial", f"file:{workdir / 'console.log'}",
+            "-kernel", str(image.dir / "vmlinuz"), "-initrd", str(image.dir / "initrd.img"),
+            "-append", "root=/dev/vda rw console=ttyS0 loglevel=3",
+            "-drive", f"file={workdir / 'run.qcow2'},if=virtio,format=qcow2",
+            "-netdev", f"user,id=n0,restrict=on,{forwards}",
+            "-device", "virtio-net-pci,netdev=n0"]
+    return rig.Daemon(f"qemu ({address})", argv, cwd=workdir)
+
+
+def boot() -> Vm:
+    """Build or reuse the image, boot a fresh overlay of it, wait for sshd; see the module
+    docstring. Raises VmUnavailable (skip) or rig.RigError (a real failure)."""
+    reason = unavailable_reason()
+    if reason:
+        raise VmUnavailable(reason)
+    image, build_seconds = build_image()
+    workdir = Path(tempfile.mkdtemp(prefix="sockwizard-vm-"))
+    overlay = workdir / "run.qcow2"
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "raw", "-b",
+                    str(image.dir / "disk.raw"), str(overlay)], check=True, timeout=60)
+    started = time.monotonic()
+    qemu: rig.Daemon | None = None
+    for address in ADDRESSES:
+        if not _ports_free(address):
+            continue
+        qemu = _start_qemu(image, address, workdir)
+        time.sleep(0.5)  # a taken hostfwd port makes qemu exit at once
+        if qemu.running():
+            break
+        qemu.stop()
+        qemu = None
+    if qemu is None:
+        shutil.rmtree(workdir, ignore_errors=True)
+        raise rig.RigError(f"no loopback address among {ADDRESSES[0]}..{ADDRESSES[-1]} has "
+                           f"ports {FORWARDED_PORTS} free for the VM")
+    vm = Vm(image, address, workdir, qemu)
+    vm.known_hosts.write_text(f"{address} {image.host_key_line}\n")
+    try:
+        vm.wait_ssh()
+    except BaseException:
+        vm.shutdown()
+        raise
+    vm.timings = {"build": build_seconds, "boot": time.monotonic() - started}
+    sys.stderr.write(f"[vm] image {image.dir.name}: build {build_seconds:.1f} s; boot to sshd "
+                     f"{vm.timings['boot']:.1f} s on {address}\n")
+    return vm
+
+
+
+# -- the checks every proxy's VM test makes (call them with the flags your feature adds) -------
+
+
+def deploy_report(vm: Vm, kind: str, *flags: str) -> dict[str, Any]:
+    """`vm.deploy(kind, *flags, "--json")`: the one host's report, plus "stderr"."""
+    done = vm.deploy(kind, *flags, "--json")
+    try:
+        report = json.loads(done.stdout)
+    except ValueError:
+        raise AssertionError(f"deploy printed no JSON (exit {done.returncode}):\n"
+                             f"{done.stdout}{done.stderr}") from None
+    assert report["exit_code"] == done.returncode
+    host: dict[str, Any] = report["hosts"][0]
+    host["stderr"] = done.stderr
+    return host
+
+
+def websocket_roundtrip(vm: Vm, host: str = SERVER_NAME) -> dict[str, Any]:
+    """Socket.IO over a WebSocket from outside, naming `host`, by hand (websocket-client:
+    python-socketio would send a second Host header): open, connect, "hello", then "echo" with
+    an ack; returns the backend's answer (it carries "server": "vm-backend")."""
+    import websocket  # only the tests that talk to the VM need it
+
+    ws = websocket.create_connection(
+        f"ws://{vm.address}:80/socket.io/?EIO=4&transport=websocket", host=host, timeout=10)
+
+    def recv() -> str:
+        return str(ws.recv())  # text frames only in this exchange
+
+    try:
+        assert recv().startswith('0{"sid"')  # Engine.IO open
+        ws.send("40")  # Socket.IO connect to "/"
+        # "40{sid}" and the "hello" the server emits from its connect handler, in either order.
+        frames = sorted([recv(), recv()])
+        assert frames[0].startswith("40{") and frames[1].startswith('42["hello"'), frames
+        ws.send('421["echo",{"from":"outside"}]')
+        while (frame := recv()).startswith("2"):  # an Engine.IO ping: answer, read on
+            ws.send("3")
+        assert frame.startswith("431"), frame
+        answer = json.loads(frame[3:])[0]
+    finally:
+        ws.close()
+    assert isinstance(answer, dict), answer
+    return answer
+
+
+def check_deploy_serves_and_is_idempotent(vm: Vm, kind: str, *flags: str) -> dict[str, Any]:
+    """Deploy `kind` (with `flags`) to the stock host: it is live, its unit active, Socket.IO
+    works from outside over WebSocket; the same deploy again changes nothing. Returns the
+    first report."""
+    vm.use_proxy(kind)
+    first = deploy_report(vm, kind, *flags)
+    assert (first["exit_code"], first["outcome"]) == (ExitCode.OK, "deployed"), first["stderr"]
+    assert first["probe"]["transport"] == "websocket", first["probe"]
+    assert first["config_id"] in vm.sudo(f"cat {shlex.quote(first['dest'])}").stdout
+    assert vm.is_active(UNITS[kind]) == "active"
+    status, body = vm.handshake()
+    assert status == 200 and '"sid"' in body, (status, body)
+    assert websocket_roundtrip(vm) == {"from": "outside", "server": "vm-backend"}
+
+    before = vm.tree(*CONFIG_DIRS[kind])
+    second = deploy_report(vm, kind, *flags)
+    assert (second["exit_code"], second["outcome"]) == (ExitCode.OK, "unchanged"), \
+        second["stderr"]
+    assert second["config_id"] == first["config_id"]
+    assert vm.tree(*CONFIG_DIRS[kind]) == before
+    assert vm.is_active(UNITS[kind]) == "active"
+    return first
+
+
+def check_dead_backend_restores_everything(vm: Vm, kind: str, *flags: str) -> dict[str, Any]:
+    """With the backend unit stopped, a deploy of a changed config fails its probe and is
+    rolled back: every file under the proxy's config dirs is as before, byte for byte, and
+    its unit is still active. Returns the report."""
+    vm.use_proxy(kind)
+    before = vm.tree(*CONFIG_DIRS[kind])
+    with vm.dead_backend():
+        # 61 s: not the default, so the config differs from any earlier deploy's.
+        report = deploy_report(vm, kind, "--read-timeout", "61", *flags)
+        assert (report["exit_code"], report["outcome"], report["failed_step"]) == \
+            (ExitCode.PROBE_ROLLED_BACK, "rolled back", "probe"), report["stderr"]
+        assert vm.tree(*CONFIG_DIRS[kind]) == before
+        assert vm.is_active(UNITS[kind]) == "active"
+    return report
