@@ -44,7 +44,7 @@ class Stepper(Static):
 
 
 class StepLine(Static):
-    """The step list in one line, for narrow terminals: ``✓1 ✓2 ●3 Path & scope ○4 …``."""
+    """The step list in one line, for narrow terminals: ``✓1 ✓2 ●3. Path & scope ○4 …``."""
 
     DEFAULT_CLASSES = "step-line-compact"
 
@@ -53,7 +53,7 @@ class StepLine(Static):
         parts: list[Content] = []
         for i, name in enumerate(steps):
             mark, style = _mark(i, current, done)
-            label = f"{i + 1} {name}" if i == current else str(i + 1)
+            label = f"{i + 1}. {name}" if i == current else str(i + 1)
             parts.append(Content.assemble((mark, style),
                                           (label, "bold $text" if i == current else style)))
         super().__init__(Content(" ").join(parts), id=id)
