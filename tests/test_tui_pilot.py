@@ -34,7 +34,7 @@ from wizard.tui.app import SockwizardApp, default_connector
 from wizard.tui.screens.backends import BackendsScreen
 from wizard.tui.screens.deploy import DeployScreen
 from wizard.tui.screens.diagnose import FindingsScreen
-from wizard.tui.screens.modals import HostKeyModal
+from wizard.tui.screens.modals import ConfirmModal, HostKeyModal
 from wizard.tui.screens.path import PathScreen
 from wizard.tui.screens.preview import PreviewScreen
 from wizard.tui.screens.proxy import ProxyScreen
@@ -169,6 +169,13 @@ async def walk_to_target(pilot: Pilot[Any], app: SockwizardApp, backend: str,
     await until(pilot, "target step", on_screen(app, TargetScreen))
 
 
+async def deploy_and_confirm(pilot: Pilot[Any], app: SockwizardApp) -> None:
+    """Press Deploy (d) and confirm the modal that names the host and the file (y)."""
+    await pilot.press("d")
+    await until(pilot, "the deploy confirmation", on_screen(app, ConfirmModal))
+    await pilot.press("y")
+
+
 async def fill_overrides(pilot: Pilot[Any], dest: str, validate: str, reload: str,
                          probe_url: str = "") -> None:
     await tab_to(pilot, "CollapsibleTitle")
@@ -198,7 +205,7 @@ async def test_keyboard_flow_deploys_and_probes(node_backend: Any) -> None:
         await tab_to(pilot, "#opt-probe")  # the fake host has no proxy to settle on:
         await pilot.press("space")  # the verdict step probes the backend instead
         await until(pilot, "the dry run", lambda: not screen.planning)
-        await pilot.press("d")
+        await deploy_and_confirm(pilot, app)
         await until(pilot, "deploy result", lambda: screen.deploy_result is not None
                     and not screen.busy)
         result = screen.deploy_result
@@ -331,7 +338,7 @@ async def test_validation_failure_is_rolled_back_and_shown() -> None:
         screen = app.screen
         assert isinstance(screen, DeployScreen)
         await until(pilot, "the dry run", lambda: not screen.planning)
-        await pilot.press("d")
+        await deploy_and_confirm(pilot, app)
         await until(pilot, "deploy result", lambda: screen.deploy_result is not None
                     and not screen.busy)
         assert screen.deploy_result is not None
@@ -446,7 +453,7 @@ async def test_worker_threads_never_touch_the_dom(node_backend: Any,
         assert isinstance(screen, DeployScreen)
         await until(pilot, "the dry run", lambda: not screen.planning)
         screen.query_one("#opt-probe", Checkbox).value = False  # the fake host has no proxy
-        await pilot.press("d")
+        await deploy_and_confirm(pilot, app)
         await until(pilot, "deploy result", lambda: screen.deploy_result is not None
                     and not screen.busy)
         result = screen.deploy_result
@@ -708,7 +715,9 @@ async def test_sudo_password_is_asked_masked(sshd: Any, tmp_path: Path) -> None:
         assert isinstance(app.screen, TargetScreen), screen_text(app)
         await replace_text(pilot, rig.NOSUDO_PASSWORD)
         await pilot.press("enter")
-        await until(pilot, "deploy step", on_screen(app, DeployScreen))
+        # The step once composed: app.screen is the new step a moment before its widgets.
+        await until(pilot, "deploy step", lambda: isinstance(app.screen, DeployScreen)
+                    and bool(app.screen.query("#deploy-summary")))
         assert rig.NOSUDO_PASSWORD not in app.screen.query_one("#deploy-summary",
                                                                Static).render().plain
 
@@ -741,7 +750,7 @@ async def test_full_flow_real_sshd_nginx_node(sshd: Any, proxy_factory: Any, nod
         screen = app.screen
         assert isinstance(screen, DeployScreen)
         await until(pilot, "the dry run", lambda: not screen.planning)
-        await pilot.press("d")
+        await deploy_and_confirm(pilot, app)
         await until(pilot, "deploy result", lambda: screen.deploy_result is not None
                     and not screen.busy, timeout=120)
         result = screen.deploy_result
@@ -835,7 +844,7 @@ async def test_the_deploy_step_shows_the_hosts_last_entries() -> None:
         table = screen.query_one("#deploy-history", DataTable)
         await until(pilot, "an empty history", lambda: table.row_count == 1)
         assert "no deploy recorded" in str(table.get_row_at(0))
-        await pilot.press("d")
+        await deploy_and_confirm(pilot, app)
         await until(pilot, "deploy result", lambda: screen.deploy_result is not None
                     and not screen.busy)
         await until(pilot, "the history", lambda: "rolled back" in str(table.get_row_at(0)))

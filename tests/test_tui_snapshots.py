@@ -38,6 +38,19 @@ def test_screen(name: str, snap_compare: Any) -> None:
                         run_before=screenshots.before_of(scene))
 
 
+# A classic SSH terminal (the step list folds into one line, the frame drops its blank lines)
+# and a roomy one: every scene at both sizes, beside the README's size above.
+SIZES = {"80x24": (80, 24), "120x40": (120, 40)}
+
+
+@pytest.mark.parametrize("size", sorted(SIZES))
+@pytest.mark.parametrize("name", sorted(screenshots.SCENES))
+def test_screen_at(name: str, size: str, snap_compare: Any) -> None:
+    scene = screenshots.SCENES[name]
+    assert snap_compare(scene.make(), terminal_size=SIZES[size],
+                        run_before=screenshots.before_of(scene))
+
+
 def test_every_step_has_a_scene() -> None:
     """A new step screen without a snapshot fails here, not silently."""
     from wizard.tui.flow import STEPS

@@ -4,12 +4,13 @@
   and for the README (``exit_codes_markdown``; tests/test_exit_codes.py keeps them equal);
 - deploy/rollback/sandbox progress (``Progress``: one stderr line per step, with its time),
   the ``--dry-run`` plan, the per-host summary table and the verdicts (``report``);
-- probe/diagnose progress (``print_stage``: one stderr line per stage).
+- probe/diagnose progress (``StageProgress``: the stages as they finish, on stderr).
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 import textwrap
 from collections.abc import Sequence
@@ -112,6 +113,31 @@ def report(results: Sequence[DeployResult], *, as_json: bool, dry_run: bool) -> 
 # -- probe, diagnose --------------------------------------------------------------------------
 
 
-def print_stage(stage: Any) -> None:
-    mark = "ok " if stage.ok else ("-- " if stage.data.get("skipped") else "ERR")
-    print(f"  [{mark}] {stage.name:<12} {stage.ms:8.1f} ms  {stage.detail}", file=sys.stderr)
+class StageProgress:
+    """The probe's stages as they finish, on stderr.
+
+    When stdout is the same terminal, the table printed at the end lists every stage again:
+    then each stage replaces the previous one on a single line (the user still sees the probe
+    advance through a long hold) and ``close`` clears it. Piped or redirected stdout keeps
+    one stderr line per stage.
+    """
+
+    def __init__(self) -> None:
+        self.transient = sys.stderr.isatty() and sys.stdout.isatty()
+
+    def __call__(self, stage: Any) -> None:
+        from wizard.probe import format_ms
+
+        mark = "ok " if stage.ok else ("-- " if stage.data.get("skipped") else "ERR")
+        line = f"  [{mark}] {stage.name:<12} {format_ms(stage.ms):>9}  {stage.detail}"
+        if self.transient:
+            width = shutil.get_terminal_size().columns - 1
+            sys.stderr.write(f"\r\x1b[K{line[:width]}")
+            sys.stderr.flush()
+        else:
+            print(line, file=sys.stderr)
+
+    def close(self) -> None:
+        if self.transient:
+            sys.stderr.write("\r\x1b[K")
+            sys.stderr.flush()

@@ -24,7 +24,7 @@ from wizard.commands._flags import (
     connect_from_args,
     probe_options,
 )
-from wizard.commands._print import print_stage
+from wizard.commands._print import StageProgress
 from wizard.errors import BadInput, ExitCode
 
 DEFAULT_SESSIONS = 6  # polling sessions: catches a missing sticky setup with two backends
@@ -95,10 +95,14 @@ def run(args: argparse.Namespace) -> int:
         from wizard.remote import open_host
 
         remote = open_host(args.host, connect_from_args(args))
+    progress = StageProgress()
     try:
-        diagnosis = run_diagnosis(args.url, options, remote=remote, proxy=args.proxy,
-                                  config_path=args.config,
-                                  on_stage=None if args.json else print_stage)
+        try:
+            diagnosis = run_diagnosis(args.url, options, remote=remote, proxy=args.proxy,
+                                      config_path=args.config,
+                                      on_stage=None if args.json else progress)
+        finally:
+            progress.close()  # before anything else is printed on the terminal
         if fixing and remote is not None:
             return _fix(args, diagnosis, remote, options)
     finally:

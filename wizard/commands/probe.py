@@ -11,7 +11,7 @@ import json
 from typing import Any
 
 from wizard.commands._flags import add_command, add_probe_options, probe_options
-from wizard.commands._print import print_stage
+from wizard.commands._print import StageProgress
 from wizard.errors import ExitCode
 
 
@@ -38,7 +38,11 @@ def run(args: argparse.Namespace) -> int:
 
     options = probe_options(args, emit=args.emit, data=args.data, expect=args.expect,
                             sessions=args.sessions, clients=args.clients)
-    report = run_probe(args.url, options, on_stage=None if args.json else print_stage)
+    progress = StageProgress()
+    try:
+        report = run_probe(args.url, options, on_stage=None if args.json else progress)
+    finally:
+        progress.close()
     if args.json:
         print(json.dumps(report.to_dict(), indent=2))
     else:

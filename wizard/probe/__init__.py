@@ -43,6 +43,7 @@ from wizard.probe.report import (
     ProbeReport,
     SessionsResult,
     Stage,
+    format_ms,
     format_report,
 )
 from wizard.probe.run import run_probe
@@ -106,6 +107,7 @@ __all__ = [
     "classify_upgrade",
     "connect_answer_sid",
     "ensure_file_limit",
+    "format_ms",
     "format_report",
     "hold_connection",
     "hold_finding",

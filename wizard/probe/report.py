@@ -235,14 +235,21 @@ def response_data(response: HttpResponse) -> dict[str, Any]:
     }
 
 
+def format_ms(ms: float) -> str:
+    """A stage's time: ``12.3 ms`` below a second, ``50.0 s`` from a second on (a hold lasts
+    tens of seconds: ``50026.6 ms`` is a number to count digits in)."""
+    return f"{ms:.1f} ms" if ms < 1000 else f"{ms / 1000:.1f} s"
+
+
 def format_report(report: ProbeReport) -> str:
     """The human table: one line per stage, then the verdict and the findings."""
     lines = [f"sockwizard probe {report.url}  (path {report.path})", ""]
     width = max((len(s.name) for s in report.stages), default=5)
-    lines.append(f"  {'stage':<{width}}  {'ok':<4}  {'ms':>8}  detail")
+    lines.append(f"  {'stage':<{width}}  {'ok':<4}  {'time':>9}  detail")
     for stage in report.stages:
         mark = "ok" if stage.ok else "skip" if stage.data.get("skipped") else "FAIL"
-        lines.append(f"  {stage.name:<{width}}  {mark:<4}  {stage.ms:>8.1f}  {stage.detail}")
+        lines.append(f"  {stage.name:<{width}}  {mark:<4}  {format_ms(stage.ms):>9}  "
+                     f"{stage.detail}")
     lines.append("")
     if report.handshake is not None:
         hs = report.handshake

@@ -34,7 +34,8 @@ from wizard.errors import ExitCode, InvalidSpec, SockwizardError
 from wizard.tui.flow import STEPS, Step
 from wizard.tui.screens.base import StepScreen, forward_worker_error, run_in_thread
 from wizard.tui.services import Connector, Services, default_connector
-from wizard.tui.state import Back, Mode, Next, Restart, WizardState
+from wizard.tui.state import Back, Mode, Next, Restart, WizardState, without_stale_results
+from wizard.tui.words import for_tui
 
 if TYPE_CHECKING:
     from wizard.sandbox import Sandbox
@@ -119,6 +120,12 @@ class SockwizardApp(App[int]):
     TITLE = "sockwizard"
     SUB_TITLE = "Socket.IO behind a reverse proxy"
 
+    # Classes the screens get by the terminal's size (wizard.tcss): below 100 columns the step
+    # list folds into one line above the step; below 30 lines the frame drops its spacing, so
+    # 80x24 (a classic SSH terminal) gives the step's own content, not chrome, the room.
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (100, "-wide")]  # noqa: RUF012 (as App has it)
+    VERTICAL_BREAKPOINTS = [(0, "-short"), (30, "-tall")]  # noqa: RUF012
+
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("ctrl+t", "toggle_dark", "Light/dark"),
         Binding("ctrl+q", "quit", "Quit", priority=True),
@@ -181,9 +188,14 @@ class SockwizardApp(App[int]):
             index = max(0, min(index, len(steps) - 1))
             screen = step_class(steps[index])(self.state, index, self.services)
             answer = await self.push_screen_wait(screen)
+            if index > 0:
+                # A toast is about the step it came from ("Nothing is deployed yet"): it
+                # must not linger on the next one. Start's "Spec loaded" stays: it tells
+                # what the next step shows.
+                self._notifications.clear()
             if isinstance(answer, Restart):
                 self._set_state(replace(answer.state, connection=None, deploy_report=None,
-                                        sandbox=None))
+                                        deployed_spec=None, sandbox=None))
                 index = 0
             elif isinstance(answer, Back):
                 self._set_state(answer.state)
@@ -199,8 +211,10 @@ class SockwizardApp(App[int]):
 
     def _set_state(self, state: WizardState) -> None:
         """Keep the latest state (palette commands read it); close a connection or stop a
-        sandbox left behind (a sandbox stops in a thread: it waits for its processes)."""
+        sandbox left behind (a sandbox stops in a thread: it waits for its processes).
+        Results made for another spec or target are dropped (``without_stale_results``)."""
         old = self.state
+        state = without_stale_results(old, state)
         if old.connection is not None and old.connection is not state.connection:
             old.connection.close()
         if old.sandbox is not None and old.sandbox is not state.sandbox:
@@ -243,11 +257,12 @@ class SockwizardApp(App[int]):
         from wizard.tui.screens.modals import ErrorModal
 
         if isinstance(error, SockwizardError):
-            if error.detail or isinstance(error, InvalidSpec) or len(error.hint) > 160:
-                self.push_screen(ErrorModal(error.title, error.hint, error.detail))
+            title, hint = for_tui(error.title), for_tui(error.hint)
+            if error.detail or isinstance(error, InvalidSpec) or len(hint) > 160:
+                self.push_screen(ErrorModal(title, hint, error.detail))
             else:
-                self.notify(error.hint or " ", title=error.title, severity="error",
-                            timeout=10, markup=False)
+                self.notify(hint or " ", title=title, severity="error", timeout=10,
+                            markup=False)
             return
         self.log.error(f"unexpected error: {error!r}")
         self.push_screen(ErrorModal(

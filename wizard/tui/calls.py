@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 from wizard.deploy import DeployOptions, DeployResult, EventSink, apply
 from wizard.errors import ProbeFailed
+from wizard.model import DeploySpec
 from wizard.probe.wire import normalize_path, parse_url
 from wizard.tui.state import Connection, WizardState
 
@@ -39,6 +40,17 @@ def apply_on(state: WizardState, options: DeployOptions,
         kwargs["on_event"] = on_event
     with conn.lock:
         return apply(conn.remote, state.spec, options, **kwargs)
+
+
+def deploy_question(spec: DeploySpec, where: str, planned: DeployResult | None) -> str:
+    """What the Deploy step asks before a deploy to a real host: which host, which file (the
+    dry run's), what happens, and every warning the dry run raised."""
+    dest = planned.dest if planned and planned.dest else "the file detected on the host"
+    lines = [f"Write {dest} on {where}, validate it and reload {spec.proxy.value}?",
+             "The current file is backed up first and put back if the validation, the reload "
+             "or the probe fails."]
+    lines += [f"! {w}" for w in (planned.warnings if planned else ())]
+    return "\n\n".join(lines)
 
 
 def locked(conn: Connection, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from wizard.tui.state import Mode
+from wizard.tui.state import Mode, WizardState
 
 
 @dataclass(frozen=True)
@@ -25,6 +25,10 @@ class Step:
 
     label: str
     screen: str
+    # The WizardState field that holds this step's result: while it is set, the step list
+    # shows the step as done even when the user has gone back before it (and an edit that
+    # drops the result, ``state.without_stale_results``, takes the mark away).
+    result: str = ""
 
     @property
     def module(self) -> str:
@@ -43,8 +47,8 @@ STEPS: Mapping[Mode, tuple[Step, ...]] = {
         Step("Backends & timeouts", "backends:BackendsScreen"),
         Step("Preview", "preview:PreviewScreen"),
         Step("Target", "target:TargetScreen"),
-        Step("Deploy", "deploy:DeployScreen"),
-        Step("Probe & verdict", "verdict:VerdictScreen"),
+        Step("Deploy", "deploy:DeployScreen", result="deploy_report"),
+        Step("Probe & verdict", "verdict:VerdictScreen", result="verdict_ok"),
     ),
     Mode.DIAGNOSE: (
         Step("Start", "start:StartScreen"),
@@ -58,3 +62,11 @@ STEPS: Mapping[Mode, tuple[Step, ...]] = {
 def labels(mode: Mode) -> tuple[str, ...]:
     """The step list of a mode, as the stepper shows it."""
     return tuple(step.label for step in STEPS[mode])
+
+
+def done(state: WizardState, current: int) -> frozenset[int]:
+    """The steps the step list marks done: those before ``current``, and later ones whose
+    result the state still holds (a deploy of this very spec, its verdict)."""
+    steps = STEPS[state.mode]
+    return frozenset(i for i, step in enumerate(steps) if i < current or (
+        i > current and step.result and getattr(state, step.result) is not None))

@@ -9,7 +9,7 @@ mutates what another screen holds. Nothing here imports Textual.
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -96,14 +96,31 @@ class WizardState:
     spec_source: Path | None = None  # the TOML file it was loaded from, if any
     target: TargetChoice = field(default_factory=TargetChoice)  # as last typed on Target
     connection: Connection | None = None
-    # The deploy transaction's final report (wizard.deploy), handed to the probe step.
+    # The deploy transaction's final report (wizard.deploy), handed to the probe step, and
+    # the spec it deployed: the verdict judges the live config by what was deployed.
     deploy_report: Any = None
+    deployed_spec: DeploySpec | None = None
     sandbox: Any = None  # a running wizard.sandbox.Sandbox (stopped when left behind)
     probe_url: str | None = None  # diagnose: the URL to probe
     probe_path: str | None = None
     config_path: str | None = None  # diagnose: the proxy's main config file, when not default
     # The last step's verdict (probe ok / diagnosis without errors): the app's exit code.
     verdict_ok: bool | None = None
+
+
+def without_stale_results(old: WizardState, new: WizardState) -> WizardState:
+    """``new``, minus the results that no longer describe it.
+
+    The wizard calls this on every step's answer (``app.SockwizardApp.run_wizard``): after
+    Back and an edit of the spec or the target, the deploy report, the sandbox that serves it
+    and the verdict describe a config that is not the one on screen any more, so the Deploy
+    step must not show "Deployed" and the verdict must not be reached without a new deploy.
+    """
+    if new.spec == old.spec and new.target == old.target:
+        return new
+    if new.deploy_report is None and new.sandbox is None and new.verdict_ok is None:
+        return new
+    return replace(new, deploy_report=None, deployed_spec=None, sandbox=None, verdict_ok=None)
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,7 @@ from textual.worker import Worker, WorkerCancelled, WorkerFailed, WorkerState
 from wizard.tui import flow
 from wizard.tui.services import Services
 from wizard.tui.state import Answer, Back, Next, WizardState
-from wizard.tui.widgets.stepper import Stepper
+from wizard.tui.widgets.stepper import StepLine, Stepper
 
 T = TypeVar("T")
 
@@ -123,9 +123,12 @@ class StepScreen(Screen[Answer]):
 
     def compose(self) -> ComposeResult:
         yield Header(icon="⇄")
+        done = flow.done(self.state, self.index)
         with Horizontal(id="frame"):
-            yield Stepper(self.steps, self.index, id="stepper")
+            yield Stepper(self.steps, self.index, done, id="stepper")
             with Vertical(id="main"):
+                # One of these two shows, by the terminal's width (wizard.tcss, -narrow).
+                yield StepLine(self.steps, self.index, done, id="step-line")
                 yield Static(f"{self.index + 1}. {self.step_title}", id="step-title")
                 if self.STEP_HELP:
                     yield Static(self.STEP_HELP, id="step-help")
@@ -181,6 +184,11 @@ class StepScreen(Screen[Answer]):
     def action_back(self) -> None:
         if self.SHOW_BACK:
             self.dismiss(Back(self.back_state()))
+
+    def on_choices_confirmed(self) -> None:
+        """Enter on a radio choice that is already made (``widgets.choice.Choices``): go on.
+        By name, so that the first screen does not import the radio widgets."""
+        self.action_next()
 
     @on(Button.Pressed, "#next")
     def _next_pressed(self) -> None:

@@ -1,7 +1,9 @@
 """Step 7: run the guarded deploy (``wizard.deploy.apply``) over the open connection.
 
 On arrival a dry run (the same transaction with ``dry_run=True``: detect and diff, nothing
-changed) fills the Diff and Plan tabs. "Deploy" then runs the transaction in a thread worker;
+changed) fills the Diff and Plan tabs, and its warnings (e.g. a default site that shadows the
+new one) are listed before anything changes. "Deploy" (the button or ``d``, never Next) asks
+for a confirmation naming the host and the file, then runs the transaction in a thread worker;
 its events become rows (spinner, then ✓/✗ and time, the checker's output under a failure), and
 the result says plainly whether the host was rolled back. When the dry run found that the
 host's stock config needs a change beside the site (the main config's include line, the
@@ -30,6 +32,7 @@ from wizard.deploy import (
     DeployEvent,
     DeployOptions,
     DeployResult,
+    Notice,
     Outcome,
     consent,
     host_history,
@@ -38,7 +41,7 @@ from wizard.deploy import (
 from wizard.errors import SockwizardError
 from wizard.sandbox import FAULT_TITLES, Fault, Sandbox, start_sandbox
 from wizard.sandbox.breaks import apply_fix, break_report
-from wizard.tui.calls import apply_on, deploy_options, locked
+from wizard.tui.calls import apply_on, deploy_options, deploy_question, locked
 from wizard.tui.messages import DeployEventSeen
 from wizard.tui.screens.base import StepScreen
 from wizard.tui.screens.modals import ConfirmModal
@@ -46,6 +49,7 @@ from wizard.tui.services import Services
 from wizard.tui.state import Next, TargetKind, WizardState
 from wizard.tui.widgets.code_view import CodeView
 from wizard.tui.widgets.deploy_log import DeployLog
+from wizard.tui.words import for_tui
 
 _OUTCOME_STYLE = {
     Outcome.DEPLOYED: ("✓ Deployed", "$text-success"),
@@ -61,16 +65,16 @@ _OUTCOME_STYLE = {
 def result_content(result: DeployResult) -> Content:
     label, style = _OUTCOME_STYLE.get(result.outcome, (result.outcome.value, "bold"))
     parts = [Content.assemble((label, f"bold reverse {style}"), "  ",
-                              (result.title, f"bold {style}"))]
+                              (for_tui(result.title), f"bold {style}"))]
     if result.hint:
-        parts.append(Content.assemble(("next  ", "$text-accent"), result.hint))
+        parts.append(Content.assemble(("next  ", "$text-accent"), for_tui(result.hint)))
     return Content("\n").join(parts)
 
 
 class DeployScreen(StepScreen):
 
     CSS_PATH = "results.tcss"
-    NEXT_LABEL = "Deploy"
+    NEXT_LABEL = "Probe & verdict"
     BODY_SCROLLS = False
 
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -82,18 +86,26 @@ class DeployScreen(StepScreen):
     def __init__(self, state: WizardState, index: int, services: Services) -> None:
         super().__init__(state, index, services)
         self.deploy_result: DeployResult | None = None
-        self.planned: DeployResult | None = None  # the dry run's result
+        self.planned: DeployResult | None = None  # the dry run's result (dest, warnings)
         self.busy = False
         self.planning = False
         self.sandbox: Sandbox | None = state.sandbox
+        self.deployed_spec = state.deployed_spec
+
+    @property
+    def where(self) -> str:
+        """The host, as the user knows it: "this machine" rather than the remote's "local"."""
+        if self.state.target.kind is TargetKind.LOCAL:
+            return "this machine"
+        conn = self.state.connection
+        return conn.remote.name if conn else "?"
 
     @property
     def in_sandbox(self) -> bool:
         return self.state.target.kind is TargetKind.SANDBOX
 
     def compose_body(self) -> ComposeResult:
-        conn = self.state.connection
-        where = conn.remote.name if conn else "?"
+        where = self.where
         if self.in_sandbox:
             yield Static(Content.assemble(
                 ("Start a throwaway ", "$text-muted"), (self.state.spec.proxy.value, "bold"),
@@ -139,9 +151,9 @@ class DeployScreen(StepScreen):
             for step in earlier.steps:
                 log.handle(step)
             self._show_result(earlier)
-            if earlier.diff:
-                self.query_one("#deploy-diff", CodeView).show(earlier.diff, "diff")
+            self._show_plan(earlier)
             return
+        self.query_one("#next", Button).disabled = True  # until something was deployed
         self.query_one(DeployLog).mount(Static(
             "Press Deploy (d) to run the steps. The Diff and Plan tabs show what will change.",
             classes="muted"))
@@ -177,7 +189,8 @@ class DeployScreen(StepScreen):
         self.query_one("#deploy", Button).disabled = True
         self.set_status("Reading the host…")
         try:
-            planned = await self.in_thread(apply_on, self.state, self.options(dry_run=True))
+            planned = await self.in_thread(apply_on, self.state, self.options(dry_run=True),
+                                           self._notice_from_thread)
         finally:
             self.planning = False
             self.refresh_bindings()
@@ -189,8 +202,15 @@ class DeployScreen(StepScreen):
         self.planned = planned
         self._show_plan(planned)
         if planned.outcome is not Outcome.PLANNED:  # could not even detect: say why
-            self._show_result(planned)
+            self._show_result(planned, deployed=False)
         self.show_history(planned.dest)
+
+    def _notice_from_thread(self, event: DeployEvent) -> None:
+        """The dry run's sink: its warnings and notes (a default site that would shadow the
+        new config, a missing marker...) are shown before Deploy; its step rows are not (they
+        would read as if something had been deployed)."""
+        if isinstance(event, Notice):
+            self.post_message(DeployEventSeen(event))
 
     # -- the host's last entries -------------------------------------------------------------
 
@@ -225,13 +245,24 @@ class DeployScreen(StepScreen):
     # -- the deploy --------------------------------------------------------------------------
 
     def action_next(self) -> None:
+        """Go on to the verdict once something was deployed. Never deploys: that takes the
+        Deploy button (or ``d``) and, on a real host, a confirmation."""
         if self.busy or self.planning:
             return
         if self.deploy_result is None or self.deploy_result.outcome is Outcome.PLANNED:
-            self.action_deploy()
+            self.app.clear_notifications()  # ^n five times: one toast, not five
+            self.notify("Nothing is deployed yet: press Deploy (d) first.",
+                        title="Not deployed", severity="warning", timeout=4)
+            self.query_one("#deploy", Button).focus()
             return
-        state = replace(self.state, deploy_report=self.deploy_result, sandbox=self.sandbox)
-        self.dismiss(Next(state))
+        self.dismiss(Next(self.back_state()))
+
+    def back_state(self) -> WizardState:
+        """Back keeps what was deployed (the wizard drops it if the spec is then edited)."""
+        if self.deploy_result is None or self.deploy_result.outcome is Outcome.PLANNED:
+            return replace(self.state, sandbox=self.sandbox)
+        return replace(self.state, deploy_report=self.deploy_result, sandbox=self.sandbox,
+                       deployed_spec=self.deployed_spec)
 
     def action_deploy(self) -> None:
         if self.planning:
@@ -243,16 +274,24 @@ class DeployScreen(StepScreen):
     async def deploy(self) -> None:
         options = self.options()
         needs = self.planned.needs if self.planned is not None else ()
-        if needs and not self.in_sandbox:
-            assert self.planned is not None
+        if not self.in_sandbox:
+            # One confirmation names the host and the file and, when the host's stock config
+            # must change too (--edit-main-config / --disable-default-site), shows that diff.
+            question = for_tui(deploy_question(self.state.spec, self.where, self.planned))
+            if needs:
+                assert self.planned is not None
+                question += ("\n\nBesides the site file, this deploy has to change the host's "
+                             "own config (backed up, validated with the site, undone on any "
+                             f"failure and by a rollback):\n\n{self.planned.needs_text}")
             sure = await self.app.push_screen_wait(ConfirmModal(
-                "Change the host's stock config",
-                "Besides the site file, this deploy has to change the host's own config "
-                "(backed up, validated with the site, undone on any failure and by a "
-                f"rollback):\n\n{self.planned.needs_text}", yes="Change and deploy"))
+                f"Deploy to {self.where}", question,
+                yes="Change and deploy" if needs else "Deploy"))
             if not sure:
+                self.set_status("Not deployed.")
                 return
-            options = consent(options, needs)
+            if needs:
+                options = consent(options, needs)
+        self.deployed_spec = self.state.spec
         log = self.query_one(DeployLog)
         log.clear()
         self.query_one("#deploy-tabs", TabbedContent).active = "tab-steps"
@@ -309,8 +348,11 @@ class DeployScreen(StepScreen):
         """Show a finished deploy (also used to replay a recorded one in tests)."""
         self._show_result(result)
 
-    def _show_result(self, result: DeployResult) -> None:
-        self.deploy_result = result
+    def _show_result(self, result: DeployResult, *, deployed: bool = True) -> None:
+        """The banner; ``deployed`` False for a dry run that failed (nothing to go on with)."""
+        if deployed:
+            self.deploy_result = result
+        self.add_class("-has-result")
         banner = self.query_one("#deploy-result", Static)
         banner.update(result_content(result))
         banner.remove_class("hidden")
@@ -321,7 +363,8 @@ class DeployScreen(StepScreen):
             result.outcome in (Outcome.DEPLOYED, Outcome.KEPT) and result.backup is not None
             and self.state.connection is not None)
         self.refresh_bindings()
-        self.set_next_label("Probe & verdict")
+        self.query_one("#next", Button).disabled = self.deploy_result is None \
+            or self.deploy_result.outcome is Outcome.PLANNED
         if result.detail and result.outcome not in (Outcome.DEPLOYED, Outcome.UNCHANGED):
             self.query_one(DeployLog).mount(Static(
                 Content.assemble(("evidence\n", "bold $text-muted"), result.detail),

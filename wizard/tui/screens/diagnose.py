@@ -20,7 +20,7 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
-from textual.widgets import Button, Input, RadioButton, RadioSet, Static
+from textual.widgets import Button, Input, RadioSet, Static
 
 from wizard.diagnose import Diagnosis, run_diagnosis
 from wizard.errors import SockwizardError
@@ -34,6 +34,7 @@ from wizard.tui.screens.modals import FixModal
 from wizard.tui.screens.shared import ProbeResultScreen
 from wizard.tui.services import Services
 from wizard.tui.state import WizardState
+from wizard.tui.widgets.choice import Choice, Choices
 from wizard.tui.widgets.field import Field, ModelCheck
 from wizard.tui.widgets.probe_view import ProbeView
 
@@ -60,10 +61,10 @@ class DiagnoseUrlScreen(StepScreen):
                                                 validators=[ModelCheck(self._url_problem)]),
                         id="field-path")
         if self.state.connection is not None:
-            with RadioSet(id="proxy-kind") as kinds:
+            with Choices(id="proxy-kind") as kinds:
                 kinds.border_title = "Which proxy serves it (its config is read over SSH)"
                 for kind in _KINDS:
-                    yield RadioButton(PROFILES[kind].title, value=state.spec.proxy is kind,
+                    yield Choice(PROFILES[kind].title, value=state.spec.proxy is kind,
                                       id=f"kind-{kind.value}")
             with Vertical(classes="panel") as config:
                 config.border_title = "Config"
@@ -203,17 +204,18 @@ class FindingsScreen(ProbeResultScreen):
         self.diagnosis = diagnosis
         self.report = diagnosis.probe
         if diagnosis.probe is not None:
-            view.show_report(diagnosis.probe, None, diagnosis.findings, diagnosis.checks)
+            view.show_report(diagnosis.probe, None, diagnosis.findings, diagnosis.checks,
+                             diagnosis.notes)
         else:
-            view.show_findings(diagnosis.findings, diagnosis.checks)
+            view.show_findings(diagnosis.findings, diagnosis.checks, diagnosis.notes)
         self._offer_fix()
 
     def _offer_fix(self) -> None:
         for button in self.query("#apply-fix").results(Button):  # none once dismissed
             button.disabled = not self.fixable()
 
-    def _busy(self, busy: bool, what: str) -> None:
-        super()._busy(busy, what)
+    def _busy(self, busy: bool, what: str, hold: float = 0) -> None:
+        super()._busy(busy, what, hold)
         if not busy:
             self._offer_fix()
 
@@ -266,7 +268,7 @@ class FindingsScreen(ProbeResultScreen):
         what = (f"Holding an idle connection for {hold:g} s…" if hold
                 else "Probing and reading the config…")
         view.reset(what)
-        self._busy(True, what)
+        self._busy(True, what, hold)
         try:
             diagnosis = await self.in_thread(diagnose_state, self.state, self._options(hold),
                                              self._stage_seen)

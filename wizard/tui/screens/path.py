@@ -8,11 +8,12 @@ from typing import Any
 from textual import on
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
-from textual.widgets import Input, RadioButton, RadioSet, Static, TabbedContent, TabPane
+from textual.widgets import Input, RadioSet, Static, TabbedContent, TabPane
 
 from wizard.model import DEFAULT_PATH, DeploySpec, Scope
 from wizard.render import path_snippets
 from wizard.tui.screens.shared import SpecFormScreen
+from wizard.tui.widgets.choice import Choice, Choices
 from wizard.tui.widgets.code_view import CodeView
 from wizard.tui.widgets.field import Field, check_raw, problem_for
 
@@ -35,11 +36,11 @@ class PathScreen(SpecFormScreen):
         custom = spec.path_is_custom
         with Horizontal(id="columns"):
             with Vertical(classes="column", id="path-left"):
-                with RadioSet(id="path-kind") as kind:
+                with Choices(id="path-kind") as kind:
                     kind.border_title = "Path"
-                    yield RadioButton(f"Default {DEFAULT_PATH}", value=not custom,
+                    yield Choice(f"Default {DEFAULT_PATH}", value=not custom,
                                       id="path-default")
-                    yield RadioButton("Custom path", value=custom, id="path-custom")
+                    yield Choice("Custom path", value=custom, id="path-custom")
                 with Vertical(id="custom-panel", classes="panel") as panel:
                     panel.border_title = "Custom path"
                     yield Field("Path clients connect to",
@@ -53,11 +54,11 @@ class PathScreen(SpecFormScreen):
                                 hint="Empty: the same path. Set /socket.io/ to keep the "
                                      "server on its default.",
                                 id="field-server_path")
-                with RadioSet(id="scope") as scope:
+                with Choices(id="scope") as scope:
                     scope.border_title = "What the proxy forwards"
-                    yield RadioButton("Everything (pages too)",
+                    yield Choice("Everything (pages too)",
                                       value=spec.scope is Scope.ALL, id="scope-all")
-                    yield RadioButton("Only the Socket.IO path",
+                    yield Choice("Only the Socket.IO path",
                                       value=spec.scope is Scope.SOCKETIO, id="scope-socketio")
                 with Vertical(id="static-panel", classes="panel") as static:
                     static.border_title = "Static files"

@@ -7,13 +7,14 @@ from dataclasses import replace
 from textual import on
 from textual.app import ComposeResult
 from textual.content import Content
-from textual.widgets import OptionList, RadioButton, RadioSet
+from textual.widgets import OptionList, RadioSet
 from textual.widgets.option_list import Option
 
 from wizard.model import Layout, ProxyKind
 from wizard.proxies import PROFILES
 from wizard.tui.screens.base import StepScreen
 from wizard.tui.state import Next, WizardState
+from wizard.tui.widgets.choice import Choice, Choices
 from wizard.tui.widgets.options import spaced
 
 _LAYOUT_LABELS = {
@@ -35,10 +36,10 @@ class ProxyScreen(StepScreen):
         proxies = OptionList(*spaced(options), id="proxies")
         proxies.border_title = "Proxy"
         yield proxies
-        with RadioSet(id="layout") as layout:
+        with Choices(id="layout") as layout:
             layout.border_title = "What to generate"
             for value, label in _LAYOUT_LABELS.items():
-                yield RadioButton(label, value=self.state.spec.layout is value,
+                yield Choice(label, value=self.state.spec.layout is value,
                                   id=f"layout-{value.value}")
 
     def on_mount(self) -> None:

@@ -5,10 +5,12 @@ and only posts ``messages.StageSeen``; the handler here adds the row on the UI t
 
 from __future__ import annotations
 
+import time
 from dataclasses import replace
 from typing import Any, ClassVar
 
 from textual import on
+from textual.timer import Timer
 from textual.widgets import Button, Static
 
 from wizard.model import DeploySpec
@@ -36,6 +38,7 @@ class SpecFormScreen(StepScreen):
     def answer(self) -> WizardState | None:
         spec = self._refresh()
         if spec is None:
+            self.app.clear_notifications()  # one toast however often Next is pressed
             self.notify("Some values need fixing first (see the red messages).",
                         title=self.FORM_TITLE, severity="warning")
             return None
@@ -60,6 +63,8 @@ class ProbeResultScreen(StepScreen):
 
     CSS_PATH = "results.tcss"
 
+    _hold_timer: Timer | None = None
+
     @property
     def hold_seconds(self) -> int:
         raise NotImplementedError
@@ -79,10 +84,32 @@ class ProbeResultScreen(StepScreen):
     def on_stage_seen(self, message: StageSeen) -> None:
         self.query_one(ProbeView).add_stage(message.stage)
 
-    def _busy(self, busy: bool, what: str) -> None:
+    def _busy(self, busy: bool, what: str, hold: float = 0) -> None:
+        """Grey the actions while a probe runs; during a hold, count the seconds (a hold is
+        long by design: the user sees it advance, and that a drop would end it early)."""
         for button in self.query("#probe-actions Button").results(Button):
             button.disabled = busy
-        self.query_one("#probe-status", Static).update(what)
+        status = self.query_one("#probe-status", Static)
+        status.update(what)
+        if self._hold_timer is not None:
+            self._hold_timer.stop()
+            self._hold_timer = None
+        if busy and hold:
+            started = time.monotonic()
+
+            # In the nav status and on the verdict line: the latter stays in view when the
+            # body scrolls (80x24), where the actions row is below the fold.
+            verdict = self.query_one("#verdict", Static)
+
+            def tick() -> None:
+                held = time.monotonic() - started
+                text = (f"Holding an idle connection: {held:.0f} s of {hold:g} s, answering "
+                        "the server's pings (a drop ends it early)…")
+                status.update(text)
+                verdict.update(text)
+
+            tick()
+            self._hold_timer = self.set_interval(1, tick)
 
     def action_retry(self) -> None:
         self.run_check()

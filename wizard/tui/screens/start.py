@@ -25,7 +25,7 @@ _CHOICES = (
     ("diagnose", "Diagnose a live host",
      'Probe a Socket.IO URL, read the proxy config over SSH, and explain "transport close".'),
     ("load", "Load a saved spec (TOML)",
-     "Continue from a spec saved by sockwizard (the same file `render --spec` reads)."),
+     "Continue from a spec saved by sockwizard (the file `render --spec` reads)."),
 )
 
 

@@ -18,7 +18,7 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.suggester import SuggestFromList
-from textual.widgets import Collapsible, Input, OptionList, RadioButton, RadioSet
+from textual.widgets import Collapsible, Input, OptionList, RadioSet
 from textual.widgets.option_list import Option
 
 from wizard.errors import BadInput, HostKeyUnknown, SudoPasswordRequired
@@ -28,6 +28,7 @@ from wizard.tui.screens.base import StepScreen
 from wizard.tui.screens.modals import HostKeyModal
 from wizard.tui.services import Services
 from wizard.tui.state import Connection, Mode, Next, TargetChoice, TargetKind, WizardState
+from wizard.tui.widgets.choice import Choice, Choices
 from wizard.tui.widgets.field import Field
 
 
@@ -53,19 +54,19 @@ class TargetScreen(StepScreen):
         self.config_hosts = config_host_names(self.services.ssh_config)
         choice = self.state.target
         diagnose = self.state.mode is Mode.DIAGNOSE
-        with RadioSet(id="kind") as kind:
+        with Choices(id="kind") as kind:
             kind.border_title = "Target"
-            yield RadioButton("This machine (the proxy runs here)",
+            yield Choice("This machine (the proxy runs here)",
                               value=choice.kind is TargetKind.LOCAL, id="kind-local")
-            yield RadioButton("A host over SSH", value=choice.kind is TargetKind.SSH,
+            yield Choice("A host over SSH", value=choice.kind is TargetKind.SSH,
                               id="kind-ssh")
             if diagnose:
-                yield RadioButton("No host access: only probe the URL",
+                yield Choice("No host access: only probe the URL",
                                   value=choice.kind is TargetKind.NONE, id="kind-none")
             else:
-                yield RadioButton(
-                    f"A sandbox here: a throwaway {profile(self.state.spec.proxy).title} and a "
-                    "demo Socket.IO server, removed on exit",
+                yield Choice(
+                    f"A sandbox here: a throwaway {profile(self.state.spec.proxy).title} and "
+                    "a demo server",
                     value=choice.kind is TargetKind.SANDBOX, id="kind-sandbox")
         with Vertical(id="ssh-panel", classes="panel") as ssh:
             ssh.border_title = "SSH"
@@ -229,7 +230,6 @@ class TargetScreen(StepScreen):
         except BaseException:
             conn.close()
             raise
-        self.notify(f"Connected to {conn.remote.name}.", title="Connected")
         self.dismiss(Next(replace(self.state, target=choice, connection=conn)))
 
     def _ask_sudo_password(self, why: str) -> None:

@@ -56,12 +56,14 @@ class VerdictScreen(ProbeResultScreen):
         super().__init__(state, index, services)
         self.url = probe_url(state)
         self.report: ProbeReport | None = None
+        # What was deployed, not the form: the verdict judges the live config.
+        self.spec = state.deployed_spec or state.spec
 
     @property
     def hold_seconds(self) -> int:
         """Long enough to outlast pingInterval + pingTimeout (the live values once a probe
         read them), so a proxy timeout shorter than that shows as a drop."""
-        total = self.state.spec.ping_sum_s
+        total = self.spec.ping_sum_s
         if self.report is not None and self.report.handshake is not None:
             total = self.report.handshake.ping_sum_s
         return math.ceil(total) + 5
@@ -69,7 +71,7 @@ class VerdictScreen(ProbeResultScreen):
     def compose_body(self) -> ComposeResult:
         box = self.state.sandbox
         line = box.affinity_line() if box is not None else None
-        yield Static(f"{self.url}  (path {self.state.spec.path})"
+        yield Static(f"{self.url}  (path {self.spec.path})"
                      + (f"\nsandbox {line}" if line else ""), id="probe-url", markup=False)
         yield ProbeView(id="probe")
         with Horizontal(id="probe-actions"):
@@ -81,7 +83,7 @@ class VerdictScreen(ProbeResultScreen):
         earlier = report_of(self.state.deploy_report)
         if earlier is not None:
             self.report = earlier
-            self.query_one(ProbeView).show_report(earlier, self.state.spec)
+            self.query_one(ProbeView).show_report(earlier, self.spec)
             self._label_hold()
         else:
             self.probe()
@@ -91,15 +93,15 @@ class VerdictScreen(ProbeResultScreen):
         view = self.query_one(ProbeView)
         what = f"Holding an idle connection for {hold:g} s…" if hold else "Probing…"
         view.reset(what)
-        self._busy(True, what)
-        options = ProbeOptions(path=self.state.spec.path, hold=hold,
+        self._busy(True, what, hold)
+        options = ProbeOptions(path=self.spec.path, hold=hold,
                                insecure=self.url.startswith("https://"))
         try:
             report = await self.in_thread(run_probe, self.url, options, self._stage_seen)
         finally:
             self._busy(False, "")
         self.report = report
-        view.show_report(report, self.state.spec)
+        view.show_report(report, self.spec)
         self._label_hold()
 
     def _label_hold(self) -> None:

@@ -16,6 +16,7 @@ from textual.widgets import Static
 from wizard.deploy import DeployEvent, Notice, StepFinished, StepStarted
 from wizard.tui.widgets.code_view import CodeView
 from wizard.tui.widgets.spinner import Spinner
+from wizard.tui.words import for_tui
 
 MARKS = {"ok": ("✓", "bold $text-success"), "failed": ("✗", "bold $text-error"),
          "skipped": ("–", "$text-muted")}
@@ -96,7 +97,8 @@ class DeployLog(VerticalScroll):
             style = "$text-warning" if event.level == "warning" else "$text-accent"
             mark = "!" if event.level == "warning" else "i"
             self.mount(Static(Content.assemble((f"{mark} ", f"bold {style}"),
-                                               (event.text, style)), classes="step-notice"))
+                                               (for_tui(event.text), style)),
+                              classes="step-notice"))
         self.scroll_end(animate=False)
 
     def _open_row(self, event: StepFinished) -> StepRow | None:

@@ -18,7 +18,7 @@ from textual.widgets import DataTable, Static
 
 from wizard.findings import Finding
 from wizard.model import DeploySpec, timeout_problem
-from wizard.probe import ProbeReport, Stage
+from wizard.probe import ProbeReport, Stage, format_ms
 
 _SEVERITY = {"error": ("✗ error", "bold $text-error"),
              "warning": ("! warning", "bold $text-warning"),
@@ -28,7 +28,7 @@ _SEVERITY = {"error": ("✗ error", "bold $text-error"),
 def stage_cells(stage: Stage) -> tuple[Text, Text, Text, Text]:
     """One table row. Rich Text: DataTable measures it for the column widths."""
     mark = Text("✓", style="bold green") if stage.ok else Text("✗", style="bold red")
-    ms = Text(f"{stage.ms:>7.1f}")
+    ms = Text(format_ms(stage.ms), justify="right")
     return mark, Text(stage.name), ms, Text(stage.detail)
 
 
@@ -97,7 +97,7 @@ class ProbeView(Vertical):
         table = self.query_one("#stages", DataTable)
         table.add_column("", key="ok", width=1)
         table.add_column("stage", key="stage", width=12)
-        table.add_column(Text(f"{'ms':>7}"), key="ms", width=7)
+        table.add_column(Text(f"{'time':>8}"), key="ms", width=8)
         table.add_column("what it saw", key="detail")
 
     def reset(self, what: str) -> None:
@@ -114,9 +114,11 @@ class ProbeView(Vertical):
 
     def show_report(self, report: ProbeReport, spec: DeploySpec | None = None,
                     findings: Sequence[Finding] | None = None,
-                    checks: Sequence[str] = ()) -> None:
+                    checks: Sequence[str] = (), notes: Sequence[str] = ()) -> None:
         """Fill in everything from a finished probe. ``findings`` replaces the probe's own
-        (a diagnosis merges them with the config's); ``checks`` lists what was found fine."""
+        (a diagnosis merges them with the config's); ``checks`` lists what was found fine,
+        ``notes`` what the diagnosis could not reconcile (e.g. the config read and the probe
+        disagree: the URL may reach another proxy than the one chosen)."""
         table = self.query_one("#stages", DataTable)
         shown = {str(k.value) for k in table.rows}
         for stage in report.stages:
@@ -124,16 +126,23 @@ class ProbeView(Vertical):
                 table.add_row(*stage_cells(stage), key=stage.name)
         self.query_one("#verdict", Static).update(verdict_line(report))
         self.query_one("#handshake", Static).update(handshake_lines(report, spec))
-        self.show_findings(report.findings if findings is None else findings, checks)
+        self.show_findings(report.findings if findings is None else findings, checks, notes)
 
-    def show_findings(self, findings: Sequence[Finding], checks: Sequence[str] = ()) -> None:
+    def show_findings(self, findings: Sequence[Finding], checks: Sequence[str] = (),
+                      notes: Sequence[str] = ()) -> None:
         box = self.query_one("#findings", Vertical)
         box.remove_children()
         widgets = [Static(finding_content(f), classes=f"finding -{f.severity}")
                    for f in findings]
-        if not findings:
+        if not findings and notes:
+            widgets.append(Static(Content.styled(
+                "No findings in what was read — but the note below says it may not be what "
+                "serves this URL.", "$text-warning")))
+        elif not findings:
             widgets.append(Static(Content.styled("No findings: nothing to fix.",
                                                  "$text-success")))
+        widgets += [Static(Content.assemble(("i note  ", "bold $text-warning"), note),
+                           classes="finding -warning") for note in notes]
         if checks:
             widgets.append(Static(Content("\n").join(
                 Content.assemble(("✓ ", "$text-success"), (c, "$text-muted")) for c in checks),
