@@ -53,6 +53,8 @@ def debian_remote(default_site: bool = False) -> InMemoryRemote:
     facts = DEBIAN_FACTS.replace("@@version", f"default_site {DEFAULT_SITE}\n@@version") \
         if default_site else DEBIAN_FACTS
     remote.on(r'echo "uid=', stdout=facts)
+    if default_site:  # Debian's sites-enabled/default is a link to sites-available/default
+        remote.on(r"readlink -- ", stdout="/etc/nginx/sites-available/default\n")
     # One host for every connection the test makes: Target closes the connection it replaces,
     # which would close the only remote (a real connector opens a new one each time).
     remote.close = lambda: None  # type: ignore[method-assign]
