@@ -584,7 +584,7 @@ def test_debian_apache_enables_the_site_and_missing_modules() -> None:
     target = resolve(spec, facts, Overrides())
     assert target.dest == "/etc/apache2/sites-available/sockwizard.conf"
     assert target.validate_cmd == "apache2ctl -t"
-    assert target.reload_cmd == "systemctl reload apache2"
+    assert target.reload_cmd == "systemctl reload-or-restart apache2"
     assert target.enable_cmds == ("a2ensite -q sockwizard",)
     assert target.prepare_cmds == ("a2enmod -q proxy_http headers",)
     assert facts.version == "2.4.62" and facts.systemd and facts.os_family == "debian"
@@ -639,9 +639,16 @@ def test_node_uploads_its_own_http_proxy_and_a_unit_or_needs_a_reload_command() 
     assert target.prepare_cmds == ("systemctl daemon-reload && systemctl enable sockwizard-proxy",)
     assert target.reload_cmd == "systemctl restart sockwizard-proxy"
     assert b'"http-proxy": "1.18.1"' in dict(target.extra_files)["/opt/sockwizard/package.json"]
-    present = resolve(spec, replace(with_systemd, node_has_http_proxy=True, unit_exists=True),
+    # A failed deploy takes away what it made: the unit (stopped first), then the directory.
+    assert target.unprepare_stops_proxy
+    assert target.unprepare_cmds[0].startswith("systemctl disable -q --now sockwizard-proxy; "
+                                               "rm -f -- /etc/systemd/system/sockwizard-proxy")
+    assert target.unprepare_cmds[1:] == ("rm -rf -- /opt/sockwizard",)
+    present = resolve(spec, replace(with_systemd, node_has_http_proxy=True, unit_exists=True,
+                                    dest_dir_exists=True),
                       Overrides())
     assert present.extra_files == () and present.prepare_cmds == ()
+    assert present.unprepare_cmds == () and not present.unprepare_stops_proxy
     no_systemd = replace(with_systemd, systemd=False)
     with pytest.raises(BadInput) as err:
         resolve(spec, no_systemd, Overrides())
