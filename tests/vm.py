@@ -218,12 +218,12 @@ class Vm:
         return out
 
     def use_proxy(self, kind: str) -> None:
-        """Make `kind`'s unit the one running on :80 (node: none of Debian's). Start/stop only:
+        """Make `kind`'s unit the one running on :80 (node: no other). Start/stop only:
         `systemctl enable` of these SysV-compatible units runs perl for ~12 s under TCG."""
-        others = " ".join(u for k, u in PROXY_UNITS.items() if k != kind)
-        command = f"systemctl stop {others}"
-        if kind in PROXY_UNITS:
-            command += f" && systemctl start {PROXY_UNITS[kind]}"
+        others = " ".join(u for k, u in UNITS.items() if k != kind)
+        # The node unit exists only once a node deploy made it: stop what there is.
+        command = f"systemctl stop {others} 2>/dev/null; "
+        command += f"systemctl start {UNITS[kind]}" if kind in PROXY_UNITS else "true"
         self.sudo(command)
 
     def stop_proxies(self) -> None:
