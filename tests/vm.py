@@ -244,14 +244,20 @@ class Vm:
         return rig.engineio_handshake(f"http://{self.address}:80", headers={"Host": host})
 
     def reboot(self, timeout: float = BOOT_TIMEOUT) -> float:
-        """Reboot the guest for real (same kernel; qemu stays); seconds until sshd is back."""
+        """Reboot the guest for real (same kernel; qemu stays); seconds until sshd is back.
+        The forwarded port stays open on this side while the guest is down (qemu's slirp
+        listens): a new boot shows as a new boot_id behind a working login."""
         started = time.monotonic()
+        boot_id = "cat /proc/sys/kernel/random/boot_id"
+        old = self.run(boot_id).stdout.strip()
         self.run("sudo systemctl reboot", check=False, timeout=10)
-        self.close_ssh()
-        rig.wait_for("the VM to go down", lambda: not rig.port_open(22, self.address),
-                     timeout=60, interval=0.5)
-        self.wait_ssh(timeout)
-        return time.monotonic() - started
+        while True:
+            self.wait_ssh(max(1.0, timeout - (time.monotonic() - started)))
+            with contextlib.suppress(paramiko.SSHException, OSError, EOFError):
+                if self.run(boot_id, check=False).stdout.strip() not in ("", old):
+                    return time.monotonic() - started
+            self.close_ssh()
+            time.sleep(1.0)  # still the old boot, shutting down
 
     # -- sockwizard, as a user would run it -------------------------------------------------
 
