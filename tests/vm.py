@@ -250,13 +250,17 @@ class Vm:
         started = time.monotonic()
         boot_id = "cat /proc/sys/kernel/random/boot_id"
         old = self.run(boot_id).stdout.strip()
-        self.run("sudo systemctl reboot", check=False, timeout=10)
+        with contextlib.suppress(paramiko.SSHException, OSError, EOFError):  # it may drop us
+            self.run("sudo systemctl reboot", check=False, timeout=10)
         while True:
             self.wait_ssh(max(1.0, timeout - (time.monotonic() - started)))
             with contextlib.suppress(paramiko.SSHException, OSError, EOFError):
                 if self.run(boot_id, check=False).stdout.strip() not in ("", old):
                     return time.monotonic() - started
             self.close_ssh()
+            if time.monotonic() - started > timeout:
+                raise rig.RigError(f"the VM did not reboot within {timeout:.0f} s\n"
+                                   f"{self.console}")
             time.sleep(1.0)  # still the old boot, shutting down
 
     # -- sockwizard, as a user would run it -------------------------------------------------
