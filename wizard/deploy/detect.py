@@ -92,6 +92,9 @@ class HostTarget:
     # Undo prepare_cmds when the deploy is rolled back (a2dismod what a2enmod enabled), so a
     # failed deploy leaves the host exactly as it was.
     unprepare_cmds: tuple[str, ...] = ()
+    # unprepare_cmds stop and remove the service this deploy created (node's unit): when there
+    # was no file before, a rollback has nothing left to check or reload after them.
+    unprepare_stops_proxy: bool = False
     # Run after the rename and before validation when the file is new (a2ensite), and undone
     # (a2dissite) when that new file is taken away again.
     enable_cmds: tuple[str, ...] = ()
@@ -281,6 +284,7 @@ def resolve(spec: DeploySpec, facts: HostFacts, overrides: Overrides) -> HostTar
     disable: list[str] = []
     extra: list[tuple[str, bytes]] = []
     notes: list[str] = []
+    stops = False
     directory = posixpath.dirname(dest) or "/"
     make_dir = None if facts.dest_dir_exists else f"mkdir -p -m 0755 -- {shlex.quote(directory)}"
     missing = _missing_modules(spec, facts)
@@ -327,11 +331,20 @@ def resolve(spec: DeploySpec, facts: HostFacts, overrides: Overrides) -> HostTar
         if overrides.reload_cmd is None and facts.systemd and not facts.unit_exists:
             extra.append((NODE_UNIT, node_unit(dest, facts.binaries.get("node")).encode()))
             prepare.append("systemctl daemon-reload && systemctl enable sockwizard-proxy")
+            # A failed deploy leaves nothing it created: the unit stopped, disabled, gone.
+            unprepare.append(f"systemctl disable -q --now sockwizard-proxy; rm -f -- {NODE_UNIT}"
+                             " && systemctl daemon-reload && { systemctl reset-failed "
+                             "sockwizard-proxy 2>/dev/null; true; }")
+            stops = True
+        if not facts.dest_dir_exists:
+            # ... and the directory it made, with the modules in it (the restore already took
+            # the config out of it).
+            unprepare.append(f"rm -rf -- {shlex.quote(directory)}")
     return HostTarget(
         dest=dest, real_dest=_real_dest(dest, facts), validate_cmd=validate,
         precheck_cmd=precheck,
         reload_cmd=reload_cmd, make_dir=make_dir, prepare_cmds=tuple(prepare),
-        unprepare_cmds=tuple(unprepare),
+        unprepare_cmds=tuple(unprepare), unprepare_stops_proxy=stops,
         enable_cmds=tuple(enable), disable_cmds=tuple(disable), extra_files=tuple(extra),
         shadowing_sites=shadowing,
         missing_modules=tuple(missing), overridden=overridden, notes=tuple(notes), facts=facts,

@@ -262,7 +262,8 @@ def _rollback(remote: Remote, host: str, options: RollbackOptions, backup: str |
     # probe would fail and undo the rollback).
     removes = preset.content is None
     deploy_options = DeployOptions(
-        probe_url=probe_url, probe=options.probe and bool(probe_url) and not removes,
+        probe_url=probe_url, probe_url_recorded=options.probe_url is None,
+        probe=options.probe and bool(probe_url) and not removes,
         backup_dir=options.backup_dir, state_dir=options.state_dir, dry_run=options.dry_run,
         probe_timeout=options.probe_timeout, settle_timeout=options.settle_timeout,
         command_timeout=options.command_timeout)

@@ -26,6 +26,9 @@ class DeployOptions:
     validate_cmd: str | None = None
     reload_cmd: str | None = None
     probe_url: str | None = None
+    # probe_url is the one a deploy recorded (a rollback's), not the user's: a URL naming the
+    # site still connects to the host itself (Context.probe_connect_to), as the deploy did.
+    probe_url_recorded: bool = False
     probe: bool = True
     rollback: bool = True
     dry_run: bool = False

@@ -38,10 +38,15 @@ def rollback(ctx: Context, failed: Step, *, interrupted: bool = False
             ctx.changed = False
             s.detail = (f"from {ctx.backup} (verified byte for byte)" if ctx.backup
                         else "removed the new file (there was none before)")
-            s.detail += "".join(f"; {cmd}" for cmd in undo_prepare(ctx))
+            undone = undo_prepare(ctx)
+            s.detail += "".join(f"; {cmd}" for cmd in undone)
         if failed is Step.VALIDATE:
             # The bytes are verified identical and the proxy never loaded the refused
             # config: the host is exactly as before, nothing to check or reload.
+            return None
+        if ctx.old is None and undone and t.unprepare_stops_proxy:
+            # The deploy made the service too (node's first deploy): it is stopped and gone
+            # with its file; there was nothing before to check or reload.
             return None
         with ctx.step(Step.RECHECK, t.validate_cmd) as s:
             result = ctx.run(t.validate_cmd)

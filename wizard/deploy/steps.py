@@ -246,6 +246,9 @@ def prepare(ctx: Context) -> None:
         return
     with ctx.step(Step.PREPARE, "prepare the host") as s:
         done = []
+        # From here a failure undoes what prepare made (unprepare_cmds: the unit, the
+        # directory), even when it stopped half way; the commands tolerate a partial run.
+        ctx.prepared = True
         if t.make_dir:
             check(ctx, Step.PREPARE, t.make_dir)
             done.append(t.make_dir)
@@ -253,7 +256,6 @@ def prepare(ctx: Context) -> None:
             ctx.remote.write_file_atomic(path, data)
             done.append(f"wrote {path}")
         for cmd in t.prepare_cmds:
-            ctx.prepared = True  # even a partial run is undone (best effort)
             check(ctx, Step.PREPARE, cmd)
             done.append(cmd)
         s.detail = "; ".join(done)

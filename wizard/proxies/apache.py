@@ -113,7 +113,8 @@ PROFILE = ProxyProfile(
     stand_ins=(("apache2ctl", "apachectl"), ("apache2ctl", "httpd")),
     alt_site_dest={"/etc/httpd/conf.d": "/etc/httpd/conf.d/sockwizard.conf"},  # RHEL: as is
     modules_query=" -D DUMP_MODULES",  # the same as apache2ctl -M, through any checker
-    systemd_reload={"rhel": "systemctl reload httpd", "*": "systemctl reload apache2"},
+    systemd_reload={"rhel": "systemctl reload-or-restart httpd",
+                    "*": "systemctl reload-or-restart apache2"},
     reload_without_systemd=True,
     validate_before_rename=False,
     site_enabling=("/etc/apache2/sites-available", "a2ensite -q {site}", "a2dissite -q {site}"),

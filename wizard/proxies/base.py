@@ -112,7 +112,9 @@ class ProxyProfile:
     alt_site_dest: dict[str, str] = field(kw_only=True)
     # Appended to the checker to list the loaded modules (None: the proxy has no modules).
     modules_query: str | None = field(kw_only=True)
-    # The default reload under systemd, by the host's os family ("*": any other).
+    # The default reload under systemd, by the host's os family ("*": any other). Debian's
+    # units use `reload-or-restart`: a proxy installed but stopped is started (a plain reload
+    # fails there, and so would the rollback's).
     systemd_reload: dict[str, str] = field(kw_only=True)
     # Without systemd the profile's reload_cmd needs a live daemon to signal; False: there is
     # none to fall back on (node runs under the systemd unit sockwizard writes).
