@@ -35,8 +35,8 @@ def _option(key: str, title: str, line: str) -> Option:
 
 
 class StartScreen(StepScreen):
-    STEP_HELP = ("Put a Socket.IO server behind nginx, Apache, Caddy or http-proxy — "
-                 "then deploy the config and prove it works.")
+    STEP_HELP = ("Put a Socket.IO server behind nginx, Apache, Caddy, HAProxy, Traefik or "
+                 "http-proxy — then deploy the config and prove it works.")
     SHOW_BACK = False
     # The menu is the control: Enter or a click on a choice moves on. (Without a Button the
     # first screen also paints ~15 ms sooner: Button's default CSS alone takes 4 ms to parse.)
