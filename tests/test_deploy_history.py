@@ -365,3 +365,22 @@ def test_history_records_are_json_safe() -> None:
     record = parse(line(id="q1", undoes="old-style"))[0]
     assert json.loads(json.dumps(record.to_dict()))["undoes"] == ["old-style"]
     assert replace(record, outcome="kept").what == "failed, kept (--no-rollback)"
+
+
+def test_an_index_others_can_write_is_refused_not_read(tmp_path: Path) -> None:
+    """A rollback runs the commands recorded in the index, so an index (or its directory)
+    that another user could write is refused before anything is parsed from it."""
+    from wizard.deploy.backups import read_history
+    from wizard.errors import BadInput
+    from wizard.remote import LocalRemote
+
+    backups = tmp_path / "backups"
+    backups.mkdir(mode=0o755)
+    (backups / "index.jsonl").write_text('{"id": "x", "kind": "deploy", "dest": "/etc/a"}\n')
+    (backups / "index.jsonl").chmod(0o644)
+    assert [r.id for r in read_history(LocalRemote(), str(backups), sudo=False)] == ["x"]
+    for path, mode in ((backups / "index.jsonl", 0o666), (backups, 0o777)):
+        path.chmod(mode)
+        with pytest.raises(BadInput, match="can be written by other users"):
+            read_history(LocalRemote(), str(backups), sudo=False)
+        path.chmod(0o644 if path.is_file() else 0o755)

@@ -115,6 +115,13 @@ def read_history(remote: Remote, backup_dir: str, *, sudo: bool = True,
             f"Could not read {index} on {remote.name} (exit {result.exit_status}).",
             "Check --backup-dir, and that the login user may use sudo.",
             detail=result.stderr[-2000:])
+    unsafe = history.unsafe_reason(result.stdout)
+    if unsafe is not None:
+        raise BadInput(
+            f"The deploy history on {remote.name} can be written by other users ({unsafe}); "
+            "a rollback would run the commands recorded there, so it is not read.",
+            f"Make {backup_dir} and {index} owned by root and writable only by it "
+            "(chown root: ...; chmod go-w ...), or pass another --backup-dir.")
     return history.parse(result.stdout)
 
 

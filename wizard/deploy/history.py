@@ -52,6 +52,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import posixpath
 import re
 import shlex
 from collections.abc import Callable, Iterable, Sequence
@@ -139,10 +140,28 @@ class Record:
 # -- reading --------------------------------------------------------------------------------
 
 
+UNSAFE = "@@sw unsafe-index "
+
+
 def read_script(index: str) -> str:
-    """Print the last ``MAX_BYTES`` of the index (nothing when there is none)."""
-    q = shlex.quote(index)
-    return f"if [ -f {q} ]; then tail -c {MAX_BYTES} -- {q}; fi"
+    """Print the last ``MAX_BYTES`` of the index (nothing when there is none) — unless the
+    index or its directory could be written by someone else than root or the reading user:
+    a rollback runs the commands recorded there (validate, reload, a2ensite...), so such an
+    index is refused (``UNSAFE`` line) instead of read."""
+    q, d = shlex.quote(index), shlex.quote(posixpath.dirname(index) or "/")
+    check = (f'me=$(id -u); for f in {d} {q}; do [ -e "$f" ] || continue; '
+             'o=$(stat -L -c %u -- "$f") || exit 1; '
+             'if { [ "$o" != 0 ] && [ "$o" != "$me" ]; } || '
+             '[ -n "$(find "$f" -maxdepth 0 -perm /022 2>/dev/null)" ]; then '
+             f'printf "{UNSAFE}%s owner %s mode %s\\n" "$f" "$o" "$(stat -L -c %a -- "$f")"; '
+             'exit 0; fi; done')
+    return f"{check}; if [ -f {q} ]; then tail -c {MAX_BYTES} -- {q}; fi"
+
+
+def unsafe_reason(text: str) -> str | None:
+    """What ``read_script`` refused (``path owner UID mode MODE``), or None."""
+    first = text.split("\n", 1)[0]
+    return first[len(UNSAFE):][:300] if first.startswith(UNSAFE) else None
 
 
 def parse(text: str) -> list[Record]:
