@@ -25,10 +25,12 @@ Set-up and teardown are checked: no namespace, veth, bridge or daemon of this ru
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import resource
 import shlex
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -96,16 +98,33 @@ def write_inventory(path: Path, fleet: Fleet, read_timeout: int) -> Path:
     return path
 
 
+def host_cpu_ms(fleet: Fleet) -> float:
+    """CPU of the hosts' side so far: every sshd and nginx master with the children they
+    reaped (SSH sessions, shells, sudo, nginx -t, old workers), from /proc/PID/stat."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for daemon in fleet.daemons:
+        with contextlib.suppress(OSError):
+            fields = Path(f"/proc/{daemon.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += sum(int(f) for f in fields[11:15])  # utime stime cutime cstime
+    return total * 1000 / tick
+
+
+def native_argv(fleet: Fleet, inv: Path, forks: int) -> list[str]:
+    return sockwizard_argv("deploy", "--proxy", "nginx", "--inventory", str(inv),
+                           "--forks", str(forks), "--known-hosts", str(fleet.keys.known_hosts),
+                           "--backup-dir", fleet.targets[0].backup_dir, "--json")
+
+
 def native_case(fleet: Fleet, counter: Counter, work: Path, forks: int,
                 step_ms: list[dict[str, float]]) -> Callable[[], Sample]:
     def run() -> Sample:
         inv = write_inventory(work / "native.ini", fleet, counter.next())
-        argv = sockwizard_argv("deploy", "--proxy", "nginx", "--inventory", str(inv),
-                               "--forks", str(forks), "--known-hosts",
-                               str(fleet.keys.known_hosts), "--backup-dir",
-                               fleet.targets[0].backup_dir, "--json")
-        m = run_measured(argv, env=repo_env({"XDG_STATE_HOME": str(work / "state")}),
+        before = host_cpu_ms(fleet)
+        m = run_measured(native_argv(fleet, inv, forks),
+                         env=repo_env({"XDG_STATE_HOME": str(work / "state")}),
                          cwd=REPO, check=False, timeout=300)
+        host = host_cpu_ms(fleet) - before
         report = _json_or_none(m.stdout)
         if m.returncode != 0 or report is None:
             raise BenchError(f"sockwizard deploy failed ({m.returncode}):\n{m.stderr[-3000:]}")
@@ -113,7 +132,8 @@ def native_case(fleet: Fleet, counter: Counter, work: Path, forks: int,
         for host in hosts if isinstance(hosts, list) else []:
             step_ms.append({s["step"]: float(s["ms"]) for s in host["steps"]
                             if s.get("status") == "ok"})
-        return {"wall_ms": m.wall_s * 1000, "cpu_ms": m.cpu_s * 1000, "rss_mb": m.max_rss_mb}
+        return {"wall_ms": m.wall_s * 1000, "cpu_ms": m.cpu_s * 1000, "rss_mb": m.max_rss_mb,
+                "host_cpu_ms": host}
 
     return run
 
@@ -133,6 +153,7 @@ def ansible_case(exe: Path, fleet: Fleet, counter: Counter, work: Path,
     def run() -> Sample:
         inv = write_inventory(work / "ansible.ini", fleet, counter.next())
         control = Path(tempfile.mkdtemp(prefix="cp-", dir=work))
+        before = host_cpu_ms(fleet)
         try:
             m = run_measured([str(exe), "-f", str(forks), "-i", str(inv),
                               str(export / "site.yml")],
@@ -140,12 +161,39 @@ def ansible_case(exe: Path, fleet: Fleet, counter: Counter, work: Path,
                              cwd=work, check=False, timeout=600)
         finally:
             _stop_ssh_masters(control)
+        host = host_cpu_ms(fleet) - before
         if m.returncode != 0:
             raise BenchError(f"ansible-playbook failed ({m.returncode}):\n"
                              f"{m.stdout[-3000:]}\n{m.stderr[-1500:]}")
-        return {"wall_ms": m.wall_s * 1000, "cpu_ms": m.cpu_s * 1000, "rss_mb": m.max_rss_mb}
+        return {"wall_ms": m.wall_s * 1000, "cpu_ms": m.cpu_s * 1000, "rss_mb": m.max_rss_mb,
+                "host_cpu_ms": host}
 
     return run
+
+
+def profile_native(fleet: Fleet, counter: Counter, work: Path, forks: int, out: Path,
+                   py_spy: str | None) -> None:
+    """One more native deploy under py-spy (on-CPU stacks of every thread, collapsed format:
+    `out/native.pyspy.txt`) and one with `-X importtime` (`out/native.importtime.txt`)."""
+    out.mkdir(parents=True, exist_ok=True)
+    env = repo_env({"XDG_STATE_HOME": str(work / "state")})
+    runs: list[tuple[str, list[str]]] = [("importtime", ["-X", "importtime"])]
+    if py_spy:
+        runs.append(("pyspy", []))
+    for name, extra in runs:
+        inv = write_inventory(work / "native.ini", fleet, counter.next())
+        argv = native_argv(fleet, inv, forks)
+        argv = [argv[0], *extra, *argv[1:]]
+        if name == "pyspy":
+            assert py_spy is not None
+            argv = [py_spy, "record", "--rate", "250", "--format", "raw", "--threads",
+                    "--subprocesses", "-o", str(out / "native.pyspy.txt"), "--", *argv]
+        m = run_measured(argv, env=env, cwd=REPO, check=False, timeout=300)
+        (out / f"native.{name}.stderr.txt").write_text(m.stderr)
+        if name == "importtime":
+            (out / "native.importtime.txt").write_text(m.stderr)
+        print(f"profile ({name}): exit {m.returncode}, {m.wall_s * 1000:.0f} ms wall",
+              file=sys.stderr)
 
 
 def result_table(series: dict[str, Series], hosts: int) -> str:
@@ -156,9 +204,10 @@ def result_table(series: dict[str, Series], hosts: int) -> str:
         rows.append([name.replace("N", str(hosts), 1) if name == NATIVE
                      else name.replace("-f N", f"-f {hosts}"),
                      spread(s, "wall_ms", 0), spread(s, "cpu_ms", 0),
-                     fmt(s.median("rss_mb"), 1), ratio(wall, ours)])
+                     fmt(s.median("rss_mb"), 1), fmt(s.median("host_cpu_ms"), 0),
+                     ratio(wall, ours)])
     return table([f"{hosts} hosts", "wall ms median (min–max)", "CPU ms user+sys (min–max)",
-                  "peak RSS MB", "wall vs native"], rows)
+                  "peak RSS MB", "hosts' CPU ms", "wall vs native"], rows)
 
 
 def steps_table(steps: list[dict[str, float]]) -> str:
@@ -192,6 +241,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--forks", type=int, default=None, help="default: --hosts")
     p.add_argument("--skip-ansible", action="store_true")
     p.add_argument("--ansible-venv", type=Path, default=ANSIBLE_VENV)
+    p.add_argument("--profile", type=Path, metavar="DIR",
+                   help="after the rounds, profile one native deploy into DIR (py-spy when "
+                        "on PATH or --py-spy, and -X importtime)")
+    p.add_argument("--py-spy", default=shutil.which("py-spy"), help="py-spy to profile with")
     args = p.parse_args(argv)
     if os.geteuid() != 0:
         print("bench_fleet.py needs root (sshd, sudo users, namespaces)", file=sys.stderr)
@@ -217,6 +270,8 @@ def main(argv: list[str] | None = None) -> int:
                 cases[ANSIBLE] = ansible_case(exe, fleet, counter, work, forks)
             series = interleave(cases, args.runs, warmup=args.warmup)
             fleet.check_isolated(counter.value)
+            if args.profile:
+                profile_native(fleet, counter, work, forks, args.profile, args.py_spy)
         finally:
             fleet.stop()
     left = leftovers(tag)
