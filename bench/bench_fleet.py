@@ -124,7 +124,7 @@ def native_case(fleet: Fleet, counter: Counter, work: Path, forks: int,
         m = run_measured(native_argv(fleet, inv, forks),
                          env=repo_env({"XDG_STATE_HOME": str(work / "state")}),
                          cwd=REPO, check=False, timeout=300)
-        host = host_cpu_ms(fleet) - before
+        host_ms = host_cpu_ms(fleet) - before
         report = _json_or_none(m.stdout)
         if m.returncode != 0 or report is None:
             raise BenchError(f"sockwizard deploy failed ({m.returncode}):\n{m.stderr[-3000:]}")
@@ -133,7 +133,7 @@ def native_case(fleet: Fleet, counter: Counter, work: Path, forks: int,
             step_ms.append({s["step"]: float(s["ms"]) for s in host["steps"]
                             if s.get("status") == "ok"})
         return {"wall_ms": m.wall_s * 1000, "cpu_ms": m.cpu_s * 1000, "rss_mb": m.max_rss_mb,
-                "host_cpu_ms": host}
+                "host_cpu_ms": host_ms}
 
     return run
 
@@ -161,12 +161,12 @@ def ansible_case(exe: Path, fleet: Fleet, counter: Counter, work: Path,
                              cwd=work, check=False, timeout=600)
         finally:
             _stop_ssh_masters(control)
-        host = host_cpu_ms(fleet) - before
+        host_ms = host_cpu_ms(fleet) - before
         if m.returncode != 0:
             raise BenchError(f"ansible-playbook failed ({m.returncode}):\n"
                              f"{m.stdout[-3000:]}\n{m.stderr[-1500:]}")
         return {"wall_ms": m.wall_s * 1000, "cpu_ms": m.cpu_s * 1000, "rss_mb": m.max_rss_mb,
-                "host_cpu_ms": host}
+                "host_cpu_ms": host_ms}
 
     return run
 
