@@ -124,3 +124,36 @@ def test_forks_bounds_the_hosts_in_flight(monkeypatch: pytest.MonkeyPatch) -> No
     results = deploy_fleet(jobs, forks=4)
     assert [r.host for r in results] == [j.target for j in jobs]
     assert 1 < peak <= 4
+
+
+def test_templates_compile_once_before_the_threads(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Jinja2's template cache has no lock: fifty threads that miss it at once compile the same
+    templates fifty times. The fleet fills it in the calling thread before fanning out."""
+    import jinja2
+
+    from wizard.render import engine, render
+
+    engine.environment.cache_clear()  # a fresh environment: an empty template cache
+    compiled_in: list[str] = []
+    original = jinja2.Environment._compile
+
+    def counting(self: jinja2.Environment, source: str, filename: str) -> object:
+        compiled_in.append(threading.current_thread().name)
+        return original(self, source, filename)
+
+    monkeypatch.setattr(jinja2.Environment, "_compile", counting)
+
+    def fake_deploy(host: str, spec: DeploySpec, options: DeployOptions,
+                    connect: ConnectOptions, **_: object) -> DeployResult:
+        render(spec)  # what the transaction's render step does
+        return DeployResult(host=host, outcome=Outcome.DEPLOYED, exit_code=ExitCode.OK,
+                            title="ok")
+
+    monkeypatch.setattr("wizard.fleet.run.deploy_host", fake_deploy)
+    jobs = [HostJob(f"h{i}", f"h{i}.example", DeploySpec(proxy=kind), DeployOptions(),
+                    ConnectOptions())
+            for i, kind in enumerate([ProxyKind.NGINX, ProxyKind.CADDY] * 6)]
+    deploy_fleet(jobs, forks=12)
+    assert compiled_in, "nothing was compiled: the test did not exercise the cache"
+    assert set(compiled_in) == {threading.current_thread().name}, compiled_in
+    engine.environment.cache_clear()
