@@ -34,6 +34,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -100,7 +101,13 @@ def write_inventory(path: Path, fleet: Fleet, read_timeout: int) -> Path:
 
 def host_cpu_ms(fleet: Fleet) -> float:
     """CPU of the hosts' side so far: every sshd and nginx master with the children they
-    reaped (SSH sessions, shells, sudo, nginx -t, old workers), from /proc/PID/stat."""
+    reaped (SSH sessions, shells, sudo, nginx -t, old workers), from /proc/PID/stat. Waits
+    (up to 10 s) for the SSH sessions to end first: a session's CPU counts only once reaped,
+    and one still closing would be billed to the next case."""
+    sshds = {d.pid for d in fleet.daemons if d.name.startswith("sshd")}
+    deadline = time.monotonic() + 10
+    while _sessions(sshds) and time.monotonic() < deadline:
+        time.sleep(0.05)
     tick = os.sysconf("SC_CLK_TCK")
     total = 0
     for daemon in fleet.daemons:
@@ -108,6 +115,17 @@ def host_cpu_ms(fleet: Fleet) -> float:
             fields = Path(f"/proc/{daemon.pid}/stat").read_text().rsplit(")", 1)[1].split()
             total += sum(int(f) for f in fields[11:15])  # utime stime cutime cstime
     return total * 1000 / tick
+
+
+def _sessions(parents: set[int]) -> bool:
+    """Does any of `parents` have a child (zombies included: not yet reaped)?"""
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            with contextlib.suppress(OSError):
+                stat = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+                if int(stat[1]) in parents:
+                    return True
+    return False
 
 
 def native_argv(fleet: Fleet, inv: Path, forks: int) -> list[str]:

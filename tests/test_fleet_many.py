@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from tests import rig
-from tests.test_fleet_ansible_real import Host, write_inventory
+from tests.test_fleet_ansible_real import Host, start_hosts, write_inventory
 from wizard.deploy import ConnectOptions, DeployOptions, DeployResult, Outcome
 from wizard.deploy.marker import stamp
 from wizard.errors import ExitCode
@@ -40,26 +40,7 @@ DEAD = 5  # its backend port has no listener: validates, reloads, fails the prob
 @pytest.fixture
 def many(node_backend: Callable[..., rig.NodeBackend], proxy_factory: rig.ProxyFactory
          ) -> Iterator[list[Host]]:
-    if not rig.is_root():
-        pytest.skip("needs root: runs sshd")
-    live = node_backend(server_id="live")
-    hosts: list[Host] = []
-    sshds: list[rig.SshdInstance] = []
-    try:
-        for i in range(N_HOSTS):
-            sshd = rig.SshdInstance()
-            sshds.append(sshd)
-            port = rig.free_port()
-            inst = proxy_factory.from_site(
-                ProxyKind.NGINX, rig.minimal_site(ProxyKind.NGINX, port, live.address),
-                port=port)
-            inst.start()
-            hosts.append(Host(f"h{i}", sshd, inst,
-                              rig.free_port() if i == DEAD else live.port))
-        yield hosts
-    finally:
-        for sshd in sshds:
-            sshd.stop()
+    yield from start_hosts(N_HOSTS, DEAD, node_backend, proxy_factory)
 
 
 @pytest.mark.needs_root
