@@ -99,22 +99,54 @@ def write_inventory(path: Path, fleet: Fleet, read_timeout: int) -> Path:
     return path
 
 
-def host_cpu_ms(fleet: Fleet) -> float:
-    """CPU of the hosts' side so far: every sshd and nginx master with the children they
-    reaped (SSH sessions, shells, sudo, nginx -t, old workers), from /proc/PID/stat. Waits
-    (up to 10 s) for the SSH sessions to end first: a session's CPU counts only once reaped,
-    and one still closing would be billed to the next case."""
-    sshds = {d.pid for d in fleet.daemons if d.name.startswith("sshd")}
-    deadline = time.monotonic() + 10
-    while _sessions(sshds) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    tick = os.sysconf("SC_CLK_TCK")
-    total = 0
-    for daemon in fleet.daemons:
+CPUACCT = Path("/sys/fs/cgroup/cpuacct")
+
+
+class HostCpu:
+    """CPU of the hosts' side: the fleet's sshd and nginx processes are moved into a cpuacct
+    cgroup of their own, so everything they fork (SSH sessions, shells, sudo, `nginx -t`, the
+    Ansible modules' python3, new workers) is counted, however short-lived. (Reaped children's
+    times in /proc/PID/stat miss most of it: sshd's session processes do not hand theirs up.)
+    Unavailable (no cgroup v1 cpuacct) -> None."""
+
+    def __init__(self, fleet: Fleet) -> None:
+        self.fleet = fleet
+        self.group: Path | None = CPUACCT / f"sockwizard-bench-fleet-{os.getpid()}"
+        try:
+            self.group.mkdir()
+            for daemon in fleet.daemons:
+                for pid in (daemon.pid, *rig.descendants_of(daemon.pid)):
+                    (self.group / "cgroup.procs").write_text(f"{pid}\n")
+        except OSError as exc:
+            print(f"hosts' CPU not measured: {exc}", file=sys.stderr)
+            self.close()
+
+    def ms(self) -> float | None:
+        """Total so far, once the SSH sessions of the last case have ended (up to 10 s): a
+        session still closing would be billed to the next case."""
+        if self.group is None:
+            return None
+        sshds = {d.pid for d in self.fleet.daemons if d.name.startswith("sshd")}
+        deadline = time.monotonic() + 10
+        while _sessions(sshds) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return int((self.group / "cpuacct.usage").read_text()) / 1e6
+
+    def close(self) -> None:
+        """Move what is left back to the root group and remove ours."""
+        group, self.group = self.group, None
+        if group is None or not group.exists():
+            return
         with contextlib.suppress(OSError):
-            fields = Path(f"/proc/{daemon.pid}/stat").read_text().rsplit(")", 1)[1].split()
-            total += sum(int(f) for f in fields[11:15])  # utime stime cutime cstime
-    return total * 1000 / tick
+            for pid in (group / "cgroup.procs").read_text().split():
+                with contextlib.suppress(OSError):
+                    (CPUACCT / "cgroup.procs").write_text(f"{pid}\n")
+        with contextlib.suppress(OSError):
+            group.rmdir()
+
+
+def _delta(before: float | None, after: float | None) -> dict[str, float]:
+    return {} if before is None or after is None else {"host_cpu_ms": after - before}
 
 
 def _sessions(parents: set[int]) -> bool:
@@ -134,15 +166,15 @@ def native_argv(fleet: Fleet, inv: Path, forks: int) -> list[str]:
                            "--backup-dir", fleet.targets[0].backup_dir, "--json")
 
 
-def native_case(fleet: Fleet, counter: Counter, work: Path, forks: int,
+def native_case(fleet: Fleet, cpu: HostCpu, counter: Counter, work: Path, forks: int,
                 step_ms: list[dict[str, float]]) -> Callable[[], Sample]:
     def run() -> Sample:
         inv = write_inventory(work / "native.ini", fleet, counter.next())
-        before = host_cpu_ms(fleet)
+        before = cpu.ms()
         m = run_measured(native_argv(fleet, inv, forks),
                          env=repo_env({"XDG_STATE_HOME": str(work / "state")}),
                          cwd=REPO, check=False, timeout=300)
-        host_ms = host_cpu_ms(fleet) - before
+        on_hosts = _delta(before, cpu.ms())
         report = _json_or_none(m.stdout)
         if m.returncode != 0 or report is None:
             raise BenchError(f"sockwizard deploy failed ({m.returncode}):\n{m.stderr[-3000:]}")
@@ -151,12 +183,12 @@ def native_case(fleet: Fleet, counter: Counter, work: Path, forks: int,
             step_ms.append({s["step"]: float(s["ms"]) for s in host["steps"]
                             if s.get("status") == "ok"})
         return {"wall_ms": m.wall_s * 1000, "cpu_ms": m.cpu_s * 1000, "rss_mb": m.max_rss_mb,
-                "host_cpu_ms": host_ms}
+                **on_hosts}
 
     return run
 
 
-def ansible_case(exe: Path, fleet: Fleet, counter: Counter, work: Path,
+def ansible_case(exe: Path, fleet: Fleet, cpu: HostCpu, counter: Counter, work: Path,
                  forks: int) -> Callable[[], Sample]:
     export = work / "export"
     export_ansible(DeploySpec(proxy=ProxyKind.NGINX), export)
@@ -171,7 +203,7 @@ def ansible_case(exe: Path, fleet: Fleet, counter: Counter, work: Path,
     def run() -> Sample:
         inv = write_inventory(work / "ansible.ini", fleet, counter.next())
         control = Path(tempfile.mkdtemp(prefix="cp-", dir=work))
-        before = host_cpu_ms(fleet)
+        before = cpu.ms()
         try:
             m = run_measured([str(exe), "-f", str(forks), "-i", str(inv),
                               str(export / "site.yml")],
@@ -179,12 +211,12 @@ def ansible_case(exe: Path, fleet: Fleet, counter: Counter, work: Path,
                              cwd=work, check=False, timeout=600)
         finally:
             _stop_ssh_masters(control)
-        host_ms = host_cpu_ms(fleet) - before
+        on_hosts = _delta(before, cpu.ms())
         if m.returncode != 0:
             raise BenchError(f"ansible-playbook failed ({m.returncode}):\n"
                              f"{m.stdout[-3000:]}\n{m.stderr[-1500:]}")
         return {"wall_ms": m.wall_s * 1000, "cpu_ms": m.cpu_s * 1000, "rss_mb": m.max_rss_mb,
-                "host_cpu_ms": host_ms}
+                **on_hosts}
 
     return run
 
@@ -250,6 +282,7 @@ def leftovers(tag: str) -> list[str]:
     found += [line.split()[0] for line in links.splitlines()
               if line.startswith((f"swb{tag}", f"swbr{tag}"))]
     found += [line for line in procs.splitlines() if "sockwizard-bench-fleet-" in line]
+    found += [str(p) for p in CPUACCT.glob(f"sockwizard-bench-fleet-{os.getpid()}")]
     return found
 
 
@@ -280,18 +313,20 @@ def main(argv: list[str] | None = None) -> int:
     with workdir() as work, rig.SshdInstance() as sshd:
         print(f"starting {args.hosts} hosts...", file=sys.stderr)
         fleet = Fleet(args.hosts, sshd)
+        cpu = HostCpu(fleet)
         try:
             counter = Counter()
             cases: dict[str, Callable[[], Sample]] = {
-                NATIVE: native_case(fleet, counter, work, forks, steps)}
+                NATIVE: native_case(fleet, cpu, counter, work, forks, steps)}
             if exe is not None:
-                cases[ANSIBLE] = ansible_case(exe, fleet, counter, work, forks)
+                cases[ANSIBLE] = ansible_case(exe, fleet, cpu, counter, work, forks)
             series = interleave(cases, args.runs, warmup=args.warmup)
             fleet.check_isolated(counter.value)
             if args.profile:
                 profile_native(fleet, counter, work, forks, args.profile, args.py_spy)
         finally:
             fleet.stop()
+            cpu.close()
     left = leftovers(tag)
     steps = steps[-args.hosts * args.runs:]  # the measured rounds only
     print(f"#### {args.hosts} hosts, forks {forks}, medians of {args.runs} interleaved runs\n")
