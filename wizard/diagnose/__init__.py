@@ -25,7 +25,8 @@ from wizard.diagnose.facts import (
 )
 from wizard.diagnose.fixtext import backend_address_problem
 from wizard.diagnose.readers import CONFIG_DEADLINE_S, READERS, ConfigReadError, read_route
-from wizard.diagnose.rules import diagnose, diagnose_with_notes, grade_timeout, suggested_timeout
+from wizard.diagnose.rules import diagnose, diagnose_with_notes
+from wizard.diagnose.rules_context import grade_timeout, suggested_timeout
 from wizard.diagnose.run import (
     BACKEND_CHECK_TIMEOUT_S,
     MAX_BACKEND_CHECKS,
