@@ -3,7 +3,7 @@
 from wizard.model import DeploySpec, Layout
 from wizard.proxies.base import DefaultSite, ProxyProfile, SiteInclude, by_layout, one_daemon
 from wizard.proxies.causes import CauseFixes, mebibytes
-from wizard.proxies.fixes import Fix, Fixes, FixSite, TimeoutFix, insert_after, replace_at
+from wizard.proxies.fixes import Fix, Fixes, FixSite, TimeoutFix, insert_after
 
 # ---- diagnose side: the fixes diagnose prints (wizard.proxies.fixes); the config lines in
 # them come rendered from templates/caddy/_macros.j2, these words say where they go.
@@ -30,12 +30,8 @@ def _fix_sticky(site: FixSite) -> str:
 
 
 def _fix_timeout(fix: TimeoutFix) -> str:
-    if fix.existing:
-        e = fix.existing[0]
-        return Fix(f"Replace `{e.text}` ({e.file}:{e.line}) with:\n{fix.lines}",
-                   [replace_at(e, fix.lines)])
-    return Fix(f"In the reverse_proxy block {fix.site.upstream} set:\n{fix.lines}",
-               [insert_after(fix.site.upstream_at, fix.lines)])
+    return fix.replace_or_add(f"In the reverse_proxy block {fix.site.upstream} set",
+                              fix.site.upstream_at)
 
 
 FIXES = Fixes(route=_fix_route, rewrite=_fix_rewrite, sticky=_fix_sticky, timeout=_fix_timeout)

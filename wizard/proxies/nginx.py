@@ -42,14 +42,8 @@ def _fix_sticky(site: FixSite) -> str:
 
 
 def _fix_timeout(fix: TimeoutFix) -> str:
-    if fix.existing:
-        # One directive for one: adding proxy_send_timeout here could duplicate an existing
-        # one, which nginx -t refuses.
-        e = fix.existing[0]
-        return Fix(f"Replace `{e.text}` ({e.file}:{e.line}) with:\n{fix.lines}",
-                   [replace_at(e, fix.lines)])
-    return Fix(f"In {fix.site.route} add:\n{fix.lines}",
-               [insert_after(fix.site.route_at, fix.lines)])
+    # One directive for one: adding proxy_send_timeout beside an existing one, nginx -t refuses.
+    return fix.replace_or_add(f"In {fix.site.route} add", fix.site.route_at)
 
 
 FIXES = Fixes(route=_fix_route, rewrite=_fix_rewrite, sticky=_fix_sticky, timeout=_fix_timeout)

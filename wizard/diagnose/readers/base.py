@@ -36,6 +36,15 @@ def line_of(text: str, offset: int) -> int:
     return text.count("\n", 0, offset) + 1
 
 
+def search(pattern: str, text: str, *, nocase: bool = False) -> re.Match[str] | None:
+    """``re.search`` with a pattern from the live config: one Python cannot compile (PCRE-only
+    syntax, or broken) matches nothing, as if the rule were not there."""
+    try:
+        return re.search(pattern, text, re.I if nocase else 0)
+    except re.error:
+        return None
+
+
 def expand_groups(template: str, match: re.Match[str]) -> str:
     """``$1``..``$9`` in a rewrite target -> the regex groups of ``match``."""
     return re.sub(r"\$(\d)", lambda g: match.group(int(g.group(1))) or "", template)
