@@ -41,7 +41,6 @@ from wizard.diagnose.facts import (
 from wizard.diagnose.readers.apache_analysis import _Analysis
 from wizard.diagnose.readers.apache_syntax import (
     MAX_EXPANDED_NODES,
-    MAX_INCLUDE_DEPTH,
     ANode,
     Env,
     expand,
@@ -50,6 +49,7 @@ from wizard.diagnose.readers.apache_syntax import (
     tokenize,
 )
 from wizard.diagnose.readers.base import (
+    MAX_INCLUDE_DEPTH,
     ConfigReadError,
     ReadBudget,
     capped,

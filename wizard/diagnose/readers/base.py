@@ -68,6 +68,11 @@ MAX_TOTAL_BYTES = 16 * 1024 * 1024
 MAX_FILES = 256
 CONFIG_DEADLINE_S = 30.0
 COMMAND_TIMEOUT_S = 30.0
+# How deep includes/imports nest before a reader stops following them (a loop ends here), and
+# the expanded tree's size cap: the same files included over and over (a loop, or a diamond
+# chain a -> b b -> c c ...) would otherwise expand exponentially.
+MAX_INCLUDE_DEPTH = 16
+MAX_TREE_NODES = 200_000
 
 
 class ReadBudget:

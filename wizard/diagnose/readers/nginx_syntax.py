@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING
 
 from wizard.diagnose.facts import Where
 from wizard.diagnose.readers.base import (
+    MAX_INCLUDE_DEPTH,
+    MAX_TREE_NODES,
     ConfigReadError,
     expand_groups,
     search,
@@ -25,11 +27,7 @@ from wizard.diagnose.readers.base import (
 if TYPE_CHECKING:
     pass
 
-
-MAX_INCLUDE_DEPTH = 16
-# The stitched tree's size cap: `include` of the same files over and over (a loop, or a
-# diamond chain a -> b b -> c c ...) would otherwise expand exponentially.
-MAX_STITCHED_NODES = 200_000
+MAX_STITCHED_NODES = MAX_TREE_NODES
 
 # --------------------------------------------------------------------------- the tree
 
