@@ -6,7 +6,9 @@ print :func:`format_diagnosis`.
 
 * ``facts``   — what is known about the route (RouteFacts, TimeoutFact, Where, Ping, ...)
 * ``readers`` — one live-config reader per proxy, registered by kind (``READERS``)
-* ``rules``   — pure rules over (facts, probe report) -> findings
+* ``rules``   — pure rules over (facts, probe report) -> findings (the context they share:
+  ``rules_context``; by topic: ``rules_timeout``, ``rules_browser``, ``rules_causes``,
+  ``rules_host``)
 * ``fixtext`` — a fix's config lines, rendered from the proxy's template macros (checked values)
 * ``text``    — evidence wording, what passed, the human report
 * ``run``     — the orchestration: threads, remote reads, the backend check, deadlines
