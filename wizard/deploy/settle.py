@@ -28,7 +28,8 @@ from urllib.parse import urlsplit
 from wizard.deploy.marker import HEADER
 
 if TYPE_CHECKING:
-    from wizard.probe import ProbeReport, Run
+    from wizard.probe import ProbeReport, Stage
+    from wizard.probe.wire import HttpResponse
 
 
 @dataclass(frozen=True)
@@ -49,9 +50,19 @@ class ProbeFn(Protocol):
                  connect_to: str | None = None) -> ProbeReport: ...
 
 
+class PendingProbe(Protocol):
+    """A probe past its handshake (``wizard.probe.Run``): what settling needs of it."""
+
+    stages: list[Stage]
+
+    def first_answer(self) -> HttpResponse | None: ...
+    def finish(self) -> ProbeReport: ...
+    def close(self) -> None: ...
+
+
 class OpenProbeFn(Protocol):
     def __call__(self, url: str, path: str, timeout: float, *, connect_to: str | None,
-                 expect_marker: str | None) -> Run: ...
+                 expect_marker: str | None) -> PendingProbe: ...
 
 
 @dataclass(frozen=True)
@@ -72,7 +83,7 @@ class Settled:
     connection (None when it did not settle)."""
 
     result: SettleResult
-    run: Run | None
+    run: PendingProbe | None
 
 
 def settle_http(url: str, path: str, config_id: str | None, quiet: float,
@@ -228,7 +239,7 @@ def probe_live(url: str, path: str, timeout: float, *,
 
 
 def open_probe_live(url: str, path: str, timeout: float, *, connect_to: str | None,
-                    expect_marker: str | None) -> Run:
+                    expect_marker: str | None) -> PendingProbe:
     from wizard.probe import ProbeOptions, start_probe
 
     # The raw CONNECT proves the same as python-socketio here, ~200 ms of imports sooner. The

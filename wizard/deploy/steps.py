@@ -33,7 +33,7 @@ from wizard.proxies import profile
 from wizard.render import render
 
 if TYPE_CHECKING:
-    from wizard.probe import Run
+    from wizard.deploy.settle import PendingProbe
 
 _T = TypeVar("_T")
 
@@ -400,7 +400,7 @@ def settle_and_probe(ctx: Context, *, reloaded: bool = True) -> None:
     probe_new_config(ctx, url, verify, None)
 
 
-def probe_new_config(ctx: Context, url: str, verify: bool, opened: Run | None) -> None:
+def probe_new_config(ctx: Context, url: str, verify: bool, opened: PendingProbe | None) -> None:
     """The probe step: finish ``opened`` (settled on its handshake) or probe afresh, and
     probe again while the markers show an older config answered some stage (``verify``)."""
     with ctx.step(Step.PROBE, f"probe {url} (path {ctx.spec.path})") as s:
