@@ -10,11 +10,9 @@ tests/test_deploy_http_budget.py.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-import pytest
-
+from tests import test_deploy_marker_probe
 from tests.test_deploy_marker_probe import marked_report
 from tests.test_deploy_unit import OLD, SPEC, Host
 from wizard.deploy import LiveChecks, Outcome, SettleResult, Step, StepFinished
@@ -86,12 +84,7 @@ class Checks:
         return marked_report(True, self.opened[-1].marker, self.opened[-1].marker)
 
 
-@pytest.fixture
-def host(tmp_path: Path) -> Host:
-    conf = tmp_path / "etc" / "conf.d"
-    conf.mkdir(parents=True)
-    (conf / "sockwizard.conf").write_bytes(OLD)
-    return Host(tmp_path, conf / "sockwizard.conf")
+host = test_deploy_marker_probe.host  # the fixture, shared
 
 
 def deploy(host: Host, checks: Checks, **kw: Any) -> Any:

@@ -50,7 +50,7 @@ from wizard.probe.wire import (
     WebSocket,
     WireError,
     eio_query,
-    http_exchange_kept,
+    get_kept,
     http_request,
     normalize_path,
     open_socket,
@@ -166,8 +166,8 @@ class Run:
         started = time.perf_counter()
         query = eio_query(self.path, 4, "polling")
         try:
-            response, alive = http_exchange_kept(sock, self.target, "GET", query, self.headers,
-                                                 self.options.timeout)
+            response, alive = get_kept(sock, self.target, query, self.headers,
+                                       self.options.timeout)
         except WireError as exc:
             sock.close()
             self.record("polling", False, started, exc.message, {"error": exc.kind})

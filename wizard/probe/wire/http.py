@@ -243,23 +243,19 @@ def http_exchange(
     body: bytes = b"",
 ) -> HttpResponse:
     """Send one request on an open socket and read the whole answer, within ``timeout``."""
-    return http_exchange_kept(sock, target, method, path_qs, headers, timeout, body)[0]
-
-
-def http_exchange_kept(
-    sock: socket.socket,
-    target: Target,
-    method: str,
-    path_qs: str,
-    headers: Sequence[tuple[str, str]],
-    timeout: float,
-    body: bytes = b"",
-) -> tuple[HttpResponse, bool]:
-    """``http_exchange``, and whether the socket may carry the next request (``keeps_alive``)."""
     deadline = time.monotonic() + timeout
     send_all(sock, build_request(method, target, path_qs, headers, body), timeout)
+    return read_response(Reader(sock, deadline), method)
+
+
+def get_kept(sock: socket.socket, target: Target, path_qs: str,
+             headers: Sequence[tuple[str, str]], timeout: float) -> tuple[HttpResponse, bool]:
+    """``http_exchange`` of a GET, and whether the socket may carry the next request
+    (``keeps_alive``): the probe's handshake, whose connection the upgrade may reuse."""
+    deadline = time.monotonic() + timeout
+    send_all(sock, build_request("GET", target, path_qs, headers), timeout)
     reader = Reader(sock, deadline)
-    response = read_response(reader, method)
+    response = read_response(reader)
     return response, keeps_alive(response, reader)
 
 
