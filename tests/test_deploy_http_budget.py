@@ -24,8 +24,10 @@ from tests import rig, test_deploy_ssh
 from tests.relay import Relay
 from tests.test_deploy_ssh import Site
 from wizard.deploy import Outcome
+from wizard.deploy.settle import open_probe_live
 from wizard.errors import ExitCode
 from wizard.model import ProxyKind
+from wizard.render import render
 
 pytestmark = [pytest.mark.needs_root, pytest.mark.slow, pytest.mark.timeout(120)]
 
@@ -81,3 +83,25 @@ def test_a_broken_new_config_still_rolls_back_through_the_relay(site: Site,
                          probe_url=f"http://127.0.0.1:{relay.port}")
     assert result.exit_code == ExitCode.PROBE_ROLLED_BACK, result.message()
     assert site.config() == before
+
+
+@pytest.mark.parametrize("keepalive", ["keepalive_timeout 0;", ""], ids=["close", "keep-alive"])
+def test_the_upgrade_reuses_the_connection_only_when_http_allows(
+        keepalive: str, node_backend: Callable[..., rig.NodeBackend],
+        proxy_factory: rig.ProxyFactory) -> None:
+    """nginx with ``keepalive_timeout 0`` answers ``Connection: close``: the upgrade goes on a
+    new connection and the probe still passes; with keep-alive, one connection."""
+    backend = node_backend()
+    port = rig.free_port()
+    spec = test_deploy_ssh.spec_for(ProxyKind.NGINX, port, backend.port)
+    inst = proxy_factory.from_site(ProxyKind.NGINX, render(spec).text, port=port,
+                                   extra_http=keepalive)
+    inst.start()
+    with Relay(("127.0.0.1", port)) as relay:
+        report = open_probe_live(f"http://127.0.0.1:{relay.port}", "/socket.io/", 5.0,
+                                 connect_to=None, expect_marker=None).finish()
+        assert report.ok and report.transport == "websocket", report.findings
+        websocket = report.stage("websocket")
+        assert websocket is not None
+        assert websocket.data.get("reused") is (not keepalive)
+        assert relay.counts.connections == (2 if keepalive else 1)
