@@ -2,8 +2,9 @@
 
 Used by the session fixture ``vm`` in tests/conftest.py and by the tests/test_vm_*.py files.
 ``boot()`` makes sure the cached image exists (scripts/vm-image builds it once per machine
-with debootstrap), boots a fresh qcow2 overlay of it under TCG (nested KVM fails on these
-machines, see shared/TESTBED.md) with user-mode networking ``restrict=on`` (the guest reaches
+with debootstrap), boots a fresh qcow2 overlay of it under TCG (this host's /dev/kvm is
+kvm-pvm, which runs only PVM-built guest kernels: Debian's hangs before its first console line;
+see shared/TESTBED.md) with user-mode networking ``restrict=on`` (the guest reaches
 nothing) and its ports 22/80/443 forwarded to a loopback address of its own, and waits for its
 sshd against a deadline. ``Vm`` then offers what a test needs and a new user would have:
 
