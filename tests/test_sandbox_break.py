@@ -5,8 +5,13 @@ symptom go away."""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -47,6 +52,68 @@ def test_fault_shows_is_diagnosed_and_fixed(kind: ProxyKind, fault: Fault) -> No
     finally:
         box.stop()
     assert not box.prefix.exists()
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for name in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            fields = Path(f"/proc/{name}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[1] == str(pid) and fields[0] != "Z":
+            found.append(int(name))
+    return found
+
+
+def _title(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
+    except OSError:
+        return "(exited)"
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(90)
+def test_the_fix_waits_out_a_starved_old_nginx_worker() -> None:
+    """The flake of `--break no-sticky --fix` under load: nginx tells an old worker to quit
+    through a channel it reads in the same event batch as a waiting connection, so a worker
+    starved of CPU past the settle's quiet period still serves one connection with the broken
+    config ("Session ID unknown" in the affinity check, or in the user's client). The worker
+    is frozen here (SIGSTOP) across the fix's reload and thawed HOLD_S later: the sandbox must
+    not hand its URL out while that worker can still accept."""
+    hold_s = 3.0  # well past the whole fix (deploy, settle, affinity) without the wait
+    box = start_sandbox(ProxyKind.NGINX, DeploySpec(), fault=Fault.NO_STICKY)
+    master = next(p for p in box.procs if p.name == "nginx").popen.pid
+    old = _children(master)
+    assert old
+    thawed = threading.Event()
+
+    def thaw() -> None:
+        time.sleep(hold_s)
+        for pid in old:
+            os.kill(pid, signal.SIGCONT)
+        thawed.set()
+
+    try:
+        for pid in old:
+            os.kill(pid, signal.SIGSTOP)
+        threading.Thread(target=thaw, daemon=True).start()
+        result = apply_fix(box)
+        # When the sandbox is back, the old worker has read its quit: it has closed its
+        # listening socket (its title says so) or is gone.
+        assert thawed.is_set(), "the sandbox was handed out while the old worker could accept"
+        titles = [_title(pid) for pid in old]
+        assert all(t == "(exited)" or "shutting down" in t for t in titles), titles
+        assert result.ok, result.message()
+        assert box.ok, box.affinity_line()
+        after = show_symptom(box)
+        assert not after.seen, after.what
+    finally:
+        for pid in old:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
+        box.stop()
 
 
 @pytest.mark.parametrize("kind", [ProxyKind.NGINX, ProxyKind.APACHE, ProxyKind.CADDY])

@@ -1,9 +1,9 @@
 """The sandbox's processes: find a binary, pick a free loopback port, spawn, wait, stop.
 
-Called by ``wizard.sandbox.run`` (the backend and the proxy it starts) and
-``wizard.sandbox.setups`` (Caddy's admin port). Every process is a Popen child in its own
-session, logging to a file in the prefix, so a stop takes its whole process group (nginx and
-Apache workers) and nothing is left behind.
+Called by ``wizard.sandbox.run`` (the backend and the proxy it starts, and after a deploy the
+wait for the proxy's old workers) and ``wizard.sandbox.setups`` (Caddy's admin port). Every
+process is a Popen child in its own session, logging to a file in the prefix, so a stop takes
+its whole process group (nginx and Apache workers) and nothing is left behind.
 """
 
 from __future__ import annotations
@@ -99,6 +99,81 @@ def spawn(name: str, argv: list[str], prefix: Path, env: dict[str, str] | None =
     finally:
         handle.close()
     return Proc(name, popen, log, stop_signal)
+
+
+def workers(proc: Proc) -> dict[int, str]:
+    """The live children of ``proc`` (nginx's or Apache's workers): pid -> start time, so a
+    pid the kernel reuses later is not taken for the same process."""
+    found: dict[int, str] = {}
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            stat = _stat(int(entry.name))
+            if stat and stat[1] == str(proc.popen.pid) and stat[0] != "Z":
+                found[int(entry.name)] = stat[19]
+    return found
+
+
+def wait_drained(old: dict[int, str], port: int, timeout: float) -> None:
+    """Until none of the ``old`` workers (from ``workers`` before a reload) holds the socket
+    listening on ``port`` any more; SandboxError at the deadline.
+
+    Why not a quiet period: nginx tells a worker to quit through a channel the worker reads
+    in the same event batch as a waiting connection. A worker starved of CPU past any quiet
+    period wakes with both and serves that connection with the old config; a sandbox check
+    that meets it (sessions without stickiness, an old read timeout) fails the fixed config.
+    Once the worker has read its quit it closes its listening sockets first, before draining
+    live connections (a WebSocket may keep it alive for hours: that is harmless)."""
+    deadline = time.monotonic() + timeout
+    pause = 0.005
+    while True:
+        inodes = _listening_inodes(port)
+        holding = [pid for pid, start in old.items() if _holds_socket(pid, start, inodes)]
+        if not holding:
+            return
+        if time.monotonic() >= deadline:
+            raise SandboxError(
+                f"The proxy's old worker(s) {', '.join(map(str, holding))} still accept "
+                f"connections {timeout:g} s after the reload.",
+                "The machine may be overloaded; stop the sandbox and start it again.")
+        time.sleep(pause)
+        pause = min(pause * 1.5, 0.1)
+
+
+def _stat(pid: int) -> list[str] | None:
+    """/proc/PID/stat from the state field on (index 0 = state, 1 = ppid, 19 = start time)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+
+
+def _listening_inodes(port: int) -> set[str]:
+    """Socket inodes listening (state 0A) on TCP ``port``, IPv4 and IPv6."""
+    inodes: set[str] = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError):
+            for line in Path(table).read_text().splitlines()[1:]:
+                fields = line.split()
+                if (len(fields) > 9 and fields[3] == "0A"
+                        and fields[1].rsplit(":", 1)[-1] == f"{port:04X}"):
+                    inodes.add(fields[9])
+    return inodes
+
+
+def _holds_socket(pid: int, start: str, inodes: set[str]) -> bool:
+    stat = _stat(pid)
+    if stat is None or stat[0] == "Z" or stat[19] != start:
+        return False  # gone (or its pid now belongs to another process)
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return False
+    for fd in fds:
+        with contextlib.suppress(OSError):
+            link = os.readlink(f"/proc/{pid}/fd/{fd}")
+            if link.startswith("socket:[") and link[8:-1] in inodes:
+                return True
+    return False
 
 
 def wait_port(proc: Proc, port: int, timeout: float) -> None:

@@ -24,12 +24,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
+from urllib.parse import urlsplit
 
 from wizard.deploy import (
     DeployEvent,
     DeployOptions,
     DeployResult,
     EventSink,
+    Outcome,
     apply,
     settle_http,
 )
@@ -45,7 +47,9 @@ from wizard.sandbox.procs import (
     find_binary,
     free_port,
     spawn,
+    wait_drained,
     wait_port,
+    workers,
 )
 from wizard.sandbox.setups import SETUPS, ProxySetup
 from wizard.sandbox.spec import Substitution, backend_ids, sandbox_spec
@@ -134,9 +138,16 @@ class Sandbox:
             dest=str(setup.site), validate_cmd=setup.validate_cmd, reload_cmd=setup.reload_cmd,
             probe_url=self.url, backup_dir=str(self.prefix / "backups"),
             state_dir=self.prefix / "state", sudo=False)
+        # A proxy whose old workers answer after a reload (settle_quiet): note who they are.
+        proxy = next((p for p in self.procs if p.name == self.kind.value), None)
+        old = workers(proxy) if proxy and profile(self.kind).settle_quiet > 0 else {}
         self.result = apply(LocalRemote(name="sandbox"), spec, options, host="sandbox",
                             on_event=on_event if on_event is not None else _quiet)
         self.spec, self.affinity = spec, None
+        if self.result.outcome is Outcome.DEPLOYED and old:
+            # The deploy trusted only probes that carried the new marker; the checks below
+            # and the user's own clients check nothing: no old worker may accept them.
+            wait_drained(old, urlsplit(self.url).port or 80, timeout)
         if self.result.ok and self.result.config_id:
             # The deploy trusts a probe that went through the new config even while nginx's
             # old workers still answer; someone connecting right now must not meet them.
