@@ -189,10 +189,14 @@ class Context:
 
     # -- the host -----------------------------------------------------------------------------
 
-    def run(self, command: str, *, timeout: float | None = None) -> CommandResult:
+    def run(self, command: str, *, timeout: float | None = None,
+            stdin: bytes | None = None) -> CommandResult:
+        """``command`` on the host (sudo as the options say); ``stdin``: bytes it reads, sent
+        exactly (a file's new content, streamed with the script that installs it)."""
+        text = stdin.decode("utf-8", "surrogateescape") if stdin is not None else None
         return self.remote.run(command, sudo=self.options.sudo,
                                timeout=timeout if timeout is not None
-                               else self.options.command_timeout)
+                               else self.options.command_timeout, input=text)
 
     @property
     def tgt(self) -> HostTarget:

@@ -23,6 +23,7 @@ from wizard.deploy.marker import HEADER, existing_id
 from wizard.deploy.result import Outcome, PlanItem
 from wizard.deploy.scripts import (
     CompanionScript,
+    Upload,
     activation_script,
     backup_script,
     restore_lines,
@@ -113,8 +114,9 @@ def backup_cmd(ctx: Context) -> str:
 
 
 def upload_name(ctx: Context) -> str:
-    """The name handed to ``upload_temp_beside``: in ``hoststate.temp_dir`` (made by the lock
-    step), named after this destination so that the next run's sweep finds it if cut off."""
+    """Where the new bytes go first: in ``hoststate.temp_dir`` (made by the lock step), named
+    after this destination so that the next run's sweep finds it if cut off. The activation
+    script writes them there from its stdin (``scripts.upload_lines``)."""
     real = ctx.tgt.real_dest
     return posixpath.join(hoststate.temp_dir(real), f"{hoststate.state_key(real)}.new")
 
@@ -141,7 +143,8 @@ def activation_cmd(ctx: Context, tmp: str | None) -> str:
                              journal=hoststate.journal_lines(backups, t.real_dest, record),
                              clear_journal=hoststate.journal_path(backups, t.real_dest),
                              precheck=t.precheck_cmd,
-                             companions=companion_scripts(ctx))
+                             companions=companion_scripts(ctx),
+                             upload=Upload.of(ctx.new) if ctx.new is not None else None)
 
 
 def restore_cmd(ctx: Context) -> str:
@@ -184,8 +187,8 @@ def build(ctx: Context) -> list[PlanItem]:
     tmp = None
     if ctx.new is not None:
         tmp = planned_temp(ctx)
-        items.append(PlanItem(Step.UPLOAD, f"write {len(ctx.new)} bytes to {tmp}",
-                              shell=False))
+        items.append(PlanItem(Step.UPLOAD, f"write {len(ctx.new)} bytes to {tmp} (sent on "
+                                           "the stdin of the script below)", shell=False))
     items += [PlanItem(Step.RENAME, activation_cmd(ctx, tmp), sudo),
               PlanItem(Step.RELOAD, t.reload_cmd, sudo)]
     if ctx.options.probe:

@@ -27,9 +27,17 @@ from wizard.deploy.events import Step, StepStarted
 from wizard.deploy.marker import stamp
 from wizard.deploy.scripts import Activation, parse_activation
 from wizard.deploy.settle import probe_markers, probe_summary
-from wizard.errors import BadInput, ConnectionFailed, DeployFailed, ExitCode, SockwizardError
+from wizard.errors import (
+    BadInput,
+    ConnectionFailed,
+    DeployFailed,
+    ExitCode,
+    NotStarted,
+    SockwizardError,
+)
 from wizard.model import DeploySpec, ProxyKind
 from wizard.proxies import profile
+from wizard.remote import temp_path_beside
 from wizard.render import render
 
 _T = TypeVar("_T")
@@ -277,32 +285,48 @@ def upload(ctx: Context) -> str | None:
                 s.detail = f"{ctx.companion_tmps[c.path]} ({len(c.new)} bytes)"
     if ctx.new is None:
         return None
-    with ctx.step(Step.UPLOAD, "upload to a temp file outside the config's directory") as s:
-        tmp = ctx.remote.upload_temp_beside(plan.upload_name(ctx), ctx.new)
-        s.detail = f"{tmp} ({len(ctx.new)} bytes)"
-    return tmp
+    # The main file's bytes travel on the activation script's stdin (one channel, no SFTP
+    # round trips): only its temp name is chosen here, unguessable as the remote's would be.
+    return temp_path_beside(plan.upload_name(ctx))
 
 
 # -- activate ------------------------------------------------------------------------------
 
 
 def activate(ctx: Context, tmp: str | None) -> None:
-    """Rename + validate in one host-side script (``scripts.activation_script``); its exit
-    status is parsed once into ``Activation``, and each outcome handled here by name."""
+    """Upload + rename + validate in one host-side script (``scripts.activation_script``; the
+    new bytes on its stdin); its exit status is parsed once into ``Activation``, and each
+    outcome handled here by name."""
     t = ctx.tgt
-    ctx.current = Step.RENAME
-    ctx.emit(StepStarted(ctx.host, Step.RENAME, f"rename over {t.real_dest}"))
+    streamed = tmp is not None and ctx.new is not None
+    first = Step.UPLOAD if streamed else Step.RENAME
+    ctx.current = first
+    ctx.emit(StepStarted(ctx.host, first, f"send {len(ctx.new or b'')} bytes to {tmp}"
+                         if streamed else f"rename over {t.real_dest}"))
     t0 = time.monotonic()
     script = plan.activation_cmd(ctx, tmp)
     ctx.changed = True  # from here on, assume the file may have changed
     try:
-        result = ctx.run(script)
+        result = ctx.run(script, stdin=ctx.new if streamed else None)
+    except NotStarted:  # the script never ran: nothing changed
+        ctx.changed = False
+        ctx.record(first, "failed", time.monotonic() - t0, "connection lost", "")
+        raise
     except BaseException:
-        ctx.record(Step.RENAME, "failed", time.monotonic() - t0, "connection lost", "")
+        ctx.record(first, "failed", time.monotonic() - t0, "connection lost", "")
         raise
     report = parse_activation(result.exit_status, result.stdout, result.stderr,
                               time.monotonic() - t0)
     total, output = time.monotonic() - t0, report.output
+    if streamed and report.outcome is Activation.UPLOAD_FAILED:
+        ctx.changed = False
+        ctx.record(Step.UPLOAD, "failed", total, "the bytes did not arrive whole", output)
+        raise StepFailed(Step.UPLOAD, failures.upload_incomplete(tmp or "", ctx.host), output)
+    if streamed:
+        ctx.record(Step.UPLOAD, "ok" if report.uploaded else "failed", report.upload_s,
+                   f"{tmp} ({len(ctx.new or b'')} bytes)", "")
+        ctx.current = Step.RENAME
+        ctx.emit(StepStarted(ctx.host, Step.RENAME, f"rename over {t.real_dest}"))
     match report.outcome:
         case Activation.CHANGED_MEANWHILE:
             ctx.changed = False
@@ -337,6 +361,9 @@ def activate(ctx: Context, tmp: str | None) -> None:
             ctx.record(Step.VALIDATE, "failed", report.validate_s,
                        f"exit {report.exit_status}", tail(output))
             raise ActivationFailed(report.outcome, tail(output))
+        case Activation.UPLOAD_FAILED:  # without a streamed upload: not ours to answer
+            ctx.record(Step.RENAME, "failed", total, f"exit {report.exit_status}", output)
+            raise ActivationFailed(Activation.UNKNOWN, tail(output))
 
 
 # -- live: reload, settle, probe -------------------------------------------------------------

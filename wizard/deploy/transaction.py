@@ -260,7 +260,8 @@ class Transaction:
                 # restore failed.
                 return self.rollback_failed(Step.VALIDATE, Step.RESTORE, exc.output,
                                             "restoring the previous file failed")
-            case Activation.VALIDATED | Activation.RENAME_FAILED | Activation.CHANGED_MEANWHILE:
+            case (Activation.VALIDATED | Activation.RENAME_FAILED | Activation.CHANGED_MEANWHILE
+                  | Activation.UPLOAD_FAILED):
                 raise AssertionError(f"not an activation failure: {exc.activation}")
 
     def failed_after_change(self, exc: StepFailed) -> DeployResult:

@@ -23,7 +23,7 @@ from typing import Any, cast
 import paramiko
 from paramiko.sftp import CMD_EXTENDED
 
-from wizard.errors import ConnectionFailed, SockwizardError
+from wizard.errors import ConnectionFailed, NotStarted, SockwizardError
 from wizard.remote.base import FileStat, RawResult, short_command
 from wizard.remote.shell import ShellRemote
 from wizard.remote.ssh.hostkeys import default_known_hosts, fingerprint
@@ -158,9 +158,10 @@ class SshRemote(ShellRemote):
             self._transport.join(0.5)
         return not self.active
 
-    def _lost(self, op: str, exc: BaseException) -> ConnectionFailed:
-        return ConnectionFailed(f"Connection to {self.name} lost during {op}", _LOST_HINT,
-                                detail=str(exc) or type(exc).__name__)
+    def _lost(self, op: str, exc: BaseException, *, started: bool = True) -> ConnectionFailed:
+        kind = ConnectionFailed if started else NotStarted
+        return kind(f"Connection to {self.name} lost during {op}", _LOST_HINT,
+                    detail=str(exc) or type(exc).__name__)
 
     # -- commands ------------------------------------------------------------------------------
 
@@ -170,8 +171,14 @@ class SshRemote(ShellRemote):
         op = f"`{short_command(command)}`"
         with self._guard(op):
             if not self.active:
-                raise self._lost(op, EOFError("connection already closed"))
-            chan = self._transport.open_session(timeout=min(timeout, self._io_timeout))
+                raise self._lost(op, EOFError("connection already closed"), started=False)
+            try:
+                chan = self._transport.open_session(timeout=min(timeout, self._io_timeout))
+            except (paramiko.SSHException, EOFError, OSError) as exc:
+                # No exec request was sent: the command did not run.
+                if self._transport_died():
+                    raise self._lost(op, exc, started=False) from None
+                raise
             try:
                 chan.settimeout(max(timeout, 0.001))
                 chan.exec_command(command)
