@@ -251,8 +251,9 @@ def test_the_plan_is_exactly_what_runs(host: Host) -> None:
     undo = [(p.command, p.sudo) for p in failed.plan if p.on_failure]
     ran = _unrandomized(remote.ran)
     assert undo and all(command in ran for command in undo)
+    # ... after the activation script, which also ran the reload (plan: its RELOAD line says so)
     assert ran.index(undo[0]) > ran.index(next((p.command, p.sudo) for p in failed.plan
-                                               if p.step is Step.RELOAD))
+                                               if p.step is Step.RENAME))
     # A dry run plans the same commands as the deploy would run (no temp file yet).
     dry = host.deploy(dry_run=True, spec=replace(SPEC, read_timeout=90))
     assert [p.step for p in dry.plan] == [p.step for p in failed.plan]
@@ -476,8 +477,19 @@ def test_bytes_cut_short_on_the_way_change_nothing(host: Host) -> None:
     assert leftovers == [], leftovers
 
 
+class LostAfter(FlakyRemote):
+    """The command ran on the host; the connection dropped before its answer came back."""
+
+    def run(self, command: str, *, sudo: bool = False, timeout: float = 60,
+            input: str | None = None) -> CommandResult:
+        result = self.inner.run(command, sudo=sudo, timeout=timeout, input=input)
+        self._maybe_fail("run", command)
+        return result
+
+
 def test_connection_lost_during_reload_reconnects_and_rolls_back(host: Host) -> None:
-    flaky = FlakyRemote("run", LOST, match="if grep -q")  # the reload command
+    # The activation script renamed, validated and reloaded; its answer never came back.
+    flaky = LostAfter("run", LOST, match=ACTIVATION)
     result = host.deploy(remote=flaky, reload_cmd=RELOAD_REFUSES_NEW,
                          reconnect=lambda: LocalRemote(name="again"))
     assert result.outcome is Outcome.ROLLED_BACK and result.exit_code == ExitCode.CONNECTION
@@ -486,7 +498,7 @@ def test_connection_lost_during_reload_reconnects_and_rolls_back(host: Host) -> 
 
 def test_connection_lost_after_rename_without_reconnect_says_how_to_roll_back(host: Host
                                                                              ) -> None:
-    flaky = FlakyRemote("run", LOST, match="if grep -q")
+    flaky = LostAfter("run", LOST, match=ACTIVATION)
     result = host.deploy(remote=flaky, reload_cmd=RELOAD_REFUSES_NEW)
     assert result.exit_code == ExitCode.CONNECTION
     assert "sockwizard rollback --host" in result.hint and result.backup in result.hint

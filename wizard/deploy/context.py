@@ -32,7 +32,7 @@ from wizard.deploy.events import (
 )
 from wizard.deploy.options import DeployOptions, Preset
 from wizard.deploy.result import DeployResult, Outcome, PlanItem
-from wizard.deploy.scripts import Activation
+from wizard.deploy.scripts import Activation, Reload
 from wizard.deploy.settle import LIVE, LiveChecks
 from wizard.errors import ExitCode, SockwizardError
 from wizard.model import DeploySpec
@@ -129,6 +129,7 @@ class Context:
     locked: bool = False  # we hold the host-side lock on the destination (hoststate)
     journal: dict[str, Any] | None = None  # an earlier run's, found under the lock
     reload_hung: bool = False  # the reload of the new config ran out of time
+    reloaded: Reload | None = None  # the activation script's reload, not yet reported
     # The stock-host changes found (wizard.deploy.stock), one per flag; target.companions
     # holds them merged per path. ``needs``: the flags a real run would still need.
     stock: tuple[Companion, ...] = ()

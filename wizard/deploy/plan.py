@@ -144,7 +144,13 @@ def activation_cmd(ctx: Context, tmp: str | None) -> str:
                              clear_journal=hoststate.journal_path(backups, t.real_dest),
                              precheck=t.precheck_cmd,
                              companions=companion_scripts(ctx),
-                             upload=Upload.of(ctx.new) if ctx.new is not None else None)
+                             upload=Upload.of(ctx.new) if ctx.new is not None else None,
+                             reload=(t.reload_cmd, reload_timeout(ctx)))
+
+
+def activation_timeout(ctx: Context) -> float:
+    """The activation script checks and then reloads: both limits."""
+    return ctx.options.command_timeout + reload_timeout(ctx)
 
 
 def restore_cmd(ctx: Context) -> str:
@@ -190,7 +196,8 @@ def build(ctx: Context) -> list[PlanItem]:
         items.append(PlanItem(Step.UPLOAD, f"write {len(ctx.new)} bytes to {tmp} (sent on "
                                            "the stdin of the script below)", shell=False))
     items += [PlanItem(Step.RENAME, activation_cmd(ctx, tmp), sudo),
-              PlanItem(Step.RELOAD, t.reload_cmd, sudo)]
+              PlanItem(Step.RELOAD, f"{t.reload_cmd} (in the script above, once the config "
+                                    "is validated)", shell=False)]
     if ctx.options.probe:
         url = ctx.probe_url()
         items += [PlanItem(Step.SETTLE, f"GET {url}{ctx.spec.path} until {HEADER}: "

@@ -24,6 +24,7 @@ from typing import Any
 
 from wizard.deploy import history, hoststate
 from wizard.deploy.history import INDEX_NAME
+from wizard.remote import guarded
 
 
 class Activation(Enum):
@@ -56,17 +57,40 @@ class ActivationReport:
     output: str
     upload_s: float = 0.0
     uploaded: bool = False  # the streamed bytes were written whole (``upload_lines``)
+    reload: Reload | None = None  # the reload that ran after a validated config
+
+
+@dataclass(frozen=True)
+class Reload:
+    """What the reload run by the activation script did (``activation_script(reload=...)``):
+    its exit status (137: killed by its timeout), seconds, and its own output."""
+
+    exit_status: int
+    seconds: float
+    output: str
+
+    @property
+    def hung(self) -> bool:
+        return self.exit_status in (124, 128 + 9)  # GNU timeout: TERM'd, or KILLed with itself
 
 
 def parse_activation(exit_status: int, stdout: str, stderr: str,
                      total: float) -> ActivationReport:
+    stdout, reloaded, reload_out = stdout.partition("\n@@sw reloaded ")
     marks = dict(re.findall(r"^@@sw (start|uploaded|checking|renamed|validated)(?: \d+)? "
                             r"(\d{6,})$", stdout, re.M))
     output = re.sub(r"^@@sw .*\n?", "", stdout, flags=re.M) + stderr
     upload_s = _span(marks, "start", "uploaded")
-    rename_s, validate_s = _split_time(marks, total - upload_s)
+    reload = None
+    head = re.match(r"(\d+) (\d{6,})\n", reload_out) if reloaded else None
+    if head is not None:
+        marks["reloaded"] = head.group(2)
+        reload = Reload(int(head.group(1)), _span(marks, "validated", "reloaded"),
+                        reload_out[head.end():])
+    reload_s = reload.seconds if reload is not None else 0.0
+    rename_s, validate_s = _split_time(marks, total - upload_s - reload_s)
     return ActivationReport(Activation.from_exit(exit_status), exit_status, rename_s,
-                            validate_s, output, upload_s, "uploaded" in marks)
+                            validate_s, output, upload_s, "uploaded" in marks, reload)
 
 
 def _span(marks: dict[str, str], first: str, then: str) -> float:
@@ -126,7 +150,8 @@ def activation_script(tmp: str | None, dest: str, backup: str | None, validate_c
                       journal: Sequence[str] = (), clear_journal: str | None = None,
                       precheck: str | None = None,
                       companions: Sequence[CompanionScript] = (),
-                      upload: Upload | None = None) -> str:
+                      upload: Upload | None = None,
+                      reload: tuple[str, float] | None = None) -> str:
     """Rename the uploaded temp file over ``dest`` (``tmp`` None: remove ``dest``), run the
     checker on the whole tree, and put the old file back at once if the checker refuses. One
     script, so that a dropped connection cannot separate the rename from the restore (HUP and
@@ -153,7 +178,12 @@ def activation_script(tmp: str | None, dest: str, backup: str | None, validate_c
     With ``upload`` the new bytes come on stdin, in the same channel (no separate upload
     round trips): written to ``tmp`` first and checked against their size and sha256; bytes
     that do not arrive whole (a cut connection) end the script with
-    ``Activation.UPLOAD_FAILED`` before anything else happened."""
+    ``Activation.UPLOAD_FAILED`` before anything else happened.
+
+    With ``reload`` (command, seconds) a validated config is reloaded in the same script, under
+    its own ``timeout``: ``@@sw reloaded STATUS NS`` then the reload's output end the stdout
+    (``ActivationReport.reload``); the exit status stays the activation's. A refused config is
+    never reloaded."""
     d = shlex.quote(dest)
     guard: list[str] = []
     temps = [t for t in (tmp, *(c.tmp for c in companions)) if t is not None]
@@ -225,8 +255,21 @@ def activation_script(tmp: str | None, dest: str, backup: str | None, validate_c
         '  exit "$rs"',
         "fi",
         'printf "%s\\n" "$out"',
+        *(reload_lines(*reload) if reload is not None else ()),
         "exit 0",
     ])
+
+
+def reload_lines(command: str, seconds: float) -> list[str]:
+    """Reload the validated config (``activation_script``): under GNU ``timeout`` when the
+    host has it, its output after the ``@@sw reloaded`` line."""
+    limited = guarded(command, seconds)
+    return [
+        f"if command -v timeout >/dev/null 2>&1; then rout=$( {{ {limited} ; }} 2>&1 ); "
+        f"else rout=$( {{ {command} ; }} 2>&1 ); fi; rst=$?",
+        'echo "@@sw reloaded $rst $(date +%s%N)"',
+        'printf "%s" "$rout"',
+    ]
 
 
 @dataclass(frozen=True)

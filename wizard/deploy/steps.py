@@ -307,7 +307,8 @@ def activate(ctx: Context, tmp: str | None) -> None:
     script = plan.activation_cmd(ctx, tmp)
     ctx.changed = True  # from here on, assume the file may have changed
     try:
-        result = ctx.run(script, stdin=ctx.new if streamed else None)
+        result = ctx.run(script, stdin=ctx.new if streamed else None,
+                         timeout=plan.activation_timeout(ctx))
     except NotStarted:  # the script never ran: nothing changed
         ctx.changed = False
         ctx.record(first, "failed", time.monotonic() - t0, "connection lost", "")
@@ -343,6 +344,7 @@ def activate(ctx: Context, tmp: str | None) -> None:
             ctx.record(Step.RENAME, "ok", report.rename_s, t.real_dest, "")
             ctx.emit(StepStarted(ctx.host, Step.VALIDATE, t.validate_cmd))
             ctx.record(Step.VALIDATE, "ok", report.validate_s, t.validate_cmd, tail(output))
+            ctx.reloaded = report.reload  # reported as its own step by ``reload``
         case Activation.REFUSED_UNTOUCHED:  # checked before the rename (a watched file)
             ctx.emit(StepStarted(ctx.host, Step.VALIDATE, t.precheck_cmd or t.validate_cmd))
             ctx.record(Step.VALIDATE, "failed", report.validate_s,
@@ -376,9 +378,21 @@ def warn_websocket_drop(ctx: Context) -> None:
 
 
 def reload(ctx: Context) -> None:
+    """Reload the new config — or report the reload the activation script already ran."""
     cmd = ctx.tgt.reload_cmd
     timeout = plan.reload_timeout(ctx)
+    done, ctx.reloaded = ctx.reloaded, None
     with ctx.step(Step.RELOAD, cmd) as s:
+        if done is not None:
+            s.output = tail(done.output)
+            if done.hung:
+                ctx.reload_hung = True
+                raise StepFailed(Step.RELOAD, failures.reload_hung(cmd, timeout), s.output)
+            if done.exit_status != 0:
+                raise StepFailed(Step.RELOAD, failures.reload_exited(cmd, done.exit_status),
+                                 s.output)
+            s.detail = cmd
+            return
         try:
             result = ctx.run(cmd, timeout=timeout)
         except ConnectionFailed:
