@@ -31,6 +31,7 @@ from wizard.deploy.events import (
     ignore,
 )
 from wizard.deploy.options import DeployOptions, Preset
+from wizard.deploy.readback import Readback
 from wizard.deploy.result import DeployResult, Outcome, PlanItem
 from wizard.deploy.scripts import Activation, Reload
 from wizard.deploy.settle import LIVE, LiveChecks
@@ -130,6 +131,10 @@ class Context:
     journal: dict[str, Any] | None = None  # an earlier run's, found under the lock
     reload_hung: bool = False  # the reload of the new config ran out of time
     reloaded: Reload | None = None  # the activation script's reload, not yet reported
+    # The destination's bytes as the lock step printed them (None: read it the ordinary way);
+    # ``claimed_apart``: the lock needed its own round trip (a symlink, a refused dest).
+    readback: Readback | None = None
+    claimed_apart: bool = False
     # The stock-host changes found (wizard.deploy.stock), one per flag; target.companions
     # holds them merged per path. ``needs``: the flags a real run would still need.
     stock: tuple[Companion, ...] = ()

@@ -14,7 +14,7 @@ import posixpath
 import socket
 from typing import Any
 
-from wizard.deploy import companions, history, hoststate
+from wizard.deploy import companions, history, hoststate, readback
 from wizard.deploy.backups import backup_name, local_dir, sha
 from wizard.deploy.companions import Companion
 from wizard.deploy.context import Context
@@ -88,6 +88,13 @@ def index_entry(ctx: Context, outcome: str = history.PENDING, *,
 
 def inspect_cmd(ctx: Context) -> str:
     return hoststate.inspect_script(ctx.tgt.dest)
+
+
+def gather_cmd(ctx: Context) -> str:
+    """Inspect, lock and read the destination in one script when nothing needs a decision
+    in between (``hoststate.gather_script``)."""
+    return hoststate.gather_script(ctx.tgt.dest, ctx.tgt.real_dest, claim_cmd(ctx),
+                                   readback.lines(ctx.tgt.real_dest), ctx.lock_token)
 
 
 def claim_cmd(ctx: Context) -> str:
@@ -176,9 +183,11 @@ def build(ctx: Context) -> list[PlanItem]:
     """Everything the transaction runs, in order, for --dry-run and the TUI's Plan tab."""
     t, sudo = ctx.tgt, ctx.options.sudo
     items = [PlanItem(Step.DETECT, cmd, privileged) for cmd, privileged in t.commands]
-    items += [PlanItem(Step.DETECT, inspect_cmd(ctx), sudo),
-              PlanItem(Step.DETECT, claim_cmd(ctx), sudo),
-              PlanItem(Step.DIFF, f"read {t.real_dest}", shell=False),
+    items += [PlanItem(Step.DETECT, gather_cmd(ctx), sudo),
+              *([PlanItem(Step.DETECT, claim_cmd(ctx), sudo)] if ctx.claimed_apart else []),
+              PlanItem(Step.DIFF, f"read {t.real_dest}" + (" (printed by the script above)"
+                                                           if not ctx.claimed_apart else ""),
+                       shell=False),
               *(PlanItem(Step.DIFF, f"read {c.path}", shell=False)
                 for c in t.companions if not c.link),
               PlanItem(Step.BACKUP, backup_cmd(ctx), sudo),

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 from urllib.parse import urlsplit
 
-from wizard.deploy import companions, failures, hoststate, plan, stock
+from wizard.deploy import companions, failures, hoststate, plan, readback, stock
 from wizard.deploy.backups import backup_name, local_dir, save_local, sha
 from wizard.deploy.companions import DISABLE_DEFAULT_SITE, EDIT_MAIN_CONFIG
 from wizard.deploy.context import ActivationFailed, Context, StepFailed, tail
@@ -152,17 +152,25 @@ def stock_changes(ctx: Context) -> None:
 def inspect_and_lock(ctx: Context) -> str:
     """Part of the detect step: resolve and check the destination, then (unless this is a
     dry run) take the lock. Returns words for the step's detail."""
-    detail = inspect_dest(ctx)
-    if not ctx.options.dry_run:
-        detail += lock(ctx)
-    return detail
+    if ctx.options.dry_run:
+        return inspect_dest(ctx, hoststate.parse_inspect(ctx.run(plan.inspect_cmd(ctx)).stdout))
+    # One script inspects, locks and reads when the inspection alone allows it.
+    result = ctx.run(plan.gather_cmd(ctx))
+    marker = f"\n{hoststate.claim_marker(ctx.lock_token)}\n"
+    inspected, claimed, rest = result.stdout.partition(marker)
+    if not claimed:
+        detail = inspect_dest(ctx, hoststate.parse_inspect(inspected))
+        ctx.claimed_apart = True
+        return detail + lock(ctx)
+    locked = take(ctx, hoststate.parse_claim(rest), result.output)
+    ctx.readback = readback.parse(rest)
+    return inspect_dest(ctx, hoststate.parse_inspect(inspected)) + locked
 
 
-def inspect_dest(ctx: Context) -> str:
-    """Resolve the destination on the host and refuse what must not be written through:
+def inspect_dest(ctx: Context, info: hoststate.DestInfo) -> str:
+    """Refuse what must not be written through, by the destination as resolved on the host:
     before anything reads it, so a secret elsewhere never reaches a backup (hoststate)."""
     t = ctx.tgt
-    info = hoststate.parse_inspect(ctx.run(plan.inspect_cmd(ctx)).stdout)
     if not info.real and not info.is_link:  # its directory does not exist yet
         info = dataclasses.replace(info, real=t.real_dest, kind="absent")
     problem = hoststate.dest_problem(t.dest, info, follow_symlink=ctx.options.follow_symlink)
@@ -177,14 +185,17 @@ def inspect_dest(ctx: Context) -> str:
 def lock(ctx: Context) -> str:
     """Take the host-side lock on the destination (one deploy per file at a time), sweep
     this destination's leftover temp files, and read an interrupted run's journal."""
+    result = ctx.run(plan.claim_cmd(ctx))
+    return take(ctx, hoststate.parse_claim(result.stdout), result.output)
+
+
+def take(ctx: Context, claim: hoststate.Claim, output: str) -> str:
+    """The lock as the claim script answered: ours, or who holds it."""
     t = ctx.tgt
     path = hoststate.lock_path(ctx.options.backup_dir, t.real_dest)
-    result = ctx.run(plan.claim_cmd(ctx))
-    claim = hoststate.parse_claim(result.stdout)
     if not claim.locked:
         if not claim.holder:
-            raise StepFailed(Step.DETECT, failures.lock_failed(path, ctx.host),
-                             tail(result.output))
+            raise StepFailed(Step.DETECT, failures.lock_failed(path, ctx.host), tail(output))
         words = failures.lock_held(t.real_dest, ctx.host, hoststate.describe_owner(claim.holder),
                                    path, hoststate.LOCK_STALE_S // 60)
         raise DeployFailed(words.title, words.hint, exit_code=ExitCode.FAILED)
@@ -201,7 +212,8 @@ def lock(ctx: Context) -> str:
 
 def read_and_diff(ctx: Context) -> None:
     with ctx.step(Step.DIFF, "compare with the file on the host") as s:
-        ctx.old = ctx.remote.read_file(ctx.tgt.real_dest)
+        ctx.old = (ctx.readback.data if ctx.readback is not None
+                   else ctx.remote.read_file(ctx.tgt.real_dest))
         base = ctx.preset.base_sha256 if ctx.preset is not None else None
         if base is not None and (ctx.old is None or sha(ctx.old) != base):
             raise StepFailed(Step.DIFF, failures.changed_since_read(ctx.tgt.real_dest, ctx.host))
