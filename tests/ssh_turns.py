@@ -23,6 +23,8 @@ from typing import Any
 
 import paramiko
 
+from wizard.remote.ssh import channels as ssh_channels
+
 
 class TurnRelay:
     """127.0.0.1:<port> -> ``upstream``; counts client turns per accepted connection."""
@@ -107,6 +109,7 @@ def count_channels() -> Iterator[ChannelCounter]:
     open_channel = paramiko.Transport.open_channel
     exec_command = paramiko.Channel.exec_command
     invoke = paramiko.Channel.invoke_subsystem
+    send_exec = ssh_channels.send_exec  # exec requests sent without waiting (wizard.remote.ssh)
 
     def counted_open(self: paramiko.Transport, kind: str, *a: Any, **kw: Any) -> Any:
         counter.channels.append(kind)
@@ -116,6 +119,10 @@ def count_channels() -> Iterator[ChannelCounter]:
         counter.commands.append(command)
         return exec_command(self, command)
 
+    def counted_send(chan: paramiko.Channel, command: str) -> None:
+        counter.commands.append(command)
+        send_exec(chan, command)
+
     def counted_invoke(self: paramiko.Channel, name: str) -> Any:
         counter.subsystems.append(name)
         return invoke(self, name)
@@ -123,19 +130,22 @@ def count_channels() -> Iterator[ChannelCounter]:
     paramiko.Transport.open_channel = counted_open  # type: ignore[method-assign]
     paramiko.Channel.exec_command = counted_exec  # type: ignore[method-assign]
     paramiko.Channel.invoke_subsystem = counted_invoke  # type: ignore[method-assign]
+    ssh_channels.send_exec = counted_send
     try:
         yield counter
     finally:
         paramiko.Transport.open_channel = open_channel  # type: ignore[method-assign]
         paramiko.Channel.exec_command = exec_command  # type: ignore[method-assign]
         paramiko.Channel.invoke_subsystem = invoke  # type: ignore[method-assign]
+        ssh_channels.send_exec = send_exec
 
 
-# The one budget, per deploy of one nginx config over one SSH connection: (channels, client
-# round trips including connect). Issue #15's whole-deploy goal is <= 10 round trips with the
-# probe's ~3 on the HTTP side: SSH connect ~5 plus the host-side work.
+# The one budget, per deploy of one nginx config over one SSH connection: (channels that ran
+# a command, client turns including the connect's 6). Issue #15's whole-deploy goal is <= 10
+# round trips; measured on main before this work: 12 channels / 56 turns (changed),
+# 6 / 29 (unchanged), 11 / 57 (refused).
 BUDGET: dict[str, tuple[int, int]] = {
-    "changed": (2, 9),
-    "unchanged": (1, 7),
-    "refused": (2, 9),
+    "changed": (5, 15),
+    "unchanged": (3, 12),
+    "refused": (5, 15),
 }

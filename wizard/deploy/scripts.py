@@ -58,6 +58,8 @@ class ActivationReport:
     upload_s: float = 0.0
     uploaded: bool = False  # the streamed bytes were written whole (``upload_lines``)
     reload: Reload | None = None  # the reload that ran after a validated config
+    # After a refused config: the sha256 of what is at the destination now ("absent": none).
+    restored_sha: str | None = None
 
 
 @dataclass(frozen=True)
@@ -89,8 +91,10 @@ def parse_activation(exit_status: int, stdout: str, stderr: str,
                         reload_out[head.end():])
     reload_s = reload.seconds if reload is not None else 0.0
     rename_s, validate_s = _split_time(marks, total - upload_s - reload_s)
+    restored = re.search(r"^@@sw restored ([0-9a-f]{64}|absent|other)$", stdout, re.M)
     return ActivationReport(Activation.from_exit(exit_status), exit_status, rename_s,
-                            validate_s, output, upload_s, "uploaded" in marks, reload)
+                            validate_s, output, upload_s, "uploaded" in marks, reload,
+                            restored.group(1) if restored else None)
 
 
 def _span(marks: dict[str, str], first: str, then: str) -> float:
@@ -251,6 +255,10 @@ def activation_script(tmp: str | None, dest: str, backup: str | None, validate_c
         'if [ "$st" -ne 0 ]; then',
         f"  if {restore}; then {unjournal}rs={Activation.REFUSED_RESTORED.value}; "
         f"else rs={Activation.REFUSED_RESTORE_FAILED.value}; fi",
+        # What is there now, so the caller need not read it back (``restored_sha``).
+        f"  if [ -f {d} ] && [ ! -L {d} ]; then rh=$(sha256sum < {d} | cut -d' ' -f1); "
+        f"elif [ ! -e {d} ] && [ ! -L {d} ]; then rh=absent; else rh=other; fi",
+        '  echo "@@sw restored $rh"',
         '  printf "%s\\n" "$out"',
         '  exit "$rs"',
         "fi",

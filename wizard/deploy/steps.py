@@ -331,6 +331,8 @@ def activate(ctx: Context, tmp: str | None) -> None:
     report = parse_activation(result.exit_status, result.stdout, result.stderr,
                               time.monotonic() - t0)
     total, output = time.monotonic() - t0, report.output
+    ctx.restored_sha = (report.restored_sha if report.outcome is Activation.REFUSED_RESTORED
+                        else None)
     if streamed and report.outcome is Activation.UPLOAD_FAILED:
         ctx.changed = False
         ctx.record(Step.UPLOAD, "failed", total, "the bytes did not arrive whole", output)
