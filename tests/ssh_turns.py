@@ -143,9 +143,10 @@ def count_channels() -> Iterator[ChannelCounter]:
 # The one budget, per deploy of one nginx config over one SSH connection: (channels that ran
 # a command, client turns including the connect's 6). Issue #15's whole-deploy goal is <= 10
 # round trips; measured on main before this work: 12 channels / 56 turns (changed),
-# 6 / 29 (unchanged), 11 / 57 (refused).
+# 6 / 29 (unchanged), 11 / 57 (refused); after: 5 / 13-15, 3 / 10-11, 5 / 13-14 (one turn of
+# slack: a reply that arrives between two sends the client did not wait for counts as one).
 BUDGET: dict[str, tuple[int, int]] = {
-    "changed": (5, 15),
-    "unchanged": (3, 12),
-    "refused": (5, 15),
+    "changed": (5, 16),
+    "unchanged": (3, 13),
+    "refused": (5, 16),
 }
