@@ -14,7 +14,7 @@ import posixpath
 import socket
 from typing import Any
 
-from wizard.deploy import companions, history, hoststate, readback
+from wizard.deploy import bundle, companions, history, hoststate, readback
 from wizard.deploy.backups import backup_name, local_dir, sha
 from wizard.deploy.companions import Companion
 from wizard.deploy.context import Context
@@ -88,6 +88,11 @@ def index_entry(ctx: Context, outcome: str = history.PENDING, *,
 
 def inspect_cmd(ctx: Context) -> str:
     return hoststate.inspect_script(ctx.tgt.dest)
+
+
+def files_cmd(ctx: Context) -> str:
+    """Write every extra file in one command, their tar on its stdin (``bundle``)."""
+    return bundle.write_script(ctx.tgt.extra_files)
 
 
 def gather_cmd(ctx: Context) -> str:
@@ -195,7 +200,8 @@ def build(ctx: Context) -> list[PlanItem]:
                                     f"{backup_name(ctx.stamp, t.real_dest)}", shell=False)]
     if t.make_dir:
         items.append(PlanItem(Step.PREPARE, t.make_dir, sudo))
-    items += [PlanItem(Step.PREPARE, f"write {path}", shell=False) for path, _ in t.extra_files]
+    if t.extra_files:
+        items.append(PlanItem(Step.PREPARE, files_cmd(ctx), sudo))
     items += [PlanItem(Step.PREPARE, cmd, sudo) for cmd in t.prepare_cmds]
     items += [PlanItem(Step.UPLOAD, f"write {len(c.new or b'')} bytes to {s.tmp}", shell=False)
               for c, s in zip(t.companions, companion_scripts(ctx), strict=True) if s.tmp]

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 from urllib.parse import urlsplit
 
-from wizard.deploy import companions, failures, hoststate, plan, readback, stock
+from wizard.deploy import bundle, companions, failures, hoststate, plan, readback, stock
 from wizard.deploy.backups import backup_name, local_dir, save_local, sha
 from wizard.deploy.companions import DISABLE_DEFAULT_SITE, EDIT_MAIN_CONFIG
 from wizard.deploy.context import ActivationFailed, Context, StepFailed, tail
@@ -272,17 +272,18 @@ def prepare(ctx: Context) -> None:
         if t.make_dir:
             check(ctx, Step.PREPARE, t.make_dir)
             done.append(t.make_dir)
-        for path, data in t.extra_files:
-            ctx.remote.write_file_atomic(path, data)
-            done.append(f"wrote {path}")
+        if t.extra_files:  # all in one command (``bundle``), not a round trip per file
+            check(ctx, Step.PREPARE, plan.files_cmd(ctx),
+                  stdin=bundle.tar_stream(t.extra_files))
+            done.append(f"wrote {len(t.extra_files)} files ({t.extra_files[0][0]}, ...)")
         for cmd in t.prepare_cmds:
             check(ctx, Step.PREPARE, cmd)
             done.append(cmd)
         s.detail = "; ".join(done)
 
 
-def check(ctx: Context, step: Step, cmd: str) -> str:
-    result = ctx.run(cmd)
+def check(ctx: Context, step: Step, cmd: str, *, stdin: bytes | None = None) -> str:
+    result = ctx.run(cmd, stdin=stdin)
     if not result.ok:
         raise StepFailed(step, failures.command_failed(cmd, ctx.host, result.exit_status),
                          tail(result.output))
