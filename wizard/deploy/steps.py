@@ -1,8 +1,10 @@
 """The forward steps of a deploy, each a function over the transaction's ``Context``.
 
 Called in order by ``wizard.deploy.transaction``: detect (+ inspect the destination, take the
-lock) -> diff -> backup -> prepare -> upload -> activate (rename + validate, one host script)
--> reload -> settle -> probe. A step that fails raises ``StepFailed`` (or
+lock, read it: ``gather``) -> diff -> backup -> prepare -> upload + activate (the new bytes on
+the stdin of one host script that renames, validates and reloads) -> reload (reported) ->
+settle -> probe. Each host-side step is one command on the connection (issue #15: a deploy
+in as few round trips as its safety allows). A step that fails raises ``StepFailed`` (or
 ``ActivationFailed``, with the typed outcome of the activation script); what that means —
 roll back, keep, report — is the transaction's decision, and the words are in ``failures``.
 The commands come from ``wizard.deploy.plan``, the same builders the dry run lists.
@@ -18,7 +20,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 from urllib.parse import urlsplit
 
-from wizard.deploy import bundle, companions, failures, hoststate, plan, readback, stock
+from wizard.deploy import bundle, companions, failures, gather, plan, stock
 from wizard.deploy.backups import backup_name, local_dir, save_local, sha
 from wizard.deploy.companions import DISABLE_DEFAULT_SITE, EDIT_MAIN_CONFIG
 from wizard.deploy.context import ActivationFailed, Context, StepFailed, tail
@@ -30,8 +32,6 @@ from wizard.deploy.settle import probe_markers, probe_summary
 from wizard.errors import (
     BadInput,
     ConnectionFailed,
-    DeployFailed,
-    ExitCode,
     NotStarted,
     SockwizardError,
 )
@@ -100,7 +100,7 @@ def detect_target(ctx: Context) -> None:
             ctx.target = ctx.preset.target
             ctx.new = ctx.preset.content
             ctx.config_id = ctx.preset.config_id
-            s.detail = f"{ctx.tgt.dest}; {ctx.tgt.summary()}{inspect_and_lock(ctx)}"
+            s.detail = f"{ctx.tgt.dest}; {ctx.tgt.summary()}{gather.inspect_and_lock(ctx)}"
         return
     with ctx.step(Step.DETECT, "what the host has") as s:
         ctx.target = detect(ctx.remote, ctx.spec, ctx.options.overrides,
@@ -113,7 +113,7 @@ def detect_target(ctx: Context) -> None:
             ctx.notice(Step.DETECT, "Could not add the config marker: the settle step cannot "
                                     "tell the new config from the old one.")
         stock_changes(ctx)
-        s.detail = f"{ctx.tgt.dest}; {ctx.tgt.summary()}{inspect_and_lock(ctx)}"
+        s.detail = f"{ctx.tgt.dest}; {ctx.tgt.summary()}{gather.inspect_and_lock(ctx)}"
     for note in ctx.tgt.notes:
         ctx.notice(Step.DETECT, note)
 
@@ -147,64 +147,6 @@ def stock_changes(ctx: Context) -> None:
                                 "instead of a reload, closing every live connection once.")
     ctx.target = dataclasses.replace(t, companions=merged, reload_cmd=reload_cmd,
                                      commands=t.commands + tuple(ran))
-
-
-def inspect_and_lock(ctx: Context) -> str:
-    """Part of the detect step: resolve and check the destination, then (unless this is a
-    dry run) take the lock. Returns words for the step's detail."""
-    if ctx.options.dry_run:
-        return inspect_dest(ctx, hoststate.parse_inspect(ctx.run(plan.inspect_cmd(ctx)).stdout))
-    # One script inspects, locks and reads when the inspection alone allows it.
-    result = ctx.run(plan.gather_cmd(ctx))
-    marker = f"\n{hoststate.claim_marker(ctx.lock_token)}\n"
-    inspected, claimed, rest = result.stdout.partition(marker)
-    if not claimed:
-        detail = inspect_dest(ctx, hoststate.parse_inspect(inspected))
-        ctx.claimed_apart = True
-        return detail + lock(ctx)
-    locked = take(ctx, hoststate.parse_claim(rest), result.output)
-    ctx.readback = readback.parse(rest)
-    return inspect_dest(ctx, hoststate.parse_inspect(inspected)) + locked
-
-
-def inspect_dest(ctx: Context, info: hoststate.DestInfo) -> str:
-    """Refuse what must not be written through, by the destination as resolved on the host:
-    before anything reads it, so a secret elsewhere never reaches a backup (hoststate)."""
-    t = ctx.tgt
-    if not info.real and not info.is_link:  # its directory does not exist yet
-        info = dataclasses.replace(info, real=t.real_dest, kind="absent")
-    problem = hoststate.dest_problem(t.dest, info, follow_symlink=ctx.options.follow_symlink)
-    if problem is not None:
-        words = failures.bad_dest(ctx.host, problem, may_follow=info.kind in ("file", "absent"))
-        raise BadInput(words.title, words.hint)
-    if info.real != t.real_dest:
-        ctx.target = dataclasses.replace(t, real_dest=info.real)
-    return f"; symlink to {info.real}" if info.is_link else ""
-
-
-def lock(ctx: Context) -> str:
-    """Take the host-side lock on the destination (one deploy per file at a time), sweep
-    this destination's leftover temp files, and read an interrupted run's journal."""
-    result = ctx.run(plan.claim_cmd(ctx))
-    return take(ctx, hoststate.parse_claim(result.stdout), result.output)
-
-
-def take(ctx: Context, claim: hoststate.Claim, output: str) -> str:
-    """The lock as the claim script answered: ours, or who holds it."""
-    t = ctx.tgt
-    path = hoststate.lock_path(ctx.options.backup_dir, t.real_dest)
-    if not claim.locked:
-        if not claim.holder:
-            raise StepFailed(Step.DETECT, failures.lock_failed(path, ctx.host), tail(output))
-        words = failures.lock_held(t.real_dest, ctx.host, hoststate.describe_owner(claim.holder),
-                                   path, hoststate.LOCK_STALE_S // 60)
-        raise DeployFailed(words.title, words.hint, exit_code=ExitCode.FAILED)
-    ctx.locked = True
-    ctx.journal = claim.journal
-    if claim.stale:
-        ctx.notice(Step.DETECT, f"Took over a stale deploy lock ({path}: "
-                                f"{hoststate.describe_owner(claim.holder)}).", "info")
-    return "; locked"
 
 
 # -- diff, backup, prepare, upload -----------------------------------------------------------
