@@ -211,8 +211,9 @@ def build(ctx: Context) -> list[PlanItem]:
         items.append(PlanItem(Step.UPLOAD, f"write {len(ctx.new)} bytes to {tmp} (sent on "
                                            "the stdin of the script below)", shell=False))
     items += [PlanItem(Step.RENAME, activation_cmd(ctx, tmp), sudo),
-              PlanItem(Step.RELOAD, f"{t.reload_cmd} (in the script above, once the config "
-                                    "is validated)", shell=False)]
+              # Run by the activation script above once the config is validated: listed
+              # here, not run again (shell=False).
+              PlanItem(Step.RELOAD, t.reload_cmd, sudo, shell=False)]
     if ctx.options.probe:
         url = ctx.probe_url()
         items += [PlanItem(Step.SETTLE, f"GET {url}{ctx.spec.path} until {HEADER}: "
