@@ -83,13 +83,20 @@ class Host:
 @pytest.fixture
 def fleet(node_backend: Callable[..., rig.NodeBackend], proxy_factory: rig.ProxyFactory
           ) -> Iterator[list[Host]]:
+    yield from start_hosts(N_HOSTS, DEAD, node_backend, proxy_factory)
+
+
+def start_hosts(count: int, dead: int, node_backend: Callable[..., rig.NodeBackend],
+                proxy_factory: rig.ProxyFactory) -> Iterator[list[Host]]:
+    """``count`` hosts (an sshd + nginx each) in front of one live backend; host ``dead``'s
+    backend port has no listener. For a fixture to ``yield from``; stops the sshds after."""
     if not rig.is_root():
         pytest.skip("needs root: runs sshd")
     live = node_backend(server_id="live")
     hosts: list[Host] = []
     sshds: list[rig.SshdInstance] = []
     try:
-        for i in range(N_HOSTS):
+        for i in range(count):
             sshd = rig.SshdInstance()
             sshds.append(sshd)
             port = rig.free_port()
@@ -97,7 +104,7 @@ def fleet(node_backend: Callable[..., rig.NodeBackend], proxy_factory: rig.Proxy
                 ProxyKind.NGINX, rig.minimal_site(ProxyKind.NGINX, port, live.address),
                 port=port)
             inst.start()
-            backend_port = rig.free_port() if i == DEAD else live.port
+            backend_port = rig.free_port() if i == dead else live.port
             hosts.append(Host(f"h{i}", sshd, inst, backend_port))
         yield hosts
     finally:

@@ -190,6 +190,34 @@ def _passphrase_prompt(prompt: str) -> str:
     return getpass.getpass(prompt)
 
 
+# -- host-change flags ------------------------------------------------------------------------
+
+# wizard.deploy.DEFAULT_BACKUP_DIR (a test pins that they agree): not imported, so that
+# building the parser does not load the deploy package.
+DEFAULT_BACKUP_DIR = "/var/backups/sockwizard"
+
+
+def add_change_options(g: Any, *, validate: str,
+                       reload: str = "reload/restart command, run with sudo",
+                       backups: str = "backups, locks and journals on the host") -> None:
+    """--validate-cmd, --reload-cmd and --backup-dir: how a command that changes a host checks,
+    reloads and keeps its backups (deploy, diagnose --apply, rollback); each words the help."""
+    g.add_argument("--validate-cmd", metavar="CMD", help=validate)
+    g.add_argument("--reload-cmd", metavar="CMD", help=reload)
+    add_backup_dir_option(g, backups)
+
+
+def add_backup_dir_option(g: Any, what: str) -> None:
+    g.add_argument("--backup-dir", metavar="DIR", default=None,
+                   help=f"{what} (default {DEFAULT_BACKUP_DIR})")
+
+
+def backup_dir(args: argparse.Namespace) -> str:
+    """--backup-dir, or the default (the flag itself defaults to None: diagnose refuses it
+    without --apply)."""
+    return str(args.backup_dir or DEFAULT_BACKUP_DIR)
+
+
 # -- probe flags ------------------------------------------------------------------------------
 
 

@@ -15,9 +15,11 @@ from typing import Any
 
 from wizard.commands._flags import (
     SPEC_DESTS,
+    add_change_options,
     add_command,
     add_connect_options,
     add_spec_options,
+    backup_dir,
     connect_from_args,
     spec_from_args,
 )
@@ -42,12 +44,8 @@ def register(sub: Any) -> None:
                    help="with --inventory: deploy to N hosts at once (default 5)")
     g = p.add_argument_group("what to run on the host (detected when not given)")
     g.add_argument("--dest", metavar="PATH", help="the config file to replace")
-    g.add_argument("--validate-cmd", metavar="CMD",
-                   help="checker for the whole tree ({config} = the file), run with sudo")
-    g.add_argument("--reload-cmd", metavar="CMD", help="reload/restart command, run with sudo")
-    g.add_argument("--backup-dir", metavar="DIR", default=None,
-                   help="backups, locks and journals on the host (default "
-                        "/var/backups/sockwizard)")
+    add_change_options(g, validate="checker for the whole tree ({config} = the file), run with "
+                                   "sudo")
     g.add_argument("--follow-symlink", action="store_true",
                    help="write through a --dest symlink whose target is outside the config "
                         "tree (devices and FIFOs are refused regardless)")
@@ -117,12 +115,12 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _options(args: argparse.Namespace) -> Any:
-    from wizard.deploy import DEFAULT_BACKUP_DIR, DeployOptions
+    from wizard.deploy import DeployOptions
 
     return DeployOptions(
         dest=args.dest, validate_cmd=args.validate_cmd, reload_cmd=args.reload_cmd,
         probe_url=args.probe_url, probe=not args.no_probe, rollback=not args.no_rollback,
-        dry_run=args.dry_run, backup_dir=args.backup_dir or DEFAULT_BACKUP_DIR,
+        dry_run=args.dry_run, backup_dir=backup_dir(args),
         follow_symlink=args.follow_symlink, settle_timeout=args.settle_timeout,
         edit_main_config=args.edit_main_config,
         disable_default_site=args.disable_default_site)

@@ -18,9 +18,11 @@ import sys
 from typing import Any
 
 from wizard.commands._flags import (
+    add_change_options,
     add_command,
     add_probe_options,
     add_ssh_auth_options,
+    backup_dir,
     connect_from_args,
     probe_options,
 )
@@ -63,13 +65,8 @@ def register(sub: Any) -> None:
     g.add_argument("--apply", action="store_true",
                    help="make that change on the host, guarded like deploy (backup, validate "
                         "in place, reload, probe, roll back on failure), then diagnose again")
-    g.add_argument("--validate-cmd", metavar="CMD",
-                   help="checker for the whole tree, run with sudo (default: the proxy's, on "
-                        "--config when given)")
-    g.add_argument("--reload-cmd", metavar="CMD", help="reload/restart command, run with sudo")
-    g.add_argument("--backup-dir", metavar="DIR", default=None,
-                   help="backups, locks and journals on the host (default "
-                        "/var/backups/sockwizard)")
+    add_change_options(g, validate="checker for the whole tree, run with sudo (default: the "
+                                   "proxy's, on --config when given)")
     p.set_defaults(handler=run)
 
 
@@ -119,7 +116,7 @@ def _fix(args: argparse.Namespace, diagnosis: Any, remote: Any, options: Any) ->
     """--fix: the diff on stdout, the report and the printed-only fixes on stderr;
     --apply: that change through the guarded transaction, then the findings before/after."""
     from wizard.commands._print import Progress
-    from wizard.deploy import DEFAULT_BACKUP_DIR, DeployOptions
+    from wizard.deploy import DeployOptions
     from wizard.diagnose import format_diagnosis
     from wizard.remote import host_address
     from wizard.repair import apply_fixes, plan_fixes, summary
@@ -143,7 +140,7 @@ def _fix(args: argparse.Namespace, diagnosis: Any, remote: Any, options: Any) ->
         return int(ExitCode.FAILED if fixes.refused else ExitCode.OK)
     err.write(fixes.plan.diff)
     deploy = DeployOptions(validate_cmd=args.validate_cmd, reload_cmd=args.reload_cmd,
-                           backup_dir=args.backup_dir or DEFAULT_BACKUP_DIR,
+                           backup_dir=backup_dir(args),
                            probe_timeout=options.timeout)
     repair = apply_fixes(fixes, remote, deploy, options, config_path=args.config,
                          on_event=Progress(err, show_host=False),

@@ -14,7 +14,13 @@ import json
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from wizard.commands._flags import add_command, add_connect_options, connect_from_args
+from wizard.commands._flags import (
+    add_backup_dir_option,
+    add_command,
+    add_connect_options,
+    backup_dir,
+    connect_from_args,
+)
 from wizard.errors import ExitCode
 
 if TYPE_CHECKING:
@@ -38,8 +44,7 @@ def register(sub: Any) -> None:
     g = p.add_argument_group("what to list")
     g.add_argument("--file", "--dest", dest="dest", metavar="PATH",
                    help="only this file (default: every file sockwizard deployed there)")
-    g.add_argument("--backup-dir", metavar="DIR", default=None,
-                   help="sockwizard's backups on the host (default /var/backups/sockwizard)")
+    add_backup_dir_option(g, "sockwizard's backups on the host")
     g.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     p.set_defaults(handler=run)
 
@@ -55,9 +60,9 @@ def table(records: Sequence[Record]) -> str:
 def run(args: argparse.Namespace) -> int:
     import sys
 
-    from wizard.deploy import DEFAULT_BACKUP_DIR, history_host
+    from wizard.deploy import history_host
 
-    records = history_host(args.hosts, args.backup_dir or DEFAULT_BACKUP_DIR,
+    records = history_host(args.hosts, backup_dir(args),
                            connect_from_args(args), dest=args.dest)
     if args.json:
         print(json.dumps({"host": args.hosts, "entries": [r.to_dict() for r in records]},

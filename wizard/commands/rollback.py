@@ -15,7 +15,13 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING, Any
 
-from wizard.commands._flags import add_command, add_connect_options, connect_from_args
+from wizard.commands._flags import (
+    add_change_options,
+    add_command,
+    add_connect_options,
+    backup_dir,
+    connect_from_args,
+)
 from wizard.commands._print import Progress, report
 from wizard.errors import ExitCode
 
@@ -43,10 +49,8 @@ def register(sub: Any) -> None:
                    help="list the deploys and rollbacks, and what a rollback would undo")
     g.add_argument("--dry-run", action="store_true",
                    help="show the diff and the commands; change nothing")
-    g.add_argument("--validate-cmd", metavar="CMD", help="override the recorded checker")
-    g.add_argument("--reload-cmd", metavar="CMD", help="override the recorded reload")
-    g.add_argument("--backup-dir", metavar="DIR", default=None,
-                   help="backups on the host (default /var/backups/sockwizard)")
+    add_change_options(g, validate="override the recorded checker",
+                       reload="override the recorded reload", backups="backups on the host")
     g.add_argument("--probe-url", metavar="URL", help="probe here after the reload")
     g.add_argument("--no-probe", action="store_true", help="do not probe after the reload")
     g.add_argument("--json", action="store_true", help="print one JSON report on stdout")
@@ -56,15 +60,15 @@ def register(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     import sys
 
-    from wizard.deploy import DEFAULT_BACKUP_DIR, RollbackOptions, rollback_host
+    from wizard.deploy import RollbackOptions, rollback_host
 
     connect = connect_from_args(args)
-    backup_dir = args.backup_dir or DEFAULT_BACKUP_DIR
+    backups = backup_dir(args)
     if args.list:
-        return list_choices(args, backup_dir, connect)
+        return list_choices(args, backups, connect)
     options = RollbackOptions(
         dest=args.dest, validate_cmd=args.validate_cmd, reload_cmd=args.reload_cmd,
-        probe_url=args.probe_url, probe=not args.no_probe, backup_dir=backup_dir,
+        probe_url=args.probe_url, probe=not args.no_probe, backup_dir=backups,
         to=args.to, dry_run=args.dry_run)
     result = rollback_host(args.hosts, options, connect,
                            on_event=Progress(sys.stderr, show_host=False))

@@ -5,6 +5,14 @@ Called by the transaction's settle and probe steps (``wizard.deploy.steps``) and
 calls ``settle_http`` once more before handing its URL out. Settling polls for the config
 marker (``wizard.deploy.marker``) instead of sleeping: how long every answer must carry it is
 each proxy's ``settle_quiet``.
+
+The deploy settles on the probe's own handshake (``settle_on_probe``): the Engine.IO polling
+handshake's answer carries the marker too, so one HTTP/1.1 connection serves the settle, the
+handshake, the WebSocket upgrade and the Socket.IO CONNECT, all from one worker of one config.
+A new connection is opened only when an older config answered (nginx's old workers, for
+~0.2 s after a reload) or the connection could not be kept. ``settle_http`` (fresh
+connections, a quiet period) remains for a config without a marker, the rollback and the
+sandbox.
 """
 
 from __future__ import annotations
@@ -20,7 +28,8 @@ from urllib.parse import urlsplit
 from wizard.deploy.marker import HEADER
 
 if TYPE_CHECKING:
-    from wizard.probe import ProbeReport
+    from wizard.probe import ProbeReport, Stage
+    from wizard.probe.wire import HttpResponse
 
 
 @dataclass(frozen=True)
@@ -41,12 +50,40 @@ class ProbeFn(Protocol):
                  connect_to: str | None = None) -> ProbeReport: ...
 
 
+class PendingProbe(Protocol):
+    """A probe past its handshake (``wizard.probe.Run``): what settling needs of it."""
+
+    stages: list[Stage]
+
+    def first_answer(self) -> HttpResponse | None: ...
+    def finish(self) -> ProbeReport: ...
+    def close(self) -> None: ...
+
+
+class OpenProbeFn(Protocol):
+    def __call__(self, url: str, path: str, timeout: float, *, connect_to: str | None,
+                 expect_marker: str | None) -> PendingProbe: ...
+
+
 @dataclass(frozen=True)
 class LiveChecks:
-    """How the deploy talks to the proxy after a reload; unit tests pass fakes."""
+    """How the deploy talks to the proxy after a reload; unit tests pass fakes.
+
+    ``open_probe`` (the probe's connect + handshake, ``Run.finish`` for the rest) lets the
+    deploy settle on the probe's own connection; without it (fakes) it settles, then probes."""
 
     settle: SettleFn
     probe: ProbeFn
+    open_probe: OpenProbeFn | None = None
+
+
+@dataclass
+class Settled:
+    """``settle_on_probe``'s answer: the settle's result, and the probe to finish on that
+    connection (None when it did not settle)."""
+
+    result: SettleResult
+    run: PendingProbe | None
 
 
 def settle_http(url: str, path: str, config_id: str | None, quiet: float,
@@ -72,9 +109,7 @@ def settle_http(url: str, path: str, config_id: str | None, quiet: float,
     while True:
         now = time.monotonic()
         if now >= deadline:
-            return SettleResult(False, now - started, answers,
-                                f"the proxy did not serve the new config within {timeout:g} s "
-                                f"(last answer: {last})")
+            return SettleResult(False, now - started, answers, _not_served(timeout, last))
         try:
             status, got = _marker_request(host, port, https, path, min(5.0, deadline - now),
                                           connect_to)
@@ -88,15 +123,64 @@ def settle_http(url: str, path: str, config_id: str | None, quiet: float,
                 matched_since = matched_since if matched_since is not None else now
                 if now - matched_since >= quiet:
                     return SettleResult(True, now - started, answers,
-                                        f"HTTP {status} with {HEADER}: {got}" if config_id
-                                        else f"HTTP {status}")
+                                        _served(status, config_id, got))
                 time.sleep(0.01)
                 continue
             matched_since = None
-            last = (f"HTTP {status} from an older config ({got})" if got
-                    else f"HTTP {status} from a config without the {HEADER} marker")
+            last = _stale(status, got)
         time.sleep(min(pause, max(0.0, deadline - time.monotonic())))
         pause = min(pause * 1.5, 0.2)
+
+
+def settle_on_probe(open_probe: OpenProbeFn, url: str, path: str, config_id: str | None,
+                    timeout: float, probe_timeout: float, *,
+                    connect_to: str | None = None) -> Settled:
+    """Open probes (connect + polling handshake) until one's handshake answer carries
+    ``config_id`` (any answer when None), within ``timeout``; return it open, to finish.
+
+    The settle of ``settle_http`` with quiet 0, minus its own connections: the first answer
+    from the new config is the handshake the probe goes on with. Each attempt may take up to
+    ``probe_timeout`` (a stage's deadline) past ``timeout``, as a request of ``settle_http``."""
+    started = time.monotonic()
+    deadline = started + timeout
+    answers = 0
+    last = "no answer yet"
+    pause = 0.01
+    while True:
+        run = open_probe(url, path, probe_timeout, connect_to=connect_to,
+                         expect_marker=config_id)
+        answer = run.first_answer()
+        if answer is not None:
+            answers += 1
+            got = answer.header(HEADER)
+            if config_id is None or got == config_id:
+                return Settled(SettleResult(True, time.monotonic() - started, answers,
+                                            _served(answer.status, config_id, got)), run)
+            last = _stale(answer.status, got)
+        else:
+            failed = [st for st in run.stages if not st.ok]
+            last = failed[-1].detail if failed else last
+        run.close()
+        now = time.monotonic()
+        if now >= deadline:
+            return Settled(SettleResult(False, now - started, answers,
+                                        _not_served(timeout, last)), None)
+        time.sleep(min(pause, max(0.0, deadline - now)))
+        pause = min(pause * 1.5, 0.2)
+
+
+def _served(status: int, config_id: str | None, got: str | None) -> str:
+    return f"HTTP {status} with {HEADER}: {got}" if config_id else f"HTTP {status}"
+
+
+def _stale(status: int, got: str | None) -> str:
+    return (f"HTTP {status} from an older config ({got})" if got
+            else f"HTTP {status} from a config without the {HEADER} marker")
+
+
+def _not_served(timeout: float, last: str) -> str:
+    return (f"the proxy did not serve the new config within {timeout:g} s "
+            f"(last answer: {last})")
 
 
 def _marker_request(host: str, port: int, https: bool, path: str, timeout: float,
@@ -150,16 +234,24 @@ class _HTTPSConnectTo(http.client.HTTPSConnection):
 
 def probe_live(url: str, path: str, timeout: float, *,
                connect_to: str | None = None) -> ProbeReport:
-    from wizard.probe import ProbeOptions, run_probe
+    return open_probe_live(url, path, timeout, connect_to=connect_to,
+                           expect_marker=None).finish()
+
+
+def open_probe_live(url: str, path: str, timeout: float, *, connect_to: str | None,
+                    expect_marker: str | None) -> PendingProbe:
+    from wizard.probe import ProbeOptions, start_probe
 
     # The raw CONNECT proves the same as python-socketio here, ~200 ms of imports sooner. The
     # marker tells which config answered the handshake and the upgrade (see steps.settle_and_probe).
     # No browser stages: their fresh sessions carry no marker check, so right after a reload an
     # old worker generation could answer them, and the configs sockwizard renders pass them by
-    # construction (diagnose and `probe` run them).
-    return run_probe(url, ProbeOptions(path=path, timeout=timeout, raw_connect=True,
-                                       marker_header=HEADER, connect_to=connect_to,
-                                       browsers=False))
+    # construction (diagnose and `probe` run them). The upgrade reuses the handshake's
+    # connection: one worker, one config, no extra connection.
+    return start_probe(url, ProbeOptions(path=path, timeout=timeout, raw_connect=True,
+                                         marker_header=HEADER, connect_to=connect_to,
+                                         browsers=False, expect_marker=expect_marker,
+                                         reuse_connection=True))
 
 
 def probe_markers(report: ProbeReport) -> list[str | None] | None:
@@ -183,4 +275,4 @@ def probe_summary(report: ProbeReport) -> tuple[str, str, str]:
     return reason, "\n".join(f"  {s.name}: {s.detail}" for s in failed[:4]), ""
 
 
-LIVE = LiveChecks(settle=settle_http, probe=probe_live)
+LIVE = LiveChecks(settle=settle_http, probe=probe_live, open_probe=open_probe_live)

@@ -17,7 +17,7 @@ import difflib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 from urllib.parse import urlsplit
 
 from wizard.deploy import bundle, companions, failures, gather, plan, stock
@@ -28,7 +28,7 @@ from wizard.deploy.detect import HostTarget, detect
 from wizard.deploy.events import Step, StepStarted
 from wizard.deploy.marker import stamp
 from wizard.deploy.scripts import Activation, parse_activation
-from wizard.deploy.settle import probe_markers, probe_summary
+from wizard.deploy.settle import probe_markers, probe_summary, settle_on_probe
 from wizard.errors import (
     BadInput,
     ConnectionFailed,
@@ -39,6 +39,9 @@ from wizard.model import DeploySpec, ProxyKind
 from wizard.proxies import profile
 from wizard.remote import temp_path_beside
 from wizard.render import render
+
+if TYPE_CHECKING:
+    from wizard.deploy.settle import PendingProbe
 
 _T = TypeVar("_T")
 
@@ -373,19 +376,41 @@ def settle_and_probe(ctx: Context, *, reloaded: bool = True) -> None:
     # config's marker, and probe again while an old worker answers.
     quiet = profile(ctx.spec.proxy).settle_quiet if reloaded else 0.0
     verify = quiet > 0 and ctx.config_id is not None
+    opener = ctx.checks.open_probe
+    if opener is not None and (verify or quiet == 0):
+        # The settle is the probe's own handshake, on the connection the probe goes on with.
+        with ctx.step(Step.SETTLE, f"wait until {url} serves config {ctx.config_id}") as s:
+            settled = guard(Step.SETTLE, lambda: settle_on_probe(
+                opener, url, ctx.spec.path, ctx.config_id, ctx.options.settle_timeout,
+                ctx.options.probe_timeout, connect_to=ctx.probe_connect_to()))
+            s.detail = f"{settled.result.detail} after {settled.result.answers} answer(s)"
+            if settled.run is None:
+                raise StepFailed(Step.SETTLE, settled.result.detail)
+        probe_new_config(ctx, url, verify, settled.run)
+        return
     with ctx.step(Step.SETTLE, f"wait until {url} serves config {ctx.config_id}") as s:
-        settled = guard(Step.SETTLE, lambda: ctx.checks.settle(
+        done = guard(Step.SETTLE, lambda: ctx.checks.settle(
             url, ctx.spec.path, ctx.config_id, 0.0 if verify else quiet,
             ctx.options.settle_timeout, connect_to=ctx.probe_connect_to()))
-        s.detail = f"{settled.detail} after {settled.answers} answer(s)"
-        if not settled.ok:
-            raise StepFailed(Step.SETTLE, settled.detail)
+        s.detail = f"{done.detail} after {done.answers} answer(s)"
+        if not done.ok:
+            raise StepFailed(Step.SETTLE, done.detail)
+    probe_new_config(ctx, url, verify, None)
+
+
+def probe_new_config(ctx: Context, url: str, verify: bool, opened: PendingProbe | None) -> None:
+    """The probe step: finish ``opened`` (settled on its handshake) or probe afresh, and
+    probe again while the markers show an older config answered some stage (``verify``)."""
     with ctx.step(Step.PROBE, f"probe {url} (path {ctx.spec.path})") as s:
         deadline = time.monotonic() + ctx.options.settle_timeout
         while True:
-            report = guard(Step.PROBE, lambda: ctx.checks.probe(
-                url, ctx.spec.path, ctx.options.probe_timeout,
-                connect_to=ctx.probe_connect_to()))
+            if opened is not None:
+                report = guard(Step.PROBE, opened.finish)
+                opened = None
+            else:
+                report = guard(Step.PROBE, lambda: ctx.checks.probe(
+                    url, ctx.spec.path, ctx.options.probe_timeout,
+                    connect_to=ctx.probe_connect_to()))
             seen = probe_markers(report)
             if not verify or seen is None or all(m == ctx.config_id for m in seen):
                 break

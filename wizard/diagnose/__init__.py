@@ -6,7 +6,9 @@ print :func:`format_diagnosis`.
 
 * ``facts``   — what is known about the route (RouteFacts, TimeoutFact, Where, Ping, ...)
 * ``readers`` — one live-config reader per proxy, registered by kind (``READERS``)
-* ``rules``   — pure rules over (facts, probe report) -> findings
+* ``rules``   — pure rules over (facts, probe report) -> findings (the context they share:
+  ``rules_context``; by topic: ``rules_timeout``, ``rules_browser``, ``rules_causes``,
+  ``rules_host``)
 * ``fixtext`` — a fix's config lines, rendered from the proxy's template macros (checked values)
 * ``text``    — evidence wording, what passed, the human report
 * ``run``     — the orchestration: threads, remote reads, the backend check, deadlines
@@ -25,7 +27,8 @@ from wizard.diagnose.facts import (
 )
 from wizard.diagnose.fixtext import backend_address_problem
 from wizard.diagnose.readers import CONFIG_DEADLINE_S, READERS, ConfigReadError, read_route
-from wizard.diagnose.rules import diagnose, diagnose_with_notes, grade_timeout, suggested_timeout
+from wizard.diagnose.rules import diagnose, diagnose_with_notes
+from wizard.diagnose.rules_context import grade_timeout, suggested_timeout
 from wizard.diagnose.run import (
     BACKEND_CHECK_TIMEOUT_S,
     MAX_BACKEND_CHECKS,

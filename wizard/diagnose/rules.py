@@ -8,13 +8,9 @@ change — written by the proxy's own module (``wizard.proxies.<kind>``, ``fixes
 here knows one proxy from another. ``wizard.diagnose.run`` calls it; the table-driven tests
 feed it case files.
 
-The timeout rule is graded by ``wizard.heartbeat`` (REFERENCE.md, measured): a route idle
-timeout at or below the live pingInterval cuts every idle client (certain: error); one above
-pingInterval but not above pingInterval + pingTimeout survives only while every ping is on time
-(at risk: warning); above the sum is fine. The live handshake's values are used, never the
-defaults, because raised ping settings are exactly what turns nginx's default 60 s into a drop.
-Config facts decide this in milliseconds, without waiting for the drop; a ``--hold`` drop, when
-there is one, only adds evidence.
+The context every rule reads is ``rules_context``; the timeout rule is ``rules_timeout``
+(graded by ``wizard.heartbeat``); the issue-12 cause rules are ``rules_causes`` and
+``rules_host``; the browser-side ones ``rules_browser``.
 """
 
 from __future__ import annotations
@@ -23,103 +19,19 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from wizard import findings as codes
-from wizard.diagnose import fixtext, rules_causes, rules_host
-from wizard.diagnose.facts import Ping, RouteFacts, TimeoutFact, Where, ping_of
+from wizard.diagnose import rules_causes, rules_host
+from wizard.diagnose.facts import RouteFacts
 from wizard.diagnose.rules_browser import browser_rules
+from wizard.diagnose.rules_context import RuleContext
+from wizard.diagnose.rules_timeout import timeout_rule
 from wizard.diagnose.text import evidence as _evidence
 from wizard.diagnose.text import place as _place
 from wizard.diagnose.text import probe_evidence as _probe_evidence
-from wizard.diagnose.text import spot
 from wizard.findings import Finding, Severity, merge, order
-from wizard.heartbeat import Grade
-from wizard.proxies import profile
-from wizard.proxies.fixes import Fix, Fixes, FixSite, TimeoutFix, edits_of
+from wizard.proxies.fixes import edits_of
 
 if TYPE_CHECKING:
-    from wizard.model import DeploySpec
     from wizard.probe import ProbeReport
-
-
-def suggested_timeout(ping: Ping) -> int:
-    """The timeout every fix suggests (``wizard.heartbeat``: headroom over the sum, >= 60 s)."""
-    return ping.heartbeat.suggest_s()
-
-
-def grade_timeout(seconds: float | None, ping: Ping) -> str | None:
-    """``certain`` (<= pingInterval), ``at-risk`` (<= the sum) or None (fine / no timeout)."""
-    if seconds is None:
-        return None
-    grade = ping.heartbeat.grade(seconds)
-    return None if grade is Grade.SAFE else grade.value
-
-
-
-class _Ctx:
-    """One run of the rules: the inputs and the probe findings not yet consumed."""
-
-    def __init__(self, facts: RouteFacts | None, probe: ProbeReport | None, path: str) -> None:
-        self.facts = facts
-        self.probe = probe
-        self.path = path
-        self.ping = ping_of(probe)
-        self.pending = list(probe.findings) if probe is not None else []
-        self.notes: list[str] = []
-
-    def take(self, code: str) -> list[Finding]:
-        taken = [f for f in self.pending if f.code == code]
-        self.pending = [f for f in self.pending if f.code != code]
-        return taken
-
-    def stage_ok(self, name: str) -> bool | None:
-        if self.probe is None:
-            return None
-        stage = self.probe.stage(name)
-        return None if stage is None else stage.ok
-
-    @property
-    def handshake_ok(self) -> bool:
-        return self.probe is not None and self.probe.handshake is not None
-
-    @property
-    def websocket_works(self) -> bool:
-        return self.probe is not None and bool(self.stage_ok("websocket")) and \
-            self.probe.transport in ("websocket", None)
-
-    @property
-    def name(self) -> str:
-        return profile(self.facts.proxy).display_name if self.facts else "the proxy"
-
-    @property
-    def fixes(self) -> Fixes:
-        assert self.facts is not None
-        return profile(self.facts.proxy).fixes
-
-    def fix_spec(self) -> DeploySpec | None:
-        """The spec a fix's config lines render from: the config's backends that pass the
-        model's rules, the suggested timeout, the live ping (fixtext)."""
-        assert self.facts is not None
-        return fixtext.fix_spec(self.facts.proxy, self.path,
-                                fixtext.checked_backends(self.facts.backends),
-                                suggested_timeout(self.ping), self.ping.interval_ms,
-                                self.ping.timeout_ms)
-
-    def site(self) -> FixSite:
-        """The plain values the proxy's fix writers need, the config lines already rendered."""
-        facts = self.facts
-        assert facts is not None
-        spec = self.fix_spec()
-        return FixSite(
-            path=self.path, backends=tuple(str(b) for b in spec.backends) if spec else (),
-            server=_place(facts.server),
-            route=_place(facts.route), upstream=_place(facts.upstream),
-            upstream_text=facts.upstream.text if facts.upstream is not None else None,
-            upstream_path=facts.upstream_path or "/", backends_where=_place(facts.backends_where),
-            affinity=facts.affinity, scope=facts.hints.get("scope", "the virtual host"),
-            script=facts.files[0] if facts.files else "the proxy script",
-            route_lines=fixtext.route_lines(spec),
-            sticky_lines=fixtext.sticky_lines(spec, facts.hints.get("balancer")),
-            server_at=spot(facts.server), route_at=spot(facts.route),
-            upstream_at=spot(facts.upstream), backends_at=spot(facts.backends_where))
 
 
 def diagnose(facts: RouteFacts | None, probe: ProbeReport | None,
@@ -131,9 +43,9 @@ def diagnose(facts: RouteFacts | None, probe: ProbeReport | None,
 def diagnose_with_notes(facts: RouteFacts | None, probe: ProbeReport | None,
                         path: str | None = None) -> tuple[list[Finding], list[str]]:
     path = path or (probe.path if probe is not None else "/socket.io/")
-    ctx = _Ctx(facts, probe, path)
+    ctx = RuleContext(facts, probe, path)
     found: list[Finding] = []
-    for rule in (_reachability, _backend, _path, _upgrade, _origin, _sticky, _timeouts,
+    for rule in (_reachability, _backend, _path, _upgrade, _origin, _sticky, timeout_rule,
                  _error_handler, browser_rules):
         found.extend(rule(ctx))
     found.extend(ctx.pending)  # what only the probe can tell (EIO=3, TLS, round trip...)
@@ -147,7 +59,7 @@ def diagnose_with_notes(facts: RouteFacts | None, probe: ProbeReport | None,
 # ---- proxy-unreachable
 
 
-def _reachability(ctx: _Ctx) -> list[Finding]:
+def _reachability(ctx: RuleContext) -> list[Finding]:
     found = ctx.take(codes.PROXY_UNREACHABLE)
     facts = ctx.facts
     if not found or facts is None or ctx.probe is None:
@@ -175,7 +87,7 @@ def _reachability(ctx: _Ctx) -> list[Finding]:
 # ---- backend-unreachable
 
 
-def _backend(ctx: _Ctx) -> list[Finding]:
+def _backend(ctx: RuleContext) -> list[Finding]:
     found = ctx.take(codes.BACKEND_UNREACHABLE)
     facts = ctx.facts
     if facts is None:
@@ -213,7 +125,7 @@ def _backend(ctx: _Ctx) -> list[Finding]:
 # ---- path-mismatch
 
 
-def _path(ctx: _Ctx) -> list[Finding]:
+def _path(ctx: RuleContext) -> list[Finding]:
     found = ctx.take(codes.PATH_MISMATCH)
     facts = ctx.facts
     path = ctx.path
@@ -284,7 +196,7 @@ def _path(ctx: _Ctx) -> list[Finding]:
 # ---- websocket-upgrade-blocked
 
 
-def _upgrade(ctx: _Ctx) -> list[Finding]:
+def _upgrade(ctx: RuleContext) -> list[Finding]:
     found = ctx.take(codes.WEBSOCKET_UPGRADE_BLOCKED)
     facts = ctx.facts
     if facts is None:
@@ -323,7 +235,7 @@ def _upgrade(ctx: _Ctx) -> list[Finding]:
     return [replace(first, evidence=_evidence(first.evidence, extra))]
 
 
-def _upgrade_lost_its_session(ctx: _Ctx) -> bool:
+def _upgrade_lost_its_session(ctx: RuleContext) -> bool:
     stage = ctx.probe.stage("websocket") if ctx.probe is not None else None
     return (stage is not None and not stage.ok
             and any(m in stage.detail.lower() for m in ("session id unknown", "invalid session")))
@@ -332,7 +244,7 @@ def _upgrade_lost_its_session(ctx: _Ctx) -> bool:
 # ---- origin-rejected
 
 
-def _origin(ctx: _Ctx) -> list[Finding]:
+def _origin(ctx: RuleContext) -> list[Finding]:
     found = ctx.take(codes.ORIGIN_REJECTED)
     facts = ctx.facts
     if facts is None or not facts.proxied:
@@ -362,7 +274,7 @@ def _origin(ctx: _Ctx) -> list[Finding]:
 # ---- no-sticky-sessions
 
 
-def _sticky(ctx: _Ctx) -> list[Finding]:
+def _sticky(ctx: RuleContext) -> list[Finding]:
     found = ctx.take(codes.NO_STICKY_SESSIONS)
     facts = ctx.facts
     if facts is None or not facts.proxied:
@@ -400,7 +312,7 @@ def _sticky(ctx: _Ctx) -> list[Finding]:
     return []
 
 
-def _client_lost_sessions(ctx: _Ctx) -> str:
+def _client_lost_sessions(ctx: RuleContext) -> str:
     """python-socketio's failure when sessions are spread over servers is this finding's
     symptom, not another fault: its evidence moves here."""
     lost = [f for f in ctx.pending
@@ -409,82 +321,10 @@ def _client_lost_sessions(ctx: _Ctx) -> str:
     return _probe_evidence(lost) if lost else ""
 
 
-# ---- read-timeout-too-short
-
-
-def _timeouts(ctx: _Ctx) -> list[Finding]:
-    found = ctx.take(codes.READ_TIMEOUT_TOO_SHORT)
-    facts = ctx.facts
-    ping = ctx.ping
-    graded: list[tuple[TimeoutFact, str]] = []
-    if facts is not None and facts.proxied:
-        seen: set[tuple[float | None, str]] = set()
-        for fact in (facts.ws_idle_timeout, facts.poll_timeout):
-            if fact is None or (fact.seconds, fact.directive) in seen:
-                continue
-            seen.add((fact.seconds, fact.directive))
-            grade = grade_timeout(fact.seconds, ping)
-            if grade is not None:
-                graded.append((fact, grade))
-    if not graded:
-        return found
-    # One finding: the worst timeout leads (title, fix); every timeout involved is evidence,
-    # and a --hold drop (if any) adds to it.
-    graded.sort(key=lambda x: (x[1] != "certain", x[0].seconds or 0))
-    fact, grade = graded[0]
-    finding = _timeout_finding(ctx, fact, grade)
-    wheres: list[Where | str] = []
-    for other, _ in graded:
-        wheres.extend(other.where or [other.default_note])
-        wheres.append(f"{other.directive} = {other.seconds:g} s ({other.applies_to})")
-    evidence = _evidence(*wheres, ping.describe(), _probe_evidence(found))
-    return [replace(finding, evidence=evidence)]
-
-
-def _timeout_finding(ctx: _Ctx, fact: TimeoutFact, grade: str) -> Finding:
-    facts = ctx.facts
-    assert facts is not None and fact.seconds is not None
-    ping = ctx.ping
-    t = fact.seconds
-    what = fact.applies_to
-    polling_only = "long-polling" in what and "WebSocket" not in what
-    if grade == "certain" and polling_only:
-        title = (f"{ctx.name} aborts long-polling requests after {t:g} s, before the server "
-                 f"answers them with its next ping ({ping.interval_s:g} s): clients on "
-                 "long-polling fail and reconnect over and over — certain")
-        severity: Severity = "error"
-    elif grade == "certain":
-        title = (f"{ctx.name} cuts idle {what} after {t:g} s, before the server's next ping "
-                 f"({ping.interval_s:g} s): every idle client drops (\"transport close\") — "
-                 "certain")
-        severity = "error"
-    else:
-        title = (f"{ctx.name}'s idle timeout for {what} ({t:g} s) is not above pingInterval + "
-                 f"pingTimeout ({ping.sum_s:g} s): idle clients drop whenever a ping runs late "
-                 "(\"transport close\") — at risk")
-        severity = "warning"
-    evidence = _evidence(fact.where or fact.default_note, f"{fact.directive} = {t:g} s",
-                         ping.describe())
-    fix = _fix_timeout(ctx, fact)
-    return Finding(codes.READ_TIMEOUT_TOO_SHORT, severity, title, evidence, fix, edits_of(fix))
-
-
-def _fix_timeout(ctx: _Ctx, fact: TimeoutFact) -> str:
-    s = suggested_timeout(ctx.ping)
-    rule = (f"\n(the rule: timeout > pingInterval + pingTimeout = {ctx.ping.sum_s:g} s"
-            + (f"; or lower the server's pingInterval well below {fact.seconds:g} s)"
-               if (fact.seconds or 0) >= 20 else ")"))
-    existing = tuple(x for x in map(spot, fact.where) if x is not None)
-    lines = fixtext.timeout_lines(ctx.fix_spec(), bool(existing))
-    fix = ctx.fixes.timeout(TimeoutFix(s, fact.directive, ctx.site(), existing, lines))
-    return Fix(fix + rule, edits_of(fix))  # the rule is words only: the edits stay
-
-
-
 # ---- http-proxy without an error listener
 
 
-def _error_handler(ctx: _Ctx) -> list[Finding]:
+def _error_handler(ctx: RuleContext) -> list[Finding]:
     facts = ctx.facts
     if facts is None or facts.error_handler is not False:
         return []

@@ -23,14 +23,14 @@ from wizard.diagnose.text import evidence as _evidence
 from wizard.findings import Finding
 
 if TYPE_CHECKING:
-    from wizard.diagnose.rules import _Ctx
+    from wizard.diagnose.rules_context import RuleContext
 
 
-def browser_rules(ctx: _Ctx) -> list[Finding]:
+def browser_rules(ctx: RuleContext) -> list[Finding]:
     return [*_browser_origin(ctx), *_capacity(ctx)]
 
 
-def _browser_origin(ctx: _Ctx) -> list[Finding]:
+def _browser_origin(ctx: RuleContext) -> list[Finding]:
     found = ctx.take(codes.BROWSER_ORIGIN_REJECTED)
     facts = ctx.facts
     if not found or facts is None or not facts.proxied:
@@ -49,7 +49,7 @@ def _browser_origin(ctx: _Ctx) -> list[Finding]:
                                        *causes))]
 
 
-def _capacity(ctx: _Ctx) -> list[Finding]:
+def _capacity(ctx: RuleContext) -> list[Finding]:
     probe, facts = ctx.probe, ctx.facts
     if probe is None or probe.clients is None or facts is None or facts.capacity is None:
         return []

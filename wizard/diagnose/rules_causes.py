@@ -30,7 +30,7 @@ from wizard.findings import Finding
 from wizard.proxies import profile
 
 if TYPE_CHECKING:
-    from wizard.diagnose.rules import _Ctx
+    from wizard.diagnose.rules_context import RuleContext
 
 # Engine.IO's default maxPayload (1e6 bytes): what a handshake without the field means.
 DEFAULT_MAX_PAYLOAD = 1_000_000
@@ -62,7 +62,7 @@ def _wrong_proto(header: HeaderFact | None, facts: RouteFacts) -> bool:
         "http" if facts.server_tls else "https")
 
 
-def origin_host(ctx: _Ctx, found: list[Finding]) -> list[Finding]:
+def origin_host(ctx: RuleContext, found: list[Finding]) -> list[Finding]:
     """The backend cannot match the browser's Origin: the proxy changed what it compares.
 
     python-engineio accepts ``scheme://Host`` and ``X-Forwarded-Proto://X-Forwarded-Host``
@@ -121,7 +121,7 @@ def origin_host(ctx: _Ctx, found: list[Finding]) -> list[Finding]:
             for f in out]
 
 
-def address_affinity(ctx: _Ctx, found: list[Finding]) -> list[Finding]:
+def address_affinity(ctx: RuleContext, found: list[Finding]) -> list[Finding]:
     """Address hashing pins a client by the address the proxy sees: behind a CDN or a load
     balancer with several egress addresses one client arrives from several."""
     facts = ctx.facts
@@ -142,7 +142,7 @@ def address_affinity(ctx: _Ctx, found: list[Finding]) -> list[Finding]:
         f"{lines}\nor pin clients with a cookie instead of their address.")]
 
 
-def cookie_affinity(ctx: _Ctx, found: list[Finding]) -> list[Finding]:
+def cookie_affinity(ctx: RuleContext, found: list[Finding]) -> list[Finding]:
     """Cookie affinity only pins clients that send the cookie back."""
     facts = ctx.facts
     if facts is None or not facts.proxied or facts.affinity_kind != "cookie" or \
@@ -162,7 +162,7 @@ def cookie_affinity(ctx: _Ctx, found: list[Finding]) -> list[Finding]:
         "(cors.origin must be the page's exact origin: a credentialed request refuses '*')")]
 
 
-def body_limit(ctx: _Ctx, found: list[Finding]) -> list[Finding]:
+def body_limit(ctx: RuleContext, found: list[Finding]) -> list[Finding]:
     """A request body limit below maxPayload: large long-polling POSTs get 413, the client
     reconnects, and sends the same batch again."""
     facts = ctx.facts
@@ -190,7 +190,7 @@ def body_limit(ctx: _Ctx, found: list[Finding]) -> list[Finding]:
         "{ maxHttpBufferSize: … })`; python-socketio: `max_http_buffer_size=…`).")]
 
 
-def mount_strips(ctx: _Ctx, found: list[Finding]) -> list[Finding]:
+def mount_strips(ctx: RuleContext, found: list[Finding]) -> list[Finding]:
     """A middleware mount strips the path: the fault is the mount, not the server's path."""
     facts = ctx.facts
     if facts is None or facts.mount is None:

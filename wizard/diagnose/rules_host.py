@@ -21,7 +21,7 @@ from wizard.diagnose.text import evidence, place, probe_evidence
 from wizard.findings import Finding, Severity
 
 if TYPE_CHECKING:
-    from wizard.diagnose.rules import _Ctx
+    from wizard.diagnose.rules_context import RuleContext
 
 _NODE_FIX = (
     "Keep each client on one process, in the server itself:\n"
@@ -37,12 +37,12 @@ _PY_FIX = ("Run one worker: `gunicorn -w 1 -k eventlet app:app` (uWSGI: `process
            "in an upstream that hashes on the client (sticky sessions at the proxy).")
 
 
-def _checks(ctx: _Ctx, kind: str) -> list[HostCheck]:
+def _checks(ctx: RuleContext, kind: str) -> list[HostCheck]:
     facts = ctx.facts
     return [c for c in facts.host_checks if c.kind == kind] if facts is not None else []
 
 
-def several_processes(ctx: _Ctx, found: list[Finding]) -> list[Finding]:
+def several_processes(ctx: RuleContext, found: list[Finding]) -> list[Finding]:
     """``Session ID unknown`` although the proxy has one upstream."""
     facts = ctx.facts
     sticky = [f for f in found if f.code == codes.NO_STICKY_SESSIONS]
@@ -70,7 +70,7 @@ def several_processes(ctx: _Ctx, found: list[Finding]) -> list[Finding]:
     return [f for f in found if f.code != codes.NO_STICKY_SESSIONS] + [finding]
 
 
-def localhost_ipv6(ctx: _Ctx, found: list[Finding]) -> list[Finding]:
+def localhost_ipv6(ctx: RuleContext, found: list[Finding]) -> list[Finding]:
     """``localhost`` -> ::1 first, the server only on 127.0.0.1."""
     checks = [c for c in _checks(ctx, "localhost") if c.problem]
     facts = ctx.facts
@@ -94,7 +94,7 @@ def localhost_ipv6(ctx: _Ctx, found: list[Finding]) -> list[Finding]:
         "`'::'`).")]
 
 
-def selinux(ctx: _Ctx, found: list[Finding]) -> list[Finding]:
+def selinux(ctx: RuleContext, found: list[Finding]) -> list[Finding]:
     """SELinux keeps the proxy (httpd_t) from connecting to the backend."""
     checks = [c for c in _checks(ctx, "selinux") if c.problem]
     down = [f for f in found if f.code == codes.BACKEND_UNREACHABLE]

@@ -4,19 +4,29 @@ Called by ``sockwizard deploy --inventory`` (``wizard.commands.deploy``). Every 
 ``wizard.deploy.deploy_host`` — the same connect, lock, backup, validate, reload, probe and
 byte-for-byte restore as a single ``--host`` — in a thread pool of ``forks`` (the work waits on
 the network). A job that fails (or raises) is that host's failed result, never another's.
+
+Before fanning out, ``warm`` does once, in this thread, what every job would otherwise do at the
+same moment: import the SSH and probe stacks (their lazy imports would serialise fifty threads
+on the import lock) and compile the templates each distinct spec needs (Jinja2's cache has no
+lock: fifty threads missing it at once compiled the same templates fifty times).
 """
 
 from __future__ import annotations
 
+import importlib
 import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 from wizard.deploy import DeployEvent, DeployResult, EventSink, deploy_host
 from wizard.deploy.events import ignore
+from wizard.errors import SockwizardError
 from wizard.fleet.jobs import HostJob
+from wizard.render import render
 
 MAX_FORKS = 200
+# What a transaction imports lazily (see wizard.remote.connect, wizard.deploy.settle).
+LAZY_MODULES = ("wizard.remote.ssh", "wizard.probe")
 
 
 def deploy_fleet(jobs: Sequence[HostJob], *, forks: int = 5,
@@ -32,5 +42,23 @@ def deploy_fleet(jobs: Sequence[HostJob], *, forks: int = 5,
         return deploy_host(job.target, job.spec, job.options, job.connect, on_event=sink)
 
     workers = max(1, min(forks, MAX_FORKS, len(jobs) or 1))
+    if workers > 1:
+        warm(jobs)
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="sockwizard-fleet") as pool:
         return list(pool.map(one, jobs))
+
+
+def warm(jobs: Sequence[HostJob]) -> None:
+    """Import the lazy stacks and fill the template cache once, before the threads start.
+    Best effort: a spec that fails to render fails in its own job, with its own message."""
+    for name in LAZY_MODULES:
+        importlib.import_module(name)
+    seen: set[object] = set()
+    for job in jobs:
+        if job.spec.proxy in seen:
+            continue
+        seen.add(job.spec.proxy)
+        try:
+            render(job.spec.validated())
+        except SockwizardError:
+            seen.discard(job.spec.proxy)  # try the next host of this proxy

@@ -11,7 +11,8 @@ handshake and the findings. One module per job, data flowing down this list:
 - ``classify``: what an answer means, every finding (timeouts from ``wizard.heartbeat``);
 - ``sio``: python-socketio in a bounded child, or a raw CONNECT (stage 4);
 - ``hold``, ``load``: the ``--hold``, ``--sessions`` and ``--clients`` stages;
-- ``run``: ``run_probe``, the stages in order, each under a guard.
+- ``run``: ``run_probe`` (``start_probe`` + ``Run.finish``), the stages in order, each
+  under a guard; ``extras``: the stages run only when asked for.
 
 ``load`` imports asyncio, which ``import wizard.probe`` must not pay (``sockwizard --help``
 and the TUI import this package), so its names are resolved on first use.
@@ -46,7 +47,7 @@ from wizard.probe.report import (
     format_ms,
     format_report,
 )
-from wizard.probe.run import run_probe
+from wizard.probe.run import Run, run_probe, start_probe
 from wizard.probe.sio import (
     MAX_REPLY_JSON,
     SIO_CHILD_MEMORY,
@@ -97,6 +98,7 @@ __all__ = [
     "HoldVerdict",
     "ProbeOptions",
     "ProbeReport",
+    "Run",
     "SessionsResult",
     "SioOutcome",
     "SioRequest",
@@ -124,6 +126,7 @@ __all__ = [
     "sio_child",
     "sio_probe",
     "sio_probe_bounded",
+    "start_probe",
 ]
 
 

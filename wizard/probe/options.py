@@ -41,6 +41,14 @@ class ProbeOptions:
     # Record this response header of the handshake and of the upgrade in the stages' data
     # ("marker"): the deploy checks that both were answered by the config it just loaded.
     marker_header: str | None = None
+    # Stop after the handshake unless it carries this value of ``marker_header``: the deploy
+    # settles on the probe's own handshake, and an older config's upgrade proves nothing.
+    expect_marker: str | None = None
+    # Send the upgrade on the handshake's connection when HTTP/1.1 keep-alive allows (the
+    # deploy: one connection, and the answer to both from the same worker and config). Off,
+    # the upgrade opens a new connection as browsers do, so a proxy that routes by connection
+    # cannot hide a sticky-session fault (the command-line probe, diagnose).
+    reuse_connection: bool = False
     # Connect to this address, not the URL's host (which stays the Host header and SNI).
     connect_to: str | None = None
     # Also try as browsers do (wizard.probe.browser): a same-origin page's Origin, Firefox's
@@ -66,6 +74,8 @@ class ProbeOptions:
                 out.append("--connect-to does not apply to --clients")
             if not re.fullmatch(r"[A-Za-z0-9.:\-\[\]]{1,253}", self.connect_to):
                 out.append(f"--connect-to {self.connect_to!r} is not a host name or address")
+        if self.expect_marker is not None and self.marker_header is None:
+            out.append("expect_marker needs marker_header (the header that carries it)")
         if self.raw_connect and self.emit is not None:
             out.append("--emit needs the python-socketio client (not raw_connect)")
         if self.expect is not None and self.emit is None:

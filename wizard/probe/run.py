@@ -30,8 +30,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from wizard.errors import ProbeFailed, SockwizardError
 from wizard.findings import Finding, merge_findings, sort_findings
-from wizard.probe import browser, classify, fronts
-from wizard.probe.lifetime import hold_and_compare
+from wizard.probe import browser, classify, extras, fronts
 from wizard.probe.options import ProbeOptions
 from wizard.probe.report import (
     ClientsResult,
@@ -51,7 +50,7 @@ from wizard.probe.wire import (
     WebSocket,
     WireError,
     eio_query,
-    http_exchange,
+    get_kept,
     http_request,
     normalize_path,
     open_socket,
@@ -95,6 +94,8 @@ class Run:
         self.sessions: SessionsResult | None = None
         self.clients: ClientsResult | None = None
         self.answers: list[HttpResponse] = []  # their headers name a front tier (fronts)
+        # The handshake's connection, kept for the upgrade (options.reuse_connection).
+        self.kept: socket.socket | None = None
 
     def record(self, name: str, ok: bool, started: float, detail: str,
                data: Mapping[str, Any] | None = None) -> Stage:
@@ -165,14 +166,17 @@ class Run:
         started = time.perf_counter()
         query = eio_query(self.path, 4, "polling")
         try:
-            response = http_exchange(sock, self.target, "GET", query, self.headers,
-                                     self.options.timeout)
+            response, alive = get_kept(sock, self.target, query, self.headers,
+                                       self.options.timeout)
         except WireError as exc:
+            sock.close()
             self.record("polling", False, started, exc.message, {"error": exc.kind})
             self.findings.append(classify.polling_failure(self.target, self.options.timeout,
                                                           exc))
             return
-        finally:
+        if alive and self.options.reuse_connection:
+            self.kept = sock
+        else:
             sock.close()
         self.answers.append(response)
         verdict = classify.classify_handshake(response, self.path, self.options.origin)
@@ -215,34 +219,45 @@ class Run:
         sid = handshake.sid if handshake is not None else None
         # One deadline for connect, upgrade and 2probe/3probe (or the open packet).
         deadline = time.monotonic() + self.options.timeout
+        kept, self.kept = self.kept, None
         try:
             query = eio_query(self.path, 4, "websocket", sid)
-            sock = open_socket(self.target, self.options.timeout, self.options.insecure)
+            if kept is not None and self._websocket_on(kept, query, started, deadline, True):
+                return
+            # No kept connection, or the server closed it before answering: a new one.
+            sock = open_socket(self.target, remaining(deadline), self.options.insecure)
         except WireError as exc:
             self.record("websocket", False, started, exc.message, {"error": exc.kind})
             return
+        finally:
+            if kept is not None:
+                kept.close()
         try:
             self._websocket_on(sock, query, started, deadline)
         finally:
             sock.close()
 
     def _websocket_on(self, sock: socket.socket, query: str, started: float,
-                      deadline: float) -> None:
+                      deadline: float, reused: bool = False) -> bool:
+        """The upgrade on ``sock``; False (nothing recorded) when ``reused`` and the server had
+        closed that kept-alive connection before answering (a keep-alive timeout's race)."""
         try:
             response, ws = ws_connect(sock, self.target, query, self.session_headers,
                                       remaining(deadline))
         except WireError as exc:
+            if reused and exc.kind in ("closed", "reset"):
+                return False
             self.record("websocket", False, started, f"no upgrade answer: {exc.message}",
                         {"error": exc.kind})
             self.findings.append(classify.upgrade_unanswered(query, exc.message))
-            return
+            return True
         self.answers.append(response)
         if ws is None:
             finding = classify.classify_upgrade(response, self.path, self.options.origin)
             self.record("websocket", False, started, f"not upgraded: {response.summary(80)}",
                         self._marked(response_data(response), response))
             self.findings.append(finding)
-            return
+            return True
         try:
             opener = self._websocket_open if self.websocket_only else self._websocket_probe
             seen = opener(ws, deadline)
@@ -251,26 +266,30 @@ class Run:
             self.record("websocket", False, started, seen,
                         self._marked({"status": 101, "error": exc.kind}, response))
             self.findings.append(classify.upgraded_then_failed(seen, exc))
-            return
+            return True
         finally:
             ws.close()
         self.websocket_ok = True
-        self.record("websocket", True, started, seen, self._marked({"status": 101}, response))
+        self.record("websocket", True, started, seen,
+                    self._marked({"status": 101, "reused": reused}, response))
+        return True
 
     def _websocket_probe(self, ws: WebSocket, deadline: float) -> str:
-        ws.send_text("2probe", remaining(deadline))
+        # 2probe, 5 (and a raw 40) in one write: Engine.IO servers read them in order, and
+        # waiting for 3probe before sending what comes next anyway costs a round trip.
+        raw = ["40"] if self.options.raw_connect else []
+        ws.send_texts(["2probe", "5", *raw], remaining(deadline))
         frame = ws.recv(remaining(deadline))
         if frame.opcode == OP_CLOSE:
             raise WireError("closed", f"close frame {frame.close_code} instead of 3probe")
         if frame.text != "3probe":
             raise WireError("protocol", f"{frame.text[:40]!r} instead of 3probe")
-        ws.send_text("5", remaining(deadline))
-        self._connect_raw(ws)
+        self._connect_raw(ws, sent=bool(raw))
         return "101 Switching Protocols, 2probe -> 3probe, upgrade sent"
 
-    def _connect_raw(self, ws: WebSocket) -> None:
+    def _connect_raw(self, ws: WebSocket, sent: bool = False) -> None:
         if self.options.raw_connect:
-            self.raw_connected = raw_connect(ws, self.options.timeout)
+            self.raw_connected = raw_connect(ws, self.options.timeout, sent=sent)
 
     def _websocket_open(self, ws: WebSocket, deadline: float) -> str:
         """Websocket-only server: the open packet comes on the WebSocket itself."""
@@ -359,66 +378,25 @@ class Run:
             self.findings.append(classify.round_trip_failed(
                 self.options.emit, self.options.expect, outcome.emit_error))
 
-    # ---- stage 5
-    def hold_stage(self) -> None:
-        handshake = self.handshake
-        started = time.perf_counter()
-        if handshake is None or handshake.eio_version != 4 or self.websocket_only:
-            self.skip("hold", "no Engine.IO v4 polling session")
-            return
-        result = hold_and_compare(self.target, self.path, self.headers, self.options.timeout,
-                                  self.options.insecure, self.options.hold,
-                                  websocket=self.websocket_ok)
-        if isinstance(result, str):
-            self.record("hold", False, started, f"could not open the session: {result}")
-            return
-        graded = result
-        if result.dropped and result.idle_before_drop_s is not None:
-            verdict = classify.hold_verdict(handshake, result.idle_before_drop_s,
-                                            result.verdict == "server-closed")
-            graded = dataclasses.replace(result, verdict=verdict)
-        self.hold = graded
-        finding = classify.hold_finding(handshake, graded)
-        if finding is not None:
-            self.findings.append(finding)
-        self.record("hold", not graded.dropped, started, graded.detail(handshake.ping_sum_s),
-                    graded.to_dict())
+    def first_answer(self) -> HttpResponse | None:
+        """The handshake's HTTP answer (whatever its status), None when none came."""
+        return self.answers[0] if self.answers else None
 
-    # ---- stage 6
-    def sessions_stage(self) -> None:
-        from wizard.probe.load import run_sessions  # asyncio: only when asked for
+    def stale(self) -> bool:
+        """``options.expect_marker`` is set and the handshake was not answered with it."""
+        expected, header = self.options.expect_marker, self.options.marker_header
+        first = self.first_answer()
+        return (expected is not None and header is not None
+                and (first is None or first.header(header) != expected))
 
-        started = time.perf_counter()
-        handshake = self.handshake
-        if handshake is None or handshake.eio_version != 4 or self.websocket_only:
-            self.skip("sessions", "no Engine.IO v4 polling session")
-            return
-        result = run_sessions(self.target, self.path, self.headers, self.options.timeout,
-                              self.options.insecure, self.options.sessions)
-        self.sessions = result
-        self.record("sessions", result.ok == result.requested, started, result.detail(),
-                    result.to_dict())
-        if (finding := classify.sessions_finding(result)) is not None:
-            self.findings.append(finding)
+    def finish(self) -> ProbeReport:
+        """Run the remaining stages and report; closes the kept connection."""
+        return _finish(self)
 
-    # ---- stage 7
-    def clients_stage(self) -> None:
-        from wizard.probe.load import run_clients
-
-        started = time.perf_counter()
-        if not self.websocket_ok:
-            self.skip("clients", "the WebSocket stage failed")
-            return
-        try:
-            result = run_clients(self.target, self.path, self.headers, self.options.timeout,
-                                 self.options.insecure, self.options.clients)
-        except WireError as exc:  # resolving the host again failed
-            self.record("clients", False, started, exc.message, {"error": exc.kind})
-            return
-        self.clients = result
-        self.record("clients", result.failed == 0, started, result.detail(), result.to_dict())
-        if (finding := classify.clients_finding(result)) is not None:
-            self.findings.append(finding)
+    def close(self) -> None:
+        if self.kept is not None:
+            self.kept.close()
+            self.kept = None
 
     def report(self) -> ProbeReport:
         front = fronts.front_finding(self.answers)
@@ -437,6 +415,17 @@ def run_probe(
 
     Every network failure after that becomes a failed stage and a finding in the report.
     """
+    return start_probe(url, options, on_stage).finish()
+
+
+def start_probe(
+    url: str, options: ProbeOptions, on_stage: Callable[[Stage], None] | None = None
+) -> Run:
+    """The first half of ``run_probe``: check the options, connect, and the polling handshake.
+
+    The deploy calls this to settle (the handshake's answer carries the config marker) and
+    ``Run.finish`` to probe, on the same connection (``options.reuse_connection``). Whoever
+    does not call ``finish`` calls ``close``."""
     problems = options.problems()
     if problems:
         raise ProbeFailed("Invalid probe options: " + "; ".join(problems) + ".",
@@ -453,16 +442,27 @@ def run_probe(
     sock = run.guarded("tcp", run.connect)
     if sock is not None:
         run.guarded("polling", run.polling, sock)
-    v4 = run.handshake is not None and run.handshake.eio_version == 4
-    if v4 or run.websocket_only:
-        run.guarded("websocket", run.websocket)
-        if options.browsers:
-            run.guarded("origin", run.browsers)
-        run.guarded("socketio", run.socketio)
-    if options.hold > 0:
-        run.guarded("hold", run.hold_stage)
-    if options.sessions > 0:
-        run.guarded("sessions", run.sessions_stage)
-    if options.clients > 0:
-        run.guarded("clients", run.clients_stage)
-    return run.report()
+    return run
+
+
+def _finish(run: Run) -> ProbeReport:
+    """The stages after the handshake (``Run.finish``)."""
+    options = run.options
+    try:
+        if run.stale():
+            return run.report()  # an older config answered: its upgrade proves nothing
+        v4 = run.handshake is not None and run.handshake.eio_version == 4
+        if v4 or run.websocket_only:
+            run.guarded("websocket", run.websocket)
+            if options.browsers:
+                run.guarded("origin", run.browsers)
+            run.guarded("socketio", run.socketio)
+        if options.hold > 0:
+            run.guarded("hold", extras.hold_stage, run)
+        if options.sessions > 0:
+            run.guarded("sessions", extras.sessions_stage, run)
+        if options.clients > 0:
+            run.guarded("clients", extras.clients_stage, run)
+        return run.report()
+    finally:
+        run.close()

@@ -340,13 +340,14 @@ def _ms(started: float) -> float:
 
 
 
-def raw_connect(ws: WebSocket, timeout: float) -> tuple[float, str]:
+def raw_connect(ws: WebSocket, timeout: float, *, sent: bool = False) -> tuple[float, str]:
     """Send a Socket.IO CONNECT (``40``) and wait for the namespace's answer, answering the
     server's pings meanwhile: (ms, sid). A refusal (``44``) or a bad answer raises
-    ``WireError``."""
+    ``WireError``. ``sent``: the caller already sent ``40`` (with the upgrade's ``5``)."""
     started = time.perf_counter()
     deadline = time.monotonic() + timeout
-    ws.send_text("40", timeout)
+    if not sent:
+        ws.send_text("40", timeout)
     while True:
         try:
             frame = ws.recv(remaining(deadline))

@@ -1,7 +1,7 @@
 """Apache httpd 2.4: a <VirtualHost> for sites-available/ (site) or a whole httpd.conf (full)."""
 
-from wizard.model import DeploySpec, Layout
-from wizard.proxies.base import DefaultSite, ProxyProfile, SiteInclude
+from wizard.model import DeploySpec
+from wizard.proxies.base import DefaultSite, ProxyProfile, SiteInclude, by_layout
 from wizard.proxies.causes import CauseFixes
 from wizard.proxies.fixes import (
     Edit,
@@ -97,12 +97,12 @@ PROFILE = ProxyProfile(
     kind="apache",
     title="Apache HTTPD",
     when_to_pick="When Apache already serves the site: mod_proxy tunnels WebSockets since 2.4.47.",
-    templates={Layout.SITE: "apache/site.conf.j2", Layout.FULL: "apache/full.conf.j2"},
-    default_dest={Layout.SITE: "/etc/apache2/sites-available/sockwizard.conf",
-                  Layout.FULL: "/usr/local/apache2/conf/httpd.conf"},
+    templates=by_layout("apache/site.conf.j2", "apache/full.conf.j2"),
+    default_dest=by_layout("/etc/apache2/sites-available/sockwizard.conf",
+                           "/usr/local/apache2/conf/httpd.conf"),
     binary="apache2",
     version_cmd="apache2 -v 2>&1 || httpd -v",
-    validate_cmd={Layout.SITE: "apache2ctl -t", Layout.FULL: "apachectl -t -f {config}"},
+    validate_cmd=by_layout("apache2ctl -t", "apachectl -t -f {config}"),
     reload_cmd="apache2ctl -k graceful",
     install_hint="apt-get install apache2   (RHEL: dnf install httpd)",
     syntax="apache",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TypedDict
 
 from wizard.model import DeploySpec, Layout
 from wizard.proxies.causes import CauseFixes
@@ -73,6 +74,31 @@ class DefaultSite:
     on_cmd: str = ""  # and before it is put back (a2ensite)
     # A regex (with {port}) of the block's first line: comment the block out of ``path``.
     block: str | None = None
+
+
+def by_layout(site: str, full: str | None = None) -> dict[Layout, str]:
+    """A per-layout value (template, destination, checker); ``full`` defaults to ``site`` (a
+    proxy whose one file is the whole config)."""
+    return {Layout.SITE: site, Layout.FULL: site if full is None else full}
+
+
+class OneDaemon(TypedDict):
+    """The deploy fields of a proxy that is one executable: no control tool or stand-ins, no
+    loadable modules, no Debian-style site enabling (all but Apache). A profile spreads
+    ``**one_daemon(...)`` into its ``ProxyProfile``: the fields stay required there, so a
+    profile without this (or its own values) still fails at import."""
+
+    daemon_binaries: tuple[str, ...]
+    control_binaries: tuple[str, ...]
+    stand_ins: tuple[tuple[str, str], ...]
+    alt_site_dest: dict[str, str]
+    modules_query: str | None
+    site_enabling: tuple[str, str, str] | None
+
+
+def one_daemon(binary: str, *, alt_site_dest: dict[str, str] | None = None) -> OneDaemon:
+    return OneDaemon(daemon_binaries=(binary,), control_binaries=(), stand_ins=(),
+                     alt_site_dest=alt_site_dest or {}, modules_query=None, site_enabling=None)
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,9 @@
 """Caddy 2: a site block to import (site) or a whole Caddyfile (full)."""
 
 from wizard.model import DeploySpec, Layout
-from wizard.proxies.base import DefaultSite, ProxyProfile, SiteInclude
+from wizard.proxies.base import DefaultSite, ProxyProfile, SiteInclude, by_layout, one_daemon
 from wizard.proxies.causes import CauseFixes, mebibytes
-from wizard.proxies.fixes import Fix, Fixes, FixSite, TimeoutFix, insert_after, replace_at
+from wizard.proxies.fixes import Fix, Fixes, FixSite, TimeoutFix, insert_after
 
 # ---- diagnose side: the fixes diagnose prints (wizard.proxies.fixes); the config lines in
 # them come rendered from templates/caddy/_macros.j2, these words say where they go.
@@ -30,12 +30,8 @@ def _fix_sticky(site: FixSite) -> str:
 
 
 def _fix_timeout(fix: TimeoutFix) -> str:
-    if fix.existing:
-        e = fix.existing[0]
-        return Fix(f"Replace `{e.text}` ({e.file}:{e.line}) with:\n{fix.lines}",
-                   [replace_at(e, fix.lines)])
-    return Fix(f"In the reverse_proxy block {fix.site.upstream} set:\n{fix.lines}",
-               [insert_after(fix.site.upstream_at, fix.lines)])
+    return fix.replace_or_add(f"In the reverse_proxy block {fix.site.upstream} set",
+                              fix.site.upstream_at)
 
 
 FIXES = Fixes(route=_fix_route, rewrite=_fix_rewrite, sticky=_fix_sticky, timeout=_fix_timeout)
@@ -63,27 +59,21 @@ PROFILE = ProxyProfile(
     kind="caddy",
     title="Caddy 2",
     when_to_pick="Automatic HTTPS and WebSockets with no extra config; a one-line reverse_proxy.",
-    templates={Layout.SITE: "caddy/site.caddy.j2", Layout.FULL: "caddy/full.caddy.j2"},
-    default_dest={Layout.SITE: "/etc/caddy/sites/sockwizard.caddy",
-                  Layout.FULL: "/etc/caddy/Caddyfile"},
+    templates=by_layout("caddy/site.caddy.j2", "caddy/full.caddy.j2"),
+    default_dest=by_layout("/etc/caddy/sites/sockwizard.caddy", "/etc/caddy/Caddyfile"),
     binary="caddy",
     version_cmd="caddy version",
-    validate_cmd={Layout.SITE: "caddy validate --adapter caddyfile --config /etc/caddy/Caddyfile",
-                  Layout.FULL: "caddy validate --adapter caddyfile --config {config}"},
+    validate_cmd=by_layout("caddy validate --adapter caddyfile --config /etc/caddy/Caddyfile",
+                           "caddy validate --adapter caddyfile --config {config}"),
     reload_cmd="caddy reload --adapter caddyfile --config /etc/caddy/Caddyfile",
     install_hint="apt-get install caddy",
     syntax="caddyfile",
     reload_drops_websockets=_reload_drops_websockets,
     # ---- deploy side
-    daemon_binaries=("caddy",),
-    control_binaries=(),
-    stand_ins=(),
-    alt_site_dest={},
-    modules_query=None,
+    **one_daemon("caddy"),
     systemd_reload={"*": "systemctl reload-or-restart caddy"},
     reload_without_systemd=True,
     validate_before_rename=False,
-    site_enabling=None,
     # Debian's Caddyfile ships a `:80 { file_server }` placeholder site: it, not an imported
     # site for the same port, answers (a whole Caddyfile replaces it).
     default_site_check=lambda port, layout: [

@@ -72,6 +72,16 @@ class TimeoutFix:
     existing: tuple[Spot, ...] = ()  # its lines (empty: the proxy's default applies)
     lines: str = ""  # the directive(s) at ``seconds``, indented, rendered (fixtext)
 
+    def replace_or_add(self, add: str, opener: Spot | None) -> Fix:
+        """For a timeout one directive decides (nginx, Caddy): replace the line that sets it
+        now, one for one (a second one could be a duplicate the checker refuses, as ``nginx
+        -t`` does), or else add it inside ``opener``; ``add`` words where ("In … add")."""
+        if self.existing:
+            e = self.existing[0]
+            return Fix(f"Replace `{e.text}` ({e.file}:{e.line}) with:\n{self.lines}",
+                       [replace_at(e, self.lines)])
+        return Fix(f"{add}:\n{self.lines}", [insert_after(opener, self.lines)])
+
 
 class Fix(str):
     """A fix's printed words that also carry the same change as config edits

@@ -17,7 +17,7 @@ is its idle limit (without it ``timeout client``/``server`` apply: Debian's stoc
 """
 
 from wizard.model import Layout
-from wizard.proxies.base import LineExtension, ProxyProfile, SiteInclude
+from wizard.proxies.base import LineExtension, ProxyProfile, SiteInclude, by_layout, one_daemon
 from wizard.proxies.causes import CauseFixes
 from wizard.proxies.fixes import Fixes, FixSite, TimeoutFix, listed
 
@@ -73,28 +73,22 @@ PROFILE = ProxyProfile(
     kind="haproxy",
     title="HAProxy",
     when_to_pick="A load balancer first: cookie stickiness and health checks for a cluster.",
-    templates={Layout.SITE: "haproxy/site.cfg.j2", Layout.FULL: "haproxy/full.cfg.j2"},
-    default_dest={Layout.SITE: f"{CONF_DIR}/sockwizard.cfg", Layout.FULL: MAIN},
+    templates=by_layout("haproxy/site.cfg.j2", "haproxy/full.cfg.j2"),
+    default_dest=by_layout(f"{CONF_DIR}/sockwizard.cfg", MAIN),
     binary="haproxy",
     version_cmd="haproxy -v",
     # -c checks the files as the service loads them: the main config, then the conf dir.
-    validate_cmd={Layout.SITE: f"haproxy -c -q -f {MAIN} -f {CONF_DIR}",
-                  Layout.FULL: "haproxy -c -q -f {config}"},
+    validate_cmd=by_layout(f"haproxy -c -q -f {MAIN} -f {CONF_DIR}", "haproxy -c -q -f {config}"),
     # Without systemd there is no generic reload: the master socket or -sf need the pid and
     # argv of the running master, which only the host's own tooling knows (--reload-cmd).
     reload_cmd="systemctl reload haproxy",
     install_hint="apt-get install haproxy   (RHEL: dnf install haproxy)",
     syntax="haproxy",
     # ---- deploy side
-    daemon_binaries=("haproxy",),
-    control_binaries=(),
-    stand_ins=(),
-    alt_site_dest={},
-    modules_query=None,
+    **one_daemon("haproxy"),
     systemd_reload={"*": "systemctl reload-or-restart haproxy"},
     reload_without_systemd=False,
     validate_before_rename=False,
-    site_enabling=None,
     # The frontend owns its port: another frontend binding it too gets half the connections
     # (SO_REUSEPORT), so any other `bind` on the port in the main config is a shadow.
     default_site_check=lambda port, layout: [

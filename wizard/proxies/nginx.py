@@ -2,8 +2,7 @@
 
 import re
 
-from wizard.model import Layout
-from wizard.proxies.base import DefaultSite, ProxyProfile, SiteInclude
+from wizard.proxies.base import DefaultSite, ProxyProfile, SiteInclude, by_layout, one_daemon
 from wizard.proxies.causes import CauseFixes, mebibytes
 from wizard.proxies.fixes import Fix, Fixes, FixSite, TimeoutFix, insert_after, replace_at
 
@@ -43,14 +42,8 @@ def _fix_sticky(site: FixSite) -> str:
 
 
 def _fix_timeout(fix: TimeoutFix) -> str:
-    if fix.existing:
-        # One directive for one: adding proxy_send_timeout here could duplicate an existing
-        # one, which nginx -t refuses.
-        e = fix.existing[0]
-        return Fix(f"Replace `{e.text}` ({e.file}:{e.line}) with:\n{fix.lines}",
-                   [replace_at(e, fix.lines)])
-    return Fix(f"In {fix.site.route} add:\n{fix.lines}",
-               [insert_after(fix.site.route_at, fix.lines)])
+    # One directive for one: adding proxy_send_timeout beside an existing one, nginx -t refuses.
+    return fix.replace_or_add(f"In {fix.site.route} add", fix.site.route_at)
 
 
 FIXES = Fixes(route=_fix_route, rewrite=_fix_rewrite, sticky=_fix_sticky, timeout=_fix_timeout)
@@ -71,26 +64,20 @@ PROFILE = ProxyProfile(
     kind="nginx",
     title="nginx",
     when_to_pick="The most common choice: fast, and the Socket.IO docs' first example.",
-    templates={Layout.SITE: "nginx/site.conf.j2", Layout.FULL: "nginx/full.conf.j2"},
-    default_dest={Layout.SITE: "/etc/nginx/conf.d/sockwizard.conf",
-                  Layout.FULL: "/etc/nginx/nginx.conf"},
+    templates=by_layout("nginx/site.conf.j2", "nginx/full.conf.j2"),
+    default_dest=by_layout("/etc/nginx/conf.d/sockwizard.conf", "/etc/nginx/nginx.conf"),
     binary="nginx",
     version_cmd="nginx -v",
     # nginx -t checks the whole tree that includes the file, not the file alone.
-    validate_cmd={Layout.SITE: "nginx -t", Layout.FULL: "nginx -t -c {config}"},
+    validate_cmd=by_layout("nginx -t", "nginx -t -c {config}"),
     reload_cmd="nginx -s reload",
     install_hint="apt-get install nginx   (RHEL: dnf install nginx)",
     syntax="nginx",
     # ---- deploy side
-    daemon_binaries=("nginx",),
-    control_binaries=(),
-    stand_ins=(),
-    alt_site_dest={},
-    modules_query=None,
+    **one_daemon("nginx"),
     systemd_reload={"*": "systemctl reload-or-restart nginx"},
     reload_without_systemd=True,
     validate_before_rename=False,
-    site_enabling=None,
     default_site_check=lambda port, layout: [
         f"grep -ElsR '^[[:space:]]*listen[^;#]*\\b{port}\\b[^;#]*default_server' "
         "/etc/nginx/sites-enabled /etc/nginx/conf.d 2>/dev/null | grep -v sockwizard | "

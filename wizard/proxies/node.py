@@ -2,8 +2,7 @@
 
 import re
 
-from wizard.model import Layout
-from wizard.proxies.base import ProxyProfile
+from wizard.proxies.base import ProxyProfile, by_layout, one_daemon
 from wizard.proxies.causes import CauseFixes
 from wizard.proxies.fixes import Edit, Fix, Fixes, FixSite, TimeoutFix, listed, replace_at
 
@@ -67,26 +66,21 @@ PROFILE = ProxyProfile(
     kind="node",
     title="Node.js http-proxy",
     when_to_pick="A small proxy in JavaScript, when the rest of the stack is Node already.",
-    templates={Layout.SITE: "node/proxy.js.j2", Layout.FULL: "node/proxy.js.j2"},
-    default_dest={Layout.SITE: "/opt/sockwizard/proxy.js", Layout.FULL: "/opt/sockwizard/proxy.js"},
+    templates=by_layout("node/proxy.js.j2"),
+    default_dest=by_layout("/opt/sockwizard/proxy.js"),
     binary="node",
     version_cmd="node --version",
-    validate_cmd={Layout.SITE: "node --check {config}", Layout.FULL: "node --check {config}"},
+    validate_cmd=by_layout("node --check {config}"),
     reload_cmd="systemctl restart sockwizard-proxy",
     # http-proxy comes with sockwizard (wizard.deploy.vendor): no npm needed on the host.
     install_hint="apt-get install nodejs",
     syntax="javascript",
     reload_drops_websockets=lambda spec: True,
     # ---- deploy side
-    daemon_binaries=("node",),
-    control_binaries=(),
-    stand_ins=(),
-    alt_site_dest={},
-    modules_query=None,
+    **one_daemon("node"),
     systemd_reload={"*": "systemctl restart sockwizard-proxy"},
     reload_without_systemd=False,
     validate_before_rename=False,
-    site_enabling=None,
     default_site_check=lambda port, layout: [],  # the proxy is its own only site
     unshadow_how="stop whatever else listens on that port",
     site_includes=(),  # the proxy is the whole config

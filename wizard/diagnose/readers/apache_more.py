@@ -1,8 +1,8 @@
 """Apache: the facts issue 12 added — Firefox's upgrade, the WebSocket balancer's stickiness,
 Host/X-Forwarded-* as the backend sees them, the kind of affinity.
 
-``wizard.diagnose.readers.apache._Analysis.facts`` calls :func:`more_facts` once the route is
-known. Pure.
+``wizard.diagnose.readers.apache_analysis._Analysis.facts`` calls :func:`more_facts` once the
+route is known. Pure.
 
 * Firefox sends ``Connection: keep-alive, Upgrade`` (Chrome, curl and the probe send
   ``Upgrade``): the rewrite recipe's ``RewriteCond %{HTTP:Connection}`` is evaluated for both,
@@ -24,7 +24,7 @@ from wizard.diagnose.facts import Blocker, HeaderFact, RouteFacts
 from wizard.diagnose.readers.apache_route import FIREFOX_CONNECTION, Handler, is_on
 
 if TYPE_CHECKING:
-    from wizard.diagnose.readers.apache import _Analysis
+    from wizard.diagnose.readers.apache_analysis import _Analysis
     from wizard.diagnose.readers.apache_syntax import ANode
 
 

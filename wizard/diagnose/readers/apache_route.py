@@ -18,6 +18,7 @@ from wizard.diagnose.facts import RouteQuery, Where
 from wizard.diagnose.readers.base import (
     expand_groups,
     join_upstream_path,
+    search,
 )
 
 if TYPE_CHECKING:
@@ -148,10 +149,7 @@ class Routes:
             if len(rule.args) < 2:
                 continue
             if rule.key == "proxypassmatch":
-                try:
-                    m = re.search(rule.args[0], path)
-                except re.error:
-                    continue
+                m = search(rule.args[0], path)
                 if not m:
                     continue
                 if rule.args[1] == "!":

@@ -15,17 +15,12 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from wizard.diagnose.facts import Where
-from wizard.diagnose.readers.base import (
-    ConfigReadError,
-)
+from wizard.diagnose.readers.base import MAX_INCLUDE_DEPTH, MAX_TREE_NODES, ConfigReadError
 
 if TYPE_CHECKING:
     pass
 
-MAX_INCLUDE_DEPTH = 16
-# The expanded tree's size cap: the same files Included over and over (a loop, or a diamond
-# chain) would otherwise expand exponentially.
-MAX_EXPANDED_NODES = 200_000
+MAX_EXPANDED_NODES = MAX_TREE_NODES
 
 
 # --------------------------------------------------------------------------- parsing

@@ -36,6 +36,15 @@ def line_of(text: str, offset: int) -> int:
     return text.count("\n", 0, offset) + 1
 
 
+def search(pattern: str, text: str, *, nocase: bool = False) -> re.Match[str] | None:
+    """``re.search`` with a pattern from the live config: one Python cannot compile (PCRE-only
+    syntax, or broken) matches nothing, as if the rule were not there."""
+    try:
+        return re.search(pattern, text, re.I if nocase else 0)
+    except re.error:
+        return None
+
+
 def expand_groups(template: str, match: re.Match[str]) -> str:
     """``$1``..``$9`` in a rewrite target -> the regex groups of ``match``."""
     return re.sub(r"\$(\d)", lambda g: match.group(int(g.group(1))) or "", template)
@@ -59,6 +68,11 @@ MAX_TOTAL_BYTES = 16 * 1024 * 1024
 MAX_FILES = 256
 CONFIG_DEADLINE_S = 30.0
 COMMAND_TIMEOUT_S = 30.0
+# How deep includes/imports nest before a reader stops following them (a loop ends here), and
+# the expanded tree's size cap: the same files included over and over (a loop, or a diamond
+# chain a -> b b -> c c ...) would otherwise expand exponentially.
+MAX_INCLUDE_DEPTH = 16
+MAX_TREE_NODES = 200_000
 
 
 class ReadBudget:

@@ -36,7 +36,13 @@ from wizard.diagnose.facts import (
     TimeoutFact,
     Where,
 )
-from wizard.diagnose.readers.base import ConfigReadError, ReadBudget, read_tree, run_tool
+from wizard.diagnose.readers.base import (
+    MAX_INCLUDE_DEPTH,
+    ConfigReadError,
+    ReadBudget,
+    read_tree,
+    run_tool,
+)
 from wizard.diagnose.readers.caddy_match import Outcome, Request, duration_of, walk
 from wizard.model import ProxyKind
 
@@ -96,13 +102,12 @@ def _read_tree(remote: Remote, main: str, budget: ReadBudget, *,
     def imports(text: str) -> list[str]:
         return [posixpath.normpath(_abs(m.group(1), main)) for m in _IMPORT.finditer(text)]
 
-    return read_tree(remote, main, budget, depth=_MAX_IMPORT_DEPTH,
+    return read_tree(remote, main, budget, depth=MAX_INCLUDE_DEPTH,
                      includes=imports if follow else lambda _: [])
 
 
 # Linear: no `\s*` that can span lines at a line start.
 _IMPORT = re.compile(r"^[ \t]*import[ \t]+(\S+)", re.M)
-_MAX_IMPORT_DEPTH = 16
 _ADAPT_SECONDS = 10
 
 

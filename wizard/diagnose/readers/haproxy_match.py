@@ -15,6 +15,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from wizard.diagnose.readers.base import search
 from wizard.diagnose.readers.haproxy_syntax import Section
 
 MAX_ACL_VALUES = 1000
@@ -55,10 +56,7 @@ def _match_one(sample: str | None, method: str, value: str, nocase: bool) -> boo
     if method == "dir":
         return value.strip("/") in sample.strip("/").split("/")
     if method == "reg":
-        try:
-            return re.search(value, sample, re.I if nocase else 0) is not None
-        except re.error:
-            return False
+        return search(value, sample, nocase=nocase) is not None
     return sample == value
 
 

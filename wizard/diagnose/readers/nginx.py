@@ -25,10 +25,15 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from wizard.diagnose.facts import RouteFacts, RouteQuery
-from wizard.diagnose.readers.base import ConfigReadError, ReadBudget, read_tree, run_tool
+from wizard.diagnose.readers.base import (
+    MAX_INCLUDE_DEPTH,
+    ConfigReadError,
+    ReadBudget,
+    read_tree,
+    run_tool,
+)
 from wizard.diagnose.readers.nginx_analysis import MAP_LINES, _Analysis
 from wizard.diagnose.readers.nginx_syntax import (
-    MAX_INCLUDE_DEPTH,
     MAX_STITCHED_NODES,
     Node,
     parse_files,

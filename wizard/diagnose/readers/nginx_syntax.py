@@ -17,18 +17,17 @@ from typing import TYPE_CHECKING
 
 from wizard.diagnose.facts import Where
 from wizard.diagnose.readers.base import (
+    MAX_INCLUDE_DEPTH,
+    MAX_TREE_NODES,
     ConfigReadError,
     expand_groups,
+    search,
 )
 
 if TYPE_CHECKING:
     pass
 
-
-MAX_INCLUDE_DEPTH = 16
-# The stitched tree's size cap: `include` of the same files over and over (a loop, or a
-# diamond chain a -> b b -> c c ...) would otherwise expand exponentially.
-MAX_STITCHED_NODES = 200_000
+MAX_STITCHED_NODES = MAX_TREE_NODES
 
 # --------------------------------------------------------------------------- the tree
 
@@ -173,11 +172,8 @@ def server_name_matches(server: Node, host: str) -> bool:
         for name in node.args:
             name = name.lower()
             if name.startswith("~"):
-                try:
-                    if re.search(name[1:], host):
-                        return True
-                except re.error:
-                    continue
+                if search(name[1:], host):
+                    return True
             elif _name_matches(name, host):
                 return True
     return False
@@ -223,12 +219,8 @@ def location_chain(block: Node, uri: str) -> list[Node]:
             return [best, *nested]
     for loc in locations:
         mod = loc_mod(loc)
-        if mod in ("~", "~*"):
-            try:
-                if re.search(loc.args[-1], uri, re.I if mod == "~*" else 0):
-                    return [loc, *location_chain(loc, uri)]
-            except re.error:
-                continue
+        if mod in ("~", "~*") and search(loc.args[-1], uri, nocase=mod == "~*"):
+            return [loc, *location_chain(loc, uri)]
     if best is not None:
         return [best, *location_chain(best, uri)]
     return []
@@ -241,10 +233,7 @@ def apply_rewrites(loc: Node, path: str) -> str | None:
     for node in loc.children("rewrite"):
         if len(node.args) < 2:
             continue
-        try:
-            m = re.search(node.args[0], current)
-        except re.error:
-            continue
+        m = search(node.args[0], current)
         if not m:
             continue
         replacement = node.args[1]

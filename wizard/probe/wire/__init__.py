@@ -41,8 +41,10 @@ from wizard.probe.wire.http import (
     HttpResponse,
     Reader,
     build_request,
+    get_kept,
     http_exchange,
     http_request,
+    keeps_alive,
     parse_head,
     read_response,
 )
@@ -85,8 +87,8 @@ __all__ = [
     "USER_AGENT", "WS_GUID", "Frame", "FrameDecoder", "Handshake", "Headers", "HttpResponse",
     "Reader", "Target", "WebSocket", "WireError", "WireErrorKind", "accept_for", "build_request",
     "check_connect_data", "connect_answer_sid", "decode_payload", "eio_query", "encode_frame",
-    "error_message", "http_exchange", "http_request", "is_unknown_session", "load_json",
-    "looks_like_v3", "make_ssl_context", "new_key", "normalize_path", "open_socket",
-    "parse_head", "parse_open", "parse_url", "read_open", "read_response", "remaining",
-    "resolve", "tcp_connect", "tls_wrap", "upgrade_headers", "ws_connect",
+    "error_message", "get_kept", "http_exchange", "http_request", "is_unknown_session",
+    "keeps_alive", "load_json", "looks_like_v3", "make_ssl_context", "new_key", "normalize_path",
+    "open_socket", "parse_head", "parse_open", "parse_url", "read_open", "read_response",
+    "remaining", "resolve", "tcp_connect", "tls_wrap", "upgrade_headers", "ws_connect",
 ]

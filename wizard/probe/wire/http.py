@@ -135,6 +135,7 @@ class Reader:
         self.sock = sock
         self.deadline = deadline
         self.buf = b""
+        self.version = b""  # of the last response head read: b"HTTP/1.1" or b"HTTP/1.0"
 
     def fill(self) -> None:
         remaining = self.deadline - time.monotonic()
@@ -167,6 +168,7 @@ class Reader:
                     raise WireError("protocol", f"not an HTTP response: {first!r}") from None
                 raise
         head, self.buf = self.buf.split(b"\r\n\r\n", 1)
+        self.version = head[:8]
         return head
 
     def read_exact(self, size: int) -> bytes:
@@ -244,6 +246,32 @@ def http_exchange(
     deadline = time.monotonic() + timeout
     send_all(sock, build_request(method, target, path_qs, headers, body), timeout)
     return read_response(Reader(sock, deadline), method)
+
+
+def get_kept(sock: socket.socket, target: Target, path_qs: str,
+             headers: Sequence[tuple[str, str]], timeout: float) -> tuple[HttpResponse, bool]:
+    """``http_exchange`` of a GET, and whether the socket may carry the next request
+    (``keeps_alive``): the probe's handshake, whose connection the upgrade may reuse."""
+    deadline = time.monotonic() + timeout
+    send_all(sock, build_request("GET", target, path_qs, headers), timeout)
+    reader = Reader(sock, deadline)
+    response = read_response(reader)
+    return response, keeps_alive(response, reader)
+
+
+def keeps_alive(response: HttpResponse, reader: Reader) -> bool:
+    """HTTP/1.1 persistence (RFC 9112 9.3), strictly: an HTTP/1.1 answer whose body had a
+    length (not read to the close), no ``Connection: close``, and not one byte past the answer
+    (a server that sent more than it framed is not one to send a second request to)."""
+    if reader.version != b"HTTP/1.1" or reader.buf:
+        return False
+    tokens = {t.strip().lower() for t in (response.header("connection") or "").split(",")}
+    if "close" in tokens or response.status == 101:
+        return False
+    framed = (response.header("content-length") is not None
+              or (response.header("transfer-encoding") or "").lower().endswith("chunked")
+              or response.status in (204, 304))
+    return framed
 
 
 def http_request(

@@ -19,7 +19,6 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any, ClassVar, TypeVar
 
-from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
@@ -137,11 +136,11 @@ class StepScreen(Screen[Answer]):
                     yield from self.compose_body()
                 with Horizontal(id="nav"):
                     if self.SHOW_BACK:
-                        yield Button("◂ Back", id="back", compact=True)
+                        yield Button("◂ Back", id="back", compact=True, action="screen.back")
                     yield Static(id="nav-status")
                     if self.SHOW_NEXT:
                         yield Button(f"{self.NEXT_LABEL} ▸", id="next", variant="primary",
-                                     compact=True)
+                                     compact=True, action="screen.next")
         yield Footer()
 
     def compose_body(self) -> ComposeResult:
@@ -189,14 +188,6 @@ class StepScreen(Screen[Answer]):
         """Enter on a radio choice that is already made (``widgets.choice.Choices``): go on.
         By name, so that the first screen does not import the radio widgets."""
         self.action_next()
-
-    @on(Button.Pressed, "#next")
-    def _next_pressed(self) -> None:
-        self.action_next()
-
-    @on(Button.Pressed, "#back")
-    def _back_pressed(self) -> None:
-        self.action_back()
 
     def palette_commands(self) -> list[tuple[str, str, Callable[[], Any]]]:
         """This step's own actions for the command palette: (title, help, callback)."""

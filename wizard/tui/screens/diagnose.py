@@ -154,9 +154,7 @@ class FindingsScreen(ProbeResultScreen):
     STEP_HELP = "What the probe saw, and what to change — most serious first."
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        *StepScreen.BINDINGS,
-        Binding("r", "retry", "Retry"),
-        Binding("h", "hold", "Hold test"),
+        *ProbeResultScreen.BINDINGS,
         Binding("n", "new", "Start over"),
         Binding("f", "apply_fix", "Apply this fix"),
     ]
@@ -181,9 +179,10 @@ class FindingsScreen(ProbeResultScreen):
                      f"host access: {where})", id="probe-url", markup=False)
         yield ProbeView(id="probe")
         with Horizontal(id="probe-actions"):
-            yield Button("Retry", id="retry", compact=True)
-            yield Button("Hold test", id="hold", compact=True)
-            yield Button("Apply this fix", id="apply-fix", compact=True, disabled=True)
+            yield Button("Retry", id="retry", compact=True, action="screen.retry")
+            yield Button("Hold test", id="hold", compact=True, action="screen.hold")
+            yield Button("Apply this fix", id="apply-fix", compact=True, disabled=True,
+                         action="screen.apply_fix")
             yield Static(id="probe-status", classes="muted")
 
     def on_mount(self) -> None:
@@ -218,10 +217,6 @@ class FindingsScreen(ProbeResultScreen):
         super()._busy(busy, what, hold)
         if not busy:
             self._offer_fix()
-
-    @on(Button.Pressed, "#apply-fix")
-    def _apply_pressed(self) -> None:
-        self.action_apply_fix()
 
     def action_apply_fix(self) -> None:
         if self.fixable():

@@ -8,7 +8,7 @@ awaits ``push_screen_wait`` and gets a bool or a Path back. The error modal is w
 from __future__ import annotations
 
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, TypeVar
 
 from textual import on
 from textual.app import ComposeResult
@@ -19,49 +19,70 @@ from textual.widgets import Button, Input, Label, Static
 
 from wizard.tui.widgets.code_view import CodeView
 
+R = TypeVar("R")
 
-class ErrorModal(ModalScreen[None]):
-    """What happened (title), the evidence (detail), what to do next (hint)."""
+
+class Dialog(ModalScreen[R]):
+    """The frame every dialog here shares: a bordered box titled ``dialog_title``, the body,
+    a row of buttons; ``FOCUS`` takes the focus when it opens (the safe choice). Subclasses
+    write ``compose_body`` and ``compose_buttons`` (and no ``on_mount``: Textual would run
+    both)."""
 
     CSS_PATH = "modals.tcss"
+    FOCUS = "#ok"
+
+    def __init__(self, dialog_title: str, classes: str) -> None:
+        super().__init__(classes=f"modal {classes}")
+        self.dialog_title = dialog_title
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="dialog") as dialog:
+            dialog.border_title = self.dialog_title
+            yield from self.compose_body()
+            with Horizontal(classes="buttons"):
+                yield from self.compose_buttons()
+
+    def compose_body(self) -> ComposeResult:
+        yield from ()
+
+    def compose_buttons(self) -> ComposeResult:
+        yield from ()
+
+    def on_mount(self) -> None:
+        self.query_one(self.FOCUS).focus()
+
+
+class ErrorModal(Dialog[None]):
+    """What happened (title), the evidence (detail), what to do next (hint)."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape,enter", "close", "Close"),
     ]
 
     def __init__(self, title: str, hint: str = "", detail: str = "") -> None:
-        super().__init__(classes="modal error-modal")
+        super().__init__("Error", "error-modal")
         self._title = title
         self._hint = hint
         self._detail = detail
 
-    def compose(self) -> ComposeResult:
-        with Vertical(id="dialog") as dialog:
-            dialog.border_title = "Error"
-            yield Static(self._title, id="error-title", markup=False)
-            if self._detail:
-                yield CodeView(self._detail.rstrip(), "text", line_numbers=False,
-                               id="error-detail")
-            if self._hint:
-                yield Static(self._hint, id="error-hint", markup=False)
-            with Horizontal(classes="buttons"):
-                yield Button("OK", id="ok", variant="error")
+    def compose_body(self) -> ComposeResult:
+        yield Static(self._title, id="error-title", markup=False)
+        if self._detail:
+            yield CodeView(self._detail.rstrip(), "text", line_numbers=False, id="error-detail")
+        if self._hint:
+            yield Static(self._hint, id="error-hint", markup=False)
 
-    def on_mount(self) -> None:
-        self.query_one("#ok", Button).focus()
+    def compose_buttons(self) -> ComposeResult:
+        yield Button("OK", id="ok", variant="error", action="screen.close")
 
     def action_close(self) -> None:
         self.dismiss(None)
 
-    @on(Button.Pressed, "#ok")
-    def _ok(self) -> None:
-        self.dismiss(None)
 
-
-class HostKeyModal(ModalScreen[bool]):
+class HostKeyModal(Dialog[bool]):
     """First connection to a host: show its SHA256 fingerprint; True records and trusts it."""
 
-    CSS_PATH = "modals.tcss"
+    FOCUS = "#refuse"  # the safe choice is the default
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape,n", "refuse", "Refuse"),
@@ -69,29 +90,25 @@ class HostKeyModal(ModalScreen[bool]):
     ]
 
     def __init__(self, host: str, key_type: str, fingerprint: str, known_hosts: str) -> None:
-        super().__init__(classes="modal hostkey-modal")
+        super().__init__("Unknown host key", "hostkey-modal")
         self.host = host
         self.key_type = key_type
         self.fingerprint = fingerprint
         self.known_hosts = known_hosts
 
-    def compose(self) -> ComposeResult:
-        with Vertical(id="dialog") as dialog:
-            dialog.border_title = "Unknown host key"
-            yield Static(f"This is the first connection to {self.host}. It presents this key:",
-                         markup=False)
-            yield Static(f"{self.key_type}\n{self.fingerprint}", id="fingerprint", markup=False)
-            yield Static(
-                "Compare it with the host's own (run there: ssh-keygen -lf "
-                "/etc/ssh/ssh_host_ed25519_key.pub). Trusting it adds one line to "
-                f"{self.known_hosts}; a different key later will be refused.",
-                classes="muted", markup=False)
-            with Horizontal(classes="buttons"):
-                yield Button("Refuse", id="refuse")
-                yield Button("Trust and connect", id="accept", variant="warning")
+    def compose_body(self) -> ComposeResult:
+        yield Static(f"This is the first connection to {self.host}. It presents this key:",
+                     markup=False)
+        yield Static(f"{self.key_type}\n{self.fingerprint}", id="fingerprint", markup=False)
+        yield Static(
+            "Compare it with the host's own (run there: ssh-keygen -lf "
+            "/etc/ssh/ssh_host_ed25519_key.pub). Trusting it adds one line to "
+            f"{self.known_hosts}; a different key later will be refused.",
+            classes="muted", markup=False)
 
-    def on_mount(self) -> None:
-        self.query_one("#refuse", Button).focus()  # the safe choice is the default
+    def compose_buttons(self) -> ComposeResult:
+        yield Button("Refuse", id="refuse", action="screen.refuse")
+        yield Button("Trust and connect", id="accept", variant="warning", action="screen.accept")
 
     def action_accept(self) -> None:
         self.dismiss(True)
@@ -99,64 +116,43 @@ class HostKeyModal(ModalScreen[bool]):
     def action_refuse(self) -> None:
         self.dismiss(False)
 
-    @on(Button.Pressed, "#accept")
-    def _accept(self) -> None:
-        self.dismiss(True)
 
-    @on(Button.Pressed, "#refuse")
-    def _refuse(self) -> None:
-        self.dismiss(False)
-
-
-class PathPrompt(ModalScreen[Path | None]):
+class PathPrompt(Dialog[Path | None]):
     """Ask for a file path (save config, save spec); None when cancelled."""
 
-    CSS_PATH = "modals.tcss"
+    FOCUS = "#path"
 
     BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Cancel")]
 
     def __init__(self, title: str, default: str, *, action: str = "Save") -> None:
-        super().__init__(classes="modal path-modal")
-        self._title = title
+        super().__init__(title, "path-modal")
         self._default = default
         self._action = action
 
-    def compose(self) -> ComposeResult:
-        with Vertical(id="dialog") as dialog:
-            dialog.border_title = self._title
-            yield Label("File")
-            yield Input(self._default, id="path", select_on_focus=False)
-            with Horizontal(classes="buttons"):
-                yield Button("Cancel", id="cancel")
-                yield Button(self._action, id="ok", variant="primary")
+    def compose_body(self) -> ComposeResult:
+        yield Label("File")
+        yield Input(self._default, id="path", select_on_focus=False)
 
-    def on_mount(self) -> None:
-        self.query_one("#path", Input).focus()
+    def compose_buttons(self) -> ComposeResult:
+        yield Button("Cancel", id="cancel", action="screen.cancel")
+        yield Button(self._action, id="ok", variant="primary", action="screen.finish")
 
-    def _finish(self) -> None:
+    def action_finish(self) -> None:
         value = self.query_one("#path", Input).value.strip()
         self.dismiss(Path(value).expanduser() if value else None)
 
     @on(Input.Submitted, "#path")
     def _submitted(self) -> None:
-        self._finish()
-
-    @on(Button.Pressed, "#ok")
-    def _ok(self) -> None:
-        self._finish()
-
-    @on(Button.Pressed, "#cancel")
-    def _cancel_pressed(self) -> None:
-        self.dismiss(None)
+        self.action_finish()
 
     def action_cancel(self) -> None:
         self.dismiss(None)
 
 
-class ConfirmModal(ModalScreen[bool]):
+class ConfirmModal(Dialog[bool]):
     """A yes/no question about something that changes a host (e.g. a manual rollback)."""
 
-    CSS_PATH = "modals.tcss"
+    FOCUS = "#no"
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape,n", "no", "No"),
@@ -164,35 +160,22 @@ class ConfirmModal(ModalScreen[bool]):
     ]
 
     def __init__(self, title: str, question: str, yes: str = "Yes") -> None:
-        super().__init__(classes="modal confirm-modal")
-        self._title = title
+        super().__init__(title, "confirm-modal")
         self._question = question
         self._yes = yes
 
-    def compose(self) -> ComposeResult:
-        with Vertical(id="dialog") as dialog:
-            dialog.border_title = self._title
-            with VerticalScroll():
-                yield Static(self._question, markup=False)
-            with Horizontal(classes="buttons"):
-                yield Button("Cancel", id="no")
-                yield Button(self._yes, id="yes", variant="warning")
+    def compose_body(self) -> ComposeResult:
+        with VerticalScroll():
+            yield Static(self._question, markup=False)
 
-    def on_mount(self) -> None:
-        self.query_one("#no", Button).focus()
+    def compose_buttons(self) -> ComposeResult:
+        yield Button("Cancel", id="no", action="screen.no")
+        yield Button(self._yes, id="yes", variant="warning", action="screen.yes")
 
     def action_yes(self) -> None:
         self.dismiss(True)
 
     def action_no(self) -> None:
-        self.dismiss(False)
-
-    @on(Button.Pressed, "#yes")
-    def _yes_pressed(self) -> None:
-        self.dismiss(True)
-
-    @on(Button.Pressed, "#no")
-    def _no_pressed(self) -> None:
         self.dismiss(False)
 
 
@@ -210,11 +193,6 @@ class FixModal(ConfirmModal):
         self.files = files
         self.diff = diff
 
-    def compose(self) -> ComposeResult:
-        with Vertical(id="dialog") as dialog:
-            dialog.border_title = self._title
-            yield CodeView(self.diff.rstrip(), "diff", line_numbers=False, id="fix-diff")
-            yield Static(self._question, id="fix-question", markup=False)
-            with Horizontal(classes="buttons"):
-                yield Button("Cancel", id="no")
-                yield Button(self._yes, id="yes", variant="warning")
+    def compose_body(self) -> ComposeResult:
+        yield CodeView(self.diff.rstrip(), "diff", line_numbers=False, id="fix-diff")
+        yield Static(self._question, id="fix-question", markup=False)

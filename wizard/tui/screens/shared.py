@@ -1,5 +1,5 @@
 """Step screens that share behaviour: the spec forms (path, backends) and the probe results
-(verdict, diagnose findings). Real StepScreen subclasses, so Textual's ``@on`` handlers here
+(verdict, diagnose findings). Real StepScreen subclasses, so their handlers and bindings here
 are found through the MRO like any other. The probe's stage callback runs in a worker thread
 and only posts ``messages.StageSeen``; the handler here adds the row on the UI thread."""
 
@@ -9,7 +9,7 @@ import time
 from dataclasses import replace
 from typing import Any, ClassVar
 
-from textual import on
+from textual.binding import Binding, BindingType
 from textual.timer import Timer
 from textual.widgets import Button, Static
 
@@ -62,6 +62,12 @@ class ProbeResultScreen(StepScreen):
     """A step that shows a live probe (or diagnosis) with Retry and a hold test."""
 
     CSS_PATH = "results.tcss"
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        *StepScreen.BINDINGS,
+        Binding("r", "retry", "Retry"),
+        Binding("h", "hold", "Hold test"),
+    ]
 
     _hold_timer: Timer | None = None
 
@@ -119,14 +125,6 @@ class ProbeResultScreen(StepScreen):
 
     def action_new(self) -> None:
         self.dismiss(Restart(self.state))
-
-    @on(Button.Pressed, "#retry")
-    def _retry(self) -> None:
-        self.action_retry()
-
-    @on(Button.Pressed, "#hold")
-    def _hold(self) -> None:
-        self.action_hold()
 
     def answer(self) -> WizardState | None:
         return replace(self.state, verdict_ok=self.verdict_ok())

@@ -18,7 +18,6 @@ from textual.widgets import Button, Static
 
 from wizard.deploy import default_probe_url
 from wizard.probe import ProbeOptions, ProbeReport, run_probe
-from wizard.tui.screens.base import StepScreen
 from wizard.tui.screens.shared import ProbeResultScreen
 from wizard.tui.services import Services
 from wizard.tui.state import WizardState
@@ -46,9 +45,7 @@ class VerdictScreen(ProbeResultScreen):
     STEP_HELP = "A live Socket.IO probe through the proxy: does WebSocket work end to end?"
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        *StepScreen.BINDINGS,
-        Binding("r", "retry", "Retry"),
-        Binding("h", "hold", "Hold test"),
+        *ProbeResultScreen.BINDINGS,
         Binding("n", "new", "New deploy"),
     ]
 
@@ -75,8 +72,9 @@ class VerdictScreen(ProbeResultScreen):
                      + (f"\nsandbox {line}" if line else ""), id="probe-url", markup=False)
         yield ProbeView(id="probe")
         with Horizontal(id="probe-actions"):
-            yield Button("Retry", id="retry", compact=True)
-            yield Button(f"Hold test ({self.hold_seconds} s)", id="hold", compact=True)
+            yield Button("Retry", id="retry", compact=True, action="screen.retry")
+            yield Button(f"Hold test ({self.hold_seconds} s)", id="hold", compact=True,
+                         action="screen.hold")
             yield Static(id="probe-status", classes="muted")
 
     def on_mount(self) -> None:
