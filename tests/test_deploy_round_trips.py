@@ -40,7 +40,9 @@ def deploy_counted(site: Site, relay: TurnRelay, tmp_path: Path, **kw: object
         result = site.deploy(target=f"{site.user}@127.0.0.1:{relay.port}",
                              connect={"known_hosts": known}, **kw)  # type: ignore[arg-type]
     assert len(relay.turns) == 1, relay.turns
-    turns = relay.turns.pop()
+    turns = relay.count()
+    relay.turns.clear()
+    relay.ended.clear()
     print(f"\nchannels={len(counter.channels)} {counter.channels} execs={len(counter.commands)} "
           f"sftp={len(counter.subsystems)} turns={turns}")
     for c in counter.commands:
