@@ -41,7 +41,7 @@ from wizard.deploy import (
 from wizard.deploy.detect import HostFacts, Overrides, parse_apache_modules, parse_facts, resolve
 from wizard.deploy.history import parse
 from wizard.deploy.marker import HEADER, existing_id, stamp
-from wizard.errors import BadInput, ConnectionFailed, ExitCode, SudoPasswordRequired
+from wizard.errors import BadInput, ConnectionFailed, ExitCode, NotStarted, SudoPasswordRequired
 from wizard.findings import Finding
 from wizard.model import Backend, DeploySpec, Layout, ProxyKind
 from wizard.probe import ProbeReport
@@ -251,8 +251,9 @@ def test_the_plan_is_exactly_what_runs(host: Host) -> None:
     undo = [(p.command, p.sudo) for p in failed.plan if p.on_failure]
     ran = _unrandomized(remote.ran)
     assert undo and all(command in ran for command in undo)
+    # ... after the activation script, which also ran the reload (plan: its RELOAD line says so)
     assert ran.index(undo[0]) > ran.index(next((p.command, p.sudo) for p in failed.plan
-                                               if p.step is Step.RELOAD))
+                                               if p.step is Step.RENAME))
     # A dry run plans the same commands as the deploy would run (no temp file yet).
     dry = host.deploy(dry_run=True, spec=replace(SPEC, read_timeout=90))
     assert [p.step for p in dry.plan] == [p.step for p in failed.plan]
@@ -444,15 +445,51 @@ LOST = ConnectionFailed("Connection to flaky lost during sftp write",
                         "The SSH connection dropped. Check the host and run the command again.")
 
 
+# The activation script's first lines: the new bytes arrive on its stdin (scripts.upload_lines).
+ACTIVATION = "trap '' HUP PIPE\necho \"@@sw start"
+
+
 def test_connection_lost_during_upload_changes_nothing(host: Host) -> None:
-    result = host.deploy(remote=FlakyRemote("upload_temp_beside", LOST))
+    # The link is gone before the script (and the bytes on its stdin) could be sent.
+    lost = NotStarted("Connection to flaky lost during `trap`", LOST.hint)
+    result = host.deploy(remote=FlakyRemote("run", lost, match=ACTIVATION))
     assert (result.outcome, result.exit_code) == (Outcome.FAILED, ExitCode.CONNECTION)
     assert host.dest.read_bytes() == OLD and "was not changed" in result.title
     assert result.failed_step is Step.UPLOAD and "run the command again" in result.hint
 
 
+class CutStdin(FlakyRemote):
+    """The activation script's stdin ends early, as a connection cut mid-upload leaves it."""
+
+    def run(self, command: str, *, sudo: bool = False, timeout: float = 60,
+            input: str | None = None) -> CommandResult:
+        if command.startswith(ACTIVATION) and input:
+            input = input[: len(input) // 2]
+        return super().run(command, sudo=sudo, timeout=timeout, input=input)
+
+
+def test_bytes_cut_short_on_the_way_change_nothing(host: Host) -> None:
+    result = host.deploy(remote=CutStdin("none", LOST))
+    assert (result.outcome, result.exit_code) == (Outcome.FAILED, ExitCode.FAILED)
+    assert result.failed_step is Step.UPLOAD and "did not arrive whole" in result.title
+    assert host.dest.read_bytes() == OLD
+    leftovers = [p for p in host.root.rglob("*sockwizard-*.tmp")]
+    assert leftovers == [], leftovers
+
+
+class LostAfter(FlakyRemote):
+    """The command ran on the host; the connection dropped before its answer came back."""
+
+    def run(self, command: str, *, sudo: bool = False, timeout: float = 60,
+            input: str | None = None) -> CommandResult:
+        result = self.inner.run(command, sudo=sudo, timeout=timeout, input=input)
+        self._maybe_fail("run", command)
+        return result
+
+
 def test_connection_lost_during_reload_reconnects_and_rolls_back(host: Host) -> None:
-    flaky = FlakyRemote("run", LOST, match="if grep -q")  # the reload command
+    # The activation script renamed, validated and reloaded; its answer never came back.
+    flaky = LostAfter("run", LOST, match=ACTIVATION)
     result = host.deploy(remote=flaky, reload_cmd=RELOAD_REFUSES_NEW,
                          reconnect=lambda: LocalRemote(name="again"))
     assert result.outcome is Outcome.ROLLED_BACK and result.exit_code == ExitCode.CONNECTION
@@ -461,7 +498,7 @@ def test_connection_lost_during_reload_reconnects_and_rolls_back(host: Host) -> 
 
 def test_connection_lost_after_rename_without_reconnect_says_how_to_roll_back(host: Host
                                                                              ) -> None:
-    flaky = FlakyRemote("run", LOST, match="if grep -q")
+    flaky = LostAfter("run", LOST, match=ACTIVATION)
     result = host.deploy(remote=flaky, reload_cmd=RELOAD_REFUSES_NEW)
     assert result.exit_code == ExitCode.CONNECTION
     assert "sockwizard rollback --host" in result.hint and result.backup in result.hint
@@ -774,13 +811,15 @@ def test_a_probe_that_crashes_is_a_failed_probe_and_rolls_back(host: Host) -> No
 def test_a_file_changed_after_the_backup_is_not_overwritten(host: Host) -> None:
     """Issue #10 item 6: the activation script re-checks the file's hash before the rename."""
     sneaky = FlakyRemote("none", LOST)
-    original = sneaky.inner.upload_temp_beside
+    original = sneaky.inner.run
 
-    def upload_then_edit(path: str, data: bytes, *, mode: int | None = None) -> str:
-        host.dest.write_bytes(b"# edited by hand meanwhile\n")
-        return original(path, data, mode=mode)
+    def edit_then_activate(command: str, *, sudo: bool = False, timeout: float = 60,
+                           input: str | None = None) -> CommandResult:
+        if command.startswith(ACTIVATION):  # after the backup, as the new bytes go out
+            host.dest.write_bytes(b"# edited by hand meanwhile\n")
+        return original(command, sudo=sudo, timeout=timeout, input=input)
 
-    sneaky.upload_temp_beside = upload_then_edit  # type: ignore[method-assign]
+    sneaky.inner.run = edit_then_activate  # type: ignore[method-assign]
     result = host.deploy(remote=sneaky)
     assert (result.outcome, result.exit_code) == (Outcome.FAILED, ExitCode.FAILED)
     assert "changed" in result.title and result.failed_step is Step.RENAME

@@ -163,10 +163,13 @@ def test_ssh_the_host_is_probed_once_per_connection(sshd: rig.SshdInstance) -> N
         remote.run("true")
         remote.run("true", sudo=True)
         remote.read_file("/etc/shadow")  # denied over SFTP: a sudo script
-        # One probe, then exactly one exec per command: no round trip added per command.
-        assert len(lines) == 4 and "timeout --version" in lines[0]
+        # One probe, riding with the first plain command (one channel), then exactly one exec
+        # per command: no round trip added per command.
+        assert len(lines) == 3 and "timeout --version" in lines[0]
+        assert "exec timeout -s KILL " in lines[0]
         assert all(line.startswith("exec timeout -s KILL ") or " sudo -n -- timeout -s KILL " in line
                    for line in lines[1:])
+        assert not any("timeout --version" in line for line in lines[1:])
 
 
 @pytest.mark.needs_root

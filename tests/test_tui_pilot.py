@@ -118,6 +118,8 @@ def nginx_remote(validate_ok: bool = True) -> InMemoryRemote:
         # then runs the checker and, when it refuses, puts the old file back.
         moved = re.search(r"mv -f -- (\S+) (\S+) \|\|", req.command)
         assert moved is not None, req.command
+        if req.input is not None:  # the new bytes come on the script's stdin (upload_lines)
+            remote.files[moved.group(1)] = req.input.encode("utf-8", "surrogateescape")
         if validate_ok:
             remote.files[moved.group(2)] = remote.files.pop(moved.group(1))
             return CommandResult(req.command, 0, "@@sw renamed 1\n@@sw validated 0 2\n"

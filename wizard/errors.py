@@ -131,6 +131,11 @@ class ConnectionFailed(SockwizardError):
     exit_code = ExitCode.CONNECTION
 
 
+class NotStarted(ConnectionFailed):
+    """The connection was gone before the command was sent: it certainly did not run (a
+    deploy that had changed nothing yet can say so)."""
+
+
 class HostKeyProblem(ConnectionFailed):
     """The host's key could not be trusted: the key it showed and the known_hosts file. Each
     kind of problem says it in its own words (:meth:`words`)."""

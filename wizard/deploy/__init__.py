@@ -10,6 +10,8 @@ The package follows the transaction (see ``transaction``'s docstring for the dec
     marker    the X-Sockwizard-Config id stamped into every config
     hoststate the lock, the journal, the temp dir, the destination check (host scripts)
     scripts   backup / activation / restore scripts; Activation, the typed script outcome
+    readback  a file's bytes framed in a script's output (the lock step reads the target)
+    bundle    many files in one command (a tar on stdin): the node proxy's vendored files
     history   the host's deploy history (index.jsonl): records, what a rollback may restore
     backups   local copies, reading the history, the rollback's preset
     stock     stock hosts: the main config's include line, the default site (the flags)
@@ -17,7 +19,8 @@ The package follows the transaction (see ``transaction``'s docstring for the dec
     settle    wait for the new config's marker, then probe (LiveChecks, replaceable)
     context   one transaction's state and plumbing
     plan      the exact commands, built once: run by the steps, listed by --dry-run
-    steps     the forward steps;  recovery  the undo;  failures  every failure's words
+    steps     the forward steps;  gather  inspect + lock + read;  recovery  the undo
+    failures  every failure's words
     transaction  the control flow;  hosts  apply / rollback on a remote, or connect first
 """
 

@@ -31,8 +31,9 @@ from wizard.deploy.events import (
     ignore,
 )
 from wizard.deploy.options import DeployOptions, Preset
+from wizard.deploy.readback import Readback
 from wizard.deploy.result import DeployResult, Outcome, PlanItem
-from wizard.deploy.scripts import Activation
+from wizard.deploy.scripts import Activation, Reload
 from wizard.deploy.settle import LIVE, LiveChecks
 from wizard.errors import ExitCode, SockwizardError
 from wizard.model import DeploySpec
@@ -129,6 +130,12 @@ class Context:
     locked: bool = False  # we hold the host-side lock on the destination (hoststate)
     journal: dict[str, Any] | None = None  # an earlier run's, found under the lock
     reload_hung: bool = False  # the reload of the new config ran out of time
+    reloaded: Reload | None = None  # the activation script's reload, not yet reported
+    # The destination's bytes as the lock step printed them (None: read it the ordinary way);
+    # ``claimed_apart``: the lock needed its own round trip (a symlink, a refused dest).
+    readback: Readback | None = None
+    claimed_apart: bool = False
+    restored_sha: str | None = None  # the activation script's word on a refused config's undo
     # The stock-host changes found (wizard.deploy.stock), one per flag; target.companions
     # holds them merged per path. ``needs``: the flags a real run would still need.
     stock: tuple[Companion, ...] = ()
@@ -189,10 +196,14 @@ class Context:
 
     # -- the host -----------------------------------------------------------------------------
 
-    def run(self, command: str, *, timeout: float | None = None) -> CommandResult:
+    def run(self, command: str, *, timeout: float | None = None,
+            stdin: bytes | None = None) -> CommandResult:
+        """``command`` on the host (sudo as the options say); ``stdin``: bytes it reads, sent
+        exactly (a file's new content, streamed with the script that installs it)."""
+        text = stdin.decode("utf-8", "surrogateescape") if stdin is not None else None
         return self.remote.run(command, sudo=self.options.sudo,
                                timeout=timeout if timeout is not None
-                               else self.options.command_timeout)
+                               else self.options.command_timeout, input=text)
 
     @property
     def tgt(self) -> HostTarget:

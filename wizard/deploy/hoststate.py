@@ -97,6 +97,30 @@ def inspect_script(dest: str) -> str:
     ])
 
 
+def gather_script(dest: str, real_dest: str, claim: str, read: list[str], token: str) -> str:
+    """The destination inspected, and — when that alone shows nothing to refuse (not a
+    symlink, a regular file at ``real_dest`` or none at all) — in the same script the lock
+    taken (``claim``) and the file printed (``read``: ``wizard.deploy.readback``), after the
+    line ``claim_marker(token)`` (the run's random token: no path the inspection prints can
+    forge it): one round trip instead of three. Otherwise the caller decides on the
+    inspection and claims on its own, as before; nothing is read before that."""
+    d, r = shlex.quote(dest), shlex.quote(real_dest)
+    return "\n".join([
+        "(", inspect_script(dest), ")",
+        f"r=$(readlink -f -- {d} 2>/dev/null) || r=",
+        f'if [ ! -L {d} ] && {{ [ "$r" = {r} ] || [ -z "$r" ]; }} && '
+        f"{{ [ -f {d} ] || [ ! -e {d} ]; }}; then",
+        f"echo {shlex.quote(claim_marker(token))}",
+        "(", claim, ")",
+        *read,
+        "fi",
+    ])
+
+
+def claim_marker(token: str) -> str:
+    return f"@@sw claim {re.sub(r'[^0-9a-f]', '', token)}"
+
+
 @dataclass(frozen=True)
 class DestInfo:
     is_link: bool

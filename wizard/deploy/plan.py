@@ -14,7 +14,7 @@ import posixpath
 import socket
 from typing import Any
 
-from wizard.deploy import companions, history, hoststate
+from wizard.deploy import bundle, companions, history, hoststate, readback
 from wizard.deploy.backups import backup_name, local_dir, sha
 from wizard.deploy.companions import Companion
 from wizard.deploy.context import Context
@@ -23,6 +23,7 @@ from wizard.deploy.marker import HEADER, existing_id
 from wizard.deploy.result import Outcome, PlanItem
 from wizard.deploy.scripts import (
     CompanionScript,
+    Upload,
     activation_script,
     backup_script,
     restore_lines,
@@ -89,6 +90,18 @@ def inspect_cmd(ctx: Context) -> str:
     return hoststate.inspect_script(ctx.tgt.dest)
 
 
+def files_cmd(ctx: Context) -> str:
+    """Write every extra file in one command, their tar on its stdin (``bundle``)."""
+    return bundle.write_script(ctx.tgt.extra_files)
+
+
+def gather_cmd(ctx: Context) -> str:
+    """Inspect, lock and read the destination in one script when nothing needs a decision
+    in between (``hoststate.gather_script``)."""
+    return hoststate.gather_script(ctx.tgt.dest, ctx.tgt.real_dest, claim_cmd(ctx),
+                                   readback.lines(ctx.tgt.real_dest), ctx.lock_token)
+
+
 def claim_cmd(ctx: Context) -> str:
     return hoststate.claim_script(ctx.options.backup_dir, ctx.tgt.real_dest, ctx.lock_token,
                                   ctx.client)
@@ -113,8 +126,9 @@ def backup_cmd(ctx: Context) -> str:
 
 
 def upload_name(ctx: Context) -> str:
-    """The name handed to ``upload_temp_beside``: in ``hoststate.temp_dir`` (made by the lock
-    step), named after this destination so that the next run's sweep finds it if cut off."""
+    """Where the new bytes go first: in ``hoststate.temp_dir`` (made by the lock step), named
+    after this destination so that the next run's sweep finds it if cut off. The activation
+    script writes them there from its stdin (``scripts.upload_lines``)."""
     real = ctx.tgt.real_dest
     return posixpath.join(hoststate.temp_dir(real), f"{hoststate.state_key(real)}.new")
 
@@ -141,7 +155,14 @@ def activation_cmd(ctx: Context, tmp: str | None) -> str:
                              journal=hoststate.journal_lines(backups, t.real_dest, record),
                              clear_journal=hoststate.journal_path(backups, t.real_dest),
                              precheck=t.precheck_cmd,
-                             companions=companion_scripts(ctx))
+                             companions=companion_scripts(ctx),
+                             upload=Upload.of(ctx.new) if ctx.new is not None else None,
+                             reload=(t.reload_cmd, reload_timeout(ctx)))
+
+
+def activation_timeout(ctx: Context) -> float:
+    """The activation script checks and then reloads: both limits."""
+    return ctx.options.command_timeout + reload_timeout(ctx)
 
 
 def restore_cmd(ctx: Context) -> str:
@@ -167,9 +188,11 @@ def build(ctx: Context) -> list[PlanItem]:
     """Everything the transaction runs, in order, for --dry-run and the TUI's Plan tab."""
     t, sudo = ctx.tgt, ctx.options.sudo
     items = [PlanItem(Step.DETECT, cmd, privileged) for cmd, privileged in t.commands]
-    items += [PlanItem(Step.DETECT, inspect_cmd(ctx), sudo),
-              PlanItem(Step.DETECT, claim_cmd(ctx), sudo),
-              PlanItem(Step.DIFF, f"read {t.real_dest}", shell=False),
+    items += [PlanItem(Step.DETECT, gather_cmd(ctx), sudo),
+              *([PlanItem(Step.DETECT, claim_cmd(ctx), sudo)] if ctx.claimed_apart else []),
+              PlanItem(Step.DIFF, f"read {t.real_dest}" + (" (printed by the script above)"
+                                                           if not ctx.claimed_apart else ""),
+                       shell=False),
               *(PlanItem(Step.DIFF, f"read {c.path}", shell=False)
                 for c in t.companions if not c.link),
               PlanItem(Step.BACKUP, backup_cmd(ctx), sudo),
@@ -177,17 +200,20 @@ def build(ctx: Context) -> list[PlanItem]:
                                     f"{backup_name(ctx.stamp, t.real_dest)}", shell=False)]
     if t.make_dir:
         items.append(PlanItem(Step.PREPARE, t.make_dir, sudo))
-    items += [PlanItem(Step.PREPARE, f"write {path}", shell=False) for path, _ in t.extra_files]
+    if t.extra_files:
+        items.append(PlanItem(Step.PREPARE, files_cmd(ctx), sudo))
     items += [PlanItem(Step.PREPARE, cmd, sudo) for cmd in t.prepare_cmds]
     items += [PlanItem(Step.UPLOAD, f"write {len(c.new or b'')} bytes to {s.tmp}", shell=False)
               for c, s in zip(t.companions, companion_scripts(ctx), strict=True) if s.tmp]
     tmp = None
     if ctx.new is not None:
         tmp = planned_temp(ctx)
-        items.append(PlanItem(Step.UPLOAD, f"write {len(ctx.new)} bytes to {tmp}",
-                              shell=False))
+        items.append(PlanItem(Step.UPLOAD, f"write {len(ctx.new)} bytes to {tmp} (sent on "
+                                           "the stdin of the script below)", shell=False))
     items += [PlanItem(Step.RENAME, activation_cmd(ctx, tmp), sudo),
-              PlanItem(Step.RELOAD, t.reload_cmd, sudo)]
+              # Run by the activation script above once the config is validated: listed
+              # here, not run again (shell=False).
+              PlanItem(Step.RELOAD, t.reload_cmd, sudo, shell=False)]
     if ctx.options.probe:
         url = ctx.probe_url()
         items += [PlanItem(Step.SETTLE, f"GET {url}{ctx.spec.path} until {HEADER}: "

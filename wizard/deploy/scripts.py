@@ -13,6 +13,7 @@ statuses are chosen apart from sudo's 1 and a shell's 126/127 so that anything e
 
 from __future__ import annotations
 
+import hashlib
 import posixpath
 import re
 import shlex
@@ -23,6 +24,7 @@ from typing import Any
 
 from wizard.deploy import history, hoststate
 from wizard.deploy.history import INDEX_NAME
+from wizard.remote import guarded
 
 
 class Activation(Enum):
@@ -34,6 +36,7 @@ class Activation(Enum):
     REFUSED_RESTORE_FAILED = 92  # the checker refused, and putting the old file back failed
     CHANGED_MEANWHILE = 93  # the file is not the one backed up: nothing was done
     REFUSED_UNTOUCHED = 94  # the checker refused the temp file before the rename: no change
+    UPLOAD_FAILED = 95  # the bytes on stdin did not arrive whole: no change, no temp file left
     UNKNOWN = -1  # anything else (sudo refused, the shell died): the state is unknown
 
     @classmethod
@@ -52,16 +55,53 @@ class ActivationReport:
     rename_s: float
     validate_s: float
     output: str
+    upload_s: float = 0.0
+    uploaded: bool = False  # the streamed bytes were written whole (``upload_lines``)
+    reload: Reload | None = None  # the reload that ran after a validated config
+    # After a refused config: the sha256 of what is at the destination now ("absent": none).
+    restored_sha: str | None = None
+
+
+@dataclass(frozen=True)
+class Reload:
+    """What the reload run by the activation script did (``activation_script(reload=...)``):
+    its exit status (137: killed by its timeout), seconds, and its own output."""
+
+    exit_status: int
+    seconds: float
+    output: str
+
+    @property
+    def hung(self) -> bool:
+        return self.exit_status in (124, 128 + 9)  # GNU timeout: TERM'd, or KILLed with itself
 
 
 def parse_activation(exit_status: int, stdout: str, stderr: str,
                      total: float) -> ActivationReport:
-    marks = dict(re.findall(r"^@@sw (checking|renamed|validated)(?: \d+)? (\d{6,})$", stdout,
-                            re.M))
+    stdout, reloaded, reload_out = stdout.partition("\n@@sw reloaded ")
+    marks = dict(re.findall(r"^@@sw (start|uploaded|checking|renamed|validated)(?: \d+)? "
+                            r"(\d{6,})$", stdout, re.M))
     output = re.sub(r"^@@sw .*\n?", "", stdout, flags=re.M) + stderr
-    rename_s, validate_s = _split_time(marks, total)
+    upload_s = _span(marks, "start", "uploaded")
+    reload = None
+    head = re.match(r"(\d+) (\d{6,})\n", reload_out) if reloaded else None
+    if head is not None:
+        marks["reloaded"] = head.group(2)
+        reload = Reload(int(head.group(1)), _span(marks, "validated", "reloaded"),
+                        reload_out[head.end():])
+    reload_s = reload.seconds if reload is not None else 0.0
+    rename_s, validate_s = _split_time(marks, total - upload_s - reload_s)
+    restored = re.search(r"^@@sw restored ([0-9a-f]{64}|absent|other)$", stdout, re.M)
     return ActivationReport(Activation.from_exit(exit_status), exit_status, rename_s,
-                            validate_s, output)
+                            validate_s, output, upload_s, "uploaded" in marks, reload,
+                            restored.group(1) if restored else None)
+
+
+def _span(marks: dict[str, str], first: str, then: str) -> float:
+    try:
+        return max(0.0, (int(marks[then]) - int(marks[first])) / 1e9)
+    except (KeyError, ValueError):
+        return 0.0
 
 
 def _split_time(marks: dict[str, str], total: float) -> tuple[float, float]:
@@ -113,7 +153,9 @@ def activation_script(tmp: str | None, dest: str, backup: str | None, validate_c
                       expect_sha: str | None = None, expect_absent: bool = False,
                       journal: Sequence[str] = (), clear_journal: str | None = None,
                       precheck: str | None = None,
-                      companions: Sequence[CompanionScript] = ()) -> str:
+                      companions: Sequence[CompanionScript] = (),
+                      upload: Upload | None = None,
+                      reload: tuple[str, float] | None = None) -> str:
     """Rename the uploaded temp file over ``dest`` (``tmp`` None: remove ``dest``), run the
     checker on the whole tree, and put the old file back at once if the checker refuses. One
     script, so that a dropped connection cannot separate the rename from the restore (HUP and
@@ -135,11 +177,23 @@ def activation_script(tmp: str | None, dest: str, backup: str | None, validate_c
     ``companions`` (the main config's include line, a default site disabled) are checked with
     the file, made just before its rename, and undone with it: on a refused config, and when
     the rename itself fails; a temp file refused before the rename takes their temp files
-    with it (none was made)."""
+    with it (none was made).
+
+    With ``upload`` the new bytes come on stdin, in the same channel (no separate upload
+    round trips): written to ``tmp`` first and checked against their size and sha256; bytes
+    that do not arrive whole (a cut connection) end the script with
+    ``Activation.UPLOAD_FAILED`` before anything else happened.
+
+    With ``reload`` (command, seconds) a validated config is reloaded in the same script, under
+    its own ``timeout``: ``@@sw reloaded STATUS NS`` then the reload's output end the stdout
+    (``ActivationReport.reload``); the exit status stays the activation's. A refused config is
+    never reloaded."""
     d = shlex.quote(dest)
     guard: list[str] = []
     temps = [t for t in (tmp, *(c.tmp for c in companions)) if t is not None]
     t = f"rm -f -- {' '.join(shlex.quote(x) for x in temps)}; " if temps else ""
+    if upload is not None and tmp is not None:
+        guard += upload_lines(tmp, upload, t)
     prechecked = precheck is not None and tmp is not None
     if prechecked:
         # First of all: the hash re-check and the journal below stay next to the rename. A
@@ -201,12 +255,59 @@ def activation_script(tmp: str | None, dest: str, backup: str | None, validate_c
         'if [ "$st" -ne 0 ]; then',
         f"  if {restore}; then {unjournal}rs={Activation.REFUSED_RESTORED.value}; "
         f"else rs={Activation.REFUSED_RESTORE_FAILED.value}; fi",
+        # What is there now, so the caller need not read it back (``restored_sha``).
+        f"  if [ -f {d} ] && [ ! -L {d} ]; then rh=$(sha256sum < {d} | cut -d' ' -f1); "
+        f"elif [ ! -e {d} ] && [ ! -L {d} ]; then rh=absent; else rh=other; fi",
+        '  echo "@@sw restored $rh"',
         '  printf "%s\\n" "$out"',
         '  exit "$rs"',
         "fi",
         'printf "%s\\n" "$out"',
+        *(reload_lines(*reload) if reload is not None else ()),
         "exit 0",
     ])
+
+
+def reload_lines(command: str, seconds: float) -> list[str]:
+    """Reload the validated config (``activation_script``): under GNU ``timeout`` when the
+    host has it, its output after the ``@@sw reloaded`` line."""
+    limited = guarded(command, seconds)
+    return [
+        f"if command -v timeout >/dev/null 2>&1; then rout=$( {{ {limited} ; }} 2>&1 ); "
+        f"else rout=$( {{ {command} ; }} 2>&1 ); fi; rst=$?",
+        'echo "@@sw reloaded $rst $(date +%s%N)"',
+        'printf "%s" "$rout"',
+    ]
+
+
+@dataclass(frozen=True)
+class Upload:
+    """The new file's bytes as the activation script receives them on stdin."""
+
+    size: int
+    sha256: str
+
+    @classmethod
+    def of(cls, data: bytes) -> Upload:
+        return cls(len(data), hashlib.sha256(data).hexdigest())
+
+
+def upload_lines(tmp: str, upload: Upload, cleanup: str) -> list[str]:
+    """Shell lines that write exactly ``upload.size`` bytes of stdin to ``tmp`` (0600 while it
+    is written, then 0644 like a new config; the activation gives it the replaced file's mode
+    and owner), check their sha256 and flush them to disk. ``cleanup`` removes every temp file
+    of the run when the bytes are not whole."""
+    q = shlex.quote(tmp)
+    fail = f"{{ {cleanup}echo '@@sw upload failed'; exit {Activation.UPLOAD_FAILED.value}; }}"
+    return [
+        'echo "@@sw start $(date +%s%N)"',
+        f"rm -f -- {q}",
+        f"( umask 077; head -c {int(upload.size)} > {q} ) || {fail}",
+        f"got=$(sha256sum -- {q} 2>/dev/null) || got=",
+        f'[ "${{got%% *}}" = {shlex.quote(upload.sha256)} ] || {fail}',
+        f"chmod 0644 -- {q} && {{ sync -- {q} 2>/dev/null || sync; }} || {fail}",
+        'echo "@@sw uploaded $(date +%s%N)"',
+    ]
 
 
 def backup_script(dest: str, backup_dir: str, backup: str | None, entry: dict[str, Any],

@@ -1,8 +1,10 @@
 """The forward steps of a deploy, each a function over the transaction's ``Context``.
 
 Called in order by ``wizard.deploy.transaction``: detect (+ inspect the destination, take the
-lock) -> diff -> backup -> prepare -> upload -> activate (rename + validate, one host script)
--> reload -> settle -> probe. A step that fails raises ``StepFailed`` (or
+lock, read it: ``gather``) -> diff -> backup -> prepare -> upload + activate (the new bytes on
+the stdin of one host script that renames, validates and reloads) -> reload (reported) ->
+settle -> probe. Each host-side step is one command on the connection (issue #15: a deploy
+in as few round trips as its safety allows). A step that fails raises ``StepFailed`` (or
 ``ActivationFailed``, with the typed outcome of the activation script); what that means —
 roll back, keep, report — is the transaction's decision, and the words are in ``failures``.
 The commands come from ``wizard.deploy.plan``, the same builders the dry run lists.
@@ -18,7 +20,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeVar
 from urllib.parse import urlsplit
 
-from wizard.deploy import companions, failures, hoststate, plan, stock
+from wizard.deploy import bundle, companions, failures, gather, plan, stock
 from wizard.deploy.backups import backup_name, local_dir, save_local, sha
 from wizard.deploy.companions import DISABLE_DEFAULT_SITE, EDIT_MAIN_CONFIG
 from wizard.deploy.context import ActivationFailed, Context, StepFailed, tail
@@ -27,9 +29,15 @@ from wizard.deploy.events import Step, StepStarted
 from wizard.deploy.marker import stamp
 from wizard.deploy.scripts import Activation, parse_activation
 from wizard.deploy.settle import probe_markers, probe_summary, settle_on_probe
-from wizard.errors import BadInput, ConnectionFailed, DeployFailed, ExitCode, SockwizardError
+from wizard.errors import (
+    BadInput,
+    ConnectionFailed,
+    NotStarted,
+    SockwizardError,
+)
 from wizard.model import DeploySpec, ProxyKind
 from wizard.proxies import profile
+from wizard.remote import temp_path_beside
 from wizard.render import render
 
 if TYPE_CHECKING:
@@ -95,7 +103,7 @@ def detect_target(ctx: Context) -> None:
             ctx.target = ctx.preset.target
             ctx.new = ctx.preset.content
             ctx.config_id = ctx.preset.config_id
-            s.detail = f"{ctx.tgt.dest}; {ctx.tgt.summary()}{inspect_and_lock(ctx)}"
+            s.detail = f"{ctx.tgt.dest}; {ctx.tgt.summary()}{gather.inspect_and_lock(ctx)}"
         return
     with ctx.step(Step.DETECT, "what the host has") as s:
         ctx.target = detect(ctx.remote, ctx.spec, ctx.options.overrides,
@@ -108,7 +116,7 @@ def detect_target(ctx: Context) -> None:
             ctx.notice(Step.DETECT, "Could not add the config marker: the settle step cannot "
                                     "tell the new config from the old one.")
         stock_changes(ctx)
-        s.detail = f"{ctx.tgt.dest}; {ctx.tgt.summary()}{inspect_and_lock(ctx)}"
+        s.detail = f"{ctx.tgt.dest}; {ctx.tgt.summary()}{gather.inspect_and_lock(ctx)}"
     for note in ctx.tgt.notes:
         ctx.notice(Step.DETECT, note)
 
@@ -144,59 +152,13 @@ def stock_changes(ctx: Context) -> None:
                                      commands=t.commands + tuple(ran))
 
 
-def inspect_and_lock(ctx: Context) -> str:
-    """Part of the detect step: resolve and check the destination, then (unless this is a
-    dry run) take the lock. Returns words for the step's detail."""
-    detail = inspect_dest(ctx)
-    if not ctx.options.dry_run:
-        detail += lock(ctx)
-    return detail
-
-
-def inspect_dest(ctx: Context) -> str:
-    """Resolve the destination on the host and refuse what must not be written through:
-    before anything reads it, so a secret elsewhere never reaches a backup (hoststate)."""
-    t = ctx.tgt
-    info = hoststate.parse_inspect(ctx.run(plan.inspect_cmd(ctx)).stdout)
-    if not info.real and not info.is_link:  # its directory does not exist yet
-        info = dataclasses.replace(info, real=t.real_dest, kind="absent")
-    problem = hoststate.dest_problem(t.dest, info, follow_symlink=ctx.options.follow_symlink)
-    if problem is not None:
-        words = failures.bad_dest(ctx.host, problem, may_follow=info.kind in ("file", "absent"))
-        raise BadInput(words.title, words.hint)
-    if info.real != t.real_dest:
-        ctx.target = dataclasses.replace(t, real_dest=info.real)
-    return f"; symlink to {info.real}" if info.is_link else ""
-
-
-def lock(ctx: Context) -> str:
-    """Take the host-side lock on the destination (one deploy per file at a time), sweep
-    this destination's leftover temp files, and read an interrupted run's journal."""
-    t = ctx.tgt
-    path = hoststate.lock_path(ctx.options.backup_dir, t.real_dest)
-    result = ctx.run(plan.claim_cmd(ctx))
-    claim = hoststate.parse_claim(result.stdout)
-    if not claim.locked:
-        if not claim.holder:
-            raise StepFailed(Step.DETECT, failures.lock_failed(path, ctx.host),
-                             tail(result.output))
-        words = failures.lock_held(t.real_dest, ctx.host, hoststate.describe_owner(claim.holder),
-                                   path, hoststate.LOCK_STALE_S // 60)
-        raise DeployFailed(words.title, words.hint, exit_code=ExitCode.FAILED)
-    ctx.locked = True
-    ctx.journal = claim.journal
-    if claim.stale:
-        ctx.notice(Step.DETECT, f"Took over a stale deploy lock ({path}: "
-                                f"{hoststate.describe_owner(claim.holder)}).", "info")
-    return "; locked"
-
-
 # -- diff, backup, prepare, upload -----------------------------------------------------------
 
 
 def read_and_diff(ctx: Context) -> None:
     with ctx.step(Step.DIFF, "compare with the file on the host") as s:
-        ctx.old = ctx.remote.read_file(ctx.tgt.real_dest)
+        ctx.old = (ctx.readback.data if ctx.readback is not None
+                   else ctx.remote.read_file(ctx.tgt.real_dest))
         base = ctx.preset.base_sha256 if ctx.preset is not None else None
         if base is not None and (ctx.old is None or sha(ctx.old) != base):
             raise StepFailed(Step.DIFF, failures.changed_since_read(ctx.tgt.real_dest, ctx.host))
@@ -255,17 +217,18 @@ def prepare(ctx: Context) -> None:
         if t.make_dir:
             check(ctx, Step.PREPARE, t.make_dir)
             done.append(t.make_dir)
-        for path, data in t.extra_files:
-            ctx.remote.write_file_atomic(path, data)
-            done.append(f"wrote {path}")
+        if t.extra_files:  # all in one command (``bundle``), not a round trip per file
+            check(ctx, Step.PREPARE, plan.files_cmd(ctx),
+                  stdin=bundle.tar_stream(t.extra_files))
+            done.append(f"wrote {len(t.extra_files)} files ({t.extra_files[0][0]}, ...)")
         for cmd in t.prepare_cmds:
             check(ctx, Step.PREPARE, cmd)
             done.append(cmd)
         s.detail = "; ".join(done)
 
 
-def check(ctx: Context, step: Step, cmd: str) -> str:
-    result = ctx.run(cmd)
+def check(ctx: Context, step: Step, cmd: str, *, stdin: bytes | None = None) -> str:
+    result = ctx.run(cmd, stdin=stdin)
     if not result.ok:
         raise StepFailed(step, failures.command_failed(cmd, ctx.host, result.exit_status),
                          tail(result.output))
@@ -280,32 +243,51 @@ def upload(ctx: Context) -> str | None:
                 s.detail = f"{ctx.companion_tmps[c.path]} ({len(c.new)} bytes)"
     if ctx.new is None:
         return None
-    with ctx.step(Step.UPLOAD, "upload to a temp file outside the config's directory") as s:
-        tmp = ctx.remote.upload_temp_beside(plan.upload_name(ctx), ctx.new)
-        s.detail = f"{tmp} ({len(ctx.new)} bytes)"
-    return tmp
+    # The main file's bytes travel on the activation script's stdin (one channel, no SFTP
+    # round trips): only its temp name is chosen here, unguessable as the remote's would be.
+    return temp_path_beside(plan.upload_name(ctx))
 
 
 # -- activate ------------------------------------------------------------------------------
 
 
 def activate(ctx: Context, tmp: str | None) -> None:
-    """Rename + validate in one host-side script (``scripts.activation_script``); its exit
-    status is parsed once into ``Activation``, and each outcome handled here by name."""
+    """Upload + rename + validate in one host-side script (``scripts.activation_script``; the
+    new bytes on its stdin); its exit status is parsed once into ``Activation``, and each
+    outcome handled here by name."""
     t = ctx.tgt
-    ctx.current = Step.RENAME
-    ctx.emit(StepStarted(ctx.host, Step.RENAME, f"rename over {t.real_dest}"))
+    streamed = tmp is not None and ctx.new is not None
+    first = Step.UPLOAD if streamed else Step.RENAME
+    ctx.current = first
+    ctx.emit(StepStarted(ctx.host, first, f"send {len(ctx.new or b'')} bytes to {tmp}"
+                         if streamed else f"rename over {t.real_dest}"))
     t0 = time.monotonic()
     script = plan.activation_cmd(ctx, tmp)
     ctx.changed = True  # from here on, assume the file may have changed
     try:
-        result = ctx.run(script)
+        result = ctx.run(script, stdin=ctx.new if streamed else None,
+                         timeout=plan.activation_timeout(ctx))
+    except NotStarted:  # the script never ran: nothing changed
+        ctx.changed = False
+        ctx.record(first, "failed", time.monotonic() - t0, "connection lost", "")
+        raise
     except BaseException:
-        ctx.record(Step.RENAME, "failed", time.monotonic() - t0, "connection lost", "")
+        ctx.record(first, "failed", time.monotonic() - t0, "connection lost", "")
         raise
     report = parse_activation(result.exit_status, result.stdout, result.stderr,
                               time.monotonic() - t0)
     total, output = time.monotonic() - t0, report.output
+    ctx.restored_sha = (report.restored_sha if report.outcome is Activation.REFUSED_RESTORED
+                        else None)
+    if streamed and report.outcome is Activation.UPLOAD_FAILED:
+        ctx.changed = False
+        ctx.record(Step.UPLOAD, "failed", total, "the bytes did not arrive whole", output)
+        raise StepFailed(Step.UPLOAD, failures.upload_incomplete(tmp or "", ctx.host), output)
+    if streamed:
+        ctx.record(Step.UPLOAD, "ok" if report.uploaded else "failed", report.upload_s,
+                   f"{tmp} ({len(ctx.new or b'')} bytes)", "")
+        ctx.current = Step.RENAME
+        ctx.emit(StepStarted(ctx.host, Step.RENAME, f"rename over {t.real_dest}"))
     match report.outcome:
         case Activation.CHANGED_MEANWHILE:
             ctx.changed = False
@@ -322,6 +304,7 @@ def activate(ctx: Context, tmp: str | None) -> None:
             ctx.record(Step.RENAME, "ok", report.rename_s, t.real_dest, "")
             ctx.emit(StepStarted(ctx.host, Step.VALIDATE, t.validate_cmd))
             ctx.record(Step.VALIDATE, "ok", report.validate_s, t.validate_cmd, tail(output))
+            ctx.reloaded = report.reload  # reported as its own step by ``reload``
         case Activation.REFUSED_UNTOUCHED:  # checked before the rename (a watched file)
             ctx.emit(StepStarted(ctx.host, Step.VALIDATE, t.precheck_cmd or t.validate_cmd))
             ctx.record(Step.VALIDATE, "failed", report.validate_s,
@@ -340,6 +323,9 @@ def activate(ctx: Context, tmp: str | None) -> None:
             ctx.record(Step.VALIDATE, "failed", report.validate_s,
                        f"exit {report.exit_status}", tail(output))
             raise ActivationFailed(report.outcome, tail(output))
+        case Activation.UPLOAD_FAILED:  # without a streamed upload: not ours to answer
+            ctx.record(Step.RENAME, "failed", total, f"exit {report.exit_status}", output)
+            raise ActivationFailed(Activation.UNKNOWN, tail(output))
 
 
 # -- live: reload, settle, probe -------------------------------------------------------------
@@ -352,9 +338,21 @@ def warn_websocket_drop(ctx: Context) -> None:
 
 
 def reload(ctx: Context) -> None:
+    """Reload the new config — or report the reload the activation script already ran."""
     cmd = ctx.tgt.reload_cmd
     timeout = plan.reload_timeout(ctx)
+    done, ctx.reloaded = ctx.reloaded, None
     with ctx.step(Step.RELOAD, cmd) as s:
+        if done is not None:
+            s.output = tail(done.output)
+            if done.hung:
+                ctx.reload_hung = True
+                raise StepFailed(Step.RELOAD, failures.reload_hung(cmd, timeout), s.output)
+            if done.exit_status != 0:
+                raise StepFailed(Step.RELOAD, failures.reload_exited(cmd, done.exit_status),
+                                 s.output)
+            s.detail = cmd
+            return
         try:
             result = ctx.run(cmd, timeout=timeout)
         except ConnectionFailed:

@@ -12,6 +12,10 @@ The transaction, one SSH connection for all of it::
     (host + local copy) -> prepare -> upload (temp file in ``.sockwizard-tmp`` beside the
     target's directory) -> rename -> validate -> reload -> settle -> probe -> done
 
+On the wire (issue #15) that is five commands for a changed config: detect (with the host
+probe), inspect + lock + read (one script), backup, upload + rename + validate + reload (one
+script, the bytes on its stdin), and the release with the history record after the probe.
+
 This module is the control flow only: which step runs next and what a failure means. The
 steps are in ``steps``, the undo in ``recovery``, the commands in ``plan``, the words in
 ``failures``, the state in ``context``; the lock, journal and temp dir in ``hoststate``.
@@ -24,7 +28,9 @@ Decisions:
   arbitrary ``--validate-cmd`` values. So the temp file is renamed over the target and the real
   checker runs. That rename, the checker and — when it refuses — putting the old bytes back run
   as **one** shell script on the host, with SIGHUP/SIGPIPE ignored: a dropped SSH connection
-  cannot stop it between "renamed" and "restored". Its exit status is parsed once into
+  cannot stop it between "renamed" and "restored". The same script first writes the new
+  bytes from its stdin (size and sha256 checked: a cut stream changes nothing) and, once the
+  checker accepted, runs the reload under its own timeout. Its exit status is parsed once into
   ``scripts.Activation``. The proxy is not reloaded in between, so it keeps serving the old
   config throughout. A proxy that loads a changed file by itself (Traefik's file provider
   watches it: ``ProxyProfile.validate_before_rename``) would not wait for a reload: there the
@@ -260,7 +266,8 @@ class Transaction:
                 # restore failed.
                 return self.rollback_failed(Step.VALIDATE, Step.RESTORE, exc.output,
                                             "restoring the previous file failed")
-            case Activation.VALIDATED | Activation.RENAME_FAILED | Activation.CHANGED_MEANWHILE:
+            case (Activation.VALIDATED | Activation.RENAME_FAILED | Activation.CHANGED_MEANWHILE
+                  | Activation.UPLOAD_FAILED):
                 raise AssertionError(f"not an activation failure: {exc.activation}")
 
     def failed_after_change(self, exc: StepFailed) -> DeployResult:

@@ -137,7 +137,9 @@ class ShellRemote(ClosesOnExit):
         except ClientDeadline as exc:
             raise CommandTimedOut(self.name, HOST_PROBE, 30, killed=exc.killed_here,
                                   why="") from None
-        stdout = raw.stdout.decode("utf-8", "replace")
+        self._note_probe(raw.stdout.decode("utf-8", "replace"))
+
+    def _note_probe(self, stdout: str) -> None:
         if self._sudo_mode is None:
             self._sudo_mode = parse_sudo_probe(stdout)
         self._group_kill = parse_timeout_probe(stdout)
@@ -151,7 +153,8 @@ class ShellRemote(ClosesOnExit):
     def run(
         self, command: str, *, sudo: bool = False, timeout: float = 60, input: str | None = None
     ) -> CommandResult:
-        stdin = input.encode() if input is not None else None
+        # surrogateescape: a file's bytes handed over as ``input`` arrive exactly as they were.
+        stdin = input.encode("utf-8", "surrogateescape") if input is not None else None
         raw = self._run_raw(command, sudo=sudo, timeout=timeout, stdin=stdin)
         return CommandResult(
             command=command,
@@ -164,6 +167,10 @@ class ShellRemote(ClosesOnExit):
     def _run_raw(
         self, command: str, *, sudo: bool, timeout: float, stdin: bytes | None
     ) -> RawResult:
+        if not sudo and self._group_kill is None:
+            folded = self._run_probing(command, timeout, stdin)
+            if folded is not None:
+                return folded
         self._probe_host()
         guard = bool(self._group_kill)
         if not sudo:
@@ -190,6 +197,23 @@ class ShellRemote(ClosesOnExit):
             self.user,
         )
         return raw
+
+    def _run_probing(self, command: str, timeout: float, stdin: bytes | None
+                     ) -> RawResult | None:
+        """The host probe and the first plain command in one channel (one round trip fewer
+        per connection): the probe's answer, a random separator, then the command — under
+        GNU ``timeout`` when the probe found it. None when the separator never came (the
+        command did not run): the caller probes on its own, as before."""
+        sep = f"@@sw-probed-{secrets.token_hex(6)}"
+        line = (f"p=$( {HOST_PROBE} ); printf '%s\\n{sep}\\n' \"$p\"; "
+                f'case $p in *"GNU coreutils"*) exec {guarded(command, timeout)} ;; '
+                f"*) exec sh -c {shlex.quote(command)} ;; esac")
+        raw = self._exec_guarded(line, command, timeout, True, stdin)
+        head, mark, out = raw.stdout.partition(f"\n{sep}\n".encode())
+        if not mark:
+            return None
+        self._note_probe(head.decode("utf-8", "replace"))
+        return RawResult(raw.exit_status, out, raw.stderr, raw.seconds)
 
     def _exec_guarded(
         self, line: str, command: str, timeout: float, guard: bool, stdin: bytes | None

@@ -23,9 +23,10 @@ from typing import Any, cast
 import paramiko
 from paramiko.sftp import CMD_EXTENDED
 
-from wizard.errors import ConnectionFailed, SockwizardError
+from wizard.errors import ConnectionFailed, NotStarted, SockwizardError
 from wizard.remote.base import FileStat, RawResult, short_command
 from wizard.remote.shell import ShellRemote
+from wizard.remote.ssh import channels
 from wizard.remote.ssh.hostkeys import default_known_hosts, fingerprint
 from wizard.remote.ssh.target import SshTarget
 from wizard.remote.ssh.transport import QuickTransport, connect_sock, handshake
@@ -61,6 +62,7 @@ class SshRemote(ShellRemote):
         self._jump = jump
         self._io_timeout = io_timeout
         self._sftp: paramiko.SFTPClient | None = None
+        self._spare = channels.SpareChannel(transport, io_timeout)
         self._home: str | None = None
         if target.user == "root":
             self._sudo_mode = SudoMode.ROOT
@@ -109,6 +111,7 @@ class SshRemote(ShellRemote):
     # -- lifecycle -----------------------------------------------------------------------------
 
     def close(self) -> None:
+        self._spare.close()
         if self._sftp is not None:
             with contextlib.suppress(Exception):
                 self._sftp.close()
@@ -158,9 +161,10 @@ class SshRemote(ShellRemote):
             self._transport.join(0.5)
         return not self.active
 
-    def _lost(self, op: str, exc: BaseException) -> ConnectionFailed:
-        return ConnectionFailed(f"Connection to {self.name} lost during {op}", _LOST_HINT,
-                                detail=str(exc) or type(exc).__name__)
+    def _lost(self, op: str, exc: BaseException, *, started: bool = True) -> ConnectionFailed:
+        kind = ConnectionFailed if started else NotStarted
+        return kind(f"Connection to {self.name} lost during {op}", _LOST_HINT,
+                    detail=str(exc) or type(exc).__name__)
 
     # -- commands ------------------------------------------------------------------------------
 
@@ -170,16 +174,29 @@ class SshRemote(ShellRemote):
         op = f"`{short_command(command)}`"
         with self._guard(op):
             if not self.active:
-                raise self._lost(op, EOFError("connection already closed"))
-            chan = self._transport.open_session(timeout=min(timeout, self._io_timeout))
+                raise self._lost(op, EOFError("connection already closed"), started=False)
+            wait = min(timeout, self._io_timeout)
+            # A command fed on stdin (a deploy's activation) gets a channel confirmed just now:
+            # a link that died before it is then known not to have run it (NotStarted).
+            spare = self._spare.take(wait) if stdin is None else None
             try:
+                chan = spare or self._transport.open_session(timeout=wait)
+            except (paramiko.SSHException, EOFError, OSError) as exc:
+                # No exec request was sent: the command did not run.
+                if self._transport_died():
+                    raise self._lost(op, exc, started=False) from None
+                raise
+            try:
+                self._spare.start()  # the next command's channel opens while this one runs
                 chan.settimeout(max(timeout, 0.001))
-                chan.exec_command(command)
+                channels.send_exec(chan, command)
                 try:
                     if stdin:
                         chan.sendall(stdin)
                     chan.shutdown_write()
                     out, err = self._collect(chan, deadline)
+                    if channels.refused(chan):
+                        raise paramiko.SSHException(f"{self.name} refused to run the command")
                 except TimeoutError:
                     # Closing the channel does not stop the command (sshd sends no signal):
                     # the caller's host-side `timeout` does. An exit status that did arrive
