@@ -124,7 +124,7 @@ def changes(remote: Remote, spec: DeploySpec, target: HostTarget,
         if site.path not in target.shadowing_sites:
             continue
         why = (f"{site.path} answers port {port} first for requests that name no server "
-               "(no --server-name given): the new config would never be used.")
+               "(without --server-name): the new config would never be used.")
         if site.block is not None:
             before = current(site.path)
             edited = comment_out_block(before.decode("utf-8", "replace"),
