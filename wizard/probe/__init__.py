@@ -11,8 +11,9 @@ handshake and the findings. One module per job, data flowing down this list:
 - ``classify``: what an answer means, every finding (timeouts from ``wizard.heartbeat``);
 - ``sio``: python-socketio in a bounded child, or a raw CONNECT (stage 4);
 - ``hold``, ``load``: the ``--hold``, ``--sessions`` and ``--clients`` stages;
-- ``run``: ``run_probe`` (``start_probe`` + ``Run.finish``), the stages in order, each
-  under a guard; ``extras``: the stages run only when asked for.
+- ``run``: ``run_probe`` (``start_probe`` + ``Run.finish``), the run's record and the
+  stages in order, each under a guard; ``stages``: what stages 1-4 do; ``extras``: the
+  stages run only when asked for.
 
 ``load`` imports asyncio, which ``import wizard.probe`` must not pay (``sockwizard --help``
 and the TUI import this package), so its names are resolved on first use.

@@ -1,7 +1,7 @@
 """The probe's stages that run only when asked for: ``--hold``, ``--sessions``, ``--clients``.
 
-``wizard.probe.run`` calls these on its ``Run`` after the Socket.IO stage (moved out of it to
-keep one module per job); each records its stage and finding on the run like the others.
+``wizard.probe.run`` calls these on its ``Run`` after the Socket.IO stage (stages 1-4 are
+``wizard.probe.stages``); each records its stage and finding on the run like the others.
 ``load`` (asyncio) is imported only when its stage runs.
 """
 
