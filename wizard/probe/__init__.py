@@ -71,14 +71,15 @@ from wizard.probe.wire import (
 if TYPE_CHECKING:
     from wizard.probe.load import (
         MAX_SESSION_THREADS,
+        Endpoint,
         ensure_file_limit,
         percentile,
         run_clients,
         run_sessions,
     )
 
-_LAZY = frozenset({"MAX_SESSION_THREADS", "ensure_file_limit", "percentile", "run_clients",
-                   "run_sessions"})
+_LAZY = frozenset({"MAX_SESSION_THREADS", "Endpoint", "ensure_file_limit", "percentile",
+                   "run_clients", "run_sessions"})
 
 __all__ = [
     "FIX_BACKEND",
@@ -93,6 +94,7 @@ __all__ = [
     "SIO_CHILD_STARTUP_S",
     "STAGE_NAMES",
     "ClientsResult",
+    "Endpoint",
     "Finding",
     "Handshake",
     "HoldResult",
