@@ -52,14 +52,14 @@ class Handshake:
     eio_version: int
 
     @property
-    def heartbeat(self) -> Heartbeat:
-        """The server's heartbeat as this open packet announced it (``wizard.heartbeat``)."""
-        return Heartbeat(self.ping_interval_ms, self.ping_timeout_ms)
-
-    @property
     def ping_sum_s(self) -> float:
         """pingInterval + pingTimeout in seconds: what a proxy timeout must exceed."""
         return self.heartbeat.sum_s
+
+    @property
+    def heartbeat(self) -> Heartbeat:
+        """The server's heartbeat as this open packet announced it (``wizard.heartbeat``)."""
+        return Heartbeat(self.ping_interval_ms, self.ping_timeout_ms)
 
     def to_dict(self) -> dict[str, object]:
         return {
