@@ -11,8 +11,9 @@ handshake and the findings. One module per job, data flowing down this list:
 - ``classify``: what an answer means, every finding (timeouts from ``wizard.heartbeat``);
 - ``sio``: python-socketio in a bounded child, or a raw CONNECT (stage 4);
 - ``hold``, ``load``: the ``--hold``, ``--sessions`` and ``--clients`` stages;
-- ``run``: ``run_probe`` (``start_probe`` + ``Run.finish``), the stages in order, each
-  under a guard; ``extras``: the stages run only when asked for.
+- ``run``: ``run_probe`` (``start_probe`` + ``Run.finish``), the run's record and the
+  stages in order, each under a guard; ``stages``: what stages 1-4 do; ``extras``: the
+  stages run only when asked for.
 
 ``load`` imports asyncio, which ``import wizard.probe`` must not pay (``sockwizard --help``
 and the TUI import this package), so its names are resolved on first use.
@@ -70,14 +71,15 @@ from wizard.probe.wire import (
 if TYPE_CHECKING:
     from wizard.probe.load import (
         MAX_SESSION_THREADS,
+        Endpoint,
         ensure_file_limit,
         percentile,
         run_clients,
         run_sessions,
     )
 
-_LAZY = frozenset({"MAX_SESSION_THREADS", "ensure_file_limit", "percentile", "run_clients",
-                   "run_sessions"})
+_LAZY = frozenset({"MAX_SESSION_THREADS", "Endpoint", "ensure_file_limit", "percentile",
+                   "run_clients", "run_sessions"})
 
 __all__ = [
     "FIX_BACKEND",
@@ -92,6 +94,7 @@ __all__ = [
     "SIO_CHILD_STARTUP_S",
     "STAGE_NAMES",
     "ClientsResult",
+    "Endpoint",
     "Finding",
     "Handshake",
     "HoldResult",

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 
 from wizard import findings as codes
 from wizard.findings import Finding
-from wizard.heartbeat import Heartbeat
 from wizard.probe.lifetime import lifetime_finding
 from wizard.probe.report import ClientsResult, HoldResult, HoldVerdict, SessionsResult
 from wizard.probe.wire import (
@@ -187,11 +186,6 @@ def classify_upgrade(response: HttpResponse, path: str, origin: str | None) -> F
 # --------------------------------------------------------------------------- the hold
 
 
-def heartbeat_of(handshake: Handshake) -> Heartbeat:
-    """The server's heartbeat as the handshake announced it."""
-    return Heartbeat(handshake.ping_interval_ms, handshake.ping_timeout_ms)
-
-
 def hold_verdict(
     handshake: Handshake, idle_s: float, server_closed: bool
 ) -> HoldVerdict:
@@ -201,7 +195,7 @@ def hold_verdict(
     Below pingInterval no ping can keep the connection alive: certain. Between pingInterval and
     pingInterval + pingTimeout it survives only while pings are on time: at risk.
     """
-    beat = heartbeat_of(handshake)
+    beat = handshake.heartbeat
     if server_closed:
         return "server-closed"
     if idle_s < beat.interval_ms / 1000 * (1 - DROP_SLACK):
@@ -217,7 +211,7 @@ def hold_finding(handshake: Handshake, hold: HoldResult) -> Finding | None:
     capped = lifetime_finding(hold)
     if capped is not None:
         return capped
-    beat = heartbeat_of(handshake)
+    beat = handshake.heartbeat
     idle = hold.idle_before_drop_s
     interval = beat.interval_ms / 1000
     total = beat.sum_s

@@ -1,7 +1,7 @@
 """The probe's stages that run only when asked for: ``--hold``, ``--sessions``, ``--clients``.
 
-``wizard.probe.run`` calls these on its ``Run`` after the Socket.IO stage (moved out of it to
-keep one module per job); each records its stage and finding on the run like the others.
+``wizard.probe.run`` calls these on its ``Run`` after the Socket.IO stage (stages 1-4 are
+``wizard.probe.stages``); each records its stage and finding on the run like the others.
 ``load`` (asyncio) is imported only when its stage runs.
 """
 
@@ -16,8 +16,15 @@ from wizard.probe.lifetime import hold_and_compare
 from wizard.probe.wire import WireError
 
 if TYPE_CHECKING:
+    from wizard.probe.load import Endpoint
     from wizard.probe.run import Run
 
+
+
+def _endpoint(run: Run) -> Endpoint:
+    from wizard.probe.load import Endpoint  # asyncio: only when a load stage runs
+
+    return Endpoint(run.target, run.path, run.headers, run.options.timeout, run.options.insecure)
 
 
 # ---- stage 5
@@ -48,15 +55,14 @@ def hold_stage(run: Run) -> None:
 
 # ---- stage 6
 def sessions_stage(run: Run) -> None:
-    from wizard.probe.load import run_sessions  # asyncio: only when asked for
+    from wizard.probe.load import run_sessions
 
     started = time.perf_counter()
     handshake = run.handshake
     if handshake is None or handshake.eio_version != 4 or run.websocket_only:
         run.skip("sessions", "no Engine.IO v4 polling session")
         return
-    result = run_sessions(run.target, run.path, run.headers, run.options.timeout,
-                          run.options.insecure, run.options.sessions)
+    result = run_sessions(_endpoint(run), run.options.sessions)
     run.sessions = result
     run.record("sessions", result.ok == result.requested, started, result.detail(),
                 result.to_dict())
@@ -73,8 +79,7 @@ def clients_stage(run: Run) -> None:
         run.skip("clients", "the WebSocket stage failed")
         return
     try:
-        result = run_clients(run.target, run.path, run.headers, run.options.timeout,
-                             run.options.insecure, run.options.clients)
+        result = run_clients(_endpoint(run), run.options.clients)
     except WireError as exc:  # resolving the host again failed
         run.record("clients", False, started, exc.message, {"error": exc.kind})
         return

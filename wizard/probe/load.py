@@ -1,6 +1,6 @@
 """Engine.IO sessions and Socket.IO clients by the hundred: the ``sessions`` and ``clients`` stages.
 
-``wizard.probe.run`` calls ``run_sessions`` (N polling-only sessions, to catch missing sticky
+``wizard.probe.extras`` calls ``run_sessions`` (N polling-only sessions, to catch missing sticky
 sessions) and ``run_clients`` (N concurrent WebSocket clients, connect latency), and
 ``ensure_file_limit`` before any traffic. ``wizard.probe`` exports these lazily: this module
 imports asyncio, which ``import wizard.probe`` must not pay.
@@ -25,6 +25,7 @@ import time
 from collections import Counter
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
 from wizard.errors import ProbeFailed
 from wizard.probe.report import ClientsResult, SessionsResult
@@ -53,23 +54,35 @@ from wizard.probe.wire import (
 
 MAX_SESSION_THREADS = 64
 
+
+@dataclass(frozen=True)
+class Endpoint:
+    """What every session and client shares: the proxy, the Socket.IO path, the request
+    headers, each one's deadline, and whether TLS is checked (``--insecure``)."""
+
+    target: Target
+    path: str
+    headers: Sequence[tuple[str, str]]
+    timeout: float
+    insecure: bool
+
 # --------------------------------------------------------------------------- sessions
 
 
-def _session(
-    target: Target, path: str, headers: Sequence[tuple[str, str]], timeout: float, insecure: bool
-) -> tuple[bool, bool, str]:
+def _session(at: Endpoint) -> tuple[bool, bool, str]:
     """One polling session: handshake, then POST ``40``, GET, POST ``1`` — each on a new
     connection, as a browser's pool may send them. Returns (ok, unknown_session, what).
     The four requests share one deadline of ``timeout`` (healthy ones take milliseconds)."""
-    deadline = time.monotonic() + timeout
-    first = http_request(target, "GET", eio_query(path, 4, "polling"), headers, timeout, insecure)
+    target, path, insecure = at.target, at.path, at.insecure
+    deadline = time.monotonic() + at.timeout
+    first = http_request(target, "GET", eio_query(path, 4, "polling"), at.headers, at.timeout,
+                         insecure)
     packets = decode_payload(first.body, 4) if first.status == 200 else []
     opened = parse_open(packets[0], 4) if packets else None
     if opened is None:
         return False, False, f"handshake answered {first.summary(60)}"
     query = eio_query(path, 4, "polling", opened.sid)
-    headers = first.with_cookies(headers)
+    headers = first.with_cookies(at.headers)
     steps: list[tuple[str, bytes]] = [("POST", b"40"), ("GET", b""), ("POST", b"1")]
     for number, (method, body) in enumerate(steps, start=1):
         response = http_request(target, method, query, headers, remaining(deadline), insecure,
@@ -80,19 +93,12 @@ def _session(
     return True, False, "ok"
 
 
-def run_sessions(
-    target: Target,
-    path: str,
-    headers: Sequence[tuple[str, str]],
-    timeout: float,
-    insecure: bool,
-    count: int,
-) -> SessionsResult:
+def run_sessions(at: Endpoint, count: int) -> SessionsResult:
     """``count`` sessions at once (threads: each is four short blocking requests)."""
 
     def one(_: int) -> tuple[bool, bool, str]:
         try:
-            return _session(target, path, headers, timeout, insecure)
+            return _session(at)
         except WireError as exc:
             return False, False, f"{exc.kind}: {exc.message}"
 
@@ -234,16 +240,10 @@ def _failure_kind(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-async def _run_clients(
-    target: Target,
-    path: str,
-    headers: Sequence[tuple[str, str]],
-    timeout: float,
-    insecure: bool,
-    count: int,
-) -> tuple[list[float], Counter[str], int, float]:
-    context = make_ssl_context(insecure) if target.tls else None
-    query = eio_query(path, 4, "websocket")
+async def _run_clients(at: Endpoint, count: int) -> tuple[list[float], Counter[str], int, float]:
+    target, timeout = at.target, at.timeout
+    context = make_ssl_context(at.insecure) if target.tls else None
+    query = eio_query(at.path, 4, "websocket")
     # Resolve once: a thousand getaddrinfo calls would queue on the executor's few threads
     # and be measured as connect latency. TLS still sends the URL's host name (SNI).
     address = resolve(target.host, target.port, timeout)[0][1][0]
@@ -253,7 +253,8 @@ async def _run_clients(
     errors: Counter[str] = Counter()
 
     async def one(client: _Client) -> None:
-        request = build_request("GET", target, query, headers, extra=upgrade_headers(new_key()))
+        request = build_request("GET", target, query, at.headers,
+                                extra=upgrade_headers(new_key()))
         started = time.perf_counter()
         try:
             async with asyncio.timeout(timeout):
@@ -283,20 +284,11 @@ async def _run_clients(
     return latencies, errors, dropped, done_s
 
 
-def run_clients(
-    target: Target,
-    path: str,
-    headers: Sequence[tuple[str, str]],
-    timeout: float,
-    insecure: bool,
-    count: int,
-) -> ClientsResult:
-    """``count`` clients started at once, each within ``timeout``; latency to ``40{sid}``."""
+def run_clients(at: Endpoint, count: int) -> ClientsResult:
+    """``count`` clients started at once, each within ``at.timeout``; latency to ``40{sid}``."""
     ensure_file_limit(count)
     before = resource.getrusage(resource.RUSAGE_SELF)
-    latencies, errors, dropped, done_s = asyncio.run(
-        _run_clients(target, path, headers, timeout, insecure, count)
-    )
+    latencies, errors, dropped, done_s = asyncio.run(_run_clients(at, count))
     after = resource.getrusage(resource.RUSAGE_SELF)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     ordered = sorted(latencies)

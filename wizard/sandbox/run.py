@@ -178,11 +178,11 @@ def check_affinity(url: str, path: str, count: int = AFFINITY_SESSIONS,
                    timeout: float = 5.0) -> SessionsResult:
     """``count`` polling sessions at once through the proxy (the probe's sessions stage):
     each must find its session on every request, as a browser's would."""
-    from wizard.probe.load import run_sessions
+    from wizard.probe.load import Endpoint, run_sessions
     from wizard.probe.wire import normalize_path, parse_url
 
     norm = normalize_path(path)
-    return run_sessions(parse_url(url, norm), norm, (), timeout, False, count)
+    return run_sessions(Endpoint(parse_url(url, norm), norm, (), timeout, False), count)
 
 
 def required_binary(kind: ProxyKind, dirs: Sequence[str] | None = None) -> str:

@@ -13,6 +13,7 @@ import math
 import re
 from dataclasses import dataclass
 
+from wizard.heartbeat import Heartbeat
 from wizard.probe.wire.http import HttpResponse
 from wizard.probe.wire.net import WireError
 
@@ -53,7 +54,12 @@ class Handshake:
     @property
     def ping_sum_s(self) -> float:
         """pingInterval + pingTimeout in seconds: what a proxy timeout must exceed."""
-        return (self.ping_interval_ms + self.ping_timeout_ms) / 1000
+        return self.heartbeat.sum_s
+
+    @property
+    def heartbeat(self) -> Heartbeat:
+        """The server's heartbeat as this open packet announced it (``wizard.heartbeat``)."""
+        return Heartbeat(self.ping_interval_ms, self.ping_timeout_ms)
 
     def to_dict(self) -> dict[str, object]:
         return {
