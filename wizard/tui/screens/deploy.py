@@ -48,27 +48,8 @@ from wizard.tui.screens.modals import ConfirmModal
 from wizard.tui.services import Services
 from wizard.tui.state import Next, TargetKind, WizardState
 from wizard.tui.widgets.code_view import CodeView
-from wizard.tui.widgets.deploy_log import DeployLog
+from wizard.tui.widgets.deploy_log import DeployLog, result_content
 from wizard.tui.words import for_tui
-
-_OUTCOME_STYLE = {
-    Outcome.DEPLOYED: ("✓ Deployed", "$text-success"),
-    Outcome.UNCHANGED: ("= Unchanged", "$text-success"),
-    Outcome.ROLLED_BACK: ("↺ ROLLED BACK", "$text-warning"),
-    Outcome.KEPT: ("! KEPT (not rolled back)", "$text-warning"),
-    Outcome.FAILED: ("✗ Failed", "$text-error"),
-    Outcome.ROLLBACK_FAILED: ("✗ ROLLBACK FAILED", "$text-error"),
-    Outcome.PLANNED: ("Planned", "$text-muted"),
-}
-
-
-def result_content(result: DeployResult) -> Content:
-    label, style = _OUTCOME_STYLE.get(result.outcome, (result.outcome.value, "bold"))
-    parts = [Content.assemble((label, f"bold reverse {style}"), "  ",
-                              (for_tui(result.title), f"bold {style}"))]
-    if result.hint:
-        parts.append(Content.assemble(("next  ", "$text-accent"), for_tui(result.hint)))
-    return Content("\n").join(parts)
 
 
 class DeployScreen(StepScreen):

@@ -13,7 +13,7 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.content import Content
 from textual.widgets import Static
 
-from wizard.deploy import DeployEvent, Notice, StepFinished, StepStarted
+from wizard.deploy import DeployEvent, DeployResult, Notice, Outcome, StepFinished, StepStarted
 from wizard.tui.widgets.code_view import CodeView
 from wizard.tui.widgets.spinner import Spinner
 from wizard.tui.words import for_tui
@@ -25,6 +25,27 @@ MARKS = {"ok": ("✓", "bold $text-success"), "failed": ("✗", "bold $text-erro
 def format_seconds(seconds: float) -> str:
     """``12 ms`` / ``1.4 s``: whole milliseconds below a second (steady for screenshots)."""
     return f"{seconds * 1000:.0f} ms" if seconds < 1 else f"{seconds:.1f} s"
+
+
+_OUTCOME_STYLE = {
+    Outcome.DEPLOYED: ("✓ Deployed", "$text-success"),
+    Outcome.UNCHANGED: ("= Unchanged", "$text-success"),
+    Outcome.ROLLED_BACK: ("↺ ROLLED BACK", "$text-warning"),
+    Outcome.KEPT: ("! KEPT (not rolled back)", "$text-warning"),
+    Outcome.FAILED: ("✗ Failed", "$text-error"),
+    Outcome.ROLLBACK_FAILED: ("✗ ROLLBACK FAILED", "$text-error"),
+    Outcome.PLANNED: ("Planned", "$text-muted"),
+}
+
+
+def result_content(result: DeployResult) -> Content:
+    """The deploy's outcome as one banner: the outcome's label and the title, the hint below."""
+    label, style = _OUTCOME_STYLE.get(result.outcome, (result.outcome.value, "bold"))
+    parts = [Content.assemble((label, f"bold reverse {style}"), "  ",
+                              (for_tui(result.title), f"bold {style}"))]
+    if result.hint:
+        parts.append(Content.assemble(("next  ", "$text-accent"), for_tui(result.hint)))
+    return Content("\n").join(parts)
 
 
 class StepRow(Vertical):
