@@ -15,9 +15,21 @@ import paramiko
 from paramiko.auth_strategy import AuthSource, AuthStrategy, InMemoryPrivateKey, Password
 
 from wizard.errors import BadInput
+from wizard.remote.ssh.filecache import FileCache
 from wizard.remote.ssh.hostkeys import fingerprint
 
 DEFAULT_KEY_NAMES = ("id_ed25519", "id_ecdsa", "id_rsa")
+
+
+def _parse_key(path: Path) -> paramiko.PKey:
+    return paramiko.PKey.from_path(path)
+
+
+# Keys without a passphrase, parsed once per file content per process (loading an RSA key
+# validates it: milliseconds per connect). A key that needs a passphrase raises here and is
+# never cached: each connect asks for it again, as before. paramiko also loads a certificate
+# beside the key (KEY-cert.pub), so that file's bytes count too.
+KEYS = FileCache(_parse_key, lambda path: (path.with_name(path.name + "-cert.pub"),))
 
 
 class AuthOrder(AuthStrategy):
@@ -86,7 +98,7 @@ class AuthOrder(AuthStrategy):
         if not path.is_file():
             return None
         try:
-            return paramiko.PKey.from_path(path)
+            return KEYS.get(path)
         except (paramiko.PasswordRequiredException, TypeError):
             # paramiko 4+ hands OpenSSH-format keys to cryptography, which says "encrypted, no
             # password" with a TypeError; older formats raise PasswordRequiredException.
