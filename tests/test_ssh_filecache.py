@@ -9,6 +9,7 @@ The real-sshd tests use tests/rig.py's sshd, as tests/test_ssh.py does.
 
 from __future__ import annotations
 
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -20,7 +21,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from tests import rig
-from wizard.errors import BadInput, HostKeyChanged, HostKeyUnknown
+from wizard.errors import BadInput, ConnectionFailed, HostKeyChanged, HostKeyUnknown
 from wizard.remote import SshRemote, parse_target
 from wizard.remote.ssh.filecache import MAX_FILE_BYTES, FileCache
 
@@ -222,3 +223,51 @@ def test_accepting_in_this_process_is_seen_by_the_next_connect(sshd: rig.SshdIns
     with connect(sshd, known) as remote:
         assert remote.run("true").ok
     assert known.read_text().endswith(sshd.host_key_line + "\n")
+
+
+@pytest.mark.needs_root
+def test_a_passphrase_is_asked_once_for_a_fleet_and_again_by_another_prompt(
+        sshd: rig.SshdInstance, hermetic_home: Path, tmp_path: Path) -> None:
+    """Eight threads share one prompt (as the CLI's fleet does): one question, all connect.
+    Another prompt function asks again, and its wrong answer still fails."""
+    key = hermetic_home / ".ssh" / "id_ed25519"
+    key.parent.mkdir(mode=0o700)
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "fleet phrase", "-f", str(key)],
+                   check=True)
+    authorized = sshd.dir / "authorized_keys" / DEPLOY
+    original = authorized.read_text()
+    authorized.write_text(original + key.with_suffix(".pub").read_text())
+    known = tmp_path / "known_hosts"
+    known.write_text(sshd.host_key_line + "\n")
+    target = parse_target(f"{DEPLOY}@{sshd.host}:{sshd.port}", ssh_config=NO_CONFIG)
+    asked: list[str] = []
+
+    def prompt(text: str) -> str:
+        asked.append(text)
+        time.sleep(0.1)  # a user typing: the other threads arrive meanwhile
+        return "fleet phrase"
+
+    errors: list[BaseException] = []
+
+    def one() -> None:
+        try:
+            with SshRemote.connect(target, known_hosts=known, passphrase_prompt=prompt,
+                                   connect_timeout=10) as remote:
+                assert remote.run("true").ok
+        except BaseException as exc:
+            errors.append(exc)
+
+    try:
+        threads = [threading.Thread(target=one) for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert errors == []
+        assert asked == [f"Passphrase for {key}: "]
+        with pytest.raises(ConnectionFailed) as info:
+            SshRemote.connect(target, known_hosts=known, passphrase_prompt=lambda _: "wrong",
+                              connect_timeout=10)
+        assert f"key {key} (wrong passphrase)" in info.value.hint
+    finally:
+        authorized.write_text(original)
