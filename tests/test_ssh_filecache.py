@@ -12,6 +12,7 @@ from __future__ import annotations
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,21 +22,13 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from tests import rig
+from tests.test_ssh import hermetic_home  # noqa: F401 - autouse: no agent, no ~/.ssh keys
 from wizard.errors import BadInput, ConnectionFailed, HostKeyChanged, HostKeyUnknown
 from wizard.remote import SshRemote, parse_target
 from wizard.remote.ssh.filecache import MAX_FILE_BYTES, FileCache
 
 DEPLOY = rig.DEPLOY_USER
 NO_CONFIG = Path("/nonexistent/ssh_config")
-
-
-@pytest.fixture(autouse=True)
-def hermetic_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    home = tmp_path / "home"
-    home.mkdir()
-    monkeypatch.setenv("HOME", str(home))
-    monkeypatch.delenv("SSH_AUTH_SOCK", raising=False)
-    return home
 
 
 def count_calls(monkeypatch: pytest.MonkeyPatch, owner: Any, name: str,
@@ -60,6 +53,24 @@ def other_host_lines(n: int) -> str:
             serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH).decode()
         lines.append(f"[10.9.{i // 250}.{i % 250 + 1}]:2222 {pub}\n")
     return "".join(lines)
+
+
+def in_threads(n: int, work: Callable[[], None]) -> list[BaseException]:
+    """Run ``work`` in ``n`` threads at once (a fleet's forks); what each raised."""
+    errors: list[BaseException] = []
+
+    def one() -> None:
+        try:
+            work()
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=one) for _ in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return errors
 
 
 def connect(sshd: rig.SshdInstance, known_hosts: Path, **kwargs: Any) -> SshRemote:
@@ -164,21 +175,12 @@ def test_known_hosts_and_key_parsed_once_over_many_connects(
     for _ in range(4):
         with connect(sshd, known) as remote:
             assert remote.run("true").ok
-    errors: list[BaseException] = []
 
     def one() -> None:
-        try:
-            with connect(sshd, known) as remote:
-                assert remote.run("true").ok
-        except BaseException as exc:
-            errors.append(exc)
+        with connect(sshd, known) as remote:
+            assert remote.run("true").ok
 
-    threads = [threading.Thread(target=one) for _ in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert errors == []
+    assert in_threads(8, one) == []
     assert loads == [str(known)]  # 12 connects, one parse (without the cache: 12)
     assert key_loads == [sshd.client_key(DEPLOY)]
 
@@ -227,10 +229,10 @@ def test_accepting_in_this_process_is_seen_by_the_next_connect(sshd: rig.SshdIns
 
 @pytest.mark.needs_root
 def test_a_passphrase_is_asked_once_for_a_fleet_and_again_by_another_prompt(
-        sshd: rig.SshdInstance, hermetic_home: Path, tmp_path: Path) -> None:
+        sshd: rig.SshdInstance, tmp_path: Path) -> None:
     """Eight threads share one prompt (as the CLI's fleet does): one question, all connect.
     Another prompt function asks again, and its wrong answer still fails."""
-    key = hermetic_home / ".ssh" / "id_ed25519"
+    key = Path.home() / ".ssh" / "id_ed25519"  # HOME is the hermetic one
     key.parent.mkdir(mode=0o700)
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "fleet phrase", "-f", str(key)],
                    check=True)
@@ -247,23 +249,13 @@ def test_a_passphrase_is_asked_once_for_a_fleet_and_again_by_another_prompt(
         time.sleep(0.1)  # a user typing: the other threads arrive meanwhile
         return "fleet phrase"
 
-    errors: list[BaseException] = []
-
     def one() -> None:
-        try:
-            with SshRemote.connect(target, known_hosts=known, passphrase_prompt=prompt,
-                                   connect_timeout=10) as remote:
-                assert remote.run("true").ok
-        except BaseException as exc:
-            errors.append(exc)
+        with SshRemote.connect(target, known_hosts=known, passphrase_prompt=prompt,
+                               connect_timeout=10) as remote:
+            assert remote.run("true").ok
 
     try:
-        threads = [threading.Thread(target=one) for _ in range(8)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        assert errors == []
+        assert in_threads(8, one) == []
         assert asked == [f"Passphrase for {key}: "]
         with pytest.raises(ConnectionFailed) as info:
             SshRemote.connect(target, known_hosts=known, passphrase_prompt=lambda _: "wrong",
