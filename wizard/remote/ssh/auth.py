@@ -165,7 +165,9 @@ class AuthOrder(AuthStrategy):
             return _unlock_once(path, self.passphrase_prompt)
         except _WrongPassphrase:
             self.tried.append(f"key {path} (wrong passphrase)")
-            return None
+        except OSError as exc:  # removed or replaced by a directory since is_file()
+            self.tried.append(f"key {path} (unreadable: {exc})")
+        return None
 
     def _agent_keys(self) -> tuple[paramiko.PKey, ...]:
         if not os.environ.get("SSH_AUTH_SOCK"):
