@@ -4,6 +4,7 @@
 paramiko); ``wizard.remote.connect.open_remote`` is how the rest of sockwizard connects.
 
 * :mod:`.target` — ``[user@]host[:port]`` / ~/.ssh/config -> :class:`SshTarget` (ProxyJump too).
+* :mod:`.filecache` — known_hosts, keys and ssh config parsed once per file content per process.
 * :mod:`.hostkeys` — known_hosts, fingerprints, the refuse-unless-vouched-for policy.
 * :mod:`.auth` — keys, ssh-agent, passphrases, password, in OpenSSH's order.
 * :mod:`.transport` — the TCP_NODELAY socket, the quick transport, the handshake.

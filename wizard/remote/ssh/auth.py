@@ -1,12 +1,16 @@
 """Who we are to sshd: keys, ssh-agent and passwords, offered in the order OpenSSH users expect.
 
 ``wizard.remote.ssh.transport.handshake`` hands :class:`AuthOrder` to paramiko and, on failure,
-lists what it ``tried`` (never a secret). A passphrase is asked for only when a key needs one.
+lists what it ``tried`` (never a secret). A passphrase is asked for only when a key needs one, and
+once per prompt function and key file content: key files are read once per process
+(:mod:`.filecache`), since a fleet connects to every host from its own thread.
 """
 
 from __future__ import annotations
 
 import os
+import threading
+import weakref
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, cast
@@ -15,9 +19,69 @@ import paramiko
 from paramiko.auth_strategy import AuthSource, AuthStrategy, InMemoryPrivateKey, Password
 
 from wizard.errors import BadInput
+from wizard.remote.ssh.filecache import FileCache
 from wizard.remote.ssh.hostkeys import fingerprint
 
 DEFAULT_KEY_NAMES = ("id_ed25519", "id_ecdsa", "id_rsa")
+
+
+def _parse_key(path: Path) -> paramiko.PKey:
+    return paramiko.PKey.from_path(path)
+
+
+def _cert_beside(path: Path) -> tuple[Path, ...]:
+    return (path.with_name(path.name + "-cert.pub"),)
+
+
+# Keys without a passphrase, parsed once per file content per process (loading an RSA key
+# validates it: milliseconds per connect). A key that needs a passphrase raises here and is
+# never cached: each connect asks for it again, as before. paramiko also loads a certificate
+# beside the key (KEY-cert.pub), so that file's bytes count too.
+KEYS = FileCache(_parse_key, _cert_beside)
+
+
+class _WrongPassphrase(Exception):
+    pass
+
+
+def _unlock(path: Path, prompt: Callable[[str], str]) -> paramiko.PKey:
+    passphrase = prompt(f"Passphrase for {path}: ")
+    # paramiko 5 passes it straight to cryptography, which wants bytes (the stubs say str);
+    # other versions encode it themselves.
+    for secret in (passphrase.encode(), passphrase):
+        try:
+            return paramiko.PKey.from_path(path, cast(Any, secret))
+        except TypeError:
+            continue
+        except (paramiko.SSHException, OSError, ValueError):
+            break
+    raise _WrongPassphrase
+
+
+# Keys unlocked with a passphrase, per prompt function: a fleet's 50 threads share the CLI's
+# one prompt, so the user is asked once (the others wait for the answer) and the key is
+# decrypted once (bcrypt KDF), instead of 50 prompts at once. Another prompt function (another
+# caller) asks again; a wrong answer is not kept. Weak keys: nothing outlives its prompt.
+_UNLOCKED: weakref.WeakKeyDictionary[Callable[[str], str], FileCache[paramiko.PKey]] = (
+    weakref.WeakKeyDictionary())
+_UNLOCKED_LOCK = threading.Lock()
+
+
+def _unlock_once(path: Path, prompt: Callable[[str], str]) -> paramiko.PKey:
+    try:
+        with _UNLOCKED_LOCK:
+            cache = _UNLOCKED.get(prompt)
+            if cache is None:
+                ref = weakref.ref(prompt)
+                cache = FileCache(lambda p: _unlock(p, ref() or _prompt_gone), _cert_beside)
+                _UNLOCKED[prompt] = cache
+    except TypeError:  # a callable that cannot be weakly referenced or hashed: no caching
+        return _unlock(path, prompt)
+    return cache.get(path)
+
+
+def _prompt_gone(_: str) -> str:  # pragma: no cover - the caller holds its prompt during get()
+    raise _WrongPassphrase
 
 
 class AuthOrder(AuthStrategy):
@@ -86,7 +150,7 @@ class AuthOrder(AuthStrategy):
         if not path.is_file():
             return None
         try:
-            return paramiko.PKey.from_path(path)
+            return KEYS.get(path)
         except (paramiko.PasswordRequiredException, TypeError):
             # paramiko 4+ hands OpenSSH-format keys to cryptography, which says "encrypted, no
             # password" with a TypeError; older formats raise PasswordRequiredException.
@@ -97,17 +161,12 @@ class AuthOrder(AuthStrategy):
         if self.passphrase_prompt is None:
             self.tried.append(f"key {path} (skipped: it needs a passphrase)")
             return None
-        passphrase = self.passphrase_prompt(f"Passphrase for {path}: ")
-        # paramiko 5 passes it straight to cryptography, which wants bytes (the stubs say str);
-        # other versions encode it themselves.
-        for secret in (passphrase.encode(), passphrase):
-            try:
-                return paramiko.PKey.from_path(path, cast(Any, secret))
-            except TypeError:
-                continue
-            except (paramiko.SSHException, OSError, ValueError):
-                break
-        self.tried.append(f"key {path} (wrong passphrase)")
+        try:
+            return _unlock_once(path, self.passphrase_prompt)
+        except _WrongPassphrase:
+            self.tried.append(f"key {path} (wrong passphrase)")
+        except OSError as exc:  # removed or replaced by a directory since is_file()
+            self.tried.append(f"key {path} (unreadable: {exc})")
         return None
 
     def _agent_keys(self) -> tuple[paramiko.PKey, ...]:

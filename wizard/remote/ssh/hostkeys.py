@@ -17,11 +17,11 @@ from pathlib import Path
 import paramiko
 
 from wizard.errors import BadInput, HostKeyUnknown
+from wizard.remote.ssh.filecache import FileCache
 
 
 def default_known_hosts() -> Path:
     return Path.home() / ".ssh" / "known_hosts"
-
 
 
 def fingerprint(key: paramiko.PKey) -> str:
@@ -72,12 +72,33 @@ def record_host_key(known_hosts: Path, hostname: str, key: paramiko.PKey) -> Non
                        "Pass a writable file with --known-hosts.") from exc
 
 
-def load_known_hosts(client: paramiko.SSHClient, known_hosts: Path) -> None:
+def _parse_known_hosts(path: Path) -> paramiko.HostKeys:
+    return paramiko.HostKeys(str(path))
+
+
+# One parse per file content per process (see filecache): the fleet connects from many threads.
+KNOWN_HOSTS = FileCache(_parse_known_hosts)
+
+
+def load_known_hosts(client: paramiko.SSHClient, known_hosts: Path, name: str) -> None:
+    """Give ``client`` the known_hosts entries for ``name`` (``host`` or ``[host]:port``).
+
+    paramiko's connect checks the server key with ``get_host_keys().get(name)`` — the same
+    ``HostKeys.lookup`` run here on the cached parse — so copying just that host's keys, in
+    file order (the first of a type wins, as in lookup), keeps the check exactly as strict:
+    no entry -> :class:`HostKeyPolicy` (unknown), another key -> BadHostKeyException (changed).
+    """
     if not known_hosts.exists():
         return
     try:
-        client.load_host_keys(str(known_hosts))
+        parsed = KNOWN_HOSTS.get(known_hosts)
     except (OSError, paramiko.SSHException, ValueError) as exc:
         raise BadInput(f"Cannot read known_hosts file {known_hosts}: {exc}",
                        "Fix or remove the broken line, or pass another file with --known-hosts.",
                        ) from exc
+    keys = parsed.lookup(name)
+    if keys is None:
+        return
+    ours = client.get_host_keys()
+    for key_type in dict.fromkeys(keys.keys()):
+        ours.add(name, key_type, keys[key_type])

@@ -18,6 +18,7 @@ import paramiko
 
 from wizard.errors import BadInput
 from wizard.remote.local import local_user
+from wizard.remote.ssh.filecache import FileCache
 
 DEFAULT_PORT = 22
 
@@ -36,7 +37,6 @@ _HOSTILE = {
 
 def default_ssh_config() -> Path:
     return Path.home() / ".ssh" / "config"
-
 
 
 @dataclass(frozen=True)
@@ -137,11 +137,21 @@ def _check_host(text: str, host: str) -> None:
         raise _bad_target(text, f"host name {host!r} has characters a host name cannot have")
 
 
+def _parse_ssh_config(path: Path) -> paramiko.SSHConfig:
+    return paramiko.SSHConfig.from_path(str(path))
+
+
+# Parsed once per file content per process: an inventory of N hosts resolves N targets.
+# SSHConfig.lookup only reads the parsed config (it copies what it returns), so one parse is
+# shared by every thread.
+SSH_CONFIGS = FileCache(_parse_ssh_config)
+
+
 def _load_ssh_config(path: Path) -> paramiko.SSHConfig:
     if not path.is_file():
         return paramiko.SSHConfig()
     try:
-        return paramiko.SSHConfig.from_path(str(path))
+        return SSH_CONFIGS.get(path)
     except Exception as exc:  # paramiko raises assorted types for a broken config
         raise BadInput(f"Cannot read the SSH config {path}: {exc}",
                        "Fix the file (ssh -G HOST shows what OpenSSH makes of it).") from exc
@@ -210,7 +220,7 @@ def config_host_names(path: Path | None = None) -> list[str]:
     if not config_path.is_file():
         return []
     try:
-        names = paramiko.SSHConfig.from_path(str(config_path)).get_hostnames()
+        names = SSH_CONFIGS.get(config_path).get_hostnames()
     except Exception:  # a broken config: connecting will report it properly
         return []
     return sorted(n for n in names if not any(c in n for c in "*?!"))

@@ -119,7 +119,7 @@ def handshake(
     auth = AuthOrder(target.user, identity=identity, config_identities=target.identity_files,
                       password=password, passphrase_prompt=passphrase_prompt)
     try:
-        load_known_hosts(client, known_hosts)
+        load_known_hosts(client, known_hosts, target.known_hosts_name)
         client.set_missing_host_key_policy(HostKeyPolicy(known_hosts, accept_host_key))
         client.connect(
             target.host,
