@@ -27,7 +27,7 @@ from wizard.deploy.context import ActivationFailed, Context, StepFailed, tail
 from wizard.deploy.detect import HostTarget, detect
 from wizard.deploy.events import Step, StepStarted
 from wizard.deploy.marker import stamp
-from wizard.deploy.scripts import Activation, parse_activation
+from wizard.deploy.scripts import Activation, ActivationReport, parse_activation
 from wizard.deploy.settle import probe_markers, probe_summary, settle_on_probe
 from wizard.errors import (
     BadInput,
@@ -177,32 +177,45 @@ def read_and_diff(ctx: Context) -> None:
         s.output = ctx.diff
 
 
-def make_backup(ctx: Context) -> None:
-    t = ctx.tgt
+def backup_local(ctx: Context) -> None:
+    """The local mirror of the backup the activation script makes on the host, written from
+    the bytes already read (the script checks its copy has their sha256). Written before the
+    script runs, so that a connection lost in the middle still leaves a local copy."""
+    directory = local_dir(ctx.options.state_dir, ctx.host)
+    name = backup_name(ctx.stamp, ctx.tgt.real_dest)
+    try:
+        ctx.local_backup = save_local(directory, name, ctx.old, plan.index_entry(ctx))
+    except OSError as exc:
+        # The host copy is the one a restore uses; a missing local copy is only a warning.
+        ctx.local_backup = str(directory / name)
+        ctx.notice(Step.BACKUP, f"Could not write the local backup copy in {directory}: "
+                                f"{exc.strerror or exc}")
+
+
+def backed_up(ctx: Context, report: ActivationReport, first: Step) -> None:
+    """The backup step as the activation script reported it: made and matching the bytes
+    read, else ``StepFailed`` (BACKUP_FAILED: nothing changed). A run that went on but does
+    not show the sums the script itself checked is not trusted (``ActivationFailed``,
+    UNKNOWN): the transaction puts the old bytes back from here and verifies them."""
+    t, want = ctx.tgt, plan.backup_first(ctx).sums
     backup = plan.backup_path(ctx)
-    with ctx.step(Step.BACKUP, "back up the current config") as s:
-        result = ctx.run(plan.backup_cmd(ctx))
-        if not result.ok:
-            raise StepFailed(Step.BACKUP, failures.backup_failed(t.real_dest, ctx.host),
-                             result.output)
-        sums = [line.split()[0] for line in result.stdout.splitlines() if line.split()]
-        want = [(t.real_dest, ctx.old) if ctx.old is not None else None,
-                *((c.path, c.old) for c in t.companions if plan.companion_backup(ctx, c))]
-        for i, (path, data) in enumerate(w for w in want if w is not None):
-            if data is None or (sums[i] if i < len(sums) else "") != sha(data):
-                raise StepFailed(Step.BACKUP, failures.backup_mismatch(path), result.output)
-        ctx.backup = backup
-        directory = local_dir(ctx.options.state_dir, ctx.host)
-        name = backup_name(ctx.stamp, t.real_dest)
-        try:
-            ctx.local_backup = save_local(directory, name, ctx.old, plan.index_entry(ctx))
-        except OSError as exc:
-            # The host copy is the one a restore uses; a missing local copy is only a warning.
-            ctx.local_backup = str(directory / name)
-            ctx.notice(Step.BACKUP, f"Could not write the local backup copy in {directory}: "
-                                    f"{exc.strerror or exc}")
-        s.detail = (f"{backup} (+ local {ctx.local_backup})" if backup
-                    else f"no current file; local note {ctx.local_backup}")
+    if report.outcome is Activation.BACKUP_FAILED:
+        ctx.changed, ctx.backup = False, None
+        title = (failures.backup_mismatch(t.real_dest) if report.backup_fault == "mismatch"
+                 else failures.backup_failed(t.real_dest, ctx.host))
+        ctx.record(Step.BACKUP, "failed", report.backup_s, title, report.output)
+        ctx.record(first, "skipped", 0.0, "the backup failed: nothing was changed", "")
+        raise StepFailed(Step.BACKUP, title, report.output)
+    if report.backup_sums != want:
+        ctx.record(Step.BACKUP, "failed", report.backup_s,
+                   "the activation script did not report the backup it made", report.output)
+        if report.outcome is not Activation.UNKNOWN:  # UNKNOWN: handled as such by activate
+            ctx.record(first, "failed", 0.0, "the run's report is not whole", "")
+            raise ActivationFailed(Activation.UNKNOWN, tail(report.output))
+        return
+    ctx.record(Step.BACKUP, "ok", report.backup_s,
+               f"{backup} (+ local {ctx.local_backup})" if backup
+               else f"no current file; local note {ctx.local_backup}", "")
 
 
 def prepare(ctx: Context) -> None:
@@ -258,20 +271,29 @@ def activate(ctx: Context, tmp: str | None) -> None:
     t = ctx.tgt
     streamed = tmp is not None and ctx.new is not None
     first = Step.UPLOAD if streamed else Step.RENAME
+    backup_local(ctx)
+    # The script backs up first (the bytes are written to the temp file before that, the
+    # backup before anything else): both steps are under way from here.
+    ctx.emit(StepStarted(ctx.host, Step.BACKUP, "back up the current config (first in the "
+                                                "activation script)"))
     ctx.current = first
     ctx.emit(StepStarted(ctx.host, first, f"send {len(ctx.new or b'')} bytes to {tmp}"
                          if streamed else f"rename over {t.real_dest}"))
     t0 = time.monotonic()
     script = plan.activation_cmd(ctx, tmp)
     ctx.changed = True  # from here on, assume the file may have changed
+    # ... and that the backup the script makes first exists (it ignores a dropped link).
+    ctx.backup = plan.backup_path(ctx)
     try:
         result = ctx.run(script, stdin=ctx.new if streamed else None,
                          timeout=plan.activation_timeout(ctx))
     except NotStarted:  # the script never ran: nothing changed
-        ctx.changed = False
+        ctx.changed, ctx.backup = False, None
+        ctx.record(Step.BACKUP, "failed", time.monotonic() - t0, "connection lost", "")
         ctx.record(first, "failed", time.monotonic() - t0, "connection lost", "")
         raise
     except BaseException:
+        ctx.record(Step.BACKUP, "failed", time.monotonic() - t0, "connection lost", "")
         ctx.record(first, "failed", time.monotonic() - t0, "connection lost", "")
         raise
     report = parse_activation(result.exit_status, result.stdout, result.stderr,
@@ -279,10 +301,12 @@ def activate(ctx: Context, tmp: str | None) -> None:
     total, output = time.monotonic() - t0, report.output
     ctx.restored_sha = (report.restored_sha if report.outcome is Activation.REFUSED_RESTORED
                         else None)
-    if streamed and report.outcome is Activation.UPLOAD_FAILED:
-        ctx.changed = False
+    if streamed and report.outcome is Activation.UPLOAD_FAILED:  # before the backup
+        ctx.changed, ctx.backup = False, None
+        ctx.skip(Step.BACKUP, "the new bytes did not arrive whole: no backup made")
         ctx.record(Step.UPLOAD, "failed", total, "the bytes did not arrive whole", output)
         raise StepFailed(Step.UPLOAD, failures.upload_incomplete(tmp or "", ctx.host), output)
+    backed_up(ctx, report, first)
     if streamed:
         ctx.record(Step.UPLOAD, "ok" if report.uploaded else "failed", report.upload_s,
                    f"{tmp} ({len(ctx.new or b'')} bytes)", "")

@@ -127,7 +127,6 @@ class Transaction:
                 ctx.skip(step, "unchanged")
             return self.verify_unchanged()
         try:
-            steps.make_backup(ctx)
             steps.prepare(ctx)
             steps.activate(ctx, steps.upload(ctx))
         except ActivationFailed as exc:
@@ -267,7 +266,7 @@ class Transaction:
                 return self.rollback_failed(Step.VALIDATE, Step.RESTORE, exc.output,
                                             "restoring the previous file failed")
             case (Activation.VALIDATED | Activation.RENAME_FAILED | Activation.CHANGED_MEANWHILE
-                  | Activation.UPLOAD_FAILED):
+                  | Activation.UPLOAD_FAILED | Activation.BACKUP_FAILED):
                 raise AssertionError(f"not an activation failure: {exc.activation}")
 
     def failed_after_change(self, exc: StepFailed) -> DeployResult:
