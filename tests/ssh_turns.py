@@ -166,7 +166,12 @@ def count_channels() -> Iterator[ChannelCounter]:
 # script): 3 / 13, 2 / 11, 3 / 13 — detect + gather, activation, release. Up to two more turns
 # seen under load (a reply can land between two sends the client did not wait for, and counts
 # as a turn; the spare channel opened while a command runs is one). The channel counts are
-# exact.
+# exact. The connect's 6, seen on the wire: our banner; KEXINIT (paramiko sends it once the
+# server's banner is in); KEXDH_INIT; NEWKEYS + SERVICE_REQUEST (one send); the publickey
+# USERAUTH_REQUEST, signed at once (no "none" probe, no query); and the IGNORE answering
+# sshd's hostkeys-00 request, which nothing waits for. Each of the first five waits on sshd's
+# answer by the protocol or inside paramiko's Transport/AuthHandler (no public API sends
+# KEXINIT before the banner or the USERAUTH_REQUEST before SERVICE_ACCEPT).
 BUDGET: dict[str, tuple[int, int]] = {
     "changed": (3, 15),
     "unchanged": (2, 13),

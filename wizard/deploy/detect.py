@@ -125,8 +125,7 @@ class HostTarget:
         return "; ".join(parts)
 
 
-# Between the facts and what the caller appended to the detect script (``detect(also=...)``).
-ALSO = "@@sw also"
+ALSO = "@@sw also"  # between the facts and what ``detect(also=...)`` appended
 
 
 def detect_script(spec: DeploySpec, dest: str, also: str = "") -> str:

@@ -1,10 +1,13 @@
 """The detect step's host-side half: inspect the destination, take the lock, read the file.
 
-Called by ``wizard.deploy.steps.detect_target`` once the target is known. A real run does all
-three in ONE script (``plan.gather_cmd``: ``hoststate.gather_script``) when the inspection
-alone shows nothing to decide — not a symlink, a regular file or none — and falls back to a
-separate claim otherwise; the dry run only inspects. The scripts and their parsers are in
-``hoststate`` and ``readback``; this module decides what their answers mean.
+Called by ``wizard.deploy.steps.detect_target``. A real run does all three in ONE script
+(``plan.gather_cmd``: ``hoststate.gather_script``) when the inspection alone shows nothing to
+decide — not a symlink, a regular file or none — and falls back to a separate claim
+otherwise; the dry run only inspects. That script first rides on the detect script itself, for
+the destination as guessed before the facts (``speculation``/``adopt``): when the facts
+confirm the guess, detect + gather is one round trip; else it runs once the target is known.
+The scripts and their parsers are in ``hoststate`` and ``readback``; this module decides what
+their answers mean.
 """
 
 from __future__ import annotations

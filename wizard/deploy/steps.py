@@ -1,10 +1,11 @@
 """The forward steps of a deploy, each a function over the transaction's ``Context``.
 
 Called in order by ``wizard.deploy.transaction``: detect (+ inspect the destination, take the
-lock, read it: ``gather``) -> diff -> backup -> prepare -> upload + activate (the new bytes on
-the stdin of one host script that renames, validates and reloads) -> reload (reported) ->
-settle -> probe. Each host-side step is one command on the connection (issue #15: a deploy
-in as few round trips as its safety allows). A step that fails raises ``StepFailed`` (or
+lock, read it: ``gather``, in the same command when the destination is as guessed) -> diff ->
+prepare -> backup + upload + activate (the new bytes on the stdin of one host script that
+backs up, renames, validates and reloads) -> reload (reported) -> settle -> probe. Host-side
+steps share commands where the transaction's safety allows (issue #15: a deploy in as few
+round trips as possible). A step that fails raises ``StepFailed`` (or
 ``ActivationFailed``, with the typed outcome of the activation script); what that means —
 roll back, keep, report — is the transaction's decision, and the words are in ``failures``.
 The commands come from ``wizard.deploy.plan``, the same builders the dry run lists.
@@ -20,14 +21,14 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeVar
 from urllib.parse import urlsplit
 
-from wizard.deploy import bundle, companions, failures, gather, plan, stock
-from wizard.deploy.backups import backup_name, local_dir, save_local, sha
+from wizard.deploy import backup_step, bundle, companions, failures, gather, plan, stock
+from wizard.deploy.backups import sha
 from wizard.deploy.companions import DISABLE_DEFAULT_SITE, EDIT_MAIN_CONFIG
 from wizard.deploy.context import ActivationFailed, Context, StepFailed, tail
 from wizard.deploy.detect import HostTarget, detect, first_guess
 from wizard.deploy.events import Step, StepStarted
 from wizard.deploy.marker import stamp
-from wizard.deploy.scripts import Activation, ActivationReport, parse_activation
+from wizard.deploy.scripts import Activation, parse_activation
 from wizard.deploy.settle import probe_markers, probe_summary, settle_on_probe
 from wizard.errors import (
     BadInput,
@@ -184,47 +185,6 @@ def read_and_diff(ctx: Context) -> None:
         s.output = ctx.diff
 
 
-def backup_local(ctx: Context) -> None:
-    """The local mirror of the backup the activation script makes on the host, written from
-    the bytes already read (the script checks its copy has their sha256). Written before the
-    script runs, so that a connection lost in the middle still leaves a local copy."""
-    directory = local_dir(ctx.options.state_dir, ctx.host)
-    name = backup_name(ctx.stamp, ctx.tgt.real_dest)
-    try:
-        ctx.local_backup = save_local(directory, name, ctx.old, plan.index_entry(ctx))
-    except OSError as exc:
-        # The host copy is the one a restore uses; a missing local copy is only a warning.
-        ctx.local_backup = str(directory / name)
-        ctx.notice(Step.BACKUP, f"Could not write the local backup copy in {directory}: "
-                                f"{exc.strerror or exc}")
-
-
-def backed_up(ctx: Context, report: ActivationReport, first: Step) -> None:
-    """The backup step as the activation script reported it: made and matching the bytes
-    read, else ``StepFailed`` (BACKUP_FAILED: nothing changed). A run that went on but does
-    not show the sums the script itself checked is not trusted (``ActivationFailed``,
-    UNKNOWN): the transaction puts the old bytes back from here and verifies them."""
-    t, want = ctx.tgt, plan.backup_first(ctx).sums
-    backup = plan.backup_path(ctx)
-    if report.outcome is Activation.BACKUP_FAILED:
-        ctx.changed, ctx.backup = False, None
-        title = (failures.backup_mismatch(t.real_dest) if report.backup_fault == "mismatch"
-                 else failures.backup_failed(t.real_dest, ctx.host))
-        ctx.record(Step.BACKUP, "failed", report.backup_s, title, report.output)
-        ctx.record(first, "skipped", 0.0, "the backup failed: nothing was changed", "")
-        raise StepFailed(Step.BACKUP, title, report.output)
-    if report.backup_sums != want:
-        ctx.record(Step.BACKUP, "failed", report.backup_s,
-                   "the activation script did not report the backup it made", report.output)
-        if report.outcome is not Activation.UNKNOWN:  # UNKNOWN: handled as such by activate
-            ctx.record(first, "failed", 0.0, "the run's report is not whole", "")
-            raise ActivationFailed(Activation.UNKNOWN, tail(report.output))
-        return
-    ctx.record(Step.BACKUP, "ok", report.backup_s,
-               f"{backup} (+ local {ctx.local_backup})" if backup
-               else f"no current file; local note {ctx.local_backup}", "")
-
-
 def prepare(ctx: Context) -> None:
     t = ctx.tgt
     if not (t.make_dir or t.extra_files or t.prepare_cmds):
@@ -278,7 +238,7 @@ def activate(ctx: Context, tmp: str | None) -> None:
     t = ctx.tgt
     streamed = tmp is not None and ctx.new is not None
     first = Step.UPLOAD if streamed else Step.RENAME
-    backup_local(ctx)
+    backup_step.save_local_copy(ctx)
     # The script backs up first (the bytes are written to the temp file before that, the
     # backup before anything else): both steps are under way from here.
     ctx.emit(StepStarted(ctx.host, Step.BACKUP, "back up the current config (first in the "
@@ -313,7 +273,7 @@ def activate(ctx: Context, tmp: str | None) -> None:
         ctx.skip(Step.BACKUP, "the new bytes did not arrive whole: no backup made")
         ctx.record(Step.UPLOAD, "failed", total, "the bytes did not arrive whole", output)
         raise StepFailed(Step.UPLOAD, failures.upload_incomplete(tmp or "", ctx.host), output)
-    backed_up(ctx, report, first)
+    backup_step.backed_up(ctx, report, first)
     if streamed:
         ctx.record(Step.UPLOAD, "ok" if report.uploaded else "failed", report.upload_s,
                    f"{tmp} ({len(ctx.new or b'')} bytes)", "")
