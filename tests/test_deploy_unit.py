@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -447,6 +448,8 @@ LOST = ConnectionFailed("Connection to flaky lost during sftp write",
 
 # The activation script's first lines: the new bytes arrive on its stdin (scripts.upload_lines).
 ACTIVATION = "trap '' HUP PIPE\necho \"@@sw start"
+# Its last line once the backup is made and checked (scripts.backup_section).
+BACKED_UP = 'echo "@@sw backedup'
 
 
 def test_connection_lost_during_upload_changes_nothing(host: Host) -> None:
@@ -815,8 +818,10 @@ def test_a_file_changed_after_the_backup_is_not_overwritten(host: Host) -> None:
 
     def edit_then_activate(command: str, *, sudo: bool = False, timeout: float = 60,
                            input: str | None = None) -> CommandResult:
-        if command.startswith(ACTIVATION):  # after the backup, as the new bytes go out
-            host.dest.write_bytes(b"# edited by hand meanwhile\n")
+        if command.startswith(ACTIVATION):  # the script backs up first: edit right after
+            edit = f"printf '# edited by hand meanwhile\\n' > {shlex.quote(str(host.dest))}; "
+            assert BACKED_UP in command
+            command = command.replace(BACKED_UP, edit + BACKED_UP, 1)
         return original(command, sudo=sudo, timeout=timeout, input=input)
 
     sneaky.inner.run = edit_then_activate  # type: ignore[method-assign]

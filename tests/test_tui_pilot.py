@@ -122,11 +122,13 @@ def nginx_remote(validate_ok: bool = True) -> InMemoryRemote:
             remote.files[moved.group(1)] = req.input.encode("utf-8", "surrogateescape")
         if validate_ok:
             remote.files[moved.group(2)] = remote.files.pop(moved.group(1))
-            return CommandResult(req.command, 0, "@@sw renamed 1\n@@sw validated 0 2\n"
+            return CommandResult(req.command, 0, "@@sw start 000001\n@@sw uploaded 000002\n"
+                                 "@@sw renamed 1\n@@sw validated 0 2\n"
                                  "nginx: configuration file /etc/nginx/nginx.conf test is "
                                  "successful\n", "", 0.0)
         remote.files.pop(moved.group(1))
-        return CommandResult(req.command, 91, "@@sw renamed 1\n@@sw validated 1 2\n"
+        return CommandResult(req.command, 91, "@@sw start 000001\n@@sw uploaded 000002\n"
+                             "@@sw renamed 1\n@@sw validated 1 2\n"
                              "nginx: [emerg] unknown directive \"proxy_pass_x\" in "
                              f"{DEST}:17\nnginx: configuration file /etc/nginx/nginx.conf "
                              "test failed\n", "", 0.0)

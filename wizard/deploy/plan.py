@@ -22,6 +22,7 @@ from wizard.deploy.events import Step
 from wizard.deploy.marker import HEADER, existing_id
 from wizard.deploy.result import Outcome, PlanItem
 from wizard.deploy.scripts import (
+    Backup,
     CompanionScript,
     Upload,
     activation_script,
@@ -118,11 +119,16 @@ def release_cmd(ctx: Context, *, clear_journal: bool, record: dict[str, Any] | N
     return "\n".join([*history.append_lines(index, record), script])
 
 
-def backup_cmd(ctx: Context) -> str:
-    extra = [line for c in ctx.tgt.companions
+def backup_first(ctx: Context) -> Backup:
+    """The backup the activation script makes first (``scripts.backup_section``): the file
+    and the companions it replaces, each to match the bytes read; the pending history record."""
+    t = ctx.tgt
+    extra = [line for c in t.companions
              for line in companions.backup_lines(c, companion_backup(ctx, c))]
-    return backup_script(ctx.tgt.real_dest, ctx.options.backup_dir, backup_path(ctx),
-                         index_entry(ctx), extra)
+    sums = [sha(ctx.old)] if ctx.old is not None else []
+    sums += [sha(c.old or b"") for c in t.companions if companion_backup(ctx, c)]
+    return Backup(backup_script(t.real_dest, ctx.options.backup_dir, backup_path(ctx),
+                                index_entry(ctx), extra), tuple(sums))
 
 
 def upload_name(ctx: Context) -> str:
@@ -140,7 +146,8 @@ def planned_temp(ctx: Context) -> str:
 
 
 def activation_cmd(ctx: Context, tmp: str | None) -> str:
-    """Rename + validate + restore if refused (``scripts.activation_script``)."""
+    """Backup + rename + validate + restore if refused + reload
+    (``scripts.activation_script``)."""
     t, backups = ctx.tgt, ctx.options.backup_dir
     record = {"time": ctx.stamp, "dest": t.real_dest, "backup": backup_path(ctx),
               "old_sha256": sha(ctx.old) if ctx.old is not None else None,
@@ -157,7 +164,8 @@ def activation_cmd(ctx: Context, tmp: str | None) -> str:
                              precheck=t.precheck_cmd,
                              companions=companion_scripts(ctx),
                              upload=Upload.of(ctx.new) if ctx.new is not None else None,
-                             reload=(t.reload_cmd, reload_timeout(ctx)))
+                             reload=(t.reload_cmd, reload_timeout(ctx)),
+                             backup_first=backup_first(ctx))
 
 
 def activation_timeout(ctx: Context) -> float:
@@ -172,7 +180,8 @@ def restore_cmd(ctx: Context) -> str:
     reenable = t.enable_cmds if ctx.new is None else ()
     # Before the backup step ran (the plan), the backup it will make.
     backup = ctx.backup if ctx.backup is not None else backup_path(ctx)
-    lines = restore_lines(t.real_dest, backup, t.disable_cmds, reenable)
+    lines = restore_lines(t.real_dest, backup, t.disable_cmds, reenable,
+                          old_sha=sha(ctx.old) if ctx.old is not None else None)
     if not t.companions:
         return "\n".join(lines)
     # Every part is tried, whichever fails: the host gets back as much as it can.
@@ -188,14 +197,18 @@ def build(ctx: Context) -> list[PlanItem]:
     """Everything the transaction runs, in order, for --dry-run and the TUI's Plan tab."""
     t, sudo = ctx.tgt, ctx.options.sudo
     items = [PlanItem(Step.DETECT, cmd, privileged) for cmd, privileged in t.commands]
-    items += [PlanItem(Step.DETECT, gather_cmd(ctx), sudo),
+    items += [PlanItem(Step.DETECT, gather_cmd(ctx), sudo) if not ctx.gathered_early else
+              PlanItem(Step.DETECT, f"inspect, lock and read {t.dest} (run by the first "
+                                    "command above)", shell=False),
               *([PlanItem(Step.DETECT, claim_cmd(ctx), sudo)] if ctx.claimed_apart else []),
               PlanItem(Step.DIFF, f"read {t.real_dest}" + (" (printed by the script above)"
                                                            if not ctx.claimed_apart else ""),
                        shell=False),
               *(PlanItem(Step.DIFF, f"read {c.path}", shell=False)
                 for c in t.companions if not c.link),
-              PlanItem(Step.BACKUP, backup_cmd(ctx), sudo),
+              PlanItem(Step.BACKUP, (f"back up {t.real_dest} to {backup_path(ctx)}"
+                                     if ctx.old is not None else "record the run") +
+                       " (first thing the activation script below does)", shell=False),
               PlanItem(Step.BACKUP, f"copy to {local_dir(ctx.options.state_dir, ctx.host)}/"
                                     f"{backup_name(ctx.stamp, t.real_dest)}", shell=False)]
     if t.make_dir:

@@ -144,7 +144,14 @@ def undo_prepare(ctx: Context) -> tuple[str, ...]:
 
 def release(ctx: Context, result: DeployResult | None) -> None:
     """Drop the host-side lock; forget the journal once the outcome is known; record the
-    run's outcome in the history (same script: no extra round trip)."""
+    run's outcome in the history (same script: no extra round trip).
+
+    The one command after the probe, on the session channel already opened while the
+    activation ran (``wizard.remote.ssh.channels``): one round trip, waited for on purpose.
+    Not waiting would save it but leave the run not knowing its record was written; a link
+    dropped here leaves the lock (taken over as stale by the next run: its holder, this
+    connection, is gone), the journal (the next run finishes the change: reload, settle,
+    probe) and a ``pending`` history record."""
     if not ctx.locked:
         return
     known = result is not None and result.outcome in (

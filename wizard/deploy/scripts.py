@@ -37,6 +37,7 @@ class Activation(Enum):
     CHANGED_MEANWHILE = 93  # the file is not the one backed up: nothing was done
     REFUSED_UNTOUCHED = 94  # the checker refused the temp file before the rename: no change
     UPLOAD_FAILED = 95  # the bytes on stdin did not arrive whole: no change, no temp file left
+    BACKUP_FAILED = 96  # the backup could not be made, or differs from the file read: no change
     UNKNOWN = -1  # anything else (sudo refused, the shell died): the state is unknown
 
     @classmethod
@@ -60,6 +61,11 @@ class ActivationReport:
     reload: Reload | None = None  # the reload that ran after a validated config
     # After a refused config: the sha256 of what is at the destination now ("absent": none).
     restored_sha: str | None = None
+    # The sha256 of each backup the script made, in order (``Backup.sums``); ``backup_fault``:
+    # "failed" (the copy failed) or "mismatch" (it is not the file read), with BACKUP_FAILED.
+    backup_sums: tuple[str, ...] = ()
+    backup_fault: str | None = None
+    backup_s: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -79,10 +85,11 @@ class Reload:
 def parse_activation(exit_status: int, stdout: str, stderr: str,
                      total: float) -> ActivationReport:
     stdout, reloaded, reload_out = stdout.partition("\n@@sw reloaded ")
-    marks = dict(re.findall(r"^@@sw (start|uploaded|checking|renamed|validated)(?: \d+)? "
+    marks = dict(re.findall(r"^@@sw (start|uploaded|backedup|checking|renamed|validated)(?: \d+)? "
                             r"(\d{6,})$", stdout, re.M))
     output = re.sub(r"^@@sw .*\n?", "", stdout, flags=re.M) + stderr
     upload_s = _span(marks, "start", "uploaded")
+    backup_s = _span(marks, "uploaded" if "uploaded" in marks else "start", "backedup")
     reload = None
     head = re.match(r"(\d+) (\d{6,})\n", reload_out) if reloaded else None
     if head is not None:
@@ -90,11 +97,14 @@ def parse_activation(exit_status: int, stdout: str, stderr: str,
         reload = Reload(int(head.group(1)), _span(marks, "validated", "reloaded"),
                         reload_out[head.end():])
     reload_s = reload.seconds if reload is not None else 0.0
-    rename_s, validate_s = _split_time(marks, total - upload_s - reload_s)
+    rename_s, validate_s = _split_time(marks, total - upload_s - backup_s - reload_s)
     restored = re.search(r"^@@sw restored ([0-9a-f]{64}|absent|other)$", stdout, re.M)
+    fault = re.search(r"^@@sw backup (failed|mismatch)$", stdout, re.M)
     return ActivationReport(Activation.from_exit(exit_status), exit_status, rename_s,
                             validate_s, output, upload_s, "uploaded" in marks, reload,
-                            restored.group(1) if restored else None)
+                            restored.group(1) if restored else None,
+                            tuple(re.findall(r"^@@sw backup ([0-9a-f]{64})$", stdout, re.M)),
+                            fault.group(1) if fault else None, backup_s)
 
 
 def _span(marks: dict[str, str], first: str, then: str) -> float:
@@ -118,11 +128,14 @@ def _split_time(marks: dict[str, str], total: float) -> tuple[float, float]:
 
 
 def restore_lines(dest: str, backup: str | None, disable_cmds: Sequence[str],
-                  reenable_cmds: Sequence[str] = ()) -> list[str]:
+                  reenable_cmds: Sequence[str] = (), *, old_sha: str | None = None
+                  ) -> list[str]:
     """Shell lines that put the backup's bytes back at ``dest`` in one rename (or remove a
     file that did not exist before). Exit status 0 only when it worked. ``reenable_cmds``
     (a2ensite) run after the bytes are back when the change being undone had removed the file
-    and disabled it (a rollback that put a file away)."""
+    and disabled it (a rollback that put a file away). ``old_sha``: a ``dest`` that is still
+    that plain file is left as it is — the backup is made by the activation script itself,
+    so a run that never got that far has none, and nothing to undo."""
     d = shlex.quote(dest)
     if backup is None:
         undo = " && ".join(f"{{ {cmd}; }} >/dev/null 2>&1" for cmd in disable_cmds) or ":"
@@ -131,8 +144,12 @@ def restore_lines(dest: str, backup: str | None, disable_cmds: Sequence[str],
     tdir = hoststate.temp_dir(dest)
     r = shlex.quote(posixpath.join(tdir, f"{hoststate.state_key(dest)}.restore"))
     redo = "".join(f" && {cmd}" for cmd in reenable_cmds)
-    return [f"mkdir -p -m 0700 -- {shlex.quote(tdir)} && cp -p -- {shlex.quote(backup)} {r} "
-            f"&& mv -f -- {r} {d}{redo}"]
+    put = (f"mkdir -p -m 0700 -- {shlex.quote(tdir)} && cp -p -- {shlex.quote(backup)} {r} "
+           f"&& mv -f -- {r} {d}{redo}")
+    if old_sha is None:
+        return [put]
+    return [f"{{ [ -f {d} ] && [ ! -L {d} ] && [ \"$(sha256sum < {d} | cut -d' ' -f1)\" = "
+            f"{shlex.quote(old_sha)} ]; }} || {{ {put}; }}"]
 
 
 @dataclass(frozen=True)
@@ -155,7 +172,8 @@ def activation_script(tmp: str | None, dest: str, backup: str | None, validate_c
                       precheck: str | None = None,
                       companions: Sequence[CompanionScript] = (),
                       upload: Upload | None = None,
-                      reload: tuple[str, float] | None = None) -> str:
+                      reload: tuple[str, float] | None = None,
+                      backup_first: Backup | None = None) -> str:
     """Rename the uploaded temp file over ``dest`` (``tmp`` None: remove ``dest``), run the
     checker on the whole tree, and put the old file back at once if the checker refuses. One
     script, so that a dropped connection cannot separate the rename from the restore (HUP and
@@ -187,13 +205,19 @@ def activation_script(tmp: str | None, dest: str, backup: str | None, validate_c
     With ``reload`` (command, seconds) a validated config is reloaded in the same script, under
     its own ``timeout``: ``@@sw reloaded STATUS NS`` then the reload's output end the stdout
     (``ActivationReport.reload``); the exit status stays the activation's. A refused config is
-    never reloaded."""
+    never reloaded.
+
+    With ``backup_first`` the backup (``backup_section``) is made right after the upload and
+    before anything else: a backup that fails or does not match the file read ends the script
+    with ``Activation.BACKUP_FAILED`` — nothing changed, no temp file left."""
     d = shlex.quote(dest)
     guard: list[str] = []
     temps = [t for t in (tmp, *(c.tmp for c in companions)) if t is not None]
     t = f"rm -f -- {' '.join(shlex.quote(x) for x in temps)}; " if temps else ""
     if upload is not None and tmp is not None:
         guard += upload_lines(tmp, upload, t)
+    if backup_first is not None:
+        guard += backup_section(backup_first, t)
     prechecked = precheck is not None and tmp is not None
     if prechecked:
         # First of all: the hash re-check and the journal below stay next to the rename. A
@@ -310,6 +334,16 @@ def upload_lines(tmp: str, upload: Upload, cleanup: str) -> list[str]:
     ]
 
 
+@dataclass(frozen=True)
+class Backup:
+    """The backup the activation script makes before it changes anything
+    (``activation_script(backup=...)``): ``script`` (``backup_script``) and the sha256 each
+    copy it makes must have — the bytes the client read — in the order it prints them."""
+
+    script: str
+    sums: tuple[str, ...]
+
+
 def backup_script(dest: str, backup_dir: str, backup: str | None, entry: dict[str, Any],
                   extra: Sequence[str] = ()) -> str:
     """Copy ``dest`` into the backup dir (bytes, mode, owner), print its sha256, and append
@@ -322,3 +356,24 @@ def backup_script(dest: str, backup_dir: str, backup: str | None, entry: dict[st
     lines.extend(extra)
     lines += history.append_lines(posixpath.join(backup_dir, INDEX_NAME), entry)
     return "\n".join(lines)
+
+
+def backup_section(backup: Backup, cleanup: str) -> list[str]:
+    """Shell lines of the activation script that run ``backup.script`` in a subshell (its
+    ``set -e`` and umask stay there) and refuse to go on — every temp file removed
+    (``cleanup``), nothing else done — unless it worked and each copy has the sha256 of the
+    bytes the client read. Each copy's sha256 is printed as ``@@sw backup SHA`` for the client
+    to check before it trusts the run (``ActivationReport.backup_sums``)."""
+    fail = Activation.BACKUP_FAILED.value
+    want = " ".join(backup.sums)
+    return [
+        f"bk=$( ( {backup.script}\n) 2>&1 ); bst=$?",
+        # sha256sum's "HASH  PATH" lines become our markers; anything else is shown as is.
+        "printf '%s\\n' \"$bk\" | sed 's/^\\([0-9a-f]\\{64\\}\\)  .*/@@sw backup \\1/'",
+        f'if [ "$bst" -ne 0 ]; then {cleanup}echo \'@@sw backup failed\'; exit {fail}; fi',
+        "got=$(printf '%s\\n' \"$bk\" | sed -n 's/^\\([0-9a-f]\\{64\\}\\)  .*/\\1/p' "
+        "| tr '\\n' ' ')",
+        f'[ "$got" = {shlex.quote(want + " " if want else "")} ] || '
+        f"{{ {cleanup}echo '@@sw backup mismatch'; exit {fail}; }}",
+        'echo "@@sw backedup $(date +%s%N)"',
+    ]

@@ -1,10 +1,11 @@
 """The forward steps of a deploy, each a function over the transaction's ``Context``.
 
 Called in order by ``wizard.deploy.transaction``: detect (+ inspect the destination, take the
-lock, read it: ``gather``) -> diff -> backup -> prepare -> upload + activate (the new bytes on
-the stdin of one host script that renames, validates and reloads) -> reload (reported) ->
-settle -> probe. Each host-side step is one command on the connection (issue #15: a deploy
-in as few round trips as its safety allows). A step that fails raises ``StepFailed`` (or
+lock, read it: ``gather``, in the same command when the destination is as guessed) -> diff ->
+prepare -> backup + upload + activate (the new bytes on the stdin of one host script that
+backs up, renames, validates and reloads) -> reload (reported) -> settle -> probe. Host-side
+steps share commands where the transaction's safety allows (issue #15: a deploy in as few
+round trips as possible). A step that fails raises ``StepFailed`` (or
 ``ActivationFailed``, with the typed outcome of the activation script); what that means —
 roll back, keep, report — is the transaction's decision, and the words are in ``failures``.
 The commands come from ``wizard.deploy.plan``, the same builders the dry run lists.
@@ -20,11 +21,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeVar
 from urllib.parse import urlsplit
 
-from wizard.deploy import bundle, companions, failures, gather, plan, stock
-from wizard.deploy.backups import backup_name, local_dir, save_local, sha
+from wizard.deploy import backup_step, bundle, companions, failures, gather, plan, stock
+from wizard.deploy.backups import sha
 from wizard.deploy.companions import DISABLE_DEFAULT_SITE, EDIT_MAIN_CONFIG
 from wizard.deploy.context import ActivationFailed, Context, StepFailed, tail
-from wizard.deploy.detect import HostTarget, detect
+from wizard.deploy.detect import HostTarget, detect, first_guess
 from wizard.deploy.events import Step, StepStarted
 from wizard.deploy.marker import stamp
 from wizard.deploy.scripts import Activation, parse_activation
@@ -106,8 +107,14 @@ def detect_target(ctx: Context) -> None:
             s.detail = f"{ctx.tgt.dest}; {ctx.tgt.summary()}{gather.inspect_and_lock(ctx)}"
         return
     with ctx.step(Step.DETECT, "what the host has") as s:
+        # The gather (inspect + lock + read) rides on the detect script for the destination
+        # as guessed; used when the facts resolve to it, else it runs on its own as before.
+        guess = first_guess(ctx.spec, ctx.options.overrides)
+        heard: list[str] = []
         ctx.target = detect(ctx.remote, ctx.spec, ctx.options.overrides,
-                            sudo=ctx.options.sudo)
+                            sudo=ctx.options.sudo, also=gather.speculation(ctx, guess),
+                            heard=heard.append)
+        early = gather.adopt(ctx, guess, heard[0]) if heard else ""
         rendered = render_for_host(ctx.spec, ctx.target)
         ctx.spec, ctx.new, ctx.config_id = rendered.spec, rendered.text, rendered.config_id
         for note in rendered.notes:
@@ -116,7 +123,8 @@ def detect_target(ctx: Context) -> None:
             ctx.notice(Step.DETECT, "Could not add the config marker: the settle step cannot "
                                     "tell the new config from the old one.")
         stock_changes(ctx)
-        s.detail = f"{ctx.tgt.dest}; {ctx.tgt.summary()}{gather.inspect_and_lock(ctx)}"
+        gathered = early if ctx.gathered_early else gather.inspect_and_lock(ctx)
+        s.detail = f"{ctx.tgt.dest}; {ctx.tgt.summary()}{gathered}"
     for note in ctx.tgt.notes:
         ctx.notice(Step.DETECT, note)
 
@@ -177,34 +185,6 @@ def read_and_diff(ctx: Context) -> None:
         s.output = ctx.diff
 
 
-def make_backup(ctx: Context) -> None:
-    t = ctx.tgt
-    backup = plan.backup_path(ctx)
-    with ctx.step(Step.BACKUP, "back up the current config") as s:
-        result = ctx.run(plan.backup_cmd(ctx))
-        if not result.ok:
-            raise StepFailed(Step.BACKUP, failures.backup_failed(t.real_dest, ctx.host),
-                             result.output)
-        sums = [line.split()[0] for line in result.stdout.splitlines() if line.split()]
-        want = [(t.real_dest, ctx.old) if ctx.old is not None else None,
-                *((c.path, c.old) for c in t.companions if plan.companion_backup(ctx, c))]
-        for i, (path, data) in enumerate(w for w in want if w is not None):
-            if data is None or (sums[i] if i < len(sums) else "") != sha(data):
-                raise StepFailed(Step.BACKUP, failures.backup_mismatch(path), result.output)
-        ctx.backup = backup
-        directory = local_dir(ctx.options.state_dir, ctx.host)
-        name = backup_name(ctx.stamp, t.real_dest)
-        try:
-            ctx.local_backup = save_local(directory, name, ctx.old, plan.index_entry(ctx))
-        except OSError as exc:
-            # The host copy is the one a restore uses; a missing local copy is only a warning.
-            ctx.local_backup = str(directory / name)
-            ctx.notice(Step.BACKUP, f"Could not write the local backup copy in {directory}: "
-                                    f"{exc.strerror or exc}")
-        s.detail = (f"{backup} (+ local {ctx.local_backup})" if backup
-                    else f"no current file; local note {ctx.local_backup}")
-
-
 def prepare(ctx: Context) -> None:
     t = ctx.tgt
     if not (t.make_dir or t.extra_files or t.prepare_cmds):
@@ -258,20 +238,29 @@ def activate(ctx: Context, tmp: str | None) -> None:
     t = ctx.tgt
     streamed = tmp is not None and ctx.new is not None
     first = Step.UPLOAD if streamed else Step.RENAME
+    backup_step.save_local_copy(ctx)
+    # The script backs up first (the bytes are written to the temp file before that, the
+    # backup before anything else): both steps are under way from here.
+    ctx.emit(StepStarted(ctx.host, Step.BACKUP, "back up the current config (first in the "
+                                                "activation script)"))
     ctx.current = first
     ctx.emit(StepStarted(ctx.host, first, f"send {len(ctx.new or b'')} bytes to {tmp}"
                          if streamed else f"rename over {t.real_dest}"))
     t0 = time.monotonic()
     script = plan.activation_cmd(ctx, tmp)
     ctx.changed = True  # from here on, assume the file may have changed
+    # ... and that the backup the script makes first exists (it ignores a dropped link).
+    ctx.backup = plan.backup_path(ctx)
     try:
         result = ctx.run(script, stdin=ctx.new if streamed else None,
                          timeout=plan.activation_timeout(ctx))
     except NotStarted:  # the script never ran: nothing changed
-        ctx.changed = False
+        ctx.changed, ctx.backup = False, None
+        ctx.record(Step.BACKUP, "failed", time.monotonic() - t0, "connection lost", "")
         ctx.record(first, "failed", time.monotonic() - t0, "connection lost", "")
         raise
     except BaseException:
+        ctx.record(Step.BACKUP, "failed", time.monotonic() - t0, "connection lost", "")
         ctx.record(first, "failed", time.monotonic() - t0, "connection lost", "")
         raise
     report = parse_activation(result.exit_status, result.stdout, result.stderr,
@@ -279,10 +268,12 @@ def activate(ctx: Context, tmp: str | None) -> None:
     total, output = time.monotonic() - t0, report.output
     ctx.restored_sha = (report.restored_sha if report.outcome is Activation.REFUSED_RESTORED
                         else None)
-    if streamed and report.outcome is Activation.UPLOAD_FAILED:
-        ctx.changed = False
+    if streamed and report.outcome is Activation.UPLOAD_FAILED:  # before the backup
+        ctx.changed, ctx.backup = False, None
+        ctx.skip(Step.BACKUP, "the new bytes did not arrive whole: no backup made")
         ctx.record(Step.UPLOAD, "failed", total, "the bytes did not arrive whole", output)
         raise StepFailed(Step.UPLOAD, failures.upload_incomplete(tmp or "", ctx.host), output)
+    backup_step.backed_up(ctx, report, first)
     if streamed:
         ctx.record(Step.UPLOAD, "ok" if report.uploaded else "failed", report.upload_s,
                    f"{tmp} ({len(ctx.new or b'')} bytes)", "")

@@ -12,9 +12,11 @@ The transaction, one SSH connection for all of it::
     (host + local copy) -> prepare -> upload (temp file in ``.sockwizard-tmp`` beside the
     target's directory) -> rename -> validate -> reload -> settle -> probe -> done
 
-On the wire (issue #15) that is five commands for a changed config: detect (with the host
-probe), inspect + lock + read (one script), backup, upload + rename + validate + reload (one
-script, the bytes on its stdin), and the release with the history record after the probe.
+On the wire (issue #15) that is three commands for a changed config: detect (with the host
+probe, and the inspect + lock + read of the destination as guessed: ``gather.speculation``),
+backup + upload + rename + validate + reload (one script, the bytes on its stdin), and the
+release with the history record after the probe. The release stays a command of its own,
+waited for: the run then knows the outcome was recorded (``recovery.release``).
 
 This module is the control flow only: which step runs next and what a failure means. The
 steps are in ``steps``, the undo in ``recovery``, the commands in ``plan``, the words in
@@ -127,7 +129,6 @@ class Transaction:
                 ctx.skip(step, "unchanged")
             return self.verify_unchanged()
         try:
-            steps.make_backup(ctx)
             steps.prepare(ctx)
             steps.activate(ctx, steps.upload(ctx))
         except ActivationFailed as exc:
@@ -267,7 +268,7 @@ class Transaction:
                 return self.rollback_failed(Step.VALIDATE, Step.RESTORE, exc.output,
                                             "restoring the previous file failed")
             case (Activation.VALIDATED | Activation.RENAME_FAILED | Activation.CHANGED_MEANWHILE
-                  | Activation.UPLOAD_FAILED):
+                  | Activation.UPLOAD_FAILED | Activation.BACKUP_FAILED):
                 raise AssertionError(f"not an activation failure: {exc.activation}")
 
     def failed_after_change(self, exc: StepFailed) -> DeployResult:
