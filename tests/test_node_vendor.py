@@ -20,8 +20,7 @@ import pytest
 
 from tests import rig
 from tests.test_debian_layouts_real import DebianHost, _need, _running, _start_namespaces
-from wizard.deploy.detect import node_unit
-from wizard.deploy.vendor import manifest, node_modules
+from wizard.deploy.vendor import manifest, node_modules, node_unit
 
 ROOT = Path(__file__).resolve().parent.parent
 VENDOR = ROOT / "wizard" / "vendor" / "node"

@@ -32,7 +32,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from wizard.deploy.companions import Companion
-from wizard.deploy.vendor import manifest, node_modules
+from wizard.deploy.vendor import node_modules, node_package_json, node_unit
 from wizard.errors import BadInput
 from wizard.model import DeploySpec, Layout, ProxyKind
 from wizard.proxies import profile
@@ -425,44 +425,3 @@ def unshadow_advice(proxy: ProxyKind) -> str:
     """What to do about a default site that answers before the new config."""
     how = profile(proxy).unshadow_how
     return f"Give --server-name (the name clients use), or disable that site ({how})."
-
-
-def node_package_json() -> bytes:
-    """package.json beside proxy.js: names the pinned http-proxy that node_modules/ holds."""
-    version = manifest()["http-proxy"]["version"]
-    return (b'{\n  "name": "sockwizard-proxy",\n  "private": true,\n'
-            b'  "description": "Socket.IO reverse proxy deployed by sockwizard",\n'
-            b'  "dependencies": {\n    "http-proxy": "' + str(version).encode() + b'"\n  }\n}\n')
-
-
-# A node path from the host goes into the unit only when it is a plain absolute path.
-_PLAIN_PATH = re.compile(r"/[A-Za-z0-9._/+-]{1,255}")
-
-
-def node_unit(dest: str, node: str | None = None) -> str:
-    """The systemd unit that runs proxy.js: as a throwaway unprivileged user (DynamicUser)
-    that may still bind ports below 1024 and nothing more, restarted when it fails, enabled
-    (``WantedBy=multi-user.target``) so it comes back after a reboot."""
-    directory = posixpath.dirname(dest)
-    exe = node if node and _PLAIN_PATH.fullmatch(node) else "/usr/bin/env node"
-    return f"""# Written by sockwizard: runs the Socket.IO reverse proxy (node http-proxy).
-[Unit]
-Description=Socket.IO reverse proxy (node http-proxy, deployed by sockwizard)
-After=network-online.target
-Wants=network-online.target
-
-[Service]
-Type=simple
-WorkingDirectory={directory}
-ExecStart={exe} {dest}
-Restart=on-failure
-RestartSec=1
-# A user made for this service alone, with no privilege but binding ports below 1024 (80/443).
-DynamicUser=yes
-AmbientCapabilities=CAP_NET_BIND_SERVICE
-CapabilityBoundingSet=CAP_NET_BIND_SERVICE
-NoNewPrivileges=yes
-
-[Install]
-WantedBy=multi-user.target
-"""
