@@ -67,7 +67,7 @@ async def press_deploy(pilot: Pilot[Any]) -> DeployScreen:
     for _ in range(20):
         await pilot.pause(0.1)
         if pilot.app.screen is not screen:  # a confirmation naming the host and file
-            await pilot.press("enter")
+            await pilot.press("y")  # the confirmation's Yes (Cancel has the focus)
     await until(pilot, lambda: screen.deploy_result is not None and not screen.busy)
     return screen
 
