@@ -135,7 +135,6 @@ class Context:
     # ``claimed_apart``: the lock needed its own round trip (a symlink, a refused dest).
     readback: Readback | None = None
     claimed_apart: bool = False
-    gathered_early: bool = False  # the gather rode on the detect script (gather.speculation)
     restored_sha: str | None = None  # the activation script's word on a refused config's undo
     # The stock-host changes found (wizard.deploy.stock), one per flag; target.companions
     # holds them merged per path. ``needs``: the flags a real run would still need.

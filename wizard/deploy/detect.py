@@ -28,7 +28,6 @@ import dataclasses
 import posixpath
 import re
 import shlex
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from wizard.deploy.companions import Companion
@@ -125,12 +124,8 @@ class HostTarget:
         return "; ".join(parts)
 
 
-ALSO = "@@sw also"  # between the facts and what ``detect(also=...)`` appended
-
-
-def detect_script(spec: DeploySpec, dest: str, also: str = "") -> str:
-    """The read-only script behind the detect step (exposed for --dry-run and the tests);
-    ``also``: shell the caller runs in the same exchange, its output after :data:`ALSO`."""
+def detect_script(spec: DeploySpec, dest: str) -> str:
+    """The read-only script behind the detect step (exposed for --dry-run and the tests)."""
     d = shlex.quote(posixpath.dirname(dest) or "/")
     lines = [
         f'PATH="$PATH:{EXTRA_PATH}"; export PATH',
@@ -156,8 +151,6 @@ def detect_script(spec: DeploySpec, dest: str, also: str = "") -> str:
         lines.append(f"[ -f {NODE_UNIT} ] && echo unit=1")
     lines.append("echo @@version")
     lines.append(f"( {profile(spec.proxy).version_cmd} ) 2>&1 | head -n 3")
-    if also:
-        lines += [f"echo {shlex.quote(ALSO)}", also]
     lines.append("exit 0")
     return "\n".join(lines)
 
@@ -171,7 +164,7 @@ def _default_site_lines(spec: DeploySpec) -> list[str]:
 
 
 def parse_facts(stdout: str) -> HostFacts:
-    head, _, version = stdout.partition(f"\n{ALSO}\n")[0].partition("@@version\n")
+    head, _, version = stdout.partition("@@version\n")
     uid: int | None = None
     os_family = "unknown"
     binaries: dict[str, str] = {}
@@ -222,24 +215,19 @@ class Overrides:
 
 
 def detect(remote: Remote, spec: DeploySpec, overrides: Overrides, *,
-           sudo: bool = True, also: str = "", heard: Callable[[str], None] | None = None
-           ) -> HostTarget:
+           sudo: bool = True) -> HostTarget:
     """Run the detect script (and the module list, for a proxy with modules) and resolve the
-    target. ``also`` rides on the first detect script (``heard`` gets that run's stdout):
-    the deploy's speculative gather (``wizard.deploy.gather``), one round trip fewer."""
+    target."""
     ran: list[tuple[str, bool]] = []
 
     def run(command: str, privileged: bool = False) -> CommandResult:
         ran.append((command, privileged))
         return remote.run(command, sudo=privileged, timeout=30)
 
-    dest = first_guess(spec, overrides)
-    first = run(detect_script(spec, dest, also)).stdout
-    if heard is not None:
-        heard(first)
-    facts = parse_facts(first)
+    dest = overrides.dest or _default_dest(spec, None)
+    facts = parse_facts(run(detect_script(spec, dest)).stdout)
     dest = overrides.dest or _default_dest(spec, facts)
-    if dest != first_guess(spec, overrides):
+    if dest != (overrides.dest or _default_dest(spec, None)):
         # The distro moved the destination: ask again about the directory that counts.
         facts = parse_facts(run(detect_script(spec, dest)).stdout)
     validate = overrides.validate_cmd or _default_validate(spec, facts)
@@ -249,11 +237,6 @@ def detect(remote: Remote, spec: DeploySpec, overrides: Overrides, *,
         out = run(modules_cmd, sudo)
         facts = _with_modules(facts, parse_apache_modules(out.stdout + out.stderr))
     return dataclasses.replace(resolve(spec, facts, overrides), commands=tuple(ran))
-
-
-def first_guess(spec: DeploySpec, overrides: Overrides) -> str:
-    """The destination before the host's facts are known (they may move it: RHEL's Apache)."""
-    return overrides.dest or _default_dest(spec, None)
 
 
 def _with_modules(facts: HostFacts, modules: frozenset[str] | None) -> HostFacts:

@@ -12,52 +12,12 @@ their answers mean.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import shlex
 
 from wizard.deploy import failures, hoststate, plan, readback
 from wizard.deploy.context import Context, StepFailed, tail
-from wizard.deploy.detect import ALSO
 from wizard.deploy.events import Step
-from wizard.errors import BadInput, DeployFailed, ExitCode, SockwizardError
-
-
-def speculation(ctx: Context, dest: str) -> str:
-    """The gather for ``dest`` — the destination as guessed before the host's facts — as
-    shell for the end of the detect script (``detect(also=...)``): detect + gather in one
-    round trip. Privileged as the gather is (root, or ``sudo -n``; a sudo that wants a
-    password runs nothing here, and the gather runs on its own as before). A real run only:
-    the dry run takes no lock."""
-    if ctx.options.dry_run or ctx.preset is not None:
-        return ""
-    script = hoststate.gather_script(dest, dest, hoststate.claim_script(
-        ctx.options.backup_dir, dest, ctx.lock_token, ctx.client), readback.lines(dest),
-        ctx.lock_token)
-    if not ctx.options.sudo:
-        return f"(\n{script}\n)"
-    q = shlex.quote(script)
-    return (f'if [ "$(id -u)" -eq 0 ]; then sh -c {q}; '
-            f"elif LC_ALL=C sudo -n true >/dev/null 2>&1; then LC_ALL=C sudo -n -- sh -c {q}; fi")
-
-
-def adopt(ctx: Context, dest: str, stdout: str) -> str:
-    """Part of the detect step, right after it: take what the speculative gather for ``dest``
-    found when the target resolved to it (the lock is then ours: accounted for at once), and
-    give back a lock it took for a destination the facts moved. Words for the step's detail
-    ("" when the gather is still to run: ``inspect_and_lock``)."""
-    gathered = stdout.partition(f"\n{ALSO}\n")[2]
-    marker = f"\n{hoststate.claim_marker(ctx.lock_token)}\n"
-    if marker not in f"\n{gathered}":
-        return ""
-    if ctx.tgt.dest == dest and ctx.tgt.real_dest == dest:
-        ctx.gathered_early = True
-        return _gathered(ctx, f"\n{gathered}", gathered)
-    if hoststate.parse_claim(gathered.partition(marker.lstrip("\n"))[2]).locked:
-        with contextlib.suppress(SockwizardError):  # a stale lock is taken over later
-            ctx.run(hoststate.release_script(ctx.options.backup_dir, dest, ctx.lock_token,
-                                             clear_journal=False), timeout=plan.RELEASE_TIMEOUT)
-    return ""
+from wizard.errors import BadInput, DeployFailed, ExitCode
 
 
 def inspect_and_lock(ctx: Context) -> str:
@@ -67,19 +27,13 @@ def inspect_and_lock(ctx: Context) -> str:
         return inspect_dest(ctx, hoststate.parse_inspect(ctx.run(plan.inspect_cmd(ctx)).stdout))
     # One script inspects, locks and reads when the inspection alone allows it.
     result = ctx.run(plan.gather_cmd(ctx))
-    return _gathered(ctx, result.stdout, result.output)
-
-
-def _gathered(ctx: Context, stdout: str, output: str) -> str:
-    """The gather script's answer: the lock and the file's bytes, or — the inspection alone
-    not allowing them — the lock taken apart."""
     marker = f"\n{hoststate.claim_marker(ctx.lock_token)}\n"
-    inspected, claimed, rest = stdout.partition(marker)
+    inspected, claimed, rest = result.stdout.partition(marker)
     if not claimed:
         detail = inspect_dest(ctx, hoststate.parse_inspect(inspected))
         ctx.claimed_apart = True
         return detail + lock(ctx)
-    locked = take(ctx, hoststate.parse_claim(rest), output)
+    locked = take(ctx, hoststate.parse_claim(rest), result.output)
     ctx.readback = readback.parse(rest)
     return inspect_dest(ctx, hoststate.parse_inspect(inspected)) + locked
 

@@ -197,9 +197,7 @@ def build(ctx: Context) -> list[PlanItem]:
     """Everything the transaction runs, in order, for --dry-run and the TUI's Plan tab."""
     t, sudo = ctx.tgt, ctx.options.sudo
     items = [PlanItem(Step.DETECT, cmd, privileged) for cmd, privileged in t.commands]
-    items += [PlanItem(Step.DETECT, gather_cmd(ctx), sudo) if not ctx.gathered_early else
-              PlanItem(Step.DETECT, f"inspect, lock and read {t.dest} (run by the first "
-                                    "command above)", shell=False),
+    items += [PlanItem(Step.DETECT, gather_cmd(ctx), sudo),
               *([PlanItem(Step.DETECT, claim_cmd(ctx), sudo)] if ctx.claimed_apart else []),
               PlanItem(Step.DIFF, f"read {t.real_dest}" + (" (printed by the script above)"
                                                            if not ctx.claimed_apart else ""),

@@ -25,7 +25,7 @@ from wizard.deploy import backup_step, bundle, companions, failures, gather, pla
 from wizard.deploy.backups import sha
 from wizard.deploy.companions import DISABLE_DEFAULT_SITE, EDIT_MAIN_CONFIG
 from wizard.deploy.context import ActivationFailed, Context, StepFailed, tail
-from wizard.deploy.detect import HostTarget, detect, first_guess
+from wizard.deploy.detect import HostTarget, detect
 from wizard.deploy.events import Step, StepStarted
 from wizard.deploy.marker import stamp
 from wizard.deploy.scripts import Activation, parse_activation
@@ -107,14 +107,8 @@ def detect_target(ctx: Context) -> None:
             s.detail = f"{ctx.tgt.dest}; {ctx.tgt.summary()}{gather.inspect_and_lock(ctx)}"
         return
     with ctx.step(Step.DETECT, "what the host has") as s:
-        # The gather (inspect + lock + read) rides on the detect script for the destination
-        # as guessed; used when the facts resolve to it, else it runs on its own as before.
-        guess = first_guess(ctx.spec, ctx.options.overrides)
-        heard: list[str] = []
         ctx.target = detect(ctx.remote, ctx.spec, ctx.options.overrides,
-                            sudo=ctx.options.sudo, also=gather.speculation(ctx, guess),
-                            heard=heard.append)
-        early = gather.adopt(ctx, guess, heard[0]) if heard else ""
+                            sudo=ctx.options.sudo)
         rendered = render_for_host(ctx.spec, ctx.target)
         ctx.spec, ctx.new, ctx.config_id = rendered.spec, rendered.text, rendered.config_id
         for note in rendered.notes:
@@ -123,8 +117,7 @@ def detect_target(ctx: Context) -> None:
             ctx.notice(Step.DETECT, "Could not add the config marker: the settle step cannot "
                                     "tell the new config from the old one.")
         stock_changes(ctx)
-        gathered = early if ctx.gathered_early else gather.inspect_and_lock(ctx)
-        s.detail = f"{ctx.tgt.dest}; {ctx.tgt.summary()}{gathered}"
+        s.detail = f"{ctx.tgt.dest}; {ctx.tgt.summary()}{gather.inspect_and_lock(ctx)}"
     for note in ctx.tgt.notes:
         ctx.notice(Step.DETECT, note)
 
