@@ -25,6 +25,7 @@ from tests import rig
 from tests.test_ssh import hermetic_home  # noqa: F401 - autouse: no agent, no ~/.ssh keys
 from wizard.errors import BadInput, ConnectionFailed, HostKeyChanged, HostKeyUnknown
 from wizard.remote import SshRemote, parse_target
+from wizard.remote.ssh import auth, hostkeys
 from wizard.remote.ssh.filecache import MAX_FILE_BYTES, FileCache
 
 DEPLOY = rig.DEPLOY_USER
@@ -169,6 +170,9 @@ def test_known_hosts_and_key_parsed_once_over_many_connects(
         sshd: rig.SshdInstance, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     known = tmp_path / "known_hosts"
     known.write_text(other_host_lines(49) + sshd.host_key_line + "\n")
+    # The caches are per process: an earlier test in this run may have parsed the rig's key.
+    auth.KEYS.clear()
+    hostkeys.KNOWN_HOSTS.clear()
     loads = count_calls(monkeypatch, paramiko.HostKeys, "load")
     key_loads = count_calls(monkeypatch, paramiko.PKey, "from_path", static=True)
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import gc
+import hashlib
 import re
 import sys
 import threading
@@ -104,14 +105,17 @@ def on_screen(app: SockwizardApp, kind: type) -> Callable[[], bool]:
     return lambda: isinstance(app.screen, kind)
 
 
-def nginx_remote(validate_ok: bool = True) -> InMemoryRemote:
+def nginx_remote(validate_ok: bool = True, backed_up: tuple[bytes, ...] = ()) -> InMemoryRemote:
     """A fake host where every command works, and the activation script (rename + nginx -t)
-    passes or fails like nginx does."""
+    passes or fails like nginx does. ``backed_up``: the old bytes of the files its backup
+    copies (the script prints each copy's sha256 first); a new site has none."""
     remote = InMemoryRemote(name="mem")
     remote.on(r".", exit_status=0)
     # The host-side checks before the deploy: the destination is a plain file, the lock is free.
     remote.on(r"readlink -f", stdout=f"real={DEST}\ntype=file 644\n")
     remote.on(r"@@sw locked", stdout="@@sw locked\n")
+
+    backups = "".join(f"@@sw backup {hashlib.sha256(b).hexdigest()}\n" for b in backed_up)
 
     def activate(req: RunRequest) -> CommandResult:
         # The real script renames the temp file over the target first (the fake does too),
@@ -122,7 +126,8 @@ def nginx_remote(validate_ok: bool = True) -> InMemoryRemote:
             remote.files[moved.group(1)] = req.input.encode("utf-8", "surrogateescape")
         if validate_ok:
             remote.files[moved.group(2)] = remote.files.pop(moved.group(1))
-            return CommandResult(req.command, 0, "@@sw start 000001\n@@sw uploaded 000002\n"
+            return CommandResult(req.command, 0, backups + "@@sw start 000001\n"
+                                 "@@sw uploaded 000002\n"
                                  "@@sw renamed 1\n@@sw validated 0 2\n"
                                  "nginx: configuration file /etc/nginx/nginx.conf test is "
                                  "successful\n", "", 0.0)

@@ -5,8 +5,6 @@ a confirmation; Cancel changes nothing, yes deploys with ``--edit-main-config``'
 
 from __future__ import annotations
 
-import hashlib
-
 from textual.widgets import Static
 
 from tests.test_tui_pilot import (
@@ -38,11 +36,9 @@ def test_consent_sets_exactly_the_flags_asked() -> None:
 
 @sync
 async def test_deploy_shows_the_main_config_change_and_asks_first() -> None:
-    remote = nginx_remote()
-    remote.files[MAIN] = b"events {\n}\nhttp {\n\tsendfile on;\n}\n"
-    # The backup script prints the sha256 of each copy it makes (here: the main config's).
-    remote.on(r"^set -e\numask 077", stdout=hashlib.sha256(remote.files[MAIN]).hexdigest()
-              + "  /var/backups/sockwizard/main\n")
+    main = b"events {\n}\nhttp {\n\tsendfile on;\n}\n"
+    remote = nginx_remote(backed_up=(main,))  # the activation backs up the main config
+    remote.files[MAIN] = main
     app = SockwizardApp(connector=memory_connector(remote))
     async with app.run_test(size=SIZE) as pilot:
         await walk_to_target(pilot, app, "127.0.0.1:3000")
