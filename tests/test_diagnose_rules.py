@@ -396,3 +396,35 @@ def test_a_reader_crash_becomes_a_finding_not_a_traceback() -> None:
     assert pairs(list(d.findings)) == [("proxy-unreachable", "error"),
                                        ("config-unreadable", "warning")]
     assert "RuntimeError: reader bug" in d.findings[1].title
+
+
+def test_a_client_left_on_polling_by_unsticky_sessions_is_the_stickiness_finding() -> None:
+    """Behind a front with several egress addresses, `hash $remote_addr` sends one session's
+    requests to different servers. The raw upgrade may reach the handshake's server (101) while
+    python-socketio's does not and it stays on polling: that is the stickiness fault (one
+    fault, one finding), not a blocked upgrade. Seen in a full CI run of
+    test_diagnose_live_causes[nginx-address-hash-behind-front]."""
+    text = ("upstream nodes {\n    hash $remote_addr consistent;\n"
+            "    server 127.0.0.1:3001;\n    server 127.0.0.1:3002;\n}\n"
+            "server {\n    listen 8080;\n    location /socket.io/ {\n"
+            "        proxy_pass http://nodes;\n        proxy_http_version 1.1;\n"
+            "        proxy_set_header Upgrade $http_upgrade;\n"
+            "        proxy_set_header Connection \"upgrade\";\n    }\n}\n")
+    facts = facts_from_text(ProxyKind.NGINX, text,
+                            RouteQuery("/socket.io/", "127.0.0.1", 8080, False))
+    unknown = '400 Bad Request (application/json) "Session ID unknown"'
+    stages = (Stage("tcp", True, 1.0, "connected"), Stage("polling", True, 1.0, "sid s1"),
+              Stage("websocket", True, 1.0, "101 Switching Protocols"),
+              Stage("firefox", False, 1.0, f"upgrade answered {unknown}"),
+              Stage("socketio", False, 1.0, "connected, but stayed on polling"),
+              Stage("sessions", False, 1.0, f"0/6 sessions completed; request 2 (POST) "
+                                            f"answered {unknown}"))
+    report = ProbeReport("http://127.0.0.1:8080", "/socket.io/", False, "polling",
+                         Handshake("s1", ("websocket",), 25000, 20000, 1_000_000, 4), stages,
+                         (Finding("websocket-upgrade-blocked", "error", "stayed on polling",
+                                  "socketio: python-socketio connected on polling", "fix"),
+                          Finding("no-sticky-sessions", "error", "sessions",
+                                  f"sessions: {unknown}", "fix")))
+    codes = [f.code for f in diagnose(facts, report, "/socket.io/")]
+    assert "websocket-upgrade-blocked" not in codes
+    assert "no-sticky-sessions" in codes

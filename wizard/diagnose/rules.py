@@ -236,9 +236,22 @@ def _upgrade(ctx: RuleContext) -> list[Finding]:
 
 
 def _upgrade_lost_its_session(ctx: RuleContext) -> bool:
-    stage = ctx.probe.stage("websocket") if ctx.probe is not None else None
-    return (stage is not None and not stage.ok
-            and any(m in stage.detail.lower() for m in ("session id unknown", "invalid session")))
+    """An upgrade answered "Session ID unknown": the raw one, or — when the raw one happened to
+    reach the handshake's backend — a later one (origin, firefox) or a polling session's."""
+    probe = ctx.probe
+    if probe is None:
+        return False
+
+    def lost(name: str) -> bool:
+        stage = probe.stage(name)
+        return (stage is not None and not stage.ok
+                and any(m in stage.detail.lower() for m in ("session id unknown",
+                                                            "invalid session")))
+
+    raw = probe.stage("websocket")
+    if raw is not None and not raw.ok:
+        return lost("websocket")
+    return any(lost(name) for name in ("origin", "firefox", "sessions"))
 
 
 # ---- origin-rejected
