@@ -754,6 +754,11 @@ def test_combined_exit_code_and_summary_table() -> None:
     table = summary_table(results).splitlines()
     assert table[0].split() == ["host", "outcome", "exit", "time", "failed", "step"]
     assert table[3].split()[:3] == ["b", "rolled", "back"]
+    # --inventory: the inventory's names first, the SSH targets beside them.
+    named = summary_table(results, ["web1", "web2", "web3"]).splitlines()
+    assert named[0].split()[:3] == ["host", "target", "outcome"]
+    assert named[3].split()[:4] == ["web2", "b", "rolled", "back"]
+    assert summary_table(results, ["a", "b", "c"]) == "\n".join(table)  # names = targets
 
 
 def test_cli_dry_run_json_and_validation_failure(host: Host) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -69,6 +70,7 @@ def test_inventory_twelve_hosts_forks_ten_bad_hosts_fail_alone(
     assert len(outcome) == N_HOSTS + 1
     for h in many:
         got = outcome[f"{rig.DEPLOY_USER}@127.0.0.1:{h.sshd.port}"]
+        assert got["name"] == h.name  # the inventory's name beside the SSH target
         if h.name == f"h{DEAD}":
             assert got["outcome"] == "rolled back", got
             assert h.config() == before[h.name]  # restored byte for byte
@@ -78,6 +80,10 @@ def test_inventory_twelve_hosts_forks_ten_bad_hosts_fail_alone(
         assert h.serving(), h.name
     gone = outcome[f"{rig.DEPLOY_USER}@127.0.0.1:{closed}"]
     assert gone["outcome"] == "failed" and gone["failed_step"] == "connect", gone
+    # The table and the verdicts name hosts as the inventory does, with where they went.
+    assert re.search(rf"^h{DEAD} +{rig.DEPLOY_USER}@127\.0\.0\.1:\d+ +rolled back",
+                     proc.stderr, re.M), proc.stderr[-2000:]
+    assert f"sockwizard: h{N_HOSTS}: " in proc.stderr
 
 
 def test_forks_bounds_the_hosts_in_flight(monkeypatch: pytest.MonkeyPatch) -> None:

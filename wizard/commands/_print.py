@@ -50,14 +50,16 @@ class Progress:
 
     MARK: ClassVar[dict[str, str]] = {"ok": "ok", "failed": "FAIL", "skipped": "skip"}
 
-    def __init__(self, stream: TextIO, *, show_host: bool) -> None:
+    def __init__(self, stream: TextIO, *, show_host: bool,
+                 names: dict[str, str] | None = None) -> None:
         self.stream = stream
         self.show_host = show_host
+        self.names = names or {}  # SSH target -> inventory name (--inventory)
 
     def __call__(self, event: DeployEvent) -> None:
         from wizard.deploy import Notice, StepFinished
 
-        prefix = f"{event.host}  " if self.show_host else ""
+        prefix = f"{self.names.get(event.host, event.host)}  " if self.show_host else ""
         if isinstance(event, StepFinished):
             ms = f"{event.seconds * 1000:8.1f} ms" if event.status != "skipped" else " " * 11
             detail = event.detail.splitlines()[0] if event.detail else ""
@@ -77,10 +79,16 @@ def print_plan(result: DeployResult, stream: TextIO) -> None:
         stream.write(f"\n# no change: {result.dest} already has this config\n")
 
 
-def summary_table(results: Sequence[DeployResult]) -> str:
-    rows = [("host", "outcome", "exit", "time", "failed step")]
-    for r in results:
-        rows.append((r.host, r.outcome.value, str(int(r.exit_code)), f"{r.seconds:.2f}s",
+def summary_table(results: Sequence[DeployResult], names: Sequence[str] | None = None) -> str:
+    """One row per host; with ``names`` (the inventory's, in the order of ``results``) the
+    first column is the name the user wrote, and a ``target`` column shows where it went."""
+    shown = list(names) if names is not None else [r.host for r in results]
+    targets = any(n != r.host for n, r in zip(shown, results, strict=True))
+    rows = [("host", *(("target",) if targets else ()), "outcome", "exit", "time",
+             "failed step")]
+    for name, r in zip(shown, results, strict=True):
+        rows.append((name, *((r.host,) if targets else ()), r.outcome.value,
+                     str(int(r.exit_code)), f"{r.seconds:.2f}s",
                      r.failed_step.value if r.failed_step else ""))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
@@ -89,24 +97,28 @@ def summary_table(results: Sequence[DeployResult]) -> str:
     return "\n".join(lines)
 
 
-def report(results: Sequence[DeployResult], *, as_json: bool, dry_run: bool) -> int:
-    """Print the verdicts (stderr), the plan or JSON (stdout); return the exit code."""
+def report(results: Sequence[DeployResult], *, as_json: bool, dry_run: bool,
+           names: Sequence[str] | None = None) -> int:
+    """Print the verdicts (stderr), the plan or JSON (stdout); return the exit code.
+    ``names``: the inventory names of ``results`` (JSON adds them as ``name``)."""
     code = ExitCode.most_serious(r.exit_code for r in results)
+    labels = list(names) if names is not None else [r.host for r in results]
     if as_json:
-        print(json.dumps({"exit_code": int(code), "hosts": [r.to_dict() for r in results]},
-                         indent=2))
+        hosts = [r.to_dict() | ({"name": n} if names is not None else {})
+                 for r, n in zip(results, labels, strict=True)]
+        print(json.dumps({"exit_code": int(code), "hosts": hosts}, indent=2))
     elif dry_run:
         for r in results:
             if r.ok:
                 print_plan(r, sys.stdout)
-    for r in results:
-        prefix = f"sockwizard: {r.host}: " if len(results) > 1 else "sockwizard: "
+    for r, label in zip(results, labels, strict=True):
+        prefix = f"sockwizard: {label}: " if len(results) > 1 else "sockwizard: "
         if r.ok:
             print(f"{prefix}{r.title}", file=sys.stderr)
         else:
             print(f"{prefix}{r.message()}", file=sys.stderr)
     if len(results) > 1:
-        print("\n" + summary_table(results), file=sys.stderr)
+        print("\n" + summary_table(results, names), file=sys.stderr)
     return int(code)
 
 

@@ -142,6 +142,10 @@ def _run_inventory(args: argparse.Namespace) -> int:
                       if getattr(args, n) is not None)
     jobs = jobs_for(inventory, hosts, base, flags, _options(args), connect_from_args(args),
                     option_flags=given)
-    progress = Progress(sys.stderr, show_host=len(jobs) > 1)
+    names = [job.name for job in jobs]
+    # Progress lines carry the inventory name too, unless two names share one SSH target.
+    by_target = {job.target: job.name for job in jobs}
+    progress = Progress(sys.stderr, show_host=len(jobs) > 1,
+                        names=by_target if len(by_target) == len(jobs) else None)
     results = deploy_fleet(jobs, forks=args.forks or 5, on_event=progress)
-    return report(results, as_json=args.json, dry_run=args.dry_run)
+    return report(results, as_json=args.json, dry_run=args.dry_run, names=names)
