@@ -463,12 +463,15 @@ PLAYBOOK = """\
 
 def ansible_case(exe: Path, targets: Sequence[Target], keys: Keys,
                  spec_for: Callable[[int], DeploySpec], counter: Counter, work: Path, *,
-                 tuned: bool) -> Callable[[], Sample]:
-    name = "tuned" if tuned else "defaults"
+                 tuned: bool, facts: bool | None = None) -> Callable[[], Sample]:
+    """``tuned``: pipelining and the interpreter given; ``facts``: gather facts (default: only
+    when not tuned)."""
+    gather = (not tuned) if facts is None else facts
+    name = ("tuned" if tuned else "defaults") + ("-facts" if gather and tuned else "")
     base = work / f"ansible-{name}"
     base.mkdir(parents=True, exist_ok=True)
     playbook = base / "deploy.yml"
-    playbook.write_text(PLAYBOOK.format(gather="false" if tuned else "true"))
+    playbook.write_text(PLAYBOOK.format(gather="true" if gather else "false"))
     inventory = base / "inventory.json"
     hosts = {}
     for t in targets:
