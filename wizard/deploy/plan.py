@@ -11,6 +11,7 @@ this machine does (the local copy, settle, probe) are listed in words (``shell=F
 from __future__ import annotations
 
 import posixpath
+import shlex
 import socket
 from typing import Any
 
@@ -127,7 +128,9 @@ def release_cmd(ctx: Context, *, clear_journal: bool, record: dict[str, Any] | N
     if record is None:
         return script
     index = posixpath.join(ctx.options.backup_dir, history.INDEX_NAME)
-    return "\n".join([*history.append_lines(index, record), script])
+    # An unchanged run took no lock: the backup dir may not exist yet.
+    made = f"( umask 077; mkdir -p -- {shlex.quote(ctx.options.backup_dir)} )"
+    return "\n".join([made, *history.append_lines(index, record), script])
 
 
 def backup_first(ctx: Context) -> Backup:
