@@ -115,7 +115,10 @@ def test_without_the_flags_nothing_is_touched_and_both_flags_are_named() -> None
     assert "+import sites/*.caddy" in result.detail and "+# :80 {" in result.detail
     writes = [c for c in remote.calls if c.op not in ("run", "read_file", "exists", "stat")]
     assert writes == []
-    assert not any("sockwizard/" in c for c in remote.commands)  # no lock, no backup
+    # ONE command, read-only: the detect script with the peek riding on it (it looks at the
+    # lock and the journal and takes nothing: no lock, no temp dir, no backup, no record).
+    assert len(remote.commands) == 1, remote.commands
+    assert "mkdir" not in remote.commands[0] and "index.jsonl" not in remote.commands[0]
     assert remote.files["/etc/caddy/Caddyfile"] == STOCK_CADDYFILE.encode()
 
     one = run(caddy_host(), edit_main_config=True)  # one flag is not both

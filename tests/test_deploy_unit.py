@@ -446,8 +446,8 @@ LOST = ConnectionFailed("Connection to flaky lost during sftp write",
                         "The SSH connection dropped. Check the host and run the command again.")
 
 
-# The activation script's first lines: the new bytes arrive on its stdin (scripts.upload_lines).
-ACTIVATION = "trap '' HUP PIPE\necho \"@@sw start"
+# The activation script's first lines: its lock step (scripts.LockStep), then the new bytes.
+ACTIVATION = "trap '' HUP PIPE\nlock="
 # Its last line once the backup is made and checked (scripts.backup_section).
 BACKED_UP = 'echo "@@sw backedup'
 

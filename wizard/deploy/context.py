@@ -128,12 +128,15 @@ class Context:
     probe_report: ProbeReport | None = None
     current: Step = Step.DETECT
     locked: bool = False  # we hold the host-side lock on the destination (hoststate)
-    journal: dict[str, Any] | None = None  # an earlier run's, found under the lock
+    journal: dict[str, Any] | None = None  # an earlier run's, seen by the peek
     reload_hung: bool = False  # the reload of the new config ran out of time
     reloaded: Reload | None = None  # the activation script's reload, not yet reported
-    # The destination's bytes as the lock step printed them (None: read it the ordinary way);
-    # ``claimed_apart``: the lock needed its own round trip (a symlink, a refused dest).
+    # The destination's bytes as the read-only peek printed them (None: read it the ordinary
+    # way); ``peeks``: the peeks that needed a command of their own (the facts moved the
+    # destination, a symlink, a sudo that wants a password); ``claimed_apart``: the lock
+    # needed its own command (something is written before the activation, which locks).
     readback: Readback | None = None
+    peeks: tuple[str, ...] = ()
     claimed_apart: bool = False
     restored_sha: str | None = None  # the activation script's word on a refused config's undo
     # The stock-host changes found (wizard.deploy.stock), one per flag; target.companions

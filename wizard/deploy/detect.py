@@ -28,6 +28,7 @@ import dataclasses
 import posixpath
 import re
 import shlex
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from wizard.deploy.companions import Companion
@@ -124,8 +125,13 @@ class HostTarget:
         return "; ".join(parts)
 
 
-def detect_script(spec: DeploySpec, dest: str) -> str:
-    """The read-only script behind the detect step (exposed for --dry-run and the tests)."""
+# Between the facts and what the caller appended to the detect script (``detect(also=...)``).
+ALSO = "@@sw also"
+
+
+def detect_script(spec: DeploySpec, dest: str, also: str = "") -> str:
+    """The read-only script behind the detect step (exposed for --dry-run and the tests);
+    ``also``: shell the caller runs in the same exchange, its output after :data:`ALSO`."""
     d = shlex.quote(posixpath.dirname(dest) or "/")
     lines = [
         f'PATH="$PATH:{EXTRA_PATH}"; export PATH',
@@ -151,6 +157,8 @@ def detect_script(spec: DeploySpec, dest: str) -> str:
         lines.append(f"[ -f {NODE_UNIT} ] && echo unit=1")
     lines.append("echo @@version")
     lines.append(f"( {profile(spec.proxy).version_cmd} ) 2>&1 | head -n 3")
+    if also:
+        lines += [f"echo {shlex.quote(ALSO)}", also]
     lines.append("exit 0")
     return "\n".join(lines)
 
@@ -164,7 +172,7 @@ def _default_site_lines(spec: DeploySpec) -> list[str]:
 
 
 def parse_facts(stdout: str) -> HostFacts:
-    head, _, version = stdout.partition("@@version\n")
+    head, _, version = stdout.partition(f"\n{ALSO}\n")[0].partition("@@version\n")
     uid: int | None = None
     os_family = "unknown"
     binaries: dict[str, str] = {}
@@ -215,19 +223,24 @@ class Overrides:
 
 
 def detect(remote: Remote, spec: DeploySpec, overrides: Overrides, *,
-           sudo: bool = True) -> HostTarget:
+           sudo: bool = True, also: str = "", heard: Callable[[str], None] | None = None
+           ) -> HostTarget:
     """Run the detect script (and the module list, for a proxy with modules) and resolve the
-    target."""
+    target. ``also`` rides on the first detect script (``heard`` gets that run's stdout):
+    the deploy's speculative gather (``wizard.deploy.gather``), one round trip fewer."""
     ran: list[tuple[str, bool]] = []
 
     def run(command: str, privileged: bool = False) -> CommandResult:
         ran.append((command, privileged))
         return remote.run(command, sudo=privileged, timeout=30)
 
-    dest = overrides.dest or _default_dest(spec, None)
-    facts = parse_facts(run(detect_script(spec, dest)).stdout)
+    dest = first_guess(spec, overrides)
+    first = run(detect_script(spec, dest, also)).stdout
+    if heard is not None:
+        heard(first)
+    facts = parse_facts(first)
     dest = overrides.dest or _default_dest(spec, facts)
-    if dest != (overrides.dest or _default_dest(spec, None)):
+    if dest != first_guess(spec, overrides):
         # The distro moved the destination: ask again about the directory that counts.
         facts = parse_facts(run(detect_script(spec, dest)).stdout)
     validate = overrides.validate_cmd or _default_validate(spec, facts)
@@ -237,6 +250,11 @@ def detect(remote: Remote, spec: DeploySpec, overrides: Overrides, *,
         out = run(modules_cmd, sudo)
         facts = _with_modules(facts, parse_apache_modules(out.stdout + out.stderr))
     return dataclasses.replace(resolve(spec, facts, overrides), commands=tuple(ran))
+
+
+def first_guess(spec: DeploySpec, overrides: Overrides) -> str:
+    """The destination before the host's facts are known (they may move it: RHEL's Apache)."""
+    return overrides.dest or _default_dest(spec, None)
 
 
 def _with_modules(facts: HostFacts, modules: frozenset[str] | None) -> HostFacts:

@@ -93,6 +93,11 @@ def changed_since_read(real_dest: str, host: str) -> str:
             "or an edit by hand); nothing was changed: diagnose again")
 
 
+def changed_before_write(real_dest: str, host: str) -> str:
+    return (f"{real_dest} changed on {host} since it was read (another deploy, or an edit by "
+            "hand); nothing was changed: run again")
+
+
 def upload_incomplete(tmp: str, host: str) -> str:
     return (f"The new config did not arrive whole at {tmp} on {host} (the connection or the "
             "disk failed mid-write); it was removed and nothing was changed")

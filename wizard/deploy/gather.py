@@ -1,41 +1,78 @@
-"""The detect step's host-side half: inspect the destination, take the lock, read the file.
+"""The detect step's host-side half: inspect the destination, see its lock, read it — read-only.
 
-Called by ``wizard.deploy.steps.detect_target``. A real run does all three in ONE script
-(``plan.gather_cmd``: ``hoststate.gather_script``) when the inspection alone shows nothing to
-decide — not a symlink, a regular file or none — and falls back to a separate claim
-otherwise; the dry run only inspects. That script first rides on the detect script itself, for
-the destination as guessed before the facts (``speculation``/``adopt``): when the facts
-confirm the guess, detect + gather is one round trip; else it runs once the target is known.
-The scripts and their parsers are in ``hoststate`` and ``readback``; this module decides what
-their answers mean.
+Called by ``wizard.deploy.steps.detect_target``. Optimistic concurrency (issue #15): the run
+reads the destination without a lock, decides everything from what it read (dry run, stock
+refusal, diff, unchanged), and the activation script takes the lock and checks the file is
+still the one read before it writes (``scripts.LockStep``). The read is one script
+(``plan.peek_cmd``: ``hoststate.peek_script``) that rides on the detect script for the
+destination as guessed before the facts (``riding``): detect + read is one round trip. When
+the facts resolve another destination (RHEL's conf.d, a symlink, ``sudo`` that wants a
+password) it runs once more on its own — still read-only. Nothing here creates anything on the
+host: a run that stops after detect (a stock host without consent) leaves no trace.
+
+The lock is claimed apart (``lock``) only when something is written before the activation
+(``plan.writes_before_activation``) or to finish an interrupted run. The scripts and their
+parsers are in ``hoststate`` and ``readback``; this module decides what their answers mean.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import shlex
 
 from wizard.deploy import failures, hoststate, plan, readback
 from wizard.deploy.context import Context, StepFailed, tail
+from wizard.deploy.detect import ALSO
 from wizard.deploy.events import Step
+from wizard.deploy.scripts import Activation, ActivationReport
 from wizard.errors import BadInput, DeployFailed, ExitCode
 
 
-def inspect_and_lock(ctx: Context) -> str:
-    """Part of the detect step: resolve and check the destination, then (unless this is a
-    dry run) take the lock. Returns words for the step's detail."""
-    if ctx.options.dry_run:
-        return inspect_dest(ctx, hoststate.parse_inspect(ctx.run(plan.inspect_cmd(ctx)).stdout))
-    # One script inspects, locks and reads when the inspection alone allows it.
-    result = ctx.run(plan.gather_cmd(ctx))
+def riding(ctx: Context, dest: str) -> str:
+    """The peek for ``dest`` — the destination as guessed before the host's facts — as shell
+    for the end of the detect script (``detect(also=...)``). Privileged as the peek is (root,
+    or ``sudo -n``; a sudo that wants a password runs nothing here, and the peek runs on its
+    own). Read-only, so a dry run rides too."""
+    script = plan.peek_cmd(ctx, dest)
+    if not ctx.options.sudo:
+        return f"(\n{script}\n)"
+    q = shlex.quote(script)
+    return (f'if [ "$(id -u)" -eq 0 ]; then sh -c {q}; '
+            f"elif LC_ALL=C sudo -n true >/dev/null 2>&1; then LC_ALL=C sudo -n -- sh -c {q}; fi")
+
+
+def inspect_and_read(ctx: Context, heard: str | None = None, guess: str | None = None) -> str:
+    """Part of the detect step, after the stock check: the destination checked (``inspect_dest``),
+    a lock held by a live deploy refused (the same words as ever), the journal and the file's
+    bytes kept for the diff. ``heard``: the detect script's stdout with the peek for ``guess``
+    riding on it. Returns words for the step's detail."""
+    t = ctx.tgt
+    out = heard.partition(f"\n{ALSO}\n")[2] if heard is not None and guess == t.dest else ""
+    if not out.strip():  # the facts moved the destination, or sudo -n was refused
+        out = _apart(ctx, plan.peek_cmd(ctx))
     marker = f"\n{hoststate.claim_marker(ctx.lock_token)}\n"
-    inspected, claimed, rest = result.stdout.partition(marker)
-    if not claimed:
-        detail = inspect_dest(ctx, hoststate.parse_inspect(inspected))
-        ctx.claimed_apart = True
-        return detail + lock(ctx)
-    locked = take(ctx, hoststate.parse_claim(rest), result.output)
+    inspected, found, rest = f"\n{out}".partition(marker)
+    detail = inspect_dest(ctx, hoststate.parse_inspect(inspected))
+    real = ctx.tgt.real_dest
+    if not found and real != t.dest:  # a symlink the inspection allows: peek at its target
+        rest = f"\n{_apart(ctx, plan.peek_cmd(ctx, real, real))}".partition(marker)[2]
+    # No marker at all (a host whose shell printed nothing of it): the file is read the
+    # ordinary way; the activation's compare-and-swap still guards the write.
+    claim = hoststate.parse_claim(rest)
+    if claim.holder:
+        if not ctx.options.dry_run:
+            held(ctx, claim.holder)
+        ctx.notice(Step.DETECT, f"Another deploy holds the lock on {ctx.tgt.real_dest} "
+                                f"({hoststate.describe_owner(claim.holder)}): a real run "
+                                "would stop here.")
+    ctx.journal = claim.journal
     ctx.readback = readback.parse(rest)
-    return inspect_dest(ctx, hoststate.parse_inspect(inspected)) + locked
+    return detail + ("; read without a lock" if not ctx.options.dry_run else "")
+
+
+def _apart(ctx: Context, command: str) -> str:
+    ctx.peeks += (command,)
+    return ctx.run(command).stdout
 
 
 def inspect_dest(ctx: Context, info: hoststate.DestInfo) -> str:
@@ -53,26 +90,58 @@ def inspect_dest(ctx: Context, info: hoststate.DestInfo) -> str:
     return f"; symlink to {info.real}" if info.is_link else ""
 
 
-def lock(ctx: Context) -> str:
-    """Take the host-side lock on the destination (one deploy per file at a time), sweep
-    this destination's leftover temp files, and read an interrupted run's journal."""
+def lock(ctx: Context) -> None:
+    """Take the host-side lock on the destination apart, before anything is written (prepare,
+    a companion's upload, finishing an interrupted run): one deploy per file at a time. Also
+    sweeps this destination's leftover temp files and reads the journal again, under it."""
     result = ctx.run(plan.claim_cmd(ctx))
-    return take(ctx, hoststate.parse_claim(result.stdout), result.output)
+    take(ctx, hoststate.parse_claim(result.stdout), result.output)
 
 
-def take(ctx: Context, claim: hoststate.Claim, output: str) -> str:
-    """The lock as the claim script answered: ours, or who holds it."""
-    t = ctx.tgt
-    path = hoststate.lock_path(ctx.options.backup_dir, t.real_dest)
+def take(ctx: Context, claim: hoststate.Claim, output: str) -> None:
+    """The lock as the claim script (or the activation's lock step) answered: ours, or who
+    holds it."""
     if not claim.locked:
         if not claim.holder:
+            path = hoststate.lock_path(ctx.options.backup_dir, ctx.tgt.real_dest)
             raise StepFailed(Step.DETECT, failures.lock_failed(path, ctx.host), tail(output))
-        words = failures.lock_held(t.real_dest, ctx.host, hoststate.describe_owner(claim.holder),
-                                   path, hoststate.LOCK_STALE_S // 60)
-        raise DeployFailed(words.title, words.hint, exit_code=ExitCode.FAILED)
+        held(ctx, claim.holder)
     ctx.locked = True
     ctx.journal = claim.journal
+    stale(ctx, claim)
+
+
+def stale(ctx: Context, claim: hoststate.Claim) -> None:
     if claim.stale:
+        path = hoststate.lock_path(ctx.options.backup_dir, ctx.tgt.real_dest)
         ctx.notice(Step.DETECT, f"Took over a stale deploy lock ({path}: "
                                 f"{hoststate.describe_owner(claim.holder)}).", "info")
-    return "; locked"
+
+
+def held(ctx: Context, holder: str) -> None:
+    """A live deploy holds the destination's lock: stop, nothing changed."""
+    t = ctx.tgt
+    path = hoststate.lock_path(ctx.options.backup_dir, t.real_dest)
+    words = failures.lock_held(t.real_dest, ctx.host, hoststate.describe_owner(holder),
+                               path, hoststate.LOCK_STALE_S // 60)
+    raise DeployFailed(words.title, words.hint, exit_code=ExitCode.FAILED)
+
+
+NOT_LOCKED = (Activation.LOCK_HELD, Activation.LOCK_FAILED, Activation.CHANGED_SINCE_READ)
+
+
+def locked_by_activation(ctx: Context, report: ActivationReport, first: Step,
+                         total: float) -> None:
+    """The activation script's lock step (``scripts.LockStep``) as it answered: a stale lock
+    taken over (a notice), or the run stopped before anything — a live deploy holds the lock
+    (the words of a lock seen at detect), no lock could be made, or the destination is not
+    the file this run read. Then nothing was changed and the lock was given back."""
+    if report.outcome not in NOT_LOCKED:
+        stale(ctx, hoststate.Claim(True, report.lock_holder, report.lock_stale, None))
+        return
+    t, output = ctx.tgt, report.output
+    ctx.record(Step.BACKUP, "skipped", 0.0, "stopped before the backup: nothing was changed", "")
+    ctx.record(first, "failed", total, report.outcome.name.lower().replace("_", " "), output)
+    if report.outcome is Activation.CHANGED_SINCE_READ:
+        raise StepFailed(first, failures.changed_before_write(t.real_dest, ctx.host), output)
+    take(ctx, hoststate.Claim(False, report.lock_holder, False, None), output)

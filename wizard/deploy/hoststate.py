@@ -13,11 +13,14 @@ them. Decisions:
   unless ``--follow-symlink`` says otherwise. A refusal happens before the file is read, so a
   secret elsewhere is never copied into a backup.
 * **One deploy per file at a time**: a lock directory (``mkdir`` is atomic) under the host's
-  backup dir, per destination, holding who took it. The holder is the process that runs our
-  commands on the host (the SSH session's ``sshd``, or sockwizard itself for ``--host local``)
-  with its start time, so a lock whose session is gone — a killed client, a cut connection —
-  is stale at once; any lock older than ``LOCK_STALE_S`` is stale too. The stale check and the
-  takeover run under ``flock`` when the host has it, so two takers cannot both win.
+  backup dir, per destination, holding who took it. Taken optimistically: the run reads the
+  destination without it (``peek_script``, read-only) and the activation script takes it
+  first, then checks the file is still the one read (``scripts.LockStep``). The holder is the
+  process that runs our commands on the host (the SSH session's ``sshd``, or sockwizard itself
+  for ``--host local``) with its start time, so a lock whose session is gone — a killed
+  client, a cut connection — is stale at once; any lock older than ``LOCK_STALE_S`` is stale
+  too. The stale check and the takeover run under ``flock`` when the host has it, so two
+  takers cannot both win.
 * **A journal before activation.** The activation script writes ``pending/<key>.json`` (new and
   old sha256, the backup) before it renames; the transaction removes it once the outcome is
   known (deployed, rolled back, kept). A rerun that finds it with the new bytes on disk knows
@@ -38,6 +41,8 @@ import re
 import shlex
 from dataclasses import dataclass
 from typing import Any
+
+from wizard.deploy import readback
 
 TEMP_DIR_NAME = ".sockwizard-tmp"
 LOCK_STALE_S = 30 * 60  # longer than any deploy (npm install's timeout is 120 s)
@@ -97,13 +102,13 @@ def inspect_script(dest: str) -> str:
     ])
 
 
-def gather_script(dest: str, real_dest: str, claim: str, read: list[str], token: str) -> str:
+def gather_script(dest: str, real_dest: str, then: str, read: list[str], token: str) -> str:
     """The destination inspected, and — when that alone shows nothing to refuse (not a
-    symlink, a regular file at ``real_dest`` or none at all) — in the same script the lock
-    taken (``claim``) and the file printed (``read``: ``wizard.deploy.readback``), after the
-    line ``claim_marker(token)`` (the run's random token: no path the inspection prints can
-    forge it): one round trip instead of three. Otherwise the caller decides on the
-    inspection and claims on its own, as before; nothing is read before that."""
+    symlink, a regular file at ``real_dest`` or none at all) — in the same script ``then``
+    (``peek_script``: the lock seen, the journal) and the file printed (``read``:
+    ``wizard.deploy.readback``), after the line ``claim_marker(token)`` (the run's random
+    token: no path the inspection prints can forge it). Otherwise the caller decides on the
+    inspection alone; nothing is read before that."""
     d, r = shlex.quote(dest), shlex.quote(real_dest)
     return "\n".join([
         "(", inspect_script(dest), ")",
@@ -111,7 +116,7 @@ def gather_script(dest: str, real_dest: str, claim: str, read: list[str], token:
         f'if [ ! -L {d} ] && {{ [ "$r" = {r} ] || [ -z "$r" ]; }} && '
         f"{{ [ -f {d} ] || [ ! -e {d} ]; }}; then",
         f"echo {shlex.quote(claim_marker(token))}",
-        "(", claim, ")",
+        "(", then, ")",
         *read,
         "fi",
     ])
@@ -177,60 +182,119 @@ def _holder_lines() -> list[str]:
     ]
 
 
-def claim_script(backup_dir: str, real_dest: str, token: str, client: str) -> str:
-    """Take the lock for ``real_dest`` (or report who holds it), sweep this destination's
-    leftover temp files, and print its journal. Prints ``@@sw locked``, ``@@sw stale OWNER``
-    then ``@@sw locked``, or ``@@sw held OWNER``; then ``@@sw journal JSON`` when one exists."""
+def _owner_lines() -> list[str]:
+    """Shell that reads the lock's owner line (``$owner``) and sets ``$stale`` when its holder
+    is gone (another pid or start time, a zombie) or it is older than ``LOCK_STALE_S``. Needs
+    ``$lock`` (the lock directory, quoted)."""
+    return [
+        "owner=$(head -c 400 \"$lock/owner\" 2>/dev/null | head -n 1)",
+        "op=$(printf '%s' \"$owner\" | sed -n 's/^pid=\\([0-9]*\\) .*/\\1/p')",
+        "os=$(printf '%s' \"$owner\" | sed -n 's/.* start=\\([0-9]*\\) .*/\\1/p')",
+        "ot=$(printf '%s' \"$owner\" | sed -n 's/.* time=\\([0-9]*\\) .*/\\1/p')",
+        "now=$(date +%s); stale=",
+        'if [ -z "$op" ] || [ -z "$ot" ]; then',
+        "  [ -n \"$(find \"$lock\" -maxdepth 0 -mmin +1 2>/dev/null)\" ] && stale=1",
+        'elif [ $((now - ot)) -gt ' + str(LOCK_STALE_S) + ' ]; then stale=1',
+        "else",
+        # Same pid and start time, and not a zombie (PID 1 may reap those late).
+        "  cs=$(sed 's/.*) //' \"/proc/$op/stat\" 2>/dev/null | cut -d' ' -f1,20)",
+        '  case "$cs" in "Z "*|"X "*) stale=1 ;; *" $os") ;; *) stale=1 ;; esac',
+        "fi",
+    ]
+
+
+def lock_lines(backup_dir: str, real_dest: str, token: str, client: str, *,
+               held: str, failed: str) -> list[str]:
+    """Shell that takes the lock for ``real_dest`` — or finds it already ours (``token``: a
+    claim made apart earlier in the run) — printing ``@@sw locked`` (after ``@@sw stale
+    OWNER`` when it took over a stale one) and setting ``$took`` when this script made it.
+    A lock held by a live deploy prints ``@@sw held OWNER`` and runs ``held``; a lock that
+    cannot be made runs ``failed``. Used by ``claim_script`` and, first of all, by the
+    activation script (``wizard.deploy.scripts``)."""
     lock = shlex.quote(lock_path(backup_dir, real_dest))
     locks = shlex.quote(posixpath.join(backup_dir, "locks"))
-    journal = shlex.quote(journal_path(backup_dir, real_dest))
-    key = state_key(real_dest)
-    tdir = shlex.quote(temp_dir(real_dest))
-    ddir = shlex.quote(posixpath.dirname(real_dest) or "/")
-    legacy = shlex.quote(f".{posixpath.basename(real_dest)}.sockwizard-") + "*.tmp"
     safe_client = re.sub(r"[^A-Za-z0-9._:@-]+", "_", client)[:100]
     token = re.sub(r"[^0-9a-f]", "", token)
-    return "\n".join([
-        "umask 077",
-        f"mkdir -p -- {locks} || exit 1",
+    return [
+        f"lock={lock}; took=",
+        f"( umask 077; mkdir -p -- {locks} ) || {{ {failed}; }}",
         *_holder_lines(),
         f"me=\"pid=$hp start=$hs time=$(date +%s) token={token} client={safe_client}\"",
         # flock serialises the stale check and the takeover; mkdir alone stays atomic.
         f"if command -v flock >/dev/null 2>&1; then exec 9>{locks}/.guard; flock -w 10 9; fi",
         "take() {",
-        f"  mkdir -- {lock} 2>/dev/null || return 1",
-        f"  printf '%s\\n' \"$me\" > {lock}/owner",
+        '  ( umask 077; mkdir -- "$lock" ) 2>/dev/null || return 1',
+        "  ( umask 077; printf '%s\\n' \"$me\" > \"$lock/owner\" ); took=1",
         "}",
-        "if ! take; then",
-        f"  owner=$(head -c 400 {lock}/owner 2>/dev/null | head -n 1)",
-        "  op=$(printf '%s' \"$owner\" | sed -n 's/^pid=\\([0-9]*\\) .*/\\1/p')",
-        "  os=$(printf '%s' \"$owner\" | sed -n 's/.* start=\\([0-9]*\\) .*/\\1/p')",
-        "  ot=$(printf '%s' \"$owner\" | sed -n 's/.* time=\\([0-9]*\\) .*/\\1/p')",
-        "  now=$(date +%s); stale=",
-        '  if [ -z "$op" ] || [ -z "$ot" ]; then',
-        f"    [ -n \"$(find {lock} -maxdepth 0 -mmin +1 2>/dev/null)\" ] && stale=1",
-        '  elif [ $((now - ot)) -gt ' + str(LOCK_STALE_S) + ' ]; then stale=1',
-        "  else",
-        # Same pid and start time, and not a zombie (PID 1 may reap those late).
-        "    cs=$(sed 's/.*) //' \"/proc/$op/stat\" 2>/dev/null | cut -d' ' -f1,20)",
-        '    case "$cs" in "Z "*|"X "*) stale=1 ;; *" $os") ;; *) stale=1 ;; esac',
-        "  fi",
-        '  if [ -z "$stale" ]; then echo "@@sw held $owner"; exit 0; fi',
-        f"  rm -rf -- {lock}",
+        f"if grep -qs {shlex.quote('token=' + token + ' ')} \"$lock/owner\"; then :",
+        "elif ! take; then",
+        *("  " + line for line in _owner_lines()),
+        f'  if [ -z "$stale" ]; then echo "@@sw held $owner"; {held}; fi',
+        '  rm -rf -- "$lock"',
         '  echo "@@sw stale $owner"',
-        '  take || { echo "@@sw held (taken meanwhile)"; exit 0; }',
+        f'  take || {{ echo "@@sw held (taken meanwhile)"; {held}; }}',
         "fi",
+        "exec 9>&-",
         "echo '@@sw locked'",
-        # Leftovers of earlier runs for this destination only (others may be mid-deploy).
+    ]
+
+
+def sweep_lines(real_dest: str) -> list[str]:
+    """Under the lock: remove this destination's leftover temp files (others may be
+    mid-deploy) and make the temp dir."""
+    key = state_key(real_dest)
+    tdir = shlex.quote(temp_dir(real_dest))
+    ddir = shlex.quote(posixpath.dirname(real_dest) or "/")
+    legacy = shlex.quote(f".{posixpath.basename(real_dest)}.sockwizard-") + "*.tmp"
+    return [
         f"if [ -d {tdir} ]; then find {tdir} -mindepth 1 -maxdepth 1 \\( -name "
         f"{shlex.quote(key + '.*')} -o -name {shlex.quote('.' + key + '.*')} \\) "
         "-exec rm -rf -- {} + ; fi",
-        f"mkdir -p -m 0700 -- {tdir} || exit 1",
+        f"mkdir -p -m 0700 -- {tdir}",
         f"rm -f -- {ddir}/{legacy}",
-        f"if [ -f {journal} ]; then printf '@@sw journal %s\\n' \"$(head -c 8192 {journal} | "
-        "tr -d '\\n')\"; fi",
+    ]
+
+
+def _journal_lines(backup_dir: str, real_dest: str) -> list[str]:
+    journal = shlex.quote(journal_path(backup_dir, real_dest))
+    return [f"if [ -f {journal} ]; then printf '@@sw journal %s\\n' \"$(head -c 8192 {journal} "
+            "| tr -d '\\n')\"; fi"]
+
+
+def claim_script(backup_dir: str, real_dest: str, token: str, client: str) -> str:
+    """Take the lock for ``real_dest`` (or report who holds it), sweep this destination's
+    leftover temp files, and print its journal. Prints ``@@sw locked``, ``@@sw stale OWNER``
+    then ``@@sw locked``, or ``@@sw held OWNER``; then ``@@sw journal JSON`` when one exists.
+    Run apart only when something is written before the activation (prepare, a companion's
+    upload) or to finish an interrupted run; otherwise the activation script locks."""
+    return "\n".join([
+        "umask 077",
+        *lock_lines(backup_dir, real_dest, token, client, held="exit 0", failed="exit 1"),
+        *[f"{line} || exit 1" if line.startswith("mkdir") else line
+          for line in sweep_lines(real_dest)],
+        *_journal_lines(backup_dir, real_dest),
         "exit 0",
     ])
+
+
+def peek_script(backup_dir: str, dest: str, real_dest: str, token: str) -> str:
+    """Read-only: the destination inspected and — when that alone shows nothing to refuse
+    (``gather_script``'s rule) — after ``claim_marker(token)``: ``@@sw held OWNER`` when a
+    live deploy holds its lock (a stale lock is not mentioned: the activation takes it over),
+    its journal, and the file framed (``wizard.deploy.readback``). Creates nothing on the
+    host: no lock, no temp dir, no index — so a run that stops after it (a dry run, a stock
+    host without consent, no change) leaves no trace."""
+    lock = shlex.quote(lock_path(backup_dir, real_dest))
+    mine = shlex.quote("token=" + re.sub(r"[^0-9a-f]", "", token) + " ")
+    peek = [
+        f"lock={lock}",
+        f'if [ -d "$lock" ] && ! grep -qs {mine} "$lock/owner"; then',
+        *("  " + line for line in _owner_lines()),
+        '  [ -n "$stale" ] || echo "@@sw held $owner"',
+        "fi",
+        *_journal_lines(backup_dir, real_dest),
+    ]
+    return gather_script(dest, real_dest, "\n".join(peek), readback.lines(real_dest), token)
 
 
 @dataclass(frozen=True)

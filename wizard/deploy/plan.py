@@ -11,10 +11,11 @@ this machine does (the local copy, settle, probe) are listed in words (``shell=F
 from __future__ import annotations
 
 import posixpath
+import shlex
 import socket
 from typing import Any
 
-from wizard.deploy import bundle, companions, history, hoststate, readback
+from wizard.deploy import bundle, companions, history, hoststate
 from wizard.deploy.backups import backup_name, local_dir, sha
 from wizard.deploy.companions import Companion
 from wizard.deploy.context import Context
@@ -24,6 +25,7 @@ from wizard.deploy.result import Outcome, PlanItem
 from wizard.deploy.scripts import (
     Backup,
     CompanionScript,
+    LockStep,
     Upload,
     activation_script,
     backup_script,
@@ -96,11 +98,21 @@ def files_cmd(ctx: Context) -> str:
     return bundle.write_script(ctx.tgt.extra_files)
 
 
-def gather_cmd(ctx: Context) -> str:
-    """Inspect, lock and read the destination in one script when nothing needs a decision
-    in between (``hoststate.gather_script``)."""
-    return hoststate.gather_script(ctx.tgt.dest, ctx.tgt.real_dest, claim_cmd(ctx),
-                                   readback.lines(ctx.tgt.real_dest), ctx.lock_token)
+def peek_cmd(ctx: Context, dest: str | None = None, real_dest: str | None = None) -> str:
+    """Inspect the destination, see its lock and journal, read it — read-only, in one script
+    (``hoststate.peek_script``); ``dest``: as guessed before the host's facts (default: the
+    target's)."""
+    return hoststate.peek_script(ctx.options.backup_dir, dest or ctx.tgt.dest,
+                                 real_dest or dest or ctx.tgt.real_dest, ctx.lock_token)
+
+
+def writes_before_activation(ctx: Context) -> bool:
+    """Something is written on the host before the activation script (which takes the lock
+    itself): prepare (a directory, extra files, modules) or a companion's upload. Then the
+    lock is claimed apart, first (``claim_cmd``)."""
+    t = ctx.tgt
+    return bool(t.make_dir or t.extra_files or t.prepare_cmds
+                or any(not c.link and c.new is not None for c in t.companions))
 
 
 def claim_cmd(ctx: Context) -> str:
@@ -116,7 +128,9 @@ def release_cmd(ctx: Context, *, clear_journal: bool, record: dict[str, Any] | N
     if record is None:
         return script
     index = posixpath.join(ctx.options.backup_dir, history.INDEX_NAME)
-    return "\n".join([*history.append_lines(index, record), script])
+    # An unchanged run took no lock: the backup dir may not exist yet.
+    made = f"( umask 077; mkdir -p -- {shlex.quote(ctx.options.backup_dir)} )"
+    return "\n".join([made, *history.append_lines(index, record), script])
 
 
 def backup_first(ctx: Context) -> Backup:
@@ -146,7 +160,7 @@ def planned_temp(ctx: Context) -> str:
 
 
 def activation_cmd(ctx: Context, tmp: str | None) -> str:
-    """Backup + rename + validate + restore if refused + reload
+    """Lock + compare-and-swap + backup + rename + validate + restore if refused + reload
     (``scripts.activation_script``)."""
     t, backups = ctx.tgt, ctx.options.backup_dir
     record = {"time": ctx.stamp, "dest": t.real_dest, "backup": backup_path(ctx),
@@ -165,7 +179,11 @@ def activation_cmd(ctx: Context, tmp: str | None) -> str:
                              companions=companion_scripts(ctx),
                              upload=Upload.of(ctx.new) if ctx.new is not None else None,
                              reload=(t.reload_cmd, reload_timeout(ctx)),
-                             backup_first=backup_first(ctx))
+                             backup_first=backup_first(ctx),
+                             lock=LockStep(backups, ctx.lock_token, ctx.client,
+                                           sha(ctx.old) if ctx.old is not None else None,
+                                           len(ctx.new) if ctx.new is not None and tmp
+                                           else 0))
 
 
 def activation_timeout(ctx: Context) -> float:
@@ -197,11 +215,11 @@ def build(ctx: Context) -> list[PlanItem]:
     """Everything the transaction runs, in order, for --dry-run and the TUI's Plan tab."""
     t, sudo = ctx.tgt, ctx.options.sudo
     items = [PlanItem(Step.DETECT, cmd, privileged) for cmd, privileged in t.commands]
-    items += [PlanItem(Step.DETECT, gather_cmd(ctx), sudo),
+    items += [*(PlanItem(Step.DETECT, cmd, sudo) for cmd in ctx.peeks),
               *([PlanItem(Step.DETECT, claim_cmd(ctx), sudo)] if ctx.claimed_apart else []),
               PlanItem(Step.DIFF, f"read {t.real_dest}" + (" (printed by the script above)"
-                                                           if not ctx.claimed_apart else ""),
-                       shell=False),
+                                                           if ctx.readback is not None
+                                                           else ""), shell=False),
               *(PlanItem(Step.DIFF, f"read {c.path}", shell=False)
                 for c in t.companions if not c.link),
               PlanItem(Step.BACKUP, (f"back up {t.real_dest} to {backup_path(ctx)}"

@@ -144,7 +144,8 @@ def undo_prepare(ctx: Context) -> tuple[str, ...]:
 
 def release(ctx: Context, result: DeployResult | None) -> None:
     """Drop the host-side lock; forget the journal once the outcome is known; record the
-    run's outcome in the history (same script: no extra round trip).
+    run's outcome in the history (same script: no extra round trip). An unchanged run holds
+    no lock: only its record is written.
 
     The one command after the probe, on the session channel already opened while the
     activation ran (``wizard.remote.ssh.channels``): one round trip, waited for on purpose.
@@ -152,9 +153,13 @@ def release(ctx: Context, result: DeployResult | None) -> None:
     dropped here leaves the lock (taken over as stale by the next run: its holder, this
     connection, is gone), the journal (the next run finishes the change: reload, settle,
     probe) and a ``pending`` history record."""
-    if not ctx.locked:
+    unchanged = (result is not None and result.outcome is Outcome.UNCHANGED
+                 and not ctx.options.dry_run)
+    if not (ctx.locked or unchanged):
         return
-    known = result is not None and result.outcome in (
+    # No lock is needed not to write: an unchanged run only records itself (and leaves a
+    # journal it saw to the run that holds the lock next).
+    known = ctx.locked and result is not None and result.outcome in (
         Outcome.DEPLOYED, Outcome.ROLLED_BACK, Outcome.KEPT, Outcome.UNCHANGED)
     record = None
     if ctx.target is not None:

@@ -38,6 +38,10 @@ class Activation(Enum):
     REFUSED_UNTOUCHED = 94  # the checker refused the temp file before the rename: no change
     UPLOAD_FAILED = 95  # the bytes on stdin did not arrive whole: no change, no temp file left
     BACKUP_FAILED = 96  # the backup could not be made, or differs from the file read: no change
+    # Before anything else (``LockStep``): nothing was changed, the lock not kept.
+    CHANGED_SINCE_READ = 97  # the file is not the one the client read (compare-and-swap)
+    LOCK_HELD = 98  # another live deploy holds the destination's lock
+    LOCK_FAILED = 99  # the lock could not be made (the backup dir is not writable)
     UNKNOWN = -1  # anything else (sudo refused, the shell died): the state is unknown
 
     @classmethod
@@ -66,6 +70,9 @@ class ActivationReport:
     backup_sums: tuple[str, ...] = ()
     backup_fault: str | None = None
     backup_s: float = 0.0
+    # The lock step (``LockStep``): who holds it (LOCK_HELD), or whose stale one was taken.
+    lock_holder: str = ""
+    lock_stale: bool = False
 
 
 @dataclass(frozen=True)
@@ -100,11 +107,14 @@ def parse_activation(exit_status: int, stdout: str, stderr: str,
     rename_s, validate_s = _split_time(marks, total - upload_s - backup_s - reload_s)
     restored = re.search(r"^@@sw restored ([0-9a-f]{64}|absent|other)$", stdout, re.M)
     fault = re.search(r"^@@sw backup (failed|mismatch)$", stdout, re.M)
+    holder = re.search(r"^@@sw (held|stale) (.*)$", stdout, re.M)
     return ActivationReport(Activation.from_exit(exit_status), exit_status, rename_s,
                             validate_s, output, upload_s, "uploaded" in marks, reload,
                             restored.group(1) if restored else None,
                             tuple(re.findall(r"^@@sw backup ([0-9a-f]{64})$", stdout, re.M)),
-                            fault.group(1) if fault else None, backup_s)
+                            fault.group(1) if fault else None, backup_s,
+                            holder.group(2)[:400] if holder else "",
+                            holder is not None and holder.group(1) == "stale")
 
 
 def _span(marks: dict[str, str], first: str, then: str) -> float:
@@ -164,6 +174,47 @@ class CompanionScript:
     tmp: str | None = None
 
 
+@dataclass(frozen=True)
+class LockStep:
+    """What the activation script does first (optimistic concurrency: the run read the
+    destination without a lock, ``hoststate.peek_script``): take the lock
+    (``hoststate.lock_lines``), check that the destination is still the file read
+    (``expect_sha``; None: it must still be absent), then sweep this destination's leftover
+    temp files. A held lock or a changed file: what it took is given back, the bytes on
+    stdin (``drain``) are read and dropped, and it exits ``LOCK_HELD`` / ``CHANGED_SINCE_READ``
+    (``LOCK_FAILED``: no lock could be made) — nothing changed."""
+
+    backup_dir: str
+    token: str
+    client: str
+    expect_sha: str | None
+    drain: int = 0
+
+
+def lock_step_lines(step: LockStep, dest: str) -> list[str]:
+    d = shlex.quote(dest)
+    drain = f"head -c {int(step.drain)} >/dev/null; " if step.drain else ""
+    give_back = '[ -z "$took" ] || rm -rf -- "$lock"; '
+
+    def stop(outcome: Activation, words: str) -> str:
+        return f"{give_back}{drain}echo '@@sw {words}'; exit {outcome.value}"
+
+    if step.expect_sha is None:
+        same = f"[ ! -e {d} ] && [ ! -L {d} ]"
+    else:
+        # A plain file first: sha256sum of a FIFO that appeared meanwhile would block.
+        same = (f"[ -f {d} ] && [ ! -L {d} ] && [ \"$(sha256sum < {d} | cut -d' ' -f1)\" = "
+                f"{shlex.quote(step.expect_sha)} ]")
+    return [
+        *hoststate.lock_lines(step.backup_dir, dest, step.token, step.client,
+                              held=f"{drain}exit {Activation.LOCK_HELD.value}",
+                              failed=f"{drain}echo '@@sw lock failed'; "
+                                     f"exit {Activation.LOCK_FAILED.value}"),
+        f"{same} || {{ {stop(Activation.CHANGED_SINCE_READ, 'changed since read')}; }}",
+        *hoststate.sweep_lines(dest),
+    ]
+
+
 def activation_script(tmp: str | None, dest: str, backup: str | None, validate_cmd: str,
                       enable_cmds: Sequence[str], disable_cmds: Sequence[str],
                       remove_cmds: Sequence[str] = (), reenable_cmds: Sequence[str] = (), *,
@@ -173,7 +224,8 @@ def activation_script(tmp: str | None, dest: str, backup: str | None, validate_c
                       companions: Sequence[CompanionScript] = (),
                       upload: Upload | None = None,
                       reload: tuple[str, float] | None = None,
-                      backup_first: Backup | None = None) -> str:
+                      backup_first: Backup | None = None,
+                      lock: LockStep | None = None) -> str:
     """Rename the uploaded temp file over ``dest`` (``tmp`` None: remove ``dest``), run the
     checker on the whole tree, and put the old file back at once if the checker refuses. One
     script, so that a dropped connection cannot separate the rename from the restore (HUP and
@@ -209,9 +261,12 @@ def activation_script(tmp: str | None, dest: str, backup: str | None, validate_c
 
     With ``backup_first`` the backup (``backup_section``) is made right after the upload and
     before anything else: a backup that fails or does not match the file read ends the script
-    with ``Activation.BACKUP_FAILED`` — nothing changed, no temp file left."""
+    with ``Activation.BACKUP_FAILED`` — nothing changed, no temp file left.
+
+    With ``lock`` (``LockStep``) the script first takes the destination's lock and checks the
+    file is still the one read, before the upload: the run read it without a lock."""
     d = shlex.quote(dest)
-    guard: list[str] = []
+    guard: list[str] = [*lock_step_lines(lock, dest)] if lock is not None else []
     temps = [t for t in (tmp, *(c.tmp for c in companions)) if t is not None]
     t = f"rm -f -- {' '.join(shlex.quote(x) for x in temps)}; " if temps else ""
     if upload is not None and tmp is not None:

@@ -1,9 +1,10 @@
 """The forward steps of a deploy, each a function over the transaction's ``Context``.
 
-Called in order by ``wizard.deploy.transaction``: detect (+ inspect the destination, take the
-lock, read it: ``gather``, in the same command when the destination is as guessed) -> diff ->
-prepare -> backup + upload + activate (the new bytes on the stdin of one host script that
-backs up, renames, validates and reloads) -> reload (reported) -> settle -> probe. Host-side
+Called in order by ``wizard.deploy.transaction``: detect (+ inspect the destination, see its
+lock, read it — read-only: ``gather``, in the same command when the destination is as
+guessed) -> diff -> prepare -> lock + backup + upload + activate (the new bytes on the stdin
+of one host script that locks, checks the file is still the one read, backs up, renames,
+validates and reloads) -> reload (reported) -> settle -> probe. Host-side
 steps share commands where the transaction's safety allows (issue #15: a deploy in as few
 round trips as possible). A step that fails raises ``StepFailed`` (or
 ``ActivationFailed``, with the typed outcome of the activation script); what that means —
@@ -21,11 +22,19 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeVar
 from urllib.parse import urlsplit
 
-from wizard.deploy import backup_step, bundle, companions, failures, gather, plan, stock
+from wizard.deploy import (
+    backup_step,
+    bundle,
+    companions,
+    failures,
+    gather,
+    plan,
+    stock,
+)
 from wizard.deploy.backups import sha
 from wizard.deploy.companions import DISABLE_DEFAULT_SITE, EDIT_MAIN_CONFIG
 from wizard.deploy.context import ActivationFailed, Context, StepFailed, tail
-from wizard.deploy.detect import HostTarget, detect
+from wizard.deploy.detect import HostTarget, detect, first_guess
 from wizard.deploy.events import Step, StepStarted
 from wizard.deploy.marker import stamp
 from wizard.deploy.scripts import Activation, parse_activation
@@ -104,11 +113,16 @@ def detect_target(ctx: Context) -> None:
             ctx.target = ctx.preset.target
             ctx.new = ctx.preset.content
             ctx.config_id = ctx.preset.config_id
-            s.detail = f"{ctx.tgt.dest}; {ctx.tgt.summary()}{gather.inspect_and_lock(ctx)}"
+            s.detail = f"{ctx.tgt.dest}; {ctx.tgt.summary()}{gather.inspect_and_read(ctx)}"
         return
     with ctx.step(Step.DETECT, "what the host has") as s:
+        # The read-only peek (inspect, lock seen, journal, the file's bytes) rides on the
+        # detect script for the destination as guessed: one round trip for both.
+        guess = first_guess(ctx.spec, ctx.options.overrides)
+        heard: list[str] = []
         ctx.target = detect(ctx.remote, ctx.spec, ctx.options.overrides,
-                            sudo=ctx.options.sudo)
+                            sudo=ctx.options.sudo, also=gather.riding(ctx, guess),
+                            heard=heard.append)
         rendered = render_for_host(ctx.spec, ctx.target)
         ctx.spec, ctx.new, ctx.config_id = rendered.spec, rendered.text, rendered.config_id
         for note in rendered.notes:
@@ -117,7 +131,8 @@ def detect_target(ctx: Context) -> None:
             ctx.notice(Step.DETECT, "Could not add the config marker: the settle step cannot "
                                     "tell the new config from the old one.")
         stock_changes(ctx)
-        s.detail = f"{ctx.tgt.dest}; {ctx.tgt.summary()}{gather.inspect_and_lock(ctx)}"
+        read = gather.inspect_and_read(ctx, heard[0] if heard else None, guess)
+        s.detail = f"{ctx.tgt.dest}; {ctx.tgt.summary()}{read}"
     for note in ctx.tgt.notes:
         ctx.notice(Step.DETECT, note)
 
@@ -242,13 +257,15 @@ def activate(ctx: Context, tmp: str | None) -> None:
     t0 = time.monotonic()
     script = plan.activation_cmd(ctx, tmp)
     ctx.changed = True  # from here on, assume the file may have changed
-    # ... and that the backup the script makes first exists (it ignores a dropped link).
+    # ... and that the backup the script makes first exists (it ignores a dropped link), and
+    # that the lock it takes first is ours (the release only drops a lock with our token).
     ctx.backup = plan.backup_path(ctx)
+    was_locked, ctx.locked = ctx.locked, True
     try:
         result = ctx.run(script, stdin=ctx.new if streamed else None,
                          timeout=plan.activation_timeout(ctx))
     except NotStarted:  # the script never ran: nothing changed
-        ctx.changed, ctx.backup = False, None
+        ctx.changed, ctx.backup, ctx.locked = False, None, was_locked
         ctx.record(Step.BACKUP, "failed", time.monotonic() - t0, "connection lost", "")
         ctx.record(first, "failed", time.monotonic() - t0, "connection lost", "")
         raise
@@ -261,6 +278,9 @@ def activate(ctx: Context, tmp: str | None) -> None:
     total, output = time.monotonic() - t0, report.output
     ctx.restored_sha = (report.restored_sha if report.outcome is Activation.REFUSED_RESTORED
                         else None)
+    if report.outcome in gather.NOT_LOCKED:  # before anything: given back, nothing changed
+        ctx.changed, ctx.backup, ctx.locked = False, None, was_locked
+    gather.locked_by_activation(ctx, report, first, total)
     if streamed and report.outcome is Activation.UPLOAD_FAILED:  # before the backup
         ctx.changed, ctx.backup = False, None
         ctx.skip(Step.BACKUP, "the new bytes did not arrive whole: no backup made")

@@ -8,15 +8,20 @@ side by side.
 
 The transaction, one SSH connection for all of it::
 
-    connect -> detect (+ inspect the destination, take the host-side lock) -> diff -> backup
-    (host + local copy) -> prepare -> upload (temp file in ``.sockwizard-tmp`` beside the
-    target's directory) -> rename -> validate -> reload -> settle -> probe -> done
+    connect -> detect (+ inspect the destination, see its lock, read it: read-only) -> diff
+    -> prepare -> lock + compare-and-swap -> backup (host + local copy) -> upload (temp file
+    in ``.sockwizard-tmp`` beside the target's directory) -> rename -> validate -> reload ->
+    settle -> probe -> done
 
 On the wire (issue #15) that is three commands for a changed config: detect (with the host
-probe, and the inspect + lock + read of the destination as guessed: ``gather.speculation``),
-backup + upload + rename + validate + reload (one script, the bytes on its stdin), and the
-release with the history record after the probe. The release stays a command of its own,
-waited for: the run then knows the outcome was recorded (``recovery.release``).
+probe, and the read-only peek at the destination as guessed: ``gather.riding``), lock +
+compare-and-swap + backup + upload + rename + validate + reload (one script, the bytes on its
+stdin: ``scripts.LockStep``), and the release with the history record after the probe; two
+for an unchanged one (detect, the history record), one for a stock host refused without its
+flags. Optimistic concurrency: the run decides from what it read without a lock, and the
+activation takes the lock and refuses (nothing changed) when the file is no longer the one
+read. The release stays a command of its own, waited for: the run then knows the outcome was
+recorded (``recovery.release``).
 
 This module is the control flow only: which step runs next and what a failure means. The
 steps are in ``steps``, the undo in ``recovery``, the commands in ``plan``, the words in
@@ -56,7 +61,7 @@ Decisions:
 
 from __future__ import annotations
 
-from wizard.deploy import failures, hoststate, plan, recovery, steps
+from wizard.deploy import failures, gather, hoststate, plan, recovery, steps
 from wizard.deploy.backups import sha
 from wizard.deploy.context import ActivationFailed, Context, StepFailed
 from wizard.deploy.detect import unshadow_advice
@@ -117,14 +122,25 @@ class Transaction:
             steps.check_probe_url(ctx.probe_url())
         steps.detect_target(ctx)
         steps.read_and_diff(ctx)
+        unchanged = ctx.old == ctx.new and not ctx.tgt.companions
+        # Read without a lock: the activation script takes it (and checks the file is still
+        # the one read). Claimed apart only when something is written before it.
+        ctx.claimed_apart = self.interrupted_earlier() or (
+            not unchanged and plan.writes_before_activation(ctx))
         ctx.plan = plan.build(ctx)
         if ctx.options.dry_run:
             return ctx.result(Outcome.PLANNED, ExitCode.OK,
                               f"Dry run for {ctx.host}: nothing was changed."
                               + ("" if ctx.diff else " The host already has this config."))
+        if ctx.claimed_apart:
+            seen = ctx.journal
+            gather.lock(ctx)
+            if ctx.journal != seen:  # another run came and went since the peek
+                raise StepFailed(Step.DETECT, failures.changed_before_write(ctx.tgt.real_dest,
+                                                                            ctx.host))
         if self.interrupted_earlier():
             return self.finish_interrupted()
-        if ctx.old == ctx.new and not ctx.tgt.companions:
+        if unchanged:
             for step in (Step.BACKUP, Step.UPLOAD, Step.RENAME, Step.VALIDATE, Step.RELOAD):
                 ctx.skip(step, "unchanged")
             return self.verify_unchanged()
@@ -268,7 +284,9 @@ class Transaction:
                 return self.rollback_failed(Step.VALIDATE, Step.RESTORE, exc.output,
                                             "restoring the previous file failed")
             case (Activation.VALIDATED | Activation.RENAME_FAILED | Activation.CHANGED_MEANWHILE
-                  | Activation.UPLOAD_FAILED | Activation.BACKUP_FAILED):
+                  | Activation.UPLOAD_FAILED | Activation.BACKUP_FAILED
+                  | Activation.CHANGED_SINCE_READ | Activation.LOCK_HELD
+                  | Activation.LOCK_FAILED):
                 raise AssertionError(f"not an activation failure: {exc.activation}")
 
     def failed_after_change(self, exc: StepFailed) -> DeployResult:
