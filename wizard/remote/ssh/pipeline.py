@@ -1,0 +1,162 @@
+"""Authentication in one flight: SERVICE_REQUEST, USERAUTH_REQUEST and the first CHANNEL_OPEN.
+
+:class:`.transport.QuickTransport` installs :class:`PipelinedAuthHandler` for every attempt
+paramiko's ``auth_publickey``/``auth_password``/``auth_interactive`` makes, and asks
+:class:`EarlyChannel` for the first session channel; ``SshRemote`` hands that channel to its
+``SpareChannel`` so the first command finds it confirmed. Two round trips fewer per connect.
+
+Why it is safe, checked against OpenSSH 9.2 (Debian 12), see tests/test_ssh_pipeline.py:
+
+* sshd handles packets strictly in order. ``input_service_request`` installs the userauth
+  dispatcher before it reads the next packet, so a USERAUTH_REQUEST right behind the
+  SERVICE_REQUEST is processed as if we had waited for SERVICE_ACCEPT (which then only arrives
+  and is ignored). paramiko's classic handler waits for it; OpenSSH's own client does too.
+* A CHANNEL_OPEN behind a USERAUTH_REQUEST that succeeds is honoured: the pre-auth process
+  exports the unread input buffer to the post-auth one (``ssh_packet_get_state``). Behind one
+  that fails (or is partial), sshd answers SSH_MSG_UNIMPLEMENTED and carries on: the channel
+  is forgotten at the USERAUTH_FAILURE and the next attempt sends a new one. Other servers
+  may drop the connection instead (dropbear exits on any message > 60 before auth), so the
+  early channel is only sent to OpenSSH, and only with password and public-key requests
+  (keyboard-interactive answers with questions, not a verdict).
+
+paramiko internals used here are listed, and checked once, in :mod:`.internals`.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import TYPE_CHECKING, Any, cast
+
+import paramiko
+from paramiko.auth_handler import AuthHandler
+from paramiko.common import (
+    MSG_SERVICE_ACCEPT,
+    MSG_USERAUTH_FAILURE,
+    cMSG_CHANNEL_OPEN,
+    cMSG_SERVICE_REQUEST,
+)
+from paramiko.message import Message
+
+if TYPE_CHECKING:
+    from wizard.remote.ssh.transport import QuickTransport
+
+EARLY_METHODS = ("publickey", "password")
+
+
+class _Capture:
+    """Stands in for the transport while paramiko builds a USERAUTH_REQUEST: keeps the message
+    instead of sending it; everything else (logging, agreed algorithms) goes to the transport."""
+
+    def __init__(self, transport: Any) -> None:
+        object.__setattr__(self, "_transport", transport)
+        object.__setattr__(self, "sent", [])
+
+    def _send_message(self, m: Message) -> None:
+        self.sent.append(m)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(object.__getattribute__(self, "_transport"), name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        setattr(object.__getattribute__(self, "_transport"), name, value)
+
+
+class PipelinedAuthHandler(AuthHandler):
+    """paramiko's client AuthHandler, sending the USERAUTH_REQUEST without waiting for
+    SERVICE_ACCEPT (paramiko's own code builds and signs it), plus the early CHANNEL_OPEN."""
+
+    def _request_auth(self) -> None:
+        # Called by AuthHandler.auth_* with transport.lock held, on the caller's thread.
+        raw = cast(Any, self)
+        transport = raw.transport
+        capture = _Capture(transport)
+        accept = Message()
+        accept.add_string("ssh-userauth")
+        accept.rewind()
+        raw.transport = capture
+        try:
+            # paramiko's SERVICE_ACCEPT handler is where it builds (and signs) the request.
+            AuthHandler._parse_service_accept(raw, accept)  # type: ignore[attr-defined]
+        finally:
+            raw.transport = transport
+        service = Message()
+        service.add_byte(cMSG_SERVICE_REQUEST)
+        service.add_string("ssh-userauth")
+        flight = [service, *capture.sent]
+        if self.auth_method in EARLY_METHODS:
+            early = getattr(transport, "open_early_channel", None)
+            channel_open = early() if early is not None else None
+            if channel_open is not None:
+                flight.append(channel_open)
+        # Built first, sent back to back: nothing waits between them.
+        for m in flight:
+            transport._send_message(m)
+
+    def _parse_service_accept(self, m: Message) -> None:
+        m.get_text()  # the request it permits already left
+
+    def _parse_userauth_failure(self, m: Message) -> None:
+        # sshd answered (or will answer) the CHANNEL_OPEN behind this request with UNIMPLEMENTED.
+        abandon = getattr(cast(Any, self).transport, "abandon_early_channel", None)
+        if abandon is not None:
+            abandon()
+        cast(Any, super())._parse_userauth_failure(m)
+
+    @property
+    def _client_handler_table(self) -> dict[int, Any]:
+        # Bound methods, looked up on every message: name ours explicitly, whatever paramiko's
+        # table holds.
+        table = dict(cast(Any, super())._client_handler_table)
+        table[MSG_SERVICE_ACCEPT] = self._parse_service_accept
+        table[MSG_USERAUTH_FAILURE] = self._parse_userauth_failure
+        return table
+
+
+class EarlyChannel:
+    """A session channel whose CHANNEL_OPEN left behind a USERAUTH_REQUEST."""
+
+    def __init__(self, transport: QuickTransport) -> None:
+        """Register the channel with paramiko as ``open_channel`` does; the caller holds
+        ``transport.lock`` and sends :attr:`message`."""
+        raw = cast(Any, transport)
+        window = raw._sanitize_window_size(None)
+        packet = raw._sanitize_packet_size(None)
+        self.chanid: int = raw._next_channel()
+        self.message = Message()
+        self.message.add_byte(cMSG_CHANNEL_OPEN)
+        self.message.add_string("session")
+        self.message.add_int(self.chanid)
+        self.message.add_int(window)
+        self.message.add_int(packet)
+        self.chan = paramiko.Channel(self.chanid)
+        raw._channels.put(self.chanid, self.chan)
+        self.event = raw.channel_events[self.chanid] = threading.Event()
+        raw.channels_seen[self.chanid] = True  # a late answer is ignored, not fatal
+        cast(Any, self.chan)._set_transport(transport)
+        cast(Any, self.chan)._set_window(window, packet)
+        self.transport = transport
+        self.abandoned = False
+
+    def abandon(self) -> None:
+        """Auth failed: sshd will never answer this open; forget it."""
+        raw = cast(Any, self.transport)
+        with self.transport.lock:
+            raw._channels.delete(self.chanid)
+            raw.channel_events.pop(self.chanid, None)
+        self.abandoned = True
+        self.event.set()
+
+    def wait(self, timeout: float) -> paramiko.Channel:
+        """The channel once sshd confirmed it (``open_channel``'s wait); raises SSHException
+        when it was refused, abandoned, or the link went down."""
+        deadline = time.monotonic() + timeout
+        while not self.event.wait(0.1):
+            if not self.transport.is_active():
+                raise self.transport.get_exception() or paramiko.SSHException(
+                    "Unable to open channel.")
+            if time.monotonic() > deadline:
+                raise paramiko.SSHException("Timeout opening channel.")
+        if self.abandoned or cast(Any, self.transport)._channels.get(self.chanid) is None:
+            raise paramiko.SSHException("The early channel was refused.")
+        return self.chan
