@@ -31,7 +31,7 @@ from wizard.remote.ssh.pipeline import PipelinedAuthHandler
 from wizard.remote.ssh.transport import QuickTransport
 
 DEPLOY, NOSUDO = rig.DEPLOY_USER, rig.NOSUDO_USER
-TRIES = 5  # the fewest turns of this many connects: noise only ever adds turns
+TRIES = 7  # the fewest turns of this many connects: noise only ever adds turns
 
 
 @pytest.fixture(autouse=True)
