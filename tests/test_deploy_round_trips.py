@@ -20,6 +20,7 @@ from tests.test_deploy_ssh import Site, make_site  # noqa: F401  (the fixture)
 from wizard.deploy import Outcome
 from wizard.errors import ExitCode
 from wizard.model import ProxyKind
+from wizard.remote.ssh import internals
 
 pytestmark = [pytest.mark.needs_root, pytest.mark.slow, pytest.mark.timeout(120)]
 
@@ -89,3 +90,25 @@ def test_refused_config_within_budget(relayed: tuple[Site, TurnRelay], tmp_path:
     assert site.config() == before
     site.assert_serving()
     within_budget("refused", counter, turns)
+
+
+def test_without_paramiko_internals_the_public_path_still_deploys(
+        relayed: tuple[Site, TurnRelay], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """As if a paramiko release had renamed every private wizard.remote.ssh uses (internals.py):
+    paramiko's own auth, exec_command, channels opened after auth; the same deploy."""
+    monkeypatch.setattr(internals, "NEEDS", {
+        feature: tuple((owner, name + "_renamed") for owner, name in needs)
+        for feature, needs in internals.NEEDS.items()})
+    monkeypatch.setattr(internals, "SUPPORT", internals.detect())
+    assert not any(vars(internals.SUPPORT).values())
+    site, relay = relayed
+    before = site.config()
+    changed = replace(site.spec, ping_timeout_ms=site.spec.ping_timeout_ms + 1000)
+    result, counter, _ = deploy_counted(site, relay, tmp_path, spec=changed)
+    assert (result.outcome, result.exit_code) == (Outcome.DEPLOYED, ExitCode.OK), \
+        result.message()  # type: ignore[attr-defined]
+    assert site.config() != before
+    site.assert_serving()
+    # Every command through Channel.exec_command, in a channel paramiko opened itself.
+    assert len(counter.commands) == BUDGET["changed"][0]
+    assert len(counter.channels) >= len(counter.commands)

@@ -8,6 +8,9 @@ paramiko); ``wizard.remote.connect.open_remote`` is how the rest of sockwizard c
 * :mod:`.hostkeys` — known_hosts, fingerprints, the refuse-unless-vouched-for policy.
 * :mod:`.auth` — keys, ssh-agent, passphrases, password, in OpenSSH's order.
 * :mod:`.transport` — the TCP_NODELAY socket, the quick transport, the handshake.
+* :mod:`.pipeline` — auth and the first session channel in one flight (two round trips fewer).
+* :mod:`.channels` — channels opened one ahead, exec requests sent without waiting.
+* :mod:`.internals` — the paramiko privates the above use, checked once, with public fallbacks.
 * :mod:`.remote` — :class:`SshRemote` (commands, SFTP) and :func:`probe_host_key`.
 """
 

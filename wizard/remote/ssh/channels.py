@@ -10,23 +10,32 @@ open, the exec request's answer, the output. Two of them need not be waited for:
 * :func:`send_exec` — the exec request, stdin and EOF leave together, as OpenSSH's own client
   sends them; a refused request closes the channel and is checked after the output.
 
-Both use paramiko's public API except where ``exec_command`` itself does the same (noted).
+Both use paramiko's public API except where ``exec_command`` itself does the same (noted);
+without those internals (:mod:`.internals`) ``send_exec`` is ``exec_command``. The first spare
+is the channel opened in the auth flight (:mod:`.pipeline`), when there is one.
 """
 
 from __future__ import annotations
 
 import contextlib
 import threading
+from collections.abc import Callable
 from typing import Any, cast
 
 import paramiko
 from paramiko.common import cMSG_CHANNEL_REQUEST
 from paramiko.message import Message
 
+from wizard.remote.ssh import internals
+
 
 def send_exec(chan: paramiko.Channel, command: str) -> None:
     """``Channel.exec_command`` without waiting for sshd's answer (paramiko 3–5 internals,
-    exactly as ``exec_command`` uses them). Check :func:`refused` once the output ended."""
+    exactly as ``exec_command`` uses them). Check :func:`refused` once the output ended.
+    Without those internals: ``exec_command`` (raises SSHException when refused)."""
+    if not internals.SUPPORT.exec_nowait:
+        chan.exec_command(command)
+        return
     m = Message()
     m.add_byte(cMSG_CHANNEL_REQUEST)
     m.add_int(chan.remote_chanid)
@@ -40,6 +49,8 @@ def send_exec(chan: paramiko.Channel, command: str) -> None:
 
 def refused(chan: paramiko.Channel) -> bool:
     """sshd answered the exec request with a failure (paramiko closed the channel)."""
+    if not internals.SUPPORT.exec_nowait:
+        return False  # exec_command raised already
     return chan.event.is_set() and not cast(Any, chan).event_ready
 
 
@@ -61,18 +72,20 @@ class SpareChannel:
         self._timeout = timeout
         self._next: _Opening | None = None
 
-    def start(self) -> None:
-        """Begin opening the next channel (no-op when one is on its way or the link is down)."""
+    def start(self, sent: Callable[[float], paramiko.Channel] | None = None) -> None:
+        """Begin opening the next channel (no-op when one is on its way or the link is down).
+        ``sent``: wait for a channel whose open already left (``EarlyChannel.wait``)."""
         if self._next is not None or not self._transport.is_active():
             return
         opening = self._next = _Opening()
-        threading.Thread(target=self._open, args=(opening,), name="sockwizard-spare",
+        threading.Thread(target=self._open, args=(opening, sent), name="sockwizard-spare",
                          daemon=True).start()
 
-    def _open(self, opening: _Opening) -> None:
+    def _open(self, opening: _Opening,
+              sent: Callable[[float], paramiko.Channel] | None) -> None:
         chan: paramiko.Channel | None = None
         with contextlib.suppress(Exception):  # the caller opens its own and words the error
-            chan = self._transport.open_session(timeout=self._timeout)
+            chan = (sent or self._open_session)(self._timeout)
         with opening.lock:
             if opening.abandoned and chan is not None:
                 with contextlib.suppress(Exception):
@@ -80,6 +93,9 @@ class SpareChannel:
                 chan = None
             opening.chan = chan
             opening.done.set()
+
+    def _open_session(self, timeout: float) -> paramiko.Channel:
+        return self._transport.open_session(timeout=timeout)
 
     def take(self, wait: float) -> paramiko.Channel | None:
         """The spare channel, once open (waiting up to ``wait``); None: open one yourself."""

@@ -26,7 +26,7 @@ from paramiko.sftp import CMD_EXTENDED
 from wizard.errors import ConnectionFailed, NotStarted, SockwizardError
 from wizard.remote.base import FileStat, RawResult, short_command
 from wizard.remote.shell import ShellRemote
-from wizard.remote.ssh import channels
+from wizard.remote.ssh import channels, internals
 from wizard.remote.ssh.hostkeys import default_known_hosts, fingerprint
 from wizard.remote.ssh.target import SshTarget
 from wizard.remote.ssh.transport import QuickTransport, connect_sock, handshake
@@ -63,6 +63,10 @@ class SshRemote(ShellRemote):
         self._io_timeout = io_timeout
         self._sftp: paramiko.SFTPClient | None = None
         self._spare = channels.SpareChannel(transport, io_timeout)
+        if isinstance(transport, QuickTransport):  # the channel opened in the auth flight
+            early = transport.take_early_channel()
+            if early is not None:
+                self._spare.start(early.wait)
         self._home: str | None = None
         if target.user == "root":
             self._sudo_mode = SudoMode.ROOT
@@ -305,6 +309,8 @@ class SshRemote(ShellRemote):
     def _fsync(sftp: paramiko.SFTPClient, handle: paramiko.SFTPFile) -> None:
         # OpenSSH's fsync@openssh.com extension (paramiko has no public call for it); a server
         # without it answers with an error we ignore: the rename is still atomic.
+        if not internals.SUPPORT.sftp_fsync:
+            return
         with contextlib.suppress(OSError):
             cast(Any, sftp)._request(CMD_EXTENDED, "fsync@openssh.com", handle.handle)
 

@@ -10,6 +10,8 @@ Decisions, measured on loopback (see shared/TESTBED.md):
 * sshd sends a ``hostkeys-00@openssh.com`` global request right after auth that wants no reply;
   with nothing to send, our ACK is delayed and sshd's Nagle holds the first channel's open
   confirmation behind it (~45 ms). :class:`QuickTransport` answers it with ``SSH_MSG_IGNORE``.
+* :class:`QuickTransport` authenticates in one flight and opens the first session channel in
+  the same flight (:mod:`.pipeline`): two round trips fewer per connect.
 """
 
 from __future__ import annotations
@@ -21,24 +23,82 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 import paramiko
+from paramiko.auth_handler import AuthHandler
 from paramiko.auth_strategy import AuthFailure
-from paramiko.common import cMSG_IGNORE
+from paramiko.common import MSG_UNIMPLEMENTED, cMSG_IGNORE
 from paramiko.message import Message
 
 from wizard.errors import ConnectionFailed, HostKeyChanged, SockwizardError
+from wizard.remote.ssh import internals
 from wizard.remote.ssh.auth import AuthOrder
 from wizard.remote.ssh.hostkeys import HostKeyPolicy, fingerprint, load_known_hosts
+from wizard.remote.ssh.pipeline import EarlyChannel, PipelinedAuthHandler
 from wizard.remote.ssh.target import SshTarget
 
 if TYPE_CHECKING:
     from wizard.remote.ssh.remote import SshRemote
 
 class QuickTransport(paramiko.Transport):
-    """A client transport that answers sshd's post-auth ``hostkeys-00@openssh.com`` (want-reply
-    false) with SSH_MSG_IGNORE, so our ACK leaves at once and sshd's Nagle does not hold the
-    first channel-open confirmation for a delayed-ACK period (~45 ms, measured)."""
+    """A client transport without idle round trips (each part off when paramiko lacks what it
+    needs, see :mod:`.internals`):
+
+    * auth in one flight, and the first session channel opened in it (:mod:`.pipeline`);
+    * sshd's post-auth ``hostkeys-00@openssh.com`` (want-reply false) answered with
+      SSH_MSG_IGNORE, so our ACK leaves at once and sshd's Nagle does not hold the first
+      channel-open confirmation for a delayed-ACK period (~45 ms, measured).
+    """
+
+    def __init__(self, sock: Any, *args: Any, **kwargs: Any) -> None:
+        self._auth: AuthHandler | None = None
+        self.early_channel: EarlyChannel | None = None
+        super().__init__(sock, *args, **kwargs)
+        # sshd's answer to an early CHANNEL_OPEN behind a failed auth: expected, not worth
+        # paramiko's "Oops, unhandled type" warning on the user's terminal.
+        table = getattr(self, "_handler_table", None)
+        self._early_ok = isinstance(table, dict)
+        if isinstance(table, dict):
+            table[MSG_UNIMPLEMENTED] = self._parse_unimplemented
+
+    # paramiko's auth_* methods make a fresh ``AuthHandler(self)`` for every attempt: swap in
+    # the pipelined one there, whichever method (key, agent key, password, keyboard-interactive).
+    @property
+    def auth_handler(self) -> AuthHandler | None:
+        return self._auth
+
+    @auth_handler.setter
+    def auth_handler(self, handler: AuthHandler | None) -> None:
+        if type(handler) is AuthHandler and internals.SUPPORT.pipelined_auth:
+            handler = PipelinedAuthHandler(self)
+        self._auth = handler
+
+    def open_early_channel(self) -> Message | None:
+        """The CHANNEL_OPEN to send behind a USERAUTH_REQUEST (PipelinedAuthHandler holds
+        ``self.lock``), or None: one is on its way, paramiko lacks the internals, or the server
+        is not OpenSSH (see :mod:`.pipeline`)."""
+        if (self.early_channel is not None or not self._early_ok
+                or not internals.SUPPORT.early_channel or self.server_mode
+                or not self.remote_version.startswith("SSH-2.0-OpenSSH_")):
+            return None
+        self.early_channel = EarlyChannel(self)
+        return self.early_channel.message
+
+    def abandon_early_channel(self) -> None:
+        early, self.early_channel = self.early_channel, None
+        if early is not None:
+            early.abandon()
+
+    def take_early_channel(self) -> EarlyChannel | None:
+        """The channel opened with the successful auth, once (``SshRemote`` adopts it)."""
+        early, self.early_channel = self.early_channel, None
+        return early
+
+    def _parse_unimplemented(self, m: Message) -> None:
+        m.get_int()  # the sequence number of the packet sshd did not take: nothing to do
 
     def _parse_global_request(self, m: Message) -> None:
+        if not internals.SUPPORT.ignore_reply:
+            cast(Any, super())._parse_global_request(m)
+            return
         m.get_text()
         want_reply = m.get_boolean()
         m.rewind()
