@@ -250,3 +250,33 @@ def test_the_pipelined_handler_is_installed_for_every_attempt(monkeypatch: pytes
     finally:
         transport.close()
         theirs.close()
+
+
+@pytest.mark.needs_root
+def test_an_early_channel_sshd_never_answers_costs_the_first_command_a_bounded_wait(
+        sshd: rig.SshdInstance, relay: TurnRelay, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """An sshd that dropped the early CHANNEL_OPEN (none known; dropbear is never sent one):
+    the first command opens its own channel after EARLY_CHANNEL_WAIT_S, not after the I/O
+    timeout. Simulated by sending SSH_MSG_IGNORE in the open's place."""
+    from paramiko.common import cMSG_IGNORE
+    from paramiko.message import Message
+
+    from wizard.remote.ssh import pipeline
+    from wizard.remote.ssh import remote as ssh_remote
+
+    real_init = pipeline.EarlyChannel.__init__
+
+    def unsent(self: pipeline.EarlyChannel, transport: QuickTransport) -> None:
+        real_init(self, transport)
+        self.message = Message()
+        self.message.add_byte(cMSG_IGNORE)
+        self.message.add_string(b"")
+
+    monkeypatch.setattr(pipeline.EarlyChannel, "__init__", unsent)
+    monkeypatch.setattr(ssh_remote, "EARLY_CHANNEL_WAIT_S", 0.5)
+    with connect(sshd, relay, tmp_path, DEPLOY) as remote:  # its I/O timeout: 60 s
+        started = time.monotonic()
+        assert remote.run("id -un").stdout.strip() == DEPLOY
+        waited = time.monotonic() - started
+    assert waited < 10, waited  # without the bound: the 60 s I/O timeout

@@ -39,6 +39,8 @@ _LOST_HINT = (
 )
 
 
+EARLY_CHANNEL_WAIT_S = 5.0  # its confirmation follows USERAUTH_SUCCESS on the wire
+
 class SshRemote(ShellRemote):
     """A host over one paramiko connection; build it with :meth:`connect`."""
 
@@ -66,7 +68,9 @@ class SshRemote(ShellRemote):
         if isinstance(transport, QuickTransport):  # the channel opened in the auth flight
             early = transport.take_early_channel()
             if early is not None:
-                self._spare.start(early.wait)
+                # An sshd that dropped it (none seen here) must not cost the first command
+                # more than this: then it opens a channel of its own.
+                self._spare.start(lambda t: early.wait(min(t, EARLY_CHANNEL_WAIT_S)))
         self._home: str | None = None
         if target.user == "root":
             self._sudo_mode = SudoMode.ROOT
