@@ -29,9 +29,13 @@ class SudoMode(Enum):
 # One round trip per connection answers "root? passwordless sudo? sudo at all?" and "is there a
 # GNU timeout to kill a command's process group on the host?" (the sudo word comes last).
 # LC_ALL=C keeps sudo's and timeout's messages in English so the checks below can read them.
+# Every process here is CPU on each host of a fleet (bench/bench_hostcpu.py): `case $(…)`
+# instead of `| head` runs one program, not two; the login shell's own $EUID (bash, zsh)
+# saves running `id`, which is the fallback elsewhere (dash).
 HOST_PROBE = (
-    "LC_ALL=C timeout --version 2>/dev/null | head -n 1; "
-    'if [ "$(id -u)" -eq 0 ]; then echo root; '
+    "case $(LC_ALL=C timeout --version 2>/dev/null) in "
+    "*'GNU coreutils'*) echo 'timeout (GNU coreutils)' ;; esac; "
+    'if [ "${EUID:-$(id -u)}" -eq 0 ]; then echo root; '
     "elif LC_ALL=C sudo -n true >/dev/null 2>&1; then echo nopasswd; "
     "elif command -v sudo >/dev/null 2>&1; then echo password; "
     "else echo missing; fi"
