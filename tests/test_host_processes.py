@@ -22,7 +22,7 @@ from tests import rig
 from wizard.deploy.detect import HELPERS, detect_script, parse_facts
 from wizard.model import DeploySpec
 from wizard.remote import HOST_PROBE, SudoMode
-from wizard.remote.sudo import parse_sudo_probe, parse_timeout_probe
+from wizard.remote.sudo import HOST_PROBE_UNTRIED, parse_sudo_probe, parse_timeout_probe
 
 pytestmark = pytest.mark.skipif(
     not rig.is_root() or shutil.which("strace") is None,
@@ -33,7 +33,8 @@ _FORK = re.compile(r"^(?:clone3?|v?fork)\(.*\) = [1-9]\d*$", re.M)
 PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
-def traced(user: str, shell: str, script: str, tmp: Path) -> tuple[str, list[str], int]:
+def traced(user: str, shell: str, script: str, tmp: Path, **env: str
+           ) -> tuple[str, list[str], int]:
     """Run ``shell -c script`` as ``user``: its output, the programs it exec'd (the shell
     itself left out), and how many processes it forked."""
     prefix = tmp / "trace"
@@ -41,7 +42,7 @@ def traced(user: str, shell: str, script: str, tmp: Path) -> tuple[str, list[str
         ["strace", "-f", "-ff", "-qq", "-o", str(prefix), "-u", user,
          "-e", "trace=execve,clone,clone3,fork,vfork", "--", shell, "-c", script],
         capture_output=True, text=True, timeout=60, cwd="/",
-        env={"PATH": PATH, "HOME": "/", "LANG": "C.UTF-8"})
+        env={"PATH": PATH, "HOME": "/", "LANG": "C.UTF-8", **env})
     logs = [p.read_text() for p in tmp.glob("trace.*")]
     programs = sorted(os.path.basename(m) for log in logs for m in _EXEC.findall(log))
     programs.remove(os.path.basename(shell))
@@ -54,8 +55,17 @@ def _users() -> None:
     rig.ensure_test_users()
 
 
-def test_host_probe_runs_three_programs_and_still_tells_sudo_and_timeout(tmp_path: Path) -> None:
-    """timeout --version, and sudo (which runs `true`): no `head`, no `id` (bash's $EUID)."""
+def test_host_probe_without_a_password_runs_only_timeout(tmp_path: Path) -> None:
+    """No `head`, no `id` (bash's $EUID), no `sudo -n true`: the first sudo command tells."""
+    out, programs, forks = traced(rig.DEPLOY_USER, "/bin/bash", HOST_PROBE_UNTRIED, tmp_path)
+    assert parse_sudo_probe(out) is SudoMode.UNTRIED
+    assert out.splitlines() == ["timeout (GNU coreutils)", "sudo"]
+    assert programs == ["timeout"], programs
+    assert forks <= 2, forks
+
+
+def test_host_probe_with_a_password_runs_three_programs(tmp_path: Path) -> None:
+    """A password to offer: sudo -n true tells whether to (sudo -S reads it, NOPASSWD not)."""
     out, programs, forks = traced(rig.DEPLOY_USER, "/bin/bash", HOST_PROBE, tmp_path)
     assert parse_sudo_probe(out) is SudoMode.NOPASSWD
     assert parse_timeout_probe(out)
@@ -91,3 +101,19 @@ def test_detect_script_runs_only_what_a_builtin_cannot_do(tmp_path: Path) -> Non
     assert facts.real_dest == dest
     assert programs == ["grep", "nginx", "readlink"], programs
     assert forks <= 5, forks
+
+
+def test_a_remote_runs_one_sudo_per_privileged_command(tmp_path: Path) -> None:
+    """The whole path, as the deploy user with no password: the probe and one privileged
+    command run sudo once (it was twice: the probe's `sudo -n true`), and it is NOPASSWD."""
+    script = ("from wizard.remote import LocalRemote\n"
+              "r = LocalRemote()\n"
+              "print(r.run('id -u', sudo=True).stdout.strip(), r.sudo_mode().value)\n")
+    repo = rig.world_readable_package()
+    try:
+        out, programs, _ = traced(rig.DEPLOY_USER, "/usr/bin/python3", script, tmp_path,
+                                  PYTHONPATH=str(repo))
+    finally:
+        shutil.rmtree(repo, ignore_errors=True)
+    assert out.split() == ["0", "nopasswd"]
+    assert programs.count("sudo") == 1, programs
