@@ -59,8 +59,14 @@ from _common import (  # noqa: E402 - the bench dir is not a package
     run_measured,
     table,
 )
-from bench_deploy import Counter, Fleet, workdir  # noqa: E402
-from bench_fleet import HostCpu, leftovers, native_argv, write_inventory  # noqa: E402
+from bench_deploy import Counter, Fleet  # noqa: E402
+from bench_fleet import (  # noqa: E402
+    HostCpu,
+    leftovers,
+    native_argv,
+    running_fleet,
+    write_inventory,
+)
 
 from tests import rig  # noqa: E402
 
@@ -316,11 +322,21 @@ def channel_table(cases: Cases, hosts: int) -> str:
                       for c in r.split.channel_ms})
     rows = []
     for c in numbers:
-        execs = [fmt(_mean(rounds, hosts, lambda r, c=c: r.split.channel_execs.get(c, 0)), 1)
+        execs = [fmt(_mean(rounds, hosts, _key(c, "channel_execs")), 1)
                  for rounds in cases.values()]
         rows.append([f"SSH command {c + 1} (execs: {' / '.join(execs)})",
-                     *_with_delta(cases, hosts, lambda r, c=c: r.split.channel_ms.get(c, 0.0))])
+                     *_with_delta(cases, hosts, _key(c, "channel_ms"))])
     return table(_headers("per host, one deploy", cases), rows)
+
+
+def _key(key: int, attr: str) -> Callable[[Round], float]:
+    """A round's value of `key` in its Split's table `attr` (0 when absent)."""
+    return lambda r: float(getattr(r.split, attr).get(key, 0))
+
+
+def _program(prog: str, attr: str) -> Callable[[Round], float]:
+    """A round's total of program `prog` over all hosts in its Split's table `attr`."""
+    return lambda r: float(sum(v for (_, p), v in getattr(r.split, attr).items() if p == prog))
 
 
 def program_table(cases: Cases, hosts: int) -> str:
@@ -331,12 +347,10 @@ def program_table(cases: Cases, hosts: int) -> str:
                 runs[prog] += c
     rows = []
     for prog, _ in runs.most_common():
-        execs = [fmt(_mean(rounds, hosts, lambda r, prog=prog: sum(
-            c for (_, p), c in r.split.execs.items() if p == prog)), 1)
-            for rounds in cases.values()]
-        ms = [fmt(_mean(rounds, hosts, lambda r, prog=prog: sum(
-            v for (_, p), v in r.split.prog_ms.items() if p == prog)), 2)
-            for rounds in cases.values()]
+        execs = [fmt(_mean(rounds, hosts, _program(prog, "execs")), 1)
+                 for rounds in cases.values()]
+        ms = [fmt(_mean(rounds, hosts, _program(prog, "prog_ms")), 2)
+              for rounds in cases.values()]
         rows.append([prog, " / ".join(execs), " / ".join(ms)])
     names = " / ".join(cases)
     return table([f"program exec'd on a host ({names})", "execs per host",
@@ -376,24 +390,17 @@ def main(argv: list[str] | None = None) -> int:
         trees = {"baseline": args.baseline.resolve(), "this tree": REPO}
     tag = f"{os.getpid() % 100000}"
     cases: Cases = {name: [] for name in trees}
-    with workdir() as work, rig.SshdInstance() as sshd:
-        print(f"starting {args.hosts} hosts...", file=sys.stderr)
-        fleet = Fleet(args.hosts, sshd)
-        cpu = HostCpu(fleet)
-        try:
-            counter = Counter()
-            for n in range(args.warmup + args.runs):
-                order = list(trees.items())
-                for name, tree in order[n % len(order):] + order[:n % len(order)]:
-                    r = one_round(fleet, cpu, counter, work, forks, tree, args.perf_data,
-                                  f"{name.replace(' ', '-')}-{n}")
-                    if n >= args.warmup:
-                        cases[name].append(r)
-                    print(f"round {n} {name}: {r.wall_ms:.0f} ms wall", file=sys.stderr)
-            fleet.check_isolated(counter.value)
-        finally:
-            fleet.stop()
-            cpu.close()
+    with running_fleet(args.hosts) as (work, fleet, cpu):
+        counter = Counter()
+        for n in range(args.warmup + args.runs):
+            order = list(trees.items())
+            for name, tree in order[n % len(order):] + order[:n % len(order)]:
+                r = one_round(fleet, cpu, counter, work, forks, tree, args.perf_data,
+                              f"{name.replace(' ', '-')}-{n}")
+                if n >= args.warmup:
+                    cases[name].append(r)
+                print(f"round {n} {name}: {r.wall_ms:.0f} ms wall", file=sys.stderr)
+        fleet.check_isolated(counter.value)
     left = leftovers(tag)
     print(f"### Hosts' CPU per role: {args.hosts} hosts, --forks {forks}, {args.runs} runs "
           f"per case\n\n{machine_line()}\n")
