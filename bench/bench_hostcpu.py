@@ -15,9 +15,11 @@ tracepoints on every CPU:
   ``/proc`` polling and reaped children's times miss them, and sshd's session processes do not
   hand their children's times up).
 
-Each slice goes to a role (``ROLES``): the sshd listener; the sshd connection (re-exec, key
-exchange, auth, privilege separation, the channel multiplexing); the per-channel session fork
-(before the login shell's exec; internal-sftp runs here too); the login shell (``bash -c``);
+Each slice goes to a role (``ROLES``): the sshd listener; per connection the monitor (the
+re-exec'd sshd: config, host key, the privileged half of auth), its pre-auth child (key
+exchange, the auth protocol) and its session process (channels, packet crypto); the
+per-channel session fork (before the login shell's exec; internal-sftp runs here too); the
+login shell (``bash -c``);
 ``sh -c`` (our scripts and their subshells); ``sudo``; ``timeout``; ``nginx`` run as a command
 (``-v`` in detect, ``-t`` to validate, ``-s reload``: told apart by their order per host);
 the nginx master (re-reads the config on the reload signal, forks workers); nginx workers (new
@@ -73,7 +75,9 @@ from tests import rig  # noqa: E402
 EVENTS = ("sched:sched_switch", "sched:sched_process_fork", "sched:sched_process_exec")
 
 LISTENER = "sshd listener (accept, fork)"
-CONNECTION = "sshd connection (re-exec, kex, auth, privsep, channels)"
+MONITOR = "sshd monitor (re-exec, config, host-key signature, key check)"
+PREAUTH = "sshd pre-auth child (key exchange, auth protocol)"
+SESSION = "sshd session process (channels, packet crypto)"
 CHANNEL = "sshd per channel (session fork; internal-sftp)"
 LOGIN = "login shell (bash -c)"
 SH = "sh -c (our scripts, their subshells)"
@@ -84,8 +88,8 @@ NGINX_OTHER = "nginx as a command (other)"
 MASTER = "nginx master (reload: re-read config, fork)"
 WORKERS = "nginx workers (start, settle + probe, exit)"
 OTHER = "other programs (coreutils etc.)"
-ROLES = (LISTENER, CONNECTION, CHANNEL, LOGIN, SH, SUDO, TIMEOUT, *NGINX_CMD, NGINX_OTHER,
-         MASTER, WORKERS, OTHER)
+ROLES = (LISTENER, MONITOR, PREAUTH, SESSION, CHANNEL, LOGIN, SH, SUDO, TIMEOUT, *NGINX_CMD,
+         NGINX_OTHER, MASTER, WORKERS, OTHER)
 SHELLS = {"sh", "dash"}
 
 _SWITCH = re.compile(r"prev_comm=(.*?) prev_pid=(\d+) .*==> next_comm=")
@@ -104,6 +108,7 @@ class Member:
     root: bool
     channel: int = -1  # which session channel of the host's deploy (0: the first), if any
     nginx_nth: int = -1  # for an exec'd nginx command: its order among the host's
+    nth_child: int = 0  # its place among its parent's children (sshd's privsep children)
 
 
 @dataclass
@@ -136,7 +141,12 @@ def role_of(m: Member, comm: str) -> str:
     if m.daemon == "nginx":
         return MASTER if m.root else WORKERS
     if comm == "sshd":
-        return LISTENER if m.root else CONNECTION if m.depth <= 2 else CHANNEL
+        if m.root:
+            return LISTENER
+        if m.depth == 1:
+            return MONITOR
+        # The monitor's first child speaks the protocol until auth; its second runs the session.
+        return (PREAUTH if m.nth_child == 0 else SESSION) if m.depth == 2 else CHANNEL
     if comm == "bash":
         return LOGIN
     if comm in SHELLS:
@@ -155,6 +165,7 @@ def attribute(lines: list[str], members: dict[int, Member]) -> Split:
     split = Split()
     last: dict[int, float] = {}  # cpu -> time of its previous switch
     nginx_seen: Tally[int] = Tally()
+    children: Tally[int] = Tally()  # forks so far per parent pid
     for line in lines:
         hit = _LINE.search(line)
         if hit is None:
@@ -179,7 +190,9 @@ def attribute(lines: list[str], members: dict[int, Member]) -> Split:
             fk = _FORK.search(trace)
             if fk is None or (parent := members.get(int(fk[2]))) is None:
                 continue
-            child = Member(parent.host, parent.daemon, parent.depth + 1, False, parent.channel)
+            child = Member(parent.host, parent.daemon, parent.depth + 1, False, parent.channel,
+                           nth_child=children[int(fk[2])])
+            children[int(fk[2])] += 1
             members[int(fk[4])] = child
             split.forks[parent.host] += 1
             if parent.daemon == "sshd" and parent.root:
