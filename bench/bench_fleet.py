@@ -35,7 +35,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -273,8 +273,31 @@ def steps_table(steps: list[dict[str, float]]) -> str:
     return table(["native step (per host)", "median ms", "p90", "max"], rows)
 
 
+@contextlib.contextmanager
+def running_fleet(hosts: int) -> Iterator[tuple[Path, Fleet, HostCpu]]:
+    """A work dir, `hosts` namespaced hosts and their cgroup (also bench_hostcpu.py's); all
+    stopped and removed on the way out, whatever happened."""
+    with workdir() as work, rig.SshdInstance() as sshd:
+        print(f"starting {hosts} hosts...", file=sys.stderr)
+        fleet = Fleet(hosts, sshd)
+        cpu = HostCpu(fleet)
+        try:
+            yield work, fleet, cpu
+        finally:
+            fleet.stop()
+            cpu.close()
+
+
 def leftovers(tag: str) -> list[str]:
-    """Anything of this run still on the machine: namespaces, links, daemons."""
+    """Anything of this run still on the machine: namespaces, links, daemons. The kernel
+    removes a veth's outer end shortly after its namespace: wait up to 3 s for that."""
+    deadline = time.monotonic() + 3
+    while (found := _leftovers(tag)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return found
+
+
+def _leftovers(tag: str) -> list[str]:
     out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
     links = subprocess.run(["ip", "-br", "link"], capture_output=True, text=True).stdout
     procs = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True).stdout
@@ -310,23 +333,16 @@ def main(argv: list[str] | None = None) -> int:
           f"{machine_line()}\n")
     results: dict[str, object] = {"machine": machine_line()}
     steps: list[dict[str, float]] = []
-    with workdir() as work, rig.SshdInstance() as sshd:
-        print(f"starting {args.hosts} hosts...", file=sys.stderr)
-        fleet = Fleet(args.hosts, sshd)
-        cpu = HostCpu(fleet)
-        try:
-            counter = Counter()
-            cases: dict[str, Callable[[], Sample]] = {
-                NATIVE: native_case(fleet, cpu, counter, work, forks, steps)}
-            if exe is not None:
-                cases[ANSIBLE] = ansible_case(exe, fleet, cpu, counter, work, forks)
-            series = interleave(cases, args.runs, warmup=args.warmup)
-            fleet.check_isolated(counter.value)
-            if args.profile:
-                profile_native(fleet, counter, work, forks, args.profile, args.py_spy)
-        finally:
-            fleet.stop()
-            cpu.close()
+    with running_fleet(args.hosts) as (work, fleet, cpu):
+        counter = Counter()
+        cases: dict[str, Callable[[], Sample]] = {
+            NATIVE: native_case(fleet, cpu, counter, work, forks, steps)}
+        if exe is not None:
+            cases[ANSIBLE] = ansible_case(exe, fleet, cpu, counter, work, forks)
+        series = interleave(cases, args.runs, warmup=args.warmup)
+        fleet.check_isolated(counter.value)
+        if args.profile:
+            profile_native(fleet, counter, work, forks, args.profile, args.py_spy)
     left = leftovers(tag)
     steps = steps[-args.hosts * args.runs:]  # the measured rounds only
     print(f"#### {args.hosts} hosts, forks {forks}, medians of {args.runs} interleaved runs\n")

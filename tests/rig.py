@@ -2020,3 +2020,15 @@ Subsystem sftp internal-sftp
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+def world_readable_package() -> Path:
+    """A copy of the ``wizard`` package (no TUI) that the rig's users can import: the checkout
+    may sit in a directory they cannot enter (CI clones into a 0700 mktemp dir). Put the
+    returned directory on PYTHONPATH; the caller removes it."""
+    repo = make_world_dir("sockwizard-pkg-")
+    shutil.copytree(Path(__file__).resolve().parent.parent / "wizard", repo / "wizard",
+                    ignore=shutil.ignore_patterns("__pycache__", "tui"))
+    for path in repo.rglob("*"):
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    return repo

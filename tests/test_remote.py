@@ -349,26 +349,25 @@ from wizard.remote import LocalRemote
 password = sys.stdin.read() or None
 remote = LocalRemote(sudo_password=password)
 target = sys.argv[1]
-print(remote.sudo_mode().value)
+lazy = sys.argv[2:] == ["lazy"]  # no sudo_mode() first: the first sudo command decides
+if not lazy:
+    print(remote.sudo_mode().value)
 try:
     remote.write_file_atomic(target, b"written through sudo\\n")
     print(remote.read_file(target + ".private").decode().strip())
     print(remote.run("id -u; cat", sudo=True, input="in\\n").stdout.replace("\\n", " "))
 except SudoPasswordRequired as exc:
     print("refused:", exc.title)
+if lazy:
+    print(remote._sudo_mode.value)  # what the commands taught, without a probe of its own
 """
 
 
-def _run_as(user: str, target: Path, password: str = "") -> list[str]:
-    # The checkout may sit in a directory the test user cannot enter (CI clones into a 0700
-    # mktemp dir): give it a world-readable copy of the package.
-    repo = rig.make_world_dir("sockwizard-pkg-")
-    shutil.copytree(Path(__file__).resolve().parent.parent / "wizard", repo / "wizard",
-                    ignore=shutil.ignore_patterns("__pycache__", "tui"))
-    for path in repo.rglob("*"):
-        path.chmod(0o755 if path.is_dir() else 0o644)
+def _run_as(user: str, target: Path, password: str = "", *, lazy: bool = False) -> list[str]:
+    repo = rig.world_readable_package()
     proc = subprocess.run(
-        ["runuser", "-u", user, "--", "/usr/bin/python3", "-B", "-c", _AS_USER, str(target)],
+        ["runuser", "-u", user, "--", "/usr/bin/python3", "-B", "-c", _AS_USER, str(target),
+         *(["lazy"] if lazy else [])],
         input=password, capture_output=True, text=True, timeout=60,
         env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "PYTHONPATH": str(repo), "HOME": "/"},
     )
@@ -403,6 +402,18 @@ def test_local_remote_as_non_root_uses_sudo_when_denied() -> None:
         out = _run_as(rig.NOSUDO_USER, target, rig.NOSUDO_PASSWORD)
         assert out == ["password", "root only", "0 in "]
         assert target.read_bytes() == b"written through sudo\n"
+        assert not [p for p in root_dir.iterdir() if TEMP_MARKER in p.name]
+
+        # Without a password to offer, the probe runs no sudo (HOST_PROBE_UNTRIED): the first
+        # sudo command's own `sudo -n` tells NOPASSWD, or refuses having run nothing.
+        target.write_bytes(b"old\n")
+        assert _run_as(rig.DEPLOY_USER, target, lazy=True) == ["root only", "0 in ", "nopasswd"]
+        assert target.read_bytes() == b"written through sudo\n"
+        target.write_bytes(b"old\n")
+        out = _run_as(rig.NOSUDO_USER, target, lazy=True)
+        assert out[0].startswith("refused: sudo on local needs a password") and out[1:] == [
+            "password"]
+        assert target.read_bytes() == b"old\n"
         assert not [p for p in root_dir.iterdir() if TEMP_MARKER in p.name]
     finally:
         shutil.rmtree(root_dir, ignore_errors=True)

@@ -135,11 +135,15 @@ def detect_script(spec: DeploySpec, dest: str, also: str = "") -> str:
     d = shlex.quote(posixpath.dirname(dest) or "/")
     lines = [
         f'PATH="$PATH:{EXTRA_PATH}"; export PATH',
-        'echo "uid=$(id -u)"',
+        # Builtins, no forks (each program or subshell is CPU on every host of a fleet:
+        # bench/bench_hostcpu.py): the effective uid from /proc (`id -u` where there is none);
+        # each helper's path printed by `command -v` itself, an empty path when it is absent.
+        'u=; while read -r k _ e _; do [ "$k" = Uid: ] && u=$e; done 2>/dev/null '
+        '</proc/self/status; echo "uid=${u:-$(id -u)}"',
         '( . /etc/os-release 2>/dev/null; echo "os=${ID:-} ${ID_LIKE:-}" )',
         "[ -d /run/systemd/system ] && echo systemd=1",
-        f"for b in {' '.join(HELPERS)}; do p=$(command -v \"$b\" 2>/dev/null) && "
-        'echo "bin $b $p"; done',
+        f"for b in {' '.join(HELPERS)}; do printf 'bin %s ' \"$b\"; "
+        'command -v "$b" 2>/dev/null || echo; done',
         f"for d in {' '.join(KNOWN_DIRS)}; do [ -d \"$d\" ] && echo \"dir $d\"; done",
         f"[ -d {d} ] && echo dest_dir=1",
         f'echo "real=$(readlink -f -- {shlex.quote(dest)} 2>/dev/null)"',
@@ -156,7 +160,8 @@ def detect_script(spec: DeploySpec, dest: str, also: str = "") -> str:
                      ">/dev/null 2>&1 ) && echo node_has_http_proxy=1")
         lines.append(f"[ -f {NODE_UNIT} ] && echo unit=1")
     lines.append("echo @@version")
-    lines.append(f"( {profile(spec.proxy).version_cmd} ) 2>&1 | head -n 3")
+    # No `| head` (two processes): parse_facts keeps the first lines.
+    lines.append(f"( {profile(spec.proxy).version_cmd} ) 2>&1")
     if also:
         lines += [f"echo {shlex.quote(ALSO)}", also]
     lines.append("exit 0")
@@ -193,7 +198,8 @@ def parse_facts(stdout: str) -> HostFacts:
                 os_family = "rhel"
         elif line.startswith("bin "):
             _, name, path = [*line.split(" ", 2), "", ""][:3]
-            binaries[name] = path
+            if path:  # "bin NAME " alone: not on the host
+                binaries[name] = path
         elif line.startswith("dir "):
             dirs.add(line[4:])
         elif line.startswith("default_site "):
@@ -205,7 +211,8 @@ def parse_facts(stdout: str) -> HostFacts:
         dirs=frozenset(dirs), dest_dir_exists="dest_dir" in flags,
         site_dir_loaded="site_dir_loaded" in flags,
         node_has_http_proxy="node_has_http_proxy" in flags, unit_exists="unit" in flags,
-        version_text=version.strip(), real_dest=real, default_sites=tuple(default_sites),
+        version_text="\n".join(version.strip().splitlines()[:3]), real_dest=real,
+        default_sites=tuple(default_sites),
     )
 
 

@@ -80,8 +80,8 @@ PROFILE = ProxyProfile(
     validate_before_rename=False,
     default_site_check=lambda port, layout: [
         f"grep -ElsR '^[[:space:]]*listen[^;#]*\\b{port}\\b[^;#]*default_server' "
-        "/etc/nginx/sites-enabled /etc/nginx/conf.d 2>/dev/null | grep -v sockwizard | "
-        "sed 's/^/default_site /'"],
+        "/etc/nginx/sites-enabled /etc/nginx/conf.d 2>/dev/null | while IFS= read -r f; do "
+        'case $f in *sockwizard*) ;; *) echo "default_site $f" ;; esac; done'],
     unshadow_how="rm /etc/nginx/sites-enabled/default",
     # Inside the http block: a relative include is relative to /etc/nginx.
     site_includes=(SiteInclude(

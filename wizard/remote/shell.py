@@ -35,6 +35,7 @@ from wizard.remote.base import (
 )
 from wizard.remote.sudo import (
     HOST_PROBE,
+    HOST_PROBE_UNTRIED,
     SUDO_HINT,
     SudoMode,
     check_sudo_refusal,
@@ -125,17 +126,26 @@ class ShellRemote(ClosesOnExit):
     def sudo_mode(self) -> SudoMode:
         """How this host runs privileged commands (probed once, then cached)."""
         self._probe_host()
+        if self._sudo_mode is SudoMode.UNTRIED:  # learnt from a `sudo -n true` of its own
+            with contextlib.suppress(SudoPasswordRequired):
+                self._run_raw("true", sudo=True, timeout=30, stdin=None)
         assert self._sudo_mode is not None
         return self._sudo_mode
+
+    def _probe_line(self) -> str:
+        """With no password to offer, the first `sudo -n` command tells what `sudo -n true`
+        would (HOST_PROBE_UNTRIED): one sudo fewer per connection."""
+        return HOST_PROBE if self.__sudo_password is not None else HOST_PROBE_UNTRIED
 
     def _probe_host(self) -> None:
         """One round trip per connection, before the first command: sudo mode and GNU timeout."""
         if self._group_kill is not None:
             return
+        probe = self._probe_line()
         try:
-            raw = self._exec(HOST_PROBE, timeout=30, stdin=None)
+            raw = self._exec(probe, timeout=30, stdin=None)
         except ClientDeadline as exc:
-            raise CommandTimedOut(self.name, HOST_PROBE, 30, killed=exc.killed_here,
+            raise CommandTimedOut(self.name, probe, 30, killed=exc.killed_here,
                                   why="") from None
         self._note_probe(raw.stdout.decode("utf-8", "replace"))
 
@@ -176,7 +186,7 @@ class ShellRemote(ClosesOnExit):
         if not sudo:
             line = f"exec {guarded(command, timeout)}" if guard else command
             return self._exec_guarded(line, command, timeout, guard, stdin)
-        mode = self.sudo_mode()
+        mode = self._sudo_mode
         if mode is SudoMode.MISSING:
             raise RemoteCommandFailed(
                 f"{self.name} has no sudo and the login user is not root",
@@ -186,16 +196,26 @@ class ShellRemote(ClosesOnExit):
         if mode is SudoMode.PASSWORD and password is None:
             raise SudoPasswordRequired(f"sudo on {self.name} needs a password for {self.user}",
                                        SUDO_HINT)
-        line = sudo_wrap(command, mode, with_password=password is not None,
-                         timeout=timeout if guard else None)
+        assert mode is not None
+        untried = mode is SudoMode.UNTRIED  # no password given: `sudo -n`, as for NOPASSWD
+        line = sudo_wrap(command, SudoMode.NOPASSWD if untried else mode,
+                         with_password=password is not None, timeout=timeout if guard else None)
         if mode is SudoMode.PASSWORD and password is not None:
             stdin = password.encode() + b"\n" + (stdin or b"")
         raw = self._exec_guarded(line, command, timeout, guard, stdin)
-        check_sudo_refusal(
-            CommandResult(command, raw.exit_status, "", raw.stderr.decode("utf-8", "replace"), 0),
-            self.name,
-            self.user,
-        )
+        try:
+            check_sudo_refusal(
+                CommandResult(command, raw.exit_status, "",
+                              raw.stderr.decode("utf-8", "replace"), 0),
+                self.name,
+                self.user,
+            )
+        except SudoPasswordRequired:
+            if untried:  # sudo refused before running anything: it wants a password
+                self._sudo_mode = SudoMode.PASSWORD
+            raise
+        if untried:
+            self._sudo_mode = SudoMode.NOPASSWD
         return raw
 
     def _run_probing(self, command: str, timeout: float, stdin: bytes | None
@@ -205,7 +225,7 @@ class ShellRemote(ClosesOnExit):
         GNU ``timeout`` when the probe found it. None when the separator never came (the
         command did not run): the caller probes on its own, as before."""
         sep = f"@@sw-probed-{secrets.token_hex(6)}"
-        line = (f"p=$( {HOST_PROBE} ); printf '%s\\n{sep}\\n' \"$p\"; "
+        line = (f"p=$( {self._probe_line()} ); printf '%s\\n{sep}\\n' \"$p\"; "
                 f'case $p in *"GNU coreutils"*) exec {guarded(command, timeout)} ;; '
                 f"*) exec sh -c {shlex.quote(command)} ;; esac")
         raw = self._exec_guarded(line, command, timeout, True, stdin)

@@ -24,19 +24,35 @@ class SudoMode(Enum):
     NOPASSWD = "nopasswd"  # `sudo -n` works
     PASSWORD = "password"  # sudo asks for a password
     MISSING = "missing"  # no sudo binary
+    # sudo is there, not tried yet (HOST_PROBE_UNTRIED): the first privileged command runs
+    # with `sudo -n` and its outcome says NOPASSWD, or PASSWORD (refused, nothing ran).
+    UNTRIED = "sudo"
 
 
 # One round trip per connection answers "root? passwordless sudo? sudo at all?" and "is there a
 # GNU timeout to kill a command's process group on the host?" (the sudo word comes last).
 # LC_ALL=C keeps sudo's and timeout's messages in English so the checks below can read them.
-HOST_PROBE = (
-    "LC_ALL=C timeout --version 2>/dev/null | head -n 1; "
-    'if [ "$(id -u)" -eq 0 ]; then echo root; '
-    "elif LC_ALL=C sudo -n true >/dev/null 2>&1; then echo nopasswd; "
-    "elif command -v sudo >/dev/null 2>&1; then echo password; "
-    "else echo missing; fi"
-)
+# Every process here is CPU on each host of a fleet (bench/bench_hostcpu.py): `case $(…)`
+# instead of `| head` runs one program, not two; the login shell's own $EUID (bash, zsh)
+# saves running `id`, which is the fallback elsewhere (dash).
+def _host_probe(*, try_sudo: bool) -> str:
+    present = SudoMode.PASSWORD if try_sudo else SudoMode.UNTRIED
+    return (
+        "case $(LC_ALL=C timeout --version 2>/dev/null) in "
+        "*'GNU coreutils'*) echo 'timeout (GNU coreutils)' ;; esac; "
+        'if [ "${EUID:-$(id -u)}" -eq 0 ]; then echo root; '
+        + ("elif LC_ALL=C sudo -n true >/dev/null 2>&1; then echo nopasswd; " if try_sudo else "")
+        + f"elif command -v sudo >/dev/null 2>&1; then echo {present.value}; "
+        "else echo missing; fi"
+    )
+
+
+HOST_PROBE = _host_probe(try_sudo=True)
 SUDO_PROBE = HOST_PROBE  # the name callers knew
+# Without a sudo password to offer, `sudo -n true` only tells early what the first `sudo -n`
+# command tells anyway (a refusal: SudoPasswordRequired, and nothing ran); it costs a whole
+# sudo (sudoers, PAM, a fork, `true`: ~7 ms of each host's CPU) per connection.
+HOST_PROBE_UNTRIED = _host_probe(try_sudo=False)
 
 
 def parse_sudo_probe(stdout: str) -> SudoMode:
