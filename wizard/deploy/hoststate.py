@@ -170,16 +170,28 @@ def dest_problem(dest: str, info: DestInfo, *, follow_symlink: bool) -> str | No
 
 def _holder_lines() -> list[str]:
     """Shell that sets $hp/$hs to the pid and start time of the process that holds our
-    connection: walk up from our parent past shells and sudo."""
+    connection: walk up from our parent past shells and sudo. Shell builtins only (``read``,
+    parameter expansion): a program per level cost ~1 ms each (issue #15 item 4). ``swstat``
+    takes a stat line's fields after ``comm`` (the last ``) ``: a comm may hold one) as its
+    own arguments, so the script's positional parameters stay as they are."""
     return [
         "hp=$PPID",
         'while [ "$hp" -gt 1 ] 2>/dev/null; do',
-        '  c=$(cat "/proc/$hp/comm" 2>/dev/null) || break',
+        '  c=; read -r c 2>/dev/null <"/proc/$hp/comm" || break',
         f'  case "$c" in {_WRAPPERS}) ;; *) break ;; esac',
-        "  hp=$(sed 's/.*) //' \"/proc/$hp/stat\" | cut -d' ' -f2)",
+        '  swstat "$hp"; hp=$sw2',
         "done",
-        "hs=$(sed 's/.*) //' \"/proc/$hp/stat\" 2>/dev/null | cut -d' ' -f20)",
+        'swstat "$hp"; hs=$sw20',
     ]
+
+
+# Sets $sw1 (state), $sw2 (parent pid), $sw20 (start time) from /proc/PID/stat; all empty when
+# it cannot be read (``cut`` printed nothing then either).
+_STAT_FN = [
+    "swf() { sw1=${1-} sw2=${2-} sw20=${20-}; }",
+    'swstat() { sws=; read -r sws 2>/dev/null <"/proc/$1/stat"; '
+    'swf ${sws:+${sws##*") "}}; }',
+]
 
 
 def _owner_lines() -> list[str]:
@@ -188,19 +200,32 @@ def _owner_lines() -> list[str]:
     ``$lock`` (the lock directory, quoted)."""
     return [
         "owner=$(head -c 400 \"$lock/owner\" 2>/dev/null | head -n 1)",
-        "op=$(printf '%s' \"$owner\" | sed -n 's/^pid=\\([0-9]*\\) .*/\\1/p')",
-        "os=$(printf '%s' \"$owner\" | sed -n 's/.* start=\\([0-9]*\\) .*/\\1/p')",
-        "ot=$(printf '%s' \"$owner\" | sed -n 's/.* time=\\([0-9]*\\) .*/\\1/p')",
-        "now=$(date +%s); stale=",
+        *_field_lines("op", "", "pid="),
+        *_field_lines("os", '*" "', "start="),
+        *_field_lines("ot", '*" "', "time="),
+        "swnow; stale=",
         'if [ -z "$op" ] || [ -z "$ot" ]; then',
         "  [ -n \"$(find \"$lock\" -maxdepth 0 -mmin +1 2>/dev/null)\" ] && stale=1",
         'elif [ $((now - ot)) -gt ' + str(LOCK_STALE_S) + ' ]; then stale=1',
         "else",
         # Same pid and start time, and not a zombie (PID 1 may reap those late).
-        "  cs=$(sed 's/.*) //' \"/proc/$op/stat\" 2>/dev/null | cut -d' ' -f1,20)",
+        '  swstat "$op"; cs=$sw1${sw20:+ $sw20}',
         '  case "$cs" in "Z "*|"X "*) stale=1 ;; *" $os") ;; *) stale=1 ;; esac',
         "fi",
     ]
+
+
+def _field_lines(var: str, before: str, key: str) -> list[str]:
+    """Shell that sets ``$var`` to the digits after ``key`` in ``$owner`` (``before``: "" at
+    the start of the line, "* " after a space), followed by a space; else empty."""
+    return [f'{var}=; case "$owner" in {before}{key}*" "*) {var}=${{owner#{before}{key}}}; '
+            f'{var}=${{{var}%%" "*}}; case "${var}" in *[!0-9]*) {var}= ;; esac ;; esac']
+
+
+# Sets $now to the epoch seconds: bash's $EPOCHREALTIME without a process, else ``date``
+# (dash has no clock builtin, and /proc/stat's btime can be kilobytes of one-byte reads).
+_NOW_FN = ['swnow() { case "${EPOCHREALTIME-}" in ""|*[!0-9.,]*) now=$(date +%s) ;; '
+           '*) now=${EPOCHREALTIME%[.,]*} ;; esac; }']
 
 
 def lock_lines(backup_dir: str, real_dest: str, token: str, client: str, *,
@@ -217,16 +242,20 @@ def lock_lines(backup_dir: str, real_dest: str, token: str, client: str, *,
     token = re.sub(r"[^0-9a-f]", "", token)
     return [
         f"lock={lock}; took=",
-        f"( umask 077; mkdir -p -- {locks} ) || {{ {failed}; }}",
+        # From the second deploy on the directory exists: no `mkdir` (~1 ms a program).
+        f"[ -d {locks} ] || ( umask 077; mkdir -p -- {locks} ) || {{ {failed}; }}",
+        *_NOW_FN, *_STAT_FN,
         *_holder_lines(),
-        f"me=\"pid=$hp start=$hs time=$(date +%s) token={token} client={safe_client}\"",
+        "swnow",
+        f"me=\"pid=$hp start=$hs time=$now token={token} client={safe_client}\"",
         # flock serialises the stale check and the takeover; mkdir alone stays atomic.
         f"if command -v flock >/dev/null 2>&1; then exec 9>{locks}/.guard; flock -w 10 9; fi",
         "take() {",
         '  ( umask 077; mkdir -- "$lock" ) 2>/dev/null || return 1',
         "  ( umask 077; printf '%s\\n' \"$me\" > \"$lock/owner\" ); took=1",
         "}",
-        f"if grep -qs {shlex.quote('token=' + token + ' ')} \"$lock/owner\"; then :",
+        f"if [ -f \"$lock/owner\" ] && grep -qs {shlex.quote('token=' + token + ' ')} "
+        '"$lock/owner"; then :',
         "elif ! take; then",
         *("  " + line for line in _owner_lines()),
         f'  if [ -z "$stale" ]; then echo "@@sw held $owner"; {held}; fi',
@@ -246,13 +275,23 @@ def sweep_lines(real_dest: str) -> list[str]:
     tdir = shlex.quote(temp_dir(real_dest))
     ddir = shlex.quote(posixpath.dirname(real_dest) or "/")
     legacy = shlex.quote(f".{posixpath.basename(real_dest)}.sockwizard-") + "*.tmp"
+    k = shlex.quote(key)
+    # `find` and `rm` run only when a glob matches something (~1 ms a program otherwise).
     return [
-        f"if [ -d {tdir} ]; then find {tdir} -mindepth 1 -maxdepth 1 \\( -name "
-        f"{shlex.quote(key + '.*')} -o -name {shlex.quote('.' + key + '.*')} \\) "
-        "-exec rm -rf -- {} + ; fi",
-        f"mkdir -p -m 0700 -- {tdir}",
-        f"rm -f -- {ddir}/{legacy}",
+        f"if [ -d {tdir} ]; then " + if_any(
+            [f"{tdir}/{k}.*", f"{tdir}/.{k}.*"],
+            f"find {tdir} -mindepth 1 -maxdepth 1 \\( -name {shlex.quote(key + '.*')} "
+            f"-o -name {shlex.quote('.' + key + '.*')} \\) -exec rm -rf -- {{}} +") + "; fi",
+        f"[ -d {tdir} ] || mkdir -p -m 0700 -- {tdir}",
+        if_any([f"{ddir}/{legacy}"], f"rm -f -- {ddir}/{legacy}"),
     ]
+
+
+def if_any(globs: list[str], command: str) -> str:
+    """Shell that runs ``command`` once when any of ``globs`` names something (a dangling
+    link too), without a program: an unmatched glob stays itself and names nothing."""
+    return (f"for swg in {' '.join(globs)}; do if [ -e \"$swg\" ] || [ -L \"$swg\" ]; then "
+            f"{command}; break; fi; done")
 
 
 def _journal_lines(backup_dir: str, real_dest: str) -> list[str]:
@@ -270,7 +309,7 @@ def claim_script(backup_dir: str, real_dest: str, token: str, client: str) -> st
     return "\n".join([
         "umask 077",
         *lock_lines(backup_dir, real_dest, token, client, held="exit 0", failed="exit 1"),
-        *[f"{line} || exit 1" if line.startswith("mkdir") else line
+        *[f"{line} || exit 1" if "mkdir -p" in line else line
           for line in sweep_lines(real_dest)],
         *_journal_lines(backup_dir, real_dest),
         "exit 0",
@@ -288,6 +327,7 @@ def peek_script(backup_dir: str, dest: str, real_dest: str, token: str) -> str:
     mine = shlex.quote("token=" + re.sub(r"[^0-9a-f]", "", token) + " ")
     peek = [
         f"lock={lock}",
+        *_NOW_FN, *_STAT_FN,
         f'if [ -d "$lock" ] && ! grep -qs {mine} "$lock/owner"; then',
         *("  " + line for line in _owner_lines()),
         '  [ -n "$stale" ] || echo "@@sw held $owner"',
@@ -346,9 +386,12 @@ def release_script(backup_dir: str, real_dest: str, token: str, *, clear_journal
     lock = shlex.quote(lock_path(backup_dir, real_dest))
     lines = []
     if clear_journal:
-        lines.append(f"rm -f -- {shlex.quote(journal_path(backup_dir, real_dest))}")
-    lines.append(f"if grep -qs {shlex.quote('token=' + token)} {lock}/owner; then "
-                 f"rm -rf -- {lock}; fi")
+        j = shlex.quote(journal_path(backup_dir, real_dest))
+        lines.append(f"if [ -e {j} ] || [ -L {j} ]; then rm -f -- {j}; fi")
+    # Our own one-line owner file (written under umask 077 by lock_lines): `read`, no grep.
+    mine = shlex.quote("token=" + re.sub(r"[^0-9a-f]", "", token))
+    lines.append(f"ow=; read -r ow 2>/dev/null <{lock}/owner; "
+                 f'case "$ow" in *{mine}*) rm -rf -- {lock} ;; esac')
     return "\n".join(lines)
 
 
@@ -356,6 +399,7 @@ def journal_lines(backup_dir: str, real_dest: str, record: dict[str, Any]) -> li
     """Shell that writes the journal atomically (part of the activation script)."""
     path = journal_path(backup_dir, real_dest)
     j, tmp = shlex.quote(path), shlex.quote(path + ".tmp")
-    return [f"mkdir -p -- {shlex.quote(posixpath.dirname(path))}",
+    pending = shlex.quote(posixpath.dirname(path))
+    return [f"[ -d {pending} ] || mkdir -p -- {pending}",
             f"printf '%s\\n' {shlex.quote(json.dumps(record, sort_keys=True))} > {tmp} "
             f"&& mv -f -- {tmp} {j}"]

@@ -89,6 +89,21 @@ class Reload:
         return self.exit_status in (124, 128 + 9)  # GNU timeout: TERM'd, or KILLed with itself
 
 
+# Sets $swt to a clock in nanoseconds for the step marks (only differences are used), without a
+# process (``date`` cost ~1 ms each, issue #15 item 4): bash's $EPOCHREALTIME (microseconds),
+# else /proc/uptime (dash: centiseconds), else ``date``.
+_CLOCK_FN = ('swclock() { case "${EPOCHREALTIME-}" in ""|*[!0-9.,]*) swt=; '
+             'read -r swt _ 2>/dev/null </proc/uptime; case "$swt" in *[!0-9.]*) '
+             'swt=$(date +%s%N) ;; [0-9]*.[0-9][0-9]) swt=${swt%.*}${swt#*.}0000000 ;; '
+             '*) swt=$(date +%s%N) ;; esac ;; '
+             '*) swt=${EPOCHREALTIME%[.,]*}${EPOCHREALTIME#*[.,]}000 ;; esac; }')
+
+
+def mark(name: str, status: str = "") -> str:
+    """Shell that prints the step mark ``@@sw NAME [STATUS] NS`` (``parse_activation``)."""
+    return f'swclock; echo "@@sw {name} {status + " " if status else ""}$swt"'
+
+
 def parse_activation(exit_status: int, stdout: str, stderr: str,
                      total: float) -> ActivationReport:
     stdout, reloaded, reload_out = stdout.partition("\n@@sw reloaded ")
@@ -154,12 +169,13 @@ def restore_lines(dest: str, backup: str | None, disable_cmds: Sequence[str],
     tdir = hoststate.temp_dir(dest)
     r = shlex.quote(posixpath.join(tdir, f"{hoststate.state_key(dest)}.restore"))
     redo = "".join(f" && {cmd}" for cmd in reenable_cmds)
-    put = (f"mkdir -p -m 0700 -- {shlex.quote(tdir)} && cp -p -- {shlex.quote(backup)} {r} "
+    t = shlex.quote(tdir)
+    put = (f"{{ [ -d {t} ] || mkdir -p -m 0700 -- {t}; }} && cp -p -- {shlex.quote(backup)} {r} "
            f"&& mv -f -- {r} {d}{redo}")
     if old_sha is None:
         return [put]
-    return [f"{{ [ -f {d} ] && [ ! -L {d} ] && [ \"$(sha256sum < {d} | cut -d' ' -f1)\" = "
-            f"{shlex.quote(old_sha)} ]; }} || {{ {put}; }}"]
+    return [f"{{ [ -f {d} ] && [ ! -L {d} ] && cur=$(sha256sum < {d}) && "
+            f"[ \"${{cur%% *}}\" = {shlex.quote(old_sha)} ]; }} || {{ {put}; }}"]
 
 
 @dataclass(frozen=True)
@@ -203,8 +219,8 @@ def lock_step_lines(step: LockStep, dest: str) -> list[str]:
         same = f"[ ! -e {d} ] && [ ! -L {d} ]"
     else:
         # A plain file first: sha256sum of a FIFO that appeared meanwhile would block.
-        same = (f"[ -f {d} ] && [ ! -L {d} ] && [ \"$(sha256sum < {d} | cut -d' ' -f1)\" = "
-                f"{shlex.quote(step.expect_sha)} ]")
+        same = (f"[ -f {d} ] && [ ! -L {d} ] && cur=$(sha256sum < {d}) && "
+                f"[ \"${{cur%% *}}\" = {shlex.quote(step.expect_sha)} ]")
     return [
         *hoststate.lock_lines(step.backup_dir, dest, step.token, step.client,
                               held=f"{drain}exit {Activation.LOCK_HELD.value}",
@@ -267,6 +283,7 @@ def activation_script(tmp: str | None, dest: str, backup: str | None, validate_c
     file is still the one read, before the upload: the run read it without a lock."""
     d = shlex.quote(dest)
     guard: list[str] = [*lock_step_lines(lock, dest)] if lock is not None else []
+    guard.append(_CLOCK_FN)  # after the lock: the script still starts "trap …\nlock="
     temps = [t for t in (tmp, *(c.tmp for c in companions)) if t is not None]
     t = f"rm -f -- {' '.join(shlex.quote(x) for x in temps)}; " if temps else ""
     if upload is not None and tmp is not None:
@@ -279,9 +296,9 @@ def activation_script(tmp: str | None, dest: str, backup: str | None, validate_c
         # refused file leaves nothing behind: no companion was made, every temp file goes.
         q = shlex.quote(tmp or "")
         guard += [
-            'echo "@@sw checking $(date +%s%N)"',
+            mark("checking"),
             f"out=$( {{ {(precheck or '').replace('{config}', q)} ; }} 2>&1 ); st=$?",
-            'echo "@@sw validated $st $(date +%s%N)"',
+            mark("validated", "$st"),
             f'if [ "$st" -ne 0 ]; then {t}printf "%s\\n" "$out"; '
             f"exit {Activation.REFUSED_UNTOUCHED.value}; fi",
             'checked=$out',
@@ -319,7 +336,7 @@ def activation_script(tmp: str | None, dest: str, backup: str | None, validate_c
     check = (["out=$( { " + (" && ".join(enable_cmds) or ":") + " ; } 2>&1 ); st=$?",
               'out="$checked$out"'] if prechecked and not companions else
              [f"out=$( {{ {enable}{validate_cmd} ; }} 2>&1 ); st=$?",
-              'echo "@@sw validated $st $(date +%s%N)"'])
+              mark("validated", "$st")])
     put = " && ".join([*(c.put for c in companions), put])
     undo = "".join(f"{c.undo}; " for c in reversed(companions))
     ctemps = [c.tmp for c in companions if c.tmp is not None]
@@ -329,13 +346,13 @@ def activation_script(tmp: str | None, dest: str, backup: str | None, validate_c
         *guard,
         f"{put} || {{ {undo}echo '@@sw rename failed'; {ct}{unjournal}"
         f"exit {Activation.RENAME_FAILED.value}; }}",
-        'echo "@@sw renamed $(date +%s%N)"',
+        mark("renamed"),
         *check,
         'if [ "$st" -ne 0 ]; then',
         f"  if {restore}; then {unjournal}rs={Activation.REFUSED_RESTORED.value}; "
         f"else rs={Activation.REFUSED_RESTORE_FAILED.value}; fi",
         # What is there now, so the caller need not read it back (``restored_sha``).
-        f"  if [ -f {d} ] && [ ! -L {d} ]; then rh=$(sha256sum < {d} | cut -d' ' -f1); "
+        f"  if [ -f {d} ] && [ ! -L {d} ]; then rh=$(sha256sum < {d}); rh=${{rh%% *}}; "
         f"elif [ ! -e {d} ] && [ ! -L {d} ]; then rh=absent; else rh=other; fi",
         '  echo "@@sw restored $rh"',
         '  printf "%s\\n" "$out"',
@@ -354,7 +371,7 @@ def reload_lines(command: str, seconds: float) -> list[str]:
     return [
         f"if command -v timeout >/dev/null 2>&1; then rout=$( {{ {limited} ; }} 2>&1 ); "
         f"else rout=$( {{ {command} ; }} 2>&1 ); fi; rst=$?",
-        'echo "@@sw reloaded $rst $(date +%s%N)"',
+        mark("reloaded", "$rst"),
         'printf "%s" "$rout"',
     ]
 
@@ -379,13 +396,13 @@ def upload_lines(tmp: str, upload: Upload, cleanup: str) -> list[str]:
     q = shlex.quote(tmp)
     fail = f"{{ {cleanup}echo '@@sw upload failed'; exit {Activation.UPLOAD_FAILED.value}; }}"
     return [
-        'echo "@@sw start $(date +%s%N)"',
-        f"rm -f -- {q}",
+        mark("start"),
+        f"if [ -e {q} ] || [ -L {q} ]; then rm -f -- {q}; fi",
         f"( umask 077; head -c {int(upload.size)} > {q} ) || {fail}",
         f"got=$(sha256sum -- {q} 2>/dev/null) || got=",
         f'[ "${{got%% *}}" = {shlex.quote(upload.sha256)} ] || {fail}',
         f"chmod 0644 -- {q} && {{ sync -- {q} 2>/dev/null || sync; }} || {fail}",
-        'echo "@@sw uploaded $(date +%s%N)"',
+        mark("uploaded"),
     ]
 
 
@@ -404,7 +421,8 @@ def backup_script(dest: str, backup_dir: str, backup: str | None, entry: dict[st
     """Copy ``dest`` into the backup dir (bytes, mode, owner), print its sha256, and append
     the run's provisional history record (``wizard.deploy.history``). ``extra``: the
     companions' backup lines (each prints its own sha256 after the file's)."""
-    lines = ["set -e", "umask 077", f"mkdir -p -- {shlex.quote(backup_dir)}"]
+    b = shlex.quote(backup_dir)
+    lines = ["set -e", "umask 077", f"[ -d {b} ] || mkdir -p -- {b}"]
     if backup is not None:
         lines.append(f"cp -p -- {shlex.quote(dest)} {shlex.quote(backup)}")
         lines.append(f"sha256sum -- {shlex.quote(backup)}")
@@ -423,12 +441,15 @@ def backup_section(backup: Backup, cleanup: str) -> list[str]:
     want = " ".join(backup.sums)
     return [
         f"bk=$( ( {backup.script}\n) 2>&1 ); bst=$?",
-        # sha256sum's "HASH  PATH" lines become our markers; anything else is shown as is.
-        "printf '%s\\n' \"$bk\" | sed 's/^\\([0-9a-f]\\{64\\}\\)  .*/@@sw backup \\1/'",
+        # sha256sum's "HASH  PATH" lines become our markers (and $got, the hashes in order);
+        # anything else is shown as is. `read` and `case`: no sed, no tr.
+        "got=; while IFS= read -r swl; do case \"$swl\" in "
+        f"{'[0-9a-f]' * 64}\"  \"*) swl=${{swl%%\"  \"*}}; got=\"$got$swl \"; "
+        "echo \"@@sw backup $swl\" ;; *) printf '%s\\n' \"$swl\" ;; esac; done <<SWBK",
+        "$bk",
+        "SWBK",
         f'if [ "$bst" -ne 0 ]; then {cleanup}echo \'@@sw backup failed\'; exit {fail}; fi',
-        "got=$(printf '%s\\n' \"$bk\" | sed -n 's/^\\([0-9a-f]\\{64\\}\\)  .*/\\1/p' "
-        "| tr '\\n' ' ')",
         f'[ "$got" = {shlex.quote(want + " " if want else "")} ] || '
         f"{{ {cleanup}echo '@@sw backup mismatch'; exit {fail}; }}",
-        'echo "@@sw backedup $(date +%s%N)"',
+        mark("backedup"),
     ]
