@@ -1,6 +1,8 @@
 """Every program a deploy starts on a host is CPU on each host of a fleet (issue #15 item 4;
-bench/bench_hostcpu.py measures ~1 ms per program, bench/RESULTS.md): the host probe and the
-detect script run no program a shell builtin can stand in for, and still answer the same.
+bench/bench_hostcpu.py measures ~1 ms per program, bench/RESULTS.md): the host probe, the
+detect script and the deploy's own scripts (the activation with its lock, backup and reload;
+the finish; a claim made apart) run no program a shell builtin can stand in for, and still
+answer the same.
 
 Counted structurally, not timed: the real scripts run in the real shells as the rig's deploy
 users under ``strace -f`` (root, ``-u USER``: sudo keeps its setuid), which lists every
@@ -9,19 +11,34 @@ program exec'd and every fork.
 
 from __future__ import annotations
 
+import hashlib
 import os
+import posixpath
 import pwd
 import re
 import shutil
 import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from tests import rig
+from wizard.deploy import hoststate
 from wizard.deploy.detect import HELPERS, detect_script, parse_facts
+from wizard.deploy.scripts import (
+    Activation,
+    Backup,
+    LockStep,
+    Upload,
+    activation_script,
+    backup_script,
+    parse_activation,
+)
 from wizard.model import DeploySpec
-from wizard.remote import HOST_PROBE, SudoMode
+from wizard.remote import HOST_PROBE, SudoMode, guarded
 from wizard.remote.sudo import HOST_PROBE_UNTRIED, parse_sudo_probe, parse_timeout_probe
 
 pytestmark = pytest.mark.skipif(
@@ -33,21 +50,25 @@ _FORK = re.compile(r"^(?:clone3?|v?fork)\(.*\) = [1-9]\d*$", re.M)
 PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
-def traced(user: str, shell: str, script: str, tmp: Path, **env: str
-           ) -> tuple[str, list[str], int]:
+def traced(user: str, shell: str, script: str, tmp: Path, *, stdin: bytes = b"",
+           status: list[int] | None = None, **env: str) -> tuple[str, list[str], int]:
     """Run ``shell -c script`` as ``user``: its output, the programs it exec'd (the shell
-    itself left out), and how many processes it forked."""
+    itself left out), and how many processes it forked. ``status``: gets the exit status."""
+    for old in tmp.glob("trace.*"):
+        old.unlink()
     prefix = tmp / "trace"
     proc = subprocess.run(
         ["strace", "-f", "-ff", "-qq", "-o", str(prefix), "-u", user,
          "-e", "trace=execve,clone,clone3,fork,vfork", "--", shell, "-c", script],
-        capture_output=True, text=True, timeout=60, cwd="/",
+        capture_output=True, input=stdin, timeout=60, cwd="/",
         env={"PATH": PATH, "HOME": "/", "LANG": "C.UTF-8", **env})
+    if status is not None:
+        status.append(proc.returncode)
     logs = [p.read_text() for p in tmp.glob("trace.*")]
     programs = sorted(os.path.basename(m) for log in logs for m in _EXEC.findall(log))
     programs.remove(os.path.basename(shell))
     forks = sum(len(_FORK.findall(log)) for log in logs)
-    return proc.stdout, programs, forks
+    return proc.stdout.decode(errors="replace"), programs, forks
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -117,3 +138,141 @@ def test_a_remote_runs_one_sudo_per_privileged_command(tmp_path: Path) -> None:
         shutil.rmtree(repo, ignore_errors=True)
     assert out.split() == ["0", "nopasswd"]
     assert programs.count("sudo") == 1, programs
+
+
+# --------------------------------------------------------------------------------------------
+# The deploy's own scripts, as the host runs them: `timeout -s KILL … sh -c SCRIPT` under root
+# (sudo's part is counted above), from the second deploy on (the directories exist).
+# --------------------------------------------------------------------------------------------
+
+TOKEN = "0123456789abcdef"
+
+
+@dataclass
+class Site:
+    """A destination, its backup dir, and the scripts of one deploy of ``new`` over ``old``."""
+
+    root: Path
+    old: bytes
+    new: bytes
+
+    @property
+    def dest(self) -> str:
+        return str(self.root / "conf.d" / "sockwizard.conf")
+
+    @property
+    def backups(self) -> str:
+        return str(self.root / "backups")
+
+    def activation(self, stamp: str) -> str:
+        """As ``wizard.deploy.plan.activation_cmd`` builds it: lock, compare-and-swap, upload
+        on stdin, backup + history, journal, rename, validate (``true``), reload (``true``)."""
+        old_sha, new_sha = (hashlib.sha256(b).hexdigest() for b in (self.old, self.new))
+        backup = f"{self.backups}/{stamp}-sockwizard.conf"
+        tmp = posixpath.join(hoststate.temp_dir(self.dest),
+                             f".{hoststate.state_key(self.dest)}.new.sockwizard-{stamp}.tmp")
+        record = {"time": stamp, "dest": self.dest, "backup": backup, "old_sha256": old_sha,
+                  "new_sha256": new_sha}
+        entry = {**record, "id": TOKEN[:10], "outcome": "pending", "kind": "deploy"}
+        return activation_script(
+            tmp, self.dest, backup, "true", (), (), expect_sha=old_sha,
+            journal=hoststate.journal_lines(self.backups, self.dest, record),
+            clear_journal=hoststate.journal_path(self.backups, self.dest),
+            upload=Upload.of(self.new), reload=("true", 10.0),
+            backup_first=Backup(backup_script(self.dest, self.backups, backup, entry),
+                                (old_sha,)),
+            lock=LockStep(self.backups, TOKEN, "test:1", old_sha, len(self.new)))
+
+    def release(self) -> str:
+        return hoststate.release_script(self.backups, self.dest, TOKEN, clear_journal=True)
+
+
+def run_on_host(site: Site, script: str, tmp: Path, stdin: bytes = b""
+                ) -> tuple[str, list[str], int, int]:
+    """``script`` as the deploy runs it (``guarded``) in dash, traced: output, programs (the
+    guard's own `timeout` and `sh` left out), forks, exit status."""
+    status: list[int] = []
+    out, programs, forks = traced("root", "/bin/sh", guarded(script, 30), tmp,
+                                  stdin=stdin, status=status)
+    for wrapper in ("timeout", "sh"):
+        programs.remove(wrapper)
+    return out, programs, forks, status[0]
+
+
+@pytest.fixture
+def site() -> Iterator[Site]:
+    root = rig.make_world_dir("sockwizard-scripts-")
+    (root / "conf.d").mkdir()
+    path = root / "conf.d" / "sockwizard.conf"
+    path.write_bytes(b"# before\n")
+    try:
+        yield Site(root, b"# before\n", b"# deployed 1\n")
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def deploy_once(site: Site, tmp: Path, stamp: str) -> tuple[str, list[str], int]:
+    """One activation then the finish, checked; the activation's output, programs, forks."""
+    out, programs, forks, status = run_on_host(site, site.activation(stamp), tmp, site.new)
+    report = parse_activation(status, out, "", 1.0)
+    assert report.outcome is Activation.VALIDATED, (status, out)
+    assert report.backup_sums == (hashlib.sha256(site.old).hexdigest(),)
+    assert report.reload is not None and report.reload.exit_status == 0
+    assert Path(site.dest).read_bytes() == site.new
+    lock = Path(hoststate.lock_path(site.backups, site.dest))
+    owner = (lock / "owner").read_text()
+    # The holder walk went up past `sh` and `timeout` to what started them (strace here).
+    assert re.fullmatch(rf"pid=\d+ start=\d+ time=\d+ token={TOKEN} client=test:1\n", owner)
+    assert abs(int(re.findall(r"time=(\d+)", owner)[0]) - time.time()) < 5
+    _, released, _, status = run_on_host(site, site.release(), tmp)
+    assert status == 0 and not lock.exists()
+    assert not Path(hoststate.journal_path(site.backups, site.dest)).exists()
+    assert released == ["rm", "rm"], released  # the journal, the lock: no `grep`
+    site.old, site.new = site.new, site.new + b"# again\n"
+    return out, programs, forks
+
+
+def test_the_activation_from_the_second_deploy_on_runs_only_the_work(
+        site: Site, tmp_path: Path) -> None:
+    """The lock's ancestor walk, its clock and the step marks with no program (no `cat`,
+    `sed`, `cut`, `date`); no `mkdir -p` of directories that exist, no `find`/`rm` when
+    nothing is left over, no `sed`/`tr`/`cut` around sha256sum. What is left is the work:
+    the lock (`flock`, `mkdir`), the sums, the upload, the copy, the history, the rename and
+    the reload under its own `timeout`."""
+    _, programs_first, _ = deploy_once(site, tmp_path, "20261206T000001Z")
+    assert programs_first.count("mkdir") == 4  # locks/, the lock, the temp dir, pending/
+    out, programs, forks = deploy_once(site, tmp_path, "20261206T000002Z")
+    assert programs == sorted([
+        "date",  # the lock's time (epoch seconds): dash has no clock builtin (bash: none)
+        "flock", "mkdir",  # the lock: serialised, then made
+        "sha256sum",  # still the file read (compare-and-swap)
+        "head", "sha256sum", "chmod", "sync",  # the upload from stdin, whole and on disk
+        "cp", "sha256sum", "flock", "tail",  # the backup and its history line
+        "sha256sum", "chmod", "chown", "mv",  # unchanged since; mode and owner; the journal
+        "mv",  # the rename; `true` validates (a builtin)
+        "timeout", "sh",  # the reload (`true`) under its own deadline
+    ]), programs
+    assert forks <= 14, forks  # each program, the $(…) of the sums and the backup
+    marks = re.findall(r"^@@sw (start|uploaded|backedup|renamed|validated 0|reloaded 0) (\d+)$",
+                       out, re.M)
+    assert [m for m, _ in marks] == ["start", "uploaded", "backedup", "renamed", "validated 0",
+                                     "reloaded 0"], out
+    stamps = [int(s) for _, s in marks]
+    assert stamps == sorted(stamps) and len(str(stamps[0])) >= 8, stamps  # nanoseconds
+
+
+def test_a_claim_made_apart_runs_flock_and_mkdir(site: Site, tmp_path: Path) -> None:
+    """The claim (prepare before the activation): lock, sweep, journal — two programs when
+    nothing is left over; a leftover temp file is still swept (by `find`)."""
+    deploy_once(site, tmp_path, "20261206T000001Z")
+    leftover = Path(hoststate.temp_dir(site.dest)) / f"{hoststate.state_key(site.dest)}.new"
+    leftover.write_bytes(b"cut off\n")
+    claim = hoststate.claim_script(site.backups, site.dest, TOKEN, "test:1")
+    out, programs, _, status = run_on_host(site, claim, tmp_path)
+    assert status == 0 and hoststate.parse_claim(out).locked, out
+    assert not leftover.exists()
+    assert programs == ["find", "flock", "mkdir", "rm"], programs  # find -exec rm
+    _, _, _, status = run_on_host(site, site.release(), tmp_path)
+    out, programs, _, status = run_on_host(site, claim, tmp_path)
+    assert status == 0 and hoststate.parse_claim(out).locked, out
+    assert programs == ["flock", "mkdir"], programs

@@ -216,8 +216,9 @@ def _owner_lines() -> list[str]:
 
 
 def _field_lines(var: str, before: str, key: str) -> list[str]:
-    """Shell that sets ``$var`` to the digits after ``key`` in ``$owner`` (``before``: "" at
-    the start of the line, "* " after a space), followed by a space; else empty."""
+    """Shell that sets ``$var`` to the digits after ``key`` in ``$owner`` — at the start of
+    the line (``before`` "") or after a space (``before`` ``*" "``) — and before a space;
+    else empty: what ``sed -n 's/.* key=\\([0-9]*\\) .*/\\1/p'`` gave, with no process."""
     return [f'{var}=; case "$owner" in {before}{key}*" "*) {var}=${{owner#{before}{key}}}; '
             f'{var}=${{{var}%%" "*}}; case "${var}" in *[!0-9]*) {var}= ;; esac ;; esac']
 
