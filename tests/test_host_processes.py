@@ -16,17 +16,19 @@ import os
 import posixpath
 import pwd
 import re
+import shlex
 import shutil
 import subprocess
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
 
 from tests import rig
-from wizard.deploy import hoststate
+from tests.test_deploy_unit import OLD, SPEC, Host
+from wizard.deploy import Outcome, hoststate
 from wizard.deploy.detect import HELPERS, detect_script, parse_facts
 from wizard.deploy.scripts import (
     Activation,
@@ -38,7 +40,8 @@ from wizard.deploy.scripts import (
     parse_activation,
 )
 from wizard.model import DeploySpec
-from wizard.remote import HOST_PROBE, SudoMode, guarded
+from wizard.remote import HOST_PROBE, LocalRemote, SudoMode, guarded
+from wizard.remote.base import RawResult
 from wizard.remote.sudo import HOST_PROBE_UNTRIED, parse_sudo_probe, parse_timeout_probe
 
 pytestmark = pytest.mark.skipif(
@@ -146,6 +149,19 @@ def test_a_remote_runs_one_sudo_per_privileged_command(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------------------------
 
 TOKEN = "0123456789abcdef"
+# What the activation still runs from the second deploy on (the command's own guard apart): the
+# work itself. Gone: the lock's `cat`/`sed`/`cut` per ancestor, `date` per step mark, `mkdir -p`
+# of directories that exist, `find`/`rm` with nothing to sweep, `sed`/`tr`/`cut` around the sums.
+ACTIVATION = sorted([
+    "date",  # the lock's time (epoch seconds): dash has no clock builtin (bash: none)
+    "flock", "mkdir",  # the lock: serialised, then made
+    "sha256sum",  # still the file read (compare-and-swap)
+    "head", "sha256sum", "chmod", "sync",  # the upload from stdin, whole and on disk
+    "cp", "sha256sum", "flock", "tail",  # the backup and its history line
+    "sha256sum", "chmod", "chown", "mv",  # unchanged since; mode and owner; the journal
+    "mv",  # the rename; `true` validates (a builtin)
+    "timeout", "sh",  # the reload (`true`) under its own deadline
+])
 
 
 @dataclass
@@ -234,24 +250,12 @@ def deploy_once(site: Site, tmp: Path, stamp: str) -> tuple[str, list[str], int]
 
 def test_the_activation_from_the_second_deploy_on_runs_only_the_work(
         site: Site, tmp_path: Path) -> None:
-    """The lock's ancestor walk, its clock and the step marks with no program (no `cat`,
-    `sed`, `cut`, `date`); no `mkdir -p` of directories that exist, no `find`/`rm` when
-    nothing is left over, no `sed`/`tr`/`cut` around sha256sum. What is left is the work:
-    the lock (`flock`, `mkdir`), the sums, the upload, the copy, the history, the rename and
-    the reload under its own `timeout`."""
+    """The lock's ancestor walk, its clock and the step marks with no program; the marks
+    still in nanoseconds, in order; the owner line as before (``ACTIVATION``)."""
     _, programs_first, _ = deploy_once(site, tmp_path, "20261206T000001Z")
     assert programs_first.count("mkdir") == 4  # locks/, the lock, the temp dir, pending/
     out, programs, forks = deploy_once(site, tmp_path, "20261206T000002Z")
-    assert programs == sorted([
-        "date",  # the lock's time (epoch seconds): dash has no clock builtin (bash: none)
-        "flock", "mkdir",  # the lock: serialised, then made
-        "sha256sum",  # still the file read (compare-and-swap)
-        "head", "sha256sum", "chmod", "sync",  # the upload from stdin, whole and on disk
-        "cp", "sha256sum", "flock", "tail",  # the backup and its history line
-        "sha256sum", "chmod", "chown", "mv",  # unchanged since; mode and owner; the journal
-        "mv",  # the rename; `true` validates (a builtin)
-        "timeout", "sh",  # the reload (`true`) under its own deadline
-    ]), programs
+    assert programs == ACTIVATION, programs
     assert forks <= 14, forks  # each program, the $(…) of the sums and the backup
     marks = re.findall(r"^@@sw (start|uploaded|backedup|renamed|validated 0|reloaded 0) (\d+)$",
                        out, re.M)
@@ -262,7 +266,7 @@ def test_the_activation_from_the_second_deploy_on_runs_only_the_work(
 
 
 def test_a_claim_made_apart_runs_flock_and_mkdir(site: Site, tmp_path: Path) -> None:
-    """The claim (prepare before the activation): lock, sweep, journal — two programs when
+    """The claim (prepare before the activation): lock, sweep, journal — three programs when
     nothing is left over; a leftover temp file is still swept (by `find`)."""
     deploy_once(site, tmp_path, "20261206T000001Z")
     leftover = Path(hoststate.temp_dir(site.dest)) / f"{hoststate.state_key(site.dest)}.new"
@@ -271,8 +275,50 @@ def test_a_claim_made_apart_runs_flock_and_mkdir(site: Site, tmp_path: Path) -> 
     out, programs, _, status = run_on_host(site, claim, tmp_path)
     assert status == 0 and hoststate.parse_claim(out).locked, out
     assert not leftover.exists()
-    assert programs == ["find", "flock", "mkdir", "rm"], programs  # find -exec rm
+    assert programs == ["date", "find", "flock", "mkdir", "rm"], programs  # find -exec rm
     _, _, _, status = run_on_host(site, site.release(), tmp_path)
     out, programs, _, status = run_on_host(site, claim, tmp_path)
     assert status == 0 and hoststate.parse_claim(out).locked, out
-    assert programs == ["flock", "mkdir"], programs
+    assert programs == ["date", "flock", "mkdir"], programs
+
+
+class TracingRemote(LocalRemote):
+    """This machine as the host (root, no sudo), each command under ``strace``: the programs
+    and forks of every command a real deploy runs, from the real plan (``wizard.deploy.plan``)."""
+
+    def __init__(self, tmp: Path) -> None:
+        super().__init__()
+        self.tmp = tmp
+        self.traces: list[tuple[str, list[str], int]] = []
+
+    def _exec(self, command: str, *, timeout: float, stdin: bytes | None) -> RawResult:
+        prefix = self.tmp / f"command{len(self.traces)}"
+        prefix.mkdir()
+        raw = super()._exec(
+            f"exec strace -f -ff -qq -o {prefix}/trace -e trace=execve,clone,clone3,fork,vfork "
+            f"-- /bin/sh -c {shlex.quote(command)}", timeout=timeout, stdin=stdin)
+        logs = [p.read_text() for p in prefix.glob("trace.*")]
+        programs = sorted(os.path.basename(m) for log in logs for m in _EXEC.findall(log))
+        programs.remove("sh")  # the shell LocalRemote runs the command with
+        self.traces.append((command, programs, sum(len(_FORK.findall(log)) for log in logs)))
+        return raw
+
+
+def test_a_second_deploy_runs_few_programs_in_each_command(tmp_path: Path) -> None:
+    """A whole deploy through the real transaction on this machine (the deploy's unit-test
+    host: `true` validates and reloads), its second run traced command by command: the finish
+    runs no `mkdir` of the backup dir that exists and no `grep`; the activation as above."""
+    conf = tmp_path / "host" / "conf.d"
+    conf.mkdir(parents=True)
+    host = Host(tmp_path / "host", conf / "sockwizard.conf")
+    host.dest.write_bytes(OLD)
+    assert host.deploy().outcome is Outcome.DEPLOYED
+    (tmp_path / "traces").mkdir()
+    remote = TracingRemote(tmp_path / "traces")
+    result = host.deploy(spec=replace(SPEC, listen_port=8081), remote=remote)
+    assert result.outcome is Outcome.DEPLOYED, result.message()
+    activation = [t for t in remote.traces if "@@sw locked" in t[0]]
+    finish = [t for t in remote.traces if "index.jsonl" in t[0] and "@@sw" not in t[0]]
+    assert len(activation) == 1 and len(finish) == 1, [t[0][:80] for t in remote.traces]
+    assert finish[0][1] == ["flock", "rm", "rm", "sh", "tail", "timeout"], finish[0][1]
+    assert activation[0][1] == sorted([*ACTIVATION, "timeout", "sh"]), activation[0][1]

@@ -129,7 +129,8 @@ def release_cmd(ctx: Context, *, clear_journal: bool, record: dict[str, Any] | N
         return script
     index = posixpath.join(ctx.options.backup_dir, history.INDEX_NAME)
     # An unchanged run took no lock: the backup dir may not exist yet.
-    made = f"( umask 077; mkdir -p -- {shlex.quote(ctx.options.backup_dir)} )"
+    b = shlex.quote(ctx.options.backup_dir)
+    made = f"[ -d {b} ] || ( umask 077; mkdir -p -- {b} )"
     return "\n".join([made, *history.append_lines(index, record), script])
 
 
