@@ -5,8 +5,10 @@ shell script answers everything in a single round trip: the login uid, the distr
 or not, which proxy binaries and helpers exist (searched with /usr/sbin and /sbin added: a
 non-root SSH session on Debian has neither in its PATH, although ``sudo`` does), which of the
 standard config directories exist, the proxy's version, and for node whether ``http-proxy``
-resolves beside the destination. Apache adds one more round trip under sudo for its loaded
-modules (``<checker> -D DUMP_MODULES``, the same as ``apache2ctl -M``).
+resolves beside the destination, and what ``wizard.deploy.stock`` needs for the destination
+(its main config, the default sites' links: ``stockread``, into ``HostFacts.stock``). Apache
+adds one more round trip under sudo for its loaded modules (``<checker> -D DUMP_MODULES``, the
+same as ``apache2ctl -M``).
 
 From those facts, :func:`resolve` picks the destination, the validate and reload commands and
 the extra steps (``a2ensite`` / ``a2enmod`` on Debian; for node, sockwizard's own http-proxy
