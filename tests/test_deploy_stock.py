@@ -154,7 +154,7 @@ def test_a_default_site_that_is_not_a_plain_link_is_left_to_the_user() -> None:
     remote.on(r"^PATH=", stdout="uid=0\nos=debian\nbin nginx /usr/sbin/nginx\n"
               "dir /etc/nginx/conf.d\ndest_dir=1\ndefault_site /etc/nginx/sites-enabled/default"
               "\n@@version\nnginx/1.22.1\n")
-    remote.on(r"readlink -- /etc/nginx/sites-enabled/default", stdout="$(reboot)\n")
+    remote.on(r"^\[ -L .*readlink -- /etc/nginx/sites-enabled/default", stdout="$(reboot)\n")
     result = run(remote, replace(SPEC, proxy=ProxyKind.NGINX), disable_default_site=True)
     assert result.exit_code is ExitCode.BAD_INPUT
     assert "not a plain link" in result.hint and "rm /etc/nginx/sites-enabled/default" in result.hint
@@ -340,3 +340,19 @@ def test_rollback_of_an_edit_read_only_at_start_restarts(tmp_path: Path) -> None
     assert host.deploy(content=b"D\n", reload=reload).ok  # the edit again
     assert host.rollback(reload_cmd=f"echo given >> {host.log}").ok
     assert host.log.read_text().splitlines()[-1] == "given"
+
+
+def test_a_hostile_link_target_read_by_the_detect_script_is_refused_too() -> None:
+    """The readlink rides on the detect script (wizard.deploy.stockread): what it printed is
+    checked as a readlink command's answer is — a target sockwizard would not put back with
+    `ln -s` is refused, and no readlink command runs after detect."""
+    remote = InMemoryRemote(name="stock", files={"/etc/nginx/nginx.conf": b"http {\n"
+                                                 b"include /etc/nginx/conf.d/*.conf;\n}\n"})
+    remote.on(r"^PATH=", stdout="uid=0\nos=debian\nbin nginx /usr/sbin/nginx\n"
+              "dir /etc/nginx/conf.d\ndest_dir=1\ndefault_site /etc/nginx/sites-enabled/default"
+              "\n@@version\nnginx/1.22.1\n\n@@sw stock\n"
+              "@@sw stock link /etc/nginx/sites-enabled/default $(reboot)\n")
+    result = run(remote, replace(SPEC, proxy=ProxyKind.NGINX), disable_default_site=True)
+    assert result.exit_code is ExitCode.BAD_INPUT
+    assert "not a plain link" in result.hint
+    assert len(remote.commands) == 1 and "readlink -- /etc" in remote.commands[0]

@@ -54,7 +54,7 @@ def debian_remote(default_site: bool = False) -> InMemoryRemote:
         if default_site else DEBIAN_FACTS
     remote.on(r'echo "uid=', stdout=facts)
     if default_site:  # Debian's sites-enabled/default is a link to sites-available/default
-        remote.on(r"readlink -- ", stdout="/etc/nginx/sites-available/default\n")
+        remote.on(r"^\[ -L .*readlink -- ", stdout="/etc/nginx/sites-available/default\n")
     # One host for every connection the test makes: Target closes the connection it replaces,
     # which would close the only remote (a real connector opens a new one each time).
     remote.close = lambda: None  # type: ignore[method-assign]

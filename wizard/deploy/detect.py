@@ -5,8 +5,10 @@ shell script answers everything in a single round trip: the login uid, the distr
 or not, which proxy binaries and helpers exist (searched with /usr/sbin and /sbin added: a
 non-root SSH session on Debian has neither in its PATH, although ``sudo`` does), which of the
 standard config directories exist, the proxy's version, and for node whether ``http-proxy``
-resolves beside the destination. Apache adds one more round trip under sudo for its loaded
-modules (``<checker> -D DUMP_MODULES``, the same as ``apache2ctl -M``).
+resolves beside the destination, and what ``wizard.deploy.stock`` needs for the destination
+(its main config, the default sites' links: ``stockread``, into ``HostFacts.stock``). Apache
+adds one more round trip under sudo for its loaded modules (``<checker> -D DUMP_MODULES``, the
+same as ``apache2ctl -M``).
 
 From those facts, :func:`resolve` picks the destination, the validate and reload commands and
 the extra steps (``a2ensite`` / ``a2enmod`` on Debian; for node, sockwizard's own http-proxy
@@ -31,6 +33,7 @@ import shlex
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from wizard.deploy import stockread
 from wizard.deploy.companions import Companion
 from wizard.deploy.vendor import node_modules, node_package_json, node_unit
 from wizard.errors import BadInput
@@ -66,6 +69,8 @@ class HostFacts:
     # Enabled sites that already catch requests naming no server on our port (Debian's
     # sites-enabled/default, 000-default.conf): a config without server_name loses to them.
     default_sites: tuple[str, ...] = ()
+    # The files and links the stock check needs, read by the same script (stockread).
+    stock: stockread.StockReads = field(default_factory=stockread.StockReads)
 
     @property
     def version(self) -> str | None:
@@ -129,9 +134,10 @@ class HostTarget:
 ALSO = "@@sw also"
 
 
-def detect_script(spec: DeploySpec, dest: str, also: str = "") -> str:
+def detect_script(spec: DeploySpec, dest: str, also: str = "", *, stock: bool = True) -> str:
     """The read-only script behind the detect step (exposed for --dry-run and the tests);
-    ``also``: shell the caller runs in the same exchange, its output after :data:`ALSO`."""
+    ``also``: shell the caller runs in the same exchange, its output after :data:`ALSO`;
+    ``stock``: read what the stock check needs for ``dest`` too (``stockread``)."""
     d = shlex.quote(posixpath.dirname(dest) or "/")
     lines = [
         f'PATH="$PATH:{EXTRA_PATH}"; export PATH',
@@ -162,6 +168,8 @@ def detect_script(spec: DeploySpec, dest: str, also: str = "") -> str:
     lines.append("echo @@version")
     # No `| head` (two processes): parse_facts keeps the first lines.
     lines.append(f"( {profile(spec.proxy).version_cmd} ) 2>&1")
+    if stock:
+        lines += stockread.lines(spec, dest)
     if also:
         lines += [f"echo {shlex.quote(ALSO)}", also]
     lines.append("exit 0")
@@ -176,8 +184,12 @@ def _default_site_lines(spec: DeploySpec) -> list[str]:
     return profile(spec.proxy).default_site_check(port, spec.layout)
 
 
-def parse_facts(stdout: str) -> HostFacts:
-    head, _, version = stdout.partition(f"\n{ALSO}\n")[0].partition("@@version\n")
+def parse_facts(stdout: str, dest: str = "") -> HostFacts:
+    """The detect script's answer; ``dest``: the destination it was asked about (for the
+    stock reads: ``stockread``)."""
+    mine = stdout.partition(f"\n{ALSO}\n")[0]
+    head, _, version = mine.partition("@@version\n")
+    version = version.partition(f"\n{stockread.SECTION}\n")[0]
     uid: int | None = None
     os_family = "unknown"
     binaries: dict[str, str] = {}
@@ -213,6 +225,7 @@ def parse_facts(stdout: str) -> HostFacts:
         node_has_http_proxy="node_has_http_proxy" in flags, unit_exists="unit" in flags,
         version_text="\n".join(version.strip().splitlines()[:3]), real_dest=real,
         default_sites=tuple(default_sites),
+        stock=stockread.parse(mine, dest) if dest else stockread.StockReads(),
     )
 
 
@@ -242,14 +255,15 @@ def detect(remote: Remote, spec: DeploySpec, overrides: Overrides, *,
         return remote.run(command, sudo=privileged, timeout=30)
 
     dest = first_guess(spec, overrides)
-    first = run(detect_script(spec, dest, also)).stdout
+    stock = overrides.dest is None  # a given --dest needs no stock check (wizard.deploy.stock)
+    first = run(detect_script(spec, dest, also, stock=stock)).stdout
     if heard is not None:
         heard(first)
-    facts = parse_facts(first)
+    facts = parse_facts(first, dest)
     dest = overrides.dest or _default_dest(spec, facts)
     if dest != first_guess(spec, overrides):
         # The distro moved the destination: ask again about the directory that counts.
-        facts = parse_facts(run(detect_script(spec, dest)).stdout)
+        facts = parse_facts(run(detect_script(spec, dest, stock=stock)).stdout, dest)
     validate = overrides.validate_cmd or _default_validate(spec, facts)
     query = profile(spec.proxy).modules_query
     if query is not None and _runs_the_proxy(spec.proxy, validate):

@@ -87,19 +87,28 @@ def comment_out_block(text: str, opener: str) -> str | None:
 def changes(remote: Remote, spec: DeploySpec, target: HostTarget,
             run: Callable[[str], str]) -> list[Companion]:
     """The changes beside the site file this host needs, in order, each naming its flag
-    (several may edit one file: ``merged`` makes one change per path). ``run`` runs a
-    read-only command and returns its stdout. Raises BadInput when a needed change cannot be
-    made (no place for the include line)."""
+    (several may edit one file: ``merged`` makes one change per path). What the detect
+    script read for this destination (``target.facts.stock``) is used as is; the rest is
+    read here: a file with ``remote``, a link with ``run`` (runs a read-only command and
+    returns its stdout). Raises BadInput when a needed change cannot be made (no place for
+    the include line)."""
     if spec.layout is not Layout.SITE or "dest" in target.overridden:
         return []
     prof = profile(spec.proxy)
     out: list[Companion] = []
-    texts: dict[str, bytes | None] = {}
+    read = target.facts.stock.for_dest(target.dest)  # none when the facts moved it
+    texts: dict[str, bytes | None] = dict(read.files)
 
     def current(path: str) -> bytes | None:
         if path not in texts:
             texts[path] = remote.read_file(path)
         return texts[path]
+
+    def link_of(path: str) -> str:
+        if path in read.links:
+            return read.links[path]
+        q = shlex.quote(path)
+        return run(f"[ -L {q} ] && readlink -- {q}").strip()
 
     site_dir = posixpath.dirname(target.dest)
     inc = next((i for i in prof.site_includes if i.site_dir == site_dir), None)
@@ -134,8 +143,7 @@ def changes(remote: Remote, spec: DeploySpec, target: HostTarget,
                 out.append(Companion(site.path, before, edited.encode(),
                                      flag=DISABLE_DEFAULT_SITE, title=why))
             continue
-        link = run(f"[ -L {shlex.quote(site.path)} ] && readlink -- {shlex.quote(site.path)}")
-        link = link.strip()
+        link = link_of(site.path)
         if not _SAFE_TARGET.fullmatch(link):
             # Not a link (or one whose target we would not write back): only by hand.
             raise BadInput(why,
