@@ -180,4 +180,7 @@ BUDGET: dict[str, tuple[int, int]] = {
     "changed": (3, 17),
     "unchanged": (2, 15),
     "refused": (3, 17),
+    # A changed config redeployed with the facts of the last deploy (wizard.deploy.warm):
+    # detect + guard + activation in one command, then the release.
+    "warm": (2, 15),
 }

@@ -223,11 +223,12 @@ class Overrides:
 
 
 def detect(remote: Remote, spec: DeploySpec, overrides: Overrides, *,
-           sudo: bool = True, also: str = "", heard: Callable[[str], None] | None = None
-           ) -> HostTarget:
+           sudo: bool = True, also: str = "", heard: Callable[[str], None] | None = None,
+           first: str | None = None) -> HostTarget:
     """Run the detect script (and the module list, for a proxy with modules) and resolve the
     target. ``also`` rides on the first detect script (``heard`` gets that run's stdout):
-    the deploy's speculative gather (``wizard.deploy.gather``), one round trip fewer."""
+    the deploy's speculative gather (``wizard.deploy.gather``), one round trip fewer.
+    ``first``: that script's stdout, already known (``wizard.deploy.warm``): not run again."""
     ran: list[tuple[str, bool]] = []
 
     def run(command: str, privileged: bool = False) -> CommandResult:
@@ -235,7 +236,11 @@ def detect(remote: Remote, spec: DeploySpec, overrides: Overrides, *,
         return remote.run(command, sudo=privileged, timeout=30)
 
     dest = first_guess(spec, overrides)
-    first = run(detect_script(spec, dest, also)).stdout
+    script = detect_script(spec, dest, also)
+    if first is None:
+        first = run(script).stdout
+    else:
+        ran.append((script, False))
     if heard is not None:
         heard(first)
     facts = parse_facts(first)

@@ -61,7 +61,7 @@ Decisions:
 
 from __future__ import annotations
 
-from wizard.deploy import failures, gather, hoststate, plan, recovery, steps
+from wizard.deploy import failures, gather, hoststate, plan, recovery, steps, warm
 from wizard.deploy.backups import sha
 from wizard.deploy.context import ActivationFailed, Context, StepFailed
 from wizard.deploy.detect import unshadow_advice
@@ -104,6 +104,8 @@ class Transaction:
         finally:
             recovery.release(ctx, result)
         assert result is not None
+        if result.outcome is Outcome.DEPLOYED:  # the next deploy may go warm (``warm``)
+            warm.remember(ctx, ctx.facts_heard)
         return result
 
     def unexpected(self, exc: Exception) -> DeployResult:
