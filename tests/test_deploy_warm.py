@@ -5,8 +5,8 @@ Against the rig's real sshd and nginx, through the counting relay of
 ``test_deploy_round_trips``: a second deploy of a changed config goes warm and costs one command
 less than the first (``ssh_turns.BUDGET["warm"]``), with the same result, history and backups
 as a cold one; a host changed between the deploys (the file edited by hand, a detect fact
-changed, a stale lock left) goes cold from the guard's answer and deploys right, byte for
-byte; a corrupt or foreign cache entry is ignored.
+changed, a stale lock or a journal left) goes cold from the guard's answer and deploys right,
+byte for byte; a corrupt or foreign cache entry is ignored.
 """
 
 # ruff: noqa: F811  (make_site, relayed: the fixtures)
@@ -119,8 +119,17 @@ def stale_lock(site: Site) -> None:
                                 "token=0123456789abcdef client=gone:1\n")
 
 
-@pytest.mark.parametrize("change", [edit_by_hand, fact_changed, stale_lock],
-                         ids=["dest-edited", "fact-changed", "stale-lock"])
+def journal_left(site: Site) -> None:
+    # As a run killed after its rename leaves it (hoststate.journal_lines), for other bytes.
+    journal = Path(hoststate.journal_path(str(site.work / "backups"), str(site.inst.site_path)))
+    journal.parent.mkdir(parents=True, exist_ok=True)
+    journal.write_text(json.dumps({"time": "20260101T000000Z", "dest": str(site.inst.site_path),
+                                   "backup": None, "old_sha256": None,
+                                   "new_sha256": "0" * 64, "config_id": None}) + "\n")
+
+
+@pytest.mark.parametrize("change", [edit_by_hand, fact_changed, stale_lock, journal_left],
+                         ids=["dest-edited", "fact-changed", "stale-lock", "journal-left"])
 def test_a_host_changed_between_deploys_goes_cold_and_deploys_right(
         relayed: tuple[Site, TurnRelay], tmp_path: Path,
         change: Callable[[Site], None]) -> None:

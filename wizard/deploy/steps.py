@@ -22,16 +22,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeVar
 from urllib.parse import urlsplit
 
-from wizard.deploy import (
-    backup_step,
-    bundle,
-    companions,
-    failures,
-    gather,
-    plan,
-    stock,
-    warm,
-)
+from wizard.deploy import backup_step, bundle, companions, failures, gather, plan, stock, warm
 from wizard.deploy.backups import sha
 from wizard.deploy.companions import DISABLE_DEFAULT_SITE, EDIT_MAIN_CONFIG
 from wizard.deploy.context import ActivationFailed, Context, StepFailed, tail
@@ -117,9 +108,8 @@ def detect_target(ctx: Context) -> None:
             s.detail = f"{ctx.tgt.dest}; {ctx.tgt.summary()}{gather.inspect_and_read(ctx)}"
         return
     with ctx.step(Step.DETECT, "what the host has") as s:
-        # The read-only peek (inspect, lock seen, journal, the file's bytes) rides on the
-        # detect script for the destination as guessed: one round trip for both. With facts
-        # from the last deploy (``warm``) that one command also activates, once confirmed.
+        # The read-only peek rides on the detect script for the destination as guessed; with
+        # facts from the last deploy (``warm``) that one command also activates, if confirmed.
         guess = first_guess(ctx.spec, ctx.options.overrides)
         also = gather.riding(ctx, guess)
         answered = warm.first_exchange(ctx, also, derive)
@@ -139,8 +129,7 @@ def detect_target(ctx: Context) -> None:
 
 
 def derive(ctx: Context, remote: Remote) -> None:
-    """From the target: render for the host, then the stock-host changes (``remote``: the
-    host, or none at all for the cached facts of ``warm``)."""
+    """Render for the target, then the stock-host changes (``remote``: none for ``warm``)."""
     rendered = render_for_host(ctx.spec, ctx.tgt)
     ctx.spec, ctx.new, ctx.config_id = rendered.spec, rendered.text, rendered.config_id
     for note in rendered.notes:
@@ -245,7 +234,7 @@ def upload(ctx: Context) -> str | None:
                 s.detail = f"{ctx.companion_tmps[c.path]} ({len(c.new)} bytes)"
     if ctx.new is None:
         return None
-    if ctx.warm is not None:  # already sent, with the detect script (``warm``)
+    if ctx.warm is not None:  # already sent, with the detect script
         return ctx.warm.tmp
     # The main file's bytes travel on the activation script's stdin (one channel, no SFTP
     # round trips): only its temp name is chosen here, unguessable as the remote's would be.
