@@ -13,11 +13,14 @@ them. Decisions:
   unless ``--follow-symlink`` says otherwise. A refusal happens before the file is read, so a
   secret elsewhere is never copied into a backup.
 * **One deploy per file at a time**: a lock directory (``mkdir`` is atomic) under the host's
-  backup dir, per destination, holding who took it. The holder is the process that runs our
-  commands on the host (the SSH session's ``sshd``, or sockwizard itself for ``--host local``)
-  with its start time, so a lock whose session is gone — a killed client, a cut connection —
-  is stale at once; any lock older than ``LOCK_STALE_S`` is stale too. The stale check and the
-  takeover run under ``flock`` when the host has it, so two takers cannot both win.
+  backup dir, per destination, holding who took it. Taken optimistically: the run reads the
+  destination without it (``peek_script``, read-only) and the activation script takes it
+  first, then checks the file is still the one read (``scripts.LockStep``). The holder is the
+  process that runs our commands on the host (the SSH session's ``sshd``, or sockwizard itself
+  for ``--host local``) with its start time, so a lock whose session is gone — a killed
+  client, a cut connection — is stale at once; any lock older than ``LOCK_STALE_S`` is stale
+  too. The stale check and the takeover run under ``flock`` when the host has it, so two
+  takers cannot both win.
 * **A journal before activation.** The activation script writes ``pending/<key>.json`` (new and
   old sha256, the backup) before it renames; the transaction removes it once the outcome is
   known (deployed, rolled back, kept). A rerun that finds it with the new bytes on disk knows
@@ -99,13 +102,13 @@ def inspect_script(dest: str) -> str:
     ])
 
 
-def gather_script(dest: str, real_dest: str, claim: str, read: list[str], token: str) -> str:
+def gather_script(dest: str, real_dest: str, then: str, read: list[str], token: str) -> str:
     """The destination inspected, and — when that alone shows nothing to refuse (not a
-    symlink, a regular file at ``real_dest`` or none at all) — in the same script the lock
-    taken (``claim``) and the file printed (``read``: ``wizard.deploy.readback``), after the
-    line ``claim_marker(token)`` (the run's random token: no path the inspection prints can
-    forge it): one round trip instead of three. Otherwise the caller decides on the
-    inspection and claims on its own, as before; nothing is read before that."""
+    symlink, a regular file at ``real_dest`` or none at all) — in the same script ``then``
+    (``peek_script``: the lock seen, the journal) and the file printed (``read``:
+    ``wizard.deploy.readback``), after the line ``claim_marker(token)`` (the run's random
+    token: no path the inspection prints can forge it). Otherwise the caller decides on the
+    inspection alone; nothing is read before that."""
     d, r = shlex.quote(dest), shlex.quote(real_dest)
     return "\n".join([
         "(", inspect_script(dest), ")",
@@ -113,7 +116,7 @@ def gather_script(dest: str, real_dest: str, claim: str, read: list[str], token:
         f'if [ ! -L {d} ] && {{ [ "$r" = {r} ] || [ -z "$r" ]; }} && '
         f"{{ [ -f {d} ] || [ ! -e {d} ]; }}; then",
         f"echo {shlex.quote(claim_marker(token))}",
-        "(", claim, ")",
+        "(", then, ")",
         *read,
         "fi",
     ])

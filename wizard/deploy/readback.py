@@ -1,7 +1,7 @@
 """A file's bytes carried in a script's output: framed, length-prefixed, checked.
 
-``wizard.deploy.hoststate.gather_script`` prints the destination this way right after taking
-the lock, so the diff needs no SFTP session (a channel and ~5 round trips). The frame is
+``wizard.deploy.hoststate.peek_script`` prints the destination this way (riding on the detect
+command), so the diff needs no SFTP session (a channel and ~5 round trips). The frame is
 ``@@sw file SIZE SHA256`` + one base64 line + ``@@sw end`` (``@@sw file absent`` when there
 is no file). Every byte of it comes from the host and is hostile: the size is capped, the
 base64 strictly validated, the decoded bytes must have the announced size and sha256 — or
