@@ -163,13 +163,18 @@ def known_hosts_for(sshd: rig.SshdInstance, ports: Sequence[int], path: Path) ->
 def main(argv: list[str] | None = None) -> int:
     p = base_parser(__doc__.splitlines()[0], runs=5)
     p.add_argument("--skip-ansible", action="store_true")
+    # Interleaved, the other methods (and sockwizard through another relay: another host
+    # as connected) rewrite the file between two runs, so every sockwizard run finds it
+    # changed and goes cold (wizard.deploy.warm). --warm: sockwizard only, each delay's runs
+    # back to back, each redeploying over its own last deploy.
+    p.add_argument("--warm", action="store_true")
     p.add_argument("--ansible-venv", type=Path, default=ANSIBLE_VENV)
     args = p.parse_args(argv)
     if os.geteuid() != 0:
         print("bench_rtt.py needs root (sshd, sudo users)", file=sys.stderr)
         return 2
     exe: Path | None = None
-    if not args.skip_ansible:
+    if not (args.skip_ansible or args.warm):
         beside = shutil.which("ansible-playbook", path=str(Path(PYTHON).parent))
         exe = Path(beside) if beside else ensure_ansible(args.ansible_venv)
     print(f"### Round trips of one deploy: sockwizard vs OpenSSH by hand vs Ansible\n\n"
@@ -196,14 +201,21 @@ def main(argv: list[str] | None = None) -> int:
                                  probe_url_on_host=url)
                 cases[f"{SW} @ {2 * d} ms"] = counted(sockwizard_case(
                     [target], keys, host.spec_flags, counter, work, probe_url=True), ssh, http)
-                cases[f"{HAND} @ {2 * d} ms"] = counted(
-                    hand_case(target, keys, host.spec, counter, work), ssh, http)
+                if not args.warm:
+                    cases[f"{HAND} @ {2 * d} ms"] = counted(
+                        hand_case(target, keys, host.spec, counter, work), ssh, http)
                 if exe is not None:
                     cases[f"{ANSIBLE} @ {2 * d} ms"] = counted(ansible_case(
                         exe, [target], keys, host.spec, counter, work / f"ansible-{d}",
                         tuned=True), ssh, http)
-            series = interleave(cases, args.runs, warmup=args.warmup)
-            methods = [SW, HAND, *([ANSIBLE] if exe is not None else [])]
+            if args.warm:
+                series = {name: s for name, case in cases.items()
+                          for s in interleave({name: case}, args.runs,
+                                              warmup=args.warmup).values()}
+            else:
+                series = interleave(cases, args.runs, warmup=args.warmup)
+            methods = [SW, *([] if args.warm else [HAND]),
+                       *([ANSIBLE] if exe is not None else [])]
             print(f"#### Medians of {args.runs} interleaved runs; relays in front of sshd and "
                   "nginx add RTT/2 each way\n")
             print(rtt_table(series, methods) + "\n")

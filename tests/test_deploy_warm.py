@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import json
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -25,10 +26,20 @@ import pytest
 from tests.ssh_turns import ChannelCounter, TurnRelay
 from tests.test_deploy_round_trips import deploy_counted, relayed, within_budget  # noqa: F401
 from tests.test_deploy_ssh import Site, make_site  # noqa: F401
-from wizard.deploy import Outcome, StepFinished, history, hoststate, stamp
-from wizard.deploy.warm import CONFIRMED
+from wizard.deploy import (
+    DeployEvent,
+    Notice,
+    Outcome,
+    Step,
+    StepFinished,
+    StepStarted,
+    history,
+    hoststate,
+    stamp,
+)
+from wizard.deploy.warm import COLD, CONFIRMED, LOST
 from wizard.errors import ExitCode
-from wizard.model import DeploySpec
+from wizard.model import DeploySpec, ProxyKind
 from wizard.render import render
 
 pytestmark = [pytest.mark.needs_root, pytest.mark.slow, pytest.mark.timeout(180)]
@@ -139,6 +150,7 @@ def test_a_host_changed_between_deploys_goes_cold_and_deploys_right(
     before = site.config()
     result, counter, _ = deploy(site, relay, tmp_path, spec_n(site, 2))
     assert CONFIRMED not in detect_detail(site)
+    assert any(isinstance(e, Notice) and e.text == COLD for e in site.events)
     # The guard's answer was the detect answer: no extra command for having tried.
     assert used(counter) == cold, counter.commands
     # The backup is the file as it was on the host (the hand edit), byte for byte.
@@ -166,3 +178,37 @@ def test_a_corrupt_or_foreign_cache_entry_is_ignored(
     result, counter, _ = deploy(site, relay, tmp_path, spec_n(site, 2))
     assert CONFIRMED not in detect_detail(site) and used(counter) == cold
     assert Path(result.backup).read_bytes() == before
+
+
+def test_a_link_cut_inside_the_warm_command_is_rolled_back_like_a_cold_one(
+        make_site: Callable[..., Site]) -> None:
+    """The cut lands after the guard passed (the temp file is there): the one command's answer
+    is lost, and the activation's handling takes it up — reconnect, the old bytes put back."""
+    site = make_site(ProxyKind.NGINX)
+    first = site.deploy(spec_n(site, 1))
+    assert first.outcome is Outcome.DEPLOYED, first.message()
+    before = site.config()
+    temp_dir = Path(hoststate.temp_dir(str(site.inst.site_path)))
+    killed: list[int] = []
+
+    def watch() -> None:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if temp_dir.is_dir() and any(temp_dir.iterdir()):
+                killed.extend(site.sshd.kill_session_children())
+                return
+            time.sleep(0.001)
+
+    def cut(event: DeployEvent) -> None:
+        if isinstance(event, StepStarted) and event.step is Step.DETECT:
+            threading.Thread(target=watch, daemon=True).start()
+
+    result = site.deploy(spec_n(site, 2), on_event=cut)
+    assert killed, "the temp file never appeared"
+    assert result.exit_code == ExitCode.CONNECTION, result.message()
+    assert detect_detail(site).endswith(LOST)
+    assert site.config() == before
+    again = site.deploy(spec_n(site, 3))  # the host is as the last deploy left it: warm
+    assert again.outcome is Outcome.DEPLOYED, again.message()
+    assert CONFIRMED in detect_detail(site) and site.config() == text_of(spec_n(site, 3))
+    site.assert_serving()

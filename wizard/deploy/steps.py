@@ -114,8 +114,10 @@ def detect_target(ctx: Context) -> None:
         also = gather.riding(ctx, guess)
         answered = warm.first_exchange(ctx, also, derive)
         if ctx.warm is not None:
-            s.detail = f"{ctx.tgt.dest}; {ctx.tgt.summary()}; {warm.CONFIRMED}"
+            s.detail = f"{ctx.tgt.dest}; {ctx.tgt.summary()}; {ctx.warm.detail}"
         else:
+            if answered is not None:
+                ctx.notice(Step.DETECT, warm.COLD, "info")
             heard: list[str] = []
             ctx.target = detect(ctx.remote, ctx.spec, ctx.options.overrides,
                                 sudo=ctx.options.sudo, also=also, heard=heard.append,

@@ -42,6 +42,9 @@ from wizard.errors import NotStarted, SockwizardError
 from wizard.remote import CommandResult, Remote, guarded, path_problem, temp_path_beside
 
 CONFIRMED = "facts from the last deploy, confirmed by the host"
+COLD = ("The host is not as the last deploy left it (its facts, the file, a lock or a "
+        "journal): deploying the usual way.")
+LOST = "facts from the last deploy; the host's answer was lost"
 MAX_BYTES = 1 << 20  # a deployed config larger than this gets no warm entry
 MAX_ENTRY = 4 << 20  # an entry file larger than this is not read
 MARK = "@@sw warm"  # printed by the guard once it passed, before the activation
@@ -59,12 +62,17 @@ class Entry:
 
 @dataclass(frozen=True)
 class WarmRun:
-    """The one command's answer when the guard passed (``result``), or the error that cut it
-    off (``error``: what the host did is unknown); ``tmp``: its upload name."""
+    """The one command's answer when the guard passed (``result``), or what cut it off
+    (``error``: a lost link, a timeout, Ctrl-C — what the host did is unknown; raised again
+    where the activation is handled); ``tmp``: its upload name."""
 
     tmp: str
     result: CommandResult | None
-    error: SockwizardError | None = None
+    error: BaseException | None = None
+
+    @property
+    def detail(self) -> str:
+        return CONFIRMED if self.error is None else LOST
 
 
 class Offline(Exception):  # noqa: N818 - a signal: deriving from the cache needs the host
@@ -229,7 +237,7 @@ def first_exchange(ctx: Context, also: str, derive: Callable[[Context, Remote], 
     except NotStarted:
         ctx.changed, ctx.old, ctx.readback = False, None, None
         raise
-    except SockwizardError as exc:  # what the host did is unknown: activate() takes it up
+    except BaseException as exc:  # what the host did is unknown: activate() takes it up
         ctx.warm = WarmRun(tmp, None, exc)
         return None
     head, marked, rest = result.stdout.partition(f"{MARK}\n")
