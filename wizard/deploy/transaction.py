@@ -21,7 +21,9 @@ for an unchanged one (detect, the history record), one for a stock host refused 
 flags. Optimistic concurrency: the run decides from what it read without a lock, and the
 activation takes the lock and refuses (nothing changed) when the file is no longer the one
 read. The release stays a command of its own, waited for: the run then knows the outcome was
-recorded (``recovery.release``).
+recorded (``recovery.release``). A redeploy over the host's last deploy (``warm``) sends
+detect + a guard + the activation as one command: two commands; when the guard finds the host
+changed, its answer is the detect answer and the run goes on as above.
 
 This module is the control flow only: which step runs next and what a failure means. The
 steps are in ``steps``, the undo in ``recovery``, the commands in ``plan``, the words in
