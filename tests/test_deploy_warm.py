@@ -25,7 +25,7 @@ import pytest
 
 from tests.ssh_turns import ChannelCounter, TurnRelay
 from tests.test_deploy_round_trips import deploy_counted, relayed, within_budget  # noqa: F401
-from tests.test_deploy_ssh import Site, make_site  # noqa: F401
+from tests.test_deploy_ssh import KINDS, Site, make_site  # noqa: F401
 from wizard.deploy import (
     DeployEvent,
     Notice,
@@ -43,6 +43,8 @@ from wizard.model import DeploySpec, ProxyKind
 from wizard.render import render
 
 pytestmark = [pytest.mark.needs_root, pytest.mark.slow, pytest.mark.timeout(180)]
+# Apache's decisions also need its module list (a second command): it stays cold.
+WARM_KINDS = {k for k in KINDS if k is not ProxyKind.APACHE}
 
 
 def spec_n(site: Site, n: int) -> DeploySpec:
@@ -212,3 +214,21 @@ def test_a_link_cut_inside_the_warm_command_is_rolled_back_like_a_cold_one(
     assert again.outcome is Outcome.DEPLOYED, again.message()
     assert CONFIRMED in detect_detail(site) and site.config() == text_of(spec_n(site, 3))
     site.assert_serving()
+
+
+@pytest.mark.parametrize("kind", KINDS, ids=[k.value for k in KINDS])
+def test_every_proxy_redeploys_warm_or_cold_and_right(kind: ProxyKind,
+                                                      make_site: Callable[..., Site]) -> None:
+    """Each proxy's second deploy of a changed config is live and probed, warm where its
+    decisions came from the detect script alone (``WARM_KINDS``), else cold as before."""
+    site = make_site(kind)
+    for n in (1, 2):
+        before = site.config()
+        spec = replace(site.spec, read_timeout=site.spec.read_timeout + 10 * n)  # every proxy
+        result = site.deploy(spec)
+        assert (result.outcome, result.exit_code) == (Outcome.DEPLOYED, ExitCode.OK), \
+            result.message() + "\n" + site.inst.log_text()[-2000:]
+        assert site.config() == text_of(spec)
+        assert result.backup is not None and Path(result.backup).read_bytes() == before
+        site.assert_serving()
+    assert (CONFIRMED in detect_detail(site)) == (kind in WARM_KINDS)
