@@ -1,16 +1,17 @@
 """The warm redeploy (issue #15: never wait a round trip for something already known).
 
 A deploy that ended ``deployed`` leaves, under the user's state dir, what its client-side
-decisions were derived from — the detect script's raw output — and the bytes it deployed
-(``remember``, called by ``transaction`` at the end). The next plain deploy to the same host
-as connected (host key, user, address, port) with the same detect script (``load``) derives
-the target from those cached facts with the same parse/resolve code (``detect(first=...)``),
-renders, diffs against the cached bytes and sends ONE command (``command``): the detect
-script again, then a host-side guard — the facts' sha256 as cached, the destination's sha256
-the cached deployed bytes', no journal, no lock — and only then the activation (which takes
-the lock and compares the file again, as ever). If the guard fails the command changes
-nothing and prints what the detect command of a cold run prints: the client goes on the cold
-way from that answer, without another round trip.
+decisions were derived from — the detect script's raw output, and Apache's module list — and
+the bytes it deployed (``remember``, called by ``transaction`` at the end). The next plain
+deploy to the same host as connected (host key, user, address, port) with the same detect
+script (``load``) derives the target from those cached facts with the same parse/resolve code
+(``detect(first=..., modules=...)``), renders, diffs against the cached bytes and sends ONE
+command (``command``): the detect script again, then a host-side guard — the facts' sha256 as
+cached (and the module list's), the destination's sha256 the cached deployed bytes', no
+journal, no lock — and only then the activation (which takes the lock and compares the file
+again, as ever). If the guard fails the command changes nothing and prints what the detect
+command of a cold run prints: the client goes on the cold way from that answer, without
+another round trip.
 
 Called by ``wizard.deploy.steps.detect_target`` (``first_exchange``), ``steps.activate``
 (``answer``: the activation's result, already in) and ``transaction`` (``remember``).
@@ -36,7 +37,7 @@ from typing import Any, cast
 from wizard.deploy import hoststate, plan
 from wizard.deploy.backups import sha, state_dir
 from wizard.deploy.context import Context
-from wizard.deploy.detect import ALSO, detect, detect_script, first_guess
+from wizard.deploy.detect import ALSO, HostTarget, detect, detect_script, first_guess
 from wizard.deploy.readback import Readback
 from wizard.errors import NotStarted, SockwizardError
 from wizard.remote import CommandResult, Remote, guarded, path_problem, temp_path_beside
@@ -58,6 +59,7 @@ class Entry:
 
     facts: str  # the detect script's stdout, ending in exactly one newline
     deployed: bytes  # what that deploy put at the destination
+    modules: str | None = None  # the module list's answer (Apache), stdout + stderr
 
 
 @dataclass(frozen=True)
@@ -84,6 +86,15 @@ class _NoHost:
 
     def __getattr__(self, name: str) -> Any:
         raise Offline(name)
+
+
+def lines_sum(answer: str) -> str:
+    """The sha256 of an answer's lines sorted, as ``( cmd ) 2>&1 | LC_ALL=C sort`` prints
+    them on the host: stdout and stderr interleave there, and were joined here."""
+    lines = answer.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    return hashlib.sha256("".join(f"{x}\n" for x in sorted(lines)).encode()).hexdigest()
 
 
 def normal(facts: str) -> str:
@@ -133,20 +144,28 @@ def load(ctx: Context) -> Entry | None:
             return None
         data = json.loads(raw)
         facts, deployed = data["facts"], base64.b64decode(data["deployed"], validate=True)
+        modules = data.get("modules")
         if (data.get("v") != VERSION or not isinstance(facts, str) or
+                not isinstance(modules, str | None) or
                 sha(deployed) != data.get("sha256") or len(deployed) > MAX_BYTES):
             return None
     except (OSError, ValueError, TypeError, KeyError, binascii.Error):
         return None  # absent, corrupt or foreign: a cold run
-    return Entry(normal(facts), deployed)
+    return Entry(normal(facts), deployed, modules)
+
+
+def asked(t: HostTarget) -> bool:
+    """The target was decided from the detect script alone, or with the module list."""
+    return len(t.commands) == 1 or (len(t.commands) == 2 and t.facts.modules_answer is not None)
 
 
 def remember(ctx: Context, facts: str | None) -> None:
     """After a deploy that ended ``deployed``: keep its facts and bytes for the next run —
-    only when nothing else was read to decide (one detect command, no peek apart, no stock
-    change, nothing prepared, no symlink) and the bytes are small. Never raises."""
+    only when nothing else was read to decide (the detect command and the module list, no
+    peek apart, no stock change, nothing prepared, no symlink) and the bytes are small.
+    Never raises."""
     t = ctx.target
-    if (facts is None or t is None or not plain(ctx) or len(t.commands) != 1 or ctx.peeks
+    if (facts is None or t is None or not plain(ctx) or not asked(t) or ctx.peeks
             or ctx.claimed_apart or t.companions or ctx.stock or t.make_dir or t.extra_files
             or t.prepare_cmds or t.real_dest != t.dest or ctx.new is None
             or len(ctx.new) > MAX_BYTES):
@@ -157,7 +176,8 @@ def remember(ctx: Context, facts: str | None) -> None:
             return
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         body = json.dumps({"v": VERSION, "facts": normal(facts), "sha256": sha(ctx.new),
-                           "deployed": base64.b64encode(ctx.new).decode()})
+                           "deployed": base64.b64encode(ctx.new).decode(),
+                           "modules": t.facts.modules_answer})
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".facts-")  # 0600
         try:
             with os.fdopen(fd, "w") as f:
@@ -181,7 +201,7 @@ def command(ctx: Context, entry: Entry, tmp: str, also: str) -> str:
              f"{sha(entry.deployed)} ] && "
              f"[ ! -e {shlex.quote(hoststate.lock_path(backups, t.real_dest))} ] && "
              f"[ ! -e {shlex.quote(hoststate.journal_path(backups, t.real_dest))} ] "
-             f"|| exit {REFUSED}")
+             f"{modules_check(t, entry)}|| exit {REFUSED}")
     inner = "\n".join([guard, f"echo {shlex.quote(MARK)}", plan.activation_cmd(ctx, tmp)])
     q = shlex.quote(inner)
     if ctx.options.sudo:  # as the activation would run: root, or sudo -n under its timeout
@@ -207,6 +227,15 @@ def command(ctx: Context, entry: Entry, tmp: str, also: str) -> str:
     ])
 
 
+def modules_check(t: HostTarget, entry: Entry) -> str:
+    """The module list asked again, privileged as the cold run asks it: its lines as cached
+    (``lines_sum``)."""
+    if len(t.commands) != 2 or entry.modules is None:
+        return ""
+    return (f"&& [ \"$(sh -c {shlex.quote(t.commands[1][0])} 2>&1 | LC_ALL=C sort | sha256sum | "
+            f"cut -d' ' -f1)\" = {lines_sum(entry.modules)} ] ")
+
+
 def first_exchange(ctx: Context, also: str, derive: Callable[[Context, Remote], None]
                    ) -> str | None:
     """The detect step's warm attempt. Sets ``ctx.warm`` when the guard passed (or the answer
@@ -218,14 +247,14 @@ def first_exchange(ctx: Context, also: str, derive: Callable[[Context, Remote], 
     offline = cast(Remote, _NoHost())
     try:
         ctx.target = detect(offline, ctx.spec, ctx.options.overrides, sudo=ctx.options.sudo,
-                            first=entry.facts)
+                            first=entry.facts, modules=entry.modules)
         derive(ctx, offline)
     except (Offline, SockwizardError):  # more to ask the host, or to refuse: the cold way
         return None
     t = ctx.tgt
     if (ctx.new is None or ctx.new == entry.deployed or t.companions or ctx.stock
             or t.make_dir or t.extra_files or t.prepare_cmds or t.real_dest != t.dest
-            or len(t.commands) != 1 or path_problem(t.real_dest) is not None):
+            or not asked(t) or path_problem(t.real_dest) is not None):
         return None  # unchanged (the cold path records it), or more than one file to write
     ctx.old, ctx.readback = entry.deployed, Readback(entry.deployed)
     tmp = temp_path_beside(plan.upload_name(ctx))
