@@ -20,6 +20,7 @@ The package follows the transaction (see ``transaction``'s docstring for the dec
     context   one transaction's state and plumbing
     plan      the exact commands, built once: run by the steps, listed by --dry-run
     steps     the forward steps;  gather  inspect + lock + read;  recovery  the undo
+    warm      a redeploy from the last deploy's facts: detect + guard + activation, one command
     failures  every failure's words
     transaction  the control flow;  hosts  apply / rollback on a remote, or connect first
 """

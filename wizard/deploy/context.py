@@ -40,6 +40,7 @@ from wizard.model import DeploySpec
 from wizard.remote import CommandResult, Remote
 
 if TYPE_CHECKING:
+    from wizard.deploy.warm import WarmRun
     from wizard.probe import ProbeReport
 
 
@@ -144,6 +145,10 @@ class Context:
     stock: tuple[Companion, ...] = ()
     needs: tuple[str, ...] = ()
     companion_tmps: dict[str, str] = field(default_factory=dict)  # path -> uploaded temp
+    # The warm path (``wizard.deploy.warm``): the one command's activation answer, and the
+    # detect facts this run decided from (kept for the next run after a deploy).
+    warm: WarmRun | None = None
+    facts_heard: str | None = None
 
     # -- events -----------------------------------------------------------------------------
 

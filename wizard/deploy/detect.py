@@ -66,6 +66,7 @@ class HostFacts:
     version_text: str = ""
     real_dest: str | None = None  # the destination with symlinks resolved (readlink -f)
     apache_modules: frozenset[str] | None = None  # None: unknown (not asked, or no answer)
+    modules_answer: str | None = None  # the module list's raw answer (``warm`` keeps it)
     # Enabled sites that already catch requests naming no server on our port (Debian's
     # sites-enabled/default, 000-default.conf): a config without server_name loses to them.
     default_sites: tuple[str, ...] = ()
@@ -243,11 +244,13 @@ class Overrides:
 
 
 def detect(remote: Remote, spec: DeploySpec, overrides: Overrides, *,
-           sudo: bool = True, also: str = "", heard: Callable[[str], None] | None = None
-           ) -> HostTarget:
+           sudo: bool = True, also: str = "", heard: Callable[[str], None] | None = None,
+           first: str | None = None, modules: str | None = None) -> HostTarget:
     """Run the detect script (and the module list, for a proxy with modules) and resolve the
     target. ``also`` rides on the first detect script (``heard`` gets that run's stdout):
-    the deploy's speculative gather (``wizard.deploy.gather``), one round trip fewer."""
+    the deploy's speculative gather (``wizard.deploy.gather``), one round trip fewer.
+    ``first``, ``modules``: that script's and the module list's answers, already known
+    (``wizard.deploy.warm``): not asked again."""
     ran: list[tuple[str, bool]] = []
 
     def run(command: str, privileged: bool = False) -> CommandResult:
@@ -256,7 +259,11 @@ def detect(remote: Remote, spec: DeploySpec, overrides: Overrides, *,
 
     dest = first_guess(spec, overrides)
     stock = overrides.dest is None  # a given --dest needs no stock check (wizard.deploy.stock)
-    first = run(detect_script(spec, dest, also, stock=stock)).stdout
+    script = first_script(spec, overrides, also)
+    if first is None:
+        first = run(script).stdout
+    else:
+        ran.append((script, False))
     if heard is not None:
         heard(first)
     facts = parse_facts(first, dest)
@@ -268,9 +275,20 @@ def detect(remote: Remote, spec: DeploySpec, overrides: Overrides, *,
     query = profile(spec.proxy).modules_query
     if query is not None and _runs_the_proxy(spec.proxy, validate):
         modules_cmd = validate.replace("{config}", shlex.quote(dest)) + query
-        out = run(modules_cmd, sudo)
-        facts = _with_modules(facts, parse_apache_modules(out.stdout + out.stderr))
+        if modules is None:
+            out = run(modules_cmd, sudo)
+            modules = out.stdout + out.stderr
+        else:
+            ran.append((modules_cmd, sudo))
+        facts = _with_modules(facts, modules)
     return dataclasses.replace(resolve(spec, facts, overrides), commands=tuple(ran))
+
+
+def first_script(spec: DeploySpec, overrides: Overrides, also: str = "") -> str:
+    """The first detect script, for the destination as guessed: the one :func:`detect` runs
+    and the warm path (``wizard.deploy.warm``) keys its entries on and runs again."""
+    return detect_script(spec, first_guess(spec, overrides), also,
+                         stock=overrides.dest is None)
 
 
 def first_guess(spec: DeploySpec, overrides: Overrides) -> str:
@@ -278,8 +296,9 @@ def first_guess(spec: DeploySpec, overrides: Overrides) -> str:
     return overrides.dest or _default_dest(spec, None)
 
 
-def _with_modules(facts: HostFacts, modules: frozenset[str] | None) -> HostFacts:
-    return dataclasses.replace(facts, apache_modules=modules)
+def _with_modules(facts: HostFacts, answer: str) -> HostFacts:
+    return dataclasses.replace(facts, apache_modules=parse_apache_modules(answer),
+                               modules_answer=answer)
 
 
 def _names(kind: ProxyKind) -> tuple[str, ...]:

@@ -22,19 +22,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeVar
 from urllib.parse import urlsplit
 
-from wizard.deploy import (
-    backup_step,
-    bundle,
-    companions,
-    failures,
-    gather,
-    plan,
-    stock,
-)
+from wizard.deploy import backup_step, bundle, companions, failures, gather, plan, stock, warm
 from wizard.deploy.backups import sha
 from wizard.deploy.companions import DISABLE_DEFAULT_SITE, EDIT_MAIN_CONFIG
 from wizard.deploy.context import ActivationFailed, Context, StepFailed, tail
-from wizard.deploy.detect import HostTarget, detect, first_guess
+from wizard.deploy.detect import ALSO, HostTarget, detect, first_guess
 from wizard.deploy.events import Step, StepStarted
 from wizard.deploy.marker import stamp
 from wizard.deploy.scripts import Activation, parse_activation
@@ -47,7 +39,7 @@ from wizard.errors import (
 )
 from wizard.model import DeploySpec, ProxyKind
 from wizard.proxies import profile
-from wizard.remote import temp_path_beside
+from wizard.remote import Remote, temp_path_beside
 from wizard.render import render
 
 if TYPE_CHECKING:
@@ -116,28 +108,41 @@ def detect_target(ctx: Context) -> None:
             s.detail = f"{ctx.tgt.dest}; {ctx.tgt.summary()}{gather.inspect_and_read(ctx)}"
         return
     with ctx.step(Step.DETECT, "what the host has") as s:
-        # The read-only peek (inspect, lock seen, journal, the file's bytes) rides on the
-        # detect script for the destination as guessed: one round trip for both.
+        # The read-only peek rides on the detect script for the destination as guessed; with
+        # facts from the last deploy (``warm``) that one command also activates, if confirmed.
         guess = first_guess(ctx.spec, ctx.options.overrides)
-        heard: list[str] = []
-        ctx.target = detect(ctx.remote, ctx.spec, ctx.options.overrides,
-                            sudo=ctx.options.sudo, also=gather.riding(ctx, guess),
-                            heard=heard.append)
-        rendered = render_for_host(ctx.spec, ctx.target)
-        ctx.spec, ctx.new, ctx.config_id = rendered.spec, rendered.text, rendered.config_id
-        for note in rendered.notes:
-            ctx.notice(Step.DETECT, note, "info")
-        if rendered.config_id is None:
-            ctx.notice(Step.DETECT, "Could not add the config marker: the settle step cannot "
-                                    "tell the new config from the old one.")
-        stock_changes(ctx)
-        read = gather.inspect_and_read(ctx, heard[0] if heard else None, guess)
-        s.detail = f"{ctx.tgt.dest}; {ctx.tgt.summary()}{read}"
+        also = gather.riding(ctx, guess)
+        answered = warm.first_exchange(ctx, also, derive)
+        if ctx.warm is not None:
+            s.detail = f"{ctx.tgt.dest}; {ctx.tgt.summary()}; {ctx.warm.detail}"
+        else:
+            if answered is not None:
+                ctx.notice(Step.DETECT, warm.COLD, "info")
+            heard: list[str] = []
+            ctx.target = detect(ctx.remote, ctx.spec, ctx.options.overrides,
+                                sudo=ctx.options.sudo, also=also, heard=heard.append,
+                                first=answered)
+            derive(ctx, ctx.remote)
+            ctx.facts_heard = heard[0].partition(f"\n{ALSO}\n")[0] if heard else None
+            read = gather.inspect_and_read(ctx, heard[0] if heard else None, guess)
+            s.detail = f"{ctx.tgt.dest}; {ctx.tgt.summary()}{read}"
     for note in ctx.tgt.notes:
         ctx.notice(Step.DETECT, note)
 
 
-def stock_changes(ctx: Context) -> None:
+def derive(ctx: Context, remote: Remote) -> None:
+    """Render for the target, then the stock-host changes (``remote``: none for ``warm``)."""
+    rendered = render_for_host(ctx.spec, ctx.tgt)
+    ctx.spec, ctx.new, ctx.config_id = rendered.spec, rendered.text, rendered.config_id
+    for note in rendered.notes:
+        ctx.notice(Step.DETECT, note, "info")
+    if rendered.config_id is None:
+        ctx.notice(Step.DETECT, "Could not add the config marker: the settle step cannot "
+                                "tell the new config from the old one.")
+    stock_changes(ctx, remote)
+
+
+def stock_changes(ctx: Context, remote: Remote) -> None:
     """Part of the detect step, before the lock: the stock-host changes this deploy needs
     (``wizard.deploy.stock``). Without their flags a real run stops here, before anything
     changed; a dry run plans them anyway and says which flags a real run needs."""
@@ -146,9 +151,9 @@ def stock_changes(ctx: Context) -> None:
 
     def run(command: str) -> str:
         ran.append((command, False))
-        return ctx.remote.run(command, sudo=False, timeout=30).stdout
+        return remote.run(command, sudo=False, timeout=30).stdout
 
-    found = stock.changes(ctx.remote, ctx.spec, t, run)
+    found = stock.changes(remote, ctx.spec, t, run)
     allowed = {flag for flag, on in ((EDIT_MAIN_CONFIG, o.edit_main_config),
                                      (DISABLE_DEFAULT_SITE, o.disable_default_site)) if on}
     missing = stock.missing_flags(found, allowed)
@@ -231,6 +236,8 @@ def upload(ctx: Context) -> str | None:
                 s.detail = f"{ctx.companion_tmps[c.path]} ({len(c.new)} bytes)"
     if ctx.new is None:
         return None
+    if ctx.warm is not None:  # already sent, with the detect script
+        return ctx.warm.tmp
     # The main file's bytes travel on the activation script's stdin (one channel, no SFTP
     # round trips): only its temp name is chosen here, unguessable as the remote's would be.
     return temp_path_beside(plan.upload_name(ctx))
@@ -262,8 +269,9 @@ def activate(ctx: Context, tmp: str | None) -> None:
     ctx.backup = plan.backup_path(ctx)
     was_locked, ctx.locked = ctx.locked, True
     try:
-        result = ctx.run(script, stdin=ctx.new if streamed else None,
-                         timeout=plan.activation_timeout(ctx))
+        result = (warm.answer(ctx.warm) if ctx.warm is not None else
+                  ctx.run(script, stdin=ctx.new if streamed else None,
+                          timeout=plan.activation_timeout(ctx)))
     except NotStarted:  # the script never ran: nothing changed
         ctx.changed, ctx.backup, ctx.locked = False, None, was_locked
         ctx.record(Step.BACKUP, "failed", time.monotonic() - t0, "connection lost", "")

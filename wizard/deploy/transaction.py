@@ -21,7 +21,9 @@ for an unchanged one (detect, the history record), one for a stock host refused 
 flags. Optimistic concurrency: the run decides from what it read without a lock, and the
 activation takes the lock and refuses (nothing changed) when the file is no longer the one
 read. The release stays a command of its own, waited for: the run then knows the outcome was
-recorded (``recovery.release``).
+recorded (``recovery.release``). A redeploy over the host's last deploy (``warm``) sends
+detect + a guard + the activation as one command: two commands; when the guard finds the host
+changed, its answer is the detect answer and the run goes on as above.
 
 This module is the control flow only: which step runs next and what a failure means. The
 steps are in ``steps``, the undo in ``recovery``, the commands in ``plan``, the words in
@@ -61,7 +63,7 @@ Decisions:
 
 from __future__ import annotations
 
-from wizard.deploy import failures, gather, hoststate, plan, recovery, steps
+from wizard.deploy import failures, gather, hoststate, plan, recovery, steps, warm
 from wizard.deploy.backups import sha
 from wizard.deploy.context import ActivationFailed, Context, StepFailed
 from wizard.deploy.detect import unshadow_advice
@@ -104,6 +106,8 @@ class Transaction:
         finally:
             recovery.release(ctx, result)
         assert result is not None
+        if result.outcome is Outcome.DEPLOYED:  # the next deploy may go warm (``warm``)
+            warm.remember(ctx, ctx.facts_heard)
         return result
 
     def unexpected(self, exc: Exception) -> DeployResult:
