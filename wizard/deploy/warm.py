@@ -106,16 +106,10 @@ def identity(remote: Remote) -> str | None:
     """The host as connected: its host key's sha256, the user, the address, the port. None
     (no warm path) for a remote that is not SSH (local, in memory) or shows no host key."""
     target = getattr(remote, "target", None)
-    # SshRemote keeps its paramiko transport private; the key it verified is on it.
-    transport = getattr(remote, "_transport", None)
-    get_key = getattr(transport, "get_remote_server_key", None)
-    if target is None or get_key is None:
+    key = getattr(remote, "host_key_sha256", None)
+    if target is None or not isinstance(key, str):
         return None
-    try:
-        blob = get_key().asbytes()
-    except Exception:  # no key (not connected): no warm path
-        return None
-    return json.dumps([hashlib.sha256(blob).hexdigest(), getattr(target, "user", ""),
+    return json.dumps([key, getattr(target, "user", ""),
                        getattr(target, "host", ""), getattr(target, "port", 0)])
 
 

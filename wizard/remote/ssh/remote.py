@@ -13,6 +13,7 @@ the first one.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import select
 import stat as stat_mod
 import time
@@ -128,6 +129,15 @@ class SshRemote(ShellRemote):
         if self._jump is not None:
             self._jump.close()
             self._jump = None
+
+    @property
+    def host_key_sha256(self) -> str | None:
+        """The sha256 of the host key this connection verified (the warm path's key:
+        ``wizard.deploy.warm``); None when there is none to show."""
+        try:
+            return hashlib.sha256(self._transport.get_remote_server_key().asbytes()).hexdigest()
+        except Exception:  # not connected, or no key: the caller goes without
+            return None
 
     @property
     def active(self) -> bool:
