@@ -183,29 +183,41 @@ def test_a_corrupt_or_foreign_cache_entry_is_ignored(
 
 def test_a_link_cut_inside_the_warm_command_is_rolled_back_like_a_cold_one(
         make_site: Callable[..., Site]) -> None:
-    """The cut lands after the guard passed (the temp file is there): the one command's answer
-    is lost, and the activation's handling takes it up — reconnect, the old bytes put back."""
+    """The cut lands after the guard passed (the lock is taken, and the reload is made slow
+    so the cut lands inside the one command): the command's answer is lost, and the
+    activation's handling takes it up — reconnect, the old bytes put back."""
     site = make_site(ProxyKind.NGINX)
     first = site.deploy(spec_n(site, 1))
     assert first.outcome is Outcome.DEPLOYED, first.message()
     before = site.config()
-    temp_dir = Path(hoststate.temp_dir(str(site.inst.site_path)))
+    options = site.options()
+    lock = Path(hoststate.lock_path(options.backup_dir, str(site.inst.site_path)))
     killed: list[int] = []
+    stop = threading.Event()
 
     def watch() -> None:
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            if temp_dir.is_dir() and any(temp_dir.iterdir()):
+        # The lock exists from the guard's pass to the release: it cannot be missed, as a
+        # temp file renamed away within a millisecond could be under load.
+        while not stop.wait(0.001):
+            if lock.exists():
                 killed.extend(site.sshd.kill_session_children())
                 return
-            time.sleep(0.001)
+
+    watcher = threading.Thread(target=watch, daemon=True)
 
     def cut(event: DeployEvent) -> None:
         if isinstance(event, StepStarted) and event.step is Step.DETECT:
-            threading.Thread(target=watch, daemon=True).start()
+            watcher.start()
 
-    result = site.deploy(spec_n(site, 2), on_event=cut)
-    assert killed, "the temp file never appeared"
+    try:
+        # The sshd is shared with other tests: the watcher must not outlive this deploy.
+        result = site.deploy(spec_n(site, 2), on_event=cut,
+                             reload_cmd=f"sleep 2; {site.inst.reload_cmd}")
+    finally:
+        stop.set()
+        if watcher.is_alive():
+            watcher.join(5)
+    assert killed, "the lock never appeared"
     assert result.exit_code == ExitCode.CONNECTION, result.message()
     assert detect_detail(site).endswith(LOST)
     assert site.config() == before
