@@ -40,6 +40,7 @@ from typing import Any
 import paramiko
 
 from tests import rig
+from tests.vm_timing import Clock, process_cpu
 from wizard.errors import ExitCode
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -128,6 +129,10 @@ class Vm:
     qemu: rig.Daemon
     timings: dict[str, float] = field(default_factory=dict)
     _client: paramiko.SSHClient | None = None
+    clock: Clock = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.clock = Clock(self.qemu.pid)
 
     # -- reaching it -----------------------------------------------------------------------
 
@@ -186,10 +191,12 @@ class Vm:
     def run(self, command: str, *, timeout: float = 120.0, check: bool = True
             ) -> subprocess.CompletedProcess[str]:
         """`command` through the guest's shell as admin; raise on failure when `check`."""
-        _, stdout, stderr = self._ssh().exec_command(command, timeout=timeout)
-        out = stdout.read().decode(errors="replace")
-        err = stderr.read().decode(errors="replace")
-        done = subprocess.CompletedProcess(command, stdout.channel.recv_exit_status(), out, err)
+        with self.clock.measure("run", command):
+            _, stdout, stderr = self._ssh().exec_command(command, timeout=timeout)
+            out = stdout.read().decode(errors="replace")
+            err = stderr.read().decode(errors="replace")
+            status = stdout.channel.recv_exit_status()
+        done = subprocess.CompletedProcess(command, status, out, err)
         if check and done.returncode != 0:
             raise rig.RigError(f"VM: `{command}` exited {done.returncode}: {out}{err}")
         return done
@@ -254,6 +261,10 @@ class Vm:
         """Reboot the guest for real (same kernel; qemu stays); seconds until sshd is back.
         The forwarded port stays open on this side while the guest is down (qemu's slirp
         listens): a new boot shows as a new boot_id behind a working login."""
+        with self.clock.measure("reboot", "the guest, until sshd is back"):
+            return self._reboot(timeout)
+
+    def _reboot(self, timeout: float) -> float:
         started = time.monotonic()
         boot_id = "cat /proc/sys/kernel/random/boot_id"
         old = self.run(boot_id).stdout.strip()
@@ -280,8 +291,9 @@ class Vm:
         argv = [sys.executable, "-m", "wizard", *args, "--host", self.target,
                 "-i", str(self.image.key), "--known-hosts", str(self.known_hosts)]
         started = time.monotonic()
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=env,
-                              cwd=ROOT)
+        with self.clock.measure("sockwizard", " ".join(args)):
+            done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout,
+                                  env=env, cwd=ROOT)
         sys.stderr.write(f"[vm] sockwizard {' '.join(args)}: exit {done.returncode} in "
                          f"{time.monotonic() - started:.1f} s\n{done.stderr}")
         return done
@@ -309,10 +321,9 @@ class Vm:
         """Stop qemu (the overlay is thrown away, so no clean poweroff is needed) and remove
         the run's directory. Nothing of the VM is left running."""
         self.close_ssh()
-        with contextlib.suppress(OSError, IndexError, ValueError):  # CPU: load-independent
-            stat = Path(f"/proc/{self.qemu.pid}/stat").read_text().rsplit(")", 1)[1].split()
-            sys.stderr.write(f"[vm] qemu used {(int(stat[11]) + int(stat[12])) / 100:.1f} s "
-                             f"of CPU in {time.monotonic() - self.qemu.started_at:.1f} s\n")
+        # CPU: less load-dependent than wall time.
+        self.clock.report_line(f"[vm] qemu used {process_cpu(self.qemu.pid):.1f} s of CPU in "
+                               f"{time.monotonic() - self.qemu.started_at:.1f} s")
         self.qemu.stop(timeout=10.0)
         shutil.rmtree(self.workdir, ignore_errors=True)
 
@@ -365,8 +376,9 @@ def boot() -> Vm:
         vm.shutdown()
         raise
     vm.timings = {"build": build_seconds, "boot": time.monotonic() - started}
-    sys.stderr.write(f"[vm] image {image.dir.name}: build {build_seconds:.1f} s; boot to sshd "
-                     f"{vm.timings['boot']:.1f} s on {address}\n")
+    vm.clock.report_line(f"[vm] image {image.dir.name}: build {build_seconds:.1f} s; boot to "
+                         f"sshd {vm.timings['boot']:.1f} s (qemu CPU "
+                         f"{process_cpu(qemu.pid):.1f} s) on {address}")
     return vm
 
 
