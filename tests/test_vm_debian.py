@@ -58,10 +58,9 @@ def _back_to_stock(vm: Vm, kind: str, dest: str, stock: dict[str, str]) -> None:
     done = vm.sockwizard("rollback", "--dest", dest)
     assert done.returncode == ExitCode.OK, done.stderr
     kept = _KEPT_AFTER_ROLLBACK.get(kind, ())
-    now = {p: v for p, v in vm.tree(*lane.CONFIG_DIRS[kind]).items()
-           if not p.startswith(kept) or p in stock}
-    assert now == stock
-    assert vm.is_active(lane.UNITS[kind]) == "active"
+    tree, active = vm.state(kind)
+    assert {p: v for p, v in tree.items() if not p.startswith(kept) or p in stock} == stock
+    assert active == "active"
 
 
 def _refused_before_any_change(vm: Vm, kind: str, *flags: str) -> str:
@@ -71,8 +70,7 @@ def _refused_before_any_change(vm: Vm, kind: str, *flags: str) -> str:
     done = vm.deploy(kind, NO_SERVER_NAME, *flags)
     assert done.returncode == ExitCode.BAD_INPUT, done.stderr
     assert "Nothing was changed" in done.stderr
-    assert vm.tree(*lane.CONFIG_DIRS[kind]) == before
-    assert vm.is_active(lane.UNITS[kind]) == "active"
+    assert vm.state(kind) == (before, "active")
     return done.stderr
 
 
