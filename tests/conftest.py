@@ -50,6 +50,16 @@ def pytest_configure(config: pytest.Config) -> None:
         signal.signal(signal.SIGTERM, _sigterm_to_interrupt)
 
 
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """The VM lane's timings (tests/vm_timing.py), when it ran: CI's log shows where its
+    minutes went even when every test passed."""
+    timing = sys.modules.get("tests.vm_timing")
+    if timing is not None and timing.REPORT:
+        terminalreporter.write_sep("-", "VM lane timings")
+        for text in timing.REPORT:
+            terminalreporter.write_line(text)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if os.geteuid() == 0:
         return

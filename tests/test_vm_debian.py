@@ -15,6 +15,7 @@ first (and, for Caddy's edited Caddyfile, a plain rollback back to the stock tre
 from __future__ import annotations
 
 import shlex
+from collections.abc import Iterator
 
 import pytest
 
@@ -27,6 +28,14 @@ pytestmark = [pytest.mark.vm, pytest.mark.needs_root, pytest.mark.slow,
               pytest.mark.timeout(1500)]  # the first test also builds the image and boots
 
 EDIT, DISABLE = "--edit-main-config", "--disable-default-site"
+
+
+@pytest.fixture(autouse=True)
+def _timed(vm: Vm, request: pytest.FixtureRequest) -> Iterator[None]:
+    """Each test's share of the lane's minutes, by kind of call (tests/vm_timing.py)."""
+    vm.clock.begin(request.node.name)
+    yield
+    vm.clock.report()
 
 
 def _full_cycle(vm: Vm, kind: str, *flags: str, dead_backend: bool = True
@@ -49,10 +58,9 @@ def _back_to_stock(vm: Vm, kind: str, dest: str, stock: dict[str, str]) -> None:
     done = vm.sockwizard("rollback", "--dest", dest)
     assert done.returncode == ExitCode.OK, done.stderr
     kept = _KEPT_AFTER_ROLLBACK.get(kind, ())
-    now = {p: v for p, v in vm.tree(*lane.CONFIG_DIRS[kind]).items()
-           if not p.startswith(kept) or p in stock}
-    assert now == stock
-    assert vm.is_active(lane.UNITS[kind]) == "active"
+    tree, active = vm.state(kind)
+    assert {p: v for p, v in tree.items() if not p.startswith(kept) or p in stock} == stock
+    assert active == "active"
 
 
 def _refused_before_any_change(vm: Vm, kind: str, *flags: str) -> str:
@@ -62,8 +70,7 @@ def _refused_before_any_change(vm: Vm, kind: str, *flags: str) -> str:
     done = vm.deploy(kind, NO_SERVER_NAME, *flags)
     assert done.returncode == ExitCode.BAD_INPUT, done.stderr
     assert "Nothing was changed" in done.stderr
-    assert vm.tree(*lane.CONFIG_DIRS[kind]) == before
-    assert vm.is_active(lane.UNITS[kind]) == "active"
+    assert vm.state(kind) == (before, "active")
     return done.stderr
 
 
@@ -115,16 +122,18 @@ def test_node_without_npm_runs_as_an_enabled_unit_that_survives_restart_and_rebo
     assert "DynamicUser=yes" in show and "cap_net_bind_service" in show, show
     pid = vm.run(f"systemctl show -p MainPID --value {unit}").stdout.strip()
     assert vm.run(f"ps -o user= -p {shlex.quote(pid)}").stdout.strip() != "root"
-    vm.sudo(f"systemctl restart {unit}")
-    rig.wait_for("the node proxy after a restart", lambda: vm.is_active(unit) == "active",
-                 timeout=30, interval=0.5)
-    rig.wait_for("the node proxy to answer after a restart",
-                 lambda: vm.handshake()[0] == 200, timeout=30, interval=0.5)
+    with vm.clock.measure("wait", "node proxy: restart until it answers"):
+        vm.sudo(f"systemctl restart {unit}")
+        rig.wait_for("the node proxy after a restart", lambda: vm.is_active(unit) == "active",
+                     timeout=30, interval=0.5)
+        rig.wait_for("the node proxy to answer after a restart",
+                     lambda: vm.handshake()[0] == 200, timeout=30, interval=0.5)
     vm.timings["reboot"] = vm.reboot()
-    rig.wait_for("the node proxy after a reboot", lambda: vm.is_active(unit) == "active",
-                 timeout=60, interval=1.0)
-    rig.wait_for("the node proxy to answer after a reboot",
-                 lambda: vm.handshake()[0] == 200, timeout=60, interval=1.0)
+    with vm.clock.measure("wait", "node proxy: after the reboot until it answers"):
+        rig.wait_for("the node proxy after a reboot", lambda: vm.is_active(unit) == "active",
+                     timeout=60, interval=1.0)
+        rig.wait_for("the node proxy to answer after a reboot",
+                     lambda: vm.handshake()[0] == 200, timeout=60, interval=1.0)
     assert first["config_id"] in vm.sudo(f"cat {shlex.quote(str(first['dest']))}").stdout
     assert lane.websocket_roundtrip(vm) == {"from": "outside", "server": "vm-backend"}
 

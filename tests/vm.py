@@ -40,6 +40,7 @@ from typing import Any
 import paramiko
 
 from tests import rig
+from tests.vm_timing import Clock, process_cpu
 from wizard.errors import ExitCode
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -60,8 +61,17 @@ ADDRESSES = tuple(f"127.0.0.{n}" for n in range(2, 12))
 QEMU = "qemu-system-x86_64"
 # mitigations=off: a throwaway test guest; retpolines and buffer clearing cost every syscall
 # under TCG. show_status=auto: the console (a slow emulated UART) gets only failures and delays.
-KERNEL_ARGS = ("root=/dev/vda rw console=ttyS0 loglevel=3 mitigations=off "
-               "systemd.show_status=auto")
+# The rest, measured (tests/vm_timing.py, 2 boots each): sshd 22 -> 17 s after qemu starts, and
+# an idle guest burns 0.13 instead of 0.75 s of host CPU per 10 s: no audit records and no
+# lockup watchdogs; the GPT generator (it probes the disk at every daemon-reload), the gettys
+# and binfmt_misc are nothing a test uses.
+KERNEL_ARGS = " ".join((
+    "root=/dev/vda rw console=ttyS0 loglevel=3 mitigations=off systemd.show_status=auto",
+    "audit=0 nowatchdog systemd.gpt_auto=0",
+    *(f"systemd.mask={unit}" for unit in (
+        "serial-getty@ttyS0.service", "getty@tty1.service", "systemd-binfmt.service",
+        "proc-sys-fs-binfmt_misc.automount")),
+))
 BOOT_TIMEOUT = 240.0  # ~30-40 s to sshd under TCG when idle; the CI machine is shared
 BUILD_TIMEOUT = 1200.0
 
@@ -128,6 +138,10 @@ class Vm:
     qemu: rig.Daemon
     timings: dict[str, float] = field(default_factory=dict)
     _client: paramiko.SSHClient | None = None
+    clock: Clock = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.clock = Clock(self.qemu.pid)
 
     # -- reaching it -----------------------------------------------------------------------
 
@@ -186,10 +200,12 @@ class Vm:
     def run(self, command: str, *, timeout: float = 120.0, check: bool = True
             ) -> subprocess.CompletedProcess[str]:
         """`command` through the guest's shell as admin; raise on failure when `check`."""
-        _, stdout, stderr = self._ssh().exec_command(command, timeout=timeout)
-        out = stdout.read().decode(errors="replace")
-        err = stderr.read().decode(errors="replace")
-        done = subprocess.CompletedProcess(command, stdout.channel.recv_exit_status(), out, err)
+        with self.clock.measure("run", command):
+            _, stdout, stderr = self._ssh().exec_command(command, timeout=timeout)
+            out = stdout.read().decode(errors="replace")
+            err = stderr.read().decode(errors="replace")
+            status = stdout.channel.recv_exit_status()
+        done = subprocess.CompletedProcess(command, status, out, err)
         if check and done.returncode != 0:
             raise rig.RigError(f"VM: `{command}` exited {done.returncode}: {out}{err}")
         return done
@@ -206,12 +222,24 @@ class Vm:
     def tree(self, *dirs: str) -> dict[str, str]:
         """path -> "link TARGET" | "file MODE OWNER SHA256" | "dir MODE OWNER" for everything
         under `dirs` (absent dirs give nothing): equal trees mean byte-for-byte equal files."""
+        return self._tree(dirs)[0]
+
+    def state(self, kind: str) -> tuple[dict[str, str], str]:
+        """`kind`'s config tree (see tree) and its unit's `systemctl is-active`, in one round
+        trip: the checks compare both after every deploy (each command costs ~0.3 s of TCG)."""
+        return self._tree(CONFIG_DIRS[kind], UNITS[kind])
+
+    def _tree(self, dirs: tuple[str, ...], unit: str | None = None
+              ) -> tuple[dict[str, str], str]:
         quoted = " ".join(shlex.quote(d) for d in dirs)
-        # One round trip: the listing, a separator line, then every file's sha256.
-        listing, _, files = self.sudo(
+        active = f"; echo ==; systemctl is-active {shlex.quote(unit)}" if unit else ""
+        # One round trip: the listing, a separator line, every file's sha256, [the unit's state].
+        listing, _, rest = self.sudo(
             f"for d in {quoted}; do [ -e \"$d\" ] && find \"$d\" -printf '%y %m %u:%g %p\\t%l\\n'"
-            f"; done; echo ==; find {quoted} -type f -exec sha256sum {{}} + 2>/dev/null; true"
+            f"; done; echo ==; find {quoted} -type f -exec sha256sum {{}} + 2>/dev/null"
+            f"{active}; true"
         ).stdout.partition("==\n")
+        files, _, state = rest.partition("==\n")
         digest = {line[66:]: line[:64] for line in files.splitlines() if len(line) > 66}
         out: dict[str, str] = {}
         for line in listing.splitlines():
@@ -220,7 +248,7 @@ class Vm:
             out[path] = (f"link {target}" if kind == "l" else
                          f"file {mode} {owner} {digest.get(path, '?')}" if kind == "f" else
                          f"{kind} {mode} {owner}")
-        return out
+        return out, state.strip()
 
     def use_proxy(self, kind: str) -> None:
         """Make `kind`'s unit the one running on :80 (node: no other). Start/stop only:
@@ -254,6 +282,10 @@ class Vm:
         """Reboot the guest for real (same kernel; qemu stays); seconds until sshd is back.
         The forwarded port stays open on this side while the guest is down (qemu's slirp
         listens): a new boot shows as a new boot_id behind a working login."""
+        with self.clock.measure("reboot", "the guest, until sshd is back"):
+            return self._reboot(timeout)
+
+    def _reboot(self, timeout: float) -> float:
         started = time.monotonic()
         boot_id = "cat /proc/sys/kernel/random/boot_id"
         old = self.run(boot_id).stdout.strip()
@@ -280,8 +312,9 @@ class Vm:
         argv = [sys.executable, "-m", "wizard", *args, "--host", self.target,
                 "-i", str(self.image.key), "--known-hosts", str(self.known_hosts)]
         started = time.monotonic()
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=env,
-                              cwd=ROOT)
+        with self.clock.measure("sockwizard", " ".join(args)):
+            done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout,
+                                  env=env, cwd=ROOT)
         sys.stderr.write(f"[vm] sockwizard {' '.join(args)}: exit {done.returncode} in "
                          f"{time.monotonic() - started:.1f} s\n{done.stderr}")
         return done
@@ -309,10 +342,9 @@ class Vm:
         """Stop qemu (the overlay is thrown away, so no clean poweroff is needed) and remove
         the run's directory. Nothing of the VM is left running."""
         self.close_ssh()
-        with contextlib.suppress(OSError, IndexError, ValueError):  # CPU: load-independent
-            stat = Path(f"/proc/{self.qemu.pid}/stat").read_text().rsplit(")", 1)[1].split()
-            sys.stderr.write(f"[vm] qemu used {(int(stat[11]) + int(stat[12])) / 100:.1f} s "
-                             f"of CPU in {time.monotonic() - self.qemu.started_at:.1f} s\n")
+        # CPU: less load-dependent than wall time.
+        self.clock.report_line(f"[vm] qemu used {process_cpu(self.qemu.pid):.1f} s of CPU in "
+                               f"{time.monotonic() - self.qemu.started_at:.1f} s")
         self.qemu.stop(timeout=10.0)
         shutil.rmtree(self.workdir, ignore_errors=True)
 
@@ -361,12 +393,18 @@ def boot() -> Vm:
     vm.known_hosts.write_text(f"{address} {image.host_key_line}\n")
     try:
         vm.wait_ssh()
+        # sudo's syslog line costs the guest ~0.2 s of TCG per sudo (journald takes it; measured
+        # 1.10-1.37 -> 0.94-1.15 s of qemu CPU for `sudo true`), and the lane runs hundreds.
+        # Here, not in scripts/vm-image: a change there rebuilds every machine's image.
+        vm.sudo("echo 'Defaults !syslog' >/etc/sudoers.d/zz-vm-lane && "
+                "chmod 0440 /etc/sudoers.d/zz-vm-lane")
     except BaseException:
         vm.shutdown()
         raise
     vm.timings = {"build": build_seconds, "boot": time.monotonic() - started}
-    sys.stderr.write(f"[vm] image {image.dir.name}: build {build_seconds:.1f} s; boot to sshd "
-                     f"{vm.timings['boot']:.1f} s on {address}\n")
+    vm.clock.report_line(f"[vm] image {image.dir.name}: build {build_seconds:.1f} s; boot to "
+                         f"sshd {vm.timings['boot']:.1f} s (qemu CPU "
+                         f"{process_cpu(qemu.pid):.1f} s) on {address}")
     return vm
 
 
@@ -436,8 +474,7 @@ def check_deploy_serves_and_is_idempotent(vm: Vm, kind: str, *flags: str) -> dic
     assert (second["exit_code"], second["outcome"]) == (ExitCode.OK, "unchanged"), \
         second["stderr"]
     assert second["config_id"] == first["config_id"]
-    assert vm.tree(*CONFIG_DIRS[kind]) == before
-    assert vm.is_active(UNITS[kind]) == "active"
+    assert vm.state(kind) == (before, "active")
     return first
 
 
@@ -452,8 +489,7 @@ def check_dead_backend_restores_everything(vm: Vm, kind: str, *flags: str) -> di
         report = deploy_report(vm, kind, "--read-timeout", "61", *flags)
         assert (report["exit_code"], report["outcome"], report["failed_step"]) == \
             (ExitCode.PROBE_ROLLED_BACK, "rolled back", "probe"), report["stderr"]
-        assert vm.tree(*CONFIG_DIRS[kind]) == before
-        assert vm.is_active(UNITS[kind]) == "active"
+        assert vm.state(kind) == (before, "active")
     return report
 
 
@@ -479,8 +515,7 @@ def check_history_and_rollback_to(vm: Vm, kind: str, first: dict[str, Any], *fla
     assert any(e["outcome"] == "rolled back" for e in deploys), entries  # the dead backend
     done = vm.sockwizard("rollback", "--to", mine[0]["id"])
     assert done.returncode == ExitCode.OK, done.stderr
-    assert vm.tree(*CONFIG_DIRS[kind]) == as_first
-    assert vm.is_active(UNITS[kind]) == "active"
+    assert vm.state(kind) == (as_first, "active")
     status, body = vm.handshake()
     assert status == 200 and '"sid"' in body, (status, body)
     return entries
