@@ -315,8 +315,13 @@ def test_no_rollback_keeps_the_failing_config(make_site: Callable[..., Site]) ->
 # --------------------------------------------------------------------------------------------
 
 
-def test_connection_cut_during_upload_leaves_the_config_whole(make_site: Callable[..., Site]
-                                                             ) -> None:
+def test_connection_cut_during_upload_leaves_the_config_whole(
+        make_site: Callable[..., Site], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The activation on a channel opened for it (no fresh spare): a cut before it is known
+    not to have run it (NotStarted), and the report says nothing changed."""
+    from wizard.remote.ssh import remote as ssh_remote
+
+    monkeypatch.setattr(ssh_remote, "FRESH_CHANNEL_S", 0.0)
     site = make_site(ProxyKind.NGINX)
     before = site.config()
     killed: list[int] = []
@@ -330,6 +335,31 @@ def test_connection_cut_during_upload_leaves_the_config_whole(make_site: Callabl
     assert (result.outcome, result.exit_code) == (Outcome.FAILED, ExitCode.CONNECTION)
     assert result.failed_step is Step.UPLOAD
     assert "was not changed" in result.title and "run the" in result.hint.lower()
+    assert site.config() == before
+    site.assert_serving()
+
+
+def test_connection_cut_as_the_activation_leaves_on_a_fresh_spare(
+        make_site: Callable[..., Site]) -> None:
+    """On the spare channel (confirmed within FRESH_CHANNEL_S: no round trip for an open) the
+    exec request may reach sshd before the cut does, so the script may run: the report is then
+    the reconnect and the byte-for-byte restore; else nothing changed. Either way the config
+    is whole and the report says which."""
+    site = make_site(ProxyKind.NGINX)
+    before = site.config()
+    killed: list[int] = []
+
+    def cut(event: DeployEvent) -> None:
+        if isinstance(event, StepStarted) and event.step is Step.UPLOAD:
+            killed.extend(site.sshd.kill_session_children())
+
+    result = site.deploy(replace(site.spec, read_timeout=90), on_event=cut)
+    assert killed, "no SSH session to cut"
+    assert result.exit_code == ExitCode.CONNECTION, result.message()
+    if result.outcome is Outcome.ROLLED_BACK:
+        assert "restored byte for byte" in result.title
+    else:
+        assert result.outcome is Outcome.FAILED and "was not changed" in result.title
     assert site.config() == before
     site.assert_serving()
 

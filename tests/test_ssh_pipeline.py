@@ -280,3 +280,27 @@ def test_an_early_channel_sshd_never_answers_costs_the_first_command_a_bounded_w
         assert remote.run("id -un").stdout.strip() == DEPLOY
         waited = time.monotonic() - started
     assert waited < 10, waited  # without the bound: the 60 s I/O timeout
+
+
+@pytest.mark.needs_root
+def test_a_command_on_stdin_takes_the_spare_only_when_it_is_fresh(
+        sshd: rig.SshdInstance, relay: TurnRelay, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The activation (a command fed on stdin) runs on the spare channel when sshd confirmed it
+    within FRESH_CHANNEL_S (no round trip for an open), else on a channel opened for it — the
+    link then known alive just before (a failure to open: NotStarted, nothing ran)."""
+    from wizard.remote.ssh import remote as ssh_remote
+
+    with count_channels() as counter, connect(sshd, relay, tmp_path, DEPLOY) as remote:
+        assert remote.run("cat", input="fresh").stdout == "fresh"  # the early channel
+        first = len(counter.channels)
+        monkeypatch.setattr(ssh_remote, "FRESH_CHANNEL_S", 0.0)
+        remote.run("true")  # leaves a spare opened while it ran
+        time.sleep(0.05)
+        opened = len(counter.channels)
+        assert remote.run("cat", input="stale").stdout == "stale"
+        # The stale spare was left for later: a channel was opened for the stdin command.
+        assert len(counter.channels) == opened + 1
+    # The first ran in the channel opened in the auth flight; the one opened was the next
+    # spare (a channel of its own would make it two).
+    assert first == 1, counter.channels

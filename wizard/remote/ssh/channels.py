@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import time
 from collections.abc import Callable
 from typing import Any, cast
 
@@ -62,6 +63,7 @@ class _Opening:
         self.lock = threading.Lock()
         self.chan: paramiko.Channel | None = None
         self.abandoned = False
+        self.confirmed_at = 0.0  # time.monotonic() when sshd's confirmation was seen
 
 
 class SpareChannel:
@@ -92,6 +94,7 @@ class SpareChannel:
                     chan.close()
                 chan = None
             opening.chan = chan
+            opening.confirmed_at = time.monotonic()
             opening.done.set()
 
     def _open_session(self, timeout: float) -> paramiko.Channel:
@@ -110,6 +113,21 @@ class SpareChannel:
             chan = opening.chan
         if chan is None or chan.closed or not chan.active:
             return None
+        return chan
+
+    def take_fresh(self, max_age: float) -> paramiko.Channel | None:
+        """The spare channel if sshd confirmed it at most ``max_age`` seconds ago (then it is
+        as good as one opened now: the link was alive that recently), waiting up to that long
+        for one on its way; else None, and the spare stays for a later command."""
+        opening = self._next
+        if opening is None or not opening.done.wait(max_age):
+            return None
+        with opening.lock:
+            chan = opening.chan
+        if (chan is None or chan.closed or not chan.active
+                or time.monotonic() - opening.confirmed_at > max_age):
+            return None
+        self._next = None
         return chan
 
     def close(self) -> None:

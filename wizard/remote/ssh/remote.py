@@ -41,6 +41,9 @@ _LOST_HINT = (
 
 
 EARLY_CHANNEL_WAIT_S = 5.0  # its confirmation follows USERAUTH_SUCCESS on the wire
+# How recent a spare channel's confirmation must be to carry a command fed on stdin: the link
+# was alive then, so a failure to start is as rare as on a channel opened now.
+FRESH_CHANNEL_S = 0.5
 
 class SshRemote(ShellRemote):
     """A host over one paramiko connection; build it with :meth:`connect`."""
@@ -195,8 +198,12 @@ class SshRemote(ShellRemote):
                 raise self._lost(op, EOFError("connection already closed"), started=False)
             wait = min(timeout, self._io_timeout)
             # A command fed on stdin (a deploy's activation) gets a channel confirmed just now:
-            # a link that died before it is then known not to have run it (NotStarted).
-            spare = self._spare.take(wait) if stdin is None else None
+            # a link that died before it is then known not to have run it (NotStarted). The
+            # spare qualifies when sshd confirmed it that recently (the early channel for a
+            # warm deploy's one command, the one opened during detect for the activation):
+            # a round trip saved; otherwise a fresh one is opened.
+            spare = (self._spare.take(wait) if stdin is None
+                     else self._spare.take_fresh(FRESH_CHANNEL_S))
             try:
                 chan = spare or self._transport.open_session(timeout=wait)
             except (paramiko.SSHException, EOFError, OSError) as exc:
