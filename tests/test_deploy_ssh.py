@@ -39,6 +39,7 @@ from wizard.deploy import (
     history,
 )
 from wizard.deploy.marker import stamp
+from wizard.deploy.vendor import node_modules
 from wizard.errors import ExitCode
 from wizard.model import Backend, DeploySpec, ProxyKind
 from wizard.probe import ProbeOptions, run_probe
@@ -133,8 +134,14 @@ def make_site(sshd: rig.SshdInstance, node_backend: Callable[..., rig.NodeBacken
             options["modules"] = ["mpm_event", "authz_core", *profile(kind).modules(spec)]
         inst = proxy_factory.from_site(kind, text, port=port, **options)
         if kind is ProxyKind.NODE:
-            # http-proxy is already on this "host" (else the deploy uploads its own copy)
-            (inst.prefix / "node_modules").symlink_to(rig.NODE_MODULES)
+            # http-proxy is already on this "host" (else the deploy uploads its own copy):
+            # sockwizard's vendored files in a real directory the deploy user can read. (A link
+            # to tests/node/node_modules is not: CI's checkout may sit in a 0700 mktemp dir,
+            # and every deploy then uploaded its copy through the link into the checkout.)
+            for rel, data in node_modules():
+                path = inst.prefix / "node_modules" / rel
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_bytes(data)
         inst.start()
         inst.allow_user(user)
         work = tmp_path / f"{kind.value}-work"
