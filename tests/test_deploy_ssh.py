@@ -322,6 +322,19 @@ def test_no_rollback_keeps_the_failing_config(make_site: Callable[..., Site]) ->
 # --------------------------------------------------------------------------------------------
 
 
+def deploy_cut_at_upload(site: Site) -> DeployResult:
+    """A changed deploy whose SSH connection is cut as the upload step starts."""
+    killed: list[int] = []
+
+    def cut(event: DeployEvent) -> None:
+        if isinstance(event, StepStarted) and event.step is Step.UPLOAD:
+            killed.extend(site.sshd.kill_session_children())
+
+    result = site.deploy(replace(site.spec, read_timeout=90), on_event=cut)
+    assert killed, "no SSH session to cut"
+    return result
+
+
 def test_connection_cut_during_upload_leaves_the_config_whole(
         make_site: Callable[..., Site], monkeypatch: pytest.MonkeyPatch) -> None:
     """The activation on a channel opened for it (no fresh spare): a cut before it is known
@@ -331,14 +344,7 @@ def test_connection_cut_during_upload_leaves_the_config_whole(
     monkeypatch.setattr(ssh_remote, "FRESH_CHANNEL_S", 0.0)
     site = make_site(ProxyKind.NGINX)
     before = site.config()
-    killed: list[int] = []
-
-    def cut(event: DeployEvent) -> None:
-        if isinstance(event, StepStarted) and event.step is Step.UPLOAD:
-            killed.extend(site.sshd.kill_session_children())
-
-    result = site.deploy(replace(site.spec, read_timeout=90), on_event=cut)
-    assert killed, "no SSH session to cut"
+    result = deploy_cut_at_upload(site)
     assert (result.outcome, result.exit_code) == (Outcome.FAILED, ExitCode.CONNECTION)
     assert result.failed_step is Step.UPLOAD
     assert "was not changed" in result.title and "run the" in result.hint.lower()
@@ -354,14 +360,7 @@ def test_connection_cut_as_the_activation_leaves_on_a_fresh_spare(
     is whole and the report says which."""
     site = make_site(ProxyKind.NGINX)
     before = site.config()
-    killed: list[int] = []
-
-    def cut(event: DeployEvent) -> None:
-        if isinstance(event, StepStarted) and event.step is Step.UPLOAD:
-            killed.extend(site.sshd.kill_session_children())
-
-    result = site.deploy(replace(site.spec, read_timeout=90), on_event=cut)
-    assert killed, "no SSH session to cut"
+    result = deploy_cut_at_upload(site)
     assert result.exit_code == ExitCode.CONNECTION, result.message()
     if result.outcome is Outcome.ROLLED_BACK:
         assert "restored byte for byte" in result.title
