@@ -29,6 +29,7 @@ from wizard.diagnose import run_diagnosis
 from wizard.findings import Finding
 from wizard.model import ProxyKind
 from wizard.probe import ProbeOptions, format_report, run_probe
+from wizard.probe.browser import SessionTry, form_finding
 from wizard.remote import LocalRemote
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
@@ -298,6 +299,15 @@ def test_firefox_connection_form_through_apache(cond: str, firefox_ok: bool,
     else:
         assert finding is not None and finding.severity == "error", format_report(report)
         assert "keep-alive, Upgrade" in finding.title and "[NC]" in finding.fix
+
+
+def test_form_is_not_blamed_when_the_plain_upgrade_lost_its_session() -> None:
+    """Behind a front tier with several egress addresses and an address hash, each upgrade
+    lands on a random backend: the Firefox try may be the lucky one. That is stickiness (the
+    sessions rule says so), not the Connection form (seen in CI)."""
+    lucky = SessionTry(None, True, upgraded=True)
+    assert form_finding(False, lucky) is not None  # without the sticky fault: the warning
+    assert form_finding(False, lucky, plain_unknown=True) is None
 
 
 # --------------------------------------------------------------------------- 8. front tiers

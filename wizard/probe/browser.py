@@ -145,13 +145,16 @@ FORM_FIX = (
     "`$http_connection`).")
 
 
-def form_finding(plain_ok: bool, firefox: SessionTry) -> Finding | None:
-    """Only one of the two ``Connection`` forms upgrades (pure)."""
+def form_finding(plain_ok: bool, firefox: SessionTry,
+                 plain_unknown: bool = False) -> Finding | None:
+    """Only one of the two ``Connection`` forms upgrades (pure). ``plain_unknown``: the plain
+    upgrade was refused with "Session ID unknown"."""
     if not firefox.opened or plain_ok == firefox.upgraded:
         return None
-    if firefox.upgrade is not None and is_unknown_session(firefox.upgrade):
-        # The upgrade reached another backend than its handshake: a stickiness fault (the
-        # sessions and config rules say so), not the Connection header's form.
+    if plain_unknown or (firefox.upgrade is not None and is_unknown_session(firefox.upgrade)):
+        # An upgrade reached another backend than its handshake: a stickiness fault (the
+        # sessions and config rules say so), not the Connection header's form; whichever
+        # form got through was lucky in the draw.
         return None
     if plain_ok:
         return Finding(
@@ -171,7 +174,7 @@ def form_finding(plain_ok: bool, firefox: SessionTry) -> Finding | None:
 
 def browser_stages(target: Target, path: str, headers: Sequence[tuple[str, str]],
                    timeout: float, insecure: bool, *, offers_websocket: bool,
-                   plain_ok: bool) -> list[tuple[Stage, Finding | None, SessionTry]]:
+                   plain_ok: bool, plain_unknown: bool = False) -> list[tuple[Stage, Finding | None, SessionTry]]:
     """The ``origin`` stage (unless the caller already sends an Origin) and, when the server
     offers the upgrade, the ``firefox`` stage: each a stage, maybe a finding, the raw try."""
     out: list[tuple[Stage, Finding | None, SessionTry]] = []
@@ -188,7 +191,7 @@ def browser_stages(target: Target, path: str, headers: Sequence[tuple[str, str]]
         started = time.perf_counter()
         tried = browser_session(target, path, headers, timeout, insecure, upgrade=True,
                                 upgrade_extra=(("Connection", FIREFOX_CONNECTION),))
-        finding = form_finding(plain_ok, tried)
+        finding = form_finding(plain_ok, tried, plain_unknown)
         out.append((_stage("firefox", tried.upgraded, started,
                            f"Connection: {FIREFOX_CONNECTION}: {tried.detail()}",
                            {"connection": FIREFOX_CONNECTION, **_statuses(tried)}),

@@ -18,6 +18,7 @@ import json
 import time
 from typing import TYPE_CHECKING, Any
 
+from wizard import findings as codes
 from wizard.probe import browser, classify
 from wizard.probe.report import Stage, response_data
 from wizard.probe.sio import SioOutcome, SioRequest, raw_connect, sio_probe_bounded
@@ -238,7 +239,8 @@ def browsers(run: Run) -> None:
     for stage, finding, _tried in browser.browser_stages(
             run.target, run.path, run.headers, run.options.timeout,
             run.options.insecure, offers_websocket="websocket" in handshake.upgrades,
-            plain_ok=run.websocket_ok):
+            plain_ok=run.websocket_ok,
+            plain_unknown=any(f.code == codes.NO_STICKY_SESSIONS for f in run.findings)):
         run.publish(stage)
         if finding is not None:
             run.findings.append(finding)
