@@ -174,7 +174,8 @@ def form_finding(plain_ok: bool, firefox: SessionTry,
 
 def browser_stages(target: Target, path: str, headers: Sequence[tuple[str, str]],
                    timeout: float, insecure: bool, *, offers_websocket: bool,
-                   plain_ok: bool, plain_unknown: bool = False) -> list[tuple[Stage, Finding | None, SessionTry]]:
+                   plain_ok: bool, plain_unknown: bool = False
+                   ) -> list[tuple[Stage, Finding | None, SessionTry]]:
     """The ``origin`` stage (unless the caller already sends an Origin) and, when the server
     offers the upgrade, the ``firefox`` stage: each a stage, maybe a finding, the raw try."""
     out: list[tuple[Stage, Finding | None, SessionTry]] = []

@@ -70,7 +70,9 @@ class Remote(Protocol):
         """Run ``command`` with ``sh``. Never raises for a non-zero exit; raises
         ConnectionFailed when the transport is lost, SudoPasswordRequired when sudo wants a
         password nobody gave, CommandTimedOut (a RemoteCommandFailed) when ``timeout`` runs
-        out: the command's whole process group is killed then, on the host, sudo or not."""
+        out: the command's whole process group is killed then, on the host, sudo or not.
+        ``input`` is the command's stdin; over SSH a small one travels inside the command line
+        (``wizard.remote.inline``): never a secret."""
         ...
 
     def read_file(self, path: str) -> bytes | None:

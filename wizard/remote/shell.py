@@ -33,6 +33,7 @@ from wizard.remote.base import (
     RawResult,
     temp_path_beside,
 )
+from wizard.remote.inline import FoldableInput
 from wizard.remote.sudo import (
     HOST_PROBE,
     HOST_PROBE_UNTRIED,
@@ -164,7 +165,9 @@ class ShellRemote(ClosesOnExit):
         self, command: str, *, sudo: bool = False, timeout: float = 60, input: str | None = None
     ) -> CommandResult:
         # surrogateescape: a file's bytes handed over as ``input`` arrive exactly as they were.
-        stdin = input.encode("utf-8", "surrogateescape") if input is not None else None
+        # Foldable: an SSH host may get it inside the command line (``wizard.remote.inline``).
+        stdin = (FoldableInput(input.encode("utf-8", "surrogateescape")) if input is not None
+                 else None)
         raw = self._run_raw(command, sudo=sudo, timeout=timeout, stdin=stdin)
         return CommandResult(
             command=command,

@@ -25,6 +25,7 @@ import paramiko
 from paramiko.sftp import CMD_EXTENDED
 
 from wizard.errors import ConnectionFailed, NotStarted, SockwizardError
+from wizard.remote import inline
 from wizard.remote.base import FileStat, RawResult, short_command
 from wizard.remote.shell import ShellRemote
 from wizard.remote.ssh import channels, internals
@@ -204,6 +205,9 @@ class SshRemote(ShellRemote):
             # a round trip saved; otherwise a fresh one is opened.
             spare = (self._spare.take(wait) if stdin is None
                      else self._spare.take_fresh(FRESH_CHANNEL_S))
+            folded = inline.fold(command, stdin)
+            if folded is not None:  # the bytes leave with the exec request
+                command, stdin = folded, None
             try:
                 chan = spare or self._transport.open_session(timeout=wait)
             except (paramiko.SSHException, EOFError, OSError) as exc:
