@@ -279,7 +279,8 @@ class Vm:
         return rig.engineio_handshake(f"http://{self.address}:80", headers={"Host": host})
 
     def reboot(self, timeout: float = BOOT_TIMEOUT) -> float:
-        """Reboot the guest for real (same kernel; qemu stays); seconds until sshd is back.
+        """Reboot the guest for real (same kernel; qemu stays), without the orderly stop of
+        every unit; seconds until sshd is back.
         The forwarded port stays open on this side while the guest is down (qemu's slirp
         listens): a new boot shows as a new boot_id behind a working login."""
         with self.clock.measure("reboot", "the guest, until sshd is back"):
@@ -290,7 +291,10 @@ class Vm:
         boot_id = "cat /proc/sys/kernel/random/boot_id"
         old = self.run(boot_id).stdout.strip()
         with contextlib.suppress(paramiko.SSHException, OSError, EOFError):  # it may drop us
-            self.run("sudo systemctl reboot", check=False, timeout=10)
+            # --force: no orderly stop of every unit (processes killed, filesystems unmounted
+            # or read-only, then the reboot): what the lane checks, that enabled units come
+            # back at boot, is the same; measured 32 instead of 43 s under TCG (load ~2).
+            self.run("sudo systemctl reboot --force", check=False, timeout=10)
         while True:
             self.wait_ssh(max(1.0, timeout - (time.monotonic() - started)))
             with contextlib.suppress(paramiko.SSHException, OSError, EOFError):
