@@ -63,7 +63,7 @@ class StepFinished:
         return {"step": self.step.value, "status": self.status,
                 "ms": round(self.seconds * 1000, 1), "detail": self.detail,
                 "output": self.output,
-                "resolution_ms": round(self.resolution * 1000, 3) if self.resolution else None,
+                "resolution_ms": round(self.resolution * 1000, 6) if self.resolution else None,
                 "wait_ms": round(self.wait * 1000, 1) if self.wait is not None else None}
 
     def coarse_time(self) -> str | None:
