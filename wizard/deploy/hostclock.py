@@ -6,13 +6,13 @@ back. So the script stamps each step's end (``mark``) and the parser (``Timeline
 every step its own host-side span, and the rest of the client's wait — the round trip, SSH
 starting the command, the wait for the answer — as what it is (issue #15 follow-up).
 
-The clock is picked once per run (``CLOCK_LINES``), the best one the shell can read without a
-process per mark (measured, bench/RESULTS.md "host clock"; CPU per mark on this machine's
-dash): ``$EPOCHREALTIME`` (bash, mksh, busybox ash: microseconds, ~5 µs), else
-``/proc/timer_list``'s "now at" (root, i.e. a sudo deploy: nanoseconds, ~20 µs), else
-``/proc/uptime`` (dash as a user: 10 ms steps, ~7 µs), else ``date +%s%N`` (a fork + exec,
-~1.1 ms, only where there is no /proc). ``@@sw clock KIND DIGITS`` says which, so a coarse
-clock's spans are reported with its resolution instead of as a false 0.0 ms.
+The clock is picked once per run (``CLOCK_LINES``): the best one the shell can read without a
+process per mark (bench/bench_hostclock.py; CPU per mark here, bench/RESULTS.md):
+``$EPOCHREALTIME`` (bash, mksh, busybox ash: µs, ~19 µs), else ``/proc/timer_list``'s "now
+at" (root, i.e. a sudo deploy under dash: ns, ~22 µs), else ``/proc/uptime`` (dash as a user:
+10 ms steps, ~9 µs), else ``date +%s%N`` (a fork + exec, ~1.3 ms: only where no /proc can be
+read). ``@@sw clock KIND DIGITS`` says which, so a coarse clock's spans are reported with
+its resolution (``StepFinished.resolution``) instead of as a false 0.0 ms.
 """
 
 from __future__ import annotations
