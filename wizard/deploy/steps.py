@@ -27,7 +27,7 @@ from wizard.deploy.backups import sha
 from wizard.deploy.companions import DISABLE_DEFAULT_SITE, EDIT_MAIN_CONFIG
 from wizard.deploy.context import ActivationFailed, Context, StepFailed, tail
 from wizard.deploy.detect import ALSO, HostTarget, detect, first_guess
-from wizard.deploy.events import Step, StepStarted
+from wizard.deploy.events import Step, StepStarted, StepStatus
 from wizard.deploy.marker import stamp
 from wizard.deploy.scripts import Activation, ActivationReport, parse_activation
 from wizard.deploy.settle import probe_markers, probe_summary, settle_on_probe
@@ -314,10 +314,7 @@ def activate(ctx: Context, tmp: str | None) -> None:
             ctx.record(Step.RENAME, "failed", total, "mv failed", output)
             raise StepFailed(Step.RENAME, failures.rename_failed(t.real_dest), output)
         case Activation.VALIDATED:
-            renamed(ctx, report)
-            ctx.emit(StepStarted(ctx.host, Step.VALIDATE, t.validate_cmd))
-            ctx.record(Step.VALIDATE, "ok", report.validate_s, t.validate_cmd, tail(output),
-                       resolution=tick)
+            renamed_and_checked(ctx, report, "ok", t.validate_cmd)
             ctx.notice(Step.VALIDATE, report.times.summary(), "info")
             ctx.reloaded = report.reload  # reported as its own step by ``reload``
         case Activation.REFUSED_UNTOUCHED:  # checked before the rename (a watched file)
@@ -327,27 +324,26 @@ def activate(ctx: Context, tmp: str | None) -> None:
             ctx.skip(Step.RENAME, f"the refused file was never put at {t.real_dest}")
             raise ActivationFailed(report.outcome, tail(output))
         case Activation.REFUSED_RESTORED | Activation.REFUSED_RESTORE_FAILED:
-            renamed(ctx, report)
-            ctx.emit(StepStarted(ctx.host, Step.VALIDATE, t.validate_cmd))
-            ctx.record(Step.VALIDATE, "failed", report.validate_s,
-                       "the checker refused the config", tail(output), resolution=tick)
+            renamed_and_checked(ctx, report, "failed", "the checker refused the config")
             raise ActivationFailed(report.outcome, tail(output))
         case Activation.UNKNOWN:  # sudo refused, the shell died: we cannot tell what happened
-            renamed(ctx, report)
-            ctx.emit(StepStarted(ctx.host, Step.VALIDATE, t.validate_cmd))
-            ctx.record(Step.VALIDATE, "failed", report.validate_s,
-                       f"exit {report.exit_status}", tail(output), resolution=tick)
+            renamed_and_checked(ctx, report, "failed", f"exit {report.exit_status}")
             raise ActivationFailed(report.outcome, tail(output))
         case Activation.UPLOAD_FAILED:  # without a streamed upload: not ours to answer
             ctx.record(Step.RENAME, "failed", total, f"exit {report.exit_status}", output)
             raise ActivationFailed(Activation.UNKNOWN, tail(output))
 
 
-def renamed(ctx: Context, report: ActivationReport) -> None:
-    """The rename as the host timed it; the rest of the wait for the script's answer (the
-    round trip, not the rename's) is reported beside it (``StepFinished.wait``)."""
-    ctx.record(Step.RENAME, "ok", report.rename_s, ctx.tgt.real_dest, "",
-               resolution=report.times.resolution, wait=report.times.wait)
+def renamed_and_checked(ctx: Context, report: ActivationReport, status: StepStatus,
+                        detail: str) -> None:
+    """The rename and the checker as the host timed them; the rest of the wait for the
+    script's answer (the round trip: no step's) goes beside the rename (``StepFinished.wait``)."""
+    t, tick = ctx.tgt, report.times.resolution
+    ctx.record(Step.RENAME, "ok", report.rename_s, t.real_dest, "", resolution=tick,
+               wait=report.times.wait)
+    ctx.emit(StepStarted(ctx.host, Step.VALIDATE, t.validate_cmd))
+    ctx.record(Step.VALIDATE, status, report.validate_s, detail, tail(report.output),
+               resolution=tick)
 
 
 # -- live: reload, settle, probe -------------------------------------------------------------
