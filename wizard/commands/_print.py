@@ -61,7 +61,8 @@ class Progress:
 
         prefix = f"{self.names.get(event.host, event.host)}  " if self.show_host else ""
         if isinstance(event, StepFinished):
-            ms = f"{event.seconds * 1000:8.1f} ms" if event.status != "skipped" else " " * 11
+            ms = (" " * 11 if event.status == "skipped" else
+                  f"{event.coarse_time() or f'{event.seconds * 1000:.1f} ms':>11}")
             detail = event.detail.splitlines()[0] if event.detail else ""
             line = f"{prefix}{event.step.value:<10} {self.MARK[event.status]:<4} {ms}  {detail}"
             print(line.rstrip(), file=self.stream, flush=True)

@@ -10,6 +10,7 @@ The package follows the transaction (see ``transaction``'s docstring for the dec
     marker    the X-Sockwizard-Config id stamped into every config
     hoststate the lock, the journal, the temp dir, the destination check (host scripts)
     scripts   backup / activation / restore scripts; Activation, the typed script outcome
+    hostclock the scripts' step marks: the host's best clock, each step's own span, the wait
     readback  a file's bytes framed in a script's output (the lock step reads the target)
     bundle    many files in one command (a tar on stdin): the node proxy's vendored files
     history   the host's deploy history (index.jsonl): records, what a rollback may restore

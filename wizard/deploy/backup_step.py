@@ -42,7 +42,8 @@ def backed_up(ctx: Context, report: ActivationReport, first: Step) -> None:
         ctx.changed, ctx.backup = False, None
         title = (failures.backup_mismatch(t.real_dest) if report.backup_fault == "mismatch"
                  else failures.backup_failed(t.real_dest, ctx.host))
-        ctx.record(Step.BACKUP, "failed", report.backup_s, title, report.output)
+        ctx.record(Step.BACKUP, "failed", report.backup_s, title, report.output,
+                   resolution=report.times.resolution)
         ctx.record(first, "skipped", 0.0, "the backup failed: nothing was changed", "")
         raise StepFailed(Step.BACKUP, title, report.output)
     if report.backup_sums != want:
@@ -54,4 +55,5 @@ def backed_up(ctx: Context, report: ActivationReport, first: Step) -> None:
         return
     ctx.record(Step.BACKUP, "ok", report.backup_s,
                f"{backup} (+ local {ctx.local_backup})" if backup
-               else f"no current file; local note {ctx.local_backup}", "")
+               else f"no current file; local note {ctx.local_backup}", "",
+               resolution=report.times.resolution)

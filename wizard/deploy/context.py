@@ -71,6 +71,9 @@ class Running:
     detail: str = ""
     output: str = ""
     status: StepStatus = "ok"
+    # Set when the host timed the step (the activation's reload): its span and clock step.
+    seconds: float | None = None
+    resolution: float = 0.0
 
 
 def tail(text: str, lines: int = 40) -> str:
@@ -182,11 +185,13 @@ class Context:
             self.record(step, "failed", time.monotonic() - t0, f"{type(exc).__name__}: {exc}",
                         "")
             raise
-        self.record(step, state.status, time.monotonic() - t0, state.detail, state.output)
+        seconds = time.monotonic() - t0 if state.seconds is None else state.seconds
+        self.record(step, state.status, seconds, state.detail, state.output,
+                    resolution=state.resolution)
 
     def record(self, step: Step, status: StepStatus, seconds: float, detail: str,
-               output: str) -> None:
-        done = StepFinished(self.host, step, status, seconds, detail, output)
+               output: str, *, resolution: float = 0.0, wait: float | None = None) -> None:
+        done = StepFinished(self.host, step, status, seconds, detail, output, resolution, wait)
         self.steps.append(done)
         self.emit(done)
 

@@ -24,6 +24,7 @@ from typing import Any
 
 from wizard.deploy import history, hoststate
 from wizard.deploy.history import INDEX_NAME
+from wizard.deploy.hostclock import CLOCK_LINES, UNTIMED, Timeline, mark
 from wizard.remote import guarded
 
 
@@ -73,6 +74,9 @@ class ActivationReport:
     # The lock step (``LockStep``): who holds it (LOCK_HELD), or whose stale one was taken.
     lock_holder: str = ""
     lock_stale: bool = False
+    # The marks the times come from: the clock's resolution, the lock's span (``locked``),
+    # the script's whole host-side span and the rest of the wait (``hostclock.Timeline``).
+    times: Timeline = UNTIMED
 
 
 @dataclass(frozen=True)
@@ -83,73 +87,34 @@ class Reload:
     exit_status: int
     seconds: float
     output: str
+    resolution: float = 0.0  # the host clock's step that timed it (``hostclock.Timeline``)
 
     @property
     def hung(self) -> bool:
         return self.exit_status in (124, 128 + 9)  # GNU timeout: TERM'd, or KILLed with itself
 
 
-# Sets $swt to a clock in nanoseconds for the step marks (only differences are used), without a
-# process (``date`` cost ~1 ms each, issue #15 item 4): bash's $EPOCHREALTIME (microseconds),
-# else /proc/uptime (dash: centiseconds), else ``date``.
-_CLOCK_FN = ('swclock() { case "${EPOCHREALTIME-}" in ""|*[!0-9.,]*) swt=; '
-             'read -r swt _ 2>/dev/null </proc/uptime; case "$swt" in *[!0-9.]*) '
-             'swt=$(date +%s%N) ;; [0-9]*.[0-9][0-9]) swt=${swt%.*}${swt#*.}0000000 ;; '
-             '*) swt=$(date +%s%N) ;; esac ;; '
-             '*) swt=${EPOCHREALTIME%[.,]*}${EPOCHREALTIME#*[.,]}000 ;; esac; }')
-
-
-def mark(name: str, status: str = "") -> str:
-    """Shell that prints the step mark ``@@sw NAME [STATUS] NS`` (``parse_activation``)."""
-    return f'swclock; echo "@@sw {name} {status + " " if status else ""}$swt"'
-
-
 def parse_activation(exit_status: int, stdout: str, stderr: str,
                      total: float) -> ActivationReport:
+    """The activation script's answer; ``total``: the client's seconds waiting for it. Each
+    step's time is its own host-side span (``hostclock.Timeline``), the rest ``wait_s``."""
     stdout, reloaded, reload_out = stdout.partition("\n@@sw reloaded ")
-    marks = dict(re.findall(r"^@@sw (start|uploaded|backedup|checking|renamed|validated)(?: \d+)? "
-                            r"(\d{6,})$", stdout, re.M))
+    head = re.match(r"(-?\d{1,4}) (\d{1,20})\n", reload_out) if reloaded else None
+    times = Timeline.parse(stdout + (f"\n@@sw reloaded {head.group(0)}" if head else ""), total)
     output = re.sub(r"^@@sw .*\n?", "", stdout, flags=re.M) + stderr
-    upload_s = _span(marks, "start", "uploaded")
-    backup_s = _span(marks, "uploaded" if "uploaded" in marks else "start", "backedup")
-    reload = None
-    head = re.match(r"(\d+) (\d{6,})\n", reload_out) if reloaded else None
-    if head is not None:
-        marks["reloaded"] = head.group(2)
-        reload = Reload(int(head.group(1)), _span(marks, "validated", "reloaded"),
-                        reload_out[head.end():])
-    reload_s = reload.seconds if reload is not None else 0.0
-    rename_s, validate_s = _split_time(marks, total - upload_s - backup_s - reload_s)
+    reload = None if head is None else Reload(int(head.group(1)), times.step("reloaded"),
+                                              reload_out[head.end():], times.resolution)
     restored = re.search(r"^@@sw restored ([0-9a-f]{64}|absent|other)$", stdout, re.M)
     fault = re.search(r"^@@sw backup (failed|mismatch)$", stdout, re.M)
     holder = re.search(r"^@@sw (held|stale) (.*)$", stdout, re.M)
-    return ActivationReport(Activation.from_exit(exit_status), exit_status, rename_s,
-                            validate_s, output, upload_s, "uploaded" in marks, reload,
+    return ActivationReport(Activation.from_exit(exit_status), exit_status,
+                            times.step("renamed"), times.step("validated"), output,
+                            times.step("uploaded"), times.has("uploaded"), reload,
                             restored.group(1) if restored else None,
                             tuple(re.findall(r"^@@sw backup ([0-9a-f]{64})$", stdout, re.M)),
-                            fault.group(1) if fault else None, backup_s,
+                            fault.group(1) if fault else None, times.step("backedup"),
                             holder.group(2)[:400] if holder else "",
-                            holder is not None and holder.group(1) == "stale")
-
-
-def _span(marks: dict[str, str], first: str, then: str) -> float:
-    try:
-        return max(0.0, (int(marks[then]) - int(marks[first])) / 1e9)
-    except (KeyError, ValueError):
-        return 0.0
-
-
-def _split_time(marks: dict[str, str], total: float) -> tuple[float, float]:
-    """(rename, validate) seconds from the script's nanosecond stamps, else all to validate.
-    The checker ran between ``renamed`` and ``validated``, or (checked before the rename)
-    between ``checking`` and ``validated``."""
-    try:
-        start = int(marks["checking"] if "checking" in marks else marks["renamed"])
-        validated = int(marks["validated"])
-    except (KeyError, ValueError):
-        return 0.0, total
-    validate = max(0.0, (validated - start) / 1e9)
-    return max(0.0, total - validate), validate
+                            holder is not None and holder.group(1) == "stale", times)
 
 
 def restore_lines(dest: str, backup: str | None, disable_cmds: Sequence[str],
@@ -282,8 +247,12 @@ def activation_script(tmp: str | None, dest: str, backup: str | None, validate_c
     With ``lock`` (``LockStep``) the script first takes the destination's lock and checks the
     file is still the one read, before the upload: the run read it without a lock."""
     d = shlex.quote(dest)
+    # The clock first, to time the lock too — after the lock's first line ("lock=…"), which
+    # the script's second line has always been.
     guard: list[str] = [*lock_step_lines(lock, dest)] if lock is not None else []
-    guard.append(_CLOCK_FN)  # after the lock: the script still starts "trap …\nlock="
+    guard[1:1] = [*CLOCK_LINES, mark("begin")]
+    if lock is not None:
+        guard.append(mark("locked"))
     temps = [t for t in (tmp, *(c.tmp for c in companions)) if t is not None]
     t = f"rm -f -- {' '.join(shlex.quote(x) for x in temps)}; " if temps else ""
     if upload is not None and tmp is not None:

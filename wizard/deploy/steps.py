@@ -27,9 +27,9 @@ from wizard.deploy.backups import sha
 from wizard.deploy.companions import DISABLE_DEFAULT_SITE, EDIT_MAIN_CONFIG
 from wizard.deploy.context import ActivationFailed, Context, StepFailed, tail
 from wizard.deploy.detect import ALSO, HostTarget, detect, first_guess
-from wizard.deploy.events import Step, StepStarted
+from wizard.deploy.events import Step, StepStarted, StepStatus
 from wizard.deploy.marker import stamp
-from wizard.deploy.scripts import Activation, parse_activation
+from wizard.deploy.scripts import Activation, ActivationReport, parse_activation
 from wizard.deploy.settle import probe_markers, probe_summary, settle_on_probe
 from wizard.errors import (
     BadInput,
@@ -295,9 +295,10 @@ def activate(ctx: Context, tmp: str | None) -> None:
         ctx.record(Step.UPLOAD, "failed", total, "the bytes did not arrive whole", output)
         raise StepFailed(Step.UPLOAD, failures.upload_incomplete(tmp or "", ctx.host), output)
     backup_step.backed_up(ctx, report, first)
+    tick = report.times.resolution
     if streamed:
         ctx.record(Step.UPLOAD, "ok" if report.uploaded else "failed", report.upload_s,
-                   f"{tmp} ({len(ctx.new or b'')} bytes)", "")
+                   f"{tmp} ({len(ctx.new or b'')} bytes)", "", resolution=tick)
         ctx.current = Step.RENAME
         ctx.emit(StepStarted(ctx.host, Step.RENAME, f"rename over {t.real_dest}"))
     match report.outcome:
@@ -313,31 +314,36 @@ def activate(ctx: Context, tmp: str | None) -> None:
             ctx.record(Step.RENAME, "failed", total, "mv failed", output)
             raise StepFailed(Step.RENAME, failures.rename_failed(t.real_dest), output)
         case Activation.VALIDATED:
-            ctx.record(Step.RENAME, "ok", report.rename_s, t.real_dest, "")
-            ctx.emit(StepStarted(ctx.host, Step.VALIDATE, t.validate_cmd))
-            ctx.record(Step.VALIDATE, "ok", report.validate_s, t.validate_cmd, tail(output))
+            renamed_and_checked(ctx, report, "ok", t.validate_cmd)
+            ctx.notice(Step.VALIDATE, report.times.summary(), "info")
             ctx.reloaded = report.reload  # reported as its own step by ``reload``
         case Activation.REFUSED_UNTOUCHED:  # checked before the rename (a watched file)
             ctx.emit(StepStarted(ctx.host, Step.VALIDATE, t.precheck_cmd or t.validate_cmd))
             ctx.record(Step.VALIDATE, "failed", report.validate_s,
-                       "the checker refused the uploaded file", tail(output))
+                       "the checker refused the uploaded file", tail(output), resolution=tick)
             ctx.skip(Step.RENAME, f"the refused file was never put at {t.real_dest}")
             raise ActivationFailed(report.outcome, tail(output))
         case Activation.REFUSED_RESTORED | Activation.REFUSED_RESTORE_FAILED:
-            ctx.record(Step.RENAME, "ok", report.rename_s, t.real_dest, "")
-            ctx.emit(StepStarted(ctx.host, Step.VALIDATE, t.validate_cmd))
-            ctx.record(Step.VALIDATE, "failed", report.validate_s,
-                       "the checker refused the config", tail(output))
+            renamed_and_checked(ctx, report, "failed", "the checker refused the config")
             raise ActivationFailed(report.outcome, tail(output))
         case Activation.UNKNOWN:  # sudo refused, the shell died: we cannot tell what happened
-            ctx.record(Step.RENAME, "ok", report.rename_s, t.real_dest, "")
-            ctx.emit(StepStarted(ctx.host, Step.VALIDATE, t.validate_cmd))
-            ctx.record(Step.VALIDATE, "failed", report.validate_s,
-                       f"exit {report.exit_status}", tail(output))
+            renamed_and_checked(ctx, report, "failed", f"exit {report.exit_status}")
             raise ActivationFailed(report.outcome, tail(output))
         case Activation.UPLOAD_FAILED:  # without a streamed upload: not ours to answer
             ctx.record(Step.RENAME, "failed", total, f"exit {report.exit_status}", output)
             raise ActivationFailed(Activation.UNKNOWN, tail(output))
+
+
+def renamed_and_checked(ctx: Context, report: ActivationReport, status: StepStatus,
+                        detail: str) -> None:
+    """The rename and the checker as the host timed them; the rest of the wait for the
+    script's answer (the round trip: no step's) goes beside the rename (``StepFinished.wait``)."""
+    t, tick = ctx.tgt, report.times.resolution
+    ctx.record(Step.RENAME, "ok", report.rename_s, t.real_dest, "", resolution=tick,
+               wait=report.times.wait)
+    ctx.emit(StepStarted(ctx.host, Step.VALIDATE, t.validate_cmd))
+    ctx.record(Step.VALIDATE, status, report.validate_s, detail, tail(report.output),
+               resolution=tick)
 
 
 # -- live: reload, settle, probe -------------------------------------------------------------
@@ -363,7 +369,7 @@ def reload(ctx: Context) -> None:
             if done.exit_status != 0:
                 raise StepFailed(Step.RELOAD, failures.reload_exited(cmd, done.exit_status),
                                  s.output)
-            s.detail = cmd
+            s.detail, s.seconds, s.resolution = cmd, done.seconds, done.resolution
             return
         try:
             result = ctx.run(cmd, timeout=timeout)

@@ -89,7 +89,8 @@ class StepRow(Vertical):
         detail = event.detail or self.what
         self.query_one(".step-detail", Static).update(detail)
         if event.status != "skipped":
-            self.query_one(".step-time", Static).update(format_seconds(event.seconds))
+            self.query_one(".step-time", Static).update(event.coarse_time()
+                                                        or format_seconds(event.seconds))
         if event.status == "failed" and event.output.strip():
             self.mount(CodeView(event.output.rstrip(), "text", line_numbers=False,
                                 classes="step-output"))
