@@ -114,8 +114,8 @@ class Timeline:
                  f"of work on the host")
         if self.has("locked"):
             words += f" (the lock {_ms(self.between('begin', 'locked'))})"
-        words += (f", {_ms(self.wait)} the round trip and starting it (the connection, sudo, the shell) "
-                  "— not any step's")
+        words += (f", {_ms(self.wait)} the round trip and starting it (the connection, "
+                  "sudo, the shell) — not any step's")
         if self.resolution >= 0.001:
             words += (f"; the host's clock ({self.clock}) counts in "
                       f"{self.resolution * 1000:.0f} ms steps: its times are shown to that")

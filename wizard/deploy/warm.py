@@ -40,7 +40,7 @@ from wizard.deploy.context import Context
 from wizard.deploy.detect import ALSO, HostTarget, detect, first_script
 from wizard.deploy.readback import Readback
 from wizard.errors import NotStarted, SockwizardError
-from wizard.remote import CommandResult, Remote, guarded, path_problem, temp_path_beside
+from wizard.remote import CommandResult, Remote, guarded_var, path_problem, temp_path_beside
 
 CONFIRMED = "facts from the last deploy, confirmed by the host"
 COLD = ("The host is not as the last deploy left it (its facts, the file, a lock or a "
@@ -197,14 +197,15 @@ def command(ctx: Context, entry: Entry, tmp: str, also: str) -> str:
              f"[ ! -e {shlex.quote(hoststate.journal_path(backups, t.real_dest))} ] "
              f"{modules_check(t, entry)}|| exit {REFUSED}")
     inner = "\n".join([guard, f"echo {shlex.quote(MARK)}", plan.activation_cmd(ctx, tmp)])
-    q = shlex.quote(inner)
     if ctx.options.sudo:  # as the activation would run: root, or sudo -n under its timeout
-        sudo = f"LC_ALL=C sudo -n -- {guarded(inner, plan.activation_timeout(ctx))}"
-        privileged = (f'if [ "$(id -u)" -eq 0 ]; then sh -c {q}; elif LC_ALL=C sudo -n true '
+        # The script once, in a variable: either branch runs it (it was sent twice: 77 KB).
+        sudo = f"LC_ALL=C sudo -n -- {guarded_var('swi', plan.activation_timeout(ctx))}"
+        privileged = (f"swi={shlex.quote(inner)}\n"
+                      'if [ "$(id -u)" -eq 0 ]; then sh -c "$swi"; elif LC_ALL=C sudo -n true '
                       ">/dev/null 2>&1 && command -v timeout >/dev/null 2>&1; then "
                       f"{sudo}; else ( exit {REFUSED} ); fi")
     else:
-        privileged = f"sh -c {q}"
+        privileged = f"sh -c {shlex.quote(inner)}"
     fsum = hashlib.sha256(entry.facts.encode()).hexdigest()
     return "\n".join([
         f"facts=$(sh -c {shlex.quote(script)} </dev/null)",

@@ -54,7 +54,13 @@ from wizard.remote.sudo import (
     parse_timeout_probe,
     sudo_wrap,
 )
-from wizard.remote.timeouts import CLIENT_SLACK, ClientDeadline, CommandTimedOut, guarded
+from wizard.remote.timeouts import (
+    CLIENT_SLACK,
+    ClientDeadline,
+    CommandTimedOut,
+    guarded,
+    guarded_var,
+)
 
 if TYPE_CHECKING:
     from wizard.remote.ssh import (
@@ -116,6 +122,7 @@ __all__ = [
     "default_ssh_config",
     "fingerprint",
     "guarded",
+    "guarded_var",
     "host_address",
     "local_tcp_check",
     "local_user",

@@ -37,6 +37,14 @@ def guarded(command: str, timeout: float) -> str:
     return f"timeout -s KILL {max(timeout, 0.01):.3f} sh -c {shlex.quote(command)}"
 
 
+def guarded_var(name: str, timeout: float) -> str:
+    """:func:`guarded` for a script held in the shell variable ``name`` (sent once, run by
+    either of two branches)."""
+    if not name.isidentifier() or not name.isascii():
+        raise ValueError(f"not a shell variable name: {name!r}")
+    return f'timeout -s KILL {max(timeout, 0.01):.3f} sh -c "${name}"'
+
+
 
 class ClientDeadline(Exception):  # noqa: N818 - a signal between _exec and its caller
     """``_exec``'s own deadline passed. ``killed_here``: the client killed the process tree
