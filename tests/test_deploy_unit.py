@@ -676,13 +676,17 @@ def test_node_uploads_its_own_http_proxy_and_a_unit_or_needs_a_reload_command() 
     assert target.make_dir is not None
     assert "/opt/sockwizard/node_modules/http-proxy/lib/http-proxy/passes" in target.make_dir
     assert not any("npm" in c for c in target.prepare_cmds)
-    assert target.prepare_cmds == ("systemctl daemon-reload && systemctl enable sockwizard-proxy",)
+    assert target.prepare_cmds == ("systemctl enable sockwizard-proxy",)
     assert target.reload_cmd == "systemctl restart sockwizard-proxy"
     assert b'"http-proxy": "1.18.1"' in dict(target.extra_files)["/opt/sockwizard/package.json"]
     # A failed deploy takes away what it made: the unit (stopped first), then the directory.
     assert target.unprepare_stops_proxy
-    assert target.unprepare_cmds[0].startswith("systemctl disable -q --now sockwizard-proxy; "
-                                               "rm -f -- /etc/systemd/system/sockwizard-proxy")
+    # One manager reload each way: `enable` reloads by itself; `disable` is told not to, the
+    # reload comes once the unit file is gone.
+    assert target.unprepare_cmds[0].startswith(
+        "systemctl disable --no-reload -q --now sockwizard-proxy; "
+        "rm -f -- /etc/systemd/system/sockwizard-proxy")
+    assert target.unprepare_cmds[0].count("daemon-reload") == 1
     assert target.unprepare_cmds[1:] == ("rm -rf -- /opt/sockwizard",)
     present = resolve(spec, replace(with_systemd, node_has_http_proxy=True, unit_exists=True,
                                     dest_dir_exists=True),

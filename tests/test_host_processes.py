@@ -30,6 +30,7 @@ from tests import rig
 from tests.test_deploy_unit import OLD, SPEC, Host
 from wizard.deploy import Outcome, hoststate
 from wizard.deploy.detect import HELPERS, detect_script, parse_facts
+from wizard.deploy.gather import privileged_peek
 from wizard.deploy.scripts import (
     Activation,
     Backup,
@@ -144,6 +145,19 @@ def test_a_remote_runs_one_sudo_per_privileged_command(tmp_path: Path) -> None:
     finally:
         shutil.rmtree(repo, ignore_errors=True)
     assert out.split() == ["0", "nopasswd"]
+    assert programs.count("sudo") == 1, programs
+
+
+def test_the_peek_riding_on_detect_runs_sudo_once(tmp_path: Path) -> None:
+    """The read-only peek on the detect script goes through `sudo -n` once, no `sudo -n true`
+    first (each sudo is ~1 s under the VM lane's TCG); a user sudo refuses gets nothing on
+    stdout (the peek then runs apart, and says why) and the script goes on."""
+    peek = privileged_peek("echo peeked; id -u") + "\necho after"
+    out, programs, _ = traced(rig.DEPLOY_USER, "/bin/sh", peek, tmp_path)
+    assert out.split() == ["peeked", "0", "after"]
+    assert programs.count("sudo") == 1, programs
+    out, programs, _ = traced(rig.NOSUDO_USER, "/bin/sh", peek, tmp_path)
+    assert out.split() == ["after"]
     assert programs.count("sudo") == 1, programs
 
 
