@@ -502,11 +502,13 @@ def websocket_roundtrip(vm: Vm, host: str = SERVER_NAME) -> dict[str, Any]:
     return answer
 
 
-def check_deploy_serves_and_is_idempotent(vm: Vm, kind: str, *flags: str) -> dict[str, Any]:
+def check_deploy_serves_and_is_idempotent(vm: Vm, kind: str, *flags: str,
+                                          in_use: bool = False) -> dict[str, Any]:
     """Deploy `kind` (with `flags`) to the stock host: it is live, its unit active, Socket.IO
     works from outside over WebSocket; the same deploy again changes nothing. Returns the
-    first report."""
-    vm.use_proxy(kind)
+    first report. `in_use`: the caller made `kind` the running proxy just now (use_proxy)."""
+    if not in_use:
+        vm.use_proxy(kind)
     first = deploy_report(vm, kind, *flags)
     assert (first["exit_code"], first["outcome"]) == (ExitCode.OK, "deployed"), first["stderr"]
     assert first["probe"]["transport"] == "websocket", first["probe"]
