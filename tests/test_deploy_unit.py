@@ -20,8 +20,8 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Self
+from types import SimpleNamespace, TracebackType
+from typing import Any, Self, cast
 
 import pytest
 
@@ -38,7 +38,10 @@ from wizard.deploy import (
     StepFinished,
     activation_script,
     apply,
+    bundle,
+    plan,
 )
+from wizard.deploy.context import Context
 from wizard.deploy.detect import HostFacts, Overrides, parse_apache_modules, parse_facts, resolve
 from wizard.deploy.history import parse
 from wizard.deploy.marker import HEADER, existing_id, stamp
@@ -676,13 +679,22 @@ def test_node_uploads_its_own_http_proxy_and_a_unit_or_needs_a_reload_command() 
     assert target.make_dir is not None
     assert "/opt/sockwizard/node_modules/http-proxy/lib/http-proxy/passes" in target.make_dir
     assert not any("npm" in c for c in target.prepare_cmds)
-    assert target.prepare_cmds == ("systemctl daemon-reload && systemctl enable sockwizard-proxy",)
+    assert target.prepare_cmds == ("systemctl enable sockwizard-proxy",)
+    # The directories, the files (their tar on stdin) and the unit: ONE command, one sudo.
+    one = plan.prepare_cmd(cast(Context, SimpleNamespace(tgt=target)))
+    assert one is not None and one.startswith(target.make_dir + " &&\n(\n")
+    assert bundle.write_script(target.extra_files) in one
+    assert one.endswith(") &&\n{ systemctl enable sockwizard-proxy\n}")
     assert target.reload_cmd == "systemctl restart sockwizard-proxy"
     assert b'"http-proxy": "1.18.1"' in dict(target.extra_files)["/opt/sockwizard/package.json"]
     # A failed deploy takes away what it made: the unit (stopped first), then the directory.
     assert target.unprepare_stops_proxy
-    assert target.unprepare_cmds[0].startswith("systemctl disable -q --now sockwizard-proxy; "
-                                               "rm -f -- /etc/systemd/system/sockwizard-proxy")
+    # One manager reload each way: `enable` reloads by itself; `disable` is told not to, the
+    # reload comes once the unit file is gone.
+    assert target.unprepare_cmds[0].startswith(
+        "systemctl disable --no-reload -q --now sockwizard-proxy; "
+        "rm -f -- /etc/systemd/system/sockwizard-proxy")
+    assert target.unprepare_cmds[0].count("daemon-reload") == 1
     assert target.unprepare_cmds[1:] == ("rm -rf -- /opt/sockwizard",)
     present = resolve(spec, replace(with_systemd, node_has_http_proxy=True, unit_exists=True,
                                     dest_dir_exists=True),

@@ -28,8 +28,9 @@ import pytest
 
 from tests import rig
 from tests.test_deploy_unit import OLD, SPEC, Host
-from wizard.deploy import Outcome, hoststate
+from wizard.deploy import Outcome, bundle, hoststate
 from wizard.deploy.detect import HELPERS, detect_script, parse_facts
+from wizard.deploy.gather import privileged_peek
 from wizard.deploy.scripts import (
     Activation,
     Backup,
@@ -144,6 +145,19 @@ def test_a_remote_runs_one_sudo_per_privileged_command(tmp_path: Path) -> None:
     finally:
         shutil.rmtree(repo, ignore_errors=True)
     assert out.split() == ["0", "nopasswd"]
+    assert programs.count("sudo") == 1, programs
+
+
+def test_the_peek_riding_on_detect_runs_sudo_once(tmp_path: Path) -> None:
+    """The read-only peek on the detect script goes through `sudo -n` once, no `sudo -n true`
+    first (each sudo is ~1 s under the VM lane's TCG); a user sudo refuses gets nothing on
+    stdout (the peek then runs apart, and says why) and the script goes on."""
+    peek = privileged_peek("echo peeked; id -u") + "\necho after"
+    out, programs, _ = traced(rig.DEPLOY_USER, "/bin/sh", peek, tmp_path)
+    assert out.split() == ["peeked", "0", "after"]
+    assert programs.count("sudo") == 1, programs
+    out, programs, _ = traced(rig.NOSUDO_USER, "/bin/sh", peek, tmp_path)
+    assert out.split() == ["after"]
     assert programs.count("sudo") == 1, programs
 
 
@@ -326,3 +340,23 @@ def test_a_second_deploy_runs_few_programs_in_each_command(tmp_path: Path) -> No
     assert len(activation) == 1 and len(finish) == 1, [t[0][:80] for t in remote.traces]
     assert finish[0][1] == ["flock", "rm", "rm", "sh", "tail", "timeout"], finish[0][1]
     assert activation[0][1] == sorted([*ACTIVATION, "timeout", "sh"]), activation[0][1]
+
+
+def test_the_bundle_checks_every_file_at_once_and_writes_each_with_two_programs(
+        tmp_path: Path) -> None:
+    """The node proxy's ~20 vendored files (wizard.deploy.bundle): one `sha256sum -c` for all
+    of them, then `dd` (copy + fsync) and `mv` per file — it was ~8 processes per file
+    (`$(sha256sum | cut)`, `$(dirname)`, `$(basename)`, cp, sync, mv): ~7 s of a first node
+    deploy under the VM lane's TCG."""
+    site = rig.make_world_dir("sockwizard-bundle-")
+    user = pwd.getpwnam(rig.DEPLOY_USER)
+    os.chown(site, user.pw_uid, user.pw_gid)  # the deploy user writes there, as root would
+    try:
+        files = [(f"{site}/m{i}.js", f"module {i}\n".encode()) for i in range(5)]
+        _, programs, forks = traced(rig.DEPLOY_USER, "/bin/sh", bundle.write_script(files),
+                                    tmp_path, stdin=bundle.tar_stream(files))
+        assert [Path(p).read_bytes() for p, _ in files] == [data for _, data in files]
+    finally:
+        shutil.rmtree(site, ignore_errors=True)
+    assert programs == sorted(["mktemp", "tar", "sha256sum", "rm", *["dd", "mv"] * 5]), programs
+    assert forks <= 4 + 2 * 5, forks

@@ -20,7 +20,9 @@ import pytest
 
 from tests import rig
 from tests.test_debian_layouts_real import DebianHost, _need, _running, _start_namespaces
+from wizard.deploy.detect import HostFacts, detect_script, parse_facts
 from wizard.deploy.vendor import manifest, node_modules, node_unit
+from wizard.model import Backend, DeploySpec, ProxyKind
 
 ROOT = Path(__file__).resolve().parent.parent
 VENDOR = ROOT / "wizard" / "vendor" / "node"
@@ -96,3 +98,34 @@ def test_node_deploys_on_a_host_without_npm(tmp_path: Path, npm_ready: None) -> 
         assert json.loads(shipped.stdout)["version"] == manifest()["http-proxy"]["version"]
         probe = host.sockwizard("probe", "http://127.0.0.1/")
         assert probe.returncode == 0, probe.stdout + probe.stderr
+
+
+def test_detect_sees_the_vendored_copy_beside_the_proxy_without_starting_node(
+        tmp_path: Path) -> None:
+    """The detect script runs for real (sh on this machine) with a `node` that only logs that
+    it ran: sockwizard's copy beside proxy.js is seen by its files (node costs ~2 s on a slow
+    host, every node deploy); without that copy node itself is still asked."""
+    stub = tmp_path / "bin"
+    stub.mkdir()
+    ran = tmp_path / "node-ran"
+    (stub / "node").write_text(f"#!/bin/sh\necho \"$*\" >> {ran}\nexit 1\n")
+    (stub / "node").chmod(0o755)
+    dest = tmp_path / "app" / "proxy.js"
+    spec = DeploySpec(proxy=ProxyKind.NODE, backends=(Backend("127.0.0.1", 3000),))
+
+    def facts() -> HostFacts:
+        out = subprocess.run(["sh", "-c", detect_script(spec, str(dest), stock=False)],
+                             capture_output=True, text=True, timeout=30,
+                             env={"PATH": f"{stub}:/usr/bin:/bin"}, check=True).stdout
+        return parse_facts(out, str(dest))
+
+    dest.parent.mkdir()
+    assert not facts().node_has_http_proxy
+    assert "require.resolve" in ran.read_text()  # no copy here: node was asked (and said no)
+    ran.unlink()
+    for rel, data in node_modules():
+        path = dest.parent / "node_modules" / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    assert facts().node_has_http_proxy
+    assert "require.resolve" not in (ran.read_text() if ran.exists() else "")

@@ -38,9 +38,10 @@ def _timed(vm: Vm, request: pytest.FixtureRequest) -> Iterator[None]:
     vm.clock.report()
 
 
-def _full_cycle(vm: Vm, kind: str, *flags: str, dead_backend: bool = True
-                ) -> dict[str, object]:
-    first = lane.check_deploy_serves_and_is_idempotent(vm, kind, *flags)
+def _full_cycle(vm: Vm, kind: str, *flags: str, dead_backend: bool = True,
+                in_use: bool = False) -> dict[str, object]:
+    """`in_use`: the test made `kind` the running proxy just before (one round trip less)."""
+    first = lane.check_deploy_serves_and_is_idempotent(vm, kind, *flags, in_use=in_use)
     if dead_backend:
         lane.check_dead_backend_restores_everything(vm, kind, *flags)
     lane.check_history_and_rollback_to(vm, kind, first, *flags)
@@ -63,10 +64,14 @@ def _back_to_stock(vm: Vm, kind: str, dest: str, stock: dict[str, str]) -> None:
     assert active == "active"
 
 
-def _refused_before_any_change(vm: Vm, kind: str, *flags: str) -> str:
-    """A deploy that needs a stock-host flag it was not given: exit 2, nothing changed, the
-    unit still active. Returns stderr."""
-    before = vm.tree(*lane.CONFIG_DIRS[kind])
+def _stock(vm: Vm, kind: str) -> dict[str, str]:
+    """`kind` made the proxy running on :80, and its stock config tree: one round trip."""
+    return vm.tree(*lane.CONFIG_DIRS[kind], first=vm.use_proxy_cmd(kind))
+
+
+def _refused_before_any_change(vm: Vm, kind: str, before: dict[str, str], *flags: str) -> str:
+    """A deploy that needs a stock-host flag it was not given: exit 2, nothing changed
+    (`before`: the tree just now), the unit still active. Returns stderr."""
     done = vm.deploy(kind, NO_SERVER_NAME, *flags)
     assert done.returncode == ExitCode.BAD_INPUT, done.stderr
     assert "Nothing was changed" in done.stderr
@@ -80,24 +85,22 @@ def test_nginx_with_server_name(vm: Vm) -> None:
 
 def test_apache_without_server_name_disables_the_default_site_in_the_transaction(
         vm: Vm) -> None:
-    vm.use_proxy("apache")
-    stock = vm.tree(*lane.CONFIG_DIRS["apache"])
+    stock = _stock(vm, "apache")
     assert "/etc/apache2/sites-enabled/000-default.conf" in stock
-    err = _refused_before_any_change(vm, "apache")
+    err = _refused_before_any_change(vm, "apache", stock)
     assert DISABLE in err and "000-default.conf" in err
-    _full_cycle(vm, "apache", NO_SERVER_NAME, DISABLE)
+    _full_cycle(vm, "apache", NO_SERVER_NAME, DISABLE, in_use=True)
     assert "/etc/apache2/sites-enabled/000-default.conf" not in vm.tree("/etc/apache2")
 
 
 def test_caddy_on_the_stock_caddyfile_edits_it_only_when_asked(vm: Vm) -> None:
-    vm.use_proxy("caddy")
-    stock = vm.tree(*lane.CONFIG_DIRS["caddy"])
-    err = _refused_before_any_change(vm, "caddy")
+    stock = _stock(vm, "caddy")
+    err = _refused_before_any_change(vm, "caddy", stock)
     assert EDIT in err and "/etc/caddy/Caddyfile" in err and "import" in err
     # The stock :80 file_server still answers whatever the request names.
     status, _ = rig.http_get(f"http://{vm.address}:80", headers={"Host": "other.test"})
     assert status == 200
-    first = _full_cycle(vm, "caddy", NO_SERVER_NAME, EDIT, DISABLE)
+    first = _full_cycle(vm, "caddy", NO_SERVER_NAME, EDIT, DISABLE, in_use=True)
     caddyfile = vm.sudo("cat /etc/caddy/Caddyfile").stdout
     assert "import sites/" in caddyfile or "import /etc/caddy/sites/" in caddyfile, caddyfile
     _back_to_stock(vm, "caddy", str(first["dest"]), stock)
@@ -105,23 +108,25 @@ def test_caddy_on_the_stock_caddyfile_edits_it_only_when_asked(vm: Vm) -> None:
 
 def test_node_without_npm_runs_as_an_enabled_unit_that_survives_restart_and_reboot(
         vm: Vm) -> None:
-    vm.use_proxy("node")
     assert vm.run("command -v npm", check=False).returncode != 0, "the image must have no npm"
-    stock = vm.tree(*lane.CONFIG_DIRS["node"])
     # A first deploy that fails its probe leaves nothing it created (dir, modules, unit).
-    with vm.dead_backend():
+    with vm.dead_backend(*lane.CONFIG_DIRS["node"], first=vm.use_proxy_cmd("node")) as seen:
         report = lane.deploy_report(vm, "node")
         assert (report["exit_code"], report["outcome"]) == \
             (ExitCode.PROBE_ROLLED_BACK, "rolled back"), report["stderr"]
-    assert vm.tree(*lane.CONFIG_DIRS["node"]) == stock
+    assert seen.after[0] == seen.before  # the stock tree
     # (That was the dead backend of this test: the cycle need not pay for another one.)
-    first = _full_cycle(vm, "node", dead_backend=False)
+    first = _full_cycle(vm, "node", dead_backend=False, in_use=True)
     unit = lane.UNITS["node"]
-    assert vm.run(f"systemctl is-enabled {unit}", check=False).stdout.strip() == "enabled"
-    show = vm.run(f"systemctl show -p User -p DynamicUser -p AmbientCapabilities {unit}").stdout
+    # One round trip: enabled, how systemd runs it, and who its main process runs as.
+    enabled, show, user = vm.run(
+        f"systemctl is-enabled {unit}; echo ==; systemctl show -p User -p DynamicUser "
+        f"-p AmbientCapabilities {unit}; echo ==; "
+        f"ps -o user= -p \"$(systemctl show -p MainPID --value {unit})\"", check=False
+    ).stdout.split("==\n")
+    assert enabled.strip() == "enabled"
     assert "DynamicUser=yes" in show and "cap_net_bind_service" in show, show
-    pid = vm.run(f"systemctl show -p MainPID --value {unit}").stdout.strip()
-    assert vm.run(f"ps -o user= -p {shlex.quote(pid)}").stdout.strip() != "root"
+    assert user.strip() not in ("", "root"), user
     with vm.clock.measure("wait", "node proxy: restart until it answers"):
         vm.sudo(f"systemctl restart {unit}")
         rig.wait_for("the node proxy after a restart", lambda: vm.is_active(unit) == "active",
@@ -141,9 +146,7 @@ def test_node_without_npm_runs_as_an_enabled_unit_that_survives_restart_and_rebo
 def test_a_stopped_proxy_is_started_by_the_deploy(vm: Vm) -> None:
     """Installed but stopped (a fresh install with the unit disabled, or stopped by hand): the
     default reload is `systemctl reload-or-restart`, so the deploy starts it and probes it."""
-    vm.use_proxy("nginx")
-    vm.stop_proxies()
-    assert vm.is_active("nginx") != "active"
+    assert vm.stop_proxies(then="systemctl is-active nginx || true").strip() != "active"
     report = lane.deploy_report(vm, "nginx", "--read-timeout", "63")
     assert (report["exit_code"], report["outcome"]) == (ExitCode.OK, "deployed"), \
         report["stderr"]

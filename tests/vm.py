@@ -129,6 +129,15 @@ def _ports_free(address: str) -> bool:
 
 
 @dataclass
+class Seen:
+    """Vm.dead_backend's looks: the tree (and unit state) before the block, and after it."""
+
+    before: dict[str, str]
+    active: str
+    after: tuple[dict[str, str], str] = ({}, "")
+
+
+@dataclass
 class Vm:
     """One booted guest; see the module docstring."""
 
@@ -219,27 +228,41 @@ class Vm:
     def is_active(self, unit: str) -> str:
         return self.run(f"systemctl is-active {shlex.quote(unit)}", check=False).stdout.strip()
 
-    def tree(self, *dirs: str) -> dict[str, str]:
+    def tree(self, *dirs: str, first: str = "") -> dict[str, str]:
         """path -> "link TARGET" | "file MODE OWNER SHA256" | "dir MODE OWNER" for everything
-        under `dirs` (absent dirs give nothing): equal trees mean byte-for-byte equal files."""
-        return self._tree(dirs)[0]
+        under `dirs` (absent dirs give nothing): equal trees mean byte-for-byte equal files.
+        `first`: root's shell run before the listing, in the same round trip (must succeed)."""
+        return self._tree(dirs, first=first)[0]
 
-    def state(self, kind: str) -> tuple[dict[str, str], str]:
+    def state(self, kind: str, *, first: str = "") -> tuple[dict[str, str], str]:
         """`kind`'s config tree (see tree) and its unit's `systemctl is-active`, in one round
-        trip: the checks compare both after every deploy (each command costs ~0.3 s of TCG)."""
-        return self._tree(CONFIG_DIRS[kind], UNITS[kind])
+        trip: the checks compare both after every deploy (each guest command costs ~0.7 s of
+        TCG, sudo as much again)."""
+        tree, active, _ = self._tree(CONFIG_DIRS[kind], UNITS[kind], first=first)
+        return tree, active
 
-    def _tree(self, dirs: tuple[str, ...], unit: str | None = None
-              ) -> tuple[dict[str, str], str]:
+    def look(self, kind: str, path: str) -> tuple[dict[str, str], str, str]:
+        """state(kind) and the text of the file at `path`, in one round trip."""
+        tree, active, text = self._tree(CONFIG_DIRS[kind], UNITS[kind], read=path)
+        return tree, active, text
+
+    def _tree(self, dirs: tuple[str, ...], unit: str | None = None, *, first: str = "",
+              then: str = "", read: str = "") -> tuple[dict[str, str], str, str]:
+        """The tree, the unit's state and the file `read`, as root in one round trip; `first`
+        runs before (its failure raises), `then` after (the command's status is its)."""
         quoted = " ".join(shlex.quote(d) for d in dirs)
-        active = f"; echo ==; systemctl is-active {shlex.quote(unit)}" if unit else ""
-        # One round trip: the listing, a separator line, every file's sha256, [the unit's state].
+        active = f"systemctl is-active {shlex.quote(unit)}" if unit else "true"
+        # The listing, a separator line, every file's sha256, the unit's state, the file.
         listing, _, rest = self.sudo(
-            f"for d in {quoted}; do [ -e \"$d\" ] && find \"$d\" -printf '%y %m %u:%g %p\\t%l\\n'"
+            (f"{{ {first}\n}} || exit $?; " if first else "")
+            + f"for d in {quoted}; do [ -e \"$d\" ] && find \"$d\" -printf '%y %m %u:%g %p\\t%l\\n'"
             f"; done; echo ==; find {quoted} -type f -exec sha256sum {{}} + 2>/dev/null"
-            f"{active}; true"
+            f"; echo ==; {active}; echo =="
+            + (f"; cat -- {shlex.quote(read)}" if read else "")
+            + f"; {then or 'true'}"
         ).stdout.partition("==\n")
-        files, _, state = rest.partition("==\n")
+        files, _, rest = rest.partition("==\n")
+        state, _, text = rest.partition("==\n")
         digest = {line[66:]: line[:64] for line in files.splitlines() if len(line) > 66}
         out: dict[str, str] = {}
         for line in listing.splitlines():
@@ -248,31 +271,44 @@ class Vm:
             out[path] = (f"link {target}" if kind == "l" else
                          f"file {mode} {owner} {digest.get(path, '?')}" if kind == "f" else
                          f"{kind} {mode} {owner}")
-        return out, state.strip()
+        return out, state.strip(), text
+
+    @staticmethod
+    def use_proxy_cmd(kind: str) -> str:
+        """The shell of use_proxy, for a round trip that does more (tree(first=...))."""
+        others = " ".join(u for k, u in UNITS.items() if k != kind)
+        # The node unit exists only once a node deploy made it: stop what there is.
+        command = f"systemctl stop {others} 2>/dev/null; "
+        return command + (f"systemctl start {UNITS[kind]}" if kind in PROXY_UNITS else "true")
 
     def use_proxy(self, kind: str) -> None:
         """Make `kind`'s unit the one running on :80 (node: no other). Start/stop only:
         `systemctl enable` of these SysV-compatible units runs perl for ~12 s under TCG."""
-        others = " ".join(u for k, u in UNITS.items() if k != kind)
-        # The node unit exists only once a node deploy made it: stop what there is.
-        command = f"systemctl stop {others} 2>/dev/null; "
-        command += f"systemctl start {UNITS[kind]}" if kind in PROXY_UNITS else "true"
-        self.sudo(command)
+        self.sudo(self.use_proxy_cmd(kind))
 
-    def stop_proxies(self) -> None:
+    def stop_proxies(self, *, then: str = "true") -> str:
         """Every proxy unit stopped (installed, but nothing serves :80). The node unit exists
-        only once a node deploy made it (systemctl exits 5 for a unit it does not know)."""
-        self.sudo("systemctl stop " + " ".join(PROXY_UNITS.values())
-                  + f" && {{ systemctl stop {UNITS['node']} 2>/dev/null || true; }}")
+        only once a node deploy made it (systemctl exits 5 for a unit it does not know).
+        `then`: a look in the same round trip; returns its output."""
+        return self.sudo("systemctl stop " + " ".join(PROXY_UNITS.values())
+                         + f" && {{ systemctl stop {UNITS['node']} 2>/dev/null || true; }}"
+                         + f" && {then}").stdout
 
     @contextlib.contextmanager
-    def dead_backend(self) -> Iterator[None]:
-        """The Socket.IO unit stopped for the block (started again after it)."""
-        self.sudo(f"systemctl stop {BACKEND_UNIT}")
+    def dead_backend(self, *dirs: str, unit: str | None = None, first: str = ""
+                     ) -> Iterator[Seen]:
+        """The Socket.IO unit stopped for the block (started again after it). The round trips
+        that stop and start it also take the tree of `dirs` (and `unit`'s state): `.before`
+        (after `first`, e.g. use_proxy_cmd), `.after` (set once the block is left)."""
+        before, active, _ = self._tree(dirs, unit,
+                                       first=(f"{first} && " if first else "")
+                                       + f"systemctl stop {BACKEND_UNIT}")
+        seen = Seen(before, active)
         try:
-            yield
+            yield seen
         finally:
-            self.sudo(f"systemctl start {BACKEND_UNIT}")
+            tree, active, _ = self._tree(dirs, unit, then=f"systemctl start {BACKEND_UNIT}")
+            seen.after = (tree, active)
 
     def handshake(self, host: str = SERVER_NAME) -> tuple[int, str]:
         """The Engine.IO handshake from outside, through the forwarded port 80."""
@@ -413,6 +449,16 @@ def boot() -> Vm:
 # -- the checks every proxy's VM test makes (call them with the flags your feature adds) -------
 
 
+def unlike(got: tuple[dict[str, str], str], want: tuple[dict[str, str], str]) -> str:
+    """What differs between two (tree, unit state) looks: for an assertion's message."""
+    paths = sorted(p for p in got[0].keys() | want[0].keys() if got[0].get(p) != want[0].get(p))
+    return "; ".join([*(f"{p}: {want[0].get(p)} -> {got[0].get(p)}" for p in paths[:20]),
+                      *([f"unit: {want[1]} -> {got[1]}"] if got[1] != want[1] else [])])
+
+
+AS_DEPLOYED = "_tree"  # a first report's key: the config tree as that deploy left it
+
+
 def deploy_report(vm: Vm, kind: str, *flags: str) -> dict[str, Any]:
     """`vm.deploy(kind, *flags, "--json")`: the one host's report, plus "stderr"."""
     done = vm.deploy(kind, *flags, "--json")
@@ -456,26 +502,32 @@ def websocket_roundtrip(vm: Vm, host: str = SERVER_NAME) -> dict[str, Any]:
     return answer
 
 
-def check_deploy_serves_and_is_idempotent(vm: Vm, kind: str, *flags: str) -> dict[str, Any]:
+def check_deploy_serves_and_is_idempotent(vm: Vm, kind: str, *flags: str,
+                                          in_use: bool = False) -> dict[str, Any]:
     """Deploy `kind` (with `flags`) to the stock host: it is live, its unit active, Socket.IO
     works from outside over WebSocket; the same deploy again changes nothing. Returns the
-    first report."""
-    vm.use_proxy(kind)
+    first report. `in_use`: the caller made `kind` the running proxy just now (use_proxy)."""
+    if not in_use:
+        vm.use_proxy(kind)
     first = deploy_report(vm, kind, *flags)
     assert (first["exit_code"], first["outcome"]) == (ExitCode.OK, "deployed"), first["stderr"]
     assert first["probe"]["transport"] == "websocket", first["probe"]
-    assert first["config_id"] in vm.sudo(f"cat {shlex.quote(first['dest'])}").stdout
-    assert vm.is_active(UNITS[kind]) == "active"
+    # One round trip: the file, the unit, the tree the no-op must leave as it is (the probes
+    # from outside in between change no file).
+    before, active, text = vm.look(kind, first["dest"])
+    assert first["config_id"] in text
+    assert active == "active"
     status, body = vm.handshake()
     assert status == 200 and '"sid"' in body, (status, body)
     assert websocket_roundtrip(vm) == {"from": "outside", "server": "vm-backend"}
 
-    before = vm.tree(*CONFIG_DIRS[kind])
     second = deploy_report(vm, kind, *flags)
     assert (second["exit_code"], second["outcome"]) == (ExitCode.OK, "unchanged"), \
         second["stderr"]
     assert second["config_id"] == first["config_id"]
-    assert vm.state(kind) == (before, "active")
+    after = vm.state(kind)
+    assert after == (before, "active"), unlike(after, (before, "active"))
+    first[AS_DEPLOYED] = before
     return first
 
 
@@ -483,14 +535,14 @@ def check_dead_backend_restores_everything(vm: Vm, kind: str, *flags: str) -> di
     """With the backend unit stopped, a deploy of a changed config fails its probe and is
     rolled back: every file under the proxy's config dirs is as before, byte for byte, and
     its unit is still active. Returns the report."""
-    vm.use_proxy(kind)
-    before = vm.tree(*CONFIG_DIRS[kind])
-    with vm.dead_backend():
+    with vm.dead_backend(*CONFIG_DIRS[kind], unit=UNITS[kind],
+                         first=vm.use_proxy_cmd(kind)) as seen:
         # 61 s: not the default, so the config differs from any earlier deploy's.
         report = deploy_report(vm, kind, "--read-timeout", "61", *flags)
         assert (report["exit_code"], report["outcome"], report["failed_step"]) == \
             (ExitCode.PROBE_ROLLED_BACK, "rolled back", "probe"), report["stderr"]
-        assert vm.state(kind) == (before, "active")
+    # Taken as the backend is started again: the proxy's files and unit, not the backend's.
+    assert seen.after == (seen.before, "active")
     return report
 
 
@@ -500,7 +552,9 @@ def check_history_and_rollback_to(vm: Vm, kind: str, first: dict[str, Any], *fla
     `first`'s record in `sockwizard history --json` (failed/rolled-back runs marked as such),
     `rollback --to` it: every file is as `first` left it, byte for byte, served and active.
     Returns the history as it was before the rollback."""
-    as_first = vm.tree(*CONFIG_DIRS[kind])
+    # The tree check_deploy_serves_and_is_idempotent saw `first` leave (every check since
+    # asserted it unchanged), or a look now.
+    as_first = first.get(AS_DEPLOYED) or vm.tree(*CONFIG_DIRS[kind])
     second = deploy_report(vm, kind, "--read-timeout", "62", *flags)
     assert (second["exit_code"], second["outcome"]) == (ExitCode.OK, "deployed"), \
         second["stderr"]

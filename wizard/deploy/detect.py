@@ -163,8 +163,14 @@ def detect_script(spec: DeploySpec, dest: str, also: str = "", *, stock: bool = 
         lines.append(f"{{ {loaded}; }} && echo site_dir_loaded=1")
     lines += _default_site_lines(spec)
     if spec.proxy is ProxyKind.NODE:
-        lines.append(f"( cd {d} 2>/dev/null && node -e 'require.resolve(\"http-proxy\")' "
-                     ">/dev/null 2>&1 ) && echo node_has_http_proxy=1")
+        # The copy beside the proxy (sockwizard's own, wizard.deploy.vendor) is the first place
+        # require.resolve looks, and its index.js resolves: seen without starting node (~2 s
+        # on a slow host). Anywhere else (a global install), node itself is asked.
+        here = shlex.quote(posixpath.join(posixpath.dirname(dest) or "/", "node_modules",
+                                          "http-proxy"))
+        lines.append(f"{{ [ -f {here}/package.json ] && [ -f {here}/index.js ] || "
+                     f"( cd {d} 2>/dev/null && node -e 'require.resolve(\"http-proxy\")' "
+                     ">/dev/null 2>&1 ); } && echo node_has_http_proxy=1")
         lines.append(f"[ -f {NODE_UNIT} ] && echo unit=1")
     lines.append("echo @@version")
     # No `| head` (two processes): parse_facts keeps the first lines.
@@ -388,9 +394,13 @@ def resolve(spec: DeploySpec, facts: HostFacts, overrides: Overrides) -> HostTar
                 shlex.quote(d) for d in ([] if facts.dest_dir_exists else [directory]) + dirs)
         if overrides.reload_cmd is None and facts.systemd and not facts.unit_exists:
             extra.append((NODE_UNIT, node_unit(dest, facts.binaries.get("node")).encode()))
-            prepare.append("systemctl daemon-reload && systemctl enable sockwizard-proxy")
-            # A failed deploy leaves nothing it created: the unit stopped, disabled, gone.
-            unprepare.append(f"systemctl disable -q --now sockwizard-proxy; rm -f -- {NODE_UNIT}"
+            # `enable` reloads the manager by itself (no --no-reload): a daemon-reload before
+            # it would be a second one (~2.5 s each on a slow host, e.g. a VM under TCG).
+            prepare.append("systemctl enable sockwizard-proxy")
+            # A failed deploy leaves nothing it created: the unit stopped, disabled, gone. One
+            # reload, once the file is gone (`disable` would reload first by itself).
+            unprepare.append("systemctl disable --no-reload -q --now sockwizard-proxy; "
+                             f"rm -f -- {NODE_UNIT}"
                              " && systemctl daemon-reload && { systemctl reset-failed "
                              "sockwizard-proxy 2>/dev/null; true; }")
             stops = True

@@ -200,24 +200,22 @@ def read_and_diff(ctx: Context) -> None:
 
 def prepare(ctx: Context) -> None:
     t = ctx.tgt
-    if not (t.make_dir or t.extra_files or t.prepare_cmds):
+    command = plan.prepare_cmd(ctx)
+    if command is None:
         return
     with ctx.step(Step.PREPARE, "prepare the host") as s:
-        done = []
         # From here a failure undoes what prepare made (unprepare_cmds: the unit, the
         # directory), even when it stopped half way; the commands tolerate a partial run.
         ctx.prepared = True
-        if t.make_dir:
-            check(ctx, Step.PREPARE, t.make_dir)
-            done.append(t.make_dir)
-        if t.extra_files:  # all in one command (``bundle``), not a round trip per file
-            check(ctx, Step.PREPARE, plan.files_cmd(ctx),
-                  stdin=bundle.tar_stream(t.extra_files))
-            done.append(f"wrote {len(t.extra_files)} files ({t.extra_files[0][0]}, ...)")
-        for cmd in t.prepare_cmds:
-            check(ctx, Step.PREPARE, cmd)
-            done.append(cmd)
-        s.detail = "; ".join(done)
+        # One command (``plan.prepare_cmd``); the files travel as a tar on its stdin
+        # (``bundle``), not a round trip per file.
+        check(ctx, Step.PREPARE, command,
+              stdin=bundle.tar_stream(t.extra_files) if t.extra_files else None)
+        s.detail = "; ".join([
+            *([t.make_dir] if t.make_dir else []),
+            *([f"wrote {len(t.extra_files)} files ({t.extra_files[0][0]}, ...)"]
+              if t.extra_files else []),
+            *t.prepare_cmds])
 
 
 def check(ctx: Context, step: Step, cmd: str, *, stdin: bytes | None = None) -> str:
