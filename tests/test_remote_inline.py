@@ -6,10 +6,12 @@ from __future__ import annotations
 import hashlib
 import subprocess
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests import rig
+from wizard.errors import ConnectionFailed, RemoteCommandFailed
 from wizard.remote import SshRemote, SshTarget
 from wizard.remote.inline import FOLD_MAX_INPUT, FOLD_MAX_LINE, FoldableInput, fold
 
@@ -51,3 +53,24 @@ def test_over_ssh_input_arrives_whole_either_way(sshd: rig.SshdInstance) -> None
         assert got.exit_status == 0, got.stderr
         assert got.stdout.split()[0] == hashlib.sha256(data).hexdigest()
     remote.close()
+
+
+def test_a_host_that_floods_its_output_is_stopped_at_the_cap(
+        sshd: rig.SshdInstance, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every buffer a cap: a command's output is read up to MAX_OUTPUT, then the command
+    fails with words (not this machine's memory) and the connection is closed: the next
+    command is refused cleanly instead of racing the host's leftover output."""
+    from wizard.remote.ssh import remote as ssh_remote
+
+    monkeypatch.setattr(ssh_remote, "MAX_OUTPUT", 2**20)
+    remote = SshRemote.connect(
+        SshTarget(host=sshd.host, port=sshd.port, user=rig.DEPLOY_USER),
+        known_hosts=sshd.known_hosts, identity=sshd.client_key(rig.DEPLOY_USER))
+    try:
+        with pytest.raises(RemoteCommandFailed, match="more than 1 MiB"):
+            remote.run("head -c 50000000 /dev/zero", timeout=30)
+        assert not remote.active
+        with pytest.raises(ConnectionFailed, match="lost"):
+            remote.run("echo after")
+    finally:
+        remote.close()

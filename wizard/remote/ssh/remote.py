@@ -24,7 +24,7 @@ from typing import Any, cast
 import paramiko
 from paramiko.sftp import CMD_EXTENDED
 
-from wizard.errors import ConnectionFailed, NotStarted, SockwizardError
+from wizard.errors import ConnectionFailed, NotStarted, RemoteCommandFailed, SockwizardError
 from wizard.remote import inline
 from wizard.remote.base import FileStat, RawResult, short_command
 from wizard.remote.shell import ShellRemote
@@ -45,6 +45,8 @@ EARLY_CHANNEL_WAIT_S = 5.0  # its confirmation follows USERAUTH_SUCCESS on the w
 # How recent a spare channel's confirmation must be to carry a command fed on stdin: the link
 # was alive then, so a failure to start is as rare as on a channel opened now.
 FRESH_CHANNEL_S = 0.5
+# stdout + stderr of one command, read at most (a whole `nginx -T` of a big site is a few MB).
+MAX_OUTPUT = 64 * 2**20
 
 class SshRemote(ShellRemote):
     """A host over one paramiko connection; build it with :meth:`connect`."""
@@ -242,7 +244,10 @@ class SshRemote(ShellRemote):
         return RawResult(status, out, err, time.monotonic() - start)
 
     def _collect(self, chan: paramiko.Channel, deadline: float) -> tuple[bytes, bytes]:
-        """Read stdout and stderr until EOF, without letting either side's buffer stall."""
+        """Read stdout and stderr until EOF, without letting either side's buffer stall, and
+        at most ``MAX_OUTPUT`` bytes of both: a host that sends more (hostile, or a command
+        gone wrong) fails the command, and the connection is closed, instead of filling this
+        machine's memory."""
         out, err = bytearray(), bytearray()
         fd = chan.fileno()  # readable on stdout/stderr data, EOF and close
         while True:
@@ -250,6 +255,17 @@ class SshRemote(ShellRemote):
                 out += chan.recv(65536)
             while chan.recv_stderr_ready():
                 err += chan.recv_stderr(65536)
+            if len(out) + len(err) > MAX_OUTPUT:
+                # The whole connection goes: the host is still sending on this channel, and
+                # paramiko would give its number to the next channel before sshd's close
+                # came (seen: that next command found the connection dead, now and then).
+                self._transport.close()
+                raise RemoteCommandFailed(
+                    f"{self.name} sent more than {MAX_OUTPUT // 2**20} MiB of output for one "
+                    "command; sockwizard stopped reading it",
+                    "No command sockwizard runs prints that much: check what the host runs "
+                    "instead (a login script, a wrapper around sudo or the proxy's checker); "
+                    "the connection was closed.")
             if chan.eof_received or chan.closed:
                 if not (chan.recv_ready() or chan.recv_stderr_ready()):
                     return bytes(out), bytes(err)
