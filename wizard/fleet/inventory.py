@@ -65,7 +65,7 @@ class Inventory:
             if len(self.groups) >= MAX_GROUPS:
                 raise BadInput(f"Inventory {self.source} has more than {MAX_GROUPS} groups.",
                                _HINT)
-            if not _GROUP_RE.match(name):
+            if not _GROUP_RE.fullmatch(name):
                 raise BadInput(f"Inventory {self.source}: {name[:80]!r} is not a group name "
                                "(letters, digits, _ . -).", _HINT)
             self.groups[name] = Group(name)
@@ -281,7 +281,7 @@ def _value(text: str) -> Any:
 
 
 def _var_name(key: str, where: str) -> str:
-    if not _VAR_RE.match(key):
+    if not _VAR_RE.fullmatch(key):
         raise BadInput(f"Inventory {where}: {key[:80]!r} is not a variable name.",
                        "Variable names are letters, digits and _ (not starting with a digit).")
     return key
@@ -307,7 +307,7 @@ def expand_hosts(pattern: str, where: str) -> list[tuple[str, int | None]]:
             raise BadInput(f"Inventory {where}: {pattern[:80]!r} expands to more than "
                            f"{MAX_HOSTS} hosts.", _HINT)
     for n in names:
-        if not _HOST_RE.match(n) or "[" in n:
+        if not _HOST_RE.fullmatch(n) or "[" in n:
             raise BadInput(f"Inventory {where}: {n[:80]!r} is not a host name.",
                            "Host names are letters, digits and . _ - (ranges as [01:20]).")
     return [(n, port) for n in names]

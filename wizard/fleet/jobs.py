@@ -81,12 +81,12 @@ def _target(host: str, variables: Mapping[str, Any], source: str) -> str:
     if variables.get("ansible_connection") == "local":
         return "local"
     address = _text(host, variables, "ansible_host", source, default=host)
-    if not _HOST_RE.match(address):
+    if not _HOST_RE.fullmatch(address):
         raise _bad(host, source, f"ansible_host {address[:80]!r} is not a host name or address")
     user = variables.get("ansible_user")
     if user is not None:
         user = _text(host, variables, "ansible_user", source)
-        if not _USER_RE.match(user):
+        if not _USER_RE.fullmatch(user):
             raise _bad(host, source, f"ansible_user {user[:40]!r} is not a login name")
     port = variables.get("ansible_port")
     if port is not None:

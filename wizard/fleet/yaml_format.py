@@ -100,7 +100,7 @@ def _mapping(value: Any, where: str, inv: Inventory) -> dict[str, Any]:
         raise BadInput(f"Inventory {where}: expected a mapping of variables, not "
                        f"{type(value).__name__}.", _HINT)
     for key in value:
-        if not isinstance(key, str) or not _VAR_RE.match(key):
+        if not isinstance(key, str) or not _VAR_RE.fullmatch(key):
             raise BadInput(f"Inventory {where}: {str(key)[:80]!r} is not a variable name.",
                            "Variable names are letters, digits and _.")
     return dict(value)

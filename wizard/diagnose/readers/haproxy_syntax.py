@@ -128,7 +128,7 @@ _UNIT = {"us": 1e-6, "ms": 1e-3, None: 1e-3, "s": 1, "m": 60, "h": 3600, "d": 86
 
 def seconds(text: str) -> float | None:
     """An HAProxy time ("50000" is milliseconds, "50s", "1m") in seconds; None if not one."""
-    m = _TIME.match(text.strip())
+    m = _TIME.fullmatch(text.strip())
     if m is None:
         return None
     return int(m.group(1)) * _UNIT[m.group(2)]

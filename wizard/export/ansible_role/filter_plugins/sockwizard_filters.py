@@ -47,7 +47,7 @@ def _match(rx: re.Pattern[str], what: str) -> Callable[[Any], Any]:
     def check(v: Any) -> Any:
         if v is None:
             return None
-        if not isinstance(v, str) or not rx.match(v):
+        if not isinstance(v, str) or not rx.fullmatch(v):
             raise ValueError(f"must be {what}")
         return v
     return check
@@ -58,7 +58,7 @@ def _backends(v: Any) -> list[str]:
     if not isinstance(items, list) or not items or len(items) > 64:
         raise ValueError("must be a list of 1-64 HOST:PORT strings")
     for item in items:
-        if not isinstance(item, str) or not _BACKEND.match(item):
+        if not isinstance(item, str) or not _BACKEND.fullmatch(item):
             raise ValueError(f"{str(item)[:60]!r} is not HOST:PORT")
         _port(item.rpartition(":")[2])
     return list(items)
