@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import subprocess
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -74,3 +75,47 @@ def test_a_host_that_floods_its_output_is_stopped_at_the_cap(
             remote.run("echo after")
     finally:
         remote.close()
+
+
+def test_a_file_too_large_to_be_a_config_is_refused_at_the_cap(
+        sshd: rig.SshdInstance, tmp_path_factory: pytest.TempPathFactory,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every buffer a cap, on both of ``read_file``'s ways: SFTP as the login user (a link to
+    /dev/zero never ends) and ``sudo head -c`` for a root-only file. The cap + 1 bytes are read,
+    never more; a file at the cap is read whole."""
+    from wizard.remote import shell
+
+    cap = 2**20
+    monkeypatch.setattr(shell, "MAX_FILE_BYTES", cap)
+    base = tmp_path_factory.mktemp("caps")
+    base.chmod(0o755)
+    (base / "zero.conf").symlink_to("/dev/zero")
+    root_only = base / "big.conf"
+    root_only.write_bytes(b"#" * (cap + 10))
+    root_only.chmod(0o600)
+    whole = base / "at-cap.conf"
+    whole.write_bytes(b"x" * cap)
+    remote = SshRemote.connect(
+        SshTarget(host=sshd.host, port=sshd.port, user=rig.DEPLOY_USER),
+        known_hosts=sshd.known_hosts, identity=sshd.client_key(rig.DEPLOY_USER))
+    try:
+        for path in (base / "zero.conf", root_only):
+            with pytest.raises(RemoteCommandFailed, match="larger than 1 MiB") as caught:
+                remote.read_file(str(path))
+            assert "device" in caught.value.hint
+        assert remote.read_file(str(whole)) == b"x" * cap
+        assert remote.read_file(str(base / "absent.conf")) is None
+        assert remote.run("echo still here").stdout.strip() == "still here"
+    finally:
+        remote.close()
+
+
+def test_the_local_host_reads_to_the_cap_too(tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    from wizard.remote import LocalRemote, shell
+
+    monkeypatch.setattr(shell, "MAX_FILE_BYTES", 2**20)
+    link = tmp_path / "zero.conf"
+    link.symlink_to("/dev/zero")
+    with pytest.raises(RemoteCommandFailed, match="larger than 1 MiB"):
+        LocalRemote().read_file(str(link))

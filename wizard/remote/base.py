@@ -166,6 +166,9 @@ def short_command(command: str, limit: int = 60) -> str:
 
 
 MAX_PATH_CHARS = 4096
+# What ``read_file`` reads at most. Proxy configs, backups and the history index are far smaller;
+# a host that points a config at /dev/zero or a huge file gets words, not this machine's memory.
+MAX_FILE_BYTES = 16 * 2**20
 
 
 def path_problem(path: str) -> str | None:

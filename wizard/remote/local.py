@@ -53,8 +53,9 @@ class LocalRemote(ShellRemote):
         status = proc.returncode if proc.returncode >= 0 else 128 - proc.returncode
         return RawResult(status, out, err, time.monotonic() - start)
 
-    def _d_read(self, path: str) -> bytes:
-        return Path(path).read_bytes()
+    def _d_read(self, path: str, limit: int) -> bytes:
+        with open(path, "rb") as f:
+            return f.read(limit)
 
     def _d_stat(self, path: str) -> FileStat:
         st = os.stat(path)

@@ -27,6 +27,7 @@ from abc import abstractmethod
 from wizard.errors import RemoteCommandFailed, SockwizardError, SudoPasswordRequired
 from wizard.remote.base import (
     DEFAULT_MODE,
+    MAX_FILE_BYTES,
     ClosesOnExit,
     CommandResult,
     FileStat,
@@ -88,7 +89,8 @@ class ShellRemote(ClosesOnExit):
         """Run a shell command line as the login user; raise ClientDeadline after ``timeout``."""
 
     @abstractmethod
-    def _d_read(self, path: str) -> bytes: ...
+    def _d_read(self, path: str, limit: int) -> bytes:
+        """At most ``limit`` bytes of the file (more than the caller keeps tells it is over)."""
 
     @abstractmethod
     def _d_stat(self, path: str) -> FileStat: ...
@@ -285,14 +287,23 @@ class ShellRemote(ClosesOnExit):
     # -- files -------------------------------------------------------------------------------
 
     def read_file(self, path: str) -> bytes | None:
+        # limit + 1 bytes at most, on either path: one byte over says "too large"
+        data: bytes | None
         try:
-            return self._d_read(path)
+            data = self._d_read(path, MAX_FILE_BYTES + 1)
         except FileNotFoundError:
             return None
         except PermissionError:
-            return self._sudo_output("-e", path, "cat", f"read {path}")
+            data = self._sudo_output("-e", path, f"head -c {MAX_FILE_BYTES + 1}", f"read {path}")
         except OSError as exc:
             raise self._fs_error(f"read {path}", exc) from exc
+        if data is not None and len(data) > MAX_FILE_BYTES:
+            raise RemoteCommandFailed(
+                f"{path} on {self.name} is larger than {MAX_FILE_BYTES // 2**20} MiB: not a "
+                "file sockwizard reads (a proxy config, a backup, its history)",
+                "Check the path, and whether it is a link to a device or a log; sockwizard "
+                "read no more of it.")
+        return data
 
     def stat(self, path: str) -> FileStat | None:
         try:

@@ -319,10 +319,10 @@ class SshRemote(ShellRemote):
                 self._sftp = sftp
         return self._sftp
 
-    def _d_read(self, path: str) -> bytes:
+    def _d_read(self, path: str, limit: int) -> bytes:
         sftp = self._sftp_client()
         with self._guard(f"reading {path}"), sftp.open(path, "rb") as handle:
-            return handle.read()
+            return handle.read(limit)
 
     def _d_stat(self, path: str) -> FileStat:
         sftp = self._sftp_client()
