@@ -17,9 +17,11 @@ sandbox.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import socket
 import ssl
+import threading
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
@@ -195,13 +197,29 @@ def _marker_request(host: str, port: int, https: bool, path: str, timeout: float
     else:
         conn = _HTTPConnectTo(host, port, timeout=timeout)
     conn.connect_to = connect_to
+    # One deadline for the whole request: ``timeout`` alone bounds each socket operation, and
+    # a proxy dripping a byte per operation would never end. At the deadline the socket is
+    # shut down under http.client, whose next read then fails like a lost connection.
+    watchdog = threading.Timer(timeout, _cut, (conn,))
+    watchdog.daemon = True
+    watchdog.start()
     try:
         conn.request("GET", path, headers={"User-Agent": "sockwizard-settle"})
         response = conn.getresponse()
-        response.read()
+        # The marker is a header: the body is never read (an answer may be endless, or
+        # announce 10^18 bytes), the connection is closed instead.
         return response.status, response.getheader(HEADER)
     finally:
+        watchdog.cancel()
         conn.close()
+
+
+def _cut(conn: http.client.HTTPConnection) -> None:
+    sock = conn.sock
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            # the plain socket's shutdown, also under TLS: SSLSocket's own drops its state
+            socket.socket.shutdown(sock, socket.SHUT_RDWR)
 
 
 class _HTTPConnectTo(http.client.HTTPConnection):
@@ -228,8 +246,9 @@ class _HTTPSConnectTo(http.client.HTTPSConnection):
         if self.connect_to is None:
             super().connect()
             return
-        sock = socket.create_connection((self.connect_to, self.port), self.timeout)
-        self.sock = self.tls_context.wrap_socket(sock, server_hostname=self.host)
+        # held in self.sock during the TLS handshake too, so the request's deadline can cut it
+        self.sock = socket.create_connection((self.connect_to, self.port), self.timeout)
+        self.sock = self.tls_context.wrap_socket(self.sock, server_hostname=self.host)
 
 
 def probe_live(url: str, path: str, timeout: float, *,
