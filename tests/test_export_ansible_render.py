@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -90,3 +91,38 @@ def test_hostile_host_variable_fails_that_host_only(tmp_path: Path) -> None:
     assert proc.returncode != 0
     assert "host variable server_name: must be a host name" in proc.stdout
     assert (tmp_path / "good.conf").is_file() and not (tmp_path / "evil.conf").exists()
+
+
+def test_a_probe_held_by_a_dripping_proxy_ends_and_restores(tmp_path: Path) -> None:
+    """The probe task's own ``timeout``: a proxy that drips its handshake a byte every 0.5 s
+    (tests/hostile_server.py) never trips the module's per-read timeout; the task is cut at
+    settle + 4 x probe + 10 s, and the rescue puts the previous file back byte for byte."""
+    from tests.hostile_server import HostileServer
+
+    export_ansible(DeploySpec(proxy=ProxyKind.NGINX, path="/drip-handshake/"),
+                   tmp_path / "export")
+    dest = tmp_path / "site.conf"
+    dest.write_bytes(b"# the previous config\n")
+    hostile = HostileServer(tmp_path / "requests.log").start()
+    try:
+        (tmp_path / "hosts.ini").write_text(
+            f"[fleet]\nh1 sockwizard_dest={dest} sockwizard_probe_url={hostile.url()}\n"
+            "[fleet:vars]\nansible_connection=local\n"
+            f"ansible_python_interpreter={sys.executable}\nsockwizard_validate_cmd=true\n"
+            "sockwizard_reload_cmd=true\nansible_become=false\n"
+            "sockwizard_probe_timeout=1\nsockwizard_settle_timeout=1\n")
+        started = time.monotonic()
+        proc = subprocess.run([str(BIN / "ansible-playbook"), "-i", str(tmp_path / "hosts.ini"),
+                               str(tmp_path / "export" / "site.yml")], capture_output=True,
+                              text=True, timeout=200,
+                              env={**os.environ, "ANSIBLE_NOCOLOR": "1",
+                                   "ANSIBLE_LOCAL_TEMP": str(tmp_path / "t"),
+                                   "PYTHONWARNINGS": "ignore"})
+        took = time.monotonic() - started
+    finally:
+        hostile.stop()
+    assert proc.returncode != 0, proc.stdout
+    assert "timed out" in proc.stdout.lower() or "timeout" in proc.stdout.lower(), proc.stdout
+    assert "the previous config was restored" in proc.stdout
+    assert dest.read_bytes() == b"# the previous config\n"
+    assert took < 60, took  # 1 + 4 + 10 s, plus Ansible's own start; the drip runs far longer
