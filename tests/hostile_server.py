@@ -16,14 +16,17 @@ request head it receives is appended to LOG, so a test can prove what the probe 
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import json
 import socket
 import struct
 import subprocess
 import sys
+import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from tests import rig
@@ -323,3 +326,14 @@ class HostileServer:
 
 if __name__ == "__main__":
     serve(int(sys.argv[1]), Path(sys.argv[2]))
+
+
+@contextlib.contextmanager
+def running() -> Iterator[HostileServer]:
+    """A started server with its request log in a temporary directory, stopped on exit."""
+    with tempfile.TemporaryDirectory() as tmp:
+        hostile = HostileServer(Path(tmp) / "requests.log").start()
+        try:
+            yield hostile
+        finally:
+            hostile.stop()

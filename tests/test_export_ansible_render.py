@@ -97,14 +97,13 @@ def test_a_probe_held_by_a_dripping_proxy_ends_and_restores(tmp_path: Path) -> N
     """The probe task's own ``timeout``: a proxy that drips its handshake a byte every 0.5 s
     (tests/hostile_server.py) never trips the module's per-read timeout; the task is cut at
     settle + 4 x probe + 10 s, and the rescue puts the previous file back byte for byte."""
-    from tests.hostile_server import HostileServer
+    from tests.hostile_server import running
 
     export_ansible(DeploySpec(proxy=ProxyKind.NGINX, path="/drip-handshake/"),
                    tmp_path / "export")
     dest = tmp_path / "site.conf"
     dest.write_bytes(b"# the previous config\n")
-    hostile = HostileServer(tmp_path / "requests.log").start()
-    try:
+    with running() as hostile:
         (tmp_path / "hosts.ini").write_text(
             f"[fleet]\nh1 sockwizard_dest={dest} sockwizard_probe_url={hostile.url()}\n"
             "[fleet:vars]\nansible_connection=local\n"
@@ -119,8 +118,6 @@ def test_a_probe_held_by_a_dripping_proxy_ends_and_restores(tmp_path: Path) -> N
                                    "ANSIBLE_LOCAL_TEMP": str(tmp_path / "t"),
                                    "PYTHONWARNINGS": "ignore"})
         took = time.monotonic() - started
-    finally:
-        hostile.stop()
     assert proc.returncode != 0, proc.stdout
     assert "timed out" in proc.stdout.lower() or "timeout" in proc.stdout.lower(), proc.stdout
     assert "the previous config was restored" in proc.stdout

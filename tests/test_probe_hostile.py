@@ -26,7 +26,7 @@ from typing import Any
 
 import pytest
 
-from tests.hostile_server import HostileServer
+from tests.hostile_server import HostileServer, running
 from wizard.probe import ProbeOptions, run_probe
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
@@ -128,12 +128,8 @@ Key = tuple[str, str, bool]  # command, mode, raw CONNECT
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[HostileServer]:
-    with tempfile.TemporaryDirectory() as tmp:
-        hostile = HostileServer(Path(tmp) / "requests.log").start()
-        try:
-            yield hostile
-        finally:
-            hostile.stop()
+    with running() as hostile:
+        yield hostile
 
 
 @pytest.fixture(scope="module")

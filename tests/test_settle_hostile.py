@@ -11,14 +11,12 @@ gigabytes into memory (the process's peak RSS is checked too).
 from __future__ import annotations
 
 import resource
-import tempfile
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-from tests.hostile_server import HostileServer
+from tests.hostile_server import HostileServer, running
 from wizard.deploy import settle_http
 
 pytestmark = pytest.mark.timeout(120)
@@ -29,12 +27,8 @@ SLACK = 2.0  # the request in flight at the deadline, a thread wake-up on two sh
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[HostileServer]:
-    with tempfile.TemporaryDirectory() as tmp:
-        hostile = HostileServer(Path(tmp) / "requests.log").start()
-        try:
-            yield hostile
-        finally:
-            hostile.stop()
+    with running() as hostile:
+        yield hostile
 
 
 @pytest.mark.parametrize("mode", ["giant-chunked", "giant-length", "huge-chunk",
