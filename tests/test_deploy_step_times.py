@@ -25,7 +25,7 @@ from wizard.model import ProxyKind
 
 pytestmark = [pytest.mark.needs_root, pytest.mark.slow, pytest.mark.timeout(120)]
 
-DELAY = 0.05  # each way
+DELAY = 0.15  # each way: a round trip (300 ms) far above any host step, even on a loaded CI box
 
 
 @pytest.fixture
