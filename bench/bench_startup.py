@@ -101,6 +101,12 @@ def cli_cases() -> dict[str, Callable[[], Sample]]:
         "sockwizard --help": timed_command(sockwizard_argv("--help"), env=env, cwd=REPO),
         "sockwizard render --proxy nginx": timed_command(sockwizard_argv(*RENDER_ARGS),
                                                          env=env, cwd=REPO),
+        # what every SSH command (deploy, diagnose --host, rollback) loads, against paramiko
+        # alone: invoke (Match exec only) is deferred (wizard.remote.ssh.lazy_invoke)
+        'python -c "import paramiko"': timed_command([PYTHON, "-c", "import paramiko"],
+                                                     env=env, cwd=REPO),
+        'python -c "import wizard.remote.ssh"': timed_command(
+            [PYTHON, "-c", "import wizard.remote.ssh"], env=env, cwd=REPO),
     }
 
 

@@ -30,17 +30,38 @@ except SystemExit as exc:
     code = exc.code or 0
 heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("textual", "rich")
                or m.startswith("wizard.tui"))
-sys.stderr.write("\n@@modules " + json.dumps({"code": code, "heavy": heavy}) + "\n")
+watched = sorted(m for m in ("wizard.deploy", "wizard.sandbox.run", "paramiko", "jinja2")
+                 if m in sys.modules)
+sys.stderr.write("\n@@modules " + json.dumps({"code": code, "heavy": heavy,
+                                              "watched": watched}) + "\n")
 """
 
 
-def run_cli(*args: str) -> tuple[int, list[str], str]:
+def _report(*args: str) -> tuple[dict[str, object], str]:
     proc = subprocess.run([sys.executable, "-c", PROBE, json.dumps(list(args))], cwd=ROOT,
                           capture_output=True, text=True, timeout=120)
     marker = [ln for ln in proc.stderr.splitlines() if ln.startswith("@@modules ")]
     assert marker, proc.stderr
-    report = json.loads(marker[-1].removeprefix("@@modules "))
-    return int(report["code"]), list(report["heavy"]), proc.stdout
+    return json.loads(marker[-1].removeprefix("@@modules ")), proc.stdout
+
+
+def run_cli(*args: str) -> tuple[int, list[str], str]:
+    report, stdout = _report(*args)
+    return int(report["code"]), list(report["heavy"]), stdout  # type: ignore[call-overload]
+
+
+@pytest.mark.parametrize(("args", "allowed"), [
+    (("--help",), []),
+    (("render", "--proxy", "nginx"), ["jinja2"]),
+    (("sandbox", "--help"), []),
+])
+def test_the_parser_does_not_load_the_deploy(args: tuple[str, ...], allowed: list[str]) -> None:
+    """Building the commands' parser imports every command module; ``sandbox``'s help lists
+    the faults. None of that may load the deploy, paramiko or (for --help) the renderer:
+    `--help` went from ~50 to ~150 ms when it did (bench_startup.py)."""
+    report, _ = _report(*args)
+    assert report["code"] == 0
+    assert report["watched"] == allowed, f"`sockwizard {' '.join(args)}`: {report['watched']}"
 
 
 @pytest.mark.parametrize("args", [

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
 
 def register(sub: Any) -> None:
-    from wizard.sandbox.faults import FAULT_TITLES
+    from wizard.sandbox.fault_kinds import FAULT_TITLES
 
     faults = "\n".join(f"  {f.value:<11} {title}" for f, title in FAULT_TITLES.items())
     p = add_command(

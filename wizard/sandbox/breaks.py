@@ -19,7 +19,8 @@ from wizard.deploy import DeployResult, EventSink
 from wizard.diagnose import Diagnosis, run_diagnosis
 from wizard.probe import ProbeOptions, Stage
 from wizard.remote import LocalRemote
-from wizard.sandbox.faults import TIMEOUT_READ_S, Fault
+from wizard.sandbox.fault_kinds import Fault
+from wizard.sandbox.faults import TIMEOUT_READ_S
 from wizard.sandbox.run import AFFINITY_SESSIONS, Sandbox, check_affinity
 
 if TYPE_CHECKING:

@@ -17,30 +17,13 @@ from __future__ import annotations
 import dataclasses
 import re
 from dataclasses import dataclass
-from enum import StrEnum
 
-from wizard.errors import BadInput
 from wizard.heartbeat import Heartbeat
 from wizard.model import DeploySpec
 from wizard.proxies import profile
 from wizard.render import render
+from wizard.sandbox.fault_kinds import FAULT_TITLES, Fault
 from wizard.sandbox.procs import SandboxError
-
-
-class Fault(StrEnum):
-    TIMEOUT = "timeout"
-    NO_UPGRADE = "no-upgrade"
-    NO_STICKY = "no-sticky"
-    PATH = "path"
-
-
-# One line each, for --help and the TUI's choice.
-FAULT_TITLES = {
-    Fault.TIMEOUT: "read timeout below the server's ping interval (clients drop every few s)",
-    Fault.NO_UPGRADE: "no Upgrade/Connection headers (clients stay on polling)",
-    Fault.NO_STICKY: "two backends without stickiness (\"Session ID unknown\")",
-    Fault.PATH: "the server listens on another path than the proxy forwards (404)",
-}
 
 # The shortened heartbeat of the timeout fault: the config believes the server pings every
 # 1 s (so a 3 s read timeout looks right to it); the demo servers really ping every 5 s.
@@ -71,13 +54,6 @@ class FaultPlan:
     def title(self) -> str:
         return FAULT_TITLES[self.fault]
 
-
-def parse_fault(text: str) -> Fault:
-    try:
-        return Fault(text.strip().lower())
-    except ValueError:
-        raise BadInput(f"Unknown fault {text!r}.", "Choose one of: "
-                       + ", ".join(f.value for f in Fault) + ".") from None
 
 
 def backends_needed(fault: Fault | None, spec: DeploySpec) -> int:

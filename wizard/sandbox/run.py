@@ -39,7 +39,8 @@ from wizard.errors import BadInput, MissingTool
 from wizard.model import DeploySpec, ProxyKind
 from wizard.proxies import profile
 from wizard.remote import LocalRemote
-from wizard.sandbox.faults import Fault, FaultPlan, backends_needed, plan_fault
+from wizard.sandbox.fault_kinds import Fault
+from wizard.sandbox.faults import FaultPlan, backends_needed, plan_fault
 from wizard.sandbox.procs import (
     LOOPBACK,
     Proc,
