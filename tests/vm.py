@@ -16,7 +16,11 @@ sshd against a deadline. ``Vm`` then offers what a test needs and a new user wou
   file's bytes, mode and every link's target, for byte-for-byte comparisons).
 * ``use_proxy(kind)``: the proxy under test is the one enabled and running on :80 (all three
   want it; the image leaves all of them disabled), ``dead_backend()``, ``handshake()``.
-* ``reboot()``: a real reboot of the guest, waiting for sshd again.
+* ``reboot()``: a real reboot of the guest (its reset a power cycle: a new qemu boots the
+  same disk), waiting for sshd again; ``wait_active(unit)``: a unit waited for in the guest.
+
+``SW_VM_TRACE=1`` makes every sockwizard run print each SSH command and SFTP request with its
+wall time (tests/vm_cmdtrace.py): where a run's seconds go inside the guest.
 """
 
 from __future__ import annotations
@@ -205,8 +209,9 @@ class Vm:
 
         def login() -> bool:
             # A login tried before sshd listens costs 10-15 s: qemu's slirp accepts the TCP
-            # connection at once and its SYN to the guest waits for a retransmit. A fresh
-            # short look for the banner first (measured: boot 17 -> ~? s, reboot 37 -> ~? s).
+            # connection at once and its SYN to the guest waits for a retransmit. So a fresh
+            # short look for the banner first (measured: the first login of a boot hung 10 s,
+            # the second 6.6 s; sshd up at ~14 s, found at ~14-16 s instead of 17.3).
             if not sshd_banner(self.address):
                 return False
             self._client = self._connect()

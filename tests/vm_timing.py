@@ -62,12 +62,16 @@ class Clock:
         return self.cpu_before + process_cpu(self.qemu_pid)
 
     def restarted(self, pid: int, cpu_before: float) -> None:
-        """qemu was started anew (pid); the earlier ones used `cpu_before` in all."""
+        """qemu was started anew (pid); the earlier ones used `cpu_before` in all (reaped
+        now: their CPU is in this process's children's, which is not a CLI's)."""
         self.qemu_pid, self.cpu_before = pid, cpu_before
+
+    def _cli_cpu(self) -> float:
+        return _children_cpu() - self.cpu_before
 
     @contextlib.contextmanager
     def measure(self, kind: str, what: str) -> Iterator[None]:
-        wall, guest, host = time.monotonic(), self.qemu_cpu(), _children_cpu()
+        wall, guest, host = time.monotonic(), self.qemu_cpu(), self._cli_cpu()
         self._depth += 1
         try:
             yield
@@ -76,7 +80,7 @@ class Clock:
             if self._depth == 0:
                 self.calls.append(Call(kind, " ".join(what.split())[:70],
                                        time.monotonic() - wall, self.qemu_cpu() - guest,
-                                       _children_cpu() - host))
+                                       self._cli_cpu() - host))
 
     def begin(self, section: str) -> None:
         self.section, self.started, self.calls = section, time.monotonic(), []
