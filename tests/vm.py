@@ -580,7 +580,8 @@ def check_deploy_serves_and_is_idempotent(vm: Vm, kind: str, *flags: str,
                                           in_use: bool = False) -> dict[str, Any]:
     """Deploy `kind` (with `flags`) to the stock host: it is live, its unit active, Socket.IO
     works from outside over WebSocket; the same deploy again changes nothing. Returns the
-    first report. `in_use`: the caller made `kind` the running proxy just now (use_proxy)."""
+    first report. `in_use`: the caller set the proxies up just now (use_proxy; or every one
+    stopped, for the first deploy to start `kind`)."""
     if not in_use:
         vm.use_proxy(kind)
     first = deploy_report(vm, kind, *flags)
