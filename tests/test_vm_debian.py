@@ -39,13 +39,14 @@ def _timed(vm: Vm, request: pytest.FixtureRequest) -> Iterator[None]:
 
 
 def _full_cycle(vm: Vm, kind: str, *flags: str, dead_backend: bool = True,
-                in_use: bool = False) -> dict[str, object]:
-    """`in_use`: the test made `kind` the running proxy just before (one round trip less)."""
+                in_use: bool = False, read: str = "") -> tuple[dict[str, object], str]:
+    """The first deploy's report, and the text of the file at `read` once the cycle rolled
+    back to it (read with the last look). `in_use`: the test made `kind` the running proxy
+    just before (one round trip less)."""
     first = lane.check_deploy_serves_and_is_idempotent(vm, kind, *flags, in_use=in_use)
     if dead_backend:
         lane.check_dead_backend_restores_everything(vm, kind, *flags)
-    lane.check_history_and_rollback_to(vm, kind, first, *flags)
-    return first
+    return first, lane.check_history_and_rollback_to(vm, kind, first, *flags, read=read)
 
 
 # What a rollback to "before the first deploy" does not take away (yet): sockwizard's upload
@@ -79,8 +80,12 @@ def _refused_before_any_change(vm: Vm, kind: str, before: dict[str, str], *flags
     return done.stderr
 
 
-def test_nginx_with_server_name(vm: Vm) -> None:
-    _full_cycle(vm, "nginx")
+def test_nginx_with_server_name_and_a_stopped_proxy_started_by_the_deploy(vm: Vm) -> None:
+    """Installed but stopped (a fresh install with the unit disabled, or stopped by hand): the
+    default reload is `systemctl reload-or-restart`, so the cycle's first deploy starts it and
+    probes it (check_deploy_serves_and_is_idempotent asserts it deployed and the unit active)."""
+    assert vm.stop_proxies(then="systemctl is-active nginx || true").strip() != "active"
+    _full_cycle(vm, "nginx", in_use=True)
 
 
 def test_apache_without_server_name_disables_the_default_site_in_the_transaction(
@@ -89,8 +94,10 @@ def test_apache_without_server_name_disables_the_default_site_in_the_transaction
     assert "/etc/apache2/sites-enabled/000-default.conf" in stock
     err = _refused_before_any_change(vm, "apache", stock)
     assert DISABLE in err and "000-default.conf" in err
-    _full_cycle(vm, "apache", NO_SERVER_NAME, DISABLE, in_use=True)
-    assert "/etc/apache2/sites-enabled/000-default.conf" not in vm.tree("/etc/apache2")
+    first, _ = _full_cycle(vm, "apache", NO_SERVER_NAME, DISABLE, in_use=True)
+    # The tree the cycle ended with: the first deploy's, asserted equal byte for byte.
+    tree = first[lane.AS_DEPLOYED]
+    assert isinstance(tree, dict) and "/etc/apache2/sites-enabled/000-default.conf" not in tree
 
 
 def test_caddy_on_the_stock_caddyfile_edits_it_only_when_asked(vm: Vm) -> None:
@@ -100,23 +107,25 @@ def test_caddy_on_the_stock_caddyfile_edits_it_only_when_asked(vm: Vm) -> None:
     # The stock :80 file_server still answers whatever the request names.
     status, _ = rig.http_get(f"http://{vm.address}:80", headers={"Host": "other.test"})
     assert status == 200
-    first = _full_cycle(vm, "caddy", NO_SERVER_NAME, EDIT, DISABLE, in_use=True)
-    caddyfile = vm.sudo("cat /etc/caddy/Caddyfile").stdout
+    first, caddyfile = _full_cycle(vm, "caddy", NO_SERVER_NAME, EDIT, DISABLE, in_use=True,
+                                   read="/etc/caddy/Caddyfile")
     assert "import sites/" in caddyfile or "import /etc/caddy/sites/" in caddyfile, caddyfile
     _back_to_stock(vm, "caddy", str(first["dest"]), stock)
 
 
 def test_node_without_npm_runs_as_an_enabled_unit_that_survives_restart_and_reboot(
         vm: Vm) -> None:
-    assert vm.run("command -v npm", check=False).returncode != 0, "the image must have no npm"
-    # A first deploy that fails its probe leaves nothing it created (dir, modules, unit).
-    with vm.dead_backend(*lane.CONFIG_DIRS["node"], first=vm.use_proxy_cmd("node")) as seen:
+    # A first deploy that fails its probe leaves nothing it created (dir, modules, unit). The
+    # round trip that stops the backend also checks there is no npm (root's PATH, sbin too).
+    no_npm = "{ ! command -v npm || { echo 'the image must have no npm'; exit 1; }; }"
+    with vm.dead_backend(*lane.CONFIG_DIRS["node"],
+                         first=f"{no_npm} && {vm.use_proxy_cmd('node')}") as seen:
         report = lane.deploy_report(vm, "node")
         assert (report["exit_code"], report["outcome"]) == \
             (ExitCode.PROBE_ROLLED_BACK, "rolled back"), report["stderr"]
     assert seen.after[0] == seen.before  # the stock tree
     # (That was the dead backend of this test: the cycle need not pay for another one.)
-    first = _full_cycle(vm, "node", dead_backend=False, in_use=True)
+    first, _ = _full_cycle(vm, "node", dead_backend=False, in_use=True)
     unit = lane.UNITS["node"]
     # One round trip: enabled, how systemd runs it, and who its main process runs as.
     enabled, show, user = vm.run(
@@ -128,26 +137,14 @@ def test_node_without_npm_runs_as_an_enabled_unit_that_survives_restart_and_rebo
     assert "DynamicUser=yes" in show and "cap_net_bind_service" in show, show
     assert user.strip() not in ("", "root"), user
     with vm.clock.measure("wait", "node proxy: restart until it answers"):
-        vm.sudo(f"systemctl restart {unit}")
-        rig.wait_for("the node proxy after a restart", lambda: vm.is_active(unit) == "active",
-                     timeout=30, interval=0.5)
+        vm.wait_active(unit, timeout=30, first=f"systemctl restart {unit}")
         rig.wait_for("the node proxy to answer after a restart",
                      lambda: vm.handshake()[0] == 200, timeout=30, interval=0.5)
     vm.timings["reboot"] = vm.reboot()
     with vm.clock.measure("wait", "node proxy: after the reboot until it answers"):
-        rig.wait_for("the node proxy after a reboot", lambda: vm.is_active(unit) == "active",
-                     timeout=60, interval=1.0)
+        # Active again by itself (enabled), and still the first deploy's config.
+        text = vm.wait_active(unit, timeout=60, then=f"cat {shlex.quote(str(first['dest']))}")
         rig.wait_for("the node proxy to answer after a reboot",
                      lambda: vm.handshake()[0] == 200, timeout=60, interval=1.0)
-    assert first["config_id"] in vm.sudo(f"cat {shlex.quote(str(first['dest']))}").stdout
+    assert first["config_id"] in text
     assert lane.websocket_roundtrip(vm) == {"from": "outside", "server": "vm-backend"}
-
-
-def test_a_stopped_proxy_is_started_by_the_deploy(vm: Vm) -> None:
-    """Installed but stopped (a fresh install with the unit disabled, or stopped by hand): the
-    default reload is `systemctl reload-or-restart`, so the deploy starts it and probes it."""
-    assert vm.stop_proxies(then="systemctl is-active nginx || true").strip() != "active"
-    report = lane.deploy_report(vm, "nginx", "--read-timeout", "63")
-    assert (report["exit_code"], report["outcome"]) == (ExitCode.OK, "deployed"), \
-        report["stderr"]
-    assert vm.is_active("nginx") == "active"

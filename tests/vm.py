@@ -16,7 +16,11 @@ sshd against a deadline. ``Vm`` then offers what a test needs and a new user wou
   file's bytes, mode and every link's target, for byte-for-byte comparisons).
 * ``use_proxy(kind)``: the proxy under test is the one enabled and running on :80 (all three
   want it; the image leaves all of them disabled), ``dead_backend()``, ``handshake()``.
-* ``reboot()``: a real reboot of the guest, waiting for sshd again.
+* ``reboot()``: a real reboot of the guest (its reset a power cycle: a new qemu boots the
+  same disk), waiting for sshd again; ``wait_active(unit)``: a unit waited for in the guest.
+
+``SW_VM_TRACE=1`` makes every sockwizard run print each SSH command and SFTP request with its
+wall time (tests/vm_cmdtrace.py): where a run's seconds go inside the guest.
 """
 
 from __future__ import annotations
@@ -128,6 +132,20 @@ def _ports_free(address: str) -> bool:
     return True
 
 
+BANNER_WAIT = 1.5  # s: a banner from a listening sshd comes in well under 1 s under TCG
+
+
+def sshd_banner(address: str) -> bool:
+    """True when sshd on `address`:22 sends its banner within BANNER_WAIT on a new
+    connection (wait_ssh's cheap look before a login)."""
+    try:
+        with socket.create_connection((address, 22), timeout=BANNER_WAIT) as sock:
+            sock.settimeout(BANNER_WAIT)
+            return sock.recv(64).startswith(b"SSH-")
+    except OSError:
+        return False
+
+
 @dataclass
 class Seen:
     """Vm.dead_backend's looks: the tree (and unit state) before the block, and after it."""
@@ -148,6 +166,8 @@ class Vm:
     timings: dict[str, float] = field(default_factory=dict)
     _client: paramiko.SSHClient | None = None
     clock: Clock = field(init=False)
+    started_at: float = field(default_factory=time.monotonic)
+    _reboot_cmd = "sudo systemctl reboot --force"
 
     def __post_init__(self) -> None:
         self.clock = Clock(self.qemu.pid)
@@ -188,6 +208,12 @@ class Vm:
         self.close_ssh()
 
         def login() -> bool:
+            # A login tried before sshd listens costs 10-15 s: qemu's slirp accepts the TCP
+            # connection at once and its SYN to the guest waits for a retransmit. So a fresh
+            # short look for the banner first (measured: the first login of a boot hung 10 s,
+            # the second 6.6 s; sshd up at ~14 s, found at ~14-16 s instead of 17.3).
+            if not sshd_banner(self.address):
+                return False
             self._client = self._connect()
             return True
 
@@ -222,6 +248,23 @@ class Vm:
     def sudo(self, command: str, *, timeout: float = 120.0, check: bool = True
              ) -> subprocess.CompletedProcess[str]:
         return self.run(f"sudo sh -c {shlex.quote(command)}", timeout=timeout, check=check)
+
+    def wait_active(self, unit: str, *, timeout: float, first: str = "", then: str = ""
+                    ) -> str:
+        """As root, in one round trip: `first`, then until `unit` is active (polled in the
+        guest every 0.5 s, at most `timeout` s: a poll from here costs a login's seconds under
+        TCG), then `then`; raises on a unit not active in time. Returns `then`'s output."""
+        q = shlex.quote(unit)
+        done = self.sudo(
+            (f"{first} || exit $?; " if first else "")
+            + f"t=0; until systemctl is-active -q {q}; do [ $t -lt {int(timeout * 2)} ] || "
+            f"{{ echo \"{unit} not active after {timeout:.0f} s: $(systemctl is-active {q})\"; "
+            "exit 3; }; t=$((t + 1)); sleep 0.5; done"
+            + (f"; {then}" if then else ""), timeout=timeout + 60, check=False)
+        if done.returncode != 0:
+            raise rig.RigError(f"VM: waiting for {unit}: exit {done.returncode}: "
+                               f"{done.stdout}{done.stderr}")
+        return done.stdout
 
     # -- the guest's state ----------------------------------------------------------------
 
@@ -315,10 +358,11 @@ class Vm:
         return rig.engineio_handshake(f"http://{self.address}:80", headers={"Host": host})
 
     def reboot(self, timeout: float = BOOT_TIMEOUT) -> float:
-        """Reboot the guest for real (same kernel; qemu stays), without the orderly stop of
-        every unit; seconds until sshd is back.
-        The forwarded port stays open on this side while the guest is down (qemu's slirp
-        listens): a new boot shows as a new boot_id behind a working login."""
+        """Reboot the guest for real, without the orderly stop of every unit; seconds until
+        sshd is back. The guest's reset is a power cycle (qemu -no-reboot exits, and the same
+        disk boots in a new qemu on the same address): the guest's warm reset under TCG took
+        twice a cold boot (kernel 12.7 + userspace 14.9 s vs 4.4 + 8.9, systemd-analyze).
+        A new boot shows as a new boot_id behind a working login."""
         with self.clock.measure("reboot", "the guest, until sshd is back"):
             return self._reboot(timeout)
 
@@ -330,7 +374,9 @@ class Vm:
             # --force: no orderly stop of every unit (processes killed, filesystems unmounted
             # or read-only, then the reboot): what the lane checks, that enabled units come
             # back at boot, is the same; measured 32 instead of 43 s under TCG (load ~2).
-            self.run("sudo systemctl reboot --force", check=False, timeout=10)
+            self.run(self._reboot_cmd, check=False, timeout=10)
+        self.close_ssh()
+        self._power_cycle(started + timeout)
         while True:
             self.wait_ssh(max(1.0, timeout - (time.monotonic() - started)))
             with contextlib.suppress(paramiko.SSHException, OSError, EOFError):
@@ -342,6 +388,29 @@ class Vm:
                                    f"{self.console}")
             time.sleep(1.0)  # still the old boot, shutting down
 
+    def _power_cycle(self, deadline: float) -> None:
+        """Once qemu exited at the guest's reset (-no-reboot), boot the same disk in a new
+        qemu on the same address (its CPU counted on, its console beside the first one's)."""
+        cpu = [self.clock.qemu_cpu()]
+
+        def exited() -> bool:
+            if self.qemu.running():
+                cpu[0] = self.clock.qemu_cpu()  # read before it is reaped
+                return False
+            return True
+
+        rig.wait_for("qemu to exit at the guest's reset", exited,
+                     timeout=max(1.0, deadline - time.monotonic()), interval=0.2)
+        self.qemu.stop()
+        with contextlib.suppress(OSError):
+            (self.workdir / "console.log").rename(self.workdir / "console-before-reboot.log")
+        self.qemu = _start_qemu(self.image, self.address, self.workdir)
+        self.clock.restarted(self.qemu.pid, cpu[0])
+        time.sleep(0.5)  # a taken hostfwd port makes qemu exit at once
+        if not self.qemu.running():
+            raise rig.RigError(f"qemu could not start again on {self.address} after the "
+                               f"guest's reboot: {self.qemu.output()[-2000:]}")
+
     # -- sockwizard, as a user would run it -------------------------------------------------
 
     def sockwizard(self, *args: str, timeout: float = 180.0) -> subprocess.CompletedProcess[str]:
@@ -349,7 +418,11 @@ class Vm:
         its own state directory (local backup notes stay with this VM)."""
         env = {**os.environ, "PYTHONPATH": str(ROOT), "HOME": str(self.workdir / "home"),
                "XDG_STATE_HOME": str(self.workdir / "state")}
-        argv = [sys.executable, "-m", "wizard", *args, "--host", self.target,
+        # SW_VM_TRACE=1: every SSH command and SFTP request of the run on stderr (a measuring
+        # aid: tests/vm_cmdtrace.py runs the same CLI with the transport wrapped).
+        entry = ([str(ROOT / "tests" / "vm_cmdtrace.py")] if os.environ.get("SW_VM_TRACE")
+                 else ["-m", "wizard"])
+        argv = [sys.executable, *entry, *args, "--host", self.target,
                 "-i", str(self.image.key), "--known-hosts", str(self.known_hosts)]
         started = time.monotonic()
         with self.clock.measure("sockwizard", " ".join(args)):
@@ -383,8 +456,8 @@ class Vm:
         the run's directory. Nothing of the VM is left running."""
         self.close_ssh()
         # CPU: less load-dependent than wall time.
-        self.clock.report_line(f"[vm] qemu used {process_cpu(self.qemu.pid):.1f} s of CPU in "
-                               f"{time.monotonic() - self.qemu.started_at:.1f} s")
+        self.clock.report_line(f"[vm] qemu used {self.clock.qemu_cpu():.1f} s of CPU in "
+                               f"{time.monotonic() - self.started_at:.1f} s")
         self.qemu.stop(timeout=10.0)
         shutil.rmtree(self.workdir, ignore_errors=True)
 
@@ -392,8 +465,9 @@ class Vm:
 def _start_qemu(image: Image, address: str, workdir: Path) -> rig.Daemon:
     forwards = ",".join(f"hostfwd=tcp:{address}:{p}-:{p}" for p in FORWARDED_PORTS)
     # -nodefaults: no VGA, IDE CD-ROM or floppy for the guest kernel to probe under TCG.
+    # -no-reboot: the guest's reboot ends qemu (Vm.reboot boots the disk in a new one).
     # cache=unsafe: the overlay is thrown away, so the guest's flushes need not reach the disk.
-    argv = [QEMU, "-nodefaults", "-accel", "tcg", "-cpu", "max", "-smp", "2", "-m", "1024",
+    argv = [QEMU, "-nodefaults", "-no-reboot", "-accel", "tcg", "-cpu", "max", "-smp", "2", "-m", "1024",
             "-display", "none", "-monitor", "none", "-serial", f"file:{workdir / 'console.log'}",
             "-kernel", str(image.dir / "vmlinuz"), "-initrd", str(image.dir / "initrd.img"),
             "-append", KERNEL_ARGS,
@@ -429,7 +503,7 @@ def boot() -> Vm:
         shutil.rmtree(workdir, ignore_errors=True)
         raise rig.RigError(f"no loopback address among {ADDRESSES[0]}..{ADDRESSES[-1]} has "
                            f"ports {FORWARDED_PORTS} free for the VM")
-    vm = Vm(image, address, workdir, qemu)
+    vm = Vm(image, address, workdir, qemu, started_at=qemu.started_at)
     vm.known_hosts.write_text(f"{address} {image.host_key_line}\n")
     try:
         # (sudo's syslog line costs ~0.2 s of TCG per sudo, measured; it stays: the guest is
@@ -506,7 +580,8 @@ def check_deploy_serves_and_is_idempotent(vm: Vm, kind: str, *flags: str,
                                           in_use: bool = False) -> dict[str, Any]:
     """Deploy `kind` (with `flags`) to the stock host: it is live, its unit active, Socket.IO
     works from outside over WebSocket; the same deploy again changes nothing. Returns the
-    first report. `in_use`: the caller made `kind` the running proxy just now (use_proxy)."""
+    first report. `in_use`: the caller set the proxies up just now (use_proxy; or every one
+    stopped, for the first deploy to start `kind`)."""
     if not in_use:
         vm.use_proxy(kind)
     first = deploy_report(vm, kind, *flags)
@@ -546,12 +621,13 @@ def check_dead_backend_restores_everything(vm: Vm, kind: str, *flags: str) -> di
     return report
 
 
-def check_history_and_rollback_to(vm: Vm, kind: str, first: dict[str, Any], *flags: str
-                                  ) -> list[dict[str, Any]]:
+def check_history_and_rollback_to(vm: Vm, kind: str, first: dict[str, Any], *flags: str,
+                                  read: str = "") -> str:
     """After `first` (a deploy in effect now): deploy a different config B on top, find
     `first`'s record in `sockwizard history --json` (failed/rolled-back runs marked as such),
     `rollback --to` it: every file is as `first` left it, byte for byte, served and active.
-    Returns the history as it was before the rollback."""
+    Returns the text of the file at `read` as the rollback left it (read in the same round
+    trip as the tree)."""
     # The tree check_deploy_serves_and_is_idempotent saw `first` leave (every check since
     # asserted it unchanged), or a look now.
     as_first = first.get(AS_DEPLOYED) or vm.tree(*CONFIG_DIRS[kind])
@@ -570,7 +646,8 @@ def check_history_and_rollback_to(vm: Vm, kind: str, first: dict[str, Any], *fla
     assert any(e["outcome"] == "rolled back" for e in deploys), entries  # the dead backend
     done = vm.sockwizard("rollback", "--to", mine[0]["id"])
     assert done.returncode == ExitCode.OK, done.stderr
-    assert vm.state(kind) == (as_first, "active")
+    tree, active, text = vm.look(kind, read) if read else (*vm.state(kind), "")
+    assert (tree, active) == (as_first, "active"), unlike((tree, active), (as_first, "active"))
     status, body = vm.handshake()
     assert status == 200 and '"sid"' in body, (status, body)
-    return entries
+    return text

@@ -50,33 +50,46 @@ class Clock:
     """Calls since the current section began; see the module docstring."""
 
     qemu_pid: int
+    cpu_before: float = 0.0  # CPU of this VM's earlier qemu processes (Vm.reboot starts anew)
     section: str = "boot"
     started: float = field(default_factory=time.monotonic)
     guest_at_start: float = 0.0
     calls: list[Call] = field(default_factory=list)
     _depth: int = 0  # a reboot's own commands are part of the reboot, not counted twice
 
+    def qemu_cpu(self) -> float:
+        """The CPU the VM's qemu processes used so far."""
+        return self.cpu_before + process_cpu(self.qemu_pid)
+
+    def restarted(self, pid: int, cpu_before: float) -> None:
+        """qemu was started anew (pid); the earlier ones used `cpu_before` in all (reaped
+        now: their CPU is in this process's children's, which is not a CLI's)."""
+        self.qemu_pid, self.cpu_before = pid, cpu_before
+
+    def _cli_cpu(self) -> float:
+        return _children_cpu() - self.cpu_before
+
     @contextlib.contextmanager
     def measure(self, kind: str, what: str) -> Iterator[None]:
-        wall, guest, host = time.monotonic(), process_cpu(self.qemu_pid), _children_cpu()
+        wall, guest, host = time.monotonic(), self.qemu_cpu(), self._cli_cpu()
         self._depth += 1
         try:
             yield
         finally:
             self._depth -= 1
             if self._depth == 0:
-                    self.calls.append(Call(kind, " ".join(what.split())[:70],
-                                       time.monotonic() - wall, process_cpu(self.qemu_pid)
-                                       - guest, _children_cpu() - host))
+                self.calls.append(Call(kind, " ".join(what.split())[:70],
+                                       time.monotonic() - wall, self.qemu_cpu() - guest,
+                                       self._cli_cpu() - host))
 
     def begin(self, section: str) -> None:
         self.section, self.started, self.calls = section, time.monotonic(), []
-        self.guest_at_start = process_cpu(self.qemu_pid)
+        self.guest_at_start = self.qemu_cpu()
 
     def summary(self) -> str:
         """One line of totals per kind of call, then the slow calls one by one."""
         wall = time.monotonic() - self.started
-        guest = process_cpu(self.qemu_pid) - self.guest_at_start
+        guest = self.qemu_cpu() - self.guest_at_start
         lines = [f"[vm] {self.section}: {wall:.1f} s wall, qemu CPU {guest:.1f} s"]
         accounted = 0.0
         for kind in ("run", "sockwizard", "wait", "reboot"):
