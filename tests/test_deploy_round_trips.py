@@ -112,3 +112,22 @@ def test_without_paramiko_internals_the_public_path_still_deploys(
     # Every command through Channel.exec_command, in a channel paramiko opened itself.
     assert len(counter.commands) == BUDGET["changed"][0]
     assert len(counter.channels) >= len(counter.commands)
+
+
+def test_apache_changed_config_within_the_same_budget(
+        make_site: Callable[..., Site], sshd: rig.SshdInstance, tmp_path: Path) -> None:  # noqa: F811
+    """Apache's module list (``<checker> -D DUMP_MODULES``, under sudo) rides on the detect
+    exchange (``gather.riding``): an Apache deploy costs the commands an nginx one does."""
+    site = make_site(ProxyKind.APACHE)
+    relay = TurnRelay((sshd.host, sshd.port))
+    try:
+        changed = replace(site.spec, ping_timeout_ms=site.spec.ping_timeout_ms + 1000)
+        result, counter, turns = deploy_counted(site, relay, tmp_path, spec=changed)
+    finally:
+        relay.close()
+    assert (result.outcome, result.exit_code) == (Outcome.DEPLOYED, ExitCode.OK), \
+        result.message()  # type: ignore[attr-defined]
+    site.assert_serving()
+    assert not any("DUMP_MODULES" in c and "@@sw" not in c for c in counter.commands), \
+        counter.commands  # not asked apart
+    within_budget("changed", counter, turns)

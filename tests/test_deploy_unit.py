@@ -891,3 +891,22 @@ def test_a_rollback_probes_the_recorded_site_url_through_the_host_itself() -> No
     assert recorded.probe_connect_to() == "203.0.113.7"
     given = replace(recorded, options=DeployOptions(probe_url=url))
     assert given.probe_connect_to() is None
+
+
+def test_the_module_list_rides_only_when_the_command_is_the_one_asked() -> None:
+    """gather.riding(modules=...) puts the module list before the peek, between markers;
+    detect takes it only for the very command it would have run (else it asks apart)."""
+    from wizard.deploy import gather
+    from wizard.deploy.detect import ALSO
+
+    mods = " core_module (static)\n so_module (static)\n"
+    heard = [f"uid=0\n{ALSO}\n{gather.MODULES}\n{mods}\n{gather.MODULES_END}\npeek out\n"]
+    answer = gather.speculated_modules(heard, "apache2ctl -t -D DUMP_MODULES")
+    assert answer("apache2ctl -t -D DUMP_MODULES") == mods
+    assert answer("httpd -t -D DUMP_MODULES") is None  # the facts changed the checker
+    assert gather.speculated_modules(heard, None)("apache2ctl -t -D DUMP_MODULES") is None
+    assert gather.split_modules(heard[0].partition(f"\n{ALSO}\n")[2]) == (mods, "peek out\n")
+    # a host that printed no end marker: nothing is taken, the peek's text is left whole
+    torn = f"{gather.MODULES}\n{mods}"
+    assert gather.split_modules(torn) == (None, torn)
+    assert gather.split_modules("peek out\n") == (None, "peek out\n")

@@ -6,9 +6,10 @@ or not, which proxy binaries and helpers exist (searched with /usr/sbin and /sbi
 non-root SSH session on Debian has neither in its PATH, although ``sudo`` does), which of the
 standard config directories exist, the proxy's version, and for node whether ``http-proxy``
 resolves beside the destination, and what ``wizard.deploy.stock`` needs for the destination
-(its main config, the default sites' links: ``stockread``, into ``HostFacts.stock``). Apache
-adds one more round trip under sudo for its loaded modules (``<checker> -D DUMP_MODULES``, the
-same as ``apache2ctl -M``).
+(its main config, the default sites' links: ``stockread``, into ``HostFacts.stock``). Apache's
+loaded modules (``<checker> -D DUMP_MODULES``, the same as ``apache2ctl -M``, under sudo) ride
+on the same exchange when the checker can be guessed before the facts (the deploy's
+``gather.riding``); else they cost one more round trip.
 
 From those facts, :func:`resolve` picks the destination, the validate and reload commands and
 the extra steps (``a2ensite`` / ``a2enmod`` on Debian; for node, sockwizard's own http-proxy
@@ -251,12 +252,14 @@ class Overrides:
 
 def detect(remote: Remote, spec: DeploySpec, overrides: Overrides, *,
            sudo: bool = True, also: str = "", heard: Callable[[str], None] | None = None,
-           first: str | None = None, modules: str | None = None) -> HostTarget:
+           first: str | None = None, modules: str | None = None,
+           speculated: Callable[[str], str | None] | None = None) -> HostTarget:
     """Run the detect script (and the module list, for a proxy with modules) and resolve the
     target. ``also`` rides on the first detect script (``heard`` gets that run's stdout):
     the deploy's speculative gather (``wizard.deploy.gather``), one round trip fewer.
     ``first``, ``modules``: that script's and the module list's answers, already known
-    (``wizard.deploy.warm``): not asked again."""
+    (``wizard.deploy.warm``): not asked again. ``speculated(command)``: the module list's
+    answer when that very command rode on the first script, else None (asked apart)."""
     ran: list[tuple[str, bool]] = []
 
     def run(command: str, privileged: bool = False) -> CommandResult:
@@ -278,9 +281,10 @@ def detect(remote: Remote, spec: DeploySpec, overrides: Overrides, *,
         # The distro moved the destination: ask again about the directory that counts.
         facts = parse_facts(run(detect_script(spec, dest, stock=stock)).stdout, dest)
     validate = overrides.validate_cmd or _default_validate(spec, facts)
-    query = profile(spec.proxy).modules_query
-    if query is not None and _runs_the_proxy(spec.proxy, validate):
-        modules_cmd = validate.replace("{config}", shlex.quote(dest)) + query
+    modules_cmd = modules_command(spec, validate, dest)
+    if modules_cmd is not None:
+        if modules is None and speculated is not None:
+            modules = speculated(modules_cmd)
         if modules is None:
             out = run(modules_cmd, sudo)
             modules = out.stdout + out.stderr
@@ -288,6 +292,23 @@ def detect(remote: Remote, spec: DeploySpec, overrides: Overrides, *,
             ran.append((modules_cmd, sudo))
         facts = _with_modules(facts, modules)
     return dataclasses.replace(resolve(spec, facts, overrides), commands=tuple(ran))
+
+
+def modules_command(spec: DeploySpec, validate: str, dest: str) -> str | None:
+    """The module list's command (``<checker> -D DUMP_MODULES`` for Apache), or None: the
+    proxy has no modules, or the checker is not the proxy's own."""
+    query = profile(spec.proxy).modules_query
+    if query is None or not _runs_the_proxy(spec.proxy, validate):
+        return None
+    return validate.replace("{config}", shlex.quote(dest)) + query
+
+
+def guessed_modules_command(spec: DeploySpec, overrides: Overrides) -> str | None:
+    """:func:`modules_command` as it will most likely be once the facts are in (the profile's
+    checker as written, the destination as guessed): asked on the first exchange, and used
+    only if the real one turns out the same."""
+    validate = overrides.validate_cmd or profile(spec.proxy).validate_cmd[spec.layout]
+    return modules_command(spec, validate, first_guess(spec, overrides))
 
 
 def first_script(spec: DeploySpec, overrides: Overrides, also: str = "") -> str:

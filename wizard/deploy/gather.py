@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import shlex
+from collections.abc import Callable
 
 from wizard.deploy import failures, hoststate, plan, readback
 from wizard.deploy.context import Context, StepFailed, tail
@@ -27,13 +28,21 @@ from wizard.deploy.events import Step
 from wizard.deploy.scripts import Activation, ActivationReport
 from wizard.errors import BadInput, DeployFailed, ExitCode
 
+# The module list's answer riding before the peek (``riding(modules=...)``), between these.
+MODULES = "@@sw modules"
+MODULES_END = "@@sw modules end"
 
-def riding(ctx: Context, dest: str) -> str:
+
+def riding(ctx: Context, dest: str, modules: str | None = None) -> str:
     """The peek for ``dest`` — the destination as guessed before the host's facts — as shell
     for the end of the detect script (``detect(also=...)``). Privileged as the peek is (root,
     or ``sudo -n``; a sudo that wants a password runs nothing here, and the peek runs on its
-    own). Read-only, so a dry run rides too."""
+    own). Read-only, so a dry run rides too. ``modules``: the module list's command as
+    guessed (``detect.guessed_modules_command``), its output first, between markers."""
     script = plan.peek_cmd(ctx, dest)
+    if modules is not None:
+        script = (f"echo '{MODULES}'; {{ {modules}\n}} </dev/null 2>&1; "
+                  f"echo; echo '{MODULES_END}'\n{script}")
     if not ctx.options.sudo:
         return f"(\n{script}\n)"
     return privileged_peek(script)
@@ -56,6 +65,7 @@ def inspect_and_read(ctx: Context, heard: str | None = None, guess: str | None =
     riding on it. Returns words for the step's detail."""
     t = ctx.tgt
     out = heard.partition(f"\n{ALSO}\n")[2] if heard is not None and guess == t.dest else ""
+    out = split_modules(out)[1]
     if not out.strip():  # the facts moved the destination, or sudo -n was refused
         out = _apart(ctx, plan.peek_cmd(ctx))
     marker = f"\n{hoststate.claim_marker(ctx.lock_token)}\n"
@@ -76,6 +86,24 @@ def inspect_and_read(ctx: Context, heard: str | None = None, guess: str | None =
     ctx.journal = claim.journal
     ctx.readback = readback.parse(rest)
     return detail + ("; read without a lock" if not ctx.options.dry_run else "")
+
+
+def split_modules(out: str) -> tuple[str | None, str]:
+    """What rode after the detect script -> (the module list's answer or None, the peek's)."""
+    if out.startswith(f"{MODULES}\n"):
+        section, found, rest = out[len(MODULES) + 1:].partition(f"\n{MODULES_END}\n")
+        if found:
+            return section, rest
+    return None, out
+
+
+def speculated_modules(heard: list[str], asked: str | None) -> Callable[[str], str | None]:
+    """For ``detect(speculated=...)``: the riding answer when the real command is ``asked``."""
+    def answer(command: str) -> str | None:
+        if asked is None or command != asked or not heard:
+            return None
+        return split_modules(heard[0].partition(f"\n{ALSO}\n")[2])[0]
+    return answer
 
 
 def _apart(ctx: Context, command: str) -> str:

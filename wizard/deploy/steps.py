@@ -26,7 +26,13 @@ from wizard.deploy import backup_step, bundle, companions, failures, gather, pla
 from wizard.deploy.backups import sha
 from wizard.deploy.companions import DISABLE_DEFAULT_SITE, EDIT_MAIN_CONFIG
 from wizard.deploy.context import ActivationFailed, Context, StepFailed, tail
-from wizard.deploy.detect import ALSO, HostTarget, detect, first_guess
+from wizard.deploy.detect import (
+    ALSO,
+    HostTarget,
+    detect,
+    first_guess,
+    guessed_modules_command,
+)
 from wizard.deploy.events import Step, StepStarted, StepStatus
 from wizard.deploy.marker import stamp
 from wizard.deploy.scripts import Activation, ActivationReport, parse_activation
@@ -119,9 +125,15 @@ def detect_target(ctx: Context) -> None:
             if answered is not None:
                 ctx.notice(Step.DETECT, warm.COLD, "info")
             heard: list[str] = []
+            # Apache's module list rides too (not on the warm attempt: its entry has it)
+            mods = (guessed_modules_command(ctx.spec, ctx.options.overrides)
+                    if answered is None else None)
+            if mods is not None:
+                also = gather.riding(ctx, guess, mods)
             ctx.target = detect(ctx.remote, ctx.spec, ctx.options.overrides,
                                 sudo=ctx.options.sudo, also=also, heard=heard.append,
-                                first=answered)
+                                first=answered,
+                                speculated=gather.speculated_modules(heard, mods))
             derive(ctx, ctx.remote)
             ctx.facts_heard = heard[0].partition(f"\n{ALSO}\n")[0] if heard else None
             read = gather.inspect_and_read(ctx, heard[0] if heard else None, guess)
