@@ -34,7 +34,7 @@ def guarded(command: str, timeout: float) -> str:
     ``sh``) dies of the TERM, and never sends the KILL to a grandchild that ignored the TERM
     (measured: a ``trap '' TERM`` subshell survived ``timeout -k``).
     """
-    return f"timeout -s KILL {max(timeout, 0.01):.3f} sh -c {shlex.quote(command)}"
+    return f"{_killer(timeout)} sh -c {shlex.quote(command)}"
 
 
 def guarded_var(name: str, timeout: float) -> str:
@@ -42,7 +42,11 @@ def guarded_var(name: str, timeout: float) -> str:
     either of two branches)."""
     if not name.isidentifier() or not name.isascii():
         raise ValueError(f"not a shell variable name: {name!r}")
-    return f'timeout -s KILL {max(timeout, 0.01):.3f} sh -c "${name}"'
+    return f'{_killer(timeout)} sh -c "${name}"'
+
+
+def _killer(timeout: float) -> str:
+    return f"timeout -s KILL {max(timeout, 0.01):.3f}"
 
 
 
