@@ -38,7 +38,7 @@ def use_repo() -> None:
 
 def sockwizard_argv(*args: str) -> list[str]:
     """How the benchmarks run sockwizard: `python -m wizard` from this checkout — the same
-    `wizard.cli:main` the installed `sockwizard` script calls (see README.md)."""
+    `wizard.cli:entry` the installed `sockwizard` script calls (see README.md)."""
     return [PYTHON, "-m", "wizard", *args]
 
 

@@ -1,5 +1,5 @@
 """`python -m wizard` runs the same entry point as the `sockwizard` script."""
 
-from wizard.cli import main
+from wizard.cli import entry
 
-raise SystemExit(main())
+entry()

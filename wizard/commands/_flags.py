@@ -23,8 +23,8 @@ from wizard.errors import BadInput, InvalidSpec
 from wizard.model import DeploySpec, Problem, build_spec
 
 if TYPE_CHECKING:
-    from wizard.deploy import ConnectOptions
     from wizard.probe import ProbeOptions
+    from wizard.remote.connect import ConnectOptions
 
 
 def add_command(sub: Any, name: str, *, help: str, description: str,
@@ -163,7 +163,7 @@ def add_ssh_auth_options(g: Any) -> None:
 
 def connect_from_args(args: argparse.Namespace, stdin: TextIO | None = None) -> ConnectOptions:
     """Connection flags -> ConnectOptions; passwords come from stdin, never from argv."""
-    from wizard.deploy import ConnectOptions
+    from wizard.remote.connect import ConnectOptions
 
     stream = stdin if stdin is not None else sys.stdin
     password = _read_secret(stream, "--password-stdin") if args.password_stdin else None

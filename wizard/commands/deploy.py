@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from wizard.commands._flags import (
     SPEC_DESTS,
@@ -24,7 +24,11 @@ from wizard.commands._flags import (
     spec_from_args,
 )
 from wizard.commands._print import Progress, report
-from wizard.errors import BadInput
+from wizard.errors import BadInput, SockwizardError
+
+if TYPE_CHECKING:
+    from wizard.model import DeploySpec
+    from wizard.remote.connect import ConnectOptions, Opening
 
 
 def register(sub: Any) -> None:
@@ -93,8 +97,6 @@ def _forks(text: str) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from wizard.deploy import deploy_many
-
     if args.inventory is not None:
         return _run_inventory(args)
     if not args.hosts:
@@ -106,12 +108,35 @@ def run(args: argparse.Namespace) -> int:
     spec = spec_from_args(args)
     hosts: list[str] = args.hosts
     connect = connect_from_args(args)
-    options = _options(args)
+    opening = _open_early(hosts, spec, connect)
+    try:
+        # Imported while the connect is under way (wizard.remote.Opening).
+        from wizard.deploy import deploy_many
+
+        options = _options(args)
+    except BaseException:
+        if opening is not None:
+            opening.discard()
+        raise
     if args.dest and len(hosts) > 1:
         print("sockwizard: note: --dest applies to every host", file=sys.stderr)
     progress = Progress(sys.stderr, show_host=len(hosts) > 1)
-    results = deploy_many(hosts, spec, options, connect, on_event=progress)
+    results = deploy_many(hosts, spec, options, connect, on_event=progress, opening=opening)
     return report(results, as_json=args.json, dry_run=args.dry_run)
+
+
+def _open_early(hosts: list[str], spec: DeploySpec, connect: ConnectOptions) -> Opening | None:
+    """One SSH host and a valid spec: start the connect now, so that its round trips overlap
+    the imports and the render that come before the transaction needs the connection."""
+    from wizard.remote.connect import LOCAL, Opening
+
+    if len(hosts) != 1 or hosts[0] == LOCAL:
+        return None
+    try:
+        spec.validated()
+    except SockwizardError:
+        return None  # no connect for a spec the deploy refuses before connecting
+    return Opening(hosts[0], connect)
 
 
 def _options(args: argparse.Namespace) -> Any:

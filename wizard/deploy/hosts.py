@@ -24,12 +24,13 @@ from wizard.deploy.context import Context
 from wizard.deploy.detect import HostTarget, Overrides, detect
 from wizard.deploy.events import DeployEvent, EventSink, Step, StepFinished, StepStarted, ignore
 from wizard.deploy.options import ConnectOptions, DeployOptions, Preset, RollbackOptions
+from wizard.deploy.preload import preload
 from wizard.deploy.result import DeployResult, Outcome
 from wizard.deploy.settle import LIVE, LiveChecks
 from wizard.deploy.transaction import Transaction
 from wizard.errors import BadInput, ExitCode, SockwizardError
 from wizard.model import DeploySpec, Layout, ProxyKind
-from wizard.remote import Remote, host_address
+from wizard.remote import Opening, Remote, host_address
 from wizard.remote import open_host as remote_open_host
 
 
@@ -134,24 +135,38 @@ class _Session:
 
 def _connected(host: str, connect: ConnectOptions, on_event: EventSink,
                work: Callable[[_Session], DeployResult], *, dest: str | None = None,
-               check: Callable[[], None] = lambda: None) -> DeployResult:
+               check: Callable[[], None] = lambda: None,
+               opening: Opening | None = None,
+               meanwhile: Callable[[], None] = lambda: None) -> DeployResult:
     """The connect step, then ``work`` over the open connection; a connection that cannot be
-    opened (or a ``check`` that fails) is a failed connect step, never an exception."""
-    started = time.monotonic()
+    opened (or a ``check`` that fails) is a failed connect step, never an exception.
+    ``opening``: this host's connect, already under way (the step counts from its start);
+    ``meanwhile`` runs while it is (work the transaction does anyway, moved ahead)."""
+    if opening is not None and opening.host != host:
+        opening.discard()
+        opening = None
+    started = opening.started if opening is not None else time.monotonic()
     on_event(StepStarted(host, Step.CONNECT, f"connect to {host}"))
     try:
-        check()
-        probe_host = probe_host_for(host, connect)
-        remote = open_host(host, connect)
+        try:
+            check()
+            probe_host = probe_host_for(host, connect)
+            if opening is not None:
+                meanwhile()
+        except BaseException:
+            if opening is not None:
+                opening.discard()
+            raise
+        remote = opening.remote() if opening is not None else open_host(host, connect)
     except SockwizardError as exc:
-        done = StepFinished(host, Step.CONNECT, "failed", time.monotonic() - started, exc.title,
+        done = StepFinished(host, Step.CONNECT, "failed", _took(started, opening), exc.title,
                             exc.detail)
         on_event(done)
         return DeployResult(host=host, outcome=Outcome.FAILED, exit_code=exc.exit_code,
                             title=exc.title, hint=exc.hint, detail=exc.detail,
                             failed_step=Step.CONNECT, dest=dest, steps=(done,),
                             seconds=time.monotonic() - started)
-    connected = StepFinished(host, Step.CONNECT, "ok", time.monotonic() - started, remote.name)
+    connected = StepFinished(host, Step.CONNECT, "ok", _took(started, opening), remote.name)
     on_event(connected)
     session = _Session(host, connect, remote, probe_host, started, connected, [remote])
     try:
@@ -162,24 +177,40 @@ def _connected(host: str, connect: ConnectOptions, on_event: EventSink,
                 opened.close()
 
 
+def _took(started: float, opening: Opening | None) -> float:
+    """The connect step's time: the connect's own when it ran on its thread (not the wait
+    for this one to get to it)."""
+    if opening is not None and opening.seconds is not None:
+        return opening.seconds
+    return time.monotonic() - started
+
+
 def deploy_host(host: str, spec: DeploySpec, options: DeployOptions, connect: ConnectOptions,
-                *, on_event: EventSink = ignore, checks: LiveChecks | None = None
-                ) -> DeployResult:
-    """Connect to ``host`` and run the transaction; never raises for a failed deploy."""
+                *, on_event: EventSink = ignore, checks: LiveChecks | None = None,
+                opening: Opening | None = None) -> DeployResult:
+    """Connect to ``host`` and run the transaction; never raises for a failed deploy.
+    ``opening``: the connect to ``host``, started early by the caller (``Opening``)."""
     valid: list[DeploySpec] = []
     return _connected(
         host, connect, on_event,
         lambda s: _deploy(s.remote, valid[0], options, host=host, on_event=on_event,
                           checks=checks if checks is not None else LIVE,
                           probe_host=s.probe_host, reconnect=s.reconnect, session=s),
-        dest=options.dest, check=lambda: valid.append(spec.validated()))
+        dest=options.dest, check=lambda: valid.append(spec.validated()), opening=opening,
+        meanwhile=lambda: preload([valid[0]]))
 
 
 def deploy_many(hosts: Sequence[str], spec: DeploySpec, options: DeployOptions,
                 connect: ConnectOptions, *, on_event: EventSink = ignore,
-                checks: LiveChecks | None = None) -> list[DeployResult]:
+                checks: LiveChecks | None = None, opening: Opening | None = None
+                ) -> list[DeployResult]:
     """Deploy to every host at once, each its own transaction and backup (threads: the work
-    is waiting on the network). Results come back in the order of ``hosts``."""
+    is waiting on the network). Results come back in the order of ``hosts``. ``opening``:
+    the one host's connect, started early (``Opening``; discarded for several hosts)."""
+    if len(set(hosts)) != len(hosts) or len(hosts) != 1:
+        if opening is not None:
+            opening.discard()
+        opening = None
     if len(set(hosts)) != len(hosts):
         raise BadInput("The same --host is given twice.",
                        "Give each host once: two transactions on one file would race.")
@@ -190,7 +221,8 @@ def deploy_many(hosts: Sequence[str], spec: DeploySpec, options: DeployOptions,
             on_event(event)
 
     if len(hosts) == 1:
-        return [deploy_host(hosts[0], spec, options, connect, on_event=sink, checks=checks)]
+        return [deploy_host(hosts[0], spec, options, connect, on_event=sink, checks=checks,
+                            opening=opening)]
     with ThreadPoolExecutor(max_workers=min(32, len(hosts)),
                             thread_name_prefix="sockwizard-deploy") as pool:
         futures = [pool.submit(deploy_host, h, spec, options, connect, on_event=sink,

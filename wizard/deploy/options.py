@@ -5,12 +5,12 @@ Built by ``wizard.commands`` (from flags), the TUI and the sandbox; read by the 
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from wizard.deploy.detect import HostTarget, Overrides
+from wizard.remote.connect import ConnectOptions as ConnectOptions  # its home: where it is used
 
 DEFAULT_BACKUP_DIR = "/var/backups/sockwizard"
 # After a reload that hung, the rollback reloads the restored config once more, briefly: the
@@ -55,20 +55,6 @@ class DeployOptions:
     @property
     def overrides(self) -> Overrides:
         return Overrides(self.dest, self.validate_cmd, self.reload_cmd)
-
-
-@dataclass(frozen=True)
-class ConnectOptions:
-    """How to reach the hosts (see ``wizard.remote.open_remote``)."""
-
-    known_hosts: Path | None = None
-    accept_host_key: str | None = None
-    identity: Path | None = None
-    password: str | None = field(default=None, repr=False)
-    sudo_password: str | None = field(default=None, repr=False)
-    connect_timeout: float = 10.0
-    passphrase_prompt: Callable[[str], str] | None = None
-    ssh_config: Path | None = None
 
 
 @dataclass(frozen=True)

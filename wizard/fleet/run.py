@@ -13,20 +13,16 @@ lock: fifty threads missing it at once compiled the same templates fifty times).
 
 from __future__ import annotations
 
-import importlib
 import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 from wizard.deploy import DeployEvent, DeployResult, EventSink, deploy_host
 from wizard.deploy.events import ignore
-from wizard.errors import SockwizardError
+from wizard.deploy.preload import preload
 from wizard.fleet.jobs import HostJob
-from wizard.render import render
 
 MAX_FORKS = 200
-# What a transaction imports lazily (see wizard.remote.connect, wizard.deploy.settle).
-LAZY_MODULES = ("wizard.remote.ssh", "wizard.probe")
 
 
 def deploy_fleet(jobs: Sequence[HostJob], *, forks: int = 5,
@@ -49,16 +45,6 @@ def deploy_fleet(jobs: Sequence[HostJob], *, forks: int = 5,
 
 
 def warm(jobs: Sequence[HostJob]) -> None:
-    """Import the lazy stacks and fill the template cache once, before the threads start.
-    Best effort: a spec that fails to render fails in its own job, with its own message."""
-    for name in LAZY_MODULES:
-        importlib.import_module(name)
-    seen: set[object] = set()
-    for job in jobs:
-        if job.spec.proxy in seen:
-            continue
-        seen.add(job.spec.proxy)
-        try:
-            render(job.spec.validated())
-        except SockwizardError:
-            seen.discard(job.spec.proxy)  # try the next host of this proxy
+    """Import the lazy stacks and fill the template cache once, before the threads start
+    (``wizard.deploy.preload``)."""
+    preload(job.spec for job in jobs)

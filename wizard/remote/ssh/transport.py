@@ -17,6 +17,7 @@ Decisions, measured on loopback (see shared/TESTBED.md):
 from __future__ import annotations
 
 import contextlib
+import logging
 import socket
 from collections.abc import Callable
 from pathlib import Path
@@ -37,6 +38,13 @@ from wizard.remote.ssh.target import SshTarget
 
 if TYPE_CHECKING:
     from wizard.remote.ssh.remote import SshRemote
+
+# paramiko logs a failed handshake's traceback from its transport thread ("Exception (client):
+# Error reading SSH protocol banner" and the stack); with no handler anywhere, logging's last
+# resort printed it on stderr above our own words for the same failure. With a NullHandler on
+# its logger it stays off stderr; a program that configures logging still gets the records.
+logging.getLogger("paramiko").addHandler(logging.NullHandler())
+
 
 class QuickTransport(paramiko.Transport):
     """A client transport without idle round trips (each part off when paramiko lacks what it
