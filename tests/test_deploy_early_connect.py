@@ -82,11 +82,14 @@ def listener() -> Iterator[NotSsh]:
     server.close()
 
 
-def deploy(port: int, *flags: str, tmp_path: Path) -> tuple[int, list[list[str]], str]:
+DEPLOY = ("deploy", "--proxy", "nginx", "--backend", "127.0.0.1:3000")
+
+
+def deploy(port: int, *flags: str, tmp_path: Path, command: tuple[str, ...] = DEPLOY,
+           user: str = "someone") -> tuple[int, list[list[str]], str]:
     known = tmp_path / "known_hosts"
     known.write_text("")
-    args = ["deploy", "--proxy", "nginx", "--backend", "127.0.0.1:3000",
-            "--host", f"someone@127.0.0.1:{port}", "--known-hosts", str(known),
+    args = [*command, "--host", f"{user}@127.0.0.1:{port}", "--known-hosts", str(known),
             "--connect-timeout", "5", *flags]
     proc = subprocess.run([sys.executable, "-c", PROBE, str(port), json.dumps(args)],
                           cwd=ROOT, capture_output=True, text=True, timeout=60)
@@ -96,9 +99,10 @@ def deploy(port: int, *flags: str, tmp_path: Path) -> tuple[int, list[list[str]]
     return int(report["code"]), report["loaded"], proc.stderr
 
 
-def test_the_connect_starts_before_the_deploy_is_imported(listener: NotSsh,
-                                                          tmp_path: Path) -> None:
-    code, loaded, stderr = deploy(listener.port, tmp_path=tmp_path)
+@pytest.mark.parametrize("command", [DEPLOY, ("rollback",)], ids=["deploy", "rollback"])
+def test_the_connect_starts_before_the_deploy_is_imported(
+        listener: NotSsh, tmp_path: Path, command: tuple[str, ...]) -> None:
+    code, loaded, stderr = deploy(listener.port, tmp_path=tmp_path, command=command)
     assert loaded == [[]], loaded  # one connect, with none of the deploy's stacks loaded yet
     # The failure is the connect step's, in the same words as before.
     assert code == ExitCode.CONNECTION, stderr
@@ -125,6 +129,20 @@ def test_several_hosts_connect_as_before(listener: NotSsh, tmp_path: Path) -> No
     assert code == ExitCode.CONNECTION, stderr
     assert len(loaded) == 1 and "wizard.deploy.transaction" in loaded[0], loaded
     assert listener.accepted == 1 and other.accepted == 1
+
+
+@pytest.mark.needs_root
+def test_an_unknown_host_key_is_refused_as_before(sshd: rig.SshdInstance,
+                                                 tmp_path: Path) -> None:
+    """The real sshd, a known_hosts without its key: the thread's HostKeyUnknown reaches the
+    user as the connect step's failure, with the key's fingerprint and no change made."""
+    code, loaded, stderr = deploy(sshd.port, "--identity",
+                                  str(sshd.client_key(rig.DEPLOY_USER)), tmp_path=tmp_path,
+                                  user=rig.DEPLOY_USER)
+    assert code == ExitCode.CONNECTION, stderr
+    assert loaded == [[]], loaded
+    assert sshd.host_key_fingerprint in stderr, stderr
+    assert "Traceback" not in stderr, stderr
 
 
 # -- Opening on its own: the real sshd of the rig ---------------------------------------------

@@ -24,7 +24,7 @@ from wizard.model import DeploySpec, Problem, build_spec
 
 if TYPE_CHECKING:
     from wizard.probe import ProbeOptions
-    from wizard.remote.connect import ConnectOptions
+    from wizard.remote.connect import ConnectOptions, Opening
 
 
 def add_command(sub: Any, name: str, *, help: str, description: str,
@@ -176,6 +176,15 @@ def connect_from_args(args: argparse.Namespace, stdin: TextIO | None = None) -> 
         identity=args.identity, password=password, sudo_password=sudo_password,
         connect_timeout=args.connect_timeout,
         passphrase_prompt=_passphrase_prompt if sys.stdin.isatty() else None)
+
+
+def open_early(host: str, connect: ConnectOptions) -> Opening | None:
+    """Start the connect to an SSH ``host`` now, before the command imports the deploy and
+    renders: the key exchange's round trips leave the process idle for that work
+    (``wizard.remote.Opening``). The command hands it to the deploy, or discards it."""
+    from wizard.remote.connect import LOCAL, Opening
+
+    return None if host == LOCAL else Opening(host, connect)
 
 
 def _read_secret(stream: TextIO, flag: str) -> str:

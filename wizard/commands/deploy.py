@@ -21,6 +21,7 @@ from wizard.commands._flags import (
     add_spec_options,
     backup_dir,
     connect_from_args,
+    open_early,
     spec_from_args,
 )
 from wizard.commands._print import Progress, report
@@ -126,17 +127,14 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _open_early(hosts: list[str], spec: DeploySpec, connect: ConnectOptions) -> Opening | None:
-    """One SSH host and a valid spec: start the connect now, so that its round trips overlap
-    the imports and the render that come before the transaction needs the connection."""
-    from wizard.remote.connect import LOCAL, Opening
-
-    if len(hosts) != 1 or hosts[0] == LOCAL:
+    """One SSH host and a spec the deploy takes: start the connect now (``open_early``)."""
+    if len(hosts) != 1:
         return None
     try:
         spec.validated()
     except SockwizardError:
         return None  # no connect for a spec the deploy refuses before connecting
-    return Opening(hosts[0], connect)
+    return open_early(hosts[0], connect)
 
 
 def _options(args: argparse.Namespace) -> Any:

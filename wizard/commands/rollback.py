@@ -21,6 +21,7 @@ from wizard.commands._flags import (
     add_connect_options,
     backup_dir,
     connect_from_args,
+    open_early,
 )
 from wizard.commands._print import Progress, report
 from wizard.errors import ExitCode
@@ -60,17 +61,24 @@ def register(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     import sys
 
-    from wizard.deploy import RollbackOptions, rollback_host
-
     connect = connect_from_args(args)
     backups = backup_dir(args)
     if args.list:
         return list_choices(args, backups, connect)
-    options = RollbackOptions(
-        dest=args.dest, validate_cmd=args.validate_cmd, reload_cmd=args.reload_cmd,
-        probe_url=args.probe_url, probe=not args.no_probe, backup_dir=backups,
-        to=args.to, dry_run=args.dry_run)
-    result = rollback_host(args.hosts, options, connect,
+    opening = open_early(args.hosts, connect)
+    try:
+        # Imported while the connect is under way (wizard.remote.Opening).
+        from wizard.deploy import RollbackOptions, rollback_host
+
+        options = RollbackOptions(
+            dest=args.dest, validate_cmd=args.validate_cmd, reload_cmd=args.reload_cmd,
+            probe_url=args.probe_url, probe=not args.no_probe, backup_dir=backups,
+            to=args.to, dry_run=args.dry_run)
+    except BaseException:
+        if opening is not None:
+            opening.discard()
+        raise
+    result = rollback_host(args.hosts, options, connect, opening=opening,
                            on_event=Progress(sys.stderr, show_host=False))
     return report([result], as_json=args.json, dry_run=args.dry_run)
 

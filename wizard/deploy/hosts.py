@@ -231,13 +231,14 @@ def deploy_many(hosts: Sequence[str], spec: DeploySpec, options: DeployOptions,
 
 
 def rollback_host(host: str, options: RollbackOptions, connect: ConnectOptions, *,
-                  on_event: EventSink = ignore, checks: LiveChecks | None = None
-                  ) -> DeployResult:
+                  on_event: EventSink = ignore, checks: LiveChecks | None = None,
+                  opening: Opening | None = None) -> DeployResult:
     """``sockwizard rollback``: connect, then ``rollback`` (the current file is backed up
-    first; ``options.dry_run`` shows the diff and changes nothing)."""
+    first; ``options.dry_run`` shows the diff and changes nothing). ``opening``: the
+    connect to ``host``, started early by the caller (``Opening``)."""
     return _connected(host, connect, on_event, lambda s: _rollback(
         s.remote, host, options, None, on_event=on_event, checks=checks,
-        probe_host=s.probe_host, session=s))
+        probe_host=s.probe_host, session=s), opening=opening)
 
 
 def history_host(host: str, backup_dir: str, connect: ConnectOptions, *,
