@@ -24,6 +24,7 @@ from wizard.commands._flags import (
     add_ssh_auth_options,
     backup_dir,
     connect_from_args,
+    open_early,
     probe_options,
 )
 from wizard.commands._print import StageProgress
@@ -71,8 +72,6 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from wizard.diagnose import format_diagnosis, run_diagnosis
-
     if args.host is None and (args.proxy or args.config):
         raise BadInput("--proxy/--config need --host to read the config.",
                        "Add --host TARGET (or --host local on the proxy host itself).")
@@ -86,12 +85,20 @@ def run(args: argparse.Namespace) -> int:
     if (args.validate_cmd or args.reload_cmd or args.backup_dir) and not args.apply:
         raise BadInput("--validate-cmd/--reload-cmd/--backup-dir are for --apply.",
                        "Add --apply, or leave them out.")
-    options = probe_options(args, sessions=max(0, args.sessions))
-    remote = None
-    if args.host is not None:
+    connect = connect_from_args(args) if args.host is not None else None
+    opening = open_early(args.host, connect) if connect is not None else None
+    try:
+        # Imported while the connect is under way (wizard.remote.Opening).
+        from wizard.diagnose import format_diagnosis, run_diagnosis
         from wizard.remote import open_host
 
-        remote = open_host(args.host, connect_from_args(args))
+        options = probe_options(args, sessions=max(0, args.sessions))
+        remote = (opening.remote() if opening is not None
+                  else open_host(args.host, connect) if connect is not None else None)
+    except BaseException:
+        if opening is not None:
+            opening.discard()
+        raise
     progress = StageProgress()
     try:
         try:

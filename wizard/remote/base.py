@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Protocol, Self, runtime_checkable
 
+from wizard.errors import RemoteCommandFailed
+
 # Temp files beside a target are named ".NAME.sockwizard-XXXXXXXX.tmp": hidden and not ending in
 # .conf, so `include sites-enabled/*` (nginx), `IncludeOptional conf.d/*.conf` (Apache) and
 # `import *.caddy` never pick one up while it waits for validation or the rename.
@@ -169,6 +171,19 @@ MAX_PATH_CHARS = 4096
 # What ``read_file`` reads at most. Proxy configs, backups and the history index are far smaller;
 # a host that points a config at /dev/zero or a huge file gets words, not this machine's memory.
 MAX_FILE_BYTES = 16 * 2**20
+# stdout + stderr of one command, read at most (a whole `nginx -T` of a big site is a few MB),
+# over SSH and on this machine alike.
+MAX_OUTPUT = 64 * 2**20
+
+
+def too_much_output(name: str, limit: int, ended: str) -> RemoteCommandFailed:
+    """What a command that printed more than ``limit`` (``MAX_OUTPUT``) bytes fails with;
+    ``ended``: what was done about it ("the connection was closed")."""
+    return RemoteCommandFailed(
+        f"{name} sent more than {limit // 2**20} MiB of output for one command; "
+        "sockwizard stopped reading it",
+        "No command sockwizard runs prints that much: check what the host runs instead (a "
+        f"login script, a wrapper around sudo or the proxy's checker); {ended}.")
 
 
 def path_problem(path: str) -> str | None:

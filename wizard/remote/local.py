@@ -11,6 +11,7 @@ import contextlib
 import errno
 import getpass
 import os
+import selectors
 import signal
 import socket
 import stat as stat_mod
@@ -19,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from wizard.remote.base import FileStat, RawResult
+from wizard.remote.base import MAX_OUTPUT, FileStat, RawResult, too_much_output
 from wizard.remote.shell import ShellRemote
 from wizard.remote.sudo import SudoMode
 from wizard.remote.timeouts import ClientDeadline
@@ -46,9 +47,12 @@ class LocalRemote(ShellRemote):
             start_new_session=True,
         )
         try:
-            out, err = proc.communicate(stdin, timeout=timeout)
+            out, err = _collect(proc, stdin, time.monotonic() + timeout, MAX_OUTPUT)
         except subprocess.TimeoutExpired:
             raise ClientDeadline(killed_here=_kill_session(proc)) from None
+        except _TooMuch:
+            _kill_session(proc)
+            raise too_much_output(self.name, MAX_OUTPUT, "the command was killed") from None
         # Killed by a signal: report it as a shell would (128 + N), like the SSH side does.
         status = proc.returncode if proc.returncode >= 0 else 128 - proc.returncode
         return RawResult(status, out, err, time.monotonic() - start)
@@ -137,6 +141,54 @@ def local_user() -> str:
         return str(os.geteuid())
 
 
+class _TooMuch(Exception):
+    pass
+
+
+def _collect(proc: subprocess.Popen[bytes], stdin: bytes | None, deadline: float,
+             limit: int) -> tuple[bytes, bytes]:
+    """``communicate`` with a cap: feed ``stdin``, read stdout and stderr until both end, at
+    most ``limit`` bytes of the two (raises _TooMuch past it, TimeoutExpired at the
+    deadline; the caller kills the session either way)."""
+    out, err = bytearray(), bytearray()
+    buffers = {proc.stdout: out, proc.stderr: err}
+    view = memoryview(stdin or b"")
+    with selectors.DefaultSelector() as sel:
+        for pipe in buffers:
+            assert pipe is not None
+            sel.register(pipe, selectors.EVENT_READ)
+        if proc.stdin is not None:
+            if view:
+                os.set_blocking(proc.stdin.fileno(), False)
+                sel.register(proc.stdin, selectors.EVENT_WRITE)
+            else:
+                proc.stdin.close()
+        while sel.get_map():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise subprocess.TimeoutExpired(proc.args, 0)
+            for key, _ in sel.select(remaining):
+                if key.fileobj is proc.stdin:
+                    try:
+                        view = view[os.write(key.fd, view[:65536]):]
+                    except BrokenPipeError:  # the command stopped reading: as communicate
+                        view = view[:0]
+                    if not view:
+                        sel.unregister(key.fileobj)
+                        proc.stdin.close()
+                    continue
+                chunk = os.read(key.fd, 65536)
+                if not chunk:
+                    sel.unregister(key.fileobj)
+                    continue
+                buffers[key.fileobj] += chunk  # type: ignore[index]
+                if len(out) + len(err) > limit:
+                    raise _TooMuch
+    remaining = deadline - time.monotonic()
+    proc.wait(max(remaining, 0.001))  # both pipes ended: the shell is exiting
+    return bytes(out), bytes(err)
+
+
 def _kill_session(proc: subprocess.Popen[bytes]) -> bool:
     """SIGKILL every process of ``proc``'s session (it was started as a session leader): the
     shell, its pipeline, and groups a `timeout` or job control made inside it. True when all
@@ -149,9 +201,13 @@ def _kill_session(proc: subprocess.Popen[bytes]) -> bool:
             pass
         except PermissionError:
             complete = False
+    for pipe in (proc.stdin, proc.stdout, proc.stderr):
+        if pipe is not None:  # not read any further: a survivor writing to it gets EPIPE
+            with contextlib.suppress(OSError):
+                pipe.close()
     try:
-        proc.communicate(timeout=5)
-    except subprocess.TimeoutExpired:  # a survivor still holds the pipes: stop reading them
+        proc.wait(timeout=5)
+    except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
     return complete

@@ -24,9 +24,9 @@ from typing import Any, cast
 import paramiko
 from paramiko.sftp import CMD_EXTENDED
 
-from wizard.errors import ConnectionFailed, NotStarted, RemoteCommandFailed, SockwizardError
+from wizard.errors import ConnectionFailed, NotStarted, SockwizardError
 from wizard.remote import inline
-from wizard.remote.base import FileStat, RawResult, short_command
+from wizard.remote.base import MAX_OUTPUT, FileStat, RawResult, short_command, too_much_output
 from wizard.remote.shell import ShellRemote
 from wizard.remote.ssh import channels, internals
 from wizard.remote.ssh.hostkeys import default_known_hosts, fingerprint
@@ -45,8 +45,6 @@ EARLY_CHANNEL_WAIT_S = 5.0  # its confirmation follows USERAUTH_SUCCESS on the w
 # How recent a spare channel's confirmation must be to carry a command fed on stdin: the link
 # was alive then, so a failure to start is as rare as on a channel opened now.
 FRESH_CHANNEL_S = 0.5
-# stdout + stderr of one command, read at most (a whole `nginx -T` of a big site is a few MB).
-MAX_OUTPUT = 64 * 2**20
 
 class SshRemote(ShellRemote):
     """A host over one paramiko connection; build it with :meth:`connect`."""
@@ -260,12 +258,7 @@ class SshRemote(ShellRemote):
                 # paramiko would give its number to the next channel before sshd's close
                 # came (seen: that next command found the connection dead, now and then).
                 self._transport.close()
-                raise RemoteCommandFailed(
-                    f"{self.name} sent more than {MAX_OUTPUT // 2**20} MiB of output for one "
-                    "command; sockwizard stopped reading it",
-                    "No command sockwizard runs prints that much: check what the host runs "
-                    "instead (a login script, a wrapper around sudo or the proxy's checker); "
-                    "the connection was closed.")
+                raise too_much_output(self.name, MAX_OUTPUT, "the connection was closed")
             if chan.eof_received or chan.closed:
                 if not (chan.recv_ready() or chan.recv_stderr_ready()):
                     return bytes(out), bytes(err)

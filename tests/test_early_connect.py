@@ -1,4 +1,5 @@
-"""``sockwizard deploy`` to one SSH host starts its connect before it imports the deploy.
+"""``sockwizard deploy`` (and ``rollback``, ``diagnose``) to one SSH host starts its connect
+before it imports the deploy (or the diagnosis).
 
 The key exchange and auth are three round trips this process spends waiting; the deploy's
 imports and its render (~150 ms here) now run in them (``wizard.remote.Opening``,
@@ -35,7 +36,8 @@ PROBE = r"""
 import json, runpy, socket, sys
 port = int(sys.argv[1])
 sys.argv = ["wizard", *json.loads(sys.argv[2])]
-watched = ("wizard.deploy.transaction", "wizard.deploy.steps", "jinja2", "wizard.probe")
+watched = ("wizard.deploy.transaction", "wizard.deploy.steps", "jinja2", "wizard.probe",
+           "wizard.diagnose.run")
 notes = []
 real_connect = socket.socket.connect
 def connect(self, address):
@@ -99,8 +101,10 @@ def deploy(port: int, *flags: str, tmp_path: Path, command: tuple[str, ...] = DE
     return int(report["code"]), report["loaded"], proc.stderr
 
 
-@pytest.mark.parametrize("command", [DEPLOY, ("rollback",)], ids=["deploy", "rollback"])
-def test_the_connect_starts_before_the_deploy_is_imported(
+@pytest.mark.parametrize("command", [
+    DEPLOY, ("rollback",), ("diagnose", "http://127.0.0.1:9/", "--proxy", "nginx"),
+], ids=["deploy", "rollback", "diagnose"])
+def test_the_connect_starts_before_the_command_imports_its_stack(
         listener: NotSsh, tmp_path: Path, command: tuple[str, ...]) -> None:
     code, loaded, stderr = deploy(listener.port, tmp_path=tmp_path, command=command)
     assert loaded == [[]], loaded  # one connect, with none of the deploy's stacks loaded yet
