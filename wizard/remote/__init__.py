@@ -10,7 +10,8 @@ which implementation they hold. The package, in the order its modules import eac
 * :mod:`.shell` — :class:`ShellRemote`, the transport-independent half of the real hosts.
 * :mod:`.local` — :class:`LocalRemote`, this machine.
 * :mod:`.memory` — :class:`InMemoryRemote`, the test double.
-* :mod:`.connect` — :func:`open_remote`, the one place a connection is opened.
+* :mod:`.connect` — :func:`open_remote`, the one place a connection is opened (:class:`Opening`:
+  the same, on a thread, while the caller prepares).
 * :mod:`.ssh` — paramiko, and only there: :class:`SshRemote`, targets, host keys, auth.
 
 The SSH names (``SshRemote``, ``parse_target``, ...) are exported here too, but loaded on first

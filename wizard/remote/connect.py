@@ -5,6 +5,9 @@ connector (``wizard.tui.services.default_connector``) all call :func:`open_remot
 :func:`open_host` with a settings object). ``local`` is this machine; anything else is
 ``[user@]host[:port]`` or an ~/.ssh/config alias, reached over SSH. paramiko is imported only
 when an SSH host is opened, so ``--host local`` and the other commands never pay for it.
+:class:`Opening` runs the same ``open_host`` on a thread of its own, so that a command can
+import and render while the key exchange waits on the network (``deploy``, ``rollback`` and
+``diagnose`` to one SSH host).
 """
 
 from __future__ import annotations
