@@ -119,3 +119,25 @@ def test_the_local_host_reads_to_the_cap_too(tmp_path: Path,
     link.symlink_to("/dev/zero")
     with pytest.raises(RemoteCommandFailed, match="larger than 1 MiB"):
         LocalRemote().read_file(str(link))
+
+
+def test_the_first_command_carries_its_script_once(sshd: rig.SshdInstance) -> None:
+    """The first plain command rides with the host probe (``ShellRemote._run_probing``) and
+    runs under GNU ``timeout`` or without it, as the probe finds: the script goes once, in a
+    variable either branch runs — written into both branches it was sent twice (a warm
+    deploy's one command: 50 KB, 26 KB now)."""
+    from tests.ssh_turns import count_channels
+
+    script = "echo " + "x" * 20_000 + " | wc -c"
+    remote = SshRemote.connect(
+        SshTarget(host=sshd.host, port=sshd.port, user=rig.DEPLOY_USER),
+        known_hosts=sshd.known_hosts, identity=sshd.client_key(rig.DEPLOY_USER))
+    try:
+        with count_channels() as counter:
+            result = remote.run(script, timeout=30)
+        assert (result.exit_status, result.stdout) == (0, "20001\n")
+        assert len(counter.commands) == 1
+        assert len(script) < len(counter.commands[0]) < len(script) + 2_000
+        assert remote._group_kill  # the probe found GNU timeout: the guarded branch ran
+    finally:
+        remote.close()

@@ -51,6 +51,7 @@ from wizard.remote.timeouts import (
     ClientDeadline,
     CommandTimedOut,
     guarded,
+    guarded_var,
 )
 
 # Exit status our privileged helper scripts use for "no such file" (distinct from cat/stat's 1).
@@ -230,9 +231,12 @@ class ShellRemote(ClosesOnExit):
         GNU ``timeout`` when the probe found it. None when the separator never came (the
         command did not run): the caller probes on its own, as before."""
         sep = f"@@sw-probed-{secrets.token_hex(6)}"
+        # The command once, in a variable either branch runs: written into both branches it
+        # was sent twice (a deploy's first command: 16 KB, 50 KB warm, twice the script).
         line = (f"p=$( {self._probe_line()} ); printf '%s\\n{sep}\\n' \"$p\"; "
-                f'case $p in *"GNU coreutils"*) exec {guarded(command, timeout)} ;; '
-                f"*) exec sh -c {shlex.quote(command)} ;; esac")
+                f"swc={shlex.quote(command)}; "
+                f'case $p in *"GNU coreutils"*) exec {guarded_var("swc", timeout)} ;; '
+                '*) exec sh -c "$swc" ;; esac')
         raw = self._exec_guarded(line, command, timeout, True, stdin)
         head, mark, out = raw.stdout.partition(f"\n{sep}\n".encode())
         if not mark:
