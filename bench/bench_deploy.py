@@ -463,11 +463,14 @@ PLAYBOOK = """\
 
 def ansible_case(exe: Path, targets: Sequence[Target], keys: Keys,
                  spec_for: Callable[[int], DeploySpec], counter: Counter, work: Path, *,
-                 tuned: bool, facts: bool | None = None) -> Callable[[], Sample]:
+                 tuned: bool, facts: bool | None = None,
+                 discover: bool = False) -> Callable[[], Sample]:
     """``tuned``: pipelining and the interpreter given; ``facts``: gather facts (default: only
-    when not tuned)."""
+    when not tuned); ``discover``: pipelining but the interpreter found by Ansible's default
+    discovery, as a user who only turned pipelining on has it."""
     gather = (not tuned) if facts is None else facts
-    name = ("tuned" if tuned else "defaults") + ("-facts" if gather and tuned else "")
+    name = (("tuned" if tuned else "defaults") + ("-facts" if gather and tuned else "")
+            + ("-discover" if discover else ""))
     base = work / f"ansible-{name}"
     base.mkdir(parents=True, exist_ok=True)
     playbook = base / "deploy.yml"
@@ -492,8 +495,9 @@ def ansible_case(exe: Path, targets: Sequence[Target], keys: Keys,
         "ANSIBLE_DEPRECATION_WARNINGS": "False",
     })
     if tuned:
-        env.update({"ANSIBLE_PIPELINING": "True",
-                    "ANSIBLE_PYTHON_INTERPRETER": "/usr/bin/python3"})
+        env.update({"ANSIBLE_PIPELINING": "True"})
+        if not discover:
+            env["ANSIBLE_PYTHON_INTERPRETER"] = "/usr/bin/python3"
 
     def run() -> Sample:
         src = base / "site.conf.j2"

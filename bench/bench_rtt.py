@@ -12,16 +12,18 @@ socket.io server), validates, reloads and checks Socket.IO through nginx:
   config marker and the live probe (handshake, upgrade, Socket.IO CONNECT).
 * **OpenSSH by hand**: `scp` + `ssh 'mv && sudo nginx -t && sudo nginx -s reload'` + a Node
   socket.io-client connection until it is on WebSocket (bench/node_probe.js).
-* **ansible-playbook** (bench_deploy.py's playbook, pipelining on; once without and once with fact
-  gathering — the issue's anchor did not say it turned facts off):
+* **ansible-playbook** (bench_deploy.py's playbook, pipelining on; without and with fact
+  gathering — the issue's anchor did not say it turned facts off — both with the interpreter
+  given, and once more with facts and the interpreter discovered, as Ansible does unless told):
   `template` with `validate` + `backup`, the reload handler, a `uri` check of the handshake
   (run on the host, through the relay in front of nginx).
 
-All nine cases (3 methods x 3 delays) are interleaved round by round. The slope of the median
-wall time over the added RTT (least squares, seconds per second) is the number of round trips
-the method waits for. The relays also count, per run, the TCP connections and request/answer
-exchanges they carried (HTTP: the deploy's settle and probe; SSH: every exchange of the
-protocol, key exchange included); those are exact, the slope is measured.
+Every case (5 methods x 3 delays; the warm row apart, see below) is interleaved round by
+round. The slope of the median wall time over the added RTT (least squares, seconds per
+second) is the number of round trips the method waits for. The relays also count, per run, the
+TCP connections and request/answer exchanges they carried (HTTP: the deploy's settle and
+probe; SSH: every exchange of the protocol, key exchange included); those are exact, the slope
+is measured.
 
 Run as root (sshd, sudo users): ``python3 bench/bench_rtt.py`` (~3 minutes with the default
 5 runs; ``--skip-ansible`` shortens it).
@@ -77,8 +79,10 @@ SW = "sockwizard deploy"
 SW_WARM = "sockwizard deploy, warm (over its own last deploy)"
 HAND = "scp + ssh + Node socket.io-client"
 ANSIBLE = "ansible-playbook (pipelining, no facts)"
-# The anchor ("pipelining on") did not turn fact gathering off: both are measured.
+# The anchor ("pipelining on") did not turn fact gathering off: both are measured,
+# and once more as a user who turned only pipelining on has it (the interpreter discovered).
 ANSIBLE_FACTS = "ansible-playbook (pipelining, facts gathered)"
+ANSIBLE_ANCHOR = "ansible-playbook (pipelining only: facts, interpreter discovery)"
 
 
 def hand_case(target: Target, keys: Keys, spec_for: Callable[[int], DeploySpec],
@@ -230,6 +234,9 @@ def main(argv: list[str] | None = None) -> int:
                     cases[f"{ANSIBLE_FACTS} @ {2 * d} ms"] = counted(ansible_case(
                         exe, [target], keys, host.spec, counter, work / f"ansible-{d}",
                         tuned=True, facts=True), ssh, http)
+                    cases[f"{ANSIBLE_ANCHOR} @ {2 * d} ms"] = counted(ansible_case(
+                        exe, [target], keys, host.spec, counter, work / f"ansible-{d}",
+                        tuned=True, facts=True, discover=True), ssh, http)
             # Interleaved, every sockwizard run is cold: the other cases rewrite the file in
             # between, so the warm guard finds it changed (wizard.deploy.warm). The warm row:
             # each delay's runs back to back, each over its own last deploy (the warm-up run,
@@ -237,7 +244,8 @@ def main(argv: list[str] | None = None) -> int:
             series = interleave(cases, args.runs, warmup=args.warmup)
             for name, case in warm.items():
                 series.update(interleave({name: case}, args.runs, warmup=max(1, args.warmup)))
-            methods = [SW, SW_WARM, HAND, *([ANSIBLE, ANSIBLE_FACTS] if exe is not None else [])]
+            ansible = [ANSIBLE, ANSIBLE_FACTS, ANSIBLE_ANCHOR] if exe is not None else []
+            methods = [SW, SW_WARM, HAND, *ansible]
             print(f"#### Medians of {args.runs} interleaved runs; relays in front of sshd and "
                   "nginx add RTT/2 each way\n")
             print(rtt_table(series, methods) + "\n")
