@@ -469,8 +469,9 @@ def ansible_case(exe: Path, targets: Sequence[Target], keys: Keys,
     when not tuned); ``discover``: pipelining but the interpreter found by Ansible's default
     discovery, as a user who only turned pipelining on has it."""
     gather = (not tuned) if facts is None else facts
-    name = (("tuned" if tuned else "defaults") + ("-facts" if gather and tuned else "")
-            + ("-discover" if discover else ""))
+    # Short: the ControlPath under it must fit a Unix socket's 108 bytes.
+    name = ("anchor" if discover else
+            ("tuned" if tuned else "defaults") + ("-facts" if gather and tuned else ""))
     base = work / f"ansible-{name}"
     base.mkdir(parents=True, exist_ok=True)
     playbook = base / "deploy.yml"
