@@ -95,6 +95,32 @@ def test_healthy_direct_backend_reports_every_stage(node_backend: Backend) -> No
     assert "websocket" in table and "findings: none" in table and "result: OK" in table
 
 
+def test_the_socketio_child_connects_without_loading_aiohttp(node_backend: Backend) -> None:
+    """The real client's child process (``wizard.probe.sio``) uses python-socketio's sync
+    Client; engineio imports aiohttp only for its AsyncClient, so the child marks it absent
+    (~0.12 s of its start). Run as ``sio_probe_bounded`` runs it, with the import log on."""
+    import dataclasses
+    import os
+
+    from wizard.probe.sio import SioRequest
+
+    backend = node_backend(ping_interval=3000, ping_timeout=2000)
+    request = SioRequest(base_url=backend.url, path="/socket.io/", headers=[], insecure=False,
+                         timeout=10)
+    root = Path(__file__).resolve().parent.parent
+    proc = subprocess.run(
+        [sys.executable, "-c", "from wizard.probe.sio import sio_child; sio_child()"],
+        input=json.dumps(dataclasses.asdict(request)), capture_output=True, text=True,
+        timeout=60, cwd=root, env={**os.environ, "PYTHONPROFILEIMPORTTIME": "1"})
+    outcome = json.loads(proc.stdout)
+    assert (outcome["transport"], outcome["error"]) == ("websocket", None), proc.stderr[-2000:]
+    imported = {line.split("|")[-1].strip() for line in proc.stderr.splitlines()
+                if line.startswith("import time:")}
+    assert "socketio.client" in imported and "websocket" in imported
+    # (the log names `aiohttp` for the refused attempt too; a real import loads its modules)
+    assert not any(m.startswith("aiohttp.") for m in imported)
+
+
 def test_expect_waits_for_an_event_instead_of_an_ack(node_backend: Backend) -> None:
     backend = node_backend(ping_interval=3000, ping_timeout=2000)
     report = run_probe(backend.url, ProbeOptions(emit="echo", data="1", expect="hello",

@@ -244,6 +244,10 @@ def sio_child() -> None:
         resource.setrlimit(resource.RLIMIT_AS, (cap, hard))
     out = os.fdopen(os.dup(1), "w")
     sys.stdout = sys.stderr  # a library's stray print must not corrupt the answer
+    # The sync Client runs on requests + websocket-client; engineio imports aiohttp only for
+    # its AsyncClient, under `except ImportError`. Marked absent (a None entry makes `import`
+    # raise ImportError), it is not loaded: the child starts in ~0.21 s instead of ~0.33 s.
+    sys.modules.setdefault("aiohttp", None)  # type: ignore[arg-type]
     try:
         request = json.loads(sys.stdin.read(1 << 20))
         request["headers"] = [(str(k), str(v)) for k, v in request["headers"]]
