@@ -207,9 +207,8 @@ def deploy_many(hosts: Sequence[str], spec: DeploySpec, options: DeployOptions,
     """Deploy to every host at once, each its own transaction and backup (threads: the work
     is waiting on the network). Results come back in the order of ``hosts``. ``opening``:
     the one host's connect, started early (``Opening``; discarded for several hosts)."""
-    if len(set(hosts)) != len(hosts) or len(hosts) != 1:
-        if opening is not None:
-            opening.discard()
+    if opening is not None and len(hosts) != 1:
+        opening.discard()
         opening = None
     if len(set(hosts)) != len(hosts):
         raise BadInput("The same --host is given twice.",
