@@ -910,3 +910,21 @@ def test_the_module_list_rides_only_when_the_command_is_the_one_asked() -> None:
     torn = f"{gather.MODULES}\n{mods}"
     assert gather.split_modules(torn) == (None, torn)
     assert gather.split_modules("peek out\n") == (None, "peek out\n")
+
+
+@pytest.mark.parametrize(("kind", "binary", "reload_cmd"), [
+    (ProxyKind.NGINX, "nginx", "nginx -s reload -c '/srv/my site/nginx.conf'"),
+    (ProxyKind.APACHE, "apache2ctl", "apachectl -k graceful -f '/srv/my site/nginx.conf'"),
+    (ProxyKind.CADDY, "caddy", "caddy reload --adapter caddyfile --config '/srv/my site/nginx.conf'"),
+])
+def test_a_whole_config_elsewhere_is_reloaded_by_its_own_name(kind: ProxyKind, binary: str,
+                                                              reload_cmd: str) -> None:
+    # Without systemd, a proxy run on its own file was checked on that file but reloaded with
+    # the packaged default (nginx: the default pid, another nginx or none): the reload failed
+    # and the deploy rolled back. The full layout's reload names the file, as its checker does.
+    facts = parse_facts(f"uid=0\nos=debian\nbin {binary} /usr/sbin/{binary}\n")
+    spec = DeploySpec(proxy=kind, layout=Layout.FULL)
+    target = resolve(spec, facts, Overrides(dest="/srv/my site/nginx.conf"))
+    assert target.reload_cmd == reload_cmd
+    site = resolve(DeploySpec(proxy=kind), facts, Overrides())
+    assert "{config}" not in site.reload_cmd and "-c " not in site.reload_cmd

@@ -196,3 +196,18 @@ def test_apply_over_real_sshd(make_setup: Callable[[Fault], Setup],
     for path, data in after.items():
         assert (root / str(path).lstrip("/")).read_bytes() == data
     assert "read-timeout-too-short" not in setup.codes()
+
+
+def test_apply_with_only_the_config_reloads_the_nginx_it_names(
+        make_setup: Callable[[Fault], Setup]) -> None:
+    # An nginx run on its own file (-c; its own pid file) was checked with -c but reloaded
+    # with a bare `nginx -s reload`, which reads the packaged config's pid: the reload failed
+    # (or signalled another nginx), the restore's reload too, and the fix ended "rollback
+    # failed". --config alone (no --validate-cmd / --reload-cmd) now names it for both.
+    setup = make_setup(FAULTS[0])
+    before = setup.files()
+    applied = run(setup.argv("--apply", "--backup-dir", str(setup.work / "backups")), setup.work)
+    assert applied.returncode == 0, applied.stdout + applied.stderr
+    assert f"nginx -s reload -c {setup.inst.config_path}" in applied.stderr, applied.stderr
+    assert setup.files() != before
+    assert FAULTS[0].code not in applied.stdout.split("after:")[1], applied.stdout

@@ -10,19 +10,24 @@ read-timeout-too-short.
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 from typing import Any
 
 import pytest
 from textual.widgets import Button, Static
 
-from tests import rig
-from tests.test_tui_pilot import SIZE, on_screen, sync, tab_to, type_text, until
-from wizard.model import ProxyKind
+from tests.test_tui_pilot import (
+    SIZE,
+    diagnose_here,
+    nginx_with_read_timeout,
+    on_screen,
+    sync,
+    until,
+)
 from wizard.tui.app import SockwizardApp
 from wizard.tui.screens.diagnose import FindingsScreen
-from wizard.tui.screens.modals import FixModal
-from wizard.tui.screens.target import TargetScreen
+from wizard.tui.screens.modals import ErrorModal, FixModal
 from wizard.tui.state import Mode, TargetChoice, WizardState
 from wizard.tui.widgets.code_view import CodeView
 
@@ -36,29 +41,14 @@ def _state_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.mark.slow
 @sync
 async def test_apply_this_fix(proxy_factory: Any, node_backend: Any) -> None:
-    backend = node_backend()
-    port = rig.free_port()
-    site = rig.minimal_site(ProxyKind.NGINX, port, backend.address).replace(
-        "proxy_http_version 1.1;", "proxy_http_version 1.1;\n        proxy_read_timeout 3s;")
-    proxy = proxy_factory.from_site(ProxyKind.NGINX, site, port=port)
-    proxy.start()
+    proxy = nginx_with_read_timeout(proxy_factory, node_backend, 3)
     before = proxy.site_path.read_bytes()
     state = WizardState(mode=Mode.DIAGNOSE, target=TargetChoice(
         validate_cmd=proxy.validate_cmd, reload_cmd=proxy.reload_cmd))
     app = SockwizardApp(state=state)
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.press("enter")  # Diagnose (the state says so: it is selected)
-        await until(pilot, "target step", on_screen(app, TargetScreen))
-        await pilot.press("ctrl+n")  # "This machine"
-        await until(pilot, "url step", lambda: app.screen.query("#url").first() is not None)
-        await type_text(pilot, f"http://127.0.0.1:{port}")
-        await tab_to(pilot, "#config_path")
-        await type_text(pilot, str(proxy.config_path))
-        await pilot.press("enter")
-        await until(pilot, "findings step", on_screen(app, FindingsScreen))
-        screen = app.screen
-        assert isinstance(screen, FindingsScreen)
-        await until(pilot, "diagnosis", lambda: screen.diagnosis is not None)
+        # Diagnose is selected (the state says so)
+        screen = await diagnose_here(app, pilot, proxy, "enter")
         assert screen.diagnosis is not None
         assert "read-timeout-too-short" in [f.code for f in screen.diagnosis.findings]
         button = screen.query_one("#apply-fix", Button)
@@ -93,5 +83,42 @@ async def test_apply_this_fix(proxy_factory: Any, node_backend: Any) -> None:
         assert screen.diagnosis is repair.after
         assert "read-timeout-too-short" not in [f.code for f in screen.diagnosis.findings]
         status = str(screen.query_one("#probe-status", Static).render())
-        assert "before: read-timeout-too-short" in status and "after:" in status
+        assert status.startswith("deployed: Deployed to local"), status
+        assert not isinstance(app.screen, ErrorModal)
         assert button.disabled  # nothing left to fix
+
+
+@pytest.mark.needs_root
+@pytest.mark.slow
+@sync
+async def test_a_fix_that_fails_is_shown_in_its_own_dialog(proxy_factory: Any,
+                                                           node_backend: Any) -> None:
+    # The outcome once went to the one status row beside the buttons, cut at 80 columns: a
+    # fix rolled back (or a rollback that failed) looked like nothing had happened. A reload
+    # that fails: the file is restored, and the error says so in a dialog of its own.
+    proxy = nginx_with_read_timeout(proxy_factory, node_backend, 3)
+    before = proxy.site_path.read_bytes()
+    # The reload refuses the fixed file and reloads the restored one: "rolled back".
+    refuse = f"grep -q 'proxy_read_timeout 3s;' {shlex.quote(str(proxy.site_path))}"
+    state = WizardState(mode=Mode.DIAGNOSE, target=TargetChoice(
+        validate_cmd=proxy.validate_cmd, reload_cmd=f"{refuse} && {proxy.reload_cmd}"))
+    app = SockwizardApp(state=state)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await diagnose_here(app, pilot, proxy, "enter")
+        button = screen.query_one("#apply-fix", Button)
+        await until(pilot, "Apply this fix enabled", lambda: not button.disabled)
+        await pilot.press("f")
+        await until(pilot, "fix dialog", on_screen(app, FixModal))
+        await pilot.press("y")
+        await until(pilot, "the error", on_screen(app, ErrorModal), timeout=90)
+        await pilot.pause()  # its widgets composed
+        repair = screen.repair
+        assert repair is not None and [r.outcome.value for r in repair.results] == \
+            ["rolled back"], repair
+        title = str(app.screen.query_one("#error-title", Static).render())
+        assert title == repair.results[0].title and "Reload failed" in title, title
+        assert proxy.site_path.read_bytes() == before  # restored byte for byte
+        await pilot.press("enter")
+        await until(pilot, "back on findings", on_screen(app, FindingsScreen))
+        status = str(screen.query_one("#probe-status", Static).render())
+        assert status.startswith("rolled back: Reload failed"), status

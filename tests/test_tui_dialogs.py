@@ -8,11 +8,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 from textual.app import App
 from textual.screen import ModalScreen
+from textual.widgets import Button
 
 from tests.test_tui_pilot import sync, until
-from wizard.tui.app import CSS_VARIABLES
+from wizard.tui import app as app_module
+from wizard.tui.app import CSS_VARIABLES, SockwizardApp
 from wizard.tui.screens.modals import (
     ConfirmModal,
     ErrorModal,
@@ -24,7 +27,9 @@ from wizard.tui.screens.modals import (
 
 class _Caller(App[None]):
     """Opens the dialogs one after the other and keeps what each answers; the wizard's own CSS
-    variables, as the dialogs' stylesheet uses them."""
+    variables, as the dialogs' stylesheet uses them, and its stylesheet (code blocks, fields)."""
+
+    CSS_PATH = Path(app_module.__file__).with_name(str(SockwizardApp.CSS_PATH))
 
     def __init__(self) -> None:
         super().__init__()
@@ -80,3 +85,44 @@ async def test_each_button_answers() -> None:
             await pilot.click(button)
             await until(pilot, f"the answer to {what}", lambda: bool(app.answers), timeout=20)
             assert app.answers == [answer], what
+
+
+_LONG_DIFF = "--- a/etc/nginx/sites-enabled/app.conf\n+++ b/etc/nginx/sites-enabled/app.conf\n" + \
+    "".join(f"-        proxy_read_timeout {n}s;\n+        proxy_read_timeout 60s;\n"
+            for n in range(30))
+_LONG_DETAIL = "".join(f"nginx: [emerg] line {n}: unknown directive\n" for n in range(40))
+_LONG_PATH = "/etc/nginx/sites-available/" + "a-rather-long-site-name." * 4 + "conf"
+
+
+@sync
+@pytest.mark.parametrize("size", [(80, 24), (60, 16)])
+async def test_a_dialog_full_of_text_keeps_its_buttons_and_words_on_screen(
+        size: tuple[int, int]) -> None:
+    # At 80x24 a fix's long diff pushed the question and both buttons below the dialog's edge:
+    # the user saw neither what they were asked nor how to answer. Each dialog, full: every
+    # button is where a click lands on it, and the question can be scrolled into view.
+    app = _Caller()
+    makers: list[tuple[Callable[[], ModalScreen[Any]], str]] = [
+        (lambda: FixModal("web1", [_LONG_PATH], _LONG_DIFF), "#fix-question"),
+        (lambda: ErrorModal("It broke", "Try again. " * 30, _LONG_DETAIL), "#error-hint"),
+        (lambda: ConfirmModal("Roll back", "Put the previous config back? " * 40), None),
+    ]
+    async with app.run_test(size=size) as pilot:
+        for make, words in makers:
+            dialog = make()
+            app.push_screen(dialog, app.answers.append)
+            await until(pilot, type(dialog).__name__, lambda d=dialog: app.screen is d,
+                        timeout=20)
+            await pilot.pause()
+            for button in dialog.query(Button):
+                x, y = button.region.center
+                assert button.region.bottom <= size[1], (type(dialog).__name__, button.id)
+                assert dialog.get_widget_at(x, y)[0] is button, (type(dialog).__name__, button.id)
+            if words is not None:
+                question = dialog.query_one(words)
+                question.scroll_visible(animate=False, immediate=True)
+                await pilot.pause()
+                x, y = question.region.x + 1, question.region.y
+                assert dialog.get_widget_at(x, y)[0] is question, type(dialog).__name__
+            dialog.dismiss(None)
+            await pilot.pause()

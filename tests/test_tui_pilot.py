@@ -625,32 +625,47 @@ async def test_sandbox_target_deploys_and_probes_then_cleans_up() -> None:
     assert not box.procs and not box.prefix.exists()  # stopped and removed on exit
 
 
+def nginx_with_read_timeout(proxy_factory: Any, node_backend: Any, seconds: int) -> Any:
+    """The rig's nginx, started, in front of a Node socket.io server, with
+    `proxy_read_timeout {seconds}s` in its site file."""
+    backend = node_backend()
+    port = rig.free_port()
+    site = rig.minimal_site(ProxyKind.NGINX, port, backend.address).replace(
+        "proxy_http_version 1.1;",
+        f"proxy_http_version 1.1;\n        proxy_read_timeout {seconds}s;")
+    proxy = proxy_factory.from_site(ProxyKind.NGINX, site, port=port)
+    return proxy.start()
+
+
+async def diagnose_here(app: SockwizardApp, pilot: Pilot[Any], proxy: Any,
+                        *keys: str) -> FindingsScreen:
+    """From the first screen (``keys`` pick Diagnose): "This machine", the proxy's URL and
+    main config; returns the findings step once its diagnosis is in."""
+    await pilot.press(*keys)
+    await until(pilot, "target step", on_screen(app, TargetScreen))
+    await pilot.press("ctrl+n")  # "This machine" is the default
+    await until(pilot, "url step", lambda: app.screen.query("#url").first() is not None)
+    await type_text(pilot, proxy.url)
+    await tab_to(pilot, "#config_path")
+    await type_text(pilot, str(proxy.config_path))
+    await pilot.press("enter")
+    await until(pilot, "findings step", on_screen(app, FindingsScreen))
+    screen = app.screen
+    assert isinstance(screen, FindingsScreen)
+    await until(pilot, "diagnosis", lambda: screen.diagnosis is not None)
+    return screen
+
+
 @pytest.mark.needs_root
 @pytest.mark.slow
 @sync
 async def test_diagnose_reads_the_local_nginx_config(proxy_factory: Any,
                                                      node_backend: Any) -> None:
     """Diagnose on "this machine": the config says 20 s, the live handshake 25 s + 20 s."""
-    backend = node_backend()
-    port = rig.free_port()
-    site = rig.minimal_site(ProxyKind.NGINX, port, backend.address).replace(
-        "proxy_http_version 1.1;", "proxy_http_version 1.1;\n        proxy_read_timeout 20s;")
-    proxy = proxy_factory.from_site(ProxyKind.NGINX, site, port=port)
-    proxy.start()
+    proxy = nginx_with_read_timeout(proxy_factory, node_backend, 20)
     app = SockwizardApp()
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.press("down", "enter")  # Diagnose
-        await until(pilot, "target step", on_screen(app, TargetScreen))
-        await pilot.press("ctrl+n")  # "This machine" is the default
-        await until(pilot, "url step", lambda: app.screen.query("#url").first() is not None)
-        await type_text(pilot, f"http://127.0.0.1:{port}")
-        await tab_to(pilot, "#config_path")
-        await type_text(pilot, str(proxy.config_path))
-        await pilot.press("enter")
-        await until(pilot, "findings step", on_screen(app, FindingsScreen))
-        screen = app.screen
-        assert isinstance(screen, FindingsScreen)
-        await until(pilot, "diagnosis", lambda: screen.diagnosis is not None)
+        screen = await diagnose_here(app, pilot, proxy, "down", "enter")
         assert screen.diagnosis is not None
         codes = [f.code for f in screen.diagnosis.findings]
         assert codes[0] == "read-timeout-too-short", codes

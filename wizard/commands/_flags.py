@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from wizard.commands._print import exit_codes_epilog
 from wizard.errors import BadInput, InvalidSpec
-from wizard.model import DeploySpec, Problem, build_spec
+from wizard.model import DeploySpec, Problem, ProxyKind, build_spec
 
 if TYPE_CHECKING:
     from wizard.probe import ProbeOptions
@@ -52,10 +52,14 @@ FLAG_FOR_FIELD = {
 }
 
 
+# Every proxy sockwizard knows, for --proxy's help: from the enum, so a new one is never missed.
+PROXY_CHOICES = " | ".join(kind.value for kind in ProxyKind)
+
+
 def add_spec_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("what to generate (flags override --spec)")
     g.add_argument("--spec", type=Path, metavar="FILE.toml", help="read the spec from a TOML file")
-    g.add_argument("--proxy", metavar="KIND", help="nginx | apache | caddy | node")
+    g.add_argument("--proxy", metavar="KIND", help=PROXY_CHOICES)
     g.add_argument("--path", metavar="P", help="Socket.IO path clients use (default /socket.io/)")
     g.add_argument("--server-path", metavar="P",
                    help="path the Socket.IO server listens on, when the proxy rewrites")

@@ -18,6 +18,7 @@ import sys
 from typing import Any
 
 from wizard.commands._flags import (
+    PROXY_CHOICES,
     add_change_options,
     add_command,
     add_probe_options,
@@ -53,7 +54,7 @@ def register(sub: Any) -> None:
     g = p.add_argument_group("the proxy's live config (over SSH)")
     g.add_argument("--host", dest="host", metavar="TARGET",
                    help="[USER@]HOST[:PORT], an ~/.ssh/config alias, or `local`")
-    g.add_argument("--proxy", metavar="KIND", help="nginx | apache | caddy | node")
+    g.add_argument("--proxy", metavar="KIND", help=PROXY_CHOICES)
     g.add_argument("--config", metavar="PATH",
                    help="the main config file on the host (default: the proxy's own; node: the "
                         "script listening on the URL's port)")

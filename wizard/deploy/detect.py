@@ -484,7 +484,7 @@ def _default_reload(spec: DeploySpec, facts: HostFacts) -> str | None:
         return units.get(facts.os_family, units["*"])
     if not prof.reload_without_systemd:
         return None
-    return _stand_in(spec.proxy, prof.reload_cmd, facts)
+    return _stand_in(spec.proxy, prof.reload_cmd[spec.layout], facts)
 
 
 def _missing_modules(spec: DeploySpec, facts: HostFacts) -> list[str]:

@@ -67,7 +67,7 @@ def export_ansible(spec: DeploySpec, out: Path) -> list[Path]:
         "sockwizard_version": __version__,
         "sockwizard_dest": prof.default_dest[spec.layout],
         "sockwizard_validate_cmd": prof.validate_cmd[spec.layout],
-        "sockwizard_reload_cmd": prof.reload_cmd,
+        "sockwizard_reload_cmd": prof.reload_cmd[spec.layout],
         "sockwizard_probe": True,
         "sockwizard_probe_url": "",
         "sockwizard_probe_timeout": 5,

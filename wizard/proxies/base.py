@@ -111,7 +111,10 @@ class ProxyProfile:
     binary: str
     version_cmd: str
     validate_cmd: dict[Layout, str]  # {config}: the file to check
-    reload_cmd: str
+    # {config}: as for validate_cmd. The full layout's reload names the tree it deployed: a
+    # proxy started on another file (-c, -f, --config) is the one that must load it, not the
+    # one the packaged default points at.
+    reload_cmd: dict[Layout, str]
     install_hint: str
     # The config's language for highlighting (the TUI preview: a Pygments alias or one of
     # wizard.tui.widgets.code_view's own lexers).

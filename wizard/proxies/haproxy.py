@@ -81,7 +81,7 @@ PROFILE = ProxyProfile(
     validate_cmd=by_layout(f"haproxy -c -q -f {MAIN} -f {CONF_DIR}", "haproxy -c -q -f {config}"),
     # Without systemd there is no generic reload: the master socket or -sf need the pid and
     # argv of the running master, which only the host's own tooling knows (--reload-cmd).
-    reload_cmd="systemctl reload haproxy",
+    reload_cmd=by_layout("systemctl reload haproxy"),
     install_hint="apt-get install haproxy   (RHEL: dnf install haproxy)",
     syntax="haproxy",
     # ---- deploy side

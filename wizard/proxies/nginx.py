@@ -70,7 +70,8 @@ PROFILE = ProxyProfile(
     version_cmd="nginx -v",
     # nginx -t checks the whole tree that includes the file, not the file alone.
     validate_cmd=by_layout("nginx -t", "nginx -t -c {config}"),
-    reload_cmd="nginx -s reload",
+    # -c: nginx finds the master's pid through the config's own `pid` directive.
+    reload_cmd=by_layout("nginx -s reload", "nginx -s reload -c {config}"),
     install_hint="apt-get install nginx   (RHEL: dnf install nginx)",
     syntax="nginx",
     # ---- deploy side

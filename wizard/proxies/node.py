@@ -71,7 +71,7 @@ PROFILE = ProxyProfile(
     binary="node",
     version_cmd="node --version",
     validate_cmd=by_layout("node --check {config}"),
-    reload_cmd="systemctl restart sockwizard-proxy",
+    reload_cmd=by_layout("systemctl restart sockwizard-proxy"),
     # http-proxy comes with sockwizard (wizard.deploy.vendor): no npm needed on the host.
     install_hint="apt-get install nodejs",
     syntax="javascript",

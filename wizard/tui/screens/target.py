@@ -113,7 +113,7 @@ class TargetScreen(StepScreen):
                                                   placeholder=prof.validate_cmd[spec.layout]),
                         hint="{config} is the file being checked.", id="field-validate_cmd")
             yield Field("Reload command", Input(choice.reload_cmd or "", id="reload_cmd",
-                                                placeholder=prof.reload_cmd),
+                                                placeholder=prof.reload_cmd[spec.layout]),
                         id="field-reload_cmd")
             if not diagnose:
                 yield Field("Probe URL", Input(choice.probe_url or "", id="probe_url",
