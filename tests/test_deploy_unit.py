@@ -591,11 +591,31 @@ def test_rollback_uses_the_local_copy_when_the_host_lost_its_backup(host: Host) 
     assert host.dest.read_bytes() == OLD
 
 
-def test_rollback_of_a_deploy_that_made_no_backup_is_refused(host: Host) -> None:
+def test_rollback_of_a_first_deploy_removes_the_file_it_made(host: Host) -> None:
+    # A first deploy makes no backup (there was no file): the TUI's Rollback was greyed out
+    # after it, the most common deploy of all. It is undone by its history id instead.
     host.dest.unlink()
     first = host.deploy()
-    refused = deploy.rollback_result(LocalRemote(), first)
-    assert refused.exit_code == ExitCode.BAD_INPUT and host.dest.exists()
+    assert first.ok and first.backup is None and first.id is not None
+    assert first.to_dict()["id"] == first.id == host.index()[-1]["id"]
+    options = deploy.RollbackOptions(backup_dir=str(host.root / "backups"),
+                                     state_dir=host.root / "state", probe=False)
+    undone = deploy.rollback_result(LocalRemote(), first, options=options,
+                                    checks=host.checks.checks())
+    assert undone.ok, undone.message()
+    assert not host.dest.exists()
+    assert host.index()[-1]["undoes"] == [first.id]
+    # Undone once: there is nothing left to undo, and nothing changes.
+    again = deploy.rollback_result(LocalRemote(), first, options=options)
+    assert again.exit_code == ExitCode.BAD_INPUT and "no longer in effect" in again.title
+    assert not host.dest.exists()
+
+
+def test_rollback_of_a_deploy_that_recorded_nothing_is_refused(host: Host) -> None:
+    unchanged = host.deploy(dry_run=True)
+    assert unchanged.id is None
+    refused = deploy.rollback_result(LocalRemote(), unchanged)
+    assert refused.exit_code == ExitCode.BAD_INPUT and host.dest.read_bytes() == OLD
 
 
 # --------------------------------------------------------------------------------------------

@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 from textual.dom import DOMNode
 from textual.pilot import Pilot
-from textual.widgets import Checkbox, DataTable, Footer, Header, Input, Static
+from textual.widgets import Button, Checkbox, DataTable, Footer, Header, Input, Static
 
 from tests import rig
 from wizard.deploy import Outcome
@@ -874,3 +874,46 @@ async def test_the_deploy_step_shows_the_hosts_last_entries() -> None:
         await until(pilot, "the history", lambda: "rolled back" in str(table.get_row_at(0)))
         row = table.get_row_at(0)
         assert row[2] == "failed, rolled back" and row[3] == DEST and len(index) == 2
+
+
+@pytest.mark.needs_root
+@pytest.mark.slow
+@sync
+async def test_rollback_after_a_first_deploy_removes_the_new_file(
+        proxy_factory: Any, node_backend: Any, tmp_path: Path) -> None:
+    # A first deploy makes no backup (no file was there): Rollback stayed greyed out after
+    # the most common deploy of all. It now undoes it by its history id: the file goes.
+    backend = node_backend()
+    port = rig.free_port()
+    proxy = proxy_factory.from_site(
+        ProxyKind.NGINX, rig.minimal_site(ProxyKind.NGINX, port, backend.address), port=port)
+    proxy.start()
+    proxy.site_path.unlink()  # nginx runs with no site: the deploy writes a new file
+    proxy.reload()
+    app = SockwizardApp()
+    async with app.run_test(size=SIZE) as pilot:
+        await walk_to_target(pilot, app, backend.address, listen=f"127.0.0.1:{port}")
+        await fill_overrides(pilot, str(proxy.site_path), proxy.validate_cmd, proxy.reload_cmd)
+        await pilot.press("ctrl+n")  # "This machine"
+        await until(pilot, "deploy step", on_screen(app, DeployScreen))
+        screen = app.screen
+        assert isinstance(screen, DeployScreen)
+        await until(pilot, "the dry run", lambda: not screen.planning)
+        await deploy_and_confirm(pilot, app)
+        await until(pilot, "deploy result", lambda: screen.deploy_result is not None
+                    and not screen.busy, timeout=120)
+        result = screen.deploy_result
+        assert result is not None and result.outcome is Outcome.DEPLOYED, result.message()
+        assert result.backup is None and proxy.site_path.exists()
+        assert not screen.query_one("#rollback", Button).disabled
+        await pilot.press("r")
+        await until(pilot, "confirmation", on_screen(app, ConfirmModal))
+        await pilot.pause()
+        question = str(app.screen.query_one("#question", Static).render())
+        assert f"This deploy created {proxy.site_path}" in question, question
+        await pilot.press("y")
+        await until(pilot, "rollback result", lambda: screen.deploy_result is not result
+                    and not screen.busy, timeout=120)
+        undone = screen.deploy_result
+        assert undone is not None and undone.ok, undone.message()
+    assert not proxy.site_path.exists()

@@ -139,10 +139,10 @@ class RollbackPlan:
 
 
 def rollback_preset(remote: Remote, host: str, options: RollbackOptions, *,
-                    backup: str | None = None) -> RollbackPlan:
+                    undo_id: str | None = None) -> RollbackPlan:
     """Choose what to restore (``history.rollback_choice``: the newest change in effect, or
-    ``options.to``; or undo the deploy that made ``backup``) and build the guarded transaction
-    that puts it back. Raises BadInput when there is nothing to restore."""
+    ``options.to``; or undo the deploy whose id is ``undo_id``) and build the guarded
+    transaction that puts it back. Raises BadInput when there is nothing to restore."""
     cache: dict[str, str | None] = {}
 
     def current(path: str) -> str | None:
@@ -152,8 +152,8 @@ def rollback_preset(remote: Remote, host: str, options: RollbackOptions, *,
         return cache[path]
 
     def choose(records: list[history.Record]) -> history.Choice:
-        if backup is not None:
-            return history.undo_choice(records, backup, current)
+        if undo_id is not None:
+            return history.undo_choice(records, undo_id, current)
         return history.rollback_choice(records, dest=options.dest, to=options.to,
                                        current=current)
 

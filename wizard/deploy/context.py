@@ -241,6 +241,12 @@ class Context:
 
     # -- the result ---------------------------------------------------------------------------
 
+    @property
+    def recorded(self) -> bool:
+        """This run has a history record (id ``lock_token[:10]``): its local note is written
+        before the activation script, which appends the host's (``backup_step``)."""
+        return self.local_backup is not None
+
     def result(self, outcome: Outcome, code: ExitCode, title: str, *, hint: str = "",
                detail: str = "", failed_step: Step | None = None) -> DeployResult:
         return DeployResult(
@@ -249,6 +255,7 @@ class Context:
             dest=self.target.dest if self.target else self.options.dest,
             config_id=self.config_id, diff=self.diff, plan=tuple(self.plan),
             backup=self.backup, local_backup=self.local_backup, steps=tuple(self.steps),
+            id=self.lock_token[:10] if self.recorded else None,
             warnings=tuple(self.warnings), probe=self.probe_report, needs=self.needs,
             needs_text=self.needs_text(),
             seconds=time.monotonic() - self.started)

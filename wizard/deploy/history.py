@@ -381,15 +381,15 @@ def append_lines(index: str, record: dict[str, Any]) -> list[str]:
             f"  printf '%s\\n' {line} >&9 ) 9>>{q}"]
 
 
-def undo_choice(records: Sequence[Record], backup: str, current: Current = _unknown) -> Choice:
-    """Undo the deploy that made ``backup`` (and every later one still in effect): the TUI's
-    Rollback button after a deploy."""
-    made = [r for r in records if r.kind == "deploy" and r.get("backup") == backup]
+def undo_choice(records: Sequence[Record], ident: str, current: Current = _unknown) -> Choice:
+    """Undo the deploy recorded as ``ident`` (and every later one still in effect): the TUI's
+    Rollback button after a deploy — a first one too, whose file was new (no backup: undoing
+    it removes the file)."""
+    made = [r for r in records if r.kind == "deploy" and r.id == ident]
     if not made:
-        raise NoChoice(f"No deploy in the history made the backup {backup[:200]}.")
+        raise NoChoice(f"No deploy in the history has the id {ident[:40]}.")
     live = stack(records, made[-1].dest, current)
     if made[-1] not in live:
-        raise NoChoice(f"The deploy that made {backup[:200]} is no longer in effect: "
-                       "nothing to undo.")
+        raise NoChoice(f"Deploy {ident[:40]} is no longer in effect: nothing to undo.")
     at = live.index(made[-1])
     return Choice(made[-1].dest, tuple(reversed(live[at:])), live[at - 1] if at else None)

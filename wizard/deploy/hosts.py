@@ -23,7 +23,13 @@ from wizard.deploy.backups import read_history, rollback_preset, sha
 from wizard.deploy.context import Context
 from wizard.deploy.detect import HostTarget, Overrides, detect
 from wizard.deploy.events import DeployEvent, EventSink, Step, StepFinished, StepStarted, ignore
-from wizard.deploy.options import ConnectOptions, DeployOptions, Preset, RollbackOptions
+from wizard.deploy.options import (
+    DEFAULT_BACKUP_DIR,
+    ConnectOptions,
+    DeployOptions,
+    Preset,
+    RollbackOptions,
+)
 from wizard.deploy.preload import preload
 from wizard.deploy.result import DeployResult, Outcome
 from wizard.deploy.settle import LIVE, LiveChecks
@@ -45,28 +51,31 @@ def apply(remote: Remote, spec: DeploySpec, options: DeployOptions, *,
 
 
 def rollback(remote: Remote, host: str, options: RollbackOptions, *,
-             backup: str | None = None, on_event: EventSink = ignore,
+             undo: str | None = None, on_event: EventSink = ignore,
              checks: LiveChecks | None = None, probe_host: str = "127.0.0.1") -> DeployResult:
     """Roll back over an open remote, as a guarded transaction of its own: undo the newest
     change in effect (``sockwizard rollback``; ``options.to``: back to that deploy's config),
-    or the deploy that made ``backup``. What may come back: ``wizard.deploy.history``."""
-    return _rollback(remote, host, options, backup, on_event=on_event, checks=checks,
+    or the deploy whose id is ``undo``. What may come back: ``wizard.deploy.history``."""
+    return _rollback(remote, host, options, undo, on_event=on_event, checks=checks,
                      probe_host=probe_host, session=None)
 
 
 def rollback_result(remote: Remote, result: DeployResult, *, on_event: EventSink = ignore,
                     checks: LiveChecks | None = None, probe_host: str = "127.0.0.1",
                     options: RollbackOptions | None = None) -> DeployResult:
-    """Undo one finished deploy over an open remote (the TUI's Rollback button): restore the
-    backup that deploy made, guarded like any deploy."""
-    if result.backup is None:
+    """Undo one finished deploy over an open remote (the TUI's Rollback button): put back
+    what was there before it (its backup; or no file, when it made the file), guarded like
+    any deploy. ``options``: where its history is, when not beside its backup (a new file
+    has none: the default backup dir)."""
+    if result.id is None:
         return DeployResult(host=result.host, outcome=Outcome.FAILED,
                             exit_code=ExitCode.BAD_INPUT,
-                            title="This deploy made no backup (the file was new, or nothing "
-                                  "changed): there is nothing to restore.")
+                            title="This deploy changed nothing on the host (it recorded no "
+                                  "history entry): there is nothing to undo.")
     # The index lives beside the backups this deploy wrote.
-    opts = options or RollbackOptions(backup_dir=posixpath.dirname(result.backup))
-    return rollback(remote, result.host, opts, backup=result.backup, on_event=on_event,
+    opts = options or RollbackOptions(backup_dir=posixpath.dirname(result.backup)
+                                      if result.backup else DEFAULT_BACKUP_DIR)
+    return rollback(remote, result.host, opts, undo=result.id, on_event=on_event,
                     checks=checks, probe_host=probe_host)
 
 
@@ -276,12 +285,12 @@ def _continue(ctx: Context, session: _Session | None) -> None:
         ctx.started = session.started
 
 
-def _rollback(remote: Remote, host: str, options: RollbackOptions, backup: str | None, *,
+def _rollback(remote: Remote, host: str, options: RollbackOptions, undo: str | None, *,
               on_event: EventSink, checks: LiveChecks | None, probe_host: str,
               session: _Session | None) -> DeployResult:
     started = session.started if session is not None else time.monotonic()
     try:
-        chosen = rollback_preset(remote, host, options, backup=backup)
+        chosen = rollback_preset(remote, host, options, undo_id=undo)
     except SockwizardError as exc:
         return DeployResult(host=host, outcome=Outcome.FAILED, exit_code=exc.exit_code,
                             title=exc.title, hint=exc.hint, detail=exc.detail,

@@ -69,6 +69,9 @@ class DeployResult:
     diff: str = ""
     plan: tuple[PlanItem, ...] = ()
     backup: str | None = None  # on the host
+    # Its history record's id (`rollback --to ID`, the TUI's Rollback); None when it
+    # recorded none (stopped before the backup step, or changed nothing).
+    id: str | None = None
     local_backup: str | None = None
     steps: tuple[StepFinished, ...] = ()
     warnings: tuple[str, ...] = ()
@@ -101,6 +104,7 @@ class DeployResult:
             "config_id": self.config_id,
             "diff": self.diff,
             "plan": [p.to_dict() for p in self.plan],
+            "id": self.id,
             "backup": self.backup,
             "local_backup": self.local_backup,
             "steps": [s.to_dict() for s in self.steps],

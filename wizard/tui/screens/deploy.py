@@ -341,7 +341,7 @@ class DeployScreen(StepScreen):
         banner.set_class(result.outcome in (Outcome.ROLLED_BACK, Outcome.KEPT), "-rolled-back")
         banner.set_class(result.outcome in (Outcome.FAILED, Outcome.ROLLBACK_FAILED), "-failed")
         self.query_one("#rollback", Button).disabled = not (
-            result.outcome in (Outcome.DEPLOYED, Outcome.KEPT) and result.backup is not None
+            result.outcome in (Outcome.DEPLOYED, Outcome.KEPT) and result.id is not None
             and self.state.connection is not None)
         self.refresh_bindings()
         self.query_one("#next", Button).disabled = self.deploy_result is None \
@@ -356,11 +356,14 @@ class DeployScreen(StepScreen):
     @work(exclusive=True, group="deploy", exit_on_error=False)
     async def action_rollback(self) -> None:
         result = self.deploy_result
-        if result is None or result.backup is None or self.busy or self.state.connection is None:
+        if result is None or result.id is None or self.busy or self.state.connection is None:
             return
-        sure = await self.app.push_screen_wait(ConfirmModal(
-            "Roll back", f"Put the previous config back on {result.host} from {result.backup}, "
-            "validate it and reload the proxy?", yes="Roll back"))
+        question = (f"Put the previous config back on {result.host} from {result.backup}, "
+                    "validate it and reload the proxy?" if result.backup is not None else
+                    f"This deploy created {result.dest} on {result.host}: remove it (and what "
+                    "the deploy set up for it), validate the rest and reload the proxy?")
+        sure = await self.app.push_screen_wait(ConfirmModal("Roll back", question,
+                                                            yes="Roll back"))
         if not sure:
             return
         log = self.query_one(DeployLog)
