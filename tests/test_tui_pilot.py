@@ -26,7 +26,7 @@ from textual.pilot import Pilot
 from textual.widgets import Button, Checkbox, DataTable, Footer, Header, Input, Static
 
 from tests import rig
-from wizard.deploy import Outcome
+from wizard.deploy import DeployResult, Outcome
 from wizard.deploy.marker import HEADER
 from wizard.model import ProxyKind
 from wizard.remote import CommandResult, InMemoryRemote, RunRequest
@@ -183,6 +183,38 @@ async def deploy_and_confirm(pilot: Pilot[Any], app: SockwizardApp) -> None:
     await pilot.press("d")
     await until(pilot, "the deploy confirmation", on_screen(app, ConfirmModal))
     await pilot.press("y")
+
+
+async def deployed(pilot: Pilot[Any], app: SockwizardApp,
+                   outcome: Outcome = Outcome.DEPLOYED) -> tuple[DeployScreen, DeployResult]:
+    """On the way to the Deploy step: wait for it and its dry run, deploy, confirm; the
+    screen and its result, which must have ``outcome``."""
+    await until(pilot, "deploy step", on_screen(app, DeployScreen))
+    screen = app.screen
+    assert isinstance(screen, DeployScreen)
+    await until(pilot, "the dry run", lambda: not screen.planning)
+    await deploy_and_confirm(pilot, app)
+    await until(pilot, "deploy result", lambda: screen.deploy_result is not None
+                and not screen.busy, timeout=120)
+    result = screen.deploy_result
+    assert result is not None and result.outcome is outcome, result.message()
+    return screen, result
+
+
+async def rolled_back(pilot: Pilot[Any], app: SockwizardApp, screen: DeployScreen,
+                      result: DeployResult) -> str:
+    """Rollback (r) on the Deploy step, confirmed (y); its result must be ok. Returns the
+    question the confirmation asked."""
+    await pilot.press("r")
+    await until(pilot, "confirmation", on_screen(app, ConfirmModal))
+    await pilot.pause()
+    question = str(app.screen.query_one("#question", Static).render())
+    await pilot.press("y")
+    await until(pilot, "rollback result", lambda: screen.deploy_result is not result
+                and not screen.busy, timeout=120)
+    undone = screen.deploy_result
+    assert undone is not None and undone.ok, undone.message() if undone else None
+    return question
 
 
 async def fill_overrides(pilot: Pilot[Any], dest: str, validate: str, reload: str,
@@ -343,15 +375,7 @@ async def test_validation_failure_is_rolled_back_and_shown() -> None:
         await walk_to_target(pilot, app, "127.0.0.1:3000")
         await fill_overrides(pilot, DEST, "nginx -t", "nginx -s reload")
         await pilot.press("ctrl+n")
-        await until(pilot, "deploy step", on_screen(app, DeployScreen))
-        screen = app.screen
-        assert isinstance(screen, DeployScreen)
-        await until(pilot, "the dry run", lambda: not screen.planning)
-        await deploy_and_confirm(pilot, app)
-        await until(pilot, "deploy result", lambda: screen.deploy_result is not None
-                    and not screen.busy)
-        assert screen.deploy_result is not None
-        assert screen.deploy_result.outcome is Outcome.ROLLED_BACK
+        screen, _ = await deployed(pilot, app, Outcome.ROLLED_BACK)
         banner = str(screen.query_one("#deploy-result", Static).render())
         assert "ROLLED BACK" in banner and "Validation failed" in banner
         failed = screen.query(".step-row.-failed")
@@ -770,15 +794,7 @@ async def test_full_flow_real_sshd_nginx_node(sshd: Any, proxy_factory: Any, nod
         await pilot.press("ctrl+n")
         await until(pilot, "host key modal", on_screen(app, HostKeyModal))
         await pilot.press("y")
-        await until(pilot, "deploy step", on_screen(app, DeployScreen))
-        screen = app.screen
-        assert isinstance(screen, DeployScreen)
-        await until(pilot, "the dry run", lambda: not screen.planning)
-        await deploy_and_confirm(pilot, app)
-        await until(pilot, "deploy result", lambda: screen.deploy_result is not None
-                    and not screen.busy, timeout=120)
-        result = screen.deploy_result
-        assert result is not None and result.outcome is Outcome.DEPLOYED, result.message()
+        screen, result = await deployed(pilot, app)
         assert result.probe is not None and result.probe.ok
         steps = [str(r.step.value) for r in screen.query(".step-row.-ok")]
         for step in ("detect", "backup", "upload", "rename", "validate", "reload", "settle",
@@ -802,13 +818,7 @@ async def test_full_flow_real_sshd_nginx_node(sshd: Any, proxy_factory: Any, nod
         again = app.screen
         assert isinstance(again, DeployScreen)
         assert "Deployed" in str(again.query_one("#deploy-result", Static).render())
-        await pilot.press("r")
-        await until(pilot, "confirmation", lambda: not isinstance(app.screen, DeployScreen))
-        await pilot.press("y")
-        await until(pilot, "rollback result", lambda: again.deploy_result is not result
-                    and not again.busy, timeout=120)
-        assert again.deploy_result is not None and again.deploy_result.ok, \
-            again.deploy_result.message()
+        await rolled_back(pilot, app, again, result)
     # The original site is back, byte for byte, and serving.
     assert proxy.site_path.read_text() == original
     assert "X-Sockwizard-Config" not in original
@@ -895,25 +905,9 @@ async def test_rollback_after_a_first_deploy_removes_the_new_file(
         await walk_to_target(pilot, app, backend.address, listen=f"127.0.0.1:{port}")
         await fill_overrides(pilot, str(proxy.site_path), proxy.validate_cmd, proxy.reload_cmd)
         await pilot.press("ctrl+n")  # "This machine"
-        await until(pilot, "deploy step", on_screen(app, DeployScreen))
-        screen = app.screen
-        assert isinstance(screen, DeployScreen)
-        await until(pilot, "the dry run", lambda: not screen.planning)
-        await deploy_and_confirm(pilot, app)
-        await until(pilot, "deploy result", lambda: screen.deploy_result is not None
-                    and not screen.busy, timeout=120)
-        result = screen.deploy_result
-        assert result is not None and result.outcome is Outcome.DEPLOYED, result.message()
+        screen, result = await deployed(pilot, app)
         assert result.backup is None and proxy.site_path.exists()
         assert not screen.query_one("#rollback", Button).disabled
-        await pilot.press("r")
-        await until(pilot, "confirmation", on_screen(app, ConfirmModal))
-        await pilot.pause()
-        question = str(app.screen.query_one("#question", Static).render())
+        question = await rolled_back(pilot, app, screen, result)
         assert f"This deploy created {proxy.site_path}" in question, question
-        await pilot.press("y")
-        await until(pilot, "rollback result", lambda: screen.deploy_result is not result
-                    and not screen.busy, timeout=120)
-        undone = screen.deploy_result
-        assert undone is not None and undone.ok, undone.message()
     assert not proxy.site_path.exists()
