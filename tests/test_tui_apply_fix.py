@@ -32,6 +32,19 @@ from wizard.tui.state import Mode, TargetChoice, WizardState
 from wizard.tui.widgets.code_view import CodeView
 
 
+@pytest.fixture
+def timing_out(proxy_factory: Any, node_backend: Any) -> Any:
+    """The rig's nginx with `proxy_read_timeout 3s`: an error finding whose fix is an edit."""
+    return nginx_with_read_timeout(proxy_factory, node_backend, 3)
+
+
+def diagnosing(proxy: Any, reload_cmd: str | None = None) -> SockwizardApp:
+    """The wizard in Diagnose mode, the Target step's overrides set to the rig's checker and
+    reload (``reload_cmd``: another)."""
+    return SockwizardApp(state=WizardState(mode=Mode.DIAGNOSE, target=TargetChoice(
+        validate_cmd=proxy.validate_cmd, reload_cmd=reload_cmd or proxy.reload_cmd)))
+
+
 @pytest.fixture(autouse=True)
 def _state_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
@@ -40,12 +53,10 @@ def _state_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.mark.needs_root
 @pytest.mark.slow
 @sync
-async def test_apply_this_fix(proxy_factory: Any, node_backend: Any) -> None:
-    proxy = nginx_with_read_timeout(proxy_factory, node_backend, 3)
+async def test_apply_this_fix(timing_out: Any) -> None:
+    proxy = timing_out
     before = proxy.site_path.read_bytes()
-    state = WizardState(mode=Mode.DIAGNOSE, target=TargetChoice(
-        validate_cmd=proxy.validate_cmd, reload_cmd=proxy.reload_cmd))
-    app = SockwizardApp(state=state)
+    app = diagnosing(proxy)
     async with app.run_test(size=SIZE) as pilot:
         # Diagnose is selected (the state says so)
         screen = await diagnose_here(app, pilot, proxy, "enter")
@@ -91,18 +102,15 @@ async def test_apply_this_fix(proxy_factory: Any, node_backend: Any) -> None:
 @pytest.mark.needs_root
 @pytest.mark.slow
 @sync
-async def test_a_fix_that_fails_is_shown_in_its_own_dialog(proxy_factory: Any,
-                                                           node_backend: Any) -> None:
+async def test_a_fix_that_fails_is_shown_in_its_own_dialog(timing_out: Any) -> None:
     # The outcome once went to the one status row beside the buttons, cut at 80 columns: a
     # fix rolled back (or a rollback that failed) looked like nothing had happened. A reload
     # that fails: the file is restored, and the error says so in a dialog of its own.
-    proxy = nginx_with_read_timeout(proxy_factory, node_backend, 3)
+    proxy = timing_out
     before = proxy.site_path.read_bytes()
     # The reload refuses the fixed file and reloads the restored one: "rolled back".
     refuse = f"grep -q 'proxy_read_timeout 3s;' {shlex.quote(str(proxy.site_path))}"
-    state = WizardState(mode=Mode.DIAGNOSE, target=TargetChoice(
-        validate_cmd=proxy.validate_cmd, reload_cmd=f"{refuse} && {proxy.reload_cmd}"))
-    app = SockwizardApp(state=state)
+    app = diagnosing(proxy, f"{refuse} && {proxy.reload_cmd}")
     async with app.run_test(size=(80, 24)) as pilot:
         screen = await diagnose_here(app, pilot, proxy, "enter")
         button = screen.query_one("#apply-fix", Button)
@@ -122,3 +130,28 @@ async def test_a_fix_that_fails_is_shown_in_its_own_dialog(proxy_factory: Any,
         await until(pilot, "back on findings", on_screen(app, FindingsScreen))
         status = str(screen.query_one("#probe-status", Static).render())
         assert status.startswith("rolled back: Reload failed"), status
+
+
+@pytest.mark.needs_root
+@pytest.mark.slow
+@sync
+async def test_a_file_changed_since_the_diagnosis_is_not_patched(timing_out: Any) -> None:
+    # Someone edits the file between the diagnosis and "Apply this fix": the edit no longer
+    # fits, nothing is asked or changed, and the reason is shown (a toast: the status row is
+    # one line).
+    proxy = timing_out
+    app = diagnosing(proxy)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await diagnose_here(app, pilot, proxy, "enter")
+        button = screen.query_one("#apply-fix", Button)
+        await until(pilot, "Apply this fix enabled", lambda: not button.disabled)
+        edited = proxy.site_path.read_bytes().replace(b"proxy_read_timeout 3s;",
+                                                      b"proxy_read_timeout 4s;")
+        proxy.site_path.write_bytes(edited)
+        await pilot.press("f")
+        await until(pilot, "the reason", lambda: any(
+            n.title == "No config edit to make" for n in app._notifications))
+        assert not isinstance(app.screen, FixModal)
+        reasons = [n.message for n in app._notifications if n.title == "No config edit to make"]
+        assert "read-timeout-too-short" in reasons[0], reasons
+        assert proxy.site_path.read_bytes() == edited

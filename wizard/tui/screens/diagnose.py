@@ -234,16 +234,23 @@ class FindingsScreen(ProbeResultScreen):
         try:
             fixes = await self.in_thread(fixes_for, self.state, before)
         except SockwizardError as exc:
-            status.update(f"Could not read the config files: {exc.title}")
+            status.update("Could not read the config files.")
+            self.app.push_screen(ErrorModal(for_tui(exc.title), for_tui(exc.hint), exc.detail))
             return
+        # What stops here gets its own dialog too: the status is one row, cut at 80 columns.
         if fixes.refused:
             check = fixes.refused[0]
-            status.update(f"{check.command} refused the fix here: nothing was changed.\n"
-                          f"{check.output[-300:]}")
+            status.update(f"{check.command} refused the fix: nothing was changed.")
+            self.app.push_screen(ErrorModal(
+                f"{check.command} refused the fixed {check.file}: nothing was changed.",
+                "The edit would break the config as this checker reads it: fix it by hand "
+                "(the findings say what to change).", check.output[-2000:]))
             return
         if not fixes.plan.patches:
             why = "; ".join(f"{f.code}: {w}" for f, w in fixes.plan.printed if f.edits)
-            status.update("No config edit to make" + (f" ({why})." if why else "."))
+            status.update("No config edit to make.")
+            self.app.notify(why or "The findings' fixes are not edits of a file.",
+                            title="No config edit to make", timeout=10, markup=False)
             return
         files = [p.file for p in fixes.plan.patches]
         if not await self.app.push_screen_wait(FixModal(conn.remote.name, files,
