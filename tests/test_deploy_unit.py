@@ -604,6 +604,8 @@ def test_rollback_of_a_first_deploy_removes_the_file_it_made(host: Host) -> None
                                     checks=host.checks.checks())
     assert undone.ok, undone.message()
     assert not host.dest.exists()
+    done = next(s for s in undone.steps if s.step.value == "done")
+    assert done.detail == f"{host.dest} removed", done.detail  # not "serves config (unmarked)"
     assert host.index()[-1]["undoes"] == [first.id]
     # Undone once: there is nothing left to undo, and nothing changes.
     again = deploy.rollback_result(LocalRemote(), first, options=options)

@@ -363,3 +363,25 @@ def test_cli_words_become_the_wizards() -> None:
         "The connection is still up; try again."
     assert "--layout full" not in for_tui("deploy a whole Caddyfile with --layout full.")
     assert for_tui("--dest-dir stays") == "--dest-dir stays"  # a longer flag is left alone
+
+
+def test_the_deploy_question_says_when_there_is_no_file_to_back_up(tmp_path: Any) -> None:
+    # The question promised a backup of "the current file" when there was none (a first
+    # deploy): it says what happens instead. The dry run is the real one, on this machine.
+    from wizard.deploy import DeployOptions, apply
+    from wizard.remote import LocalRemote
+    from wizard.tui.calls import deploy_question
+
+    dest = tmp_path / "conf.d" / "sockwizard.conf"
+    dest.parent.mkdir()
+    options = DeployOptions(dest=str(dest), validate_cmd="true", reload_cmd="true",
+                            backup_dir=str(tmp_path / "backups"), state_dir=tmp_path / "state",
+                            probe_url="http://127.0.0.1:1", dry_run=True)
+    spec = DeploySpec()
+
+    first = deploy_question(spec, "this machine", apply(LocalRemote(), spec, options))
+    assert "There is no file there yet: it is removed again" in first, first
+    assert "backed up" not in first
+    dest.write_text("# the host's own\n")
+    later = deploy_question(spec, "this machine", apply(LocalRemote(), spec, options))
+    assert "The current file is backed up first" in later, later

@@ -204,7 +204,8 @@ class Transaction:
             recovery.rollback(ctx, Step.RELOAD, interrupted=True)
             raise
         with ctx.step(Step.DONE, "done") as s:
-            s.detail = f"{ctx.target_dest} serves config {ctx.config_id or '(unmarked)'}"
+            s.detail = (f"{ctx.target_dest} removed" if ctx.new is None else
+                        f"{ctx.target_dest} serves config {ctx.config_id or '(unmarked)'}")
         return ctx.result(Outcome.DEPLOYED, ExitCode.OK,
                           f"Deployed to {ctx.host}: {ctx.target_dest} "
                           + ("is live and the probe passed over WebSocket."

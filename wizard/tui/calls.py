@@ -46,7 +46,10 @@ def deploy_question(spec: DeploySpec, where: str, planned: DeployResult | None) 
     """What the Deploy step asks before a deploy to a real host: which host, which file (the
     dry run's), what happens, and every warning the dry run raised."""
     dest = planned.dest if planned and planned.dest else "the file detected on the host"
+    new_file = planned is not None and planned.diff.startswith("--- /dev/null")
     lines = [f"Write {dest} on {where}, validate it and reload {spec.proxy.value}?",
+             "There is no file there yet: it is removed again if the validation, the reload "
+             "or the probe fails." if new_file else
              "The current file is backed up first and put back if the validation, the reload "
              "or the probe fails."]
     lines += [f"! {w}" for w in (planned.warnings if planned else ())]
