@@ -54,3 +54,15 @@ def test_probe_connect_to_sends_the_name_to_another_address(
     capsys.readouterr()
     assert main(["probe", url, "--connect-to", "127.0.0.1", "--emit", "echo"]) == 2
     assert "--connect-to cannot be combined with --emit" in capsys.readouterr().err
+
+
+def test_a_stage_not_run_is_skip_in_every_table(node_backend: Callable[..., rig.NodeBackend],
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    # A wrong path: polling fails, so the sessions stage is not run. diagnose's table said
+    # FAIL for it (probe's and the progress lines said skip): both read Stage.mark now.
+    backend = node_backend()
+    assert main(["diagnose", backend.url, "--path", "/nope/"]) == 1
+    table = [line.split() for line in capsys.readouterr().out.splitlines()
+             if line.startswith("  ") and len(line.split()) > 2]
+    marks = {row[0]: row[1] for row in table}
+    assert marks.get("polling") == "FAIL" and marks.get("sessions") == "skip", table

@@ -141,7 +141,7 @@ class StageProgress:
     def __call__(self, stage: Any) -> None:
         from wizard.probe import format_ms
 
-        mark = "ok " if stage.ok else ("-- " if stage.data.get("skipped") else "ERR")
+        mark = "ok " if stage.ok else ("-- " if stage.skipped else "ERR")
         line = f"  [{mark}] {stage.name:<12} {format_ms(stage.ms):>9}  {stage.detail}"
         if self.transient:
             width = shutil.get_terminal_size().columns - 1

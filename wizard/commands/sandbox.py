@@ -62,7 +62,9 @@ def run(args: argparse.Namespace) -> int:
     fault = parse_fault(args.fault) if args.fault else None
     if args.fix and fault is None:
         raise BadInput("--fix needs --break FAULT.", "Add --break timeout (or another fault).")
-    what = f"a {spec.proxy.value} sandbox" + (f" with the {fault.value} fault" if fault else "")
+    article = "an" if spec.proxy.value[0] in "aeiou" else "a"  # an apache sandbox
+    what = f"{article} {spec.proxy.value} sandbox" + (
+        f" with the {fault.value} fault" if fault else "")
     say(f"starting {what}…")
     box = start_sandbox(spec.proxy, spec, on_event=Progress(sys.stderr, show_host=False),
                         keep=args.keep, fault=fault)

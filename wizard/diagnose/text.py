@@ -88,8 +88,8 @@ def format_diagnosis(d: Diagnosis) -> str:
         lines.append(f"  route: {f.route_desc or 'none'}" + (f" at {f.route}" if f.route else ""))
     if d.probe is not None:
         for stage in d.probe.stages:
-            mark = "ok" if stage.ok else "FAIL"
-            lines.append(f"  {stage.name:<12} {mark:<4} {stage.ms:>8.1f} ms  {stage.detail}")
+            lines.append(f"  {stage.name:<12} {stage.mark:<4} {stage.ms:>8.1f} ms  "
+                         f"{stage.detail}")
         if d.probe.handshake is not None:
             hs = d.probe.handshake
             lines.append(f"  handshake: EIO={hs.eio_version}, pingInterval {hs.ping_interval_ms} "

@@ -33,6 +33,16 @@ class Stage:
     detail: str
     data: Mapping[str, Any] = field(default_factory=dict)
 
+    @property
+    def skipped(self) -> bool:
+        """Not run (an earlier stage failed, or it was not asked for): not a failure."""
+        return bool(self.data.get("skipped"))
+
+    @property
+    def mark(self) -> str:
+        """The human tables' mark (probe's and diagnose's): ok, skip or FAIL."""
+        return "ok" if self.ok else "skip" if self.skipped else "FAIL"
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "name": self.name, "ok": self.ok, "ms": self.ms, "detail": self.detail,
@@ -247,8 +257,7 @@ def format_report(report: ProbeReport) -> str:
     width = max((len(s.name) for s in report.stages), default=5)
     lines.append(f"  {'stage':<{width}}  {'ok':<4}  {'time':>9}  detail")
     for stage in report.stages:
-        mark = "ok" if stage.ok else "skip" if stage.data.get("skipped") else "FAIL"
-        lines.append(f"  {stage.name:<{width}}  {mark:<4}  {format_ms(stage.ms):>9}  "
+        lines.append(f"  {stage.name:<{width}}  {stage.mark:<4}  {format_ms(stage.ms):>9}  "
                      f"{stage.detail}")
     lines.append("")
     if report.handshake is not None:

@@ -27,7 +27,8 @@ _SEVERITY = {"error": ("✗ error", "bold $text-error"),
 
 def stage_cells(stage: Stage) -> tuple[Text, Text, Text, Text]:
     """One table row. Rich Text: DataTable measures it for the column widths."""
-    mark = Text("✓", style="bold green") if stage.ok else Text("✗", style="bold red")
+    mark = (Text("✓", style="bold green") if stage.ok else Text("–", style="dim")
+            if stage.skipped else Text("✗", style="bold red"))
     ms = Text(format_ms(stage.ms), justify="right")
     return mark, Text(stage.name), ms, Text(stage.detail)
 
