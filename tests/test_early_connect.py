@@ -122,6 +122,23 @@ def test_no_connect_for_a_spec_the_deploy_refuses(listener: NotSsh, tmp_path: Pa
     assert listener.accepted == 0
 
 
+@pytest.mark.parametrize(("flag", "value", "why"), [
+    ("--dest", "conf.d/sockwizard.conf", "a relative path"),
+    ("--backup-dir", "backups", "a relative path"),
+    ("--backup-dir", "/var/backups/x\nid", "a path with a NUL or line break"),
+])
+def test_no_connect_for_a_path_the_host_cannot_use(listener: NotSsh, tmp_path: Path,
+                                                   flag: str, value: str, why: str) -> None:
+    # A relative --backup-dir was taken: the backups went wherever the remote command
+    # started (the login's home, or this process's directory for --host local), and a later
+    # rollback from elsewhere found no history. Refused with the flag's name, unconnected.
+    code, loaded, stderr = deploy(listener.port, flag, value, tmp_path=tmp_path)
+    assert code == ExitCode.BAD_INPUT, stderr
+    assert f"{flag}: {why}" in stderr and "Traceback" not in stderr, stderr
+    assert loaded == []
+    assert listener.accepted == 0
+
+
 def test_several_hosts_connect_as_before(listener: NotSsh, tmp_path: Path) -> None:
     """With two hosts each connects in its own transaction (nothing started early)."""
     other = NotSsh()

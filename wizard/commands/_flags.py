@@ -111,7 +111,8 @@ def spec_from_args(args: argparse.Namespace, *, require_proxy: bool = True) -> D
             if dest == "listen":  # --listen replaces both halves a file may set
                 from_file -= {"listen_address", "listen_port"}
     if require_proxy and "proxy" not in raw:
-        raise InvalidSpec([Problem("--proxy", "which proxy? give --proxy nginx|apache|caddy|node "
+        raise InvalidSpec([Problem("--proxy", "which proxy? give --proxy "
+                                              f"{PROXY_CHOICES.replace(' | ', '|')} "
                                               "(or a --spec file that sets proxy)")])
     try:
         return build_spec(raw)
@@ -227,8 +228,21 @@ def add_backup_dir_option(g: Any, what: str) -> None:
 
 def backup_dir(args: argparse.Namespace) -> str:
     """--backup-dir, or the default (the flag itself defaults to None: diagnose refuses it
-    without --apply)."""
-    return str(args.backup_dir or DEFAULT_BACKUP_DIR)
+    without --apply). BadInput for a path that cannot be one on the host."""
+    value = str(args.backup_dir or DEFAULT_BACKUP_DIR)
+    host_path("--backup-dir", value, "a directory such as /var/backups/sockwizard")
+    return value
+
+
+def host_path(flag: str, value: str | None, example: str) -> None:
+    """BadInput, naming ``flag``, for a path on the host that is relative (it would land in
+    whatever directory the remote command starts in, and a later rollback would not find
+    it), empty, or holds a line break or NUL."""
+    from wizard.remote import path_problem
+
+    if value is not None and (why := path_problem(value)) is not None:
+        raise BadInput(f"{flag}: {why} cannot be used on the host.",
+                       f"Give an absolute path: {example}.")
 
 
 # -- probe flags ------------------------------------------------------------------------------

@@ -21,6 +21,7 @@ from wizard.commands._flags import (
     add_spec_options,
     backup_dir,
     connect_from_args,
+    host_path,
     open_early,
     spec_from_args,
 )
@@ -109,12 +110,15 @@ def run(args: argparse.Namespace) -> int:
     spec = spec_from_args(args)
     hosts: list[str] = args.hosts
     connect = connect_from_args(args)
+    # Refused before any connection: the paths the deploy would use on the host.
+    host_path("--dest", args.dest, "the config file, e.g. /etc/nginx/conf.d/sockwizard.conf")
+    backups = backup_dir(args)
     opening = _open_early(hosts, spec, connect)
     try:
         # Imported while the connect is under way (wizard.remote.Opening).
         from wizard.deploy import deploy_many
 
-        options = _options(args)
+        options = _options(args, backups)
     except BaseException:
         if opening is not None:
             opening.discard()
@@ -137,13 +141,13 @@ def _open_early(hosts: list[str], spec: DeploySpec, connect: ConnectOptions) -> 
     return open_early(hosts[0], connect)
 
 
-def _options(args: argparse.Namespace) -> Any:
+def _options(args: argparse.Namespace, backups: str) -> Any:
     from wizard.deploy import DeployOptions
 
     return DeployOptions(
         dest=args.dest, validate_cmd=args.validate_cmd, reload_cmd=args.reload_cmd,
         probe_url=args.probe_url, probe=not args.no_probe, rollback=not args.no_rollback,
-        dry_run=args.dry_run, backup_dir=backup_dir(args),
+        dry_run=args.dry_run, backup_dir=backups,
         follow_symlink=args.follow_symlink, settle_timeout=args.settle_timeout,
         edit_main_config=args.edit_main_config,
         disable_default_site=args.disable_default_site)
@@ -157,13 +161,16 @@ def _run_inventory(args: argparse.Namespace) -> int:
     if args.hosts:
         raise BadInput("--host and --inventory cannot be combined.",
                        "Put every host in the inventory (or pick some with --limit).")
+    host_path("--dest", args.dest, "the config file, e.g. /etc/nginx/conf.d/sockwizard.conf")
+    backups = backup_dir(args)
     inventory = load_inventory(args.inventory)
     hosts = select(inventory, args.limit)
     base = load_raw(args.spec) if args.spec else {}
     flags = {d: getattr(args, d) for d in SPEC_DESTS if getattr(args, d, None) is not None}
     given = frozenset(n for n in ("dest", "validate_cmd", "reload_cmd", "probe_url")
                       if getattr(args, n) is not None)
-    jobs = jobs_for(inventory, hosts, base, flags, _options(args), connect_from_args(args),
+    jobs = jobs_for(inventory, hosts, base, flags, _options(args, backups),
+                    connect_from_args(args),
                     option_flags=given)
     names = [job.name for job in jobs]
     # Progress lines carry the inventory name too, unless two names share one SSH target.

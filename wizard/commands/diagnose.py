@@ -78,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
                        "Add --host TARGET (or --host local on the proxy host itself).")
     if args.host is not None and not args.proxy:
         raise BadInput("--host needs --proxy to know which config to read.",
-                       "Add --proxy nginx|apache|caddy|node.")
+                       f"Add --proxy {PROXY_CHOICES.replace(' | ', '|')}.")
     fixing = args.fix or args.apply
     if fixing and args.host is None:
         raise BadInput("--fix/--apply need --host and --proxy: the fix is made to the live "
@@ -86,6 +86,8 @@ def run(args: argparse.Namespace) -> int:
     if (args.validate_cmd or args.reload_cmd or args.backup_dir) and not args.apply:
         raise BadInput("--validate-cmd/--reload-cmd/--backup-dir are for --apply.",
                        "Add --apply, or leave them out.")
+    if args.apply:
+        backup_dir(args)  # a path the host cannot use is refused before connecting
     connect = connect_from_args(args) if args.host is not None else None
     opening = open_early(args.host, connect) if connect is not None else None
     try:

@@ -21,6 +21,7 @@ from wizard.commands._flags import (
     add_connect_options,
     backup_dir,
     connect_from_args,
+    host_path,
     open_early,
 )
 from wizard.commands._print import Progress, report
@@ -63,6 +64,7 @@ def run(args: argparse.Namespace) -> int:
 
     connect = connect_from_args(args)
     backups = backup_dir(args)
+    host_path("--dest", args.dest, "the config file the deploy replaced")
     if args.list:
         return list_choices(args, backups, connect)
     opening = open_early(args.hosts, connect)

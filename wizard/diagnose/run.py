@@ -90,7 +90,7 @@ def run_diagnosis(
     kind = _kind(proxy) if proxy is not None else None
     if remote is not None and kind is None:
         raise BadInput("--host needs --proxy to know which config to read.",
-                       "Add --proxy nginx|apache|caddy|node.")
+                       f"Add --proxy {'|'.join(k.value for k in ProxyKind)}.")
     if kind is not None and remote is None:
         raise BadInput("--proxy needs --host to read the proxy's config.",
                        "Add --host TARGET (or --host local on the proxy host itself).")
