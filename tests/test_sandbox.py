@@ -7,6 +7,9 @@ The node sandbox runs too: the deploy uploads sockwizard's own http-proxy beside
 
 from __future__ import annotations
 
+import os
+import re
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -102,3 +105,60 @@ def test_cli_no_wait_prints_the_url_and_exits_clean() -> None:
     assert done.stdout.startswith("http://127.0.0.1:")
     assert "sandbox is live" in done.stderr and "sandbox stopped" in done.stderr
     assert "listen: *:80 → 127.0.0.1:" in done.stderr  # says what it substituted
+
+
+@pytest.mark.parametrize("signum", [signal.SIGHUP, signal.SIGTERM], ids=["SIGHUP", "SIGTERM"])
+def test_closing_the_terminal_stops_the_sandbox_and_removes_it(signum: int) -> None:
+    # Closing the terminal (SIGHUP) ended the command alone: its nginx and demo server ran
+    # on, orphaned, and its temp dir stayed. Now a hang-up or a TERM cleans up as Ctrl-C does.
+    proc = subprocess.Popen([sys.executable, "-m", "wizard", "sandbox", "--proxy", "nginx"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
+                            start_new_session=True)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().startswith("http://")
+        prefix = Path(_sandbox_dir(proc.pid))
+        children = _descendants(proc.pid)
+        assert prefix.is_dir() and len(children) >= 2, (prefix, children)  # nginx, a backend
+        proc.send_signal(signum)
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 0, stderr
+    assert "sandbox stopped" in stderr, stderr
+    assert not prefix.exists()
+    assert [pid for pid in children if Path(f"/proc/{pid}").exists()
+            and _state(pid) != "Z"] == []
+
+
+def _sandbox_dir(pid: int) -> str:
+    """The sandbox's temp dir: the one its nginx runs in (from its command line)."""
+    for child in _descendants(pid):
+        # nginx sets its title ("nginx: master process ... -p DIR/ ..."): one string.
+        line = Path(f"/proc/{child}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        if (found := re.search(r" -p (\S+)", line)) is not None:
+            return found[1].rstrip("/")
+    raise AssertionError("no nginx under the sandbox")
+
+
+def _descendants(pid: int) -> list[int]:
+    out, todo = [], [pid]
+    while todo:
+        parent = todo.pop()
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                try:
+                    stat = (entry / "stat").read_text()
+                except OSError:
+                    continue
+                if int(stat.rsplit(")", 1)[1].split()[1]) == parent:
+                    out.append(int(entry.name))
+                    todo.append(int(entry.name))
+    return out
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return "gone"

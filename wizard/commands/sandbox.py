@@ -12,6 +12,7 @@ real client shows the symptom, ``diagnose`` runs on it, and ``--fix`` deploys th
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from typing import TYPE_CHECKING, Any
 
@@ -66,8 +67,13 @@ def run(args: argparse.Namespace) -> int:
     what = f"{article} {spec.proxy.value} sandbox" + (
         f" with the {fault.value} fault" if fault else "")
     say(f"starting {what}…")
-    box = start_sandbox(spec.proxy, spec, on_event=Progress(sys.stderr, show_host=False),
-                        keep=args.keep, fault=fault)
+    previous = _stop_on_hangup()
+    try:
+        box = start_sandbox(spec.proxy, spec, on_event=Progress(sys.stderr, show_host=False),
+                            keep=args.keep, fault=fault)
+    except BaseException:
+        _restore(previous)
+        raise
     try:
         say("the sandbox runs your config with these substitutions:")
         for sub in box.substitutions:
@@ -86,8 +92,28 @@ def run(args: argparse.Namespace) -> int:
             return int(ExitCode.FAILED)
         return int(ExitCode.OK)
     finally:
-        box.stop()
-        say("sandbox stopped" + (f"; kept {box.prefix}" if args.keep else ""))
+        for signum in previous:  # a second signal must not cut the cleanup short
+            signal.signal(signum, signal.SIG_IGN)
+        try:
+            box.stop()
+            say("sandbox stopped" + (f"; kept {box.prefix}" if args.keep else ""))
+        finally:
+            _restore(previous)
+
+
+def _stop_on_hangup() -> dict[int, Any]:
+    """Closing the terminal (SIGHUP) or a SIGTERM ends the sandbox as Ctrl-C does: ``run``'s
+    cleanup stops its proxy and demo servers and removes its temp dir. (The default action
+    ended this process alone: they ran on, orphaned, with the dir left behind.)"""
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    return {signum: signal.signal(signum, interrupt) for signum in (signal.SIGHUP, signal.SIGTERM)}
+
+
+def _restore(previous: dict[int, Any]) -> None:
+    for signum, handler in previous.items():
+        signal.signal(signum, handler)
 
 
 def report_deploy(box: Sandbox) -> ExitCode:
