@@ -596,13 +596,14 @@ def test_rollback_of_a_first_deploy_removes_the_file_it_made(host: Host) -> None
     # after it, the most common deploy of all. It is undone by its history id instead.
     host.dest.unlink()
     first = host.deploy()
-    assert first.ok and first.backup is None and first.id is not None
+    assert first.ok and first.backup is None and first.id is not None and first.new_file
     assert first.to_dict()["id"] == first.id == host.index()[-1]["id"]
     options = deploy.RollbackOptions(backup_dir=str(host.root / "backups"),
                                      state_dir=host.root / "state", probe=False)
     undone = deploy.rollback_result(LocalRemote(), first, options=options,
                                     checks=host.checks.checks())
     assert undone.ok, undone.message()
+    assert not undone.new_file  # it removed a file that was there
     assert not host.dest.exists()
     done = next(s for s in undone.steps if s.step.value == "done")
     assert done.detail == f"{host.dest} removed", done.detail  # not "serves config (unmarked)"

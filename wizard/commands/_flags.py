@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from wizard.commands._print import exit_codes_epilog
 from wizard.errors import BadInput, InvalidSpec
-from wizard.model import DeploySpec, Problem, ProxyKind, build_spec
+from wizard.model import PROXY_NAMES, DeploySpec, Problem, build_spec
 
 if TYPE_CHECKING:
     from wizard.probe import ProbeOptions
@@ -52,8 +52,7 @@ FLAG_FOR_FIELD = {
 }
 
 
-# Every proxy sockwizard knows, for --proxy's help: from the enum, so a new one is never missed.
-PROXY_CHOICES = " | ".join(kind.value for kind in ProxyKind)
+PROXY_CHOICES = PROXY_NAMES.replace("|", " | ")  # --proxy's help
 
 
 def add_spec_options(p: argparse.ArgumentParser) -> None:
@@ -112,7 +111,7 @@ def spec_from_args(args: argparse.Namespace, *, require_proxy: bool = True) -> D
                 from_file -= {"listen_address", "listen_port"}
     if require_proxy and "proxy" not in raw:
         raise InvalidSpec([Problem("--proxy", "which proxy? give --proxy "
-                                              f"{PROXY_CHOICES.replace(' | ', '|')} "
+                                              f"{PROXY_NAMES} "
                                               "(or a --spec file that sets proxy)")])
     try:
         return build_spec(raw)

@@ -30,6 +30,7 @@ from wizard.commands._flags import (
 )
 from wizard.commands._print import StageProgress
 from wizard.errors import BadInput, ExitCode
+from wizard.model import PROXY_NAMES
 
 DEFAULT_SESSIONS = 6  # polling sessions: catches a missing sticky setup with two backends
 
@@ -78,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
                        "Add --host TARGET (or --host local on the proxy host itself).")
     if args.host is not None and not args.proxy:
         raise BadInput("--host needs --proxy to know which config to read.",
-                       f"Add --proxy {PROXY_CHOICES.replace(' | ', '|')}.")
+                       f"Add --proxy {PROXY_NAMES}.")
     fixing = args.fix or args.apply
     if fixing and args.host is None:
         raise BadInput("--fix/--apply need --host and --proxy: the fix is made to the live "

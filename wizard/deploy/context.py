@@ -256,6 +256,7 @@ class Context:
             config_id=self.config_id, diff=self.diff, plan=tuple(self.plan),
             backup=self.backup, local_backup=self.local_backup, steps=tuple(self.steps),
             id=self.lock_token[:10] if self.recorded else None,
+            new_file=self.old is None and bool(self.diff),
             warnings=tuple(self.warnings), probe=self.probe_report, needs=self.needs,
             needs_text=self.needs_text(),
             seconds=time.monotonic() - self.started)

@@ -51,12 +51,12 @@ def apply(remote: Remote, spec: DeploySpec, options: DeployOptions, *,
 
 
 def rollback(remote: Remote, host: str, options: RollbackOptions, *,
-             undo: str | None = None, on_event: EventSink = ignore,
+             undo_id: str | None = None, on_event: EventSink = ignore,
              checks: LiveChecks | None = None, probe_host: str = "127.0.0.1") -> DeployResult:
     """Roll back over an open remote, as a guarded transaction of its own: undo the newest
     change in effect (``sockwizard rollback``; ``options.to``: back to that deploy's config),
-    or the deploy whose id is ``undo``. What may come back: ``wizard.deploy.history``."""
-    return _rollback(remote, host, options, undo, on_event=on_event, checks=checks,
+    or the deploy whose id is ``undo_id``. What may come back: ``wizard.deploy.history``."""
+    return _rollback(remote, host, options, undo_id, on_event=on_event, checks=checks,
                      probe_host=probe_host, session=None)
 
 
@@ -75,7 +75,7 @@ def rollback_result(remote: Remote, result: DeployResult, *, on_event: EventSink
     # The index lives beside the backups this deploy wrote.
     opts = options or RollbackOptions(backup_dir=posixpath.dirname(result.backup)
                                       if result.backup else DEFAULT_BACKUP_DIR)
-    return rollback(remote, result.host, opts, undo=result.id, on_event=on_event,
+    return rollback(remote, result.host, opts, undo_id=result.id, on_event=on_event,
                     checks=checks, probe_host=probe_host)
 
 
@@ -285,12 +285,12 @@ def _continue(ctx: Context, session: _Session | None) -> None:
         ctx.started = session.started
 
 
-def _rollback(remote: Remote, host: str, options: RollbackOptions, undo: str | None, *,
+def _rollback(remote: Remote, host: str, options: RollbackOptions, undo_id: str | None, *,
               on_event: EventSink, checks: LiveChecks | None, probe_host: str,
               session: _Session | None) -> DeployResult:
     started = session.started if session is not None else time.monotonic()
     try:
-        chosen = rollback_preset(remote, host, options, undo_id=undo)
+        chosen = rollback_preset(remote, host, options, undo_id=undo_id)
     except SockwizardError as exc:
         return DeployResult(host=host, outcome=Outcome.FAILED, exit_code=exc.exit_code,
                             title=exc.title, hint=exc.hint, detail=exc.detail,

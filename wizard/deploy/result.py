@@ -72,6 +72,7 @@ class DeployResult:
     # Its history record's id (`rollback --to ID`, the TUI's Rollback); None when it
     # recorded none (stopped before the backup step, or changed nothing).
     id: str | None = None
+    new_file: bool = False  # the destination did not exist: the deploy creates it
     local_backup: str | None = None
     steps: tuple[StepFinished, ...] = ()
     warnings: tuple[str, ...] = ()
@@ -105,6 +106,7 @@ class DeployResult:
             "diff": self.diff,
             "plan": [p.to_dict() for p in self.plan],
             "id": self.id,
+            "new_file": self.new_file,
             "backup": self.backup,
             "local_backup": self.local_backup,
             "steps": [s.to_dict() for s in self.steps],

@@ -26,7 +26,7 @@ from wizard.diagnose.rules import diagnose_with_notes
 from wizard.diagnose.text import passed_checks
 from wizard.errors import BadInput, RemoteCommandFailed, SockwizardError
 from wizard.findings import Finding, merge, order
-from wizard.model import ProxyKind
+from wizard.model import PROXY_NAMES, ProxyKind
 
 if TYPE_CHECKING:
     from wizard.probe import ProbeOptions, ProbeReport, Stage
@@ -90,7 +90,7 @@ def run_diagnosis(
     kind = _kind(proxy) if proxy is not None else None
     if remote is not None and kind is None:
         raise BadInput("--host needs --proxy to know which config to read.",
-                       f"Add --proxy {'|'.join(k.value for k in ProxyKind)}.")
+                       f"Add --proxy {PROXY_NAMES}.")
     if kind is not None and remote is None:
         raise BadInput("--proxy needs --host to read the proxy's config.",
                        "Add --host TARGET (or --host local on the proxy host itself).")

@@ -27,6 +27,11 @@ class ProxyKind(StrEnum):
     TRAEFIK = "traefik"
 
 
+# Every proxy's name, for the flags' help and hints ("nginx|apache|..."): from the enum, so
+# a new one is never missed.
+PROXY_NAMES = "|".join(kind.value for kind in ProxyKind)
+
+
 class Scope(StrEnum):
     ALL = "all"  # the whole site goes to the backend (the docs' first nginx example)
     SOCKETIO = "socketio"  # only the Socket.IO path is proxied; the proxy serves a static root

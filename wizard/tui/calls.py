@@ -46,7 +46,7 @@ def deploy_question(spec: DeploySpec, where: str, planned: DeployResult | None) 
     """What the Deploy step asks before a deploy to a real host: which host, which file (the
     dry run's), what happens, and every warning the dry run raised."""
     dest = planned.dest if planned and planned.dest else "the file detected on the host"
-    new_file = planned is not None and planned.diff.startswith("--- /dev/null")
+    new_file = planned is not None and planned.new_file
     lines = [f"Write {dest} on {where}, validate it and reload {spec.proxy.value}?",
              "There is no file there yet: it is removed again if the validation, the reload "
              "or the probe fails." if new_file else
